@@ -1,0 +1,309 @@
+"""A whole build: Dockerfile → plan → stages (pull, unpack, execute) → outputs. `build()` is the public API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import events as ev
+from .context import BuildContext, DockerIgnore, check_context
+from .dockerfile import instructions as ins
+from .dockerfile.parser import load_dockerfile
+from .errors import DockerfileError, OutputError, UsageError
+from .executor import BuildServices, StageExecutor, StageResult, StepRecord, now_rfc3339
+from .image.blobs import BlobStore
+from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer,
+                          Platform)
+from .image.reference import Reference, parse_reference
+from .isolation import NamespaceRunner, Runner
+from .options import BuildOptions, default_cache_root
+from .plan import StagePlan, make_plan
+from .rootfs import RootFS, Workspace, unpack_layers
+from .rootfs.overlay import enter_private_mount_namespace
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    digest: str
+    image: Image
+    tags: tuple[str, ...]
+    steps: tuple[StepRecord, ...]
+    pushed: tuple[str, ...] = ()
+    duration: float = 0.0
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def config_digest(self) -> str:
+        return self.image.config_descriptor().digest
+
+    def metadata(self) -> dict:
+        return {
+            "containerimage.digest": self.digest,
+            "containerimage.config.digest": self.config_digest,
+            "image.name": ",".join(self.tags),
+            "digest": self.digest,
+            "config_digest": self.config_digest,
+            "tags": list(self.tags),
+            "pushed": list(self.pushed),
+            "platform": str(self.image.platform),
+            "layers": [{"digest": l.digest, "size": l.size, "mediaType": l.media_type, "diff_id": l.diff_id}
+                       for l in self.image.layers],
+            "steps": [{"step": s.step, "instruction": s.instruction, "file": s.file, "line": s.line,
+                       "duration": round(s.duration, 4),
+                       "layer": s.layer.digest if s.layer else None} for s in self.steps],
+            "duration": round(self.duration, 4),
+        }
+
+
+# Docker's layer media types become their OCI twins when written into an OCI manifest (same bytes).
+_TO_OCI_LAYER = {DOCKER_LAYER_GZIP: OCI_LAYER_GZIP}
+
+# Build args docker accepts without an ARG, and never reports as unused.
+PREDEFINED_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                   "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+
+class Builder:
+    def __init__(self, options: BuildOptions, *, events: ev.Events = ev.NULL_EVENTS,
+                 runner: Runner | None = None, client=None):
+        self.options = options
+        self.events = events
+        self.runner = runner or NamespaceRunner()
+        self._client = client
+        self._pulled: dict[str, tuple[Image, RootFS | None]] = {}
+        self.platform = self._parse_platform(options.platform)
+
+    @staticmethod
+    def _parse_platform(text: str) -> Platform:
+        try:
+            return Platform.parse(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from .registry.client import RegistryClient
+
+            self._client = RegistryClient(insecure_registries=self.options.insecure_registries,
+                                          environ=self.options.environ, events=self.events,
+                                          max_parallel=self.options.max_parallel_transfers)
+        return self._client
+
+    # --- the build ---------------------------------------------------------------------------------------
+    def build(self) -> BuildResult:
+        started = time.monotonic()
+        opts = self.options
+        check_context(opts.context)
+        tags = tuple(self._check_tags(opts.tags))
+        dockerfile_path = opts.dockerfile_path
+        dockerfile = load_dockerfile(dockerfile_path, _display_path(dockerfile_path))
+        build_args = dict(opts.build_args)
+        used_args: set[str] = set()
+        plan = make_plan(dockerfile, opts.target, build_args, used_args)
+        self.events.emit(ev.BuildStarted(dockerfile=dockerfile.path, context=str(opts.context),
+                                         stages=len(plan.stages), steps=plan.step_count))
+        enter_private_mount_namespace()
+        blob_root = opts.blob_dir or (default_cache_root(opts.environ) / "store")
+        store = BlobStore(blob_root)
+        work_parent = opts.work_dir or Path(opts.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
+        work_parent.mkdir(parents=True, exist_ok=True)
+        workspace = Workspace(Path(tempfile.mkdtemp(prefix="dockyard-", dir=work_parent)))
+        try:
+            services = BuildServices(
+                store=store, workspace=workspace, runner=self.runner,
+                context=BuildContext(opts.context, DockerIgnore.load(opts.context, dockerfile_path)),
+                events=self.events, compression=opts.compression, compression_level=opts.compression_level,
+                image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
+                **self._host_files(workspace))
+            image = self._run_stages(plan, dockerfile, services, build_args, used_args)
+            image = self._finalize(image)
+            digest = image.digest
+            pushed = self._write_outputs(image, store, tags)
+            unused = sorted(set(build_args) - used_args - PREDEFINED_ARGS)
+            warnings = []
+            if unused:
+                warnings.append(f"build arguments were not consumed by any ARG: {', '.join(unused)}")
+                self.events.warning(warnings[-1])
+            result = BuildResult(digest=digest, image=image, tags=tags, steps=tuple(services.steps),
+                                 pushed=tuple(pushed), duration=time.monotonic() - started,
+                                 warnings=tuple(warnings))
+            self._write_result_files(result)
+            self.events.emit(ev.BuildFinished(digest=digest, duration=result.duration))
+            return result
+        finally:
+            workspace.cleanup()
+
+    def _check_tags(self, tags: tuple[str, ...]) -> list[str]:
+        for tag in tags:
+            parse_reference(tag)  # raises UsageError naming the bad tag
+        if self.options.wants_push and not tags:
+            raise UsageError("--push needs at least one --tag naming where to push",
+                             hint="e.g. -t registry.example.com/team/app:1.0")
+        return list(tags)
+
+    def _host_files(self, workspace: Workspace) -> dict:
+        """Private copies of the host's resolv.conf and hosts for RUN steps (bound read-only)."""
+        directory = workspace.new_file_dir()
+        found = {}
+        for name, key in (("resolv.conf", "resolv_conf"), ("hosts", "hosts")):
+            source = Path("/etc") / name
+            if source.is_file():
+                target = os.path.join(directory, name)
+                shutil.copyfile(source, target)
+                os.chmod(target, 0o644)
+                found[key] = target
+        return found
+
+    def _run_stages(self, plan, dockerfile: ins.Dockerfile, services: BuildServices,
+                    build_args: dict[str, str], used_args: set[str]) -> Image:
+        results: dict[int, StageResult] = {}
+        counter = iter(range(1, plan.step_count + 1))
+        total = plan.step_count
+
+        def next_step() -> tuple[int, int]:
+            return next(counter, total), total
+
+        for stage_plan in plan.stages:
+            stage = stage_plan.stage
+            self.events.emit(ev.StageStarted(stage=stage.display_name,
+                                             base=stage_plan.base_image or f"stage {stage_plan.base_stage}"))
+            step, _ = next_step()
+            services.steps.append(StepRecord(step, stage.base.original, stage.base.location.file,
+                                             stage.base.location.start_line))
+            self.events.emit(ev.StepStarted(step=step, total=total, stage=stage.display_name,
+                                            text=stage.base.original, file=stage.base.location.file,
+                                            line=stage.base.location.start_line))
+            t0 = time.monotonic()
+            try:
+                image, rootfs = self._stage_base(stage_plan, results, services)
+            except Exception:
+                self.events.emit(ev.StepFinished(step=step, duration=time.monotonic() - t0, failed=True))
+                raise
+            services.steps[-1].duration = time.monotonic() - t0
+            self.events.emit(ev.StepFinished(step=step, duration=services.steps[-1].duration))
+            executor = StageExecutor(stage, image, rootfs, services, build_args, used_args, results, dockerfile,
+                                     next_step, plan.global_args)
+            results[stage.index] = executor.run()
+        return results[plan.target_index].image
+
+    def _stage_base(self, stage_plan: StagePlan, results: dict[int, StageResult],
+                    services: BuildServices) -> tuple[Image, RootFS]:
+        if stage_plan.base_stage is not None:
+            parent = results[stage_plan.base_stage]
+            return parent.image, parent.rootfs
+        platform = self._parse_platform(stage_plan.platform) if stage_plan.platform else self.platform
+        if stage_plan.base_image == "scratch":
+            return Image(meta={"architecture": platform.architecture, "os": platform.os,
+                               **({"variant": platform.variant} if platform.variant else {})}), RootFS()
+        try:
+            image, rootfs = self._pull_and_unpack(stage_plan.base_image, platform, services.store,
+                                                  services.workspace)
+        except DockerfileError:
+            raise
+        except Exception as exc:
+            from .errors import DockyardError
+
+            if isinstance(exc, DockyardError) and exc.location is None:
+                exc.location = stage_plan.stage.base.location
+            raise
+        return image, rootfs
+
+    def _pull_and_unpack(self, text: str, platform: Platform, store: BlobStore,
+                         workspace: Workspace) -> tuple[Image, RootFS]:
+        key = f"{text}|{platform}"
+        cached = self._pulled.get(key)
+        if cached and cached[1] is not None:
+            return cached[0], cached[1]
+        from .registry.pull import pull_image
+
+        ref = parse_reference(text)
+        pulled = pull_image(self.client, ref, platform, store)
+        image = pulled.image.with_config()  # a copy of the base's config to build on
+        rootfs = unpack_layers(image.layers, store, workspace)
+        base_annotations = (("org.opencontainers.image.base.digest", pulled.digest),
+                            ("org.opencontainers.image.base.name", str(ref)))
+        image = replace(image, annotations=base_annotations)
+        self._pulled[key] = (image, rootfs)
+        return image, rootfs
+
+    def _image_rootfs(self, text: str, inst: ins.Instruction, store: BlobStore, workspace: Workspace) -> RootFS:
+        try:
+            return self._pull_and_unpack(text, self.platform, store, workspace)[1]
+        except UsageError as exc:
+            raise DockerfileError(f"--from={text} is neither a stage nor an image reference: {exc.message}",
+                                  location=inst.location) from None
+
+    def _finalize(self, image: Image) -> Image:
+        """The image as it is written: OCI media types, build labels, a creation time."""
+        labels = dict(image.container_config.get("Labels") or {})
+        labels.update(dict(self.options.labels))
+        if labels:
+            image = image.with_config(Labels=labels)
+        layers = tuple(Layer(Descriptor(_TO_OCI_LAYER.get(l.media_type, l.media_type), l.digest, l.size), l.diff_id)
+                       for l in image.layers)
+        return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST).with_meta(created=now_rfc3339())
+
+    # --- outputs -----------------------------------------------------------------------------------------
+    def _write_outputs(self, image: Image, store: BlobStore, tags: tuple[str, ...]) -> list[str]:
+        pushed: list[str] = []
+        opts = self.options
+        refs = [parse_reference(t) for t in tags]
+        if opts.wants_push:
+            from .registry.push import push_image
+
+            push_image(self.client, image, store, refs)
+            pushed = [str(r) for r in refs]
+        for output in opts.outputs:
+            if output.type == "oci":
+                from .image.layout import write_oci_layout
+
+                names = [r.tag or "latest" for r in refs] or ["latest"]
+                write_oci_layout(image, store, Path(output.dest), names)
+            elif output.type == "docker":
+                from .image.archive import write_docker_archive
+
+                write_docker_archive(image, store, Path(output.dest), [_repo_tag(r) for r in refs])
+        if not opts.wants_push and not opts.outputs:
+            self.events.warning("no output requested: the image was built but is only kept in dockyard's blob "
+                                "store; use --push or --output type=oci,dest=DIR")
+        return pushed
+
+    def _write_result_files(self, result: BuildResult) -> None:
+        for path, text in ((self.options.digest_file, result.digest),
+                           (self.options.metadata_file, json.dumps(result.metadata(), indent=2))):
+            if path is None:
+                continue
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(str(path) + ".tmp")
+                tmp.write_text(text + ("\n" if not text.endswith("\n") else ""))
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise OutputError(f"cannot write {path}: {exc.strerror}", subject=str(path)) from None
+
+
+def _repo_tag(ref: Reference) -> str:
+    name = ref.name[len("docker.io/"):] if ref.registry == "docker.io" else ref.name
+    if name.startswith("library/") and ref.registry == "docker.io":
+        name = name[len("library/"):]
+    return f"{name}:{ref.tag or 'latest'}"
+
+
+def _display_path(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("..") else str(path)
+    except ValueError:
+        return str(path)
+
+
+def build(options: BuildOptions, *, events: ev.Events = ev.NULL_EVENTS, runner: Runner | None = None,
+          client=None) -> BuildResult:
+    """Build an image as `options` say. Raises a DockyardError subclass (with a location) on failure."""
+    return Builder(options, events=events, runner=runner, client=client).build()

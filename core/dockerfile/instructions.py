@@ -1,0 +1,191 @@
+"""Typed Dockerfile instructions: what the parser produces and everything else consumes.
+
+Values are kept *unexpanded* (as written, quotes included where docker keeps them for later expansion):
+which variables are visible depends on ARG/ENV state at dispatch time, so `expand.py` is applied by the
+executor, instruction by instruction, the way docker does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import SourceLocation
+
+
+@dataclass(frozen=True)
+class Command:
+    """A RUN/CMD/ENTRYPOINT/HEALTHCHECK command: JSON exec form (`args`) or shell form (`shell_text`)."""
+
+    exec_form: bool
+    args: tuple[str, ...] = ()  # exec form
+    shell_text: str = ""  # shell form, as written (continuations joined)
+
+    def argv(self, shell: tuple[str, ...]) -> list[str]:
+        """The argv to run: exec form as is, shell form prefixed by SHELL (default /bin/sh -c)."""
+        return list(self.args) if self.exec_form else [*shell, self.shell_text]
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper-case, e.g. "RUN"
+    location: SourceLocation
+    original: str  # the instruction's source text, continuations joined, for messages and history
+    flags: tuple[tuple[str, str | None], ...] = field(default=(), kw_only=True)  # ("from", "build"), ...
+
+    def flag(self, name: str) -> str | None:
+        for key, value in self.flags:
+            if key == name:
+                return value if value is not None else "true"
+        return None
+
+    def flag_values(self, name: str) -> list[str]:
+        return [v if v is not None else "true" for k, v in self.flags if k == name]
+
+
+@dataclass(frozen=True)
+class From(Instruction):
+    image: str  # unexpanded; expanded with global ARGs only
+    stage_name: str | None = None  # as written after AS (docker lower-cases it for lookup)
+    platform: str | None = None  # --platform, unexpanded
+
+
+@dataclass(frozen=True)
+class ArgDef:
+    name: str
+    default: str | None  # unexpanded; None when no `=` was given
+
+
+@dataclass(frozen=True)
+class Arg(Instruction):
+    args: tuple[ArgDef, ...]
+
+
+@dataclass(frozen=True)
+class Env(Instruction):
+    pairs: tuple[tuple[str, str], ...]  # (key, unexpanded value)
+    legacy_form: bool = False  # `ENV key value`
+
+
+@dataclass(frozen=True)
+class Label(Instruction):
+    pairs: tuple[tuple[str, str], ...]  # (unexpanded key, unexpanded value)
+
+
+@dataclass(frozen=True)
+class Maintainer(Instruction):
+    name: str
+
+
+@dataclass(frozen=True)
+class Run(Instruction):
+    command: Command
+    # --mount, --network, --security as raw flag values are in `flags`; parsed by the executor (issue 3).
+
+
+@dataclass(frozen=True)
+class Cmd(Instruction):
+    command: Command
+
+
+@dataclass(frozen=True)
+class Entrypoint(Instruction):
+    command: Command
+
+
+@dataclass(frozen=True)
+class Expose(Instruction):
+    ports: tuple[str, ...]  # unexpanded words, e.g. "80", "53/udp", "${PORT}"
+
+
+@dataclass(frozen=True)
+class Copy(Instruction):
+    """COPY and ADD. Flags (--from, --chown, --chmod, --link, --exclude, --parents, --checksum,
+    --keep-git-dir) are in `flags`, unexpanded."""
+
+    sources: tuple[str, ...]  # unexpanded
+    dest: str  # unexpanded
+    json_form: bool = False  # `COPY ["a", "b"]`: no word splitting
+    heredocs: tuple["Heredoc", ...] = ()
+
+    @property
+    def is_add(self) -> bool:
+        return self.keyword == "ADD"
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    name: str  # the delimiter word
+    content: str
+    expand: bool = True  # False when the delimiter was quoted
+    chomp_tabs: bool = False  # <<-
+
+
+@dataclass(frozen=True)
+class Volume(Instruction):
+    paths: tuple[str, ...]  # unexpanded
+
+
+@dataclass(frozen=True)
+class User(Instruction):
+    user: str  # unexpanded `user[:group]`
+
+
+@dataclass(frozen=True)
+class Workdir(Instruction):
+    path: str  # unexpanded
+
+
+@dataclass(frozen=True)
+class Onbuild(Instruction):
+    trigger: str  # the instruction text to run later, e.g. "RUN echo hi"
+
+
+@dataclass(frozen=True)
+class Stopsignal(Instruction):
+    signal: str  # unexpanded
+
+
+@dataclass(frozen=True)
+class Healthcheck(Instruction):
+    command: Command | None  # None for HEALTHCHECK NONE
+    # --interval, --timeout, --start-period, --start-interval, --retries are in `flags`.
+
+
+@dataclass(frozen=True)
+class Shell(Instruction):
+    args: tuple[str, ...]
+
+
+KEYWORDS = ("FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
+            "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL")
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    base: From
+    instructions: tuple[Instruction, ...]
+
+    @property
+    def name(self) -> str | None:
+        return self.base.stage_name.lower() if self.base.stage_name else None
+
+    @property
+    def display_name(self) -> str:
+        return self.base.stage_name or f"stage-{self.index}"
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    path: str  # as shown in messages (relative to the working directory when possible)
+    global_args: tuple[Arg, ...]  # ARGs before the first FROM
+    stages: tuple[Stage, ...]
+    directives: tuple[tuple[str, str], ...] = ()  # ("escape", "`"), ("syntax", ...), ("check", ...)
+    escape: str = "\\"
+
+    def stage_by_name(self, name: str) -> Stage | None:
+        lowered = name.lower()
+        for stage in self.stages:
+            if stage.name == lowered:
+                return stage
+        return None

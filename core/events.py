@@ -1,0 +1,132 @@
+"""Build events: what the builder reports while it works. Renderers (progress.py) turn them into output.
+
+The builder and the registry client only ever call `Events.emit(...)`; they know nothing of terminals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def kind(self) -> str:
+        name = type(self).__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["event"] = self.kind
+        return d
+
+
+@dataclass(frozen=True)
+class BuildStarted(Event):
+    dockerfile: str
+    context: str
+    stages: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class StageStarted(Event):
+    stage: str
+    base: str
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    step: int  # 1-based over the whole build
+    total: int
+    stage: str
+    text: str  # e.g. "RUN apk add curl"
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class StepLog(Event):
+    step: int
+    line: str  # one line of the step's output, without its newline
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    step: int
+    duration: float
+    layer_digest: str | None = None
+    layer_size: int | None = None
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class TransferStarted(Event):
+    direction: str  # "pull" or "push"
+    image: str
+    digest: str
+    total: int
+
+
+@dataclass(frozen=True)
+class TransferProgress(Event):
+    digest: str
+    done: int
+
+
+@dataclass(frozen=True)
+class TransferFinished(Event):
+    digest: str
+    skipped: str | None = None  # "exists", "mounted": why no bytes moved
+
+
+@dataclass(frozen=True)
+class ImagePushed(Event):
+    reference: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Message(Event):
+    level: str  # "info", "warning", "error"
+    text: str
+
+
+@dataclass(frozen=True)
+class BuildFinished(Event):
+    digest: str | None
+    duration: float
+    error: str | None = None
+
+
+Listener = Callable[[Event], None]
+
+
+class Events:
+    """A thread-safe fan-out of events to listeners (transfers report from worker threads)."""
+
+    def __init__(self, *listeners: Listener):
+        self._listeners = list(listeners)
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            for listener in self._listeners:
+                listener(event)
+
+    def info(self, text: str) -> None:
+        self.emit(Message(level="info", text=text))
+
+    def warning(self, text: str) -> None:
+        self.emit(Message(level="warning", text=text))
+
+
+NULL_EVENTS = Events()

@@ -1,0 +1,150 @@
+"""Pull an image for one platform: resolve the index, fetch the config and layers into a BlobStore.
+
+Everything fetched is verified against its digest before it enters the store (the client and BlobWriter see
+to that), and the manifest's claims are checked against each other: a config whose rootfs lists a different
+number of layers than the manifest is refused rather than producing an image with wrong diff_ids.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from ..errors import RegistryError
+from ..image.blobs import BlobStore
+from ..image.model import (DOCKER_CONFIG, INDEX_TYPES, LAYER_TYPES, MANIFEST_TYPES, OCI_CONFIG, Descriptor,
+                           Image, Layer, Platform)
+from ..image.reference import Reference
+from .client import SCHEMA1_TYPES, RegistryClient
+
+# Configs of things that are not container images (helm charts, signatures, attestations) carry other types.
+CONFIG_TYPES = (OCI_CONFIG, DOCKER_CONFIG)
+# Docker buildx attaches attestations (SBOM, provenance) to indexes as "unknown/unknown" manifests.
+_ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    image: Image
+    reference: Reference  # what was asked for
+    digest: str  # the platform manifest's digest (what `FROM ref@digest` would pin)
+    index_digest: str | None  # the index's digest when `reference` named a multi-platform index
+
+
+def pull_image(client: RegistryClient, ref: Reference, platform: Platform, store: BlobStore) -> PulledImage:
+    body, media_type, digest = client.get_manifest(ref)
+    index_digest = None
+    doc = _parse_document(body, ref, "manifest")
+    _reject_schema1(media_type, doc, ref)
+    if media_type in INDEX_TYPES:
+        index_digest = digest
+        entry = select_platform(doc, platform, ref)
+        pinned = ref.with_digest(entry.digest)
+        body, media_type, digest = client.get_manifest(pinned, accept=MANIFEST_TYPES)
+        doc = _parse_document(body, ref, "manifest")
+        _reject_schema1(media_type, doc, ref)
+        if media_type in INDEX_TYPES:
+            raise RegistryError(f"the {platform} entry of {ref} is itself an index ({entry.digest}); nested "
+                                "indexes are not supported", subject=str(ref))
+    if media_type not in MANIFEST_TYPES:
+        raise RegistryError(f"{ref} is not a container image: its manifest has media type {media_type!r}",
+                            subject=str(ref),
+                            hint="dockyard pulls OCI and Docker schema 2 images and indexes")
+
+    try:
+        config_desc = Descriptor.from_json(doc["config"])
+        layer_descs = [Descriptor.from_json(d) for d in doc.get("layers") or []]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise RegistryError(f"the manifest of {ref} ({digest}) is malformed: it lacks a valid config or layer "
+                            "list", subject=str(ref)) from None
+    if config_desc.media_type and config_desc.media_type not in CONFIG_TYPES:
+        raise RegistryError(f"{ref} is not a container image: its config has media type "
+                            f"{config_desc.media_type!r}", subject=str(ref),
+                            hint="it may be an artifact (a helm chart, a signature) stored in a registry")
+    for desc in layer_descs:
+        if desc.media_type not in LAYER_TYPES:
+            raise RegistryError(f"{ref} has a layer {desc.digest} of unsupported media type "
+                                f"{desc.media_type!r}", subject=str(ref))
+
+    client.fetch_blob(ref, config_desc.digest, store, size=config_desc.size)
+    config = _parse_document(store.read_bytes(config_desc.digest), ref, f"config {config_desc.digest}")
+    rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
+    diff_ids = rootfs.get("diff_ids") or []
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_descs):
+        raise RegistryError(f"{ref} is broken: its manifest lists {len(layer_descs)} layers but its config's "
+                            f"rootfs lists {len(diff_ids) if isinstance(diff_ids, list) else 0} diff_ids",
+                            subject=str(ref), hint="rebuild or re-push the image")
+
+    _fetch_all(client, ref, layer_descs, store)
+    layers = [Layer(desc, diff_id) for desc, diff_id in zip(layer_descs, diff_ids)]
+    image = Image.from_documents(doc, config, layers, manifest_media_type=media_type)
+    return PulledImage(image=image, reference=ref, digest=digest, index_digest=index_digest)
+
+
+def select_platform(index: dict, platform: Platform, ref: Reference) -> Descriptor:
+    """The index entry for `platform`: an exact variant match is preferred over an entry without a variant."""
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list):
+        raise RegistryError(f"the index of {ref} is malformed: it has no manifest list", subject=str(ref))
+    candidates: list[tuple[Descriptor, dict]] = []
+    available: list[str] = []
+    for entry in manifests:
+        if not isinstance(entry, dict) or not isinstance(entry.get("platform"), dict):
+            continue
+        plat = entry["platform"]
+        annotations = entry.get("annotations") or {}
+        if plat.get("os") == "unknown" or annotations.get(_ATTESTATION_ANNOTATION):
+            continue  # an attestation, not a runnable image
+        available.append("/".join(str(p) for p in (plat.get("os"), plat.get("architecture"), plat.get("variant"))
+                                  if p))
+        if platform.matches(plat):
+            try:
+                candidates.append((Descriptor.from_json(entry), plat))
+            except (KeyError, TypeError, ValueError):
+                raise RegistryError(f"the index of {ref} has a malformed entry for {platform}",
+                                    subject=str(ref)) from None
+    if not candidates:
+        listed = ", ".join(sorted(set(available))) or "none"
+        raise RegistryError(f"{ref} has no image for platform {platform}; it has: {listed}", subject=str(ref),
+                            hint="choose one of these with --platform, or use an image built for " + str(platform))
+    for desc, plat in candidates:
+        if platform.variant and plat.get("variant") == platform.variant:
+            return desc
+    return candidates[0][0]
+
+
+def _fetch_all(client: RegistryClient, ref: Reference, descs: list[Descriptor], store: BlobStore) -> None:
+    """Fetch layers concurrently (bounded by client.max_parallel); the first failure stops the rest."""
+    unique: dict[str, Descriptor] = {}
+    for desc in descs:
+        unique.setdefault(desc.digest, desc)  # an image may repeat a layer (e.g. an empty one)
+    if not unique:
+        return
+    workers = min(client.max_parallel, len(unique))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
+        futures = [pool.submit(client.fetch_blob, ref, d.digest, store, d.size) for d in unique.values()]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()  # not started yet: drop; running ones finish (their writers clean up on error)
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+
+
+def _parse_document(data: bytes, ref: Reference, what: str) -> dict:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise RegistryError(f"the {what} of {ref} is not valid JSON", subject=str(ref)) from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"the {what} of {ref} is not a JSON object", subject=str(ref))
+    return doc
+
+
+def _reject_schema1(media_type: str, doc: dict, ref: Reference) -> None:
+    if media_type in SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
+        raise RegistryError(f"{ref} uses the Docker image manifest schema 1, which dockyard does not support",
+                            subject=str(ref),
+                            hint="schema 1 was deprecated in 2017; re-push the image with a current docker, "
+                                 "skopeo or dockyard, which write schema 2 or OCI manifests")

@@ -1,0 +1,60 @@
+"""Push an image: upload the blobs each target repository lacks, then put the manifest under every tag.
+
+The manifest is serialized once, so every tag (in any repository or registry) names the same digest. Blobs go
+first and manifests last because a registry refuses a manifest whose blobs it doesn't have.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from ..errors import RegistryError, UsageError
+from ..events import ImagePushed
+from ..image.blobs import BlobStore
+from ..image.model import Image
+from ..image.reference import Reference
+from .client import RegistryClient
+
+
+def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: list[Reference]) -> str:
+    """Push `image` to every reference in `refs`; returns the manifest digest."""
+    if not refs:
+        raise UsageError("nothing to push: no image reference given", hint="tag the image with -t NAME:TAG")
+    manifest = image.manifest_bytes()
+    digest = image.digest
+    for ref in refs:
+        if ref.digest and ref.digest != digest:
+            raise UsageError(f"cannot push to {ref}: the image's digest is {digest}", subject=str(ref))
+
+    config = image.config_bytes()
+    config_desc = image.config_descriptor()
+    if not store.has(config_desc.digest):
+        store.put_bytes(config)
+    blobs: dict[str, int] = {}
+    for layer in image.layers:
+        if not store.has(layer.digest):
+            raise RegistryError(f"cannot push layer {layer.digest}: it is not in the blob store {store.root}",
+                                subject=str(refs[0]), hint="the build cache may have been pruned: rebuild")
+        blobs.setdefault(layer.digest, layer.size)
+    blobs.setdefault(config_desc.digest, config_desc.size)
+
+    # Blobs live per repository: a blob in registry/a is not visible to registry/b without a mount.
+    repositories: dict[tuple[str, str], Reference] = {}
+    for ref in refs:
+        repositories.setdefault((ref.registry, ref.repository), Reference(ref.registry, ref.repository))
+    tasks = [(repo, blob_digest, size) for repo in repositories.values() for blob_digest, size in blobs.items()]
+    with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(tasks)), thread_name_prefix="push") as pool:
+        futures = [pool.submit(client.upload_blob, repo, d, size, store) for repo, d, size in tasks]
+        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+
+    for ref in refs:
+        # A reference without a tag (name@digest) is pushed by digest: stored, but untagged.
+        client.put_manifest(ref, ref.tag or digest, manifest, image.manifest_media_type)
+        pushed = ref.with_tag(ref.tag) if ref.tag else ref.with_digest(digest)
+        client.events.emit(ImagePushed(reference=str(pushed), digest=digest))
+    return digest

@@ -1,0 +1,130 @@
+"""Root filesystems as stacks of overlay layer directories.
+
+A `RootFS` is an immutable tuple of layer directories (bottom first). A step gets a fresh upper directory,
+mounted over the stack; when the step is done, the upper directory is both the step's layer (snapshot.py)
+and the top of the next RootFS. Nothing ever walks or copies the whole root.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..image.blobs import BlobStore
+from ..image.compression import open_decompressed
+from ..image.model import Layer
+from .overlay import overlay_mount, umount
+from .unpack import apply_layer
+
+
+class Workspace:
+    """One build's scratch directories: layer dirs, overlay work dirs and mount points. Removed at the end."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        for sub in ("l", "w", "m", "empty", "f"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._ids = itertools.count(1)
+        self.scaffold = self._make_scaffold()
+
+    def _next(self, kind: str) -> str:
+        path = self.root / kind / str(next(self._ids))
+        path.mkdir(mode=0o755)
+        return str(path)
+
+    def new_layer_dir(self) -> str:
+        return self._next("l")
+
+    def new_work_dir(self) -> str:
+        return self._next("w")
+
+    def new_mountpoint(self) -> str:
+        return self._next("m")
+
+    def new_file_dir(self) -> str:
+        """A private directory for files bound into a RUN (resolv.conf copies, ...)."""
+        return self._next("f")
+
+    @property
+    def empty_dir(self) -> str:
+        return str(self.root / "empty")
+
+    def _make_scaffold(self) -> str:
+        """The bottom-most lower layer of every RUN mount: mount points the sandbox needs, for images that
+        lack them. Being the *bottom* layer, it never shadows anything the image has, and being a lower
+        layer, nothing in it ever reaches a step's upper directory (so never a layer)."""
+        scaffold = self.root / "scaffold"
+        for d in ("proc", "sys", "dev", "etc", "tmp"):
+            (scaffold / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(scaffold / "tmp", 0o1777)
+        for f in ("etc/resolv.conf", "etc/hosts", "etc/hostname"):
+            (scaffold / f).touch()
+        return str(scaffold)
+
+    def cleanup(self) -> None:
+        for mp in sorted((self.root / "m").iterdir(), reverse=True) if (self.root / "m").exists() else []:
+            if os.path.ismount(mp):
+                try:
+                    umount(str(mp))
+                except OSError:
+                    pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class RootFS:
+    layers: tuple[str, ...] = ()  # layer directories, bottom first
+
+    def with_layer(self, directory: str) -> "RootFS":
+        return RootFS(self.layers + (directory,))
+
+    def lowers(self, workspace: Workspace, *, scaffold: bool = False) -> list[str]:
+        """Lower directories for a mount, top first (overlay's order)."""
+        stack = list(reversed(self.layers))
+        if scaffold:
+            stack.append(workspace.scaffold)
+        return stack or [workspace.empty_dir]
+
+
+@dataclass
+class Step:
+    """A mounted step: `merged` is the root to work in; `upper` collects the changes."""
+
+    merged: str
+    upper: str
+
+
+@contextmanager
+def mounted_step(rootfs: RootFS, workspace: Workspace, *, upper: str | None = None,
+                 scaffold: bool = False) -> Iterator[Step]:
+    """Mount rootfs with a (new or given) upper directory for the duration of the block."""
+    upper = upper or workspace.new_layer_dir()
+    target = workspace.new_mountpoint()
+    with overlay_mount(rootfs.lowers(workspace, scaffold=scaffold), target, upper, workspace.new_work_dir()):
+        yield Step(merged=target, upper=upper)
+
+
+@contextmanager
+def mounted_readonly(rootfs: RootFS, workspace: Workspace) -> Iterator[str]:
+    """A read-only view of rootfs (for COPY --from and for reading /etc/passwd)."""
+    target = workspace.new_mountpoint()
+    with overlay_mount(rootfs.lowers(workspace), target):
+        yield target
+
+
+def unpack_layers(layers: tuple[Layer, ...], store: BlobStore, workspace: Workspace,
+                  on_layer: Callable[[Layer], None] | None = None) -> RootFS:
+    """Unpack image layers (bottom first) into their own layer directories."""
+    rootfs = RootFS()
+    for layer in layers:
+        with mounted_step(rootfs, workspace) as step, store.open(layer.digest) as raw:
+            apply_layer(open_decompressed(raw), step.merged, layer_name=f"layer {layer.digest}")
+        rootfs = rootfs.with_layer(step.upper)
+        if on_layer:
+            on_layer(layer)
+    return rootfs

@@ -1,0 +1,172 @@
+"""Applying a layer tar to a root filesystem, with OCI whiteout semantics, safely.
+
+The tar is applied to the *merged* view of the layers below it (an overlay mount whose upper directory is
+the new layer's directory), exactly as containerd applies layers: parent symlinks from lower layers resolve
+the way they would in a container, deletions become overlay whiteouts by the kernel's own hand, and every path
+is resolved inside the root (`..` and symlinks can never lead a write outside it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+from typing import BinaryIO, Callable
+
+from ..errors import DockyardError
+from .paths import PathEscape, clean, resolve_in_root
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+_XATTR_PREFIX = "SCHILY.xattr."
+
+
+class LayerError(DockyardError):
+    exit_code = 6
+
+
+def remove_path(path: str) -> None:
+    """Remove a file, link or whole directory tree without following symlinks."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def apply_layer(stream: BinaryIO, root: str, *, layer_name: str = "layer",
+                on_bytes: Callable[[int], None] | None = None) -> int:
+    """Apply an uncompressed layer tar stream onto `root`. Returns the number of entries applied."""
+    created: set[str] = set()  # root-relative paths this layer created (whiteouts don't hide them)
+    dir_times: list[tuple[str, float]] = []
+    count = 0
+    try:
+        archive = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)
+    except tarfile.TarError as exc:
+        raise LayerError(f"not a valid tar archive: {exc}", subject=layer_name) from None
+    try:
+        for member in archive:
+            count += 1
+            name = clean(member.name)
+            if not name:
+                continue  # the root directory itself keeps the metadata of the layers below
+            if member.name.startswith("/") or ".." in member.name.split("/"):
+                # clean() already confines it; a well-formed layer never needs this, so say so loudly.
+                raise LayerError(f"entry {member.name!r} points outside the image root; refusing this layer",
+                                 subject=layer_name)
+            parent_rel, _, base = name.rpartition("/")
+            if base == OPAQUE_MARKER:
+                _make_opaque(root, parent_rel, created)
+                continue
+            if base.startswith(WHITEOUT_PREFIX):
+                target_rel = f"{parent_rel}/{base[len(WHITEOUT_PREFIX):]}".lstrip("/")
+                if target_rel not in created:
+                    remove_path(resolve_in_root(root, target_rel, follow_final=False))
+                continue
+            target = resolve_in_root(root, name, follow_final=False)
+            _ensure_parent(root, parent_rel)
+            _write_entry(archive, member, root, target)
+            created.add(name)
+            if member.isdir():
+                dir_times.append((target, member.mtime))
+            if on_bytes and member.size:
+                on_bytes(member.size)
+    except tarfile.TarError as exc:
+        raise LayerError(f"corrupt layer tar: {exc}", subject=layer_name) from None
+    except PathEscape as exc:
+        raise LayerError(str(exc), subject=layer_name) from None
+    finally:
+        archive.close()
+    # Directory times last: creating entries inside a directory changes its mtime.
+    for path, mtime in reversed(dir_times):
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    return count
+
+
+def _ensure_parent(root: str, parent_rel: str) -> None:
+    if not parent_rel:
+        return
+    parent = resolve_in_root(root, parent_rel)
+    if not os.path.isdir(parent):
+        if os.path.lexists(parent):
+            os.unlink(parent)
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+
+
+def _make_opaque(root: str, dir_rel: str, created: set[str]) -> None:
+    """Hide everything the lower layers had below dir_rel, keeping what this layer put there."""
+    directory = resolve_in_root(root, dir_rel) if dir_rel else root
+    if not os.path.isdir(directory):
+        os.makedirs(directory, exist_ok=True)
+        return
+    prefix = f"{dir_rel}/" if dir_rel else ""
+    for entry in os.listdir(directory):
+        rel = prefix + entry
+        if rel in created:
+            if os.path.isdir(os.path.join(directory, entry)) and not os.path.islink(os.path.join(directory, entry)):
+                _make_opaque(root, rel, created)
+            continue
+        if any(c.startswith(rel + "/") for c in created):
+            _make_opaque(root, rel, created)
+            continue
+        remove_path(os.path.join(directory, entry))
+
+
+def _write_entry(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str, target: str) -> None:
+    existing = None
+    try:
+        existing = os.lstat(target)
+    except FileNotFoundError:
+        pass
+    if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
+        remove_path(target)
+    mode = member.mode & 0o7777
+    if member.isdir():
+        if existing is None or not stat.S_ISDIR(existing.st_mode):
+            os.mkdir(target, 0o700)
+    elif member.isreg():
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            source = archive.extractfile(member)
+            if source is not None:
+                shutil.copyfileobj(source, out, 1 << 20)
+    elif member.issym():
+        os.symlink(member.linkname, target)
+    elif member.islnk():
+        link_rel = clean(member.linkname)
+        source = resolve_in_root(root, link_rel, follow_final=False)
+        if not os.path.lexists(source):
+            raise LayerError(f"hard link {member.name!r} points to {member.linkname!r}, which does not exist")
+        os.link(source, target, follow_symlinks=False)
+        return  # a hard link shares its target's metadata
+    elif member.ischr() or member.isblk():
+        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+        os.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+    elif member.isfifo():
+        os.mkfifo(target, 0o600)
+    else:
+        return  # unknown types (e.g. sockets can't be in tars) are skipped, as docker does
+    _apply_metadata(member, target, mode)
+
+
+def _apply_metadata(member: tarfile.TarInfo, target: str, mode: int) -> None:
+    os.chown(target, member.uid, member.gid, follow_symlinks=False)
+    for key, value in member.pax_headers.items():
+        if key.startswith(_XATTR_PREFIX):
+            name = key[len(_XATTR_PREFIX):]
+            if name.startswith("trusted.overlay."):
+                continue  # overlayfs's own bookkeeping must never be taken from a layer
+            raw = value.encode("utf-8", "surrogateescape")
+            try:
+                os.setxattr(target, name, raw, follow_symlinks=False)
+            except OSError:
+                pass  # e.g. user.* xattrs on a symlink: the kernel refuses them, as it does for docker
+    if not member.issym():
+        # chmod after chown: chown clears setuid/setgid bits.
+        os.chmod(target, mode)
+    if not member.isdir():
+        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)

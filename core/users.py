@@ -1,0 +1,83 @@
+"""USER and --chown resolution through the image's own /etc/passwd and /etc/group (never the host's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .rootfs.paths import resolve_in_root
+
+
+@dataclass(frozen=True)
+class ExecUser:
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+    home: str = "/"
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+def _read_db(root: str, path: str) -> list[list[str]]:
+    try:
+        with open(resolve_in_root(root, path), encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return []
+
+
+def resolve_user(root: str, spec: str) -> ExecUser:
+    """`user[:group]` as docker resolves it: names through the image's files, ids as they are."""
+    user, _, group = (spec or "0").partition(":")
+    passwd = _read_db(root, "/etc/passwd")
+    entry = None
+    for fields in passwd:
+        if len(fields) >= 4 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
+            entry = fields
+            break
+    if entry is None and not user.isdigit():
+        raise UnknownUser(f"unable to find user {user}: no matching entries in passwd file")
+    uid = int(entry[2]) if entry else int(user)
+    gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    home = entry[5] if entry and len(entry) > 5 and entry[5] else "/"
+    groups_db = _read_db(root, "/etc/group")
+    if group:
+        gid = resolve_group(groups_db, group)
+        extra: tuple[int, ...] = ()
+    else:
+        # Supplementary groups: the groups that list the user by name (only when no group was forced).
+        name = entry[0] if entry else None
+        extra = tuple(sorted({int(g[2]) for g in groups_db
+                              if name and len(g) >= 4 and g[2].isdigit() and name in g[3].split(",")}))
+    groups = tuple(dict.fromkeys((gid, *extra)))
+    return ExecUser(uid, gid, groups, home)
+
+
+def resolve_group(groups_db: list[list[str]], group: str) -> int:
+    for fields in groups_db:
+        if len(fields) >= 3 and (fields[0] == group or (group.isdigit() and fields[2] == group)):
+            return int(fields[2])
+    if group.isdigit():
+        return int(group)
+    raise UnknownUser(f"unable to find group {group}: no matching entries in group file")
+
+
+def resolve_chown(root: str, spec: str) -> tuple[int, int]:
+    """--chown=user[:group]: like USER, except that a user alone gives its own primary group...
+    and a numeric user without an entry gets gid = uid (docker's rule for --chown)."""
+    user, sep, group = spec.partition(":")
+    passwd = _read_db(root, "/etc/passwd")
+    uid = gid = None
+    for fields in passwd:
+        if len(fields) >= 4 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
+            uid, gid = int(fields[2]), int(fields[3])
+            break
+    if uid is None:
+        if not user.isdigit():
+            raise UnknownUser(f"unable to find user {user}: no matching entries in passwd file")
+        uid = int(user)
+        gid = uid
+    if sep and group:
+        gid = resolve_group(_read_db(root, "/etc/group"), group)
+    return uid, gid  # type: ignore[return-value]

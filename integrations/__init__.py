@@ -1,0 +1,1 @@
+"""dockyard integrations: thin adapters from CI platforms to the dockyard core."""

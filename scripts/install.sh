@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything dockyard, its demo and its tests need on a fresh Debian machine (run as root):
+# Debian packages (registry, peers and tools the tests use) and a virtualenv in .venv with dockyard in it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  docker-registry      # the registry the demo and the tests push to (on loopback)
+  busybox-static       # the static busybox the example and test base images are made of
+  buildah skopeo umoci # the compatibility oracle, and tools that read back what we push
+  libcap2-bin util-linux
+  python3-venv
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "dockyard installed in .venv: $(.venv/bin/dockyard --version)"

@@ -1,0 +1,27 @@
+"""Shared fixtures: a real registry on loopback and base images the tests make themselves.
+
+Nothing here reaches the internet: the registry is Debian's docker-registry on 127.0.0.1, and base images are
+assembled from Debian's busybox-static by tests/support/images.py (independently of dockyard, so a bug in
+dockyard cannot hide in its own test base).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    from tests.support.registry import RegistryServer
+
+    server = RegistryServer.start(tmp_path_factory.mktemp("registry"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def busybox_base(registry, tmp_path_factory) -> str:
+    """A busybox image (linux/amd64) pushed to the test registry; returns its reference."""
+    from tests.support.images import push_busybox_base
+
+    return push_busybox_base(registry.host, tmp_path_factory.mktemp("busybox-base"))

@@ -1,0 +1,330 @@
+"""Base images the tests make themselves, independently of dockyard.
+
+The layers, configs, manifests and the OCI layout around them are written by hand here with tarfile, gzip and
+json, and pushed with skopeo, so that a bug in dockyard's own image writing cannot hide inside the base image
+that dockyard's tests build on.  Everything is deterministic (fixed mtimes, sorted entries, numeric owners only,
+gzip header without name or time), so two runs produce the same digests.
+
+Public API:
+
+* ``push_busybox_base(registry_host, workdir) -> "HOST/base/busybox:1"`` (linux/amd64, single manifest)
+* ``push_multiplatform_base(registry_host, workdir) -> "HOST/base/multiplatform:1"`` (OCI index with
+  linux/amd64 and linux/arm64/v8; each platform has the busybox layer plus a layer with ``/etc/platform``)
+* ``busybox_layer()`` / ``LayerBlob`` for tests that want to assemble their own images from the same parts.
+
+What the busybox base contains (the tests rely on these):
+
+* ``/bin/busybox`` (Debian's busybox-static, statically linked amd64) and ``/bin/NAME -> busybox`` for every
+  applet of ``busybox --list`` (sh, ls, cat, echo, mkdir, rm, touch, chmod, chown, id, sed, stat, find, ln, ...)
+* empty ``/sbin``, ``/usr/bin``, ``/usr/sbin``, ``/usr/local/bin``, ``/usr/local/sbin``
+* ``/etc/passwd``: root 0:0 (/root, /bin/sh), nobody 65534:65534, app 1000:1000 (/home/app, /bin/sh)
+* ``/etc/group``: root 0, staff 50 (member app), nogroup 65534, app 1000
+* ``/tmp`` 1777, ``/root`` 0700, ``/home/app`` 0755 owned 1000:1000 with ``/home/app/.profile`` (1000:1000)
+* ``/dev`` 0755, ``/proc`` 0555, ``/sys`` 0555 (empty, as in Debian's images), ``/var/empty`` 0755
+* deletion targets for whiteout tests: ``/etc/remove-me`` and ``/opt/old/`` holding ``a.txt`` and ``b.txt``
+* no ``/etc/hosts``, ``/etc/resolv.conf`` or ``/etc/hostname`` (so builder-added ones are visible)
+* config: amd64/linux, ``Env=[PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin]``,
+  ``Cmd=["sh"]``, one history entry.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.oracle import run_tool
+
+BUSYBOX_BINARY = Path("/bin/busybox")  # Debian package busybox-static
+MTIME = 1704067200  # 2024-01-01T00:00:00Z: every entry gets this mtime so layer digests are reproducible
+CREATED = "2024-01-01T00:00:00Z"
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+BUSYBOX_REPO = "base/busybox"
+BUSYBOX_TAG = "1"
+MULTIPLATFORM_REPO = "base/multiplatform"
+MULTIPLATFORM_TAG = "1"
+
+# Applets the tests use; push_busybox_base fails loudly if busybox --list lacks one.
+REQUIRED_APPLETS = (
+    "sh", "ls", "cat", "echo", "mkdir", "rm", "touch", "chmod", "chown", "id", "sed", "stat", "find", "ln",
+    "sleep", "env", "wc", "true", "false", "test",
+)
+
+PASSWD = (
+    "root:x:0:0:root:/root:/bin/sh\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+    "app:x:1000:1000:app:/home/app:/bin/sh\n"
+)
+GROUP = (
+    "root:x:0:\n"
+    "staff:x:50:app\n"
+    "nogroup:x:65534:\n"
+    "app:x:1000:\n"
+)
+
+MT_OCI_LAYOUT = "application/vnd.oci.image.layout.v1.0.0"  # not a media type, the layout version string
+MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+SKOPEO_TIMEOUT = 300
+
+_cache: dict[tuple[str, str], str] = {}
+_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------------------------------------- layers
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """One gzip-compressed layer: ``blob`` is what goes into blobs/, ``diff_id`` is the digest of the tar."""
+
+    blob: bytes
+    diff_id: str
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.blob).hexdigest()
+
+
+class _LayerWriter:
+    """Writes a deterministic layer tar: numeric owners only, fixed mtime, entries in the order added."""
+
+    def __init__(self) -> None:
+        self._buf = io.BytesIO()
+        self._tar = tarfile.open(fileobj=self._buf, mode="w", format=tarfile.PAX_FORMAT)
+        self._seen: set[str] = set()
+
+    def _info(self, path: str, kind: bytes, mode: int, uid: int, gid: int) -> tarfile.TarInfo:
+        name = path.strip("/")
+        if name in self._seen:
+            raise ValueError(f"duplicate layer entry {path}")
+        self._seen.add(name)
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.mode = mode
+        info.uid, info.gid = uid, gid
+        info.uname = info.gname = ""  # numeric owners only: extractors must not map names through the host
+        info.mtime = MTIME
+        return info
+
+    def dir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
+        self._tar.addfile(self._info(path, tarfile.DIRTYPE, mode, uid, gid))
+
+    def file(self, path: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+        info = self._info(path, tarfile.REGTYPE, mode, uid, gid)
+        info.size = len(data)
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def symlink(self, path: str, target: str) -> None:
+        info = self._info(path, tarfile.SYMTYPE, 0o777, 0, 0)
+        info.linkname = target
+        self._tar.addfile(info)
+
+    def finish(self) -> LayerBlob:
+        self._tar.close()
+        raw = self._buf.getvalue()
+        gz = io.BytesIO()
+        # filename="" and mtime=0 keep the gzip header free of anything that varies between runs.
+        with gzip.GzipFile(filename="", mode="wb", fileobj=gz, mtime=0, compresslevel=6) as f:
+            f.write(raw)
+        return LayerBlob(blob=gz.getvalue(), diff_id="sha256:" + hashlib.sha256(raw).hexdigest())
+
+
+def busybox_applets() -> list[str]:
+    out = subprocess.run(
+        [str(BUSYBOX_BINARY), "--list"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    applets = sorted({a.strip() for a in out.split() if a.strip() and a.strip() != "busybox" and "/" not in a})
+    missing = [a for a in REQUIRED_APPLETS if a not in applets]
+    if missing:
+        raise RuntimeError(f"{BUSYBOX_BINARY} lacks applets the tests need: {missing}")
+    return applets
+
+
+def busybox_layer() -> LayerBlob:
+    """The busybox root filesystem layer described in the module docstring."""
+    if not BUSYBOX_BINARY.is_file():
+        raise RuntimeError(f"{BUSYBOX_BINARY} missing: apt-get install -y busybox-static")
+    w = _LayerWriter()
+    # Every parent directory gets its own entry, before its children (as real distro layers have).
+    w.dir("bin")
+    w.file("bin/busybox", BUSYBOX_BINARY.read_bytes(), mode=0o755)
+    for applet in busybox_applets():
+        w.symlink(f"bin/{applet}", "busybox")
+    w.dir("dev")
+    w.dir("etc")
+    w.file("etc/group", GROUP.encode())
+    w.file("etc/passwd", PASSWD.encode())
+    w.file("etc/remove-me", b"this file is deleted by a RUN in the tests (whiteout)\n")
+    w.dir("home")
+    w.dir("home/app", uid=1000, gid=1000)
+    w.file("home/app/.profile", b"export PS1='app$ '\n", uid=1000, gid=1000)
+    w.dir("opt")
+    w.dir("opt/old")
+    w.file("opt/old/a.txt", b"old a\n")
+    w.file("opt/old/b.txt", b"old b\n")
+    w.dir("proc", mode=0o555)
+    w.dir("root", mode=0o700)
+    w.dir("sbin")
+    w.dir("sys", mode=0o555)
+    w.dir("tmp", mode=0o1777)
+    w.dir("usr")
+    w.dir("usr/bin")
+    w.dir("usr/local")
+    w.dir("usr/local/bin")
+    w.dir("usr/local/sbin")
+    w.dir("usr/sbin")
+    w.dir("var")
+    w.dir("var/empty")
+    return w.finish()
+
+
+def platform_marker_layer(platform: str) -> LayerBlob:
+    """A layer holding only ``/etc/`` and ``/etc/platform`` containing ``platform`` (e.g. "linux/arm64/v8")."""
+    w = _LayerWriter()
+    w.dir("etc")
+    w.file("etc/platform", (platform + "\n").encode())
+    return w.finish()
+
+
+# ---------------------------------------------------------------------------------------------- OCI layout
+
+
+class _Layout:
+    """A hand-written OCI image layout directory."""
+
+    def __init__(self, root: Path) -> None:
+        if root.exists():
+            shutil.rmtree(root)
+        (root / "blobs" / "sha256").mkdir(parents=True)
+        (root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+        self.root = root
+
+    def blob(self, data: bytes, media_type: str, **extra) -> dict:
+        digest = hashlib.sha256(data).hexdigest()
+        (self.root / "blobs" / "sha256" / digest).write_bytes(data)
+        return {"mediaType": media_type, "digest": "sha256:" + digest, "size": len(data), **extra}
+
+    def json_blob(self, obj: dict, media_type: str, **extra) -> dict:
+        return self.blob(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode(), media_type, **extra)
+
+    def image(self, layers: list[LayerBlob], config: dict, **extra) -> dict:
+        """Writes layers, config and manifest; returns the manifest's descriptor."""
+        config = dict(config)
+        config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MT_MANIFEST,
+            "config": self.json_blob(config, MT_CONFIG),
+            "layers": [self.blob(layer.blob, MT_LAYER_GZIP) for layer in layers],
+        }
+        return self.json_blob(manifest, MT_MANIFEST, **extra)
+
+    def index(self, manifests: list[dict], **extra) -> dict:
+        return self.json_blob({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": manifests}, MT_INDEX, **extra)
+
+    def tag(self, descriptor: dict, tag: str) -> None:
+        descriptor = dict(descriptor)
+        descriptor["annotations"] = {"org.opencontainers.image.ref.name": tag}
+        (self.root / "index.json").write_text(
+            json.dumps({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [descriptor]}, indent=1)
+        )
+
+
+def _config(architecture: str, variant: str | None, history: list[dict]) -> dict:
+    cfg: dict = {
+        "created": CREATED,
+        "architecture": architecture,
+        "os": "linux",
+        "config": {"Env": [PATH_ENV], "Cmd": ["sh"]},
+        "history": history,
+    }
+    if variant:
+        cfg["variant"] = variant
+    return cfg
+
+
+_BUSYBOX_HISTORY = {
+    "created": CREATED,
+    "created_by": "tests/support/images.py: busybox-static rootfs (hand-written layer)",
+    "comment": "test base image, not built by dockyard",
+}
+
+
+def _skopeo_push(layout: Path, tag: str, dest_ref: str, all_images: bool, workdir: Path) -> None:
+    cmd = ["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false"]
+    if all_images:
+        cmd.append("--all")
+    cmd += [f"oci:{layout}:{tag}", f"docker://{dest_ref}"]
+    run_tool(cmd, timeout=SKOPEO_TIMEOUT, cwd=workdir)
+
+
+# ---------------------------------------------------------------------------------------------- public
+
+
+def push_busybox_base(registry_host: str, workdir: Path) -> str:
+    """Builds the busybox base as an OCI layout under ``workdir`` and pushes it; returns "HOST/base/busybox:1".
+
+    Cached per registry host within the process: later calls return the reference without pushing again.
+    """
+    ref = f"{registry_host}/{BUSYBOX_REPO}:{BUSYBOX_TAG}"
+    with _lock:
+        if _cache.get(("busybox", registry_host)) == ref:
+            return ref
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        layout = _Layout(workdir / "busybox-oci")
+        desc = layout.image([busybox_layer()], _config("amd64", None, [_BUSYBOX_HISTORY]))
+        layout.tag(desc, BUSYBOX_TAG)
+        _skopeo_push(layout.root, BUSYBOX_TAG, ref, all_images=False, workdir=workdir)
+        _cache[("busybox", registry_host)] = ref
+        return ref
+
+
+MULTIPLATFORM_PLATFORMS = (("amd64", None), ("arm64", "v8"))
+
+
+def push_multiplatform_base(registry_host: str, workdir: Path) -> str:
+    """Pushes an OCI index with linux/amd64 and linux/arm64/v8 images; returns "HOST/base/multiplatform:1".
+
+    Both images share the busybox layer (the amd64 binary: the arm64 image is only ever selected, never run)
+    and have a second layer with ``/etc/platform`` holding "linux/amd64" or "linux/arm64/v8".
+    Cached per registry host within the process.
+    """
+    ref = f"{registry_host}/{MULTIPLATFORM_REPO}:{MULTIPLATFORM_TAG}"
+    with _lock:
+        if _cache.get(("multiplatform", registry_host)) == ref:
+            return ref
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        layout = _Layout(workdir / "multiplatform-oci")
+        base = busybox_layer()
+        manifests = []
+        for arch, variant in MULTIPLATFORM_PLATFORMS:
+            platform_str = "/".join(p for p in ("linux", arch, variant) if p)
+            history = [
+                _BUSYBOX_HISTORY,
+                {"created": CREATED, "created_by": f"tests/support/images.py: /etc/platform = {platform_str}"},
+            ]
+            platform = {"architecture": arch, "os": "linux"}
+            if variant:
+                platform["variant"] = variant
+            manifests.append(
+                layout.image([base, platform_marker_layer(platform_str)], _config(arch, variant, history),
+                             platform=platform)
+            )
+        layout.tag(layout.index(manifests), MULTIPLATFORM_TAG)
+        _skopeo_push(layout.root, MULTIPLATFORM_TAG, ref, all_images=True, workdir=workdir)
+        _cache[("multiplatform", registry_host)] = ref
+        return ref

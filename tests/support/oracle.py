@@ -1,0 +1,288 @@
+"""buildah as the compatibility oracle, and reading images back out of the registry.
+
+Public API:
+
+* ``run_tool(cmd, timeout, ...)`` runs one external tool with a timeout (killing its whole process group on
+  expiry) and raises ``ToolError`` carrying the command, exit code and full stdout/stderr on failure.
+* ``buildah_build(context, dockerfile, tag, workdir, build_args={}, target=None, *, fmt="docker")`` runs
+  ``buildah bud --isolation chroot --layers`` with storage, run root, config files and temp dirs all under
+  ``workdir`` (never the host's /var/lib/containers), then pushes ``tag`` (a reference on the loopback
+  registry) to ``docker://tag``.  Calls sharing a ``workdir`` share buildah's storage and so its layer cache.
+* ``fetch_oci(ref, dest) -> dest``: ``skopeo copy docker://REF oci:DEST:latest``.
+* ``inspect(ref) -> dict``: the image's raw config JSON (``skopeo inspect --config``), i.e. the document whose
+  ``config`` section ``tree.compare_configs`` compares; ``inspect_summary(ref)`` is plain ``skopeo inspect``
+  (Digest, Layers, Labels, Env, Architecture...) and ``inspect_raw(ref)`` the raw manifest or index.
+* ``unpack(oci_dir, bundle) -> bundle/rootfs``: ``umoci unpack --image DIR:latest BUNDLE`` (as root, so owners,
+  modes, device nodes and whiteouts are applied for real).
+
+What buildah (1.28.2, Debian 12) puts into images that docker would not, found with tests/test_support_oracle.py
+against the hand-made busybox base of tests/support/images.py.  These matter when comparing dockyard's output with
+buildah's: they are buildah's peculiarities, not things dockyard must copy.
+
+* Label ``io.buildah.version`` (e.g. "1.28.2") is added to every built image's config Labels, and inherited
+  by later stages/images built FROM it.  Docker adds no label.  ``tree.compare_configs`` drops it.
+* RUN layers: with ``--isolation chroot`` buildah bind-mounts /etc/hosts, /etc/resolv.conf and /etc/hostname
+  and mounts /dev, /proc, /sys and /run over the rootfs.  Mount points that did not exist in the base are
+  created for the mount and then *removed again* before the layer is committed (buildah 1.28 records created
+  mount targets and deletes them), so on the busybox base, which lacks /etc/hosts, /etc/resolv.conf,
+  /etc/hostname and /run, the RUN layer does not contain them.  The parent directories of those mount points
+  (/etc, /dev, /proc, /sys) do however show up in the RUN layer as directory entries (they are "touched"),
+  which is only metadata noise: a flattened tree is unaffected.  Docker (BuildKit) behaves the same in the
+  flattened view.  See ``test_buildah_run_leaves_no_mount_points`` for the check that keeps this true.
+* FROM scratch: buildah gives the image no Env at all (no default PATH), like docker's classic builder; a RUN
+  in a scratch stage fails anyway for lack of a shell.  (Docker/BuildKit images of FROM scratch likewise have
+  no Env unless the Dockerfile sets one.)
+* History: one entry per instruction like docker, ``created_by`` is "/bin/sh -c #(nop) ENV ..." /
+  "/bin/sh -c touch ..." in docker's classic style; empty-layer instructions get ``"empty_layer": true``.
+  buildah also writes ``"comment": "FROM HOST/base/busybox:1"`` on the first history entry of each stage,
+  which docker does not.  Only history, so nothing in ``compare_configs``.
+* Formats: with ``--format oci`` (buildah's default) buildah *drops* HEALTHCHECK, ONBUILD, SHELL and
+  STOPSIGNAL-less docker-only fields with a warning, because the OCI image config has no place for them;
+  ``buildah_build`` therefore defaults to ``--format docker`` (docker v2s2 manifest, docker config), which
+  keeps them as docker does.  With ``--format docker`` the config also carries docker-only top-level fields
+  (``container_config``, ``docker_version`` empty, ``os.version``...) that ``compare_configs`` never looks at.
+* Directory entries of ``WORKDIR``: buildah creates a WORKDIR that does not exist (owned by root, 0755) when the
+  next RUN/COPY needs it; for WORKDIR with USER set, the directory is still root-owned (docker: same with
+  BuildKit; the classic builder also root-owned).
+
+The facts above are re-checked by tests/test_support_oracle.py where cheap; if a buildah upgrade changes
+them, that test fails first and this comment must be updated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Mapping, Sequence
+
+BUILD_TIMEOUT = 900
+PUSH_TIMEOUT = 300
+SKOPEO_TIMEOUT = 300
+UMOCI_TIMEOUT = 300
+
+
+class ToolError(RuntimeError):
+    """An external tool failed or timed out; the message holds the command and its full output."""
+
+    def __init__(self, cmd: Sequence[str], returncode: int | None, stdout: str, stderr: str, note: str = ""):
+        self.cmd = list(cmd)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        status = note or f"exit code {returncode}"
+        super().__init__(
+            f"command failed ({status}): {' '.join(self.cmd)}\n"
+            f"--- stdout ---\n{stdout.rstrip()}\n--- stderr ---\n{stderr.rstrip()}"
+        )
+
+
+def run_tool(
+    cmd: Sequence[str],
+    timeout: float,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+    input: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """Runs ``cmd`` capturing its output; on timeout the tool's whole process group is killed.
+
+    Raises ToolError (with the full output) on a non-zero exit when ``check``, and always on timeout.
+    """
+    cmd = [str(c) for c in cmd]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,  # its own process group, so a timeout can end every child it started
+    )
+    try:
+        out, err = proc.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        raise ToolError(cmd, None, out or "", err or "", note=f"timed out after {timeout}s") from None
+    result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        raise ToolError(cmd, proc.returncode, out, err)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- buildah
+
+# Docker's default capability set for RUN (moby's oci/caps/defaults.go).  buildah's own default (from
+# containers.conf) lacks MKNOD, NET_RAW and AUDIT_WRITE; giving it docker's set keeps RUN steps that need
+# them (mknod, ping) behaving as under docker.
+DOCKER_DEFAULT_CAPS = (
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
+    "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+)
+
+def _registry_host(ref: str) -> str | None:
+    first = ref.split("/", 1)[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def _toml_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+class _BuildahEnv:
+    """buildah's private world under ``workdir``: storage, run root, tmp and config files."""
+
+    def __init__(self, workdir: Path, driver: str, registries: Sequence[str]) -> None:
+        base = Path(workdir).resolve() / "buildah"
+        self.root = base / "storage"
+        self.runroot = base / "run"
+        self.tmp = base / "tmp"
+        self.home = base / "home"
+        for d in (self.root, self.runroot, self.tmp, self.home):
+            d.mkdir(parents=True, exist_ok=True)
+        self.driver = driver
+        storage_conf = base / "storage.conf"
+        storage_conf.write_text(
+            f'[storage]\ndriver = "{driver}"\nrunroot = "{self.runroot}"\ngraphroot = "{self.root}"\n'
+        )
+        registries_conf = base / "registries.conf"
+        # No search registries, so nothing ever resolves to docker.io; the loopback registries are insecure
+        # (plain http), which --tls-verify=false also says on the command line.
+        text = "unqualified-search-registries = []\nshort-name-mode = \"disabled\"\n"
+        for host in sorted(set(registries)):
+            text += f'\n[[registry]]\nlocation = "{host}"\ninsecure = true\n'
+        registries_conf.write_text(text)
+        containers_conf = base / "containers.conf"
+        containers_conf.write_text(f"[containers]\ndefault_capabilities = {_toml_list(DOCKER_DEFAULT_CAPS)}\n")
+        policy = base / "policy.json"
+        policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+        self.policy = policy
+        auth = base / "auth.json"
+        if not auth.exists():
+            auth.write_text('{"auths": {}}')
+        self.env = {
+            **os.environ,
+            "CONTAINERS_STORAGE_CONF": str(storage_conf),
+            "CONTAINERS_REGISTRIES_CONF": str(registries_conf),
+            "CONTAINERS_CONF": str(containers_conf),
+            "REGISTRY_AUTH_FILE": str(auth),
+            "BUILDAH_ISOLATION": "chroot",
+            "TMPDIR": str(self.tmp),
+            "HOME": str(self.home),  # no ~/.config/containers of the real user is read
+            "XDG_CONFIG_HOME": str(self.home / ".config"),
+        }
+        self.env.pop("XDG_RUNTIME_DIR", None)
+
+    def cmd(self, *args: str) -> list[str]:
+        return ["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
+                "--storage-driver", self.driver, *args]
+
+
+def _pick_storage_driver() -> str:
+    """vfs, unless DOCKYARD_TEST_BUILDAH_DRIVER says otherwise.
+
+    overlay works on this kernel, but buildah 1.28 leaves mounts behind after ``bud`` (a private bind mount of
+    its storage/overlay directory and a "merged" mount of a stage it read with COPY --from), which makes the
+    pytest tmp dirs under them undeletable and piles up mounts across runs.  vfs mounts nothing; its cost
+    (a full copy of the rootfs per layer) is negligible for the busybox-sized images of the tests.
+    """
+    return os.environ.get("DOCKYARD_TEST_BUILDAH_DRIVER", "vfs")
+
+
+def buildah_build(
+    context: Path,
+    dockerfile: Path,
+    tag: str,
+    workdir: Path,
+    build_args: Mapping[str, str] = {},  # noqa: B006 - never mutated
+    target: str | None = None,
+    *,
+    fmt: str = "docker",
+    extra_args: Sequence[str] = (),
+) -> None:
+    """Builds ``dockerfile`` in ``context`` with buildah and pushes the result to ``docker://tag``.
+
+    ``tag`` must be a reference on the loopback registry ("127.0.0.1:PORT/repo:tag").  ``fmt`` is buildah's
+    ``--format``: "docker" (default, keeps HEALTHCHECK/ONBUILD/SHELL as docker does) or "oci".
+    Raises ToolError with buildah's full output on failure.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    registries = [h for h in (_registry_host(tag),) if h]
+    env = _BuildahEnv(workdir, _pick_storage_driver(), registries)
+    cmd = env.cmd(
+        "bud",
+        "--isolation", "chroot",
+        "--layers",
+        "--tls-verify=false",
+        "--signature-policy", str(env.policy),
+        "--format", fmt,
+        "-f", str(Path(dockerfile).resolve()),
+        "-t", tag,
+    )
+    for key, value in build_args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    if target:
+        cmd += ["--target", target]
+    cmd += [*extra_args, str(Path(context).resolve())]
+    run_tool(cmd, BUILD_TIMEOUT, env=env.env, cwd=workdir)
+    run_tool(
+        env.cmd("push", "--tls-verify=false", "--signature-policy", str(env.policy), tag, f"docker://{tag}"),
+        PUSH_TIMEOUT, env=env.env, cwd=workdir,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- skopeo, umoci
+
+
+def _skopeo(*args: str) -> list[str]:
+    # --insecure-policy: no dependence on the host's /etc/containers/policy.json (all images here are local).
+    return ["skopeo", "--insecure-policy", *args]
+
+
+def fetch_oci(ref: str, dest: Path) -> Path:
+    """Copies ``ref`` from the registry into an OCI layout at ``dest`` (tag "latest"); returns ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    run_tool(_skopeo("copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:latest"), SKOPEO_TIMEOUT)
+    return dest
+
+
+def inspect(ref: str) -> dict:
+    """The raw image config JSON of ``ref`` (``architecture``, ``os``, ``config``, ``rootfs``, ``history``...)."""
+    out = run_tool(_skopeo("inspect", "--tls-verify=false", "--raw", "--config", f"docker://{ref}"), SKOPEO_TIMEOUT)
+    return json.loads(out.stdout)
+
+
+def inspect_summary(ref: str) -> dict:
+    """Plain ``skopeo inspect``: Name, Digest, Architecture, Os, Layers, Env, Labels, LayersData..."""
+    out = run_tool(_skopeo("inspect", "--tls-verify=false", f"docker://{ref}"), SKOPEO_TIMEOUT)
+    return json.loads(out.stdout)
+
+
+def inspect_raw(ref: str) -> dict:
+    """The raw manifest (or image index / manifest list) of ``ref``."""
+    out = run_tool(_skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}"), SKOPEO_TIMEOUT)
+    return json.loads(out.stdout)
+
+
+def unpack(oci_dir: Path, bundle: Path) -> Path:
+    """Unpacks the "latest" image of the OCI layout ``oci_dir`` into ``bundle``; returns ``bundle/rootfs``.
+
+    ``bundle`` must not exist yet (umoci's rule).  Run as root, so owners and device nodes are real.
+    """
+    bundle = Path(bundle)
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    run_tool(["umoci", "unpack", "--image", f"{oci_dir}:latest", str(bundle)], UMOCI_TIMEOUT)
+    return bundle / "rootfs"
