@@ -140,6 +140,7 @@ class Built:
         (self.context / "hello.txt").write_text("hello from the context\n")
         (self.context / "Dockerfile").write_text(DOCKERFILE.format(base=base))
         self.workdir = root / "buildah"
+        self.base = base
         self.stage_ref = f"{registry_host}/oracle/stage:1"
         self.final_ref = f"{registry_host}/oracle/final:1"
         dockerfile = self.context / "Dockerfile"
@@ -169,14 +170,11 @@ def test_buildah_stage_tree(built, base_tree):
     assert (t["/srv/app/hello.txt"].uid, t["/srv/app/hello.txt"].gid) == (0, 0)
     assert (t["/home/app/data/hello.txt"].uid, t["/home/app/data/hello.txt"].gid) == (1000, 50)
     assert (t["/home/app/data/made-by-app"].uid, t["/home/app/data/made-by-app"].gid) == (1000, 1000)
-    # USER app in RUN: buildah sets the supplementary groups from /etc/group, listing them as
-    # "groups=50(staff),1000(app)" (busybox id prints getgroups() order); compare as a set.
-    ident = (built.stage_rootfs / "home/app/data/id.txt").read_text().split()
-    assert ident[:2] == ["uid=1000(app)", "gid=1000(app)"]
-    assert set(ident[2].removeprefix("groups=").split(",")) == {"1000(app)", "50(staff)"}
+    # oracle.py finding 8: buildah's supplementary groups for USER app (busybox id prints getgroups() order).
+    assert (built.stage_rootfs / "home/app/data/id.txt").read_text() == \
+        "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n"
     # Against the base, exactly the Dockerfile's changes plus buildah's RUN mount-point leftovers.
-    diffs = tree.diff_trees(base_tree, built.stage_tree, a_name="base", b_name="built",
-                            ignore={"/etc", "/home", "/home/app", "/opt", "/srv", "/srv/app"})
+    diffs = tree.diff_trees(base_tree, built.stage_tree, a_name="base", b_name="built")
     only_built = sorted(d.split(":")[0] for d in diffs if "only in built" in d)
     only_base = sorted(d.split(":")[0] for d in diffs if "only in base" in d)
     assert only_base == ["/etc/remove-me", "/opt/old", "/opt/old/a.txt", "/opt/old/b.txt"]
@@ -184,6 +182,14 @@ def test_buildah_stage_tree(built, base_tree):
                           "/home/app/data/hello.txt", "/home/app/data/id.txt", "/home/app/data/made-by-app",
                           "/run", "/srv", "/srv/app", "/srv/app/hello.txt"]
     assert len(diffs) == len(only_built) + len(only_base), diffs
+    # oracle.py finding 2: the stubs are exactly what buildah_run_stubs() names; ignoring them leaves the
+    # Dockerfile's own changes.
+    stubs = tree.buildah_run_stubs(base_tree)
+    assert stubs == {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run"}
+    for path in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname"):
+        assert (t[path].type, t[path].size, t[path].mode) == ("f", 0, 0o755), path
+    rest = tree.diff_trees(base_tree, built.stage_tree, ignore=stubs, a_name="base", b_name="built")
+    assert len(rest) == len(diffs) - 4
 
 
 @pytest.mark.slow
@@ -200,7 +206,17 @@ def test_buildah_stage_config(built):
         "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000},
     }}
     assert tree.compare_configs(built.stage_cfg, expected, a_name="buildah", b_name="expected") == []
-    assert built.stage_cfg["config"]["Labels"]["io.buildah.version"]  # what compare_configs drops
+    assert built.stage_cfg["config"]["Labels"]["io.buildah.version"]  # what compare_configs drops (finding 1)
+    # Finding 7: classic-builder style history with buildah's "FROM ..." comments.
+    history = built.stage_cfg["history"]
+    new = history[1:]  # history[0] is the base's
+    assert len(new) == 10
+    assert new[0]["created_by"].startswith("/bin/sh -c echo built > /built.txt")
+    assert new[0]["comment"] == f"FROM {built.base}"
+    assert new[1]["created_by"] == "/bin/sh -c #(nop) ENV GREETING=hello APPDIR=/srv/app"
+    assert new[1]["empty_layer"] is True and new[1]["comment"].startswith("FROM ")
+    assert [bool(h.get("empty_layer")) for h in new] == [False, True, True, False, False, True, False, True,
+                                                           True, True]
     assert oracle.inspect_raw(built.stage_ref)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
 
 
@@ -292,7 +308,7 @@ def test_flatten_and_diff_trees(tmp_path):
     os.chmod(a / "d", 0o2755)
     os.setxattr(a / "d/f", "user.k", b"v")
     b = tmp_path / "b"
-    shutil.copytree(a, b, symlinks=True)
+    run_tool(["cp", "-a", a, b], 60)  # shutil.copytree refuses fifos
     ta = tree.flatten(a)
     assert set(ta) == {"/", "/d", "/d/f", "/link", "/dirlink", "/fifo"}  # nothing under /dirlink
     assert ta["/link"].type == "l" and ta["/link"].link == "/etc"

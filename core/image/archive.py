@@ -36,17 +36,17 @@ def write_docker_archive(image: Image, store: BlobStore, dest: Path, repo_tags: 
     dest = Path(dest)
     refs = [_tag_reference(t) for t in repo_tags]
     if dest.is_dir():
-        raise OutputError(f"cannot write the image tarball {dest}: it is a directory", subject=str(dest),
+        raise OutputError(f"cannot write the image tarball {dest}: it is a directory",
                           hint="give a file name, e.g. dest=image.tar")
     for layer in image.layers:
         if not store.has(layer.digest):
             raise OutputError(f"cannot write the image tarball {dest}: layer {layer.digest} is not in the blob "
-                              f"store {store.root}", subject=str(dest))
+                              f"store {store.root}")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     except OSError as exc:
-        raise OutputError(f"cannot write the image tarball {dest}: {exc.strerror}", subject=str(dest)) from None
+        raise OutputError(f"cannot write the image tarball {dest}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             _write_entries(tar, image, store, refs)
@@ -54,7 +54,7 @@ def write_docker_archive(image: Image, store: BlobStore, dest: Path, repo_tags: 
         os.replace(tmp, dest)
     except OSError as exc:
         _unlink(tmp)
-        raise OutputError(f"cannot write the image tarball {dest}: {exc.strerror or exc}", subject=str(dest),
+        raise OutputError(f"cannot write the image tarball {dest}: {exc.strerror or exc}",
                           hint="is the disk full?") from None
     except BaseException:
         _unlink(tmp)

@@ -44,7 +44,7 @@ def write_oci_layout(image: Image, store: BlobStore, dest: Path, ref_names: list
         # read-modify-write. The lock is on the directory itself, so no lock file is left in the layout.
         dir_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise OutputError(f"cannot write the OCI layout {dest}: {exc.strerror}", subject=str(dest)) from None
+        raise OutputError(f"cannot write the OCI layout {dest}: {exc.strerror}") from None
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX)
         index = _read_index(dest)
@@ -106,16 +106,15 @@ def _prepare(dest: Path) -> None:
     """Refuse a destination that is something other than a layout or an empty/new directory."""
     if dest.exists() and not dest.is_dir():
         raise OutputError(f"cannot write an OCI layout to {dest}: it exists and is not a directory",
-                          subject=str(dest), hint="choose a new or empty directory, or an existing OCI layout")
+                          hint="choose a new or empty directory, or an existing OCI layout")
     if dest.is_dir() and not (dest / LAYOUT_FILE).exists() and any(dest.iterdir()):
         raise OutputError(f"cannot write an OCI layout to {dest}: the directory is not empty and is not an OCI "
-                          "layout (it has no oci-layout file)", subject=str(dest),
+                          "layout (it has no oci-layout file)",
                           hint="choose a new or empty directory; dockyard adds to existing OCI layouts only")
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the OCI layout directory {dest}: {exc.strerror}",
-                          subject=str(dest)) from None
+        raise OutputError(f"cannot create the OCI layout directory {dest}: {exc.strerror}") from None
 
 
 def _read_index(dest: Path) -> dict:
@@ -126,10 +125,10 @@ def _read_index(dest: Path) -> dict:
         index = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise OutputError(f"cannot add to the OCI layout {dest}: its index.json is unreadable ({exc})",
-                          subject=str(dest), hint="repair or remove the layout") from None
+                          hint="repair or remove the layout") from None
     if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
         raise OutputError(f"cannot add to the OCI layout {dest}: its index.json is not an image index",
-                          subject=str(dest), hint="repair or remove the layout")
+                          hint="repair or remove the layout")
     return index
 
 
@@ -139,7 +138,7 @@ def _copy_blob(store: BlobStore, digest: str, size: int, blobs_dir: Path, dest: 
         return  # content-addressed: a blob of the right name and size is already there
     if not store.has(digest):
         raise OutputError(f"cannot write the OCI layout {dest}: blob {digest} is not in the blob store "
-                          f"{store.root}", subject=str(dest))
+                          f"{store.root}")
     fd, tmp = tempfile.mkstemp(dir=blobs_dir, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as out, store.open(digest) as src:
@@ -150,7 +149,7 @@ def _copy_blob(store: BlobStore, digest: str, size: int, blobs_dir: Path, dest: 
     except OSError as exc:
         _unlink(tmp)
         raise OutputError(f"cannot write blob {digest} to the OCI layout {dest}: {exc.strerror}",
-                          subject=str(dest), hint="is the disk full?") from None
+                          hint="is the disk full?") from None
 
 
 def _write_blob_bytes(data: bytes, digest: str, blobs_dir: Path, dest: Path) -> None:
@@ -169,8 +168,7 @@ def _atomic_write(path: Path, data: bytes, dest: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         _unlink(tmp)
-        raise OutputError(f"cannot write {path.name} in the OCI layout {dest}: {exc.strerror}",
-                          subject=str(dest)) from None
+        raise OutputError(f"cannot write {path.name} in the OCI layout {dest}: {exc.strerror}") from None
 
 
 def _unlink(path: str) -> None:

@@ -91,9 +91,18 @@ def setup_proc(root):
             bind("/dev/null", path)
 
 
+def protect_root(root):
+    """Make the image root `nodev`: CAP_MKNOD (in docker's set) lets a step create device nodes, which
+    belong in layers; docker's device cgroup stops them being opened, and nodev does the same here, so a
+    step cannot create and read the host's disk."""
+    bind(root, root)
+    mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV | MS_REC)
+
+
 def setup_dev(root):
     dev = os.path.join(root, "dev")
-    mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    # nodev too: the device files below are bind mounts of the host's, which keep their own mount flags.
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=65536k")
     for name in DEVICES:
         path = os.path.join(dev, name)
         open(path, "w").close()
@@ -164,6 +173,7 @@ def child(spec, status_fd):
     root = spec["rootfs"]
     try:
         libc.sethostname(spec["hostname"].encode(), len(spec["hostname"]))
+        protect_root(root)
         setup_proc(root)
         setup_dev(root)
         setup_sys(root)

@@ -91,13 +91,12 @@ class DockerConfigProvider:
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise AuthenticationError(f"cannot read the docker config {self.path}: {exc.strerror}",
-                                      subject=str(self.path)) from None
+            raise AuthenticationError(f"cannot read the docker config {self.path}: {exc.strerror}") from None
         try:
             doc = json.loads(text) if text.strip() else {}
         except ValueError as exc:
             raise AuthenticationError(f"the docker config {self.path} is not valid JSON: {exc}",
-                                      subject=str(self.path), hint="fix or remove the file") from None
+                                      hint="fix or remove the file") from None
         return doc if isinstance(doc, dict) else {}
 
     def lookup(self, registry: str) -> Credentials | None:
@@ -105,16 +104,15 @@ class DockerConfigProvider:
         if not isinstance(auths, dict):
             return None
         # Keys may be URLs (`https://host/v1/`, what old docker versions wrote): match on host[:port].
-        by_host: dict[str, dict] = {}
+        by_host: dict[str, tuple[str, dict]] = {}
         for key, entry in auths.items():
             if isinstance(entry, dict):
-                by_host.setdefault(normalize_registry_key(key), entry)
+                by_host.setdefault(normalize_registry_key(key), (key, entry))
         for alias in registry_aliases(registry):
-            entry = auths.get(alias)
-            if not isinstance(entry, dict):
-                entry = by_host.get(normalize_registry_key(alias))
-            if entry is not None:
-                creds = self._from_entry(entry, alias)
+            found = (alias, auths[alias]) if isinstance(auths.get(alias), dict) else \
+                by_host.get(normalize_registry_key(alias))
+            if found is not None:
+                creds = self._from_entry(found[1], found[0])
                 if creds is not None:
                     return creds
         return None
@@ -126,12 +124,12 @@ class DockerConfigProvider:
                 decoded = base64.b64decode(entry["auth"], validate=False).decode()
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 raise AuthenticationError(f"the auths entry {key!r} in {self.path} has an invalid 'auth' "
-                                          "value (expected base64 of user:password)", subject=str(self.path),
+                                          "value (expected base64 of user:password)",
                                           hint=f"log in again: docker login {key}") from None
             user, sep, password = decoded.partition(":")
             if not sep:
                 raise AuthenticationError(f"the auths entry {key!r} in {self.path} has an invalid 'auth' "
-                                          "value (no ':' between user and password)", subject=str(self.path),
+                                          "value (no ':' between user and password)",
                                           hint=f"log in again: docker login {key}")
             return Credentials(user, password, source)
         if entry.get("username") and entry.get("password") is not None:
@@ -169,6 +167,23 @@ def docker_config_path(environ: Mapping[str, str]) -> Path:
 def default_credential_store(environ: Mapping[str, str]) -> CredentialStore:
     # Later providers (credential helpers, $REGISTRY_AUTH_FILE / podman's auth.json) are appended here.
     return CredentialStore([DockerConfigProvider(docker_config_path(environ))])
+
+
+# --- transport ---------------------------------------------------------------------------------------------
+
+# Per-request proxies that override HTTP(S)_PROXY/ALL_PROXY from the environment (requests drops None entries).
+_NO_PROXIES = {"http": None, "https": None, "all": None}
+
+
+def proxies_for(url: str) -> dict | None:
+    """Never send loopback traffic through a proxy, as docker and containerd (Go's net/http) don't: a CI
+    runner's HTTP_PROXY would otherwise swallow requests to a registry on 127.0.0.1."""
+    from urllib.parse import urlsplit
+
+    from ..image.reference import is_loopback_registry
+
+    netloc = urlsplit(url).netloc
+    return _NO_PROXIES if netloc and is_loopback_registry(netloc) else None
 
 
 # --- WWW-Authenticate --------------------------------------------------------------------------------------
@@ -320,29 +335,28 @@ class Authenticator:
             params["scope"] = wanted
         headers = {"Authorization": creds.basic_header()} if creds else {}
         try:
-            resp = self.session.get(realm, params=params, headers=headers, timeout=self.timeout)
+            resp = self.session.get(realm, params=params, headers=headers, timeout=self.timeout,
+                                    proxies=proxies_for(realm))
         except requests.RequestException as exc:
             if self._connection_error is not None:
                 raise self._connection_error(exc, realm) from None
-            raise RegistryError(f"cannot reach the token service {realm} of registry {registry}: {exc}",
-                                subject=registry) from None
+            raise RegistryError(f"cannot reach the token service {realm} of registry {registry}: {exc}") from None
         who = self.credential_source(registry)
         if resp.status_code in (401, 403):
             raise AuthenticationError(
                 f"the token service {realm} of registry {registry} refused {who} "
                 f"(HTTP {resp.status_code}{', scope ' + wanted if wanted else ''})",
-                subject=registry, hint=f"check the credentials: docker login {registry}")
+                hint=f"check the credentials: docker login {registry}")
         if resp.status_code != 200:
             raise RegistryError(f"the token service {realm} of registry {registry} answered HTTP "
-                                f"{resp.status_code}", subject=registry)
+                                f"{resp.status_code}")
         try:
             doc = resp.json()
             token = doc.get("token") or doc.get("access_token")
         except (ValueError, AttributeError):
             token, doc = None, {}
         if not token or not isinstance(token, str):
-            raise RegistryError(f"the token service {realm} of registry {registry} sent no token",
-                                subject=registry)
+            raise RegistryError(f"the token service {realm} of registry {registry} sent no token")
         try:
             lifetime = float(doc.get("expires_in") or self.DEFAULT_TOKEN_LIFETIME)
         except (TypeError, ValueError):

@@ -22,7 +22,8 @@ from ..events import NULL_EVENTS, Events, TransferFinished, TransferProgress, Tr
 from ..image.blobs import CHUNK, BlobStore
 from ..image.model import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, sha256_digest
 from ..image.reference import Reference, is_loopback_registry
-from .auth import Authenticator, CredentialStore, default_credential_store, normalize_registry_key
+from .auth import (Authenticator, CredentialStore, default_credential_store, normalize_registry_key,
+                   proxies_for)
 
 ALL_MANIFEST_TYPES: tuple[str, ...] = MANIFEST_TYPES + INDEX_TYPES
 SCHEMA1_TYPES = ("application/vnd.docker.distribution.manifest.v1+json",
@@ -90,7 +91,6 @@ class RegistryClient:
                 said = _registry_error_text(resp)
                 raise RegistryError(
                     f"image not found: {ref}" + (f" (the registry says: {said})" if said else ""),
-                    subject=None,
                     hint=f"check the repository name and the tag; registry {ref.registry} has no manifest for "
                          f"{ref.identifier!r} in {ref.repository}. A private repository may also answer "
                          f"'not found' to anonymous requests: docker login {ref.registry}")
@@ -101,15 +101,14 @@ class RegistryClient:
         digest = sha256_digest(body)
         if ref.digest:
             if not ref.digest.startswith("sha256:"):
-                raise RegistryError(f"cannot verify {ref}: only sha256 digests are supported", subject=str(ref))
+                raise RegistryError(f"cannot verify {ref}: only sha256 digests are supported")
             if ref.digest != digest:
                 raise RegistryError(f"the manifest registry {ref.registry} sent for {ref} hashes to {digest}",
-                                    subject=str(ref),
                                     hint="the registry or a proxy altered the manifest; do not use this image")
         if header_digest.startswith("sha256:") and header_digest != digest:
             raise RegistryError(f"the manifest registry {ref.registry} sent for {ref} hashes to {digest}, not "
                                 f"to the {header_digest} its Docker-Content-Digest header says",
-                                subject=str(ref), hint="a proxy may have altered it; retry, or pin a digest")
+                                hint="a proxy may have altered it; retry, or pin a digest")
         media_type = content_type
         if media_type not in ALL_MANIFEST_TYPES + SCHEMA1_TYPES:
             # Some registries (and static file servers) say application/json: the document says what it is.
@@ -129,7 +128,7 @@ class RegistryClient:
         digest = sha256_digest(body)
         if header_digest.startswith("sha256:") and header_digest != digest:
             raise RegistryError(f"registry {repo.registry} stored the manifest of {target} as {header_digest}, "
-                                f"but it hashes to {digest}", subject=target,
+                                f"but it hashes to {digest}",
                                 hint="a proxy altered the manifest on its way; push again")
         return digest
 
@@ -159,7 +158,6 @@ class RegistryClient:
         with resp:
             if resp.status_code == 404:
                 raise RegistryError(f"blob {digest} of {repo} is missing from registry {repo.registry}",
-                                    subject=str(repo),
                                     hint="the image's manifest names a blob the registry does not have (a "
                                          "broken or partially deleted image): push the image again")
             self._check(resp, repo, "pull", what=what)
@@ -181,16 +179,16 @@ class RegistryClient:
                         writer.write(chunk)
                     except OSError as exc:
                         raise RegistryError(f"cannot store blob {digest} in {store.root}: {exc.strerror}",
-                                            subject=str(repo), hint="is the disk full?") from None
+                                            hint="is the disk full?") from None
                     if size is not None and writer.size > size:
                         raise RegistryError(f"blob {digest} of {repo} is larger than the {size} bytes its "
-                                            f"manifest says", subject=str(repo),
+                                            f"manifest says",
                                             hint="the registry serves a different blob than the manifest "
                                                  "describes; the image is broken or was tampered with")
                     progress.update(writer.size)
                 if size is not None and writer.size != size:
                     raise RegistryError(f"blob {digest} of {repo} is {writer.size} bytes, but its manifest says "
-                                        f"{size}", subject=str(repo),
+                                        f"{size}",
                                         hint="the download was cut short or the image is broken; retry")
                 writer.commit()  # raises DigestMismatch (a RegistryError) if the bytes are not the digest's
             progress.finish(writer.size)
@@ -203,11 +201,11 @@ class RegistryClient:
             return False
         if not store.has(digest):
             raise RegistryError(f"cannot push blob {digest} to {repo.name}: it is not in the blob store "
-                                f"{store.root}", subject=str(repo))
+                                f"{store.root}")
         actual = store.size(digest)
         if actual != size:
             raise RegistryError(f"cannot push blob {digest} to {repo.name}: the image says it has {size} bytes, "
-                                f"the blob store's copy has {actual}", subject=str(repo))
+                                f"the blob store's copy has {actual}")
         what = f"upload blob {digest} to {repo.name}"
         # Seam: a cross-repository mount (POST ?mount=DIGEST&from=OTHER) would go here for blobs the
         # registry has in another repository.
@@ -218,7 +216,7 @@ class RegistryClient:
             location = resp.headers.get("Location")
         if not location:
             raise RegistryError(f"registry {repo.registry} started an upload for {repo.name} but sent no "
-                                "Location to upload to", subject=str(repo))
+                                "Location to upload to")
         # Location may be relative or absolute and usually carries its own query (_state=...): keep it.
         put_url = _add_query(urljoin(start_url, location), digest=digest)
         self.events.emit(TransferStarted(direction="push", image=str(repo), digest=digest, total=size))
@@ -274,7 +272,7 @@ class RegistryClient:
         for _hop in range(MAX_REDIRECTS + 1):
             try:
                 resp = self.session.request(method, url, headers=headers, data=data, stream=stream,
-                                            timeout=self.timeout, allow_redirects=False)
+                                            timeout=self.timeout, allow_redirects=False, proxies=proxies_for(url))
             except requests.RequestException as exc:
                 raise self._connection_error(exc, ref, what, url) from None
             location = resp.headers.get("Location")
@@ -285,8 +283,7 @@ class RegistryClient:
             target = urlsplit(url)
             if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        raise RegistryError(f"registry {ref.registry} redirected more than {MAX_REDIRECTS} times trying to {what}",
-                            subject=str(ref))
+        raise RegistryError(f"registry {ref.registry} redirected more than {MAX_REDIRECTS} times trying to {what}")
 
     # --- errors --------------------------------------------------------------------------------------------
     def _check(self, resp: requests.Response, ref: Reference, actions: str, *, what: str,
@@ -301,7 +298,6 @@ class RegistryClient:
             raise AuthenticationError(
                 f"registry {ref.registry} {verb} {actions} access to repository {ref.repository} "
                 f"(HTTP {resp.status_code}{said_part}); used {self.auth.credential_source(ref.registry)}",
-                subject=str(ref),
                 hint=f"log in with `docker login {ref.registry}` (or set DOCKER_CONFIG to a config.json with "
                      f"credentials for it), and check that the account may {actions.replace(',', ' and ')} "
                      f"{ref.repository}")
@@ -313,21 +309,28 @@ class RegistryClient:
             hint = None
         reason = resp.reason or ""
         raise RegistryError(f"registry {ref.registry} answered HTTP {resp.status_code} {reason} when asked to "
-                            f"{what}{said_part}".replace("  ", " "), subject=str(ref), hint=hint)
+                            f"{what}{said_part}".replace("  ", " "), hint=hint)
 
     def _connection_error(self, exc: Exception, ref: Reference, what: str, url: str) -> RegistryError:
-        reason = describe_network_error(exc)
+        kind, reason = classify_network_error(exc)
         host = urlsplit(url).netloc
-        elsewhere = f" (at {host})" if host and host != ref.api_host else ""
-        hint = f"is the registry running, and is the name {ref.registry!r} right?"
-        if self.scheme(ref.registry) == "https" and host == ref.api_host:
-            hint += (f" If {ref.registry} serves plain HTTP, pass --insecure-registry {ref.registry}.")
+        elsewhere = f" (at {host}, where it redirected us)" if host and host != ref.api_host else ""
+        plain_http_hint = (f"If {ref.registry} serves plain HTTP, pass --insecure-registry {ref.registry}."
+                           if self.scheme(ref.registry) == "https" else "")
+        if kind == "dns":
+            hint = f"is the registry name {ref.registry!r} spelled right, and does this machine's DNS know it?"
+        elif kind == "tls":
+            hint = plain_http_hint or "check the registry's TLS setup"
+        elif kind == "timeout":
+            hint = "is the registry reachable from here (a firewall, or a proxy that HTTPS_PROXY should name)?"
+        else:
+            hint = f"is the registry running, and is {ref.registry!r} the right host and port? {plain_http_hint}"
         return RegistryError(f"cannot reach registry {ref.registry}{elsewhere} to {what}: {reason}",
-                             subject=None, hint=hint)
+                             hint=hint.strip())
 
     def _transfer_error(self, exc: Exception, ref: Reference, what: str) -> RegistryError:
         return RegistryError(f"the connection to registry {ref.registry} failed while trying to {what}: "
-                             f"{describe_network_error(exc)}", subject=None,
+                             f"{describe_network_error(exc)}",
                              hint="a network or registry problem: retry")
 
     def _token_service_error(self, exc: Exception, realm: str) -> RegistryError:
@@ -343,7 +346,7 @@ class RegistryClient:
                 total += len(chunk)
                 if total > limit:
                     raise RegistryError(f"registry {ref.registry} sent more than {limit} bytes when asked to "
-                                        f"{what}; that is not a manifest", subject=str(ref))
+                                        f"{what}; that is not a manifest")
                 parts.append(chunk)
         except _NETWORK_ERRORS as exc:
             raise self._transfer_error(exc, ref, what) from None
@@ -373,26 +376,33 @@ def sniff_manifest_type(body: bytes) -> str | None:
     return None
 
 
-def describe_network_error(exc: BaseException) -> str:
-    """A short human reason for a connection failure (urllib3 buries it several exceptions deep)."""
+def classify_network_error(exc: BaseException) -> tuple[str, str]:
+    """(kind, short human reason) for a connection failure; urllib3 buries the cause several exceptions deep.
+    kind is one of "timeout", "tls", "refused", "dns", "other" (hints depend on it)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "the connection timed out"
+        return "timeout", "the connection timed out"
     if isinstance(exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
-        return "the registry stopped answering (read timed out)"
-    text = str(exc)
-    if isinstance(exc, requests.exceptions.SSLError) or "SSL" in text and "certificate" in text.lower():
-        return f"TLS failed ({_innermost(exc)})"
-    lowered = text.lower()
+        return "timeout", "the registry stopped answering (read timed out)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        detail = _innermost(exc)
+        if "wrong version number" in detail.lower() or "record layer failure" in detail.lower():
+            return "tls", "the TLS handshake failed: the server does not speak HTTPS on that port"
+        return "tls", f"the TLS handshake failed ({detail})"
+    lowered = str(exc).lower()
     if "connection refused" in lowered:
-        return "connection refused (nothing listens on that port)"
+        return "refused", "connection refused (nothing listens on that port)"
     if any(s in lowered for s in ("name or service not known", "failed to resolve", "nodename nor servname",
                                   "temporary failure in name resolution", "no address associated")):
-        return "the host name could not be resolved"
+        return "dns", "the host name could not be resolved"
     if "connection reset" in lowered:
-        return "the connection was reset"
+        return "other", "the connection was reset"
     if "network is unreachable" in lowered or "no route to host" in lowered:
-        return "the network is unreachable"
-    return _innermost(exc)
+        return "other", "the network is unreachable"
+    return "other", _innermost(exc)
+
+
+def describe_network_error(exc: BaseException) -> str:
+    return classify_network_error(exc)[1]
 
 
 def _innermost(exc: BaseException) -> str:
@@ -434,12 +444,17 @@ def _registry_error_text(resp: requests.Response) -> str:
     errors = doc.get("errors") if isinstance(doc, dict) else None
     if not isinstance(errors, list):
         return ""
-    parts = []
+    parts: list[str] = []
     for err in errors[:5]:
-        if isinstance(err, dict):
-            code, message = err.get("code"), err.get("message")
-            parts.append(": ".join(str(x) for x in (code, message) if x))
-    return "; ".join(p for p in parts if p)
+        if not isinstance(err, dict):
+            continue
+        text = ": ".join(str(x) for x in (err.get("code"), err.get("message")) if x)
+        detail = err.get("detail")
+        if isinstance(detail, str) and detail and len(detail) <= 200:
+            text += f" ({detail})"  # e.g. the digest of the blob a manifest lacks
+        if text and text not in parts:  # distribution repeats one error per missing blob
+            parts.append(text)
+    return "; ".join(parts)
 
 
 def _int_header(resp: requests.Response, name: str) -> int | None:

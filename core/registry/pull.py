@@ -46,10 +46,9 @@ def pull_image(client: RegistryClient, ref: Reference, platform: Platform, store
         _reject_schema1(media_type, doc, ref)
         if media_type in INDEX_TYPES:
             raise RegistryError(f"the {platform} entry of {ref} is itself an index ({entry.digest}); nested "
-                                "indexes are not supported", subject=str(ref))
+                                "indexes are not supported")
     if media_type not in MANIFEST_TYPES:
         raise RegistryError(f"{ref} is not a container image: its manifest has media type {media_type!r}",
-                            subject=str(ref),
                             hint="dockyard pulls OCI and Docker schema 2 images and indexes")
 
     try:
@@ -57,15 +56,15 @@ def pull_image(client: RegistryClient, ref: Reference, platform: Platform, store
         layer_descs = [Descriptor.from_json(d) for d in doc.get("layers") or []]
     except (KeyError, TypeError, ValueError, AttributeError):
         raise RegistryError(f"the manifest of {ref} ({digest}) is malformed: it lacks a valid config or layer "
-                            "list", subject=str(ref)) from None
+                            "list") from None
     if config_desc.media_type and config_desc.media_type not in CONFIG_TYPES:
         raise RegistryError(f"{ref} is not a container image: its config has media type "
-                            f"{config_desc.media_type!r}", subject=str(ref),
+                            f"{config_desc.media_type!r}",
                             hint="it may be an artifact (a helm chart, a signature) stored in a registry")
     for desc in layer_descs:
         if desc.media_type not in LAYER_TYPES:
             raise RegistryError(f"{ref} has a layer {desc.digest} of unsupported media type "
-                                f"{desc.media_type!r}", subject=str(ref))
+                                f"{desc.media_type!r}")
 
     client.fetch_blob(ref, config_desc.digest, store, size=config_desc.size)
     config = _parse_document(store.read_bytes(config_desc.digest), ref, f"config {config_desc.digest}")
@@ -74,7 +73,7 @@ def pull_image(client: RegistryClient, ref: Reference, platform: Platform, store
     if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_descs):
         raise RegistryError(f"{ref} is broken: its manifest lists {len(layer_descs)} layers but its config's "
                             f"rootfs lists {len(diff_ids) if isinstance(diff_ids, list) else 0} diff_ids",
-                            subject=str(ref), hint="rebuild or re-push the image")
+                            hint="rebuild or re-push the image")
 
     _fetch_all(client, ref, layer_descs, store)
     layers = [Layer(desc, diff_id) for desc, diff_id in zip(layer_descs, diff_ids)]
@@ -86,7 +85,7 @@ def select_platform(index: dict, platform: Platform, ref: Reference) -> Descript
     """The index entry for `platform`: an exact variant match is preferred over an entry without a variant."""
     manifests = index.get("manifests")
     if not isinstance(manifests, list):
-        raise RegistryError(f"the index of {ref} is malformed: it has no manifest list", subject=str(ref))
+        raise RegistryError(f"the index of {ref} is malformed: it has no manifest list")
     candidates: list[tuple[Descriptor, dict]] = []
     available: list[str] = []
     for entry in manifests:
@@ -102,11 +101,10 @@ def select_platform(index: dict, platform: Platform, ref: Reference) -> Descript
             try:
                 candidates.append((Descriptor.from_json(entry), plat))
             except (KeyError, TypeError, ValueError):
-                raise RegistryError(f"the index of {ref} has a malformed entry for {platform}",
-                                    subject=str(ref)) from None
+                raise RegistryError(f"the index of {ref} has a malformed entry for {platform}") from None
     if not candidates:
         listed = ", ".join(sorted(set(available))) or "none"
-        raise RegistryError(f"{ref} has no image for platform {platform}; it has: {listed}", subject=str(ref),
+        raise RegistryError(f"{ref} has no image for platform {platform}; it has: {listed}",
                             hint="choose one of these with --platform, or use an image built for " + str(platform))
     for desc, plat in candidates:
         if platform.variant and plat.get("variant") == platform.variant:
@@ -136,15 +134,14 @@ def _parse_document(data: bytes, ref: Reference, what: str) -> dict:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        raise RegistryError(f"the {what} of {ref} is not valid JSON", subject=str(ref)) from None
+        raise RegistryError(f"the {what} of {ref} is not valid JSON") from None
     if not isinstance(doc, dict):
-        raise RegistryError(f"the {what} of {ref} is not a JSON object", subject=str(ref))
+        raise RegistryError(f"the {what} of {ref} is not a JSON object")
     return doc
 
 
 def _reject_schema1(media_type: str, doc: dict, ref: Reference) -> None:
     if media_type in SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
         raise RegistryError(f"{ref} uses the Docker image manifest schema 1, which dockyard does not support",
-                            subject=str(ref),
                             hint="schema 1 was deprecated in 2017; re-push the image with a current docker, "
                                  "skopeo or dockyard, which write schema 2 or OCI manifests")

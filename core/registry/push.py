@@ -24,7 +24,7 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
     digest = image.digest
     for ref in refs:
         if ref.digest and ref.digest != digest:
-            raise UsageError(f"cannot push to {ref}: the image's digest is {digest}", subject=str(ref))
+            raise UsageError(f"cannot push to {ref}: the image's digest is {digest}")
 
     config = image.config_bytes()
     config_desc = image.config_descriptor()
@@ -34,7 +34,7 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
     for layer in image.layers:
         if not store.has(layer.digest):
             raise RegistryError(f"cannot push layer {layer.digest}: it is not in the blob store {store.root}",
-                                subject=str(refs[0]), hint="the build cache may have been pruned: rebuild")
+                                hint="the build cache may have been pruned: rebuild")
         blobs.setdefault(layer.digest, layer.size)
     blobs.setdefault(config_desc.digest, config_desc.size)
 

@@ -9,44 +9,60 @@ Public API:
   ``workdir`` (never the host's /var/lib/containers), then pushes ``tag`` (a reference on the loopback
   registry) to ``docker://tag``.  Calls sharing a ``workdir`` share buildah's storage and so its layer cache.
 * ``fetch_oci(ref, dest) -> dest``: ``skopeo copy docker://REF oci:DEST:latest``.
-* ``inspect(ref) -> dict``: the image's raw config JSON (``skopeo inspect --config``), i.e. the document whose
+* ``inspect(ref) -> dict``: the image's raw config JSON (``skopeo inspect --raw --config``; without --raw skopeo
+  converts it to an OCI config and loses Healthcheck/OnBuild/Shell), i.e. the document whose
   ``config`` section ``tree.compare_configs`` compares; ``inspect_summary(ref)`` is plain ``skopeo inspect``
   (Digest, Layers, Labels, Env, Architecture...) and ``inspect_raw(ref)`` the raw manifest or index.
 * ``unpack(oci_dir, bundle) -> bundle/rootfs``: ``umoci unpack --image DIR:latest BUNDLE`` (as root, so owners,
   modes, device nodes and whiteouts are applied for real).
 
-What buildah (1.28.2, Debian 12) puts into images that docker would not, found with tests/test_support_oracle.py
-against the hand-made busybox base of tests/support/images.py.  These matter when comparing dockyard's output with
-buildah's: they are buildah's peculiarities, not things dockyard must copy.
+What buildah (1.28.2, Debian 12) puts into images that docker would not.  Found by building FROM the hand-made
+busybox base of tests/support/images.py (which lacks /etc/hosts, /etc/resolv.conf, /etc/hostname and /run) and
+FROM scratch; tests/test_support_oracle.py pins each point, so a buildah upgrade that changes one fails there
+first.  These are buildah's peculiarities: dockyard must not copy them, comparisons must allow for them.
 
-* Label ``io.buildah.version`` (e.g. "1.28.2") is added to every built image's config Labels, and inherited
-  by later stages/images built FROM it.  Docker adds no label.  ``tree.compare_configs`` drops it.
-* RUN layers: with ``--isolation chroot`` buildah bind-mounts /etc/hosts, /etc/resolv.conf and /etc/hostname
-  and mounts /dev, /proc, /sys and /run over the rootfs.  Mount points that did not exist in the base are
-  created for the mount and then *removed again* before the layer is committed (buildah 1.28 records created
-  mount targets and deletes them), so on the busybox base, which lacks /etc/hosts, /etc/resolv.conf,
-  /etc/hostname and /run, the RUN layer does not contain them.  The parent directories of those mount points
-  (/etc, /dev, /proc, /sys) do however show up in the RUN layer as directory entries (they are "touched"),
-  which is only metadata noise: a flattened tree is unaffected.  Docker (BuildKit) behaves the same in the
-  flattened view.  See ``test_buildah_run_leaves_no_mount_points`` for the check that keeps this true.
-* FROM scratch: buildah gives the image no Env at all (no default PATH), like docker's classic builder; a RUN
-  in a scratch stage fails anyway for lack of a shell.  (Docker/BuildKit images of FROM scratch likewise have
-  no Env unless the Dockerfile sets one.)
-* History: one entry per instruction like docker, ``created_by`` is "/bin/sh -c #(nop) ENV ..." /
-  "/bin/sh -c touch ..." in docker's classic style; empty-layer instructions get ``"empty_layer": true``.
-  buildah also writes ``"comment": "FROM HOST/base/busybox:1"`` on the first history entry of each stage,
-  which docker does not.  Only history, so nothing in ``compare_configs``.
-* Formats: with ``--format oci`` (buildah's default) buildah *drops* HEALTHCHECK, ONBUILD, SHELL and
-  STOPSIGNAL-less docker-only fields with a warning, because the OCI image config has no place for them;
-  ``buildah_build`` therefore defaults to ``--format docker`` (docker v2s2 manifest, docker config), which
-  keeps them as docker does.  With ``--format docker`` the config also carries docker-only top-level fields
-  (``container_config``, ``docker_version`` empty, ``os.version``...) that ``compare_configs`` never looks at.
-* Directory entries of ``WORKDIR``: buildah creates a WORKDIR that does not exist (owned by root, 0755) when the
-  next RUN/COPY needs it; for WORKDIR with USER set, the directory is still root-owned (docker: same with
-  BuildKit; the classic builder also root-owned).
+1. Label ``io.buildah.version`` ("1.28.2") on every image buildah builds (docker adds no label).
+   ``tree.compare_configs`` drops it.
+2. RUN leaves its mount-point stubs in the layer.  With ``--isolation chroot`` buildah bind-mounts
+   /etc/hosts, /etc/resolv.conf, /etc/hostname and mounts /dev, /proc, /sys, /run; each target missing from the
+   rootfs is created for the mount and NOT removed before the commit.  So the first RUN on the busybox base adds
+   empty files /etc/hosts, /etc/resolv.conf, /etc/hostname (root, mode 0755!) and a directory /run (0755); on a
+   base without /dev, /proc, /sys (FROM scratch + COPY) it adds those too, as 0755 root directories.  They
+   stay in every later image.  Docker leaves none of these: the classic builder keeps them in an init layer that
+   is never committed, BuildKit removes the stubs it created.  ``tree.buildah_run_stubs(base_tree)`` gives the
+   paths to ignore when comparing a buildah image with a dockyard one.
+3. Unset config fields in ``--format docker``: buildah writes "Entrypoint": [], "OnBuild": [], "Volumes": {},
+   "Cmd": [] (FROM scratch), "User": "", "WorkingDir": "" where docker writes null or "" and OCI omits the key;
+   ``tree.compare_configs`` treats null/absent/{}/[]/"" alike.  Also docker-only noise outside ``config``: a random
+   ``Hostname`` inside config, ``container``, ``container_config`` (a copy of config), ``parent``.
+4. ``--format oci`` (buildah's own default) silently drops HEALTHCHECK, ONBUILD and SHELL (the OCI config has no
+   field for them; STOPSIGNAL survives).  ``buildah_build`` therefore defaults to ``--format docker`` (docker
+   v2s2 manifest and config), which keeps them as docker does (Healthcheck durations in ns, like docker).
+5. FROM scratch: buildah sets Env to the default
+   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin.  BuildKit does the same; docker's
+   classic builder leaves Env empty.
+6. WORKDIR makes no layer and no directory by itself: the directory (root, 0755) appears in the layer of the
+   next RUN/COPY that needs it, and a WORKDIR with no later RUN/COPY leaves no directory at all.  Docker creates
+   the directory at the WORKDIR step (BuildKit: a mkdir layer; classic: a committed container).
+7. History: docker classic-builder style "created_by" ("/bin/sh -c #(nop) ENV GREETING=hello APPDIR=/srv/app",
+   "/bin/sh -c #(nop) COPY file:<sha256> in ./hello.txt ", "/bin/sh -c <RUN command>"), ``"empty_layer": true``
+   on metadata-only steps, and a ``comment`` on each new entry that docker doesn't write: "FROM <base ref>" on
+   the first step after FROM, "FROM <12-hex intermediate image id>" on the others (a product of --layers).
+   BuildKit writes "ENV ..." / "RUN /bin/sh -c ..." with comment "buildkit.dockerfile.v0" instead.
+8. RUN as ``USER app``: buildah sets the supplementary groups from /etc/group including the primary one;
+   busybox ``id`` prints "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)".
+9. COPY from the context without --chown gives 0:0 (as docker).  COPY --from=stage keeps the source files'
+   owners (the destination directory it creates is root's).
+10. Layers repeat unchanged parent directories (with fresh mtimes) and delete a directory with a plain
+    ``.wh.NAME`` whiteout, not an opaque one; neither shows in a flattened tree (mtimes are not compared).
 
-The facts above are re-checked by tests/test_support_oracle.py where cheap; if a buildah upgrade changes
-them, that test fails first and this comment must be updated.
+Isolation from the host: buildah's storage, run root, tmp, HOME and config files (storage.conf, registries.conf
+without search registries, containers.conf, policy, auth) all live under ``workdir/buildah``; storage uses the
+vfs driver by default (see ``_pick_storage_driver``).  Two bits of global state remain, neither configurable in
+buildah 1.28 / skopeo 1.9 and both harmless: as root, c/image keeps its blob-info cache (digest -> location
+hints, always re-verified against the registry) in /var/lib/containers/cache/blob-info-cache-v1.boltdb, and
+buildah's netavark setup creates an empty /run/containers/networks even though chroot isolation uses the host
+network.
 """
 
 from __future__ import annotations

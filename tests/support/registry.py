@@ -115,27 +115,34 @@ class RegistryServer:
             process = subprocess.Popen([BINARY, "serve", str(config_path)], cwd=workdir,
                                        stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT)
         server = cls(workdir, port, process, stderr_path)
+        try:
+            server._wait_ready(timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _wait_ready(self, timeout: float) -> None:
         # No proxies from the environment: the readiness probe must reach loopback directly.
-        probe = requests.Session()
-        probe.trust_env = False
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                log = server.stderr()
-                if "address already in use" in log:
-                    raise _PortTaken(f"port {port} was taken")
-                raise RuntimeError(f"{BINARY} exited with status {process.returncode} before answering on "
-                                   f"{server.url}/v2/; its output:\n{log}")
-            try:
-                if probe.get(f"{server.url}/v2/", timeout=1).status_code == 200:
-                    return server
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"{BINARY} did not answer on {server.url}/v2/ within {timeout:.0f}s; its "
-                                   f"output:\n{server.stderr()}")
-            time.sleep(0.05)
+        with requests.Session() as probe:
+            probe.trust_env = False
+            deadline = time.monotonic() + timeout
+            while True:
+                if self.process.poll() is not None:
+                    log = self.stderr()
+                    if "address already in use" in log:
+                        raise _PortTaken(f"port {self.port} was taken")
+                    raise RuntimeError(f"{BINARY} exited with status {self.process.returncode} before answering "
+                                       f"on {self.url}/v2/; its output:\n{log}")
+                try:
+                    if probe.get(f"{self.url}/v2/", timeout=1).status_code == 200:
+                        return
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{BINARY} did not answer on {self.url}/v2/ within {timeout:.0f}s; its "
+                                       f"output:\n{self.stderr()}")
+                time.sleep(0.05)
 
 
 class _PortTaken(RuntimeError):

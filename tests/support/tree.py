@@ -129,16 +129,24 @@ def _ignored(path: str, ignore: Iterable[str]) -> bool:
     return any(path == pat or fnmatch.fnmatchcase(path, pat) for pat in ignore)
 
 
-# Paths diff_trees skips unless told otherwise: none.  Callers that compare against buildah add what they
-# need, e.g. BUILDAH_RUN_NOISE below if a buildah version starts leaving mount points behind.
+# Paths diff_trees skips unless told otherwise: none.  Callers comparing with buildah add buildah_run_stubs().
 DEFAULT_IGNORE: frozenset[str] = frozenset()
 
-# The mount targets buildah's chroot isolation uses during RUN.  buildah 1.28 removes the ones it had to
-# create, so none of these appear in its images when the base lacks them (see oracle.py); this set is for
-# callers who want to be robust to other buildah versions.  Globs: "*" also matches "/".
-BUILDAH_RUN_NOISE: frozenset[str] = frozenset(
-    {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run", "/run/*", "/dev/*", "/proc/*", "/sys/*"}
+# The mount targets of buildah's chroot isolation during RUN.  buildah 1.28 creates those missing from the rootfs
+# and leaves them in the RUN layer (empty files and 0755 directories, see finding 2 in oracle.py); docker does not.
+BUILDAH_RUN_STUBS: frozenset[str] = frozenset(
+    {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run", "/dev", "/proc", "/sys"}
 )
+
+
+def buildah_run_stubs(base_tree: Mapping[str, Entry]) -> set[str]:
+    """The stub paths a buildah RUN on ``base_tree`` may have added: BUILDAH_RUN_STUBS not in the base.
+
+    Pass them as ``ignore`` to diff_trees when comparing a buildah-built image with a dockyard-built one (or
+    with its base).  Only the stubs themselves are ignored, never anything below them.
+    """
+    return {p for p in BUILDAH_RUN_STUBS if p not in base_tree}
+
 
 _COMPARED = ("type", "mode", "uid", "gid", "size", "sha256", "link", "rdev", "xattrs")
 
@@ -186,9 +194,12 @@ def _normalize(name: str, value):
         # Documented builder difference: drop buildah's own version label (see BUILDER_LABELS).
         value = {k: v for k, v in value.items() if k not in BUILDER_LABELS}
     # Documented builder difference: docker's and buildah's encoders differ in whether an unset field is
-    # omitted, written as null, or written as an empty map/list ("Volumes": null vs absent vs {}); all mean
-    # "nothing set", so they compare equal.  A non-empty value is never normalized.
-    if value is None or value == {} or value == []:
+    # omitted, written as null, or written as an empty map/list ("Volumes": null vs absent vs {}; buildah's
+    # --format docker writes "Entrypoint": [] and "OnBuild": [] where docker writes null); all mean "nothing
+    # set", so they compare equal.  Likewise "" for the string fields (User, WorkingDir, StopSignal): the
+    # docker config's Go struct has no omitempty on them, so docker and buildah write "" for unset where the
+    # OCI config omits the key.  A non-empty value (including [""]) is never normalized.
+    if value is None or value == {} or value == [] or value == "":
         return None
     return value
 
@@ -197,8 +208,8 @@ def compare_configs(a_cfg: Mapping, b_cfg: Mapping, fields_: Iterable[str] = CON
                     a_name: str = "a", b_name: str = "b") -> list[str]:
     """Differences between the ``config`` sections of two raw image configs (e.g. from oracle.inspect).
 
-    Only ``io.buildah.version`` in Labels and null/missing/empty are normalized; everything else (Env order,
-    Cmd vs Entrypoint, Healthcheck durations...) must match exactly.
+    Only ``io.buildah.version`` in Labels and null/missing/empty ({} [] "") are normalized; everything else
+    (Env order, Cmd vs Entrypoint, Healthcheck durations...) must match exactly.
     """
     ca = a_cfg.get("config") or {}
     cb = b_cfg.get("config") or {}
@@ -211,6 +222,7 @@ def compare_configs(a_cfg: Mapping, b_cfg: Mapping, fields_: Iterable[str] = CON
 
 
 __all__ = [
-    "Entry", "flatten", "diff_trees", "compare_configs", "entry_for", "DEFAULT_IGNORE", "BUILDAH_RUN_NOISE",
+    "Entry", "flatten", "diff_trees", "compare_configs", "entry_for", "DEFAULT_IGNORE", "BUILDAH_RUN_STUBS",
+    "buildah_run_stubs",
     "CONFIG_FIELDS", "BUILDER_LABELS", "IGNORED_XATTRS",
 ]
