@@ -122,6 +122,9 @@ class StageExecutor:
 
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self) -> StageResult:
+        if not any(e.startswith("PATH=") for e in self.env_list()):
+            # BuildKit (and buildah) give every stage a PATH when its base has none (e.g. FROM scratch).
+            self.image = self.image.with_config(Env=[*self.env_list(), f"PATH={DEFAULT_PATH}"])
         triggers = list(self.image.container_config.get("OnBuild") or [])
         if triggers:
             self.image = self.image.with_config(OnBuild=None)

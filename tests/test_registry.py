@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from dockyard.errors import AuthenticationError, RegistryError
 from dockyard.events import Events, ImagePushed, TransferFinished
@@ -238,7 +239,10 @@ def test_insecure_registries_use_plain_http():
 
 def test_https_to_a_plain_http_registry_hints_insecure(registry):
     # 0.0.0.0 reaches the loopback registry but is not a loopback name, so the client speaks https to it.
-    client = RegistryClient(environ={}, timeout=(5, 5))
+    # (No proxies from the environment: a proxy would answer for 0.0.0.0 instead of the registry.)
+    session = requests.Session()
+    session.trust_env = False
+    client = RegistryClient(environ={}, timeout=(5, 5), session=session)
     ref = parse_reference(f"0.0.0.0:{registry.port}/x:y")
     assert client.scheme(ref.registry) == "https"
     with pytest.raises(RegistryError) as err:
@@ -246,7 +250,7 @@ def test_https_to_a_plain_http_registry_hints_insecure(registry):
     text = str(err.value)
     assert "TLS" in text and f"--insecure-registry 0.0.0.0:{registry.port}" in text
     # Named insecure, the same registry works.
-    insecure = RegistryClient(environ={}, insecure_registries=[f"0.0.0.0:{registry.port}"])
+    insecure = RegistryClient(environ={}, insecure_registries=[f"0.0.0.0:{registry.port}"], session=session)
     with pytest.raises(RegistryError, match="image not found"):
         insecure.get_manifest(ref)
 

@@ -63,14 +63,14 @@ def load_dockerfile(file: Path, display_path: str) -> ins.Dockerfile:
 def parse_dockerfile(text: str, path: str) -> ins.Dockerfile:
     """Parse Dockerfile `text`; `path` is the file name used in locations and messages."""
     source = _read_source(text, path)
-    parsed = [_parse_logical_line(line, path, source.escape) for line in _logical_lines(source, path)]
+    parsed = [_parse_instruction_text(line.text, SourceLocation(path, line.start_line, line.end_line), source.escape)
+              for line in _logical_lines(source, path)]
     return _group_stages(parsed, source, path)
 
 
 def parse_instruction(text: str, location: SourceLocation, escape: str = "\\") -> ins.Instruction:
     """Parse one instruction given as a single line, e.g. an ONBUILD trigger stored in a base image."""
-    line = _LogicalLine(location.start_line, location.end_line or location.start_line, text)
-    return _parse_logical_line(line, location.file, escape)
+    return _parse_instruction_text(text, location, escape)
 
 
 # =============================================================================================================
@@ -295,15 +295,14 @@ def _split_command(text: str) -> tuple[str, str]:
     return parts[0], (parts[1] if len(parts) == 2 else "")
 
 
-def _parse_logical_line(line: _LogicalLine, path: str, escape: str) -> ins.Instruction:
-    location = SourceLocation(path, line.start_line, line.end_line)
-    original = line.text.strip()
+def _parse_instruction_text(text: str, location: SourceLocation, escape: str) -> ins.Instruction:
+    original = text.strip()
     written_keyword, rest = _split_command(original)
     keyword = written_keyword.upper()
     parse = _PARSERS.get(keyword)
     try:
         if parse is None:
-            raise _unknown_instruction(written_keyword)
+            raise _unknown_instruction(written_keyword, escape)
         args, flag_words = _extract_flag_words(rest)
         flags = _parse_flags(keyword, flag_words)
         return parse(_Parts(keyword, location, original, flags, args.strip(), escape))
@@ -311,13 +310,13 @@ def _parse_logical_line(line: _LogicalLine, path: str, escape: str) -> ins.Instr
         raise DockerfileError(problem.message, hint=problem.hint, location=location) from None
 
 
-def _unknown_instruction(written: str) -> _Problem:
+def _unknown_instruction(written: str, escape: str) -> _Problem:
     close = difflib.get_close_matches(written.upper(), ins.KEYWORDS, n=1, cutoff=0.6)
     if close:
         return _Problem(f'unknown instruction "{written}" (did you mean {close[0]}?)')
     return _Problem(f'unknown instruction "{written}"',
                     hint="instructions are " + ", ".join(ins.KEYWORDS) + "; if this line belongs to the "
-                         "previous instruction, end that line with the escape character (\\)")
+                         f"previous instruction, end that line with the escape character ({escape})")
 
 
 # --- flags ---------------------------------------------------------------------------------------------------

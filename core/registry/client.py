@@ -9,6 +9,7 @@ from the store's file.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import BinaryIO, Callable, Iterator, Mapping
@@ -357,8 +358,6 @@ class RegistryClient:
 
 def sniff_manifest_type(body: bytes) -> str | None:
     """The media type a manifest document declares or implies (for registries that say application/json)."""
-    import json
-
     try:
         doc = json.loads(body)
     except ValueError:
@@ -433,8 +432,6 @@ def _registry_error_text(resp: requests.Response) -> str:
                 break
     except _NETWORK_ERRORS:
         return ""
-    import json
-
     try:
         doc = json.loads(raw)
     except ValueError:

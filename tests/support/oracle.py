@@ -139,7 +139,7 @@ def run_tool(
 
 # Docker's default capability set for RUN (moby's oci/caps/defaults.go).  buildah's own default (from
 # containers.conf) lacks MKNOD, NET_RAW and AUDIT_WRITE; giving it docker's set keeps RUN steps that need
-# them (mknod, ping) behaving as under docker.
+# them (mknod, ping) behaving as under docker.  Checked: a RUN then shows CapEff 00000000a80425fb, docker's set.
 DOCKER_DEFAULT_CAPS = (
     "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
     "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
