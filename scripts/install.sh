@@ -9,7 +9,7 @@ APT_PACKAGES=(
   busybox-static       # the static busybox the example and test base images are made of
   buildah skopeo umoci # the compatibility oracle, and tools that read back what we push
   libcap2-bin util-linux
-  python3-venv
+  python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -21,7 +21,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-/usr/bin/python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

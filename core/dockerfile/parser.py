@@ -63,14 +63,26 @@ def load_dockerfile(file: Path, display_path: str) -> ins.Dockerfile:
 def parse_dockerfile(text: str, path: str) -> ins.Dockerfile:
     """Parse Dockerfile `text`; `path` is the file name used in locations and messages."""
     source = _read_source(text, path)
-    parsed = [_parse_instruction_text(line.text, SourceLocation(path, line.start_line, line.end_line), source.escape)
+    parsed = [parse_instruction(line.text, SourceLocation(path, line.start_line, line.end_line), source.escape)
               for line in _logical_lines(source, path)]
     return _group_stages(parsed, source, path)
 
 
 def parse_instruction(text: str, location: SourceLocation, escape: str = "\\") -> ins.Instruction:
-    """Parse one instruction given as a single line, e.g. an ONBUILD trigger stored in a base image."""
-    return _parse_instruction_text(text, location, escape)
+    """Parse one instruction whose continuation lines are already joined, e.g. an ONBUILD trigger stored
+    in a base image. Section 3 below."""
+    original = text.strip()
+    written_keyword, rest = _split_command(original)
+    keyword = written_keyword.upper()
+    parse = _PARSERS.get(keyword)
+    try:
+        if parse is None:
+            raise _unknown_instruction(written_keyword, escape)
+        args, flag_words = _extract_flag_words(rest)
+        flags = _parse_flags(keyword, flag_words)
+        return parse(_Parts(keyword, location, original, flags, args.strip(), escape))
+    except _Problem as problem:
+        raise DockerfileError(problem.message, hint=problem.hint, location=location) from None
 
 
 # =============================================================================================================
@@ -293,21 +305,6 @@ def _split_command(text: str) -> tuple[str, str]:
     """(first word, the rest) of a stripped line."""
     parts = _WHITESPACE.split(text.strip(), maxsplit=1)
     return parts[0], (parts[1] if len(parts) == 2 else "")
-
-
-def _parse_instruction_text(text: str, location: SourceLocation, escape: str) -> ins.Instruction:
-    original = text.strip()
-    written_keyword, rest = _split_command(original)
-    keyword = written_keyword.upper()
-    parse = _PARSERS.get(keyword)
-    try:
-        if parse is None:
-            raise _unknown_instruction(written_keyword, escape)
-        args, flag_words = _extract_flag_words(rest)
-        flags = _parse_flags(keyword, flag_words)
-        return parse(_Parts(keyword, location, original, flags, args.strip(), escape))
-    except _Problem as problem:
-        raise DockerfileError(problem.message, hint=problem.hint, location=location) from None
 
 
 def _unknown_instruction(written: str, escape: str) -> _Problem:

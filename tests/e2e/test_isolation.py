@@ -1,0 +1,86 @@
+"""A RUN step cannot change the host or read it, and runs with docker's capabilities and nothing more."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import dockyard, write_context
+
+DOCKER_DEFAULT_CAPS = "00000000a80425fb"  # moby's default set: CHOWN, DAC_OVERRIDE, ..., SETFCAP
+
+
+def _output(stderr: str, step: int = 2) -> str:
+    """The RUN's own output lines from --progress=plain (not the step header, which echoes the script)."""
+    prefix = f"#{step} "
+    lines = [line.split(prefix, 1)[1] for line in stderr.splitlines() if prefix in line]
+    return "\n".join(line for line in lines if not line.startswith("[") and not line.startswith("DONE"))
+
+
+def _build(base: str, tmp_path: Path, script: str):
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {base}\nRUN {script}\n"})
+    return dockyard("build", "--progress=plain", str(context))
+
+
+def test_run_cannot_write_or_read_the_host(busybox_base, tmp_path):
+    marker = f"dockyard-escape-{uuid.uuid4().hex}"
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("top secret\n")
+    script = " ; ".join([
+        f"touch /{marker}",  # lands in the image root, never the host's /
+        f"cat {secret} && echo READ-HOST-FILE || echo no-host-file",
+        "ls /proc/1/root/ >/dev/null; cat /proc/1/root/etc/hostname >/dev/null 2>&1",
+        f"mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED || echo mount-denied",
+        "mknod /tmp/disk b 254 0 2>/dev/null; head -c1 /tmp/disk >/dev/null 2>&1 && echo READ-DISK || echo disk-denied",
+        "echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo WROTE-SYSCTL || echo sysctl-denied",
+        "touch /sys/kernel/x 2>/dev/null && echo WROTE-SYS || echo sys-denied",
+        "echo 'nameserver 6.6.6.6' > /etc/resolv.conf 2>/dev/null && echo WROTE-RESOLV || echo resolv-denied",
+        "grep CapBnd /proc/self/status",
+        "ls /proc | grep -c '^[0-9]'",
+        "ls /proc/self/fd | tr '\\n' ' '",
+    ])
+    resolv_before = Path("/etc/resolv.conf").read_bytes() if Path("/etc/resolv.conf").exists() else None
+    result = _build(busybox_base, tmp_path, script)
+    assert result.returncode == 0, result.stderr
+    log = _output(result.stderr)
+    assert not os.path.exists(f"/{marker}")
+    for denied in ("no-host-file", "mount-denied", "disk-denied", "sysctl-denied", "sys-denied", "resolv-denied"):
+        assert denied in log, (denied, log)
+    for escaped in ("READ-HOST-FILE", "MOUNTED", "READ-DISK", "WROTE-SYSCTL", "WROTE-SYS", "WROTE-RESOLV"):
+        assert escaped not in log
+    assert f"CapBnd:\t{DOCKER_DEFAULT_CAPS}" in log
+    if resolv_before is not None:
+        assert Path("/etc/resolv.conf").read_bytes() == resolv_before
+
+
+def test_run_sees_only_its_own_processes_and_fds(busybox_base, tmp_path):
+    result = _build(busybox_base, tmp_path, "echo pid=$$; ls /proc/self/fd | tr '\\n' ' '; echo; hostname")
+    assert result.returncode == 0, result.stderr
+    lines = _output(result.stderr).splitlines()
+    assert lines[0] == "pid=1"  # pid namespace: the step is pid 1
+    # 0-2, plus the one `ls` opens itself to read the directory: nothing inherited from dockyard.
+    assert lines[1].split() == ["0", "1", "2", "3"]
+    assert lines[2] == "dockyard"
+
+
+def test_unprivileged_user_gets_a_clear_error(busybox_base, tmp_path):
+    """Without root (and until the unprivileged modes land), dockyard says so instead of failing oddly."""
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                            "-c", "import dockyard.cli"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"uid 65534 cannot load dockyard from this interpreter/checkout: {probe.stderr.strip()[-200:]}")
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {busybox_base}\nRUN true\n"})
+    for parent in [tmp_path, *tmp_path.parents]:
+        if str(parent) in ("/", "/tmp"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o005)
+    result = dockyard("build", "--progress=plain", str(context), user=65534,
+                      env={"HOME": str(tmp_path / "home")})
+    assert result.returncode == 8, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "mount namespace" in result.stderr and "root" in result.stderr
