@@ -14,7 +14,7 @@ from . import events as ev
 from .context import BuildContext, DockerIgnore, check_context
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
-from .errors import DockerfileError, OutputError, UsageError
+from .errors import DockerfileError, DockyardError, OutputError, UsageError
 from .executor import BuildServices, StageExecutor, StageResult, StepRecord, now_rfc3339
 from .image.blobs import BlobStore
 from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer,
@@ -202,17 +202,11 @@ class Builder:
             return Image(meta={"architecture": platform.architecture, "os": platform.os,
                                **({"variant": platform.variant} if platform.variant else {})}), RootFS()
         try:
-            image, rootfs = self._pull_and_unpack(stage_plan.base_image, platform, services.store,
-                                                  services.workspace)
-        except DockerfileError:
-            raise
-        except Exception as exc:
-            from .errors import DockyardError
-
-            if isinstance(exc, DockyardError) and exc.location is None:
+            return self._pull_and_unpack(stage_plan.base_image, platform, services.store, services.workspace)
+        except DockyardError as exc:
+            if exc.location is None:  # a pull error is reported at the FROM line that asked for the image
                 exc.location = stage_plan.stage.base.location
             raise
-        return image, rootfs
 
     def _pull_and_unpack(self, text: str, platform: Platform, store: BlobStore,
                          workspace: Workspace) -> tuple[Image, RootFS]:

@@ -367,8 +367,8 @@ class StageExecutor:
         return self._copy(inst)
 
     def _copy(self, inst: ins.Copy) -> Layer:
-        unsupported = [f for f in ("link", "exclude", "parents", "checksum", "keep-git-dir")
-                       if inst.flag(f) is not None and not (f == "link")]
+        # --link is accepted: it changes how BuildKit caches the layer, never the files it contains.
+        unsupported = [f for f in ("exclude", "parents", "checksum", "keep-git-dir") if inst.flag(f) is not None]
         if unsupported:
             raise DockerfileError(f"{inst.keyword} --{unsupported[0]} is not supported yet")
         if inst.heredocs:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import subprocess
@@ -12,27 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.images import one_layer_image
 from dockyard.errors import OutputError, UsageError
 from dockyard.image.archive import write_docker_archive
 from dockyard.image.blobs import BlobStore
 from dockyard.image.layout import REF_NAME, write_oci_layout
-from dockyard.image.model import OCI_LAYER_GZIP, Descriptor, HistoryEntry, Image, Layer, sha256_digest
 
 
-def make_image(store: BlobStore, files: dict[str, bytes], *, arch: str = "amd64") -> Image:
-    """A one-layer image made here (a tar.gz written with tarfile+gzip), independent of dockyard's builder."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    tar_bytes = buf.getvalue()
-    compressed = gzip.compress(tar_bytes, mtime=0)
-    layer = Layer(Descriptor(OCI_LAYER_GZIP, store.put_bytes(compressed), len(compressed)), sha256_digest(tar_bytes))
-    image = Image(container_config={"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-                  meta={"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z"})
-    return image.with_layer(layer, HistoryEntry("COPY . /", created="2024-01-01T00:00:00Z"))
+make_image = one_layer_image
+
 
 
 def run(*cmd: str, cwd: Path | None = None) -> str:

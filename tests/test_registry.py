@@ -8,16 +8,12 @@ cross-host redirects, relative upload locations, schema 1).
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
-import io
 import json
 import re
 import socket
 import subprocess
-import tarfile
 import threading
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -28,10 +24,10 @@ import requests
 from dockyard.errors import AuthenticationError, RegistryError
 from dockyard.events import Events, ImagePushed, TransferFinished
 from dockyard.image.blobs import BlobStore
-from dockyard.image.model import (DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
-                                  OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, HistoryEntry, Image, Layer, Platform,
-                                  canonical_json, sha256_digest)
+from dockyard.image.model import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+                                  Platform, canonical_json, sha256_digest)
 from dockyard.image.reference import parse_reference
+from tests.support.images import one_layer_image
 from dockyard.registry import RegistryClient, pull_image, push_image
 from dockyard.registry.auth import (DockerConfigProvider, default_credential_store, docker_config_path,
                                     parse_www_authenticate)
@@ -39,25 +35,8 @@ from dockyard.registry.auth import (DockerConfigProvider, default_credential_sto
 
 # --- helpers -----------------------------------------------------------------------------------------------
 
-def make_image(store: BlobStore, files: dict[str, bytes] | None = None, *, arch: str = "amd64",
-               manifest_type: str = OCI_MANIFEST) -> Image:
-    """A one-layer image whose layer is a tar.gz made here (unique content unless `files` is given)."""
-    files = files if files is not None else {"id": uuid.uuid4().hex.encode()}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    tar_bytes = buf.getvalue()
-    compressed = gzip.compress(tar_bytes, mtime=0)
-    digest = store.put_bytes(compressed)
-    media = OCI_LAYER_GZIP if manifest_type == OCI_MANIFEST else DOCKER_LAYER_GZIP
-    layer = Layer(Descriptor(media, digest, len(compressed)), sha256_digest(tar_bytes))
-    image = Image(container_config={"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-                  meta={"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z"},
-                  manifest_media_type=manifest_type)
-    return image.with_layer(layer, HistoryEntry("COPY files /", created="2024-01-01T00:00:00Z"))
+make_image = one_layer_image
+
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess:

@@ -35,7 +35,7 @@ def test_run_cannot_write_or_read_the_host(busybox_base, tmp_path):
         f"touch /{marker}",  # lands in the image root, never the host's /
         f"cat {secret} && echo READ-HOST-FILE || echo no-host-file",
         "ls /proc/1/root/ >/dev/null; cat /proc/1/root/etc/hostname >/dev/null 2>&1",
-        f"mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED || echo mount-denied",
+        "mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED || echo mount-denied",
         "mknod /tmp/disk b 254 0 2>/dev/null; head -c1 /tmp/disk >/dev/null 2>&1 && echo READ-DISK || echo disk-denied",
         "echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo WROTE-SYSCTL || echo sysctl-denied",
         "touch /sys/kernel/x 2>/dev/null && echo WROTE-SYS || echo sys-denied",

@@ -37,7 +37,13 @@ import shutil
 import subprocess
 import tarfile
 import threading
+import uuid
 from dataclasses import dataclass
+
+# The image *model* types only (plain data); the base images below are never built by dockyard's builder.
+from dockyard.image.blobs import BlobStore
+from dockyard.image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, HistoryEntry, Image,
+                                  Layer, sha256_digest)
 from pathlib import Path
 
 from tests.support.oracle import run_tool
@@ -328,3 +334,28 @@ def push_multiplatform_base(registry_host: str, workdir: Path) -> str:
         _skopeo_push(layout.root, MULTIPLATFORM_TAG, ref, all_images=True, workdir=workdir)
         _cache[("multiplatform", registry_host)] = ref
         return ref
+
+# --------------------------------------------------------------------------- small images as dockyard models
+
+
+def one_layer_image(store: BlobStore, files: dict[str, bytes] | None = None, *, arch: str = "amd64",
+                    manifest_type: str | None = None) -> Image:
+    """A one-layer Image model whose layer is a tar.gz made here with tarfile+gzip, not by the builder
+    (unique content unless `files` is given)."""
+    manifest_type = manifest_type or OCI_MANIFEST
+    files = files if files is not None else {"id": uuid.uuid4().hex.encode()}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    tar_bytes = buf.getvalue()
+    compressed = gzip.compress(tar_bytes, mtime=0)
+    digest = store.put_bytes(compressed)
+    media = OCI_LAYER_GZIP if manifest_type == OCI_MANIFEST else DOCKER_LAYER_GZIP
+    layer = Layer(Descriptor(media, digest, len(compressed)), sha256_digest(tar_bytes))
+    image = Image(container_config={"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+                  meta={"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z"},
+                  manifest_media_type=manifest_type)
+    return image.with_layer(layer, HistoryEntry("COPY files /", created="2024-01-01T00:00:00Z"))
