@@ -18,7 +18,7 @@ from typing import Callable
 
 from .errors import ContextError, StepFailed
 from .rootfs.paths import PathEscape, clean, resolve_in_root
-from .rootfs.unpack import remove_path
+from .rootfs.unpack import LayerError, remove_path, write_member
 
 
 @dataclass(frozen=True)
@@ -149,43 +149,28 @@ def is_archive(path: str) -> bool:
 
 
 def extract_archive(path: str, root: str, dest_image_path: str) -> None:
-    """Extract a local tar into dest inside root, merging with what is there (docker's ADD semantics)."""
-    dest = posixpath.join("/", clean(dest_image_path))
+    """Extract a local tar into dest inside root, merging with what is there (docker's ADD semantics).
+    Members are written by the same code that applies layers; paths resolve inside the root."""
+    base = posixpath.join("/", clean(dest_image_path)).rstrip("/")
+    copier = Copier(root, CopyOptions())
+    dir_times: list[tuple[str, float]] = []
     try:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
                 name = clean(member.name)
                 if not name:
                     continue
-                target_image = f"{dest.rstrip('/')}/{name}"
-                parent = posixpath.dirname(target_image)
-                Copier(root, CopyOptions()).ensure_dir(parent)
-                target = resolve_in_root(root, target_image, follow_final=False)
-                if os.path.lexists(target) and not (member.isdir() and os.path.isdir(target)):
-                    remove_path(target)
+                copier.ensure_dir(posixpath.dirname(f"{base}/{name}"))
+                target = resolve_in_root(root, f"{base}/{name}", follow_final=False)
+                write_member(archive, member, target,
+                             lambda link: resolve_in_root(root, f"{base}/{clean(link)}", follow_final=False))
                 if member.isdir():
-                    os.makedirs(target, exist_ok=True)
-                elif member.isreg():
-                    src = archive.extractfile(member)
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                    with os.fdopen(fd, "wb") as out:
-                        if src is not None:
-                            shutil.copyfileobj(src, out, 1 << 20)
-                elif member.issym():
-                    os.symlink(member.linkname, target)
-                elif member.islnk():
-                    link_target = resolve_in_root(root, f"{dest.rstrip('/')}/{clean(member.linkname)}",
-                                                  follow_final=False)
-                    os.link(link_target, target, follow_symlinks=False)
-                    continue
-                else:
-                    continue
-                os.chown(target, member.uid, member.gid, follow_symlinks=False)
-                if not member.issym():
-                    os.chmod(target, member.mode & 0o7777)
-                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-    except (tarfile.TarError, PathEscape) as exc:
-        raise StepFailed(f"cannot extract {os.path.basename(path)}: {exc}") from None
+                    dir_times.append((target, member.mtime))
+    except (tarfile.TarError, PathEscape, LayerError) as exc:
+        message = exc.message if isinstance(exc, LayerError) else str(exc)
+        raise StepFailed(f"cannot extract {os.path.basename(path)}: {message}") from None
+    for target, mtime in reversed(dir_times):  # last: writing into a directory changes its time
+        os.utime(target, (mtime, mtime), follow_symlinks=False)
 
 
 def download(url: str, dest_file: str) -> float | None:

@@ -122,7 +122,7 @@ class StageExecutor:
 
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self) -> StageResult:
-        if not any(e.startswith("PATH=") for e in self.env_list()):
+        if "PATH" not in self.env_dict():
             # BuildKit (and buildah) give every stage a PATH when its base has none (e.g. FROM scratch).
             self.image = self.image.with_config(Env=[*self.env_list(), f"PATH={DEFAULT_PATH}"])
         triggers = list(self.image.container_config.get("OnBuild") or [])
@@ -149,17 +149,16 @@ class StageExecutor:
         started = time.monotonic()
         handler = getattr(self, "do_" + inst.keyword.lower())
         try:
-            layer = handler(inst)
+            try:
+                layer = handler(inst)
+            except OSError as exc:
+                raise StepFailed(f"{inst.keyword} failed: {exc}") from None
         except DockyardError as exc:
             if exc.location is None:
                 exc.location = inst.location
             record.duration = time.monotonic() - started
             self.s.events.emit(ev.StepFinished(step=step, duration=record.duration, failed=True))
             raise
-        except OSError as exc:
-            record.duration = time.monotonic() - started
-            self.s.events.emit(ev.StepFinished(step=step, duration=record.duration, failed=True))
-            raise StepFailed(f"{inst.keyword} failed: {exc}", location=inst.location) from None
         record.duration = time.monotonic() - started
         record.layer = layer
         self.s.events.emit(ev.StepFinished(step=step, duration=record.duration,
@@ -194,7 +193,7 @@ class StageExecutor:
             value = self.expand(inst, raw)
             env = [e for e in env if e.partition("=")[0] != key] + [f"{key}={value}"]
             self.image = self.image.with_config(Env=env)
-        self._history(f"ENV {' '.join(e for e in env[-len(inst.pairs):])}")
+        self._history(inst.original)
 
     def do_label(self, inst: ins.Label) -> None:
         labels = dict(self.image.container_config.get("Labels") or {})
@@ -449,17 +448,13 @@ class StageExecutor:
             # A source directory copies its contents, not itself.
             copier.copy_dir_contents(host_source, copier.ensure_dir(dest_path))
             return
-        target_dir_exists = os.path.isdir(resolve_in_root(root, dest_path))
-        if dest_is_dir or target_dir_exists:
+        if inst.is_add and is_archive(host_source):
+            extract_archive(host_source, root, dest_path)  # a local archive is unpacked into dest
+            return
+        if dest_is_dir or os.path.isdir(resolve_in_root(root, dest_path)):
             parent = copier.ensure_dir(dest_path)
-            if inst.is_add and is_archive(host_source):
-                extract_archive(host_source, root, dest_path)
-                return
             copier.copy(host_source, os.path.join(parent, os.path.basename(host_source)))
         else:
-            if inst.is_add and is_archive(host_source):
-                extract_archive(host_source, root, dest_path)
-                return
             copier.ensure_dir(posixpath.dirname(dest_path))
             copier.copy(host_source, resolve_in_root(root, dest_path, follow_final=False))
 

@@ -27,15 +27,18 @@ def _read_db(root: str, path: str) -> list[list[str]]:
         return []
 
 
+def _find_user(root: str, user: str) -> list[str] | None:
+    """The passwd entry for a user name or numeric id, or None."""
+    for fields in _read_db(root, "/etc/passwd"):
+        if len(fields) >= 4 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
+            return fields
+    return None
+
+
 def resolve_user(root: str, spec: str) -> ExecUser:
     """`user[:group]` as docker resolves it: names through the image's files, ids as they are."""
     user, _, group = (spec or "0").partition(":")
-    passwd = _read_db(root, "/etc/passwd")
-    entry = None
-    for fields in passwd:
-        if len(fields) >= 4 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
-            entry = fields
-            break
+    entry = _find_user(root, user)
     if entry is None and not user.isdigit():
         raise UnknownUser(f"unable to find user {user}: no matching entries in passwd file")
     uid = int(entry[2]) if entry else int(user)
@@ -67,17 +70,13 @@ def resolve_chown(root: str, spec: str) -> tuple[int, int]:
     """--chown=user[:group]: like USER, except that a user alone gives its own primary group...
     and a numeric user without an entry gets gid = uid (docker's rule for --chown)."""
     user, sep, group = spec.partition(":")
-    passwd = _read_db(root, "/etc/passwd")
-    uid = gid = None
-    for fields in passwd:
-        if len(fields) >= 4 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
-            uid, gid = int(fields[2]), int(fields[3])
-            break
-    if uid is None:
-        if not user.isdigit():
-            raise UnknownUser(f"unable to find user {user}: no matching entries in passwd file")
-        uid = int(user)
-        gid = uid
+    entry = _find_user(root, user)
+    if entry is not None:
+        uid, gid = int(entry[2]), int(entry[3])
+    elif user.isdigit():
+        uid = gid = int(user)
+    else:
+        raise UnknownUser(f"unable to find user {user}: no matching entries in passwd file")
     if sep and group:
         gid = resolve_group(_read_db(root, "/etc/group"), group)
-    return uid, gid  # type: ignore[return-value]
+    return uid, gid

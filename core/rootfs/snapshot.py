@@ -111,6 +111,13 @@ def _walk(top: str, rel: str = ""):
             yield from _walk(top, child)
 
 
+def _marker(name: str, mtime: int) -> tarfile.TarInfo:
+    """An empty whiteout or opaque-marker entry."""
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime, info.uname, info.gname = tarfile.REGTYPE, 0, mtime, "", ""
+    return info
+
+
 def _add_entry(archive: tarfile.TarFile, upper: str, rel: str, seen_inodes: dict,
                source_date_epoch: int | None) -> int:
     path = os.path.join(upper, rel)
@@ -120,10 +127,7 @@ def _add_entry(archive: tarfile.TarFile, upper: str, rel: str, seen_inodes: dict
     if source_date_epoch is not None and mtime > source_date_epoch:
         mtime = source_date_epoch
     if _is_whiteout(st):
-        info = tarfile.TarInfo(f"{parent}/.wh.{name}" if parent else f".wh.{name}")
-        info.type = tarfile.REGTYPE
-        info.mode, info.mtime, info.uname, info.gname = 0, mtime, "", ""
-        archive.addfile(info)
+        archive.addfile(_marker(f"{parent}/.wh.{name}" if parent else f".wh.{name}", mtime))
         return 1
     info = tarfile.TarInfo(rel)
     info.mode = stat.S_IMODE(st.st_mode)
@@ -138,9 +142,7 @@ def _add_entry(archive: tarfile.TarFile, upper: str, rel: str, seen_inodes: dict
         info.type = tarfile.DIRTYPE
         archive.addfile(info)
         if _is_opaque(path):
-            marker = tarfile.TarInfo(f"{rel}/.wh..wh..opq")
-            marker.mode, marker.mtime, marker.uname, marker.gname = 0, mtime, "", ""
-            archive.addfile(marker)
+            archive.addfile(_marker(f"{rel}/.wh..wh..opq", mtime))
             count += 1
         return count
     if stat.S_ISLNK(st.st_mode):

@@ -69,7 +69,8 @@ def apply_layer(stream: BinaryIO, root: str, *, layer_name: str = "layer",
                 continue
             target = resolve_in_root(root, name, follow_final=False)
             _ensure_parent(root, parent_rel)
-            _write_entry(archive, member, root, target)
+            write_member(archive, member, target,
+                         lambda link: resolve_in_root(root, clean(link), follow_final=False))
             created.add(name)
             if member.isdir():
                 dir_times.append((target, member.mtime))
@@ -116,7 +117,11 @@ def _make_opaque(root: str, dir_rel: str, created: set[str]) -> None:
         remove_path(os.path.join(directory, entry))
 
 
-def _write_entry(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str, target: str) -> None:
+def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
+                 link_source: Callable[[str], str]) -> None:
+    """Create one tar member at `target` (replacing a non-directory there) with its owner, mode, xattrs and
+    time; a directory's time is left to the caller, who sets it once everything inside is written.
+    `link_source` maps a hard link's target name in the archive to its host path."""
     existing = None
     try:
         existing = os.lstat(target)
@@ -137,8 +142,7 @@ def _write_entry(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str, t
     elif member.issym():
         os.symlink(member.linkname, target)
     elif member.islnk():
-        link_rel = clean(member.linkname)
-        source = resolve_in_root(root, link_rel, follow_final=False)
+        source = link_source(member.linkname)
         if not os.path.lexists(source):
             raise LayerError(f"hard link {member.name!r} points to {member.linkname!r}, which does not exist")
         os.link(source, target, follow_symlinks=False)

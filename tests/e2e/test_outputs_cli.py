@@ -69,3 +69,44 @@ def test_oci_layout_keeps_earlier_images(busybox_base, tmp_path):
         result = dockyard("build", "-q", "-t", f"example/app:{n}", "--output", f"type=oci,dest={oci}", str(context))
         assert result.returncode == 0, result.stderr
     assert _skopeo("inspect", f"oci:{oci}:1")["Digest"] != _skopeo("inspect", f"oci:{oci}:2")["Digest"]
+
+
+def test_add_extracts_a_local_tarball(busybox_base, tmp_path):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, kind in (("pkg", "d"), ("pkg/bin", "d"), ("pkg/bin/tool", "f"), ("pkg/tool-link", "l"),
+                           ("pkg/tool-hard", "h")):
+            info = tarfile.TarInfo(name)
+            info.uid, info.gid, info.mtime = 1000, 1000, 1700000000
+            if kind == "d":
+                info.type, info.mode = tarfile.DIRTYPE, 0o750
+                tf.addfile(info)
+            elif kind == "f":
+                data = b"#!/bin/sh\necho tool\n"
+                info.size, info.mode = len(data), 0o755
+                tf.addfile(info, io.BytesIO(data))
+            elif kind == "l":
+                info.type, info.linkname = tarfile.SYMTYPE, "bin/tool"
+                tf.addfile(info)
+            else:
+                info.type, info.linkname = tarfile.LNKTYPE, "pkg/bin/tool"
+                tf.addfile(info)
+    context = write_context(tmp_path / "ctx", {
+        "Dockerfile": f"FROM {busybox_base}\nADD pkg.tar.gz /opt/\nADD pkg.tar.gz /plain/copy.tgz\n",
+        "pkg.tar.gz": buf.getvalue()})
+    oci = tmp_path / "oci"
+    result = dockyard("build", "-q", "-t", "t/add:1", "--output", f"type=oci,dest={oci}", str(context))
+    assert result.returncode == 0, result.stderr
+    subprocess.run(["umoci", "unpack", "--image", f"{oci}:1", str(tmp_path / "b")], check=True,
+                   capture_output=True, timeout=120)
+    root = tmp_path / "b" / "rootfs"
+    tool = root / "opt/pkg/bin/tool"
+    assert tool.read_text() == "#!/bin/sh\necho tool\n" and oct(tool.stat().st_mode & 0o7777) == "0o755"
+    assert tool.stat().st_uid == 1000 and (root / "opt/pkg/bin").stat().st_mtime == 1700000000
+    assert oct((root / "opt/pkg").stat().st_mode & 0o777) == "0o750"
+    assert (root / "opt/pkg/tool-link").readlink().as_posix() == "bin/tool"
+    assert (root / "opt/pkg/tool-hard").stat().st_ino == tool.stat().st_ino
+    assert (root / "plain/copy.tgz/pkg/bin/tool").exists()  # ADD to a non-/ path still extracts, as docker
