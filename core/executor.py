@@ -1,30 +1,28 @@
-"""Executing one stage, instruction by instruction: config changes, RUN through an isolation backend, and
-COPY/ADD, each filesystem change becoming one layer."""
+"""Executing one stage, instruction by instruction. The instructions that only change the image config are
+here; RUN is in run_step.py and COPY/ADD in copy_step.py. Each filesystem change becomes one layer."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
-import posixpath
-import shutil
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable
 
 from . import events as ev
-from .context import BuildContext, glob_in_root, has_wildcard
-from .copy import Copier, CopyOptions, download, extract_archive, is_archive, parse_chmod
+from .context import BuildContext
+from .copy import Copier, CopyOptions
+from .copy_step import execute_copy
 from .dockerfile import instructions as ins
 from .dockerfile.expand import Expander
-from .errors import ContextError, DockerfileError, DockyardError, StepFailed
+from .errors import DockerfileError, DockyardError, StepFailed
 from .image.blobs import BlobStore
 from .image.model import HistoryEntry, Image, Layer
-from .isolation import Runner, RunSpec
-from .rootfs import RootFS, Workspace, mounted_readonly, mounted_step
-from .rootfs.paths import clean, image_path_join, resolve_in_root
+from .isolation import Runner
+from .rootfs import RootFS, Workspace, mounted_step
+from .rootfs.paths import image_path_join
 from .rootfs.snapshot import write_layer
-from .users import UnknownUser, resolve_chown, resolve_user
+from .run_step import execute_run
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -90,6 +88,8 @@ class StageExecutor:
         self._pending_upper: str | None = None  # WORKDIR's mkdir, committed with the next layer
         self._next_step = step_counter
         self.global_args = global_args  # values of the ARGs before the first FROM
+
+    default_path = DEFAULT_PATH
 
     # --- environment -------------------------------------------------------------------------------------
     def env_list(self) -> list[str]:
@@ -309,186 +309,13 @@ class StageExecutor:
         return upper or self.s.workspace.new_layer_dir()
 
     def do_run(self, inst: ins.Run) -> Layer:
-        for name in ("mount", "security"):
-            if inst.flag(name) is not None:
-                raise DockerfileError(f"RUN --{name} is not supported yet",
-                                      hint="it is planned; remove the flag for now")
-        network = inst.flag("network") or "default"
-        if network not in ("default", "none", "host"):
-            raise DockerfileError(f"invalid RUN --network={network}: use default, none or host")
-        argv = inst.command.argv(self.shell)
-        env = self.env_dict()
-        # ARG values are visible to RUN as environment variables, but are not kept in the image.
-        run_env = {**self.args, **env}
-        run_env.setdefault("PATH", DEFAULT_PATH)
-        config = self.image.container_config
-        upper = self._take_upper()
-        with mounted_step(self.rootfs, self.s.workspace, upper=upper, scaffold=True) as step:
-            try:
-                user = resolve_user(step.merged, config.get("User") or "0")
-            except UnknownUser as exc:
-                raise StepFailed(str(exc), hint="create the user in an earlier RUN, or use a numeric id") from None
-            run_env.setdefault("HOME", user.home)
-            spec = RunSpec(rootfs=step.merged, argv=tuple(argv), env=tuple(run_env.items()),
-                           cwd=config.get("WorkingDir") or "/", uid=user.uid, gid=user.gid,
-                           groups=user.groups, network="none" if network == "none" else "default",
-                           binds=self._host_files(step.merged))
-            step_no = self.s.steps[-1].step
-            result = self.s.runner.run(spec, lambda line: self.s.events.emit(ev.StepLog(step=step_no, line=line)))
-        if result.setup_error or result.exit_code != 0:
-            shown = " ".join(argv) if inst.command.exec_form else inst.command.shell_text
-            if result.setup_error:
-                message = f"RUN could not start: {result.setup_error}"
-            else:
-                message = f"RUN exited with {result.exit_code}: {shown}"
-            tail = "\n".join("  | " + line for line in result.tail[-10:])
-            raise StepFailed(message, details=tail or None,
-                             hint="the lines above are the end of the command's output" if tail else None)
-        return self._commit(upper, f"RUN {' '.join(argv)} # dockyard")
-
-    def _host_files(self, root: str) -> tuple[tuple[str, str, bool], ...]:
-        """resolv.conf and hosts from the host, bound read-only over the image's (private copies, so a RUN
-        cannot change the host's), only where the image has a regular file or nothing there."""
-        binds = []
-        for source, target in ((self.s.resolv_conf, "/etc/resolv.conf"), (self.s.hosts, "/etc/hosts")):
-            if not source:
-                continue
-            host_target = resolve_in_root(root, target, follow_final=False)
-            if os.path.islink(host_target) or not os.path.isfile(host_target):
-                continue  # a symlink or something odd: leave the image's own
-            binds.append((source, target, True))
-        return tuple(binds)
+        return execute_run(self, inst)
 
     def do_copy(self, inst: ins.Copy) -> Layer:
-        return self._copy(inst)
+        return execute_copy(self, inst)
 
     def do_add(self, inst: ins.Copy) -> Layer:
-        return self._copy(inst)
-
-    def _copy(self, inst: ins.Copy) -> Layer:
-        # --link is accepted: it changes how BuildKit caches the layer, never the files it contains.
-        unsupported = [f for f in ("exclude", "parents", "checksum", "keep-git-dir") if inst.flag(f) is not None]
-        if unsupported:
-            raise DockerfileError(f"{inst.keyword} --{unsupported[0]} is not supported yet")
-        if inst.heredocs:
-            raise DockerfileError(f"{inst.keyword} with a heredoc is not supported yet")
-        if inst.json_form:
-            sources = [self.expand(inst, s) for s in inst.sources]
-            dest = self.expand(inst, inst.dest)
-        else:
-            words = [w for text in (*inst.sources, inst.dest) for w in self.expand_words(inst, text)]
-            sources, dest = words[:-1], words[-1]
-        if not sources:
-            raise DockerfileError(f"{inst.keyword} needs a source and a destination")
-        workdir = self.image.container_config.get("WorkingDir") or "/"
-        dest_is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
-        dest_path = image_path_join(workdir, dest)
-        from_ref = inst.flag("from")
-        chown, chmod = inst.flag("chown"), inst.flag("chmod")
-        upper = self._take_upper()
-        with ExitStack() as stack:
-            if from_ref is not None:
-                source_root = stack.enter_context(mounted_readonly(self._from_rootfs(inst, self.expand(inst, from_ref)),
-                                                                   self.s.workspace))
-                visible = lambda p: True  # noqa: E731  .dockerignore never applies to --from
-            else:
-                source_root = self.s.context.root
-                visible = self.s.context.visible
-            step = stack.enter_context(mounted_step(self.rootfs, self.s.workspace, upper=upper))
-            owner = None
-            if chown:
-                try:
-                    owner = resolve_chown(step.merged, self.expand(inst, chown))
-                except UnknownUser as exc:
-                    raise StepFailed(str(exc)) from None
-            try:
-                mode = parse_chmod(self.expand(inst, chmod)) if chmod else None
-            except ValueError as exc:
-                raise DockerfileError(str(exc)) from None
-            copier = Copier(step.merged, CopyOptions(owner=owner, mode=mode,
-                                                     keep_source_owner=from_ref is not None), visible)
-            matches: list[str] = []
-            remote: list[str] = []
-            for source in sources:
-                if inst.is_add and source.startswith(("http://", "https://")):
-                    remote.append(source)
-                    continue
-                found = self._find_sources(source_root, source, visible, from_ref)
-                if not found:
-                    where = f"stage {from_ref!r}" if from_ref else f"the build context ({self.s.context.root})"
-                    raise ContextError(f"{inst.keyword} source {source!r} not found in {where}",
-                                       hint="check the path (it is relative to the context)" +
-                                       ("" if from_ref else "; is it excluded by .dockerignore?"))
-                matches.extend(found)
-            many = len(matches) + len(remote) > 1 or any(has_wildcard(s) for s in sources)
-            if many and not dest_is_dir:
-                raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a "
-                                      f"directory ending in /: {dest!r}")
-            for host_source in matches:
-                self._copy_one(inst, copier, step.merged, host_source, dest_path, dest_is_dir)
-            for url in remote:
-                self._add_url(copier, step.merged, url, dest_path, dest_is_dir)
-        return self._commit(upper, f"{inst.keyword} {' '.join(sources)} {dest} # dockyard")
-
-    def _find_sources(self, root: str, source: str, visible, from_ref) -> list[str]:
-        if has_wildcard(source):
-            return glob_in_root(root, source, visible)
-        host = resolve_in_root(root, clean(source))
-        if not os.path.lexists(host):
-            return []
-        if not visible(host) and from_ref is None:
-            # The path itself is ignored; docker still copies a directory's non-ignored children.
-            if not os.path.isdir(host):
-                return []
-        return [host]
-
-    def _copy_one(self, inst: ins.Copy, copier: Copier, root: str, host_source: str, dest_path: str,
-                  dest_is_dir: bool) -> None:
-        if os.path.isdir(host_source) and not os.path.islink(host_source):
-            # A source directory copies its contents, not itself.
-            copier.copy_dir_contents(host_source, copier.ensure_dir(dest_path))
-            return
-        if inst.is_add and is_archive(host_source):
-            extract_archive(host_source, root, dest_path)  # a local archive is unpacked into dest
-            return
-        if dest_is_dir or os.path.isdir(resolve_in_root(root, dest_path)):
-            parent = copier.ensure_dir(dest_path)
-            copier.copy(host_source, os.path.join(parent, os.path.basename(host_source)))
-        else:
-            copier.ensure_dir(posixpath.dirname(dest_path))
-            copier.copy(host_source, resolve_in_root(root, dest_path, follow_final=False))
-
-    def _add_url(self, copier: Copier, root: str, url: str, dest_path: str, dest_is_dir: bool) -> None:
-        name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
-        tmp_dir = self.s.workspace.new_file_dir()
-        tmp = os.path.join(tmp_dir, name)
-        mtime = download(url, tmp)
-        os.chmod(tmp, 0o600)  # docker: downloaded files are 0600
-        if mtime is not None:
-            os.utime(tmp, (mtime, mtime))
-        if dest_is_dir or os.path.isdir(resolve_in_root(root, dest_path)):
-            target = os.path.join(copier.ensure_dir(dest_path), name)
-        else:
-            copier.ensure_dir(posixpath.dirname(dest_path))
-            target = resolve_in_root(root, dest_path, follow_final=False)
-        copier.copy(tmp, target)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-
-    def _from_rootfs(self, inst: ins.Instruction, ref: str) -> RootFS:
-        stage = self.dockerfile.stage_by_name(ref)
-        if stage is None and ref.isdigit():
-            index = int(ref)
-            if index >= self.stage.index:
-                raise DockerfileError(f"--from={ref} refers to a stage that is not before this one")
-            stage = self.dockerfile.stages[index]
-        if stage is not None:
-            if stage.index >= self.stage.index:
-                raise DockerfileError(f"--from={ref} refers to stage {stage.display_name}, which is not before "
-                                      "this one")
-            return self.stages[stage.index].rootfs
-        if self.s.image_rootfs is None:
-            raise DockerfileError(f"--from={ref}: no such stage")
-        return self.s.image_rootfs(ref, inst)
+        return execute_copy(self, inst)
 
 
 _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
