@@ -15,12 +15,13 @@ from .context import BuildContext, DockerIgnore, check_context
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
 from .errors import DockerfileError, DockyardError, OutputError, UsageError
-from .executor import BuildServices, StageExecutor, StageResult, StepRecord, now_rfc3339
+from .executor import PROXY_ARGS, BuildServices, StageExecutor, StageResult, StepRecord, now_rfc3339
 from .image.blobs import BlobStore
 from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer,
                           Platform)
 from .image.reference import Reference, parse_reference
 from .isolation import NamespaceRunner, Runner
+from .mounts import MountSources
 from .options import BuildOptions, default_cache_root
 from .plan import StagePlan, make_plan
 from .rootfs import RootFS, Workspace, unpack_layers
@@ -63,9 +64,25 @@ class BuildResult:
 # Docker's layer media types become their OCI twins when written into an OCI manifest (same bytes).
 _TO_OCI_LAYER = {DOCKER_LAYER_GZIP: OCI_LAYER_GZIP}
 
-# Build args docker accepts without an ARG, and never reports as unused.
-PREDEFINED_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-                   "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+
+def unused_build_args(build_args: dict[str, str], used: set[str]) -> list[str]:
+    """Build args no ARG consumed. The proxy args (any spelling, as BuildKit compares them) are used by RUN
+    without an ARG, and BUILDKIT_* args are frontend options: docker reports neither."""
+    return sorted(name for name in build_args
+                  if name not in used and name.upper() not in PROXY_ARGS and not name.startswith("BUILDKIT_"))
+
+
+def directive_notes(dockerfile: ins.Dockerfile) -> list[str]:
+    """What dockyard says about parser directives it accepts but does not act on."""
+    notes = []
+    for name, value in dockerfile.directives:
+        if name == "syntax":
+            notes.append(f"dockyard uses its built-in Dockerfile frontend; the syntax directive ({value}) is not "
+                         "fetched")
+        elif name == "check":
+            notes.append(f"the check directive ({value}) is accepted; dockyard runs no build checks")
+    return notes
 
 
 class Builder:
@@ -105,9 +122,11 @@ class Builder:
         dockerfile = load_dockerfile(dockerfile_path, _display_path(dockerfile_path))
         build_args = dict(opts.build_args)
         used_args: set[str] = set()
-        plan = make_plan(dockerfile, opts.target, build_args, used_args)
+        plan = make_plan(dockerfile, opts.target, build_args, used_args, platform=self.platform)
         self.events.emit(ev.BuildStarted(dockerfile=dockerfile.path, context=str(opts.context),
                                          stages=len(plan.stages), steps=plan.step_count))
+        for note in directive_notes(dockerfile):
+            self.events.emit(ev.Message(level="info", text=note))
         enter_private_mount_namespace()
         blob_root = opts.blob_dir or (default_cache_root(opts.environ) / "store")
         store = BlobStore(blob_root)
@@ -119,13 +138,14 @@ class Builder:
                 store=store, workspace=workspace, runner=self.runner,
                 context=BuildContext(opts.context, DockerIgnore.load(opts.context, dockerfile_path)),
                 events=self.events, compression=opts.compression, compression_level=opts.compression_level,
+                mount_sources=MountSources.from_options(opts),
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
             image = self._run_stages(plan, dockerfile, services, build_args, used_args)
             image = self._finalize(image)
             digest = image.digest
             pushed = self._write_outputs(image, store, tags)
-            unused = sorted(set(build_args) - used_args - PREDEFINED_ARGS)
+            unused = unused_build_args(build_args, used_args)
             warnings = []
             if unused:
                 warnings.append(f"build arguments were not consumed by any ARG: {', '.join(unused)}")

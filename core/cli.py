@@ -20,6 +20,9 @@ examples:
       --output type=oci,dest=out/app .
   dockyard build -t app:1 --output type=docker,dest=app.tar .     # then: docker load -i app.tar
   dockyard build -q --digest-file digest.txt -t localhost:5000/app:ci --push .
+  dockyard build --secret id=npmrc,src=$HOME/.npmrc --secret id=token,env=API_TOKEN --ssh default -t app:1 .
+      # RUN --mount=type=secret,id=npmrc,target=/root/.npmrc npm ci
+      # RUN --mount=type=ssh git clone git@github.com:org/private.git
 
 exit codes:
 """ + "\n".join(f"  {code:<4}{meaning}" for code, meaning in EXIT_CODES)
@@ -53,6 +56,11 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--metadata-file", metavar="FILE", help="write build metadata (JSON) to FILE")
     b.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                    help="allow plain HTTP to this registry (loopback registries are always allowed)")
+    b.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=FILE|,env=VAR]",
+                   help="a secret for RUN --mount=type=secret, from a file or an environment variable; a bare "
+                        "id=ID uses the variable ID if set, else the file ID (repeatable)")
+    b.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]",
+                   help="an ssh-agent socket for RUN --mount=type=ssh (default: $SSH_AUTH_SOCK) (repeatable)")
     b.add_argument("--progress", choices=["auto", "plain", "json"], default="auto",
                    help="progress output: live view on a terminal, plain lines in CI, or JSON events")
     b.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
@@ -64,7 +72,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import BuildOptions, OutputSpec, parse_key_values
+    from .options import BuildOptions, OutputSpec, SecretSource, SshSource, parse_key_values
 
     context = Path(args.context)
     return BuildOptions(
@@ -80,6 +88,8 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         digest_file=Path(args.digest_file) if args.digest_file else None,
         metadata_file=Path(args.metadata_file) if args.metadata_file else None,
         insecure_registries=tuple(args.insecure_registry),
+        secrets=tuple(SecretSource.parse(s, environ) for s in args.secret),
+        ssh=tuple(SshSource.parse(s, environ) for s in args.ssh),
         compression=args.compression,
         compression_level=args.compression_level,
         work_dir=Path(args.work_dir) if args.work_dir else None,

@@ -1,98 +1,132 @@
-"""The build context: the directory COPY and ADD read from, filtered by .dockerignore."""
+"""The build context: the directory COPY and ADD read from, filtered by .dockerignore.
+
+Patterns follow moby/patternmatcher (what docker and BuildKit use for .dockerignore and COPY --exclude): each
+pattern is cleaned like Go's filepath.Clean, `*` and `?` never cross a `/`, `**` spans any number of
+directories, `!` re-includes, the last matching pattern decides, and a pattern that matches a directory
+matches everything below it.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ContextError
+from .errors import ContextError, DockerfileError
 from .rootfs.paths import clean, resolve_in_root
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
-    """Docker's .dockerignore pattern language: Go's filepath.Match plus `**` for any number of dirs."""
+    """patternmatcher's translation of one cleaned pattern into an anchored regular expression."""
     out = ""
     i = 0
     while i < len(pattern):
+        c = pattern[i]
         if pattern.startswith("**", i):
             i += 2
             if pattern.startswith("/", i):
-                i += 1
-                out += "(?:.*/)?"
-            else:
-                out += ".*"
+                i += 1  # `**/` is `**`: the slash is part of what it spans
+            # `**` at the end matches everything below; elsewhere any number of leading directories.
+            out += ".*" if i >= len(pattern) else "(?:.*/)?"
             continue
-        c = pattern[i]
         if c == "*":
             out += "[^/]*"
         elif c == "?":
             out += "[^/]"
-        elif c == "[":
-            j = pattern.find("]", i)
-            if j == -1:
-                out += re.escape(c)
-            else:
-                body = pattern[i + 1:j].replace("\\", "\\\\")
-                out += "[" + ("^" + body[1:] if body.startswith("^") else body) + "]"
-                i = j
-        elif c == "\\" and i + 1 < len(pattern):
+        elif c == "\\":
             i += 1
-            out += re.escape(pattern[i])
+            out += re.escape(pattern[i]) if i < len(pattern) else "\\\\"
+        elif c in "[]":
+            out += c  # character classes pass through, as patternmatcher passes them to Go's regexp
         else:
             out += re.escape(c)
         i += 1
-    return re.compile("^" + out + "$")
+    try:
+        return re.compile("^" + out + "$", re.DOTALL)
+    except re.error as exc:
+        raise DockerfileError(f"invalid pattern {pattern!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
-class IgnoreRule:
+class Pattern:
+    text: str  # cleaned, without the leading `!`
     regex: re.Pattern
-    exclude: bool  # False for `!pattern` exceptions
+    exception: bool  # `!pattern`: re-includes what earlier patterns excluded
 
 
-class DockerIgnore:
-    def __init__(self, rules: list[IgnoreRule]):
-        self.rules = rules
+class PatternMatcher:
+    """An ordered list of exclude patterns and `!` exceptions, matched against slash-separated relative paths."""
 
+    def __init__(self, patterns: list[str]):
+        self.patterns: list[Pattern] = []
+        for raw in patterns:
+            text = raw.strip()
+            exception = text.startswith("!")
+            if exception:
+                text = text[1:].strip()
+            text = _clean_pattern(text)
+            if text:
+                self.patterns.append(Pattern(text, _pattern_regex(text), exception))
+        self.has_exceptions = any(p.exception for p in self.patterns)
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def matches(self, rel: str) -> bool:
+        """Is this path excluded? A pattern matching one of its parent directories matches it too."""
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+        excluded = False
+        for pattern in self.patterns:
+            if pattern.exception != excluded:
+                continue  # an exclusion cannot change an excluded path, nor an exception an included one
+            if any(pattern.regex.match(prefix) for prefix in prefixes):
+                excluded = not pattern.exception
+        return excluded
+
+    def may_include_below(self, rel_dir: str) -> bool:
+        """Could an exception re-include something inside this excluded directory? Then it must be walked."""
+        return any(p.exception and (p.text.startswith(rel_dir + "/") or "*" in p.text or "?" in p.text
+                                    or "[" in p.text) for p in self.patterns)
+
+
+def _clean_pattern(text: str) -> str:
+    """filepath.Clean, then a leading `/` dropped: patterns are relative to the context."""
+    if not text:
+        return ""
+    cleaned = posixpath.normpath(text)
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    if len(cleaned) > 1 and cleaned.startswith("/"):
+        cleaned = cleaned[1:]
+    return "" if cleaned in (".", "/") else cleaned
+
+
+class DockerIgnore(PatternMatcher):
     @classmethod
     def load(cls, context: Path, dockerfile: Path) -> "DockerIgnore":
         # The per-Dockerfile NAME.dockerignore (next to the Dockerfile) wins over CONTEXT/.dockerignore.
         candidates = [dockerfile.parent / (dockerfile.name + ".dockerignore"), context / ".dockerignore"]
         for path in candidates:
             if path.is_file():
-                return cls.parse(path.read_text(encoding="utf-8", errors="replace"))
+                try:
+                    return cls.parse(path.read_text(encoding="utf-8", errors="replace"))
+                except OSError as exc:
+                    raise ContextError(f"cannot read {path}: {exc.strerror}") from None
         return cls([])
 
     @classmethod
     def parse(cls, text: str) -> "DockerIgnore":
-        rules = []
-        for line in text.splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            exclude = not line.startswith("!")
-            if not exclude:
-                line = line[1:].strip()
-            pattern = clean(line)
-            if not pattern:
-                continue
-            rules.append(IgnoreRule(_pattern_regex(pattern), exclude))
-        return cls(rules)
+        """The file format of moby/patternmatcher/ignorefile: a line starting with `#` is a comment (only at
+        its very start), blank lines are skipped, surrounding whitespace is trimmed."""
+        lines = text.removeprefix("\ufeff").splitlines()
+        return cls([line for line in lines if not line.startswith("#") and line.strip()])
 
     def ignored(self, rel: str) -> bool:
-        """Is this context-relative path excluded? The last matching rule decides; a path is also excluded
-        when one of its parent directories is."""
-        result = False
-        parts = rel.split("/")
-        for rule in self.rules:
-            for n in range(1, len(parts) + 1):
-                if rule.regex.match("/".join(parts[:n])):
-                    result = rule.exclude
-                    break
-        return result
+        return self.matches(rel)
 
 
 class BuildContext:
@@ -110,7 +144,12 @@ class BuildContext:
 
     def visible(self, host_path: str) -> bool:
         rel = self.rel(host_path)
-        return rel == "." or not self.ignore.ignored(rel)
+        return rel == "." or not self.ignore.matches(rel)
+
+    def walk_into(self, host_dir: str) -> bool:
+        """An ignored directory is still walked when an exception could re-include something inside it."""
+        rel = self.rel(host_dir)
+        return rel == "." or self.ignore.may_include_below(rel)
 
     def glob(self, pattern: str) -> list[str]:
         """Context paths matching a COPY source pattern (wildcards per path component)."""
@@ -122,22 +161,26 @@ def has_wildcard(path: str) -> bool:
 
 
 def glob_in_root(root: str, pattern: str, visible=lambda p: True) -> list[str]:
+    """Paths under root matching a COPY source with wildcards (Go's filepath.Match per path component).
+    Intermediate directories are followed inside the root; the matches themselves are not resolved."""
     parts = [p for p in clean(pattern).split("/") if p]
     matches = [root]
-    for part in parts:
-        nxt = []
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        found = []
         for base in matches:
             if has_wildcard(part):
                 try:
                     names = sorted(os.listdir(base))
                 except (NotADirectoryError, FileNotFoundError):
                     continue
-                nxt.extend(os.path.join(base, n) for n in names if fnmatch.fnmatchcase(n, part))
-            else:
-                candidate = os.path.join(base, part)
-                if os.path.lexists(candidate):
-                    nxt.append(candidate)
-        matches = [m for m in nxt if visible(m)]
+                found.extend(os.path.join(base, n) for n in names if fnmatch.fnmatchcase(n, part))
+            elif os.path.lexists(os.path.join(base, part)):
+                found.append(os.path.join(base, part))
+        if not last:
+            # A directory on the way may be a symlink: follow it, inside the root.
+            found = [resolve_in_root(root, os.path.relpath(f, root)) for f in found]
+        matches = [m for m in found if visible(m) or (not last and os.path.isdir(m))]
     return matches
 
 

@@ -1,44 +1,156 @@
-"""COPY and ADD: putting files from the context, another stage, a tarball or a URL into the image root.
+"""COPY and ADD: putting files from the context, another stage, a tarball or a download into the image root.
 
 Sources are resolved inside their own root (the context, or a stage's mounted root) and destinations inside
-the image root, so neither side's symlinks can lead outside. Files keep their mode and mtime; ownership is
-root's unless --chown says otherwise (docker's rules).
+the image root, so neither side's symlinks can lead outside. Files keep their mode, mtime and xattrs;
+ownership is root's unless --chown says otherwise (docker's rules).
 """
 
 from __future__ import annotations
 
-import email.utils
+import bz2
+import io
+import lzma
 import os
 import posixpath
 import shutil
 import stat
 import tarfile
 from dataclasses import dataclass
-from typing import Callable
+from typing import BinaryIO, Callable, Protocol
 
-from .errors import ContextError, StepFailed
+from .errors import StepFailed
 from .rootfs.paths import PathEscape, clean, resolve_in_root
 from .rootfs.unpack import LayerError, remove_path, write_member
+
+
+class Mode(Protocol):
+    """--chmod: what mode a copied file or directory gets, from the mode it had."""
+
+    def apply(self, mode: int, is_dir: bool) -> int: ...
+
+
+@dataclass(frozen=True)
+class OctalMode:
+    value: int
+
+    def apply(self, mode: int, is_dir: bool) -> int:
+        return self.value
+
+
+_WHO_BITS = {"u": 0o4700, "g": 0o2070, "o": 0o0007}
+_PERM_BITS = {"r": 0o444, "w": 0o222, "x": 0o111}
+_ALL_BUT_STICKY = 0o6777  # no `who`, or `a`: every class (BuildKit applies no umask)
+
+
+@dataclass(frozen=True)
+class SymbolicMode:
+    """chmod(1)'s symbolic notation as BuildKit applies it (BSD setmode with a umask of 0, per file): `+x`,
+    `u=rwx,go=rx`, `a-w`, `g=u`, `X` (execute only for directories and files already executable by someone)."""
+
+    clauses: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (who, ((op, perms), ...))
+
+    def apply(self, mode: int, is_dir: bool) -> int:
+        mode &= 0o7777
+        for who, actions in self.clauses:
+            who_mask = sum(_WHO_BITS[w] for w in who) if who not in ("", "a") else _ALL_BUT_STICKY
+            for op, perms in actions:
+                mask = who_mask
+                if "t" in perms and who_mask & ~0o007:
+                    mask |= 0o1000  # the sticky bit, unless only "other" was named (setmode's rule)
+                bits = self._bits(perms, mode, is_dir) & mask
+                if op == "=":
+                    mode = (mode & ~who_mask) | bits
+                elif op == "+":
+                    mode |= bits
+                else:
+                    mode &= ~bits
+        return mode
+
+    @staticmethod
+    def _bits(perms: str, mode: int, is_dir: bool) -> int:
+        bits = 0
+        for p in perms:
+            if p in _PERM_BITS:
+                bits |= _PERM_BITS[p]
+            elif p == "X" and (is_dir or mode & 0o111):
+                bits |= 0o111
+            elif p == "s":
+                bits |= 0o6000
+            elif p == "t":
+                bits |= 0o1000
+            elif p in "ugo":
+                # Copy another class's permissions: its three bits, replicated to every class.
+                shift = {"u": 6, "g": 3, "o": 0}[p]
+                triple = (mode >> shift) & 0o7
+                bits |= triple << 6 | triple << 3 | triple
+        return bits
+
+
+def parse_chmod(text: str) -> Mode:
+    """--chmod=MODE: octal (`755`, `0644`) or symbolic (`u=rwx,go=rx`, `+x`), as BuildKit accepts them."""
+    if text.isdigit():
+        try:
+            value = int(text, 8)
+        except ValueError:
+            raise ValueError(f"invalid --chmod={text}: {text!r} is not an octal number") from None
+        if value > 0o7777:
+            raise ValueError(f"invalid --chmod={text}: mode out of range (at most 7777)")
+        return OctalMode(value)
+    clauses = []
+    for clause in text.split(","):
+        who = ""
+        i = 0
+        while i < len(clause) and clause[i] in "ugoa":
+            who += clause[i]
+            i += 1
+        actions = []
+        while i < len(clause) and clause[i] in "+-=":
+            op = clause[i]
+            i += 1
+            start = i
+            while i < len(clause) and clause[i] in "rwxXstugo":
+                i += 1
+            actions.append((op, clause[start:i]))
+        if not actions or i != len(clause):
+            raise ValueError(f"invalid --chmod={text}: expected an octal mode such as 0755 or a symbolic one "
+                             "such as u=rwx,go=rx or +x")
+        clauses.append(("a" if "a" in who else who, tuple(actions)))
+    return SymbolicMode(tuple(clauses))
+
+
+class PathFilter(Protocol):
+    """What a copy leaves out of a source tree (.dockerignore, --exclude)."""
+
+    def excluded(self, host_path: str) -> bool: ...
+
+    def walk_into(self, host_dir: str) -> bool:
+        """For an excluded directory: could something inside it still be included?"""
+        ...
+
+
+class NoFilter:
+    def excluded(self, host_path: str) -> bool:
+        return False
+
+    def walk_into(self, host_dir: str) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
 class CopyOptions:
     owner: tuple[int, int] | None = None  # --chown, resolved; None keeps the source's for --from, root for context
-    mode: int | None = None  # --chmod
+    mode: Mode | None = None  # --chmod
     keep_source_owner: bool = False  # COPY --from keeps the source's owners when no --chown
 
 
 class Copier:
     """Copies host paths (already resolved in their source root) to a destination inside `root`."""
 
-    def __init__(self, root: str, options: CopyOptions, visible: Callable[[str], bool] = lambda p: True):
+    def __init__(self, root: str, options: CopyOptions, source_filter: PathFilter | None = None):
         self.root = root
         self.options = options
-        self.visible = visible
+        self.filter = source_filter or NoFilter()
         self._links: dict[tuple[int, int], str] = {}
-
-    def dest_path(self, image_path: str) -> str:
-        return resolve_in_root(self.root, image_path)
 
     def ensure_dir(self, image_path: str) -> str:
         """mkdir -p inside the root; created directories are 0755, owned like the copied files (docker)."""
@@ -65,17 +177,43 @@ class Copier:
         else:
             self._copy_node(source, dest_host, st)
 
-    def copy_dir_contents(self, source: str, dest_host: str) -> None:
+    def copy_dir_contents(self, source: str, dest_host: str) -> bool:
+        """Copy what the filter lets through from a directory; returns whether anything was copied."""
+        copied = False
         for name in sorted(os.listdir(source)):
-            child = os.path.join(source, name)
-            if self.visible(child):
-                self.copy(child, os.path.join(dest_host, name))
+            child, target = os.path.join(source, name), os.path.join(dest_host, name)
+            if not self.filter.excluded(child):
+                self.copy(child, target)
+                copied = True
+            elif os.path.isdir(child) and not os.path.islink(child) and self.filter.walk_into(child):
+                copied = self._copy_excluded_dir(child, target) or copied
+        return copied
 
-    def _copy_dir(self, source: str, dest_host: str, st: os.stat_result) -> None:
-        if os.path.lexists(dest_host) and not os.path.isdir(dest_host) or os.path.islink(dest_host):
+    def _copy_excluded_dir(self, source: str, dest_host: str) -> bool:
+        """An excluded directory appears only as the parent of something re-included inside it."""
+        existed = os.path.lexists(dest_host)
+        st = os.lstat(source)
+        self._prepare_dir(dest_host)
+        if self.copy_dir_contents(source, dest_host):
+            self._set_metadata(source, dest_host, st)
+            return True
+        if not existed:
+            os.rmdir(dest_host)
+        return False
+
+    def copy_dir_only(self, source: str, dest_host: str) -> None:
+        """Create dest_host as a copy of the directory source without its contents (metadata included)."""
+        self._prepare_dir(dest_host)
+        self._set_metadata(source, dest_host, os.lstat(source))
+
+    def _prepare_dir(self, dest_host: str) -> None:
+        if os.path.islink(dest_host) or os.path.lexists(dest_host) and not os.path.isdir(dest_host):
             remove_path(dest_host)
         if not os.path.isdir(dest_host):
             os.mkdir(dest_host, 0o700)
+
+    def _copy_dir(self, source: str, dest_host: str, st: os.stat_result) -> None:
+        self._prepare_dir(dest_host)
         self.copy_dir_contents(source, dest_host)
         self._set_metadata(source, dest_host, st)
 
@@ -88,9 +226,7 @@ class Copier:
             return
         if stat.S_ISREG(st.st_mode):
             with open(source, "rb") as src:
-                fd = os.open(dest_host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                write_file(src, dest_host)
             if st.st_nlink > 1:
                 self._links[key] = dest_host
         elif stat.S_ISLNK(st.st_mode):
@@ -101,25 +237,34 @@ class Copier:
             return  # sockets are skipped, as docker does
         self._set_metadata(source, dest_host, st)
 
-    def _set_metadata(self, source: str, dest_host: str, st: os.stat_result) -> None:
+    def owner_for(self, st: os.stat_result) -> tuple[int, int]:
         if self.options.owner is not None:
-            uid, gid = self.options.owner
-        elif self.options.keep_source_owner:
-            uid, gid = st.st_uid, st.st_gid
-        else:
-            uid, gid = 0, 0
-        os.chown(dest_host, uid, gid, follow_symlinks=False)
+            return self.options.owner
         if self.options.keep_source_owner:
-            for name in _xattr_names(source):
-                try:
-                    os.setxattr(dest_host, name, os.getxattr(source, name, follow_symlinks=False),
-                                follow_symlinks=False)
-                except OSError:
-                    pass
+            return st.st_uid, st.st_gid
+        return 0, 0
+
+    def _set_metadata(self, source: str, dest_host: str, st: os.stat_result) -> None:
+        os.chown(dest_host, *self.owner_for(st), follow_symlinks=False)
+        # BuildKit copies xattrs (user.*, security.capability) from the context and from stages alike.
+        for name in _xattr_names(source):
+            try:
+                os.setxattr(dest_host, name, os.getxattr(source, name, follow_symlinks=False), follow_symlinks=False)
+            except OSError:
+                pass  # e.g. user.* on a symlink: refused by the kernel, and ignored by BuildKit too
         if not stat.S_ISLNK(st.st_mode):
-            mode = self.options.mode if self.options.mode is not None else stat.S_IMODE(st.st_mode)
-            os.chmod(dest_host, mode)
+            mode = stat.S_IMODE(st.st_mode)
+            if self.options.mode is not None:
+                mode = self.options.mode.apply(mode, stat.S_ISDIR(st.st_mode))
+            os.chmod(dest_host, mode)  # after chown, which clears setuid/setgid
         os.utime(dest_host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def write_file(source: BinaryIO, dest_host: str) -> None:
+    """Create dest_host (never through a symlink) with the bytes of source."""
+    fd = os.open(dest_host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as dst:
+        shutil.copyfileobj(source, dst, 1 << 20)
 
 
 def _xattr_names(path: str) -> list[str]:
@@ -130,66 +275,77 @@ def _xattr_names(path: str) -> list[str]:
         return []
 
 
-def parse_chmod(text: str) -> int:
-    try:
-        value = int(text, 8)
-    except ValueError:
-        raise ValueError(f"invalid --chmod={text}: expected an octal mode such as 0755") from None
-    if value > 0o7777:
-        raise ValueError(f"invalid --chmod={text}: mode out of range")
-    return value
+# --- ADD's local archives ------------------------------------------------------------------------------------
+
+_DECOMPRESSORS: tuple[tuple[bytes, Callable[[BinaryIO], BinaryIO]], ...] = (
+    (b"\x1f\x8b", lambda f: _gzip_reader(f)),
+    (b"BZh", lambda f: bz2.BZ2File(f)),  # type: ignore[dict-item]
+    (b"\xfd7zXZ\x00", lambda f: lzma.LZMAFile(f)),  # type: ignore[dict-item]
+    (b"\x28\xb5\x2f\xfd", lambda f: _zstd_reader(f)),
+)
+
+
+def _gzip_reader(raw: BinaryIO) -> BinaryIO:
+    from isal import igzip
+
+    return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+def _zstd_reader(raw: BinaryIO) -> BinaryIO:
+    import zstandard
+
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+
+
+def _open_tar_stream(raw: BinaryIO) -> BinaryIO:
+    """The tar stream inside raw: uncompressed, gzip, bzip2, xz or zstd, told apart by magic bytes."""
+    buffered = io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+    head = buffered.peek(6)[:6]
+    for magic, reader in _DECOMPRESSORS:
+        if head.startswith(magic):
+            return reader(buffered)
+    return buffered  # type: ignore[return-value]
 
 
 def is_archive(path: str) -> bool:
-    """ADD extracts local tar archives (plain, gzip, bzip2, xz), detected by content, not name."""
+    """ADD extracts a local regular file whose (decompressed) content starts with a valid tar header —
+    BuildKit's test, whatever the file is called."""
     try:
-        return tarfile.is_tarfile(path)
-    except OSError:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with open(path, "rb") as raw, tarfile.open(fileobj=_open_tar_stream(raw), mode="r|") as archive:
+            return archive.next() is not None
+    except (OSError, tarfile.TarError, EOFError, lzma.LZMAError, ValueError):
         return False
+    except Exception as exc:  # zstandard.ZstdError and isal's errors have no common base with the above
+        if type(exc).__module__.split(".")[0] in ("zstandard", "isal", "gzip"):
+            return False
+        raise
 
 
-def extract_archive(path: str, root: str, dest_image_path: str) -> None:
+def extract_archive(path: str, root: str, dest_image_path: str, owner: tuple[int, int] | None = None) -> None:
     """Extract a local tar into dest inside root, merging with what is there (docker's ADD semantics).
-    Members are written by the same code that applies layers; paths resolve inside the root."""
+    Members keep their owners unless --chown gave one; paths resolve inside the root."""
     base = posixpath.join("/", clean(dest_image_path)).rstrip("/")
-    copier = Copier(root, CopyOptions())
+    copier = Copier(root, CopyOptions(owner=owner))
+    copier.ensure_dir(base or "/")
     dir_times: list[tuple[str, float]] = []
     try:
-        with tarfile.open(path, "r:*") as archive:
+        with open(path, "rb") as raw, tarfile.open(fileobj=_open_tar_stream(raw), mode="r|") as archive:
             for member in archive:
                 name = clean(member.name)
                 if not name:
                     continue
+                if owner is not None:
+                    member.uid, member.gid = owner
                 copier.ensure_dir(posixpath.dirname(f"{base}/{name}"))
                 target = resolve_in_root(root, f"{base}/{name}", follow_final=False)
                 write_member(archive, member, target,
                              lambda link: resolve_in_root(root, f"{base}/{clean(link)}", follow_final=False))
                 if member.isdir():
                     dir_times.append((target, member.mtime))
-    except (tarfile.TarError, PathEscape, LayerError) as exc:
+    except (tarfile.TarError, PathEscape, LayerError, EOFError, lzma.LZMAError) as exc:
         message = exc.message if isinstance(exc, LayerError) else str(exc)
         raise StepFailed(f"cannot extract {os.path.basename(path)}: {message}") from None
     for target, mtime in reversed(dir_times):  # last: writing into a directory changes its time
         os.utime(target, (mtime, mtime), follow_symlinks=False)
-
-
-def download(url: str, dest_file: str) -> float | None:
-    """Fetch a URL for ADD into dest_file; returns the Last-Modified time (docker uses it as mtime)."""
-    import requests
-
-    try:
-        with requests.get(url, stream=True, timeout=60) as response:
-            if response.status_code != 200:
-                raise ContextError(f"ADD cannot download {url}: HTTP {response.status_code}",
-                                   hint="check the URL; ADD only follows plain GETs")
-            with open(dest_file, "wb") as out:
-                for chunk in response.iter_content(1 << 20):
-                    out.write(chunk)
-            modified = response.headers.get("Last-Modified")
-    except requests.RequestException as exc:
-        raise ContextError(f"ADD cannot download {url}: {exc.__class__.__name__}",
-                           hint="check the URL and the network") from None
-    if modified:
-        parsed = email.utils.parsedate_to_datetime(modified)
-        return parsed.timestamp() if parsed else None
-    return None

@@ -1,18 +1,22 @@
-"""COPY and ADD as instructions: expanding sources and destination, finding the sources (the context, a
-stage, an image, a URL), docker's destination rules, and committing the result as one layer. The file
-operations themselves are in copy.py."""
+"""COPY and ADD as instructions: reading the flags, expanding sources and destination, finding the sources
+(the context, a stage, an image, a URL, a git repository, a heredoc), docker's destination rules, and
+committing the result as one layer. File operations are in copy.py, downloads and clones in fetch.py."""
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import shutil
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .context import glob_in_root, has_wildcard
-from .copy import Copier, CopyOptions, download, extract_archive, is_archive, parse_chmod
+from . import fetch
+from .context import PatternMatcher, glob_in_root, has_wildcard
+from .copy import Copier, CopyOptions, Mode, extract_archive, is_archive, parse_chmod, write_file
 from .dockerfile import instructions as ins
+from .dockerfile.heredoc import heredoc_content
 from .errors import ContextError, DockerfileError, StepFailed
 from .image.model import Layer
 from .rootfs import RootFS, mounted_readonly, mounted_step
@@ -20,117 +24,293 @@ from .rootfs.paths import clean, image_path_join, resolve_in_root
 from .users import UnknownUser, resolve_chown
 
 if TYPE_CHECKING:
+    from .context import BuildContext
     from .executor import StageExecutor
+
+HEREDOC_FILE_MODE = 0o644
+DOWNLOAD_MODE = 0o600  # docker: a file ADD downloads is 0600 (before --chmod)
+
+
+@dataclass(frozen=True)
+class CopyFlags:
+    """The flags of one COPY/ADD, expanded and checked."""
+
+    from_ref: str | None
+    chown: str | None
+    mode: Mode | None
+    excludes: PatternMatcher
+    parents: bool
+    checksum: str | None
+    keep_git_dir: bool
+
+
+@dataclass(frozen=True)
+class Target:
+    """The destination: its absolute image path, and whether it names a directory to copy into."""
+
+    path: str
+    is_dir: bool
+
+    def file_path(self, name: str) -> str:
+        return posixpath.join(self.path, name) if self.is_dir else self.path
+
+
+class SourceFilter:
+    """.dockerignore (context sources only) and --exclude (paths relative to the source being copied)."""
+
+    def __init__(self, context: BuildContext | None, excludes: PatternMatcher, base: str):
+        self.context = context
+        self.excludes = excludes
+        self.base = base
+
+    def _excluded_by_flag(self, host_path: str) -> bool:
+        return bool(self.excludes) and self.excludes.matches(os.path.relpath(host_path, self.base))
+
+    def excluded(self, host_path: str) -> bool:
+        ignored = self.context is not None and not self.context.visible(host_path)
+        return ignored or self._excluded_by_flag(host_path)
+
+    def walk_into(self, host_dir: str) -> bool:
+        ignored = self.context is not None and not self.context.visible(host_dir)
+        if ignored and not self.context.walk_into(host_dir):
+            return False
+        if self._excluded_by_flag(host_dir):
+            return self.excludes.may_include_below(os.path.relpath(host_dir, self.base))
+        return True
 
 
 def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
-    # --link is accepted: it changes how BuildKit caches the layer, never the files it contains.
-    unsupported = [f for f in ("exclude", "parents", "checksum", "keep-git-dir") if inst.flag(f) is not None]
-    if unsupported:
-        raise DockerfileError(f"{inst.keyword} --{unsupported[0]} is not supported yet")
-    if inst.heredocs:
-        raise DockerfileError(f"{inst.keyword} with a heredoc is not supported yet")
-    if inst.json_form:
-        sources = [executor.expand(inst, s) for s in inst.sources]
-        dest = executor.expand(inst, inst.dest)
-    else:
-        words = [w for text in (*inst.sources, inst.dest) for w in executor.expand_words(inst, text)]
-        sources, dest = words[:-1], words[-1]
-    if not sources:
+    flags = _read_flags(executor, inst)
+    sources, dest = _operands(executor, inst)
+    if not sources and not inst.heredocs:
         raise DockerfileError(f"{inst.keyword} needs a source and a destination")
     workdir = executor.image.container_config.get("WorkingDir") or "/"
-    dest_is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
-    dest_path = image_path_join(workdir, dest)
-    from_ref = inst.flag("from")
-    chown, chmod = inst.flag("chown"), inst.flag("chmod")
+    several = len(sources) + len(inst.heredocs) > 1 or any(has_wildcard(s) for s in sources)
+    target = Target(image_path_join(workdir, dest), _names_directory(dest) or flags.parents)
+    if several and not target.is_dir:
+        raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a directory "
+                              f"ending in /: {dest!r}")
     upper = executor._take_upper()
     with ExitStack() as stack:
-        if from_ref is not None:
-            source_root = stack.enter_context(mounted_readonly(_from_rootfs(executor, inst, executor.expand(inst, from_ref)),
-                                                               executor.s.workspace))
-            visible = lambda p: True  # noqa: E731  .dockerignore never applies to --from
-        else:
-            source_root = executor.s.context.root
-            visible = executor.s.context.visible
+        source_root = _source_root(executor, inst, flags, stack)
         step = stack.enter_context(mounted_step(executor.rootfs, executor.s.workspace, upper=upper))
-        owner = None
-        if chown:
-            try:
-                owner = resolve_chown(step.merged, executor.expand(inst, chown))
-            except UnknownUser as exc:
-                raise StepFailed(str(exc)) from None
-        try:
-            mode = parse_chmod(executor.expand(inst, chmod)) if chmod else None
-        except ValueError as exc:
-            raise DockerfileError(str(exc)) from None
-        copier = Copier(step.merged, CopyOptions(owner=owner, mode=mode,
-                                                 keep_source_owner=from_ref is not None), visible)
-        matches: list[str] = []
-        remote: list[str] = []
+        options = CopyOptions(owner=_owner(step.merged, flags), mode=flags.mode,
+                              keep_source_owner=flags.from_ref is not None)
+        copy = _CopyRun(executor, inst, flags, source_root, step.merged, target, options)
         for source in sources:
-            if inst.is_add and source.startswith(("http://", "https://")):
-                remote.append(source)
-                continue
-            found = _find_sources(executor, source_root, source, visible, from_ref)
-            if not found:
-                where = f"stage {from_ref!r}" if from_ref else f"the build context ({executor.s.context.root})"
-                raise ContextError(f"{inst.keyword} source {source!r} not found in {where}",
-                                   hint="check the path (it is relative to the context)" +
-                                   ("" if from_ref else "; is it excluded by .dockerignore?"))
-            matches.extend(found)
-        many = len(matches) + len(remote) > 1 or any(has_wildcard(s) for s in sources)
-        if many and not dest_is_dir:
-            raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a "
-                                  f"directory ending in /: {dest!r}")
-        for host_source in matches:
-            _copy_one(executor, inst, copier, step.merged, host_source, dest_path, dest_is_dir)
-        for url in remote:
-            _add_url(executor, copier, step.merged, url, dest_path, dest_is_dir)
-    return executor._commit(upper, f"{inst.keyword} {' '.join(sources)} {dest} # dockyard")
+            copy.add(source)
+        for heredoc in inst.heredocs:
+            copy.write_heredoc(heredoc)
+    shown = " ".join([*sources, *(f"<<{h.name}" for h in inst.heredocs)])
+    return executor._commit(upper, f"{inst.keyword} {shown} {dest} # dockyard")
 
-def _find_sources(executor: StageExecutor, root: str, source: str, visible, from_ref) -> list[str]:
-    if has_wildcard(source):
-        return glob_in_root(root, source, visible)
-    host = resolve_in_root(root, clean(source))
-    if not os.path.lexists(host):
-        return []
-    if not visible(host) and from_ref is None:
-        # The path itself is ignored; docker still copies a directory's non-ignored children.
-        if not os.path.isdir(host):
-            return []
-    return [host]
 
-def _copy_one(executor: StageExecutor, inst: ins.Copy, copier: Copier, root: str, host_source: str, dest_path: str,
-              dest_is_dir: bool) -> None:
-    if os.path.isdir(host_source) and not os.path.islink(host_source):
-        # A source directory copies its contents, not itself.
-        copier.copy_dir_contents(host_source, copier.ensure_dir(dest_path))
-        return
-    if inst.is_add and is_archive(host_source):
-        extract_archive(host_source, root, dest_path)  # a local archive is unpacked into dest
-        return
-    if dest_is_dir or os.path.isdir(resolve_in_root(root, dest_path)):
-        parent = copier.ensure_dir(dest_path)
-        copier.copy(host_source, os.path.join(parent, os.path.basename(host_source)))
-    else:
-        copier.ensure_dir(posixpath.dirname(dest_path))
-        copier.copy(host_source, resolve_in_root(root, dest_path, follow_final=False))
+def _names_directory(dest: str) -> bool:
+    return dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
-def _add_url(executor: StageExecutor, copier: Copier, root: str, url: str, dest_path: str, dest_is_dir: bool) -> None:
-    name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
-    tmp_dir = executor.s.workspace.new_file_dir()
-    tmp = os.path.join(tmp_dir, name)
-    mtime = download(url, tmp)
-    os.chmod(tmp, 0o600)  # docker: downloaded files are 0600
-    if mtime is not None:
-        os.utime(tmp, (mtime, mtime))
-    if dest_is_dir or os.path.isdir(resolve_in_root(root, dest_path)):
-        target = os.path.join(copier.ensure_dir(dest_path), name)
-    else:
-        copier.ensure_dir(posixpath.dirname(dest_path))
-        target = resolve_in_root(root, dest_path, follow_final=False)
-    copier.copy(tmp, target)
-    shutil.rmtree(tmp_dir, ignore_errors=True)
+
+def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
+    def value(name: str) -> str | None:
+        raw = inst.flag(name)
+        return None if raw is None else executor.expand(inst, raw)
+
+    if not inst.is_add and (inst.flag("checksum") is not None or inst.flag("keep-git-dir") is not None):
+        raise DockerfileError("--checksum and --keep-git-dir are ADD flags", hint="use ADD for remote sources")
+    chmod = value("chmod")
+    try:
+        mode = parse_chmod(chmod) if chmod else None
+    except ValueError as exc:
+        raise DockerfileError(str(exc)) from None
+    excludes = [executor.expand(inst, p) for p in inst.flag_values("exclude")]
+    checksum = value("checksum")
+    return CopyFlags(from_ref=value("from"), chown=value("chown") or None, mode=mode,
+                     excludes=PatternMatcher(excludes), parents=value("parents") == "true",
+                     checksum=checksum, keep_git_dir=value("keep-git-dir") == "true")
+
+
+def _operands(executor: StageExecutor, inst: ins.Copy) -> tuple[list[str], str]:
+    if inst.json_form:
+        return [executor.expand(inst, s) for s in inst.sources], executor.expand(inst, inst.dest)
+    words = [w for text in (*inst.sources, inst.dest) for w in executor.expand_words(inst, text)]
+    if not words:
+        raise DockerfileError(f"{inst.keyword} needs a destination")
+    return words[:-1], words[-1]
+
+
+def _source_root(executor: StageExecutor, inst: ins.Copy, flags: CopyFlags, stack: ExitStack) -> str:
+    if flags.from_ref is None:
+        return executor.s.context.root
+    rootfs = _from_rootfs(executor, inst, flags.from_ref)
+    return stack.enter_context(mounted_readonly(rootfs, executor.s.workspace))
+
+
+def _owner(root: str, flags: CopyFlags) -> tuple[int, int] | None:
+    if not flags.chown:
+        return None
+    try:
+        return resolve_chown(root, flags.chown)
+    except UnknownUser as exc:
+        raise StepFailed(str(exc), hint="--chown names are looked up in the image's /etc/passwd and "
+                                        "/etc/group; numeric ids always work") from None
+
+
+class _CopyRun:
+    """One COPY/ADD's sources going into the image root."""
+
+    def __init__(self, executor: StageExecutor, inst: ins.Copy, flags: CopyFlags, source_root: str, root: str,
+                 target: Target, options: CopyOptions):
+        self.executor = executor
+        self.inst = inst
+        self.flags = flags
+        self.source_root = source_root
+        self.root = root
+        self.target = target
+        self.options = options
+        self.from_context = flags.from_ref is None
+
+    def add(self, source: str) -> None:
+        git = fetch.parse_git_url(source) if self.inst.is_add else None
+        if git is not None:
+            self._add_git(git)
+        elif self.inst.is_add and fetch.is_url(source):
+            self._add_url(source)
+        else:
+            if self.flags.checksum is not None:
+                raise DockerfileError(f"--checksum applies to URL and git sources, not to {source!r}",
+                                      hint="BuildKit verifies checksums of remote sources only")
+            for host_source, rel in self._find(source):
+                self._copy_local(host_source, rel)
+
+    # --- local sources (context, stage, image) -----------------------------------------------------------
+    def _find(self, source: str) -> list[tuple[str, str]]:
+        """The host paths a source names (symlinks followed, inside the root), each with the path --parents
+        keeps: relative to the root, or to the `/./` pivot."""
+        base_rel, pattern = "", clean(source)
+        if self.flags.parents and "/./" in "/" + source:
+            base_rel, _, pattern = ("/" + source).partition("/./")
+            pattern = clean(pattern)
+        base = resolve_in_root(self.source_root, clean(base_rel))
+        visible = self.executor.s.context.visible if self.from_context else (lambda p: True)
+        if has_wildcard(pattern):
+            lexical = [os.path.relpath(m, base) for m in glob_in_root(base, pattern, visible)]
+            lexical = [rel for rel in lexical if not self._excluded_match(rel)]
+        else:
+            lexical = [pattern]
+        found = []
+        for rel in lexical:
+            host = resolve_in_root(base, rel)
+            # An ignored path is not there; an ignored directory still gives its re-included children.
+            if os.path.lexists(host) and (visible(host) or os.path.isdir(host)):
+                found.append((host, rel))
+        if not found:
+            self._not_found(source)
+        return found
+
+    def _excluded_match(self, rel: str) -> bool:
+        """--exclude also filters what a wildcard matched, by the match's own name."""
+        return bool(self.flags.excludes) and self.flags.excludes.matches(posixpath.basename(rel))
+
+    def _not_found(self, source: str) -> None:
+        where = f"stage {self.flags.from_ref!r}" if self.flags.from_ref else \
+            f"the build context ({self.executor.s.context.root})"
+        hint = "check the path (it is relative to the context)"
+        if self.from_context and self.executor.s.context.ignore:
+            hint += "; is it excluded by .dockerignore?"
+        raise ContextError(f"{self.inst.keyword} source {source!r} not found in {where}", hint=hint)
+
+    def _copier(self, base: str, *, ignore_file: bool = True) -> Copier:
+        """A copier for the tree at base: --exclude relative to it, .dockerignore for context sources."""
+        context = self.executor.s.context if self.from_context and ignore_file else None
+        return Copier(self.root, self.options, SourceFilter(context, self.flags.excludes, base))
+
+    def _copy_local(self, host_source: str, rel: str) -> None:
+        target = self.target
+        if self.flags.parents:
+            self._make_parents(host_source, rel)
+            target = Target(posixpath.join(target.path, rel), False)
+            if os.path.isdir(host_source):  # the directory itself, with its metadata, then its contents
+                copier = self._copier(host_source)
+                copier.copy(host_source, resolve_in_root(self.root, target.path, follow_final=False))
+                return
+        if os.path.isdir(host_source):
+            # A source directory copies its contents, not itself.
+            copier = self._copier(host_source)
+            copier.copy_dir_contents(host_source, copier.ensure_dir(target.path))
+            return
+        if self.inst.is_add and is_archive(host_source):
+            extract_archive(host_source, self.root, target.path, self.options.owner)  # unpacked into dest
+            return
+        self._place(self._copier(host_source), host_source, os.path.basename(host_source), target)
+
+    def _make_parents(self, host_source: str, rel: str) -> None:
+        """--parents: the source's parent directories are recreated under the destination, with their own
+        modes and times (BuildKit copies them as it walks down to the source)."""
+        copier = self._copier(host_source)
+        parts = [p for p in posixpath.dirname(rel).split("/") if p]
+        host_parent = host_source
+        parents = []
+        for _ in parts:
+            host_parent = os.path.dirname(host_parent)
+            parents.append(host_parent)
+        image_dir = copier.ensure_dir(self.target.path)
+        for part, host_dir in zip(parts, reversed(parents)):
+            image_dir = os.path.join(image_dir, part)
+            if not os.path.isdir(image_dir):
+                copier.copy_dir_only(host_dir, image_dir)
+
+    def _place(self, copier: Copier, host_file: str, name: str, target: Target) -> None:
+        """Copy one non-directory to the destination: into it when it is (or names) a directory."""
+        if target.is_dir or os.path.isdir(resolve_in_root(self.root, target.path)):
+            copier.copy(host_file, os.path.join(copier.ensure_dir(target.path), name))
+        else:
+            copier.ensure_dir(posixpath.dirname(target.path))
+            copier.copy(host_file, resolve_in_root(self.root, target.path, follow_final=False))
+
+    # --- heredocs ------------------------------------------------------------------------------------------
+    def write_heredoc(self, heredoc: ins.Heredoc) -> None:
+        """`COPY <<NAME dest`: a 0644 file named NAME (or dest itself) with the heredoc's text."""
+        text = heredoc_content(heredoc, lambda ref: self.executor.expand(self.inst, ref))
+        with self._staging() as staging:
+            path = os.path.join(staging, posixpath.basename(heredoc.name) or "heredoc")
+            write_file(io.BytesIO(text.encode()), path)
+            os.chmod(path, HEREDOC_FILE_MODE)
+            self._place(Copier(self.root, self.options), path, os.path.basename(path), self.target)
+
+    # --- remote sources --------------------------------------------------------------------------------------
+    def _add_url(self, url: str) -> None:
+        name = fetch.url_file_name(url)
+        with self._staging() as staging:
+            path = os.path.join(staging, name)
+            mtime = fetch.download(url, path, self.flags.checksum)
+            os.chmod(path, DOWNLOAD_MODE)
+            if mtime is not None:
+                os.utime(path, (mtime, mtime))
+            # A download is never extracted, whatever it contains.
+            self._place(Copier(self.root, self.options), path, name, self.target)
+
+    def _add_git(self, git: fetch.GitRef) -> None:
+        with self._staging() as staging:
+            checkout = fetch.clone(git, os.path.join(staging, "checkout"), self.flags.keep_git_dir,
+                                   self.flags.checksum)
+            copier = self._copier(checkout, ignore_file=False)  # .dockerignore is about the context only
+            copier.copy_dir_contents(checkout, copier.ensure_dir(self.target.path))
+
+    def _staging(self):
+        return _StagingDir(self.executor.s.workspace.new_file_dir())
+
+
+class _StagingDir:
+    """A scratch directory in the build's workspace, removed when the source has been copied."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> str:
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
 
 def _from_rootfs(executor: StageExecutor, inst: ins.Instruction, ref: str) -> RootFS:
     stage = executor.dockerfile.stage_by_name(ref)
@@ -147,5 +327,3 @@ def _from_rootfs(executor: StageExecutor, inst: ins.Instruction, ref: str) -> Ro
     if executor.s.image_rootfs is None:
         raise DockerfileError(f"--from={ref}: no such stage")
     return executor.s.image_rootfs(ref, inst)
-
-

@@ -19,13 +19,17 @@ from .errors import DockerfileError, DockyardError, StepFailed
 from .image.blobs import BlobStore
 from .image.model import HistoryEntry, Image, Layer
 from .isolation import Runner
+from .mounts import MountSources
 from .rootfs import RootFS, Workspace, mounted_step
 from .rootfs.paths import image_path_join
 from .rootfs.snapshot import write_layer
 from .run_step import execute_run
+from .users import UnknownUser, resolve_chown
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ("/bin/sh", "-c")
+# Build args that RUN sees without an ARG line (BuildKit's proxy env); never in the image config or history.
+PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
 
 
 def now_rfc3339() -> str:
@@ -66,6 +70,8 @@ class BuildServices:
     resolv_conf: str | None = None
     hosts: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
+    # RUN --mount's host side: --secret, --ssh, the cache-mount directory.
+    mount_sources: MountSources = field(default_factory=MountSources)
 
 
 class StageExecutor:
@@ -83,6 +89,9 @@ class StageExecutor:
         self.dockerfile = dockerfile
         self.expander = Expander(escape=dockerfile.escape)
         self.args: dict[str, str] = {}  # ARGs declared in this stage, with their values
+        # ARGs declared after the last ENV of the same name (inherited ENV included): BuildKit keeps one
+        # environment in declaration order, so such an ARG wins; an ENV declared after an ARG wins over it.
+        self._args_over_env: set[str] = set()
         self.shell = tuple(image.container_config.get("Shell") or DEFAULT_SHELL)
         self.cmd_set_in_stage = False
         self._pending_upper: str | None = None  # WORKDIR's mkdir, committed with the next layer
@@ -103,9 +112,21 @@ class StageExecutor:
         return out
 
     def expansion_env(self) -> dict[str, str]:
-        """Variables visible to expansion: stage ARGs, overridden by ENV (docker's precedence)."""
+        """Variables visible to expansion: stage ARGs and ENV, the later declaration of a name winning."""
         env = dict(self.args)
         env.update(self.env_dict())
+        env.update({name: self.args[name] for name in self._args_over_env})
+        return env
+
+    def step_env(self) -> dict[str, str]:
+        """The environment of a RUN step: the proxy build args (both spellings, as BuildKit sets them, with
+        no ARG needed), then what expansion sees."""
+        env: dict[str, str] = {}
+        for name in PROXY_ARGS:
+            value = self.build_args.get(name, self.build_args.get(name.lower()))
+            if value is not None:
+                env[name] = env[name.lower()] = value
+        env.update(self.expansion_env())
         return env
 
     def expand(self, inst: ins.Instruction, text: str) -> str:
@@ -125,19 +146,28 @@ class StageExecutor:
         if "PATH" not in self.env_dict():
             # BuildKit (and buildah) give every stage a PATH when its base has none (e.g. FROM scratch).
             self.image = self.image.with_config(Env=[*self.env_list(), f"PATH={DEFAULT_PATH}"])
-        triggers = list(self.image.container_config.get("OnBuild") or [])
-        if triggers:
-            self.image = self.image.with_config(OnBuild=None)
-            from .dockerfile.parser import parse_dockerfile
-
-            for trigger in triggers:
-                parsed = parse_dockerfile(f"FROM scratch\n{trigger}\n", f"ONBUILD of {self.stage.base.image}")
-                for inst in parsed.stages[0].instructions:
-                    self.dispatch(inst)
+        self._run_onbuild_triggers()
         for inst in self.stage.instructions:
             self.dispatch(inst)
         self._commit_pending()
         return StageResult(self.image, self.rootfs)
+
+    def _run_onbuild_triggers(self) -> None:
+        """The base's ONBUILD triggers run first, in this build (COPY reads this build's context), and are
+        not inherited further. Errors point at this stage's FROM line and name the trigger, as BuildKit's."""
+        triggers = list(self.image.container_config.get("OnBuild") or [])
+        if not triggers:
+            return
+        self.image = self.image.with_config(OnBuild=None)
+        from .dockerfile.parser import parse_instruction
+
+        where = self.stage.base.location
+        for trigger in triggers:
+            try:
+                self.dispatch(parse_instruction(trigger, where))
+            except DockyardError as exc:
+                exc.message = f"ONBUILD trigger {trigger!r} from the base image: {exc.message}"
+                raise
 
     def dispatch(self, inst: ins.Instruction) -> None:
         step, total = self._next_step()
@@ -171,28 +201,41 @@ class StageExecutor:
                                                           created=now_rfc3339(), comment="dockyard"))
 
     def do_arg(self, inst: ins.Arg) -> None:
+        shown = []
         for definition in inst.args:
-            value = None
-            if definition.default is not None:
-                value = self.expand(inst, definition.default)
-            if definition.name in self.build_args:
-                value = self.build_args[definition.name]
-                self.used_args.add(definition.name)
-            elif value is None and definition.name in self.global_args:
-                # `ARG NAME` inside a stage brings the global ARG's value into scope.
-                value = self.global_args[definition.name]
+            value = self.arg_value(inst, definition)
             if value is not None:
+                # An ARG with no value leaves an earlier value of the name in place (BuildKit).
                 self.args[definition.name] = value
-            else:
-                self.args.pop(definition.name, None)
-        self._history(f"ARG {' '.join(a.name + ('=' + a.default if a.default is not None else '') for a in inst.args)}")
+                self._args_over_env.add(definition.name)
+            shown.append(definition.name if value is None else f"{definition.name}={value}")
+        self._history("ARG " + " ".join(shown))
+
+    def arg_value(self, inst: ins.Arg, definition: ins.ArgDef) -> str | None:
+        """--build-arg, else the default (expanded), else the global scope's value for a bare `ARG NAME`
+        (global ARGs and the predefined TARGET*/BUILD* args), else None."""
+        if definition.name in self.build_args:
+            self.used_args.add(definition.name)
+            return self.build_args[definition.name]
+        if definition.default is not None:
+            return self.expand(inst, definition.default)
+        return self.global_args.get(definition.name)
 
     def do_env(self, inst: ins.Env) -> None:
+        # Every pair is expanded with the variables as they were before this ENV (`ENV a=1 b=$a` reads the
+        # old a), then set; a name already set keeps its place in the list (BuildKit's addEnv).
+        pairs = [(self.expand(inst, key), self.expand(inst, value)) for key, value in inst.pairs]
         env = self.env_list()
-        for key, raw in inst.pairs:
-            value = self.expand(inst, raw)
-            env = [e for e in env if e.partition("=")[0] != key] + [f"{key}={value}"]
-            self.image = self.image.with_config(Env=env)
+        for key, value in pairs:
+            if not key:
+                raise DockerfileError("ENV names can not be blank", hint="e.g. ENV NAME=value")
+            names = [e.partition("=")[0] for e in env]
+            if key in names:
+                env[names.index(key)] = f"{key}={value}"
+            else:
+                env.append(f"{key}={value}")
+            self._args_over_env.discard(key)
+        self.image = self.image.with_config(Env=env)
         self._history(inst.original)
 
     def do_label(self, inst: ins.Label) -> None:
@@ -209,11 +252,8 @@ class StageExecutor:
     def do_expose(self, inst: ins.Expose) -> None:
         ports = dict(self.image.container_config.get("ExposedPorts") or {})
         for word in inst.ports:
-            for port in self.expand_words(inst, word):
-                number, _, proto = port.partition("/")
-                if not number or not all(c.isdigit() or c == "-" for c in number):
-                    raise DockerfileError(f"invalid port {port!r} in EXPOSE", hint="e.g. EXPOSE 80 or 53/udp")
-                ports[f"{number}/{(proto or 'tcp').lower()}"] = {}
+            for spec in self.expand_words(inst, word):
+                ports.update(dict.fromkeys(exposed_ports(spec), {}))
         self.image = self.image.with_config(ExposedPorts=ports)
         self._history(inst.original)
 
@@ -238,11 +278,25 @@ class StageExecutor:
         # docker creates the directory right away; its mkdir joins the next layer this stage makes.
         self._pending_upper = self._pending_upper or self.s.workspace.new_layer_dir()
         with mounted_step(self.rootfs, self.s.workspace, upper=self._pending_upper) as step:
-            Copier(step.merged, CopyOptions()).ensure_dir(path)
+            Copier(step.merged, CopyOptions(owner=self._workdir_owner(step.merged))).ensure_dir(path)
         self._history(f"WORKDIR {path}")
 
+    def _workdir_owner(self, root: str) -> tuple[int, int] | None:
+        """BuildKit creates missing WORKDIR directories as the current USER (resolved like --chown)."""
+        user = self.image.container_config.get("User")
+        if not user:
+            return None
+        try:
+            return resolve_chown(root, user)
+        except UnknownUser as exc:
+            raise StepFailed(f"WORKDIR cannot create the directory as USER {user}: {exc}",
+                             hint="create the user in an earlier RUN, or use a numeric id") from None
+
     def do_stopsignal(self, inst: ins.Stopsignal) -> None:
-        self.image = self.image.with_config(StopSignal=self.expand(inst, inst.signal))
+        signal = self.expand(inst, inst.signal)
+        if not is_signal(signal):
+            raise DockerfileError(f"invalid STOPSIGNAL {signal!r}", hint="e.g. STOPSIGNAL SIGTERM, SIGKILL or 9")
+        self.image = self.image.with_config(StopSignal=signal)
         self._history(inst.original)
 
     def do_shell(self, inst: ins.Shell) -> None:
@@ -277,16 +331,21 @@ class StageExecutor:
             test = (["CMD", *inst.command.args] if inst.command.exec_form
                     else ["CMD-SHELL", inst.command.shell_text])
             check: dict = {"Test": test}
+            # Docker omits a field left at zero (the runtime default applies), so only non-zero ones are set.
             for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
                               ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
                 value = inst.flag(flag)
-                if value is not None:
-                    check[key] = parse_duration_ns(value, flag)
+                duration = parse_duration_ns(value, flag) if value is not None else 0
+                if 0 < duration < _MIN_HEALTHCHECK_NS:
+                    raise DockerfileError(f"--{flag}={value} cannot be less than 1ms")
+                if duration:
+                    check[key] = duration
             retries = inst.flag("retries")
             if retries is not None:
                 if not retries.isdigit():
                     raise DockerfileError(f"invalid --retries={retries}: expected a whole number")
-                check["Retries"] = int(retries)
+                if int(retries):
+                    check["Retries"] = int(retries)
             self.image = self.image.with_config(Healthcheck=check)
         self._history(inst.original)
 
@@ -316,6 +375,41 @@ class StageExecutor:
 
     def do_add(self, inst: ins.Copy) -> Layer:
         return execute_copy(self, inst)
+
+
+_MIN_HEALTHCHECK_NS = 1_000_000
+
+# Signal names the runtime knows (moby/sys/signal for Linux), with or without the SIG prefix.
+_SIGNALS = frozenset("ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV "
+                     "STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ".split())
+
+
+def is_signal(text: str) -> bool:
+    """A number, a signal name (`SIGTERM`, `term`), or `SIGRTMIN+n` / `RTMAX-n`, as docker accepts."""
+    if text.isdigit():
+        return int(text) > 0
+    name = text.upper().removeprefix("SIG")
+    if name in _SIGNALS:
+        return True
+    for base, sign in (("RTMIN", "+"), ("RTMAX", "-")):
+        offset = name.removeprefix(base)
+        if offset != name and (offset == "" or (offset[:1] == sign and offset[1:].isdigit()
+                                                 and int(offset[1:]) <= 15)):
+            return True
+    return False
+
+
+def exposed_ports(spec: str) -> list[str]:
+    """`80`, `53/udp`, `8000-8002/tcp` as docker's ExposedPorts keys; a range gives one key per port."""
+    number, _, proto = spec.partition("/")
+    start, dash, end = number.partition("-")
+    proto = (proto or "tcp").lower()
+    valid = start.isdigit() and (end.isdigit() if dash else True) and proto in ("tcp", "udp", "sctp")
+    first, last = (int(start), int(end or start)) if valid else (0, -1)
+    if not valid or last < first or last > 65535:
+        raise DockerfileError(f"invalid port {spec!r} in EXPOSE",
+                              hint="e.g. EXPOSE 80, EXPOSE 53/udp or EXPOSE 8000-8010/tcp")
+    return [f"{port}/{proto}" for port in range(first, last + 1)]
 
 
 _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,115 @@ class OutputSpec:
         return cls(kind, dest, tuple(sorted(attrs.items())))
 
 
+# BuildKit refuses bigger secrets (session/secrets/secretsprovider MaxSecretSize).
+MAX_SECRET_SIZE = 500 * 1024
+
+
+def _csv_fields(text: str, what: str) -> list[str]:
+    try:
+        return [f.strip() for f in next(csv.reader([text], strict=True)) if f.strip()]
+    except (csv.Error, StopIteration):
+        raise UsageError(f"invalid {what} {text!r}: expected comma-separated key=value pairs") from None
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """One `--secret`: the value of secret `id` comes from a file or from an environment variable.
+
+    buildx's rules: `src`/`source` is a file, `env` a variable, `type=env` turns `src` into a variable name;
+    with neither, a variable named ID is used if it is set, else a file named ID."""
+
+    id: str
+    file: Path | None = None
+    env: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, environ: dict[str, str]) -> "SecretSource":
+        values: dict[str, str] = {}
+        for item in _csv_fields(text, "--secret"):
+            key, eq, value = item.partition("=")
+            key = key.strip().lower()
+            if not eq:
+                raise UsageError(f"invalid --secret {text!r}: {item!r} must be a key=value pair",
+                                 hint="e.g. --secret id=token,src=token.txt or --secret id=token,env=TOKEN")
+            if key not in ("id", "src", "source", "env", "type"):
+                raise UsageError(f"invalid --secret {text!r}: unexpected key {key!r}",
+                                 hint="the keys are id, src (or source), env and type")
+            values["src" if key == "source" else key] = value
+        kind = values.get("type")
+        if kind not in (None, "file", "env"):
+            raise UsageError(f"invalid --secret {text!r}: type must be file or env")
+        secret_id, src, env = values.get("id", ""), values.get("src"), values.get("env")
+        if not secret_id:
+            raise UsageError(f"invalid --secret {text!r}: it needs id=ID", hint="e.g. --secret id=token,src=token.txt")
+        if kind == "env" and not env:
+            env, src = src, None
+        if not src and not env:
+            env, src = (secret_id, None) if secret_id in environ else (None, secret_id)
+        if env:
+            if env not in environ:
+                raise UsageError(f"--secret id={secret_id}: the environment variable {env} is not set",
+                                 hint=f"export {env} before the build, or give the secret as src=FILE")
+            return cls(secret_id, env=env)
+        return cls(secret_id, file=cls._checked_file(secret_id, src or ""))
+
+    @staticmethod
+    def _checked_file(secret_id: str, src: str) -> Path:
+        path = Path(src)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise UsageError(f"--secret id={secret_id}: cannot read {src}: {exc.strerror}",
+                             hint="src is a file path, relative to the current directory") from None
+        if not path.is_file():
+            raise UsageError(f"--secret id={secret_id}: {src} is not a regular file")
+        if size > MAX_SECRET_SIZE:
+            raise UsageError(f"--secret id={secret_id}: {src} is larger than 500 KiB, the limit for secrets")
+        return path
+
+    def read(self, environ: dict[str, str]) -> bytes:
+        """The secret's value, read when a step needs it (never kept in BuildOptions)."""
+        if self.env is not None:
+            return environ.get(self.env, "").encode("utf-8", "surrogateescape")
+        assert self.file is not None
+        try:
+            return self.file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--secret id={self.id}: cannot read {self.file}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class SshSource:
+    """One `--ssh ID[=SOCKET]`: the ssh-agent socket RUN --mount=type=ssh,id=ID forwards (default
+    $SSH_AUTH_SOCK). Key files, which buildx can load into an agent of its own, are not supported."""
+
+    id: str
+    socket: str
+
+    @classmethod
+    def parse(cls, text: str, environ: dict[str, str]) -> "SshSource":
+        ssh_id, eq, paths = text.partition("=")
+        ssh_id = ssh_id.strip()
+        if not ssh_id:
+            raise UsageError(f"invalid --ssh {text!r}: expected ID[=SOCKET], e.g. --ssh default")
+        if "," in paths:
+            raise UsageError(f"invalid --ssh {text!r}: only one agent socket per id is supported")
+        socket = paths.strip() if eq else environ.get("SSH_AUTH_SOCK", "")
+        if not socket:
+            raise UsageError(f"--ssh {ssh_id}: SSH_AUTH_SOCK is not set and no socket was given",
+                             hint="start an agent (eval $(ssh-agent); ssh-add) or give "
+                                  f"--ssh {ssh_id}=/path/to/agent.sock")
+        try:
+            is_socket = stat.S_ISSOCK(os.stat(socket).st_mode)
+        except OSError as exc:
+            raise UsageError(f"--ssh {ssh_id}: cannot use {socket}: {exc.strerror}") from None
+        if not is_socket:
+            raise UsageError(f"--ssh {ssh_id}: {socket} is not an ssh-agent socket",
+                             hint="key files are not supported: load the key into an agent with ssh-add and "
+                                  "pass the agent's socket")
+        return cls(ssh_id, socket)
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     context: Path
@@ -62,11 +173,19 @@ class BuildOptions:
     # Where pulled and built blobs are kept between builds.
     blob_dir: Path | None = None
     max_parallel_transfers: int = 4
+    secrets: tuple[SecretSource, ...] = ()  # --secret, for RUN --mount=type=secret
+    ssh: tuple[SshSource, ...] = ()  # --ssh, for RUN --mount=type=ssh
+    # Where RUN --mount=type=cache directories persist between builds (default CACHE_ROOT/mounts).
+    cache_mount_dir: Path | None = None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), compare=False, repr=False)
 
     @property
     def dockerfile_path(self) -> Path:
         return self.dockerfile if self.dockerfile is not None else self.context / "Dockerfile"
+
+    @property
+    def cache_mounts_root(self) -> Path:
+        return self.cache_mount_dir or default_cache_root(self.environ) / "mounts"
 
     @property
     def wants_push(self) -> bool:

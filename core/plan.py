@@ -1,12 +1,16 @@
-"""From a parsed Dockerfile to what must be built: stages, their bases, and what the target needs."""
+"""From a parsed Dockerfile to what must be built: stages, their bases, and what the target needs; and the
+global ARG scope (the ARGs before the first FROM and the args BuildKit predefines there)."""
 
 from __future__ import annotations
 
+import platform as _host
 from dataclasses import dataclass
 
 from .dockerfile import instructions as ins
 from .dockerfile.expand import Expander
 from .errors import DockerfileError, UsageError
+from .image.model import Platform
+from .mounts import mount_from_refs
 
 
 @dataclass(frozen=True)
@@ -22,16 +26,41 @@ class BuildPlan:
     dockerfile: ins.Dockerfile
     stages: tuple[StagePlan, ...]  # only the stages the target needs, in Dockerfile order
     target_index: int
-    global_args: dict[str, str]
+    global_args: dict[str, str]  # the global scope: predefined args, then the ARGs before the first FROM
 
     @property
     def step_count(self) -> int:
         return sum(len(p.stage.instructions) + 1 for p in self.stages)
 
 
-def global_arg_values(dockerfile: ins.Dockerfile, build_args: dict[str, str], used: set[str]) -> dict[str, str]:
+def host_platform() -> Platform:
+    """The platform RUN steps execute on: BuildKit's build platform (BUILDPLATFORM)."""
+    return Platform.parse(_host.machine() or "amd64")
+
+
+def predefined_args(target: Platform, build: Platform, target_stage: str) -> dict[str, str]:
+    """The args BuildKit defines in the global scope before reading any ARG (frontend/dockerfile
+    dockerfile2llb defaultArgs). Inside a stage they are visible only after `ARG NAME`."""
+    return {
+        "BUILDPLATFORM": str(build), "BUILDOS": build.os, "BUILDARCH": build.architecture,
+        "BUILDVARIANT": build.variant or "",
+        "TARGETPLATFORM": str(target), "TARGETOS": target.os, "TARGETARCH": target.architecture,
+        "TARGETVARIANT": target.variant or "",
+        "TARGETSTAGE": target_stage,
+    }
+
+
+def global_arg_values(dockerfile: ins.Dockerfile, build_args: dict[str, str], used: set[str],
+                      predefined: dict[str, str] | None = None) -> dict[str, str]:
+    """The global scope as BuildKit builds it: predefined args (a --build-arg of the same name replaces the
+    value), then each ARG before the first FROM: its --build-arg, else its default expanded with the values
+    defined so far. An ARG with neither stays undefined (a predefined one keeps its value)."""
     expander = Expander(escape=dockerfile.escape)
     values: dict[str, str] = {}
+    for name, value in (predefined or {}).items():
+        if name in build_args:
+            used.add(name)
+        values[name] = build_args.get(name, value)
     for arg in dockerfile.global_args:
         for definition in arg.args:
             if definition.name in build_args:
@@ -46,9 +75,15 @@ def global_arg_values(dockerfile: ins.Dockerfile, build_args: dict[str, str], us
 
 
 def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[str, str],
-              used_args: set[str]) -> BuildPlan:
+              used_args: set[str], platform: Platform | None = None,
+              build_platform: Platform | None = None) -> BuildPlan:
+    """`platform` is the target platform (--platform; linux/amd64 by default), `build_platform` where RUN
+    executes (the host by default): they give TARGETPLATFORM, BUILDPLATFORM and the rest."""
     expander = Expander(escape=dockerfile.escape)
-    global_args = global_arg_values(dockerfile, build_args, used_args)
+    target_index = _target_index(dockerfile, target)
+    predefined = predefined_args(platform or Platform(), build_platform or host_platform(),
+                                 dockerfile.stages[target_index].name or "")
+    global_args = global_arg_values(dockerfile, build_args, used_args, predefined)
 
     def expand(inst: ins.Instruction, text: str) -> str:
         try:
@@ -64,20 +99,13 @@ def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[s
             raise DockerfileError("FROM names no image (did a build arg expand to nothing?)",
                                   location=stage.base.location)
         platform = expand(stage.base, stage.base.platform) if stage.base.platform else None
+        for inst in stage.instructions:  # every stage, as BuildKit, not only the ones the target needs
+            if isinstance(inst, ins.Copy) and inst.flag("from") is not None:
+                _check_from_is_literal(expander, inst, inst.flag("from"))
         base_stage = names.get(image.lower())
         plans.append(StagePlan(stage, base_stage, None if base_stage is not None else image, platform))
         if stage.name:
             names[stage.name] = stage.index
-
-    if target:
-        chosen = dockerfile.stage_by_name(target)
-        if chosen is None:
-            known = ", ".join(s.display_name for s in dockerfile.stages if s.name) or "none are named"
-            raise UsageError(f"target stage {target!r} not found in {dockerfile.path}",
-                             hint=f"named stages: {known}")
-        target_index = chosen.index
-    else:
-        target_index = len(dockerfile.stages) - 1
 
     needed: set[int] = set()
     pending = [target_index]
@@ -90,16 +118,42 @@ def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[s
         if plan.base_stage is not None:
             pending.append(plan.base_stage)
         for inst in plan.stage.instructions:
-            ref = inst.flag("from") if isinstance(inst, ins.Copy) else None
-            if ref is None:
-                continue
-            ref = expand(inst, ref)
-            if ref.lower() in names and names[ref.lower()] < index:
-                pending.append(names[ref.lower()])
-            elif ref.isdigit():
-                if int(ref) >= index:
-                    raise DockerfileError(f"--from={ref} must name an earlier stage", location=inst.location)
-                pending.append(int(ref))
-            elif ref.lower() in names:
-                raise DockerfileError(f"--from={ref} names this stage or a later one", location=inst.location)
+            for ref in _from_refs(inst):
+                if ref.lower() in names and names[ref.lower()] < index:
+                    pending.append(names[ref.lower()])
+                elif ref.isdigit():
+                    if int(ref) >= index:
+                        raise DockerfileError(f"--from={ref} must name an earlier stage", location=inst.location)
+                    pending.append(int(ref))
+                elif ref.lower() in names:
+                    raise DockerfileError(f"--from={ref} names this stage or a later one", location=inst.location)
     return BuildPlan(dockerfile, tuple(p for p in plans if p.stage.index in needed), target_index, global_args)
+
+
+def _from_refs(inst: ins.Instruction) -> list[str]:
+    """The stages/images an instruction reads: COPY --from, RUN --mount from=."""
+    if isinstance(inst, ins.Copy):
+        return [inst.flag("from")] if inst.flag("from") is not None else []
+    return mount_from_refs(inst) if isinstance(inst, ins.Run) else []
+
+
+def _target_index(dockerfile: ins.Dockerfile, target: str | None) -> int:
+    if not target:
+        return len(dockerfile.stages) - 1
+    chosen = dockerfile.stage_by_name(target)
+    if chosen is None:
+        known = ", ".join(s.display_name for s in dockerfile.stages if s.name) or "none are named"
+        raise UsageError(f"target stage {target!r} not found in {dockerfile.path}", hint=f"named stages: {known}")
+    return chosen.index
+
+
+def _check_from_is_literal(expander: Expander, inst: ins.Instruction, ref: str) -> None:
+    """BuildKit resolves --from before any ARG has a value, so it refuses variables (and quotes) there."""
+    try:
+        literal = expander.expand_word(ref, {}) == ref
+    except ValueError:
+        literal = False
+    if not literal:
+        raise DockerfileError(f"variable expansion is not supported for --from ({ref})", location=inst.location,
+                              hint="define a stage with `FROM ${ARG} AS name` (global ARGs work in FROM) and "
+                                   "copy --from=name")

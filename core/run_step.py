@@ -1,52 +1,72 @@
 """RUN: the step's command executed in the stage's root through the isolation backend; its changes (the
-overlay upper directory) become the step's layer."""
+overlay upper directory) become the step's layer. `--mount` sources are prepared by mounts.py; heredoc
+scripts come from dockerfile/heredoc.py."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 from . import events as ev
 from .dockerfile import instructions as ins
+from .dockerfile.heredoc import ScriptFile, run_command
 from .errors import DockerfileError, StepFailed
 from .image.model import Layer
-from .isolation import RunSpec
-from .rootfs import mounted_step
+from .isolation import RunSpec, SandboxMount
+from .mounts import (MountPreparer, MountSpec, PreparedMounts, make_hidden_mountpoints, make_stub_layer,
+                     needs_mountpoint, parse_mount, remove_mountpoints)
+from .rootfs import Step, mounted_readonly
+from .rootfs.overlay import overlay_mount
 from .rootfs.paths import resolve_in_root
 from .users import UnknownUser, resolve_user
 
 if TYPE_CHECKING:
     from .executor import StageExecutor
 
+# RUN --network: "host" is what dockyard's default already is (the step shares the builder's network
+# namespace, as BuildKit's host mode does); only "none" isolates.
+NETWORKS = ("default", "none", "host")
+
+
 def execute_run(executor: StageExecutor, inst: ins.Run) -> Layer:
-    for name in ("mount", "security"):
-        if inst.flag(name) is not None:
-            raise DockerfileError(f"RUN --{name} is not supported yet",
-                                  hint="it is planned; remove the flag for now")
-    network = inst.flag("network") or "default"
-    if network not in ("default", "none", "host"):
-        raise DockerfileError(f"invalid RUN --network={network}: use default, none or host")
-    argv = inst.command.argv(executor.shell)
-    env = executor.env_dict()
-    # ARG values are visible to RUN as environment variables, but are not kept in the image.
-    run_env = {**executor.args, **env}
-    run_env.setdefault("PATH", executor.default_path)
+    network = _network(inst)
+    command = run_command(inst, executor.shell, lambda text: executor.expand(inst, text))
     config = executor.image.container_config
+    workdir = config.get("WorkingDir") or "/"
+    specs = [parse_mount(text, lambda value: executor.expand(inst, value), workdir)
+             for text in inst.flag_values("mount")]
+    # ARG values (and the proxy build args) are visible to RUN as environment variables, but not kept.
+    run_env = executor.step_env()
+    run_env.setdefault("PATH", executor.default_path)
     upper = executor._take_upper()
-    with mounted_step(executor.rootfs, executor.s.workspace, upper=upper, scaffold=True) as step:
-        try:
-            user = resolve_user(step.merged, config.get("User") or "0")
-        except UnknownUser as exc:
-            raise StepFailed(str(exc), hint="create the user in an earlier RUN, or use a numeric id") from None
-        run_env.setdefault("HOME", user.home)
-        spec = RunSpec(rootfs=step.merged, argv=tuple(argv), env=tuple(run_env.items()),
-                       cwd=config.get("WorkingDir") or "/", uid=user.uid, gid=user.gid,
-                       groups=user.groups, network="none" if network == "none" else "default",
-                       binds=_host_files(executor, step.merged))
-        step_no = executor.s.steps[-1].step
-        result = executor.s.runner.run(spec, lambda line: executor.s.events.emit(ev.StepLog(step=step_no, line=line)))
+    with ExitStack() as stack:
+        prepared, stubs = _prepare_mounts(executor, inst, specs, stack) if specs else (None, None)
+        run_mounts = prepared.mounts if prepared else []
+        in_root = [m for m in run_mounts if needs_mountpoint(m, run_mounts)]
+        with _mounted_step(executor, upper, stubs) as step:
+            created = make_hidden_mountpoints(step.merged, in_root)
+            try:
+                user = resolve_user(step.merged, config.get("User") or "0")
+            except UnknownUser as exc:
+                raise StepFailed(str(exc), hint="create the user in an earlier RUN, or use a numeric id") from None
+            run_env.setdefault("HOME", user.home)
+            if prepared:
+                run_env.update(prepared.env)
+                if prepared.agent_socket:
+                    run_env.setdefault("SSH_AUTH_SOCK", prepared.agent_socket)
+            mounts = [*_host_files(executor, step.merged), *run_mounts,
+                      *_script_mounts(executor, command.files)]
+            spec = RunSpec(rootfs=step.merged, argv=tuple(command.argv), env=tuple(run_env.items()),
+                           cwd=workdir, uid=user.uid, gid=user.gid, groups=user.groups,
+                           network="none" if network == "none" else "default",
+                           mounts=tuple(sorted(mounts, key=lambda m: m.target.count("/"))))
+            step_no = executor.s.steps[-1].step
+            result = executor.s.runner.run(spec, lambda line: executor.s.events.emit(ev.StepLog(step=step_no,
+                                                                                                line=line)))
+        remove_mountpoints(upper, created)
     if result.setup_error or result.exit_code != 0:
-        shown = " ".join(argv) if inst.command.exec_form else inst.command.shell_text
+        shown = " ".join(command.argv) if inst.command.exec_form else inst.command.shell_text
         if result.setup_error:
             message = f"RUN could not start: {result.setup_error}"
         else:
@@ -54,18 +74,67 @@ def execute_run(executor: StageExecutor, inst: ins.Run) -> Layer:
         tail = "\n".join("  | " + line for line in result.tail[-10:])
         raise StepFailed(message, details=tail or None,
                          hint="the lines above are the end of the command's output" if tail else None)
-    return executor._commit(upper, f"RUN {' '.join(argv)} # dockyard")
+    return executor._commit(upper, f"RUN {' '.join(command.argv)} # dockyard")
 
-def _host_files(executor: StageExecutor, root: str) -> tuple[tuple[str, str, bool], ...]:
+
+def _network(inst: ins.Run) -> str:
+    security = inst.flag("security")
+    if security == "insecure":
+        raise DockerfileError("RUN --security=insecure needs the security.insecure entitlement, which dockyard "
+                              "does not grant", hint="remove the flag: steps run with docker's default privileges")
+    if security not in (None, "sandbox"):
+        raise DockerfileError(f"invalid RUN --security={security}: use sandbox or insecure")
+    network = inst.flag("network") or "default"
+    if network not in NETWORKS:
+        raise DockerfileError(f"invalid RUN --network={network}", hint="use default, none or host")
+    return network
+
+
+def _prepare_mounts(executor: StageExecutor, inst: ins.Run, specs: list[MountSpec],
+                    stack: ExitStack) -> tuple[PreparedMounts, str | None]:
+    """The step's --mount sources, and a stub layer with the mount points the image lacks (None if none)."""
+    view = stack.enter_context(mounted_readonly(executor.rootfs, executor.s.workspace))
+    prepared = MountPreparer(executor, inst, view, stack).prepare(specs)
+    in_root = [m for m in prepared.mounts if needs_mountpoint(m, prepared.mounts)]
+    if not in_root:
+        return prepared, None
+    stubs = executor.s.workspace.new_layer_dir()
+    make_stub_layer(view, in_root, stubs)
+    return prepared, stubs
+
+
+@contextmanager
+def _mounted_step(executor: StageExecutor, upper: str, stubs: str | None) -> Iterator[Step]:
+    """The stage's root with the step's upper directory, the workspace scaffold and, at the very bottom, the
+    step's mount-point stubs."""
+    ws = executor.s.workspace
+    lowers = [*executor.rootfs.lowers(ws, scaffold=True), *([stubs] if stubs else [])]
+    with overlay_mount(lowers, ws.new_mountpoint(), upper, ws.new_work_dir()) as merged:
+        yield Step(merged=merged, upper=upper)
+
+
+def _host_files(executor: StageExecutor, root: str) -> list[SandboxMount]:
     """resolv.conf and hosts from the host, bound read-only over the image's (private copies, so a RUN
     cannot change the host's), only where the image has a regular file or nothing there."""
-    binds = []
+    mounts = []
     for source, target in ((executor.s.resolv_conf, "/etc/resolv.conf"), (executor.s.hosts, "/etc/hosts")):
         if not source:
             continue
         host_target = resolve_in_root(root, target, follow_final=False)
         if os.path.islink(host_target) or not os.path.isfile(host_target):
             continue  # a symlink or something odd: leave the image's own
-        binds.append((source, target, True))
-    return tuple(binds)
+        mounts.append(SandboxMount(target=target, source=source, readonly=True, file=True))
+    return mounts
 
+
+def _script_mounts(executor: StageExecutor, files: tuple[ScriptFile, ...]) -> list[SandboxMount]:
+    """Heredoc scripts, written in the workspace and bound read-only (under /dev, never in the layer)."""
+    mounts = []
+    for script in files:
+        directory = executor.s.workspace.new_file_dir()
+        path = os.path.join(directory, "script")
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(script.content)
+        os.chmod(path, script.mode)
+        mounts.append(SandboxMount(target=script.path, source=path, readonly=True, file=True))
+    return mounts

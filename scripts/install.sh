@@ -9,6 +9,8 @@ APT_PACKAGES=(
   busybox-static       # the static busybox the example and test base images are made of
   buildah skopeo umoci # the compatibility oracle, and tools that read back what we push
   libcap2-bin util-linux
+  git                  # ADD of a git URL clones with the git CLI
+  openssh-client       # ssh-agent, for the RUN --mount=type=ssh tests
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
 )
 missing=()

@@ -25,3 +25,12 @@ def busybox_base(registry, tmp_path_factory) -> str:
     from tests.support.images import push_busybox_base
 
     return push_busybox_base(registry.host, tmp_path_factory.mktemp("busybox-base"))
+
+
+@pytest.fixture(scope="session")
+def fidelity_base(registry, tmp_path_factory) -> str:
+    """The busybox layer plus layers with special files, xattrs, whiteouts and replacements (see
+    tests/support/images.py); returns its reference."""
+    from tests.support.images import push_fidelity_base
+
+    return push_fidelity_base(registry.host, tmp_path_factory.mktemp("fidelity-base"))

@@ -201,6 +201,14 @@ def test_directive_syntax_variants():
     assert df.directives == (("syntax", "docker/dockerfile:1.7"), ("escape", "`"), ("check", "error=true"))
 
 
+def test_syntax_and_check_directives_are_accepted_with_any_value():
+    df = parse("# syntax=docker/dockerfile:1.7-labs\n# check=skip=JSONArgsRecommended,StageNameCasing;error=true\n"
+               "FROM scratch\nCMD app\n")
+    assert df.directives == (("syntax", "docker/dockerfile:1.7-labs"),
+                             ("check", "skip=JSONArgsRecommended,StageNameCasing;error=true"))
+    assert df.stages[0].instructions[0].command.shell_text == "app"
+
+
 @pytest.mark.parametrize("text", [
     "\n# escape=`\nFROM scratch\nRUN a `\nRUN b\n",  # after a blank line
     "# a comment\n# escape=`\nFROM scratch\nRUN a `\nRUN b\n",  # after an ordinary comment
@@ -598,15 +606,152 @@ def test_duplicate_stage_names_are_reported_at_the_second():
     assert "Dockerfile:1" in err.hint
 
 
-def test_heredocs_are_refused_clearly_for_now():
-    err = error("FROM scratch\nRUN <<EOF\necho hi\nEOF\n")
-    assert "heredocs" in err.message and "not supported yet" in err.message
-    assert err.location.start_line == 2
-    assert "heredocs" in error("FROM scratch\nCOPY <<-EOT /x\nhi\nEOT\n").message
-    # Not heredocs: quoted, exec form, shifts, here-strings.
-    assert only("RUN echo '<<EOF'\n").command.shell_text == "echo '<<EOF'"
-    assert only('RUN ["cat", "<<EOF"]\n').command.exec_form
-    assert only("RUN echo $((1<<2)) <<< x\n").command.shell_text == "echo $((1<<2)) <<< x"
+# --- heredocs (BuildKit's parser_heredoc_test.go) --------------------------------------------------------------
+def heredocs(text: str) -> tuple[ins.Heredoc, ...]:
+    return only(text).heredocs
+
+
+def test_run_heredoc_body_is_taken_out_of_the_instructions():
+    df = parse("""
+        FROM scratch
+        RUN <<EOF
+        # internal comment
+        echo hello world \\
+        RUN echo foo bar # trailing comment
+
+        EOF
+        USER app
+        """)
+    run, user = df.stages[0].instructions
+    assert run.original == "RUN <<EOF" and run.command.shell_text == "<<EOF"
+    assert run.heredocs == (ins.Heredoc("EOF", "# internal comment\necho hello world \\\nRUN echo foo bar # trailing "
+                                               "comment\n\n"),)
+    assert run.location == SourceLocation("Dockerfile", 2, 7)
+    assert user.location == SourceLocation("Dockerfile", 8, 8)
+
+
+def test_heredoc_bodies_keep_their_bytes():
+    assert heredocs("RUN <<EMPTY\nEMPTY\n") == (ins.Heredoc("EMPTY", ""),)
+    assert heredocs("RUN <<INDENT\n\tfoo\n\tbar\nINDENT\n")[0].content == "\tfoo\n\tbar\n"
+    assert heredocs("COPY <<EOF /quotes\n\"foo\"\n'bar'\nEOF\n")[0].content == "\"foo\"\n'bar'\n"
+    # A line that only looks like the delimiter is content.
+    assert heredocs("RUN <<EOF\nEOF \n EOF\nEOFX\nEOF\n")[0].content == "EOF \n EOF\nEOFX\n"
+
+
+def test_dash_heredoc_ends_at_a_tab_indented_delimiter_and_keeps_the_tabs_for_later():
+    assert heredocs("RUN <<-UNINDENT\n\tbaz\n\tquux\n\t\tUNINDENT\n") == (
+        ins.Heredoc("UNINDENT", "\tbaz\n\tquux\n", chomp_tabs=True),)
+    # Without the dash, a tab-indented delimiter is content.
+    assert error("FROM scratch\nRUN <<EOF\n\tEOF\n").message.startswith("unterminated heredoc")
+
+
+@pytest.mark.parametrize("marker, name, expand", [
+    ("<<-'NOEXPAND'", "NOEXPAND", False), ('<<"EOF"', "EOF", False), ("<<eo'f'", "eof", False),
+    ("<<eo\\'f", "eo'f", True), ("<<'e'o\\'f", "eo'f", False), ("<<'one two'", "one two", False),
+    ("<<$EOF", "$EOF", True), ("<<  EOF", "EOF", True), ("3<<EOF", "EOF", True)])
+def test_delimiter_quoting(marker, name, expand):
+    (heredoc,) = heredocs(f"RUN {marker}\nbody $X\n{name}\n")
+    assert (heredoc.name, heredoc.content, heredoc.expand) == (name, "body $X\n", expand)
+
+
+def test_several_heredocs_are_read_one_after_the_other():
+    x, y = heredocs("COPY <<X <<Y /dest\nY\nX\nX\nY\n")
+    assert (x.name, x.content, y.name, y.content) == ("X", "Y\n", "Y", "X\n")
+    run = only("RUN <<A cat - <<B\na\nA\nb\nB\n")
+    assert [h.name for h in run.heredocs] == ["A", "B"] and run.location.end_line == 6
+
+
+def test_heredoc_after_flags_and_with_words_after_it():
+    run = only("RUN --mount=type=cache,target=/foo <<MOUNT python3\nprint(1)\nMOUNT\n")
+    assert run.flags == (("mount", "type=cache,target=/foo"),)
+    assert run.command.shell_text == "<<MOUNT python3" and run.heredocs[0].content == "print(1)\n"
+    assert heredocs("RUN <<  EOF  > foo\nEOF\n") == (ins.Heredoc("EOF", ""),)
+
+
+def test_copy_and_add_heredoc_sources_are_inline_files():
+    copy = only("COPY --chmod=755 <<one.sh app.py <<-'two.sh' /dest/\necho 1\none.sh\n\techo 2\ntwo.sh\n")
+    assert copy.sources == ("app.py",) and copy.dest == "/dest/"
+    assert copy.heredocs == (ins.Heredoc("one.sh", "echo 1\n"),
+                             ins.Heredoc("two.sh", "\techo 2\n", expand=False, chomp_tabs=True))
+    add = only("ADD <<EOF /file\nx\nEOF\n")
+    assert add.is_add and add.sources == () and add.heredocs == (ins.Heredoc("EOF", "x\n"),)
+
+
+def test_heredoc_as_copy_destination_is_an_error():
+    err = error("FROM scratch\nCOPY a <<EOF\nx\nEOF\n")
+    assert err.message == "COPY cannot accept a heredoc as a destination"
+    assert err.location == SourceLocation("Dockerfile", 2, 4)
+
+
+def test_unterminated_heredoc_names_the_delimiter_and_the_start():
+    err = error("FROM scratch\nRUN echo start\nRUN <<EOF\necho hi\nEOS\n")
+    assert err.message == "unterminated heredoc: no line 'EOF' ends the heredoc <<EOF started on line 3"
+    assert err.location == SourceLocation("Dockerfile", 3, 5)
+    assert "EOF" in err.hint
+    assert "<<B" in error("FROM scratch\nCOPY <<A <<B /d/\na\nA\nb\n").message
+
+
+def test_heredoc_instruction_continued_over_lines():
+    df = parse("""
+        FROM scratch
+        RUN <<EOF \\
+            # a comment inside the continuation
+
+            python3
+        print("hi")
+        EOF
+        """)
+    (run,) = df.stages[0].instructions
+    assert run.command.shell_text == "<<EOF     python3"
+    assert run.heredocs == (ins.Heredoc("EOF", 'print("hi")\n'),)
+    assert run.location == SourceLocation("Dockerfile", 2, 7)
+
+
+def test_heredocs_with_the_backtick_escape_directive():
+    df = parse_dockerfile("# escape=`\nFROM scratch\nRUN <<EOF `\n  sh\necho C:\\dir \\\nEOF\nCOPY <<a\\b /x\nc\nab\n",
+                          "Dockerfile")
+    run, copy = df.stages[0].instructions
+    # The body is raw text: backslashes at line ends do not continue anything.
+    assert run.command.shell_text == "<<EOF   sh" and run.heredocs[0].content == "echo C:\\dir \\\n"
+    # The marker itself is read with the backslash as escape, whatever the directive says (as BuildKit).
+    assert copy.heredocs == (ins.Heredoc("ab", "c\n"),)
+
+
+def test_crlf_heredoc_bodies_keep_their_line_endings():
+    (heredoc,) = heredocs("RUN <<EOF\r\necho hi\r\nEOF\r\n")
+    assert heredoc.content == "echo hi\r\n"
+
+
+def test_onbuild_trigger_carries_its_heredocs():
+    onbuild = only("ONBUILD RUN <<EOF\necho on\nEOF\n")
+    assert onbuild.trigger == "RUN <<EOF\necho on\nEOF"
+    assert onbuild.location == SourceLocation("Dockerfile", 2, 4)
+    run = parse_instruction(onbuild.trigger, SourceLocation("base-image", 1))
+    assert isinstance(run, ins.Run) and run.heredocs == (ins.Heredoc("EOF", "echo on\n"),)
+    assert run.original == "RUN <<EOF"
+
+
+def test_stored_trigger_errors_name_the_trigger():
+    where = SourceLocation("ONBUILD trigger", 1)
+    with pytest.raises(DockerfileError) as info:
+        parse_instruction("RUN <<EOF\necho", where)
+    assert info.value.location == where and "unterminated heredoc" in info.value.message
+    with pytest.raises(DockerfileError) as info:
+        parse_instruction("RUN <<EOF\nEOF\nRUN x", where)
+    assert "single instruction" in info.value.message
+
+
+@pytest.mark.parametrize("text", [
+    "RUN echo '<<EOF'\n", 'RUN echo "<<EOF"\n', 'RUN ["cat", "<<EOF"]\n', "RUN echo $((1<<2)) <<< x\n",
+    "RUN cat <<EOF it's\n",  # an open quote: BuildKit's lexer finds no words, hence no heredocs
+    "CMD cat <<EOF\n", "ENTRYPOINT <<EOF\n", "LABEL a=<<EOF\n"])
+def test_not_heredocs(text):
+    assert only(text).original == text.strip()
+
+
+def test_heredoc_lines_of_other_instructions_are_instructions():
+    err = error("FROM scratch\nCMD cat <<EOF\nhello\nEOF\n")
+    assert err.message.startswith('unknown instruction "hello"')
 
 
 def test_error_messages_render_with_location_and_hint():

@@ -347,3 +347,49 @@ def test_compare_configs_normalizes_only_documented_differences():
     assert tree.compare_configs({"config": {"Labels": {"io.buildah.version": "1", "k": "v"}}}, {"config": {}}) == [
         "config.Labels differs: a={'k': 'v'} b=None"]
     assert tree.compare_configs({"config": {"User": "app"}}, {"config": {"User": "0"}})
+
+
+def test_fidelity_base_as_umoci_unpacks_it(registry, fidelity_base, tmp_path):
+    root = oracle.unpack(oracle.fetch_oci(fidelity_base, tmp_path / "oci"), tmp_path / "bundle")
+    flat = tree.flatten(root)
+    assert flat["/fid/dev/null"].rdev == (1, 3) and flat["/fid/fifo"].type == "p"
+    assert flat["/fid/cap"].xattrs["security.capability"] == images.CAP_NET_BIND_SERVICE_EP
+    assert flat["/fid/sticky"].mode == 0o1777 and flat["/fid/suid"].mode == 0o4755
+    assert flat["/fid/hardlink/link"].nlink == 2 and "/etc/child" not in flat
+    assert {p for p in flat if p.startswith("/fid/opaque/")} == {"/fid/opaque/new"}
+
+
+def test_buildah_local_build_with_secrets_export_and_config(busybox_base, registry, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "token.txt").write_text("file-secret")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {busybox_base}\n"
+        "RUN --mount=type=secret,id=file cat /run/secrets/file > /from-file\n"
+        "RUN --mount=type=secret,id=envsecret cat /run/secrets/envsecret > /from-env\n"
+        "HEALTHCHECK CMD true\n"
+    )
+    tag = "localhost/oracle/secrets:latest"
+    oracle.buildah_build(ctx, ctx / "Dockerfile", tag, tmp_path / "buildah", push=False,
+                         secrets=[f"id=file,src={ctx / 'token.txt'}", "id=envsecret,env=ORACLE_SECRET"],
+                         env={"ORACLE_SECRET": "env-secret"})
+    root = oracle.unpack(oracle.buildah_export_oci(tag, tmp_path / "buildah", tmp_path / "oci"), tmp_path / "b")
+    assert (root / "from-file").read_text() == "file-secret"
+    assert (root / "from-env").read_text() == "env-secret"
+    # The docker-format config keeps what the OCI layout's converted config loses.
+    assert oracle.buildah_config(tag, tmp_path / "buildah")["config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
+
+
+def test_buildah_stubs_left_only_ignores_empty_stubs_dockyard_lacks(tmp_path):
+    theirs_root, ours_root = tmp_path / "theirs", tmp_path / "ours"
+    for root in (theirs_root, ours_root):
+        (root / "etc").mkdir(parents=True)
+    (theirs_root / "etc/hosts").write_text("")
+    (theirs_root / "etc/hostname").write_text("made by the Dockerfile\n")
+    (theirs_root / "run").mkdir()
+    (theirs_root / "proc").mkdir()
+    (theirs_root / "proc/kept").write_text("")
+    (ours_root / "etc/resolv.conf").write_text("")
+    (theirs_root / "etc/resolv.conf").write_text("")
+    stubs = tree.buildah_stubs_left(tree.flatten(ours_root), tree.flatten(theirs_root))
+    assert stubs == {"/etc/hosts", "/run"}

@@ -8,7 +8,8 @@ bash we follow the lexer, e.g.:
 - empty words (`''`) are dropped by `expand_words`;
 - `${V#pattern}` patterns know `*`, `?` and backslash escapes only: `[...]` is taken literally, as BuildKit
   does (it has no bracket expressions);
-- `${V:?msg}` / `${V?msg}` are supported: they fail (ValueError) when V is unset (or empty, with the colon).
+- `${V:?msg}` / `${V?msg}` are supported: they fail (ValueError) when V is unset (or empty, with the colon);
+- `${V:#p}` and `${V:%p}` are accepted and mean `${V#p}` / `${V%p}`, as in BuildKit.
 
 The executor applies this instruction by instruction with the ARG/ENV values visible at that point; the
 parser keeps every value unexpanded.
@@ -268,9 +269,9 @@ class _Lexer:
             operator += op
         if op not in "+-?#%":
             raise _ExpansionError(f"unsupported modifier ({operator}) in substitution")
+        # BuildKit falls through from `:` to the operator after it, so `${V:#p}` is `${V#p}` (the colon has
+        # no meaning for patterns).
         is_pattern = op in "#%"
-        if null_is_unset and is_pattern:
-            raise _ExpansionError(f"unsupported modifier ({operator}) in substitution")
         word = self._operand("}", raw_escapes=is_pattern)
         value, is_set = self._lookup(name)
         missing = not is_set or (null_is_unset and value == "")

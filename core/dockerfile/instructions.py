@@ -80,6 +80,7 @@ class Maintainer(Instruction):
 class Run(Instruction):
     command: Command
     # --mount, --network, --security as raw flag values are in `flags`; parsed by the executor (issue 3).
+    heredocs: tuple["Heredoc", ...] = ()  # in the order their markers appear; see heredoc.run_command
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,11 @@ class Copy(Instruction):
     """COPY and ADD. Flags (--from, --chown, --chmod, --link, --exclude, --parents, --checksum,
     --keep-git-dir) are in `flags`, unexpanded."""
 
-    sources: tuple[str, ...]  # unexpanded
+    sources: tuple[str, ...]  # unexpanded paths/URLs; heredoc markers (`<<EOF`) are not among them
     dest: str  # unexpanded
     json_form: bool = False  # `COPY ["a", "b"]`: no word splitting
+    # Inline files (`COPY <<EOF /dest`), written after the `sources` as BuildKit does, each as a file named
+    # after its delimiter; their bytes come from heredoc.heredoc_content.
     heredocs: tuple["Heredoc", ...] = ()
 
     @property
@@ -114,9 +117,11 @@ class Copy(Instruction):
 
 @dataclass(frozen=True)
 class Heredoc:
-    name: str  # the delimiter word
-    content: str
-    expand: bool = True  # False when the delimiter was quoted
+    """`<<NAME` and the lines after the instruction up to the line `NAME`."""
+
+    name: str  # the delimiter, quotes removed
+    content: str  # the lines as written, each with its line break; tabs not yet stripped for <<-
+    expand: bool = True  # False when the delimiter was quoted (`<<"EOF"`, `<<'EOF'`)
     chomp_tabs: bool = False  # <<-
 
 

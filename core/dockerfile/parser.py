@@ -4,7 +4,8 @@ The work is done in four passes, each a section below:
 
 1. source: split into lines, read the parser directives at the top (`# escape=`, `# syntax=`, `# check=`);
 2. logical lines: which physical lines make up one instruction (continuations, comments and blank lines
-   inside them); the grouping comes from the `dockerfile-parse` library, which nothing else may import;
+   inside them, heredoc bodies after it); the grouping comes from the `dockerfile-parse` library, which
+   nothing else may import;
 3. instructions: keyword, `--flags` and arguments of each logical line, checked and typed;
 4. stages: ARGs before the first FROM are global, each FROM starts a stage.
 
@@ -13,6 +14,7 @@ Every problem a user can cause is raised as `DockerfileError` with the instructi
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import io
 import json
@@ -25,6 +27,7 @@ from dockerfile_parse import DockerfileParser
 
 from ..errors import ContextError, DockerfileError, SourceLocation
 from . import instructions as ins
+from .heredoc import heredoc_words, parse_heredoc_word
 
 __all__ = ["load_dockerfile", "parse_dockerfile", "parse_instruction"]
 
@@ -63,14 +66,35 @@ def load_dockerfile(file: Path, display_path: str) -> ins.Dockerfile:
 def parse_dockerfile(text: str, path: str) -> ins.Dockerfile:
     """Parse Dockerfile `text`; `path` is the file name used in locations and messages."""
     source = _read_source(text, path)
-    parsed = [parse_instruction(line.text, SourceLocation(path, line.start_line, line.end_line), source.escape)
+    parsed = [_parse_line(line, SourceLocation(path, line.start_line, line.end_line), source.escape)
               for line in _logical_lines(source, path)]
     return _group_stages(parsed, source, path)
 
 
 def parse_instruction(text: str, location: SourceLocation, escape: str = "\\") -> ins.Instruction:
     """Parse one instruction whose continuation lines are already joined, e.g. an ONBUILD trigger stored
-    in a base image. Section 3 below."""
+    in a base image. A trigger with heredocs holds their bodies on the lines after it, as BuildKit stores
+    it (`RUN <<EOF\\necho hi\\nEOF`). Section 3 below."""
+    if "\n" not in text.strip():
+        return _parse_text(text, location, escape, ())
+    trigger_lines = text.strip().split("\n")
+    source = _Source(tuple(trigger_lines), tuple(line + "\n" for line in trigger_lines), (), 0, escape)
+    try:
+        lines = _logical_lines(source, location.file)
+    except DockerfileError as exc:  # its line numbers count within the trigger: name the trigger instead
+        raise DockerfileError(exc.message, hint=exc.hint, location=location) from None
+    if len(lines) != 1:
+        raise DockerfileError("an ONBUILD trigger must be a single instruction", location=location,
+                              hint="give each instruction its own ONBUILD line")
+    return _parse_line(lines[0], location, escape)
+
+
+def _parse_line(line: _LogicalLine, location: SourceLocation, escape: str) -> ins.Instruction:
+    return _parse_text(line.text, location, escape, line.heredocs)
+
+
+def _parse_text(text: str, location: SourceLocation, escape: str,
+                heredocs: tuple[ins.Heredoc, ...]) -> ins.Instruction:
     original = text.strip()
     written_keyword, rest = _split_command(original)
     keyword = written_keyword.upper()
@@ -80,7 +104,7 @@ def parse_instruction(text: str, location: SourceLocation, escape: str = "\\") -
             raise _unknown_instruction(written_keyword, escape)
         args, flag_words = _extract_flag_words(rest)
         flags = _parse_flags(keyword, flag_words)
-        return parse(_Parts(keyword, location, original, flags, args.strip(), escape))
+        return parse(_Parts(keyword, location, original, flags, args.strip(), escape, heredocs))
     except _Problem as problem:
         raise DockerfileError(problem.message, hint=problem.hint, location=location) from None
 
@@ -96,6 +120,7 @@ _DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[ \t\n\f\r]*=[ \t\n\f\r]*(.+?)[ 
 @dataclass(frozen=True)
 class _Source:
     lines: tuple[str, ...]  # without line terminators
+    raw_lines: tuple[str, ...]  # the same with their terminators as written ("\r\n" kept), for heredoc bodies
     directives: tuple[tuple[str, str], ...]
     directive_line_count: int  # directives occupy lines [0, count)
     escape: str
@@ -103,11 +128,10 @@ class _Source:
 
 def _read_source(text: str, path: str) -> _Source:
     text = text.removeprefix("\ufeff")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the terminator of the last line, not a line of its own
+    # Lines end at \n only (str.splitlines would also split at \r, \v, \x1c, ...).
+    raw_lines = re.findall(r"[^\n]*\n|[^\n]+\Z", text)
     # Docker strips every trailing \r and \n, so CRLF files parse like LF ones.
-    lines = [line.rstrip("\r") for line in lines]
+    lines = [line.rstrip("\r\n") for line in raw_lines]
 
     directives: list[tuple[str, str]] = []
     escape = "\\"
@@ -133,7 +157,7 @@ def _read_source(text: str, path: str) -> _Source:
             escape = value
         directives.append((name, value))
         count = index + 1
-    return _Source(tuple(lines), tuple(directives), count, escape)
+    return _Source(tuple(lines), tuple(raw_lines), tuple(directives), count, escape)
 
 
 # =============================================================================================================
@@ -141,31 +165,97 @@ def _read_source(text: str, path: str) -> _Source:
 # =============================================================================================================
 @dataclass(frozen=True)
 class _LogicalLine:
-    start_line: int  # 1-based, inclusive
+    start_line: int  # 1-based, inclusive; the end includes the heredoc bodies
     end_line: int
     text: str  # continuations joined (escape character and line break removed), as docker's Original
+    heredocs: tuple[ins.Heredoc, ...] = ()
 
 
 def _logical_lines(source: _Source, path: str) -> list[_LogicalLine]:
+    """The instructions' line ranges and text, heredoc bodies taken out of the grouping.
+
+    The lines after an instruction with heredocs, up to each delimiter, are its heredocs' bodies, not
+    instructions (whatever they look like: comments, continuations, keywords). dockerfile-parse knows
+    nothing of heredocs, so each time one is found its body lines are hidden from the library (as
+    comments) and the file is grouped again; lines before it keep their grouping.
+    """
+    bodies: dict[int, tuple[tuple[ins.Heredoc, ...], int]] = {}  # first line -> (heredocs, last line)
+    hidden: set[int] = set()
+    while True:
+        groups = [(start, end) for start, end in _group_lines(source, path, hidden)
+                  if _join_lines(source, start, end).strip()]  # e.g. a lone escape character: nothing to run
+        pending = next(((start, end) for start, end in groups
+                        if start not in bodies and _heredoc_markers(_join_lines(source, start, end))), None)
+        if pending is None:
+            break
+        start, end = pending
+        heredocs, last = _read_heredocs(source, _heredoc_markers(_join_lines(source, start, end)), start, end,
+                                        path)
+        bodies[start] = (heredocs, last)
+        hidden.update(range(end + 1, last + 1))
     result = []
-    for start, end in _group_lines(source, path):
-        text = _join_lines(source, start, end)
-        if not text.strip():
-            continue  # e.g. a lone escape character followed by blank lines: nothing to run
-        line = _LogicalLine(start + 1, end + 1, text)
-        _check_heredocs(line, source.escape, path)
-        result.append(line)
+    for start, end in groups:
+        heredocs, last = bodies.get(start, ((), end))
+        result.append(_LogicalLine(start + 1, last + 1, _join_lines(source, start, end), heredocs))
     return result
 
 
-def _group_lines(source: _Source, path: str) -> list[tuple[int, int]]:
-    """(first, last) 0-based line index of each instruction, from dockerfile-parse's structure.
+def _heredoc_markers(text: str) -> list[ins.Heredoc]:
+    """The heredocs an instruction line introduces, bodies still empty (BuildKit's heredocsFromLine).
+
+    Only RUN, COPY and ADD (also as ONBUILD triggers) in shell form take heredocs. Every word of the whole
+    line is looked at, split with the backslash as escape whatever the escape directive says, as BuildKit
+    does."""
+    if "<<" not in text:
+        return []
+    keyword, rest = _split_command(text)
+    if keyword.upper() == "ONBUILD":
+        keyword, rest = _split_command(rest)
+    if keyword.upper() not in ("RUN", "COPY", "ADD"):
+        return []
+    args, _ = _extract_flag_words(rest)
+    try:
+        if _json_array(args.strip()) is not None:
+            return []  # exec form: no heredocs
+    except _Problem:
+        return []  # reported when the instruction is parsed
+    return [marker for word in heredoc_words(text) if (marker := parse_heredoc_word(word)) is not None]
+
+
+def _read_heredocs(source: _Source, markers: list[ins.Heredoc], start: int, end: int,
+                   path: str) -> tuple[tuple[ins.Heredoc, ...], int]:
+    """Read the bodies of `markers` from the lines after `end`, one after the other: each runs up to the
+    line that is exactly its delimiter (after leading tabs, with <<-). Returns the heredocs and the index of
+    the last line they use."""
+    heredocs = []
+    index = end + 1
+    for marker in markers:
+        body = []
+        while True:
+            if index >= len(source.lines):
+                raise DockerfileError(
+                    f"unterminated heredoc: no line {marker.name!r} ends the heredoc <<{marker.name} started on "
+                    f"line {start + 1}", location=SourceLocation(path, start + 1, len(source.lines)),
+                    hint=f"end the heredoc with a line holding only {marker.name}" +
+                         (" (tabs may precede it with <<-)" if marker.chomp_tabs else ""))
+            line = source.lines[index]
+            index += 1
+            if (line.lstrip("\t") if marker.chomp_tabs else line) == marker.name:
+                break
+            body.append(source.raw_lines[index - 1])
+        heredocs.append(dataclasses.replace(marker, content="".join(body)))
+    return tuple(heredocs), index - 1
+
+
+def _group_lines(source: _Source, path: str, hidden: set[int]) -> list[tuple[int, int]]:
+    """(first, last) 0-based line index of each instruction, from dockerfile-parse's structure; the
+    `hidden` lines (heredoc bodies) belong to no instruction.
 
     dockerfile-parse differs from docker in a few corners, so it is given a view of the file in which
     those corners are evened out, line for line (the numbering stays the same); the instruction text is
     then joined from the real lines by `_join_lines`.
     """
-    view = _grouping_view(source)
+    view = _grouping_view(source, hidden)
     try:
         structure = DockerfileParser(fileobj=io.BytesIO(view), env_replace=False).structure
     except Exception as exc:  # a third-party library: whatever it raises is reported, never a traceback
@@ -188,7 +278,7 @@ def _group_lines(source: _Source, path: str) -> list[tuple[int, int]]:
 _NOT_CONTINUED = " ."
 
 
-def _grouping_view(source: _Source) -> bytes:
+def _grouping_view(source: _Source, hidden: set[int]) -> bytes:
     escape = source.escape
     # dockerfile-parse continues any line ending in the escape character plus any whitespace.
     library_continues = re.compile(".*" + re.escape(escape) + r"\s*$")
@@ -198,9 +288,10 @@ def _grouping_view(source: _Source) -> bytes:
             # We read the directives ourselves; the library only needs the escape character, and it would
             # miss an escape directive that follows one it does not know (`# check=`).
             view.append(f"# escape={escape}" if index == 0 and escape != "\\" else "#")
-        elif _is_ignored_line(line):
+        elif index in hidden or _is_ignored_line(line):
             # Docker skips blank lines (and comments) inside a continuation; dockerfile-parse ends the
-            # instruction at a blank line, so give it a comment instead.
+            # instruction at a blank line, so give it a comment instead. Heredoc bodies are not
+            # instructions: comments too.
             view.append("#")
         elif library_continues.match(line) and not _trim_continuation(line, escape)[1]:
             # An escaped escape character (`\\`) or a form feed after it: docker does not continue the line.
@@ -243,36 +334,6 @@ def _join_lines(source: _Source, start: int, end: int) -> str:
     return text
 
 
-# BuildKit's heredoc word: optional fd, <<, optional - (strip tabs), then the delimiter (quoted or not).
-_HEREDOC_WORD = re.compile(r"(\d*)<<(-?)([^<]*)")
-
-
-def _check_heredocs(line: _LogicalLine, escape: str, path: str) -> None:
-    """The place where heredocs (`RUN <<EOF`) will be read: docker takes the lines after such an
-    instruction, up to the delimiter, as the heredoc's content (so they must also be taken out of the
-    line grouping). Until that is implemented, refuse them clearly instead of misreading the content
-    lines as instructions."""
-    keyword, rest = _split_command(line.text)
-    if keyword.upper() == "ONBUILD":
-        keyword, rest = _split_command(rest)
-    if keyword.upper() not in ("RUN", "COPY", "ADD"):
-        return
-    args, _ = _extract_flag_words(rest)
-    args = args.strip()
-    try:
-        if _json_array(args) is not None:
-            return  # exec form: no heredocs
-    except _Problem:
-        return  # reported when the instruction is parsed
-    markers = [word for word in _split_words(args, escape)
-               if (match := _HEREDOC_WORD.fullmatch(word)) is not None and match.group(3)]
-    if markers:
-        raise DockerfileError(f"heredocs ({markers[0]}) are not supported yet",
-                              location=SourceLocation(path, line.start_line, line.end_line),
-                              hint="put the script in a file in the build context and COPY it, or write the "
-                                   "commands on one line joined with &&")
-
-
 # =============================================================================================================
 # 3. Instructions
 # =============================================================================================================
@@ -295,6 +356,7 @@ class _Parts:
     flags: tuple[tuple[str, str | None], ...]
     args: str  # the text after the keyword and its flags, stripped
     escape: str
+    heredocs: tuple[ins.Heredoc, ...]  # read from the lines after the instruction
 
 
 # Docker's whitespace between words (reWhitespace in BuildKit's parser).
@@ -546,7 +608,7 @@ def _parse_run(parts: _Parts) -> ins.Run:
     command = _command(parts.args)
     _require(bool(command.args if command.exec_form else command.shell_text),
              "RUN requires a command", hint='e.g. RUN make install, or RUN ["make", "install"]')
-    return ins.Run(**_base(parts), command=command)
+    return ins.Run(**_base(parts), command=command, heredocs=parts.heredocs)
 
 
 def _parse_cmd(parts: _Parts) -> ins.Cmd:
@@ -612,7 +674,25 @@ def _parse_copy(parts: _Parts) -> ins.Copy:
     _require(bool(words), f"{keyword} requires at least two arguments (sources and a destination)", hint)
     _require(len(words) >= 2, f"{keyword} requires at least two arguments, but only one was provided: the "
                               "destination could not be determined", hint)
-    return ins.Copy(**_base(parts), sources=tuple(words[:-1]), dest=words[-1], json_form=exec_args is not None)
+    _require(parse_heredoc_word(words[-1]) is None, f"{keyword} cannot accept a heredoc as a destination",
+             hint=f"put the destination last, e.g. {keyword} <<EOF /etc/app.conf")
+    paths, heredocs = _split_sources(words[:-1], parts.heredocs)
+    return ins.Copy(**_base(parts), sources=tuple(paths), dest=words[-1], json_form=exec_args is not None,
+                    heredocs=tuple(heredocs))
+
+
+def _split_sources(words: list[str], bodies: tuple[ins.Heredoc, ...]) -> tuple[list[str], list[ins.Heredoc]]:
+    """COPY/ADD sources: (paths, inline files). A source word that is a heredoc marker gets the body read
+    for that delimiter (the last one, should a delimiter repeat), as BuildKit's parseSourcesAndDest."""
+    body_by_name = {heredoc.name: heredoc.content for heredoc in bodies}
+    paths, heredocs = [], []
+    for word in words:
+        marker = parse_heredoc_word(word)
+        if marker is None:
+            paths.append(word)
+        else:
+            heredocs.append(dataclasses.replace(marker, content=body_by_name.get(marker.name, "")))
+    return paths, heredocs
 
 
 def _parse_expose(parts: _Parts) -> ins.Expose:
@@ -658,6 +738,8 @@ def _parse_onbuild(parts: _Parts) -> ins.Onbuild:
     _require(trigger_keyword not in ("FROM", "MAINTAINER"),
              f"{trigger_keyword} isn't allowed as an ONBUILD trigger")
     trigger = re.sub(r"(?i)^\s*ONBUILD\s*", "", parts.original)
+    # Stored with its heredocs' bodies and delimiters on the following lines, as BuildKit stores it.
+    trigger += "".join(f"\n{heredoc.content}{heredoc.name}" for heredoc in parts.heredocs)
     # Check the trigger now: it would only fail in some later build that uses this image as its base.
     try:
         parse_instruction(trigger, parts.location, parts.escape)

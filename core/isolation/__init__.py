@@ -11,12 +11,27 @@ import os
 import subprocess
 import sys
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
 from ..errors import IsolationError
 
 SANDBOX = os.path.join(os.path.dirname(__file__), "sandbox.py")
+
+
+@dataclass(frozen=True)
+class SandboxMount:
+    """A mount the sandbox makes inside the root before pivoting into it. The builder prepares the sources
+    (overlays for writable binds, secret files on a tmpfs, ...); the sandbox only binds them or makes tmpfs.
+    A missing mount point is created without following symlinks; the builder gives targets in the image root
+    a mount point of their own beforehand, so none is ever created in the step's layer."""
+
+    target: str  # absolute path inside the root, free of symlinks
+    kind: str = "bind"  # or "tmpfs"
+    source: str = ""  # bind: the host path
+    readonly: bool = True
+    file: bool = False  # the mount point is a file (a bound file), not a directory
+    options: str = ""  # tmpfs: mount data, e.g. "size=1048576"
 
 
 @dataclass(frozen=True)
@@ -29,9 +44,8 @@ class RunSpec:
     gid: int = 0
     groups: tuple[int, ...] = ()
     hostname: str = "dockyard"
-    network: str = "default"  # or "none"
-    # (host source, path inside the root, read-only)
-    binds: tuple[tuple[str, str, bool], ...] = field(default=())
+    network: str = "default"  # or "none": a network namespace of its own, with only loopback
+    mounts: tuple[SandboxMount, ...] = field(default=())  # parents before children
 
 
 @dataclass(frozen=True)
@@ -58,9 +72,9 @@ class NamespaceRunner:
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunResult:
         status_r, status_w = os.pipe()
         payload = json.dumps({
-            "status_fd": status_w, "rootfs": spec.rootfs, "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
-            "uid": spec.uid, "gid": spec.gid, "groups": list(spec.groups), "hostname": spec.hostname,
-            "network": spec.network, "binds": [list(b) for b in spec.binds],
+            "status_fd": status_w, "rootfs": spec.rootfs, "argv": list(spec.argv), "env": dict(spec.env),
+            "cwd": spec.cwd, "uid": spec.uid, "gid": spec.gid, "groups": list(spec.groups), "hostname": spec.hostname,
+            "network": spec.network, "mounts": [asdict(m) for m in spec.mounts],
         }).encode()
         try:
             proc = subprocess.Popen(

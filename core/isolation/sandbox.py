@@ -3,10 +3,12 @@
 This file runs as its own process (`python -I -S sandbox.py`, spec as JSON on stdin) and uses the standard
 library only, so it starts fast and imports nothing after it has left the host's root. Steps:
 
-  1. unshare mount, pid, ipc and uts namespaces (and net for --network=none); make mounts private;
+  1. unshare mount, pid, ipc and uts namespaces (and net for --network=none, with loopback up as docker's
+     "none" network has it); make mounts private;
   2. fork: the child is pid 1 of the new pid namespace; this process waits and relays its exit status;
   3. in the child: /proc (with docker's read-only and masked paths), a minimal /dev on tmpfs, /sys read-only,
-     and the bind mounts the builder asks for (private copies of resolv.conf and hosts, read-only);
+     and the mounts the builder asks for (private copies of resolv.conf and hosts, RUN --mount binds and
+     tmpfs, heredoc scripts), parents first;
   4. pivot_root into the image root and detach the old root, so the host's files are unreachable (a
      chroot alone can be escaped by a process that keeps CAP_SYS_CHROOT, which docker's set includes);
   5. drop every capability outside docker's default set from the bounding set, switch to the step's user,
@@ -16,9 +18,13 @@ A failure before exec is reported as one JSON line on the status pipe (closed by
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import signal
+import socket
+import stat
+import struct
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -29,6 +35,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -123,6 +130,47 @@ def setup_sys(root):
     mount("sysfs", os.path.join(root, "sys"), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
+def make_mountpoint(root, target, is_file):
+    """The host path of `target` below `root`, created if missing (a directory, or an empty file for a
+    bound file). No component may be a symlink: a mount point inside another mount (a cache directory
+    filled by earlier builds) must not lead outside the root."""
+    parts = [p for p in target.split("/") if p]
+    path = root
+    for index, part in enumerate(parts):
+        path = os.path.join(path, part)
+        last = index == len(parts) - 1
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if last and is_file:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+            else:
+                os.mkdir(path, 0o755)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise SetupError(f"mount target {target}: /{'/'.join(parts[:index + 1])} is a symbolic link")
+        if not last and not stat.S_ISDIR(st.st_mode):
+            raise SetupError(f"mount target {target}: /{'/'.join(parts[:index + 1])} is not a directory")
+    return path
+
+
+def setup_mounts(root, mounts):
+    for m in mounts:
+        path = make_mountpoint(root, m["target"], m["file"])
+        if m["kind"] == "tmpfs":
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, m["options"] or None)
+        else:
+            bind(m["source"], path, readonly=m["readonly"])
+
+
+def loopback_up():
+    """A new network namespace starts with `lo` down; docker's "none" network has it up."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+
+
 def pivot_into(root):
     os.chdir(root)
     # pivot_root(".", "."): the old root ends up stacked on "/", and is then detached (runc's approach).
@@ -177,8 +225,7 @@ def child(spec, status_fd):
         setup_proc(root)
         setup_dev(root)
         setup_sys(root)
-        for source, target, readonly in spec.get("binds", []):
-            bind(source, os.path.join(root, target.lstrip("/")), readonly=readonly)
+        setup_mounts(root, spec.get("mounts", []))
         pivot_into(root)
         cwd = spec.get("cwd") or "/"
         os.makedirs(cwd, exist_ok=True)
@@ -227,8 +274,12 @@ def main():
     try:
         _check(libc.unshare(flags), "create namespaces")
         mount(None, "/", None, MS_REC | MS_PRIVATE)
+        if flags & CLONE_NEWNET:
+            loopback_up()
     except SetupError as exc:
         fail(status_fd, str(exc), 125)
+    except OSError as exc:
+        fail(status_fd, f"preparing the step: {exc}", 125)
     pid = os.fork()
     if pid == 0:
         child(spec, status_fd)

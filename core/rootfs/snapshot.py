@@ -160,7 +160,9 @@ def _add_entry(archive: tarfile.TarFile, upper: str, rel: str, seen_inodes: dict
         seen_inodes[key] = rel
         info.type = tarfile.REGTYPE
         info.size = st.st_size
-        with open(path, "rb") as data:
+        # O_NOFOLLOW: the upper dir belongs to a finished RUN step, but a file swapped for a symlink must never
+        # make the snapshot read something outside it.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as data:
             archive.addfile(info, data)
         return count
     if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):

@@ -68,9 +68,14 @@ def apply_layer(stream: BinaryIO, root: str, *, layer_name: str = "layer",
                     remove_path(resolve_in_root(root, target_rel, follow_final=False))
                 continue
             target = resolve_in_root(root, name, follow_final=False)
-            _ensure_parent(root, parent_rel)
-            write_member(archive, member, target,
-                         lambda link: resolve_in_root(root, clean(link), follow_final=False))
+            try:
+                _ensure_parent(root, parent_rel)
+                write_member(archive, member, target,
+                             lambda link: resolve_in_root(root, clean(link), follow_final=False))
+            except OSError as exc:
+                # A malformed layer (a hard link to a directory, a file under a FIFO...) is the image's fault:
+                # name the entry instead of failing with a traceback.
+                raise LayerError(f"cannot create {member.name!r}: {exc.strerror}", subject=layer_name) from None
             created.add(name)
             if member.isdir():
                 dir_times.append((target, member.mtime))

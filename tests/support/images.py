@@ -10,7 +10,10 @@ Public API:
 * ``push_busybox_base(registry_host, workdir) -> "HOST/base/busybox:1"`` (linux/amd64, single manifest)
 * ``push_multiplatform_base(registry_host, workdir) -> "HOST/base/multiplatform:1"`` (OCI index with
   linux/amd64 and linux/arm64/v8; each platform has the busybox layer plus a layer with ``/etc/platform``)
-* ``busybox_layer()`` / ``LayerBlob`` for tests that want to assemble their own images from the same parts.
+* ``push_fidelity_base(registry_host, workdir) -> "HOST/base/fidelity:1"`` (linux/amd64: the busybox layer plus
+  three layers with what only base images carry, below)
+* ``busybox_layer()`` / ``LayerBlob`` for tests that want to assemble their own images from the same parts
+  (and ``fidelity_*_layer()`` for the fidelity base's layers).
 
 What the busybox base contains (the tests rely on these):
 
@@ -25,6 +28,24 @@ What the busybox base contains (the tests rely on these):
 * no ``/etc/hosts``, ``/etc/resolv.conf`` or ``/etc/hostname`` (so builder-added ones are visible)
 * config: amd64/linux, ``Env=[PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin]``,
   ``Cmd=["sh"]``, one history entry.
+
+What the fidelity base adds under ``/fid`` (layer 2 = specials, 3 = changes, 4 = back again; the flattened
+result is what the corpus's ``fs-*`` cases rely on):
+
+* ``dev/null`` char device 1,3 (0666), ``dev/loop`` block device 7,0 (0660, group 6), ``fifo`` (0640)
+* ``suid`` 4755, ``sgid`` 2755 group 50, ``sgid-dir/`` 2775 group 50, ``sticky/`` 1777, ``owned`` 0640 1000:50
+* ``cap``: ``security.capability`` = cap_net_bind_service+ep; ``user-xattr``: ``user.comment`` = "fidelity"
+  (both as PAX ``SCHILY.xattr.*`` records)
+* ``hardlink/orig`` (layer 2) and ``hardlink/link``, a hardlink to it written in layer 3
+* ``replace/dir-to-file``: dir (2) -> file (3, no whiteout) -> dir with ``back`` (4);
+  ``replace/dir-to-link``: dir (2) -> whiteout + symlink to ../churn (3) -> whiteout + dir with ``back`` (4);
+  ``replace/file-to-dir``: file (2) -> dir with ``child`` (3);
+  ``replace/link-to-dir``: symlink to ../../etc (2) -> dir with ``child`` (3): must never land in /etc
+* ``churn/``: ``kept``; ``removed`` (whited out in 3); ``readded`` ("first version", whited out in 3, back as
+  "second version" in 4)
+* ``opaque/``: ``old`` and ``sub/old`` (2) hidden by ``.wh..wh..opq`` in 3, which adds ``new``
+* ``reparent/``: re-declared 0750 1000:1000 in 3 together with ``.wh.gone`` under it: ``keep`` (2), ``new`` (3)
+* ``swap/``: whited out and re-created (0700, ``fresh``) in the same layer 3: ``old`` is gone
 """
 
 from __future__ import annotations
@@ -34,6 +55,7 @@ import hashlib
 import io
 import json
 import shutil
+import struct
 import subprocess
 import tarfile
 import threading
@@ -137,6 +159,38 @@ class _LayerWriter:
         info.linkname = target
         self._tar.addfile(info)
 
+    def xattr_file(self, path: str, data: bytes, xattrs: dict[str, bytes], mode: int = 0o644) -> None:
+        """A file carrying xattrs as PAX ``SCHILY.xattr.NAME`` records (how docker and BuildKit store them)."""
+        info = self._info(path, tarfile.REGTYPE, mode, 0, 0)
+        info.size = len(data)
+        # surrogateescape keeps any byte value intact through tarfile's str-typed PAX headers.
+        info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in xattrs.items()}
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def device(self, path: str, kind: bytes, major: int, minor: int, mode: int, gid: int = 0) -> None:
+        info = self._info(path, kind, mode, 0, gid)
+        info.devmajor, info.devminor = major, minor
+        self._tar.addfile(info)
+
+    def fifo(self, path: str, mode: int = 0o644) -> None:
+        self._tar.addfile(self._info(path, tarfile.FIFOTYPE, mode, 0, 0))
+
+    def hardlink(self, path: str, target: str) -> None:
+        """A hardlink entry; ``target`` may be a file of a lower layer (the extractor links to what it finds)."""
+        info = self._info(path, tarfile.LNKTYPE, 0o644, 0, 0)
+        info.linkname = target.strip("/")
+        self._tar.addfile(info)
+
+    def whiteout(self, path: str) -> None:
+        """Deletes ``path`` of the lower layers: an empty ``.wh.NAME`` in its parent."""
+        parent, _, name = path.strip("/").rpartition("/")
+        self._tar.addfile(self._info(f"{parent}/.wh.{name}" if parent else f".wh.{name}", tarfile.REGTYPE,
+                                     0o644, 0, 0))
+
+    def opaque(self, directory: str) -> None:
+        """Hides everything the lower layers have below ``directory`` (which this layer must also declare)."""
+        self._tar.addfile(self._info(f"{directory.strip('/')}/.wh..wh..opq", tarfile.REGTYPE, 0o644, 0, 0))
+
     def finish(self) -> LayerBlob:
         self._tar.close()
         raw = self._buf.getvalue()
@@ -201,6 +255,97 @@ def platform_marker_layer(platform: str) -> LayerBlob:
     w = _LayerWriter()
     w.dir("etc")
     w.file("etc/platform", (platform + "\n").encode())
+    return w.finish()
+
+
+# The security.capability value of `setcap cap_net_bind_service+ep` (VFS_CAP_REVISION_2, effective flag set,
+# permitted = 1 << CAP_NET_BIND_SERVICE): struct vfs_cap_data as the kernel stores it, little-endian.
+CAP_NET_BIND_SERVICE_EP = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
+USER_XATTR = {"user.comment": b"fidelity"}
+
+
+def fidelity_specials_layer() -> LayerBlob:
+    """Layer 2 of the fidelity base: special files, special bits, xattrs, and what layers 3-4 change."""
+    w = _LayerWriter()
+    w.dir("fid")
+    w.dir("fid/dev")
+    w.device("fid/dev/null", tarfile.CHRTYPE, 1, 3, 0o666)
+    w.device("fid/dev/loop", tarfile.BLKTYPE, 7, 0, 0o660, gid=6)
+    w.fifo("fid/fifo", 0o640)
+    w.file("fid/suid", b"#!/bin/sh\necho suid\n", mode=0o4755)
+    w.file("fid/sgid", b"#!/bin/sh\necho sgid\n", mode=0o2755, gid=50)
+    w.dir("fid/sgid-dir", mode=0o2775, gid=50)
+    w.dir("fid/sticky", mode=0o1777)
+    w.file("fid/owned", b"owned by app, group staff\n", mode=0o640, uid=1000, gid=50)
+    w.xattr_file("fid/cap", b"#!/bin/sh\necho cap\n", {"security.capability": CAP_NET_BIND_SERVICE_EP}, 0o755)
+    w.xattr_file("fid/user-xattr", b"user xattr\n", USER_XATTR)
+    w.dir("fid/hardlink")
+    w.file("fid/hardlink/orig", b"one inode, two names\n")
+    w.dir("fid/replace")
+    w.dir("fid/replace/dir-to-file")
+    w.file("fid/replace/dir-to-file/old", b"old child of a dir that becomes a file\n")
+    w.dir("fid/replace/dir-to-link")
+    w.file("fid/replace/dir-to-link/old", b"old child of a dir that becomes a symlink\n")
+    w.file("fid/replace/file-to-dir", b"a file that becomes a directory\n")
+    # A symlink out of the rootfs's /fid tree: an extractor that follows it would write into /etc.
+    w.symlink("fid/replace/link-to-dir", "../../etc")
+    w.dir("fid/churn")
+    w.file("fid/churn/kept", b"kept\n")
+    w.file("fid/churn/removed", b"removed in layer 3\n")
+    w.file("fid/churn/readded", b"first version\n")
+    w.dir("fid/opaque")
+    w.file("fid/opaque/old", b"hidden by the opaque whiteout of layer 3\n")
+    w.dir("fid/opaque/sub")
+    w.file("fid/opaque/sub/old", b"hidden too\n")
+    w.dir("fid/reparent")
+    w.file("fid/reparent/keep", b"kept under a re-declared parent\n")
+    w.file("fid/reparent/gone", b"whited out under a re-declared parent\n")
+    w.dir("fid/swap")
+    w.file("fid/swap/old", b"gone: fid/swap is deleted and re-created in layer 3\n")
+    return w.finish()
+
+
+def fidelity_changes_layer() -> LayerBlob:
+    """Layer 3: a cross-layer hardlink, type replacements, whiteouts, an opaque directory."""
+    w = _LayerWriter()
+    w.dir("fid")
+    w.dir("fid/hardlink")
+    w.hardlink("fid/hardlink/link", "fid/hardlink/orig")
+    w.dir("fid/replace")
+    w.file("fid/replace/dir-to-file", b"was a directory\n")  # implicit replacement: no whiteout
+    w.whiteout("fid/replace/dir-to-link")  # explicit replacement: whiteout, then the new entry
+    w.symlink("fid/replace/dir-to-link", "../churn")
+    w.dir("fid/replace/file-to-dir")
+    w.file("fid/replace/file-to-dir/child", b"child of a file turned directory\n")
+    w.dir("fid/replace/link-to-dir")
+    w.file("fid/replace/link-to-dir/child", b"must land in /fid, not in /etc\n")
+    w.dir("fid/churn")
+    w.whiteout("fid/churn/removed")
+    w.whiteout("fid/churn/readded")
+    w.dir("fid/opaque")
+    w.opaque("fid/opaque")
+    w.file("fid/opaque/new", b"the only file left in fid/opaque\n")
+    w.dir("fid/reparent", mode=0o750, uid=1000, gid=1000)  # the parent's metadata changes in this layer ...
+    w.whiteout("fid/reparent/gone")  # ... and a path under it is deleted in the same layer
+    w.file("fid/reparent/new", b"added under a re-declared parent\n")
+    w.whiteout("fid/swap")  # deleted and re-created in the same layer: only the new content remains
+    w.dir("fid/swap", mode=0o700)
+    w.file("fid/swap/fresh", b"fresh\n")
+    return w.finish()
+
+
+def fidelity_back_again_layer() -> LayerBlob:
+    """Layer 4: the replaced paths turn back into directories, a deleted file comes back."""
+    w = _LayerWriter()
+    w.dir("fid")
+    w.dir("fid/replace")
+    w.dir("fid/replace/dir-to-file")
+    w.file("fid/replace/dir-to-file/back", b"a directory again\n")
+    w.whiteout("fid/replace/dir-to-link")
+    w.dir("fid/replace/dir-to-link")
+    w.file("fid/replace/dir-to-link/back", b"a directory again\n")
+    w.dir("fid/churn")
+    w.file("fid/churn/readded", b"second version\n")
     return w.finish()
 
 
@@ -333,6 +478,31 @@ def push_multiplatform_base(registry_host: str, workdir: Path) -> str:
         layout.tag(layout.index(manifests), MULTIPLATFORM_TAG)
         _skopeo_push(layout.root, MULTIPLATFORM_TAG, ref, all_images=True, workdir=workdir)
         _cache[("multiplatform", registry_host)] = ref
+        return ref
+
+
+FIDELITY_REPO = "base/fidelity"
+FIDELITY_TAG = "1"
+
+
+def push_fidelity_base(registry_host: str, workdir: Path) -> str:
+    """Pushes the busybox layer plus the three fidelity layers (module docstring); returns
+    "HOST/base/fidelity:1".  Cached per registry host within the process."""
+    ref = f"{registry_host}/{FIDELITY_REPO}:{FIDELITY_TAG}"
+    with _lock:
+        if _cache.get(("fidelity", registry_host)) == ref:
+            return ref
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        layout = _Layout(workdir / "fidelity-oci")
+        layers = [busybox_layer(), fidelity_specials_layer(), fidelity_changes_layer(), fidelity_back_again_layer()]
+        history = [_BUSYBOX_HISTORY] + [
+            {"created": CREATED, "created_by": f"tests/support/images.py: fidelity layer {n}"} for n in (2, 3, 4)
+        ]
+        desc = layout.image(layers, _config("amd64", None, history))
+        layout.tag(desc, FIDELITY_TAG)
+        _skopeo_push(layout.root, FIDELITY_TAG, ref, all_images=False, workdir=workdir)
+        _cache[("fidelity", registry_host)] = ref
         return ref
 
 # --------------------------------------------------------------------------- small images as dockyard models

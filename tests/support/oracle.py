@@ -4,10 +4,13 @@ Public API:
 
 * ``run_tool(cmd, timeout, ...)`` runs one external tool with a timeout (killing its whole process group on
   expiry) and raises ``ToolError`` carrying the command, exit code and full stdout/stderr on failure.
-* ``buildah_build(context, dockerfile, tag, workdir, build_args={}, target=None, *, fmt="docker")`` runs
-  ``buildah bud --isolation chroot --layers`` with storage, run root, config files and temp dirs all under
-  ``workdir`` (never the host's /var/lib/containers), then pushes ``tag`` (a reference on the loopback
-  registry) to ``docker://tag``.  Calls sharing a ``workdir`` share buildah's storage and so its layer cache.
+* ``buildah_build(context, dockerfile, tag, workdir, build_args={}, target=None, *, fmt="docker", secrets=(),
+  env={}, push=True)`` runs ``buildah bud --isolation chroot --layers`` with storage, run root, config files and
+  temp dirs all under ``workdir`` (never the host's /var/lib/containers), then (``push``) pushes ``tag`` (a
+  reference on the loopback registry) to ``docker://tag``.  Calls sharing a ``workdir`` share buildah's
+  storage and so its layer cache.
+* Without pushing: ``buildah_export_oci(tag, workdir, dest)`` writes the built image to an OCI layout,
+  ``buildah_config(tag, workdir)`` gives its docker-format config, ``buildah_remove(tag, workdir)`` untags it.
 * ``fetch_oci(ref, dest) -> dest``: ``skopeo copy docker://REF oci:DEST:latest``.
 * ``inspect(ref) -> dict``: the image's raw config JSON (``skopeo inspect --raw --config``; without --raw skopeo
   converts it to an OCI config and loses Healthcheck/OnBuild/Shell), i.e. the document whose
@@ -216,6 +219,13 @@ def _pick_storage_driver() -> str:
     return os.environ.get("DOCKYARD_TEST_BUILDAH_DRIVER", "vfs")
 
 
+def _buildah_env(workdir: Path, tag: str) -> _BuildahEnv:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    registries = [h for h in (_registry_host(tag),) if h]
+    return _BuildahEnv(workdir, _pick_storage_driver(), registries)
+
+
 def buildah_build(
     context: Path,
     dockerfile: Path,
@@ -226,23 +236,26 @@ def buildah_build(
     *,
     fmt: str = "docker",
     extra_args: Sequence[str] = (),
+    secrets: Sequence[str] = (),
+    env: Mapping[str, str] = {},  # noqa: B006 - never mutated
+    push: bool = True,
 ) -> None:
-    """Builds ``dockerfile`` in ``context`` with buildah and pushes the result to ``docker://tag``.
+    """Builds ``dockerfile`` in ``context`` with buildah and, when ``push``, pushes the result to ``docker://tag``.
 
-    ``tag`` must be a reference on the loopback registry ("127.0.0.1:PORT/repo:tag").  ``fmt`` is buildah's
-    ``--format``: "docker" (default, keeps HEALTHCHECK/ONBUILD/SHELL as docker does) or "oci".
+    ``tag`` must then be a reference on the loopback registry ("127.0.0.1:PORT/repo:tag"); without ``push`` the
+    image stays in the storage under ``workdir`` (tag it "localhost/NAME:TAG" and read it with
+    ``buildah_export_oci`` and ``buildah_config``).  ``fmt`` is buildah's ``--format``: "docker" (default, keeps
+    HEALTHCHECK/ONBUILD/SHELL as docker does) or "oci".  ``secrets`` are docker's ``--secret`` values
+    (``id=X,src=FILE`` or ``id=X,env=VAR``) and ``env`` is added to buildah's environment (for ``env=VAR``).
     Raises ToolError with buildah's full output on failure.
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    registries = [h for h in (_registry_host(tag),) if h]
-    env = _BuildahEnv(workdir, _pick_storage_driver(), registries)
-    cmd = env.cmd(
+    benv = _buildah_env(workdir, tag)
+    cmd = benv.cmd(
         "bud",
         "--isolation", "chroot",
         "--layers",
         "--tls-verify=false",
-        "--signature-policy", str(env.policy),
+        "--signature-policy", str(benv.policy),
         "--format", fmt,
         "-f", str(Path(dockerfile).resolve()),
         "-t", tag,
@@ -251,12 +264,41 @@ def buildah_build(
         cmd += ["--build-arg", f"{key}={value}"]
     if target:
         cmd += ["--target", target]
+    for secret in secrets:
+        cmd += ["--secret", secret]
     cmd += [*extra_args, str(Path(context).resolve())]
-    run_tool(cmd, BUILD_TIMEOUT, env=env.env, cwd=workdir)
-    run_tool(
-        env.cmd("push", "--tls-verify=false", "--signature-policy", str(env.policy), tag, f"docker://{tag}"),
-        PUSH_TIMEOUT, env=env.env, cwd=workdir,
-    )
+    run_tool(cmd, BUILD_TIMEOUT, env={**benv.env, **env}, cwd=workdir)
+    if push:
+        run_tool(
+            benv.cmd("push", "--tls-verify=false", "--signature-policy", str(benv.policy), tag, f"docker://{tag}"),
+            PUSH_TIMEOUT, env=benv.env, cwd=workdir,
+        )
+
+
+def buildah_export_oci(tag: str, workdir: Path, dest: Path) -> Path:
+    """Writes the image ``tag`` from buildah's storage under ``workdir`` to an OCI layout ``dest`` (tag "latest").
+
+    No registry round trip: for reading a local build back with ``unpack``.  The layout's config is converted to
+    OCI (losing Healthcheck/OnBuild/Shell); take the config from ``buildah_config`` instead.
+    """
+    benv = _buildah_env(workdir, tag)
+    run_tool(benv.cmd("push", "--signature-policy", str(benv.policy), tag, f"oci:{Path(dest).resolve()}:latest"),
+             PUSH_TIMEOUT, env=benv.env, cwd=workdir)
+    return Path(dest)
+
+
+def buildah_config(tag: str, workdir: Path) -> dict:
+    """The docker-format image config of ``tag`` in buildah's storage under ``workdir`` (what ``inspect`` gives
+    for a pushed image: ``config``, ``history``, ``rootfs``...)."""
+    benv = _buildah_env(workdir, tag)
+    out = run_tool(benv.cmd("inspect", "--type", "image", tag), SKOPEO_TIMEOUT, env=benv.env, cwd=workdir)
+    return json.loads(out.stdout)["Docker"]
+
+
+def buildah_remove(tag: str, workdir: Path) -> None:
+    """Untags ``tag`` in buildah's storage (its layers stay, as the layer cache of later builds)."""
+    benv = _buildah_env(workdir, tag)
+    run_tool(benv.cmd("untag", tag), SKOPEO_TIMEOUT, env=benv.env, cwd=workdir, check=False)
 
 
 # ---------------------------------------------------------------------------------------------- skopeo, umoci

@@ -148,6 +148,21 @@ def buildah_run_stubs(base_tree: Mapping[str, Entry]) -> set[str]:
     return {p for p in BUILDAH_RUN_STUBS if p not in base_tree}
 
 
+def buildah_stubs_left(ours: Mapping[str, Entry], theirs: Mapping[str, Entry]) -> set[str]:
+    """The BUILDAH_RUN_STUBS that only buildah's image has, and that look like stubs (an empty file, an empty
+    directory): what to ignore when the base a case started from is not known (multi-stage, FROM scratch).
+
+    A stub path that dockyard's image also has, or that holds content, is compared as usual.
+    """
+    def is_stub(path: str) -> bool:
+        entry = theirs[path]
+        if entry.type == "f":
+            return entry.size == 0
+        return entry.type == "d" and not any(p.startswith(path + "/") for p in theirs)
+
+    return {p for p in BUILDAH_RUN_STUBS if p in theirs and p not in ours and is_stub(p)}
+
+
 _COMPARED = ("type", "mode", "uid", "gid", "size", "sha256", "link", "rdev", "xattrs")
 
 
@@ -189,7 +204,8 @@ CONFIG_FIELDS = (
 BUILDER_LABELS = frozenset({"io.buildah.version"})
 
 
-def _normalize(name: str, value):
+def normalize_config_field(name: str, value):
+    """One config field with the documented builder differences normalized (see compare_configs)."""
     if name == "Labels" and isinstance(value, dict):
         # Documented builder difference: drop buildah's own version label (see BUILDER_LABELS).
         value = {k: v for k, v in value.items() if k not in BUILDER_LABELS}
@@ -215,7 +231,7 @@ def compare_configs(a_cfg: Mapping, b_cfg: Mapping, fields_: Iterable[str] = CON
     cb = b_cfg.get("config") or {}
     out = []
     for name in fields_:
-        va, vb = _normalize(name, ca.get(name)), _normalize(name, cb.get(name))
+        va, vb = normalize_config_field(name, ca.get(name)), normalize_config_field(name, cb.get(name))
         if va != vb:
             out.append(f"config.{name} differs: {a_name}={va!r} {b_name}={vb!r}")
     return out
@@ -223,6 +239,6 @@ def compare_configs(a_cfg: Mapping, b_cfg: Mapping, fields_: Iterable[str] = CON
 
 __all__ = [
     "Entry", "flatten", "diff_trees", "compare_configs", "entry_for", "DEFAULT_IGNORE", "BUILDAH_RUN_STUBS",
-    "buildah_run_stubs",
+    "buildah_run_stubs", "buildah_stubs_left", "normalize_config_field",
     "CONFIG_FIELDS", "BUILDER_LABELS", "IGNORED_XATTRS",
 ]

@@ -1,0 +1,1 @@
+ln tree/a.txt tree/b.txt

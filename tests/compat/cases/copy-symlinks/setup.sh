@@ -1,0 +1,2 @@
+ln -s a.txt tree/link
+ln -s /nowhere tree/dangling

@@ -1,0 +1,1 @@
+python3 -c 'import os; os.setxattr("tree/a.txt", "user.origin", b"context")'
