@@ -12,6 +12,7 @@ import fnmatch
 import os
 import posixpath
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +156,27 @@ class BuildContext:
         """Context paths matching a COPY source pattern (wildcards per path component)."""
         return glob_in_root(self.root, pattern, self.visible)
 
+    def visible_tree(self, host_dir: str, dest: str) -> None:
+        """Recreate the visible part of the context directory `host_dir` at `dest` (for RUN --mount=type=bind,
+        which sees the context as BuildKit receives it: without what .dockerignore excludes). Files are hard
+        links when the context shares a filesystem with `dest`, so this costs no copying; symlinks are kept."""
+        os.makedirs(dest, exist_ok=True)
+        shutil.copystat(host_dir, dest)
+        for entry in sorted(os.scandir(host_dir), key=lambda e: e.name):
+            target = os.path.join(dest, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                if self.visible(entry.path) or self.walk_into(entry.path):
+                    self.visible_tree(entry.path, target)
+            elif not self.visible(entry.path):
+                continue
+            elif entry.is_symlink():
+                os.symlink(os.readlink(entry.path), target)
+            else:
+                try:
+                    os.link(entry.path, target, follow_symlinks=False)
+                except OSError:  # another filesystem (or a special file): a copy
+                    shutil.copy2(entry.path, target, follow_symlinks=False)
+
 
 def has_wildcard(path: str) -> bool:
     return any(c in path for c in "*?[")
@@ -163,7 +185,8 @@ def has_wildcard(path: str) -> bool:
 def glob_in_root(root: str, pattern: str, visible=lambda p: True) -> list[str]:
     """Paths under root matching a COPY source with wildcards (Go's filepath.Match per path component).
     Intermediate directories are followed inside the root; the matches themselves are not resolved."""
-    parts = [p for p in clean(pattern).split("/") if p]
+    # Go's filepath.Match negates a character class with `[^...]`, Python's fnmatch with `[!...]`.
+    parts = [p.replace("[^", "[!") for p in clean(pattern).split("/") if p]
     matches = [root]
     for index, part in enumerate(parts):
         last = index == len(parts) - 1

@@ -291,6 +291,13 @@ class MountPreparer:
             raise ContextError(f"RUN --mount source {spec.source or '/'!r} not found in {where}",
                                hint="the source is relative to the context (or to the from= stage's root)")
         is_file = not os.path.isdir(host)
+        context = self.executor.s.context
+        if not spec.from_ and not context.visible(host):
+            raise ContextError(f"RUN --mount source {spec.source!r} is excluded by .dockerignore",
+                               hint="a bind mount sees the context without what .dockerignore excludes, as in "
+                                    "docker; add an exception (!PATH) to .dockerignore")
+        if not spec.from_ and not is_file and context.ignore:
+            host = self._visible_context(host)
         if not spec.readonly:
             host = self._writable_copy(host, is_file)
         self._add(spec.target, source=host, readonly=spec.readonly, file=is_file)
@@ -300,6 +307,14 @@ class MountPreparer:
             return str(self.executor.s.context.root), "the build context"
         rootfs = source_rootfs(self.executor, self.inst, spec.from_)
         return self.stack.enter_context(mounted_readonly(rootfs, self.executor.s.workspace)), f"{spec.from_!r}"
+
+    def _visible_context(self, host_dir: str) -> str:
+        """A context directory as BuildKit's bind mount shows it: what .dockerignore excludes is not there."""
+        scratch = self.executor.s.workspace.new_file_dir()
+        self.stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+        view = os.path.join(scratch, "context")
+        self.executor.s.context.visible_tree(host_dir, view)
+        return view
 
     def _writable_copy(self, host: str, is_file: bool) -> str:
         """Writes to a rw bind are discarded: an overlay over a directory, a private copy of a file."""

@@ -79,3 +79,10 @@ def test_glob_follows_directory_symlinks_inside_the_root(tmp_path: Path):
     (tmp_path / "real" / "f.txt").write_text("f")
     (tmp_path / "link").symlink_to("/real")  # absolute: resolved inside the root, never on the host
     assert glob_in_root(str(tmp_path), "link/*.txt") == [str(tmp_path / "real" / "f.txt")]
+
+
+def test_glob_negated_class_is_gos(tmp_path: Path):
+    for name in ("a1", "b1", "c1"):
+        (tmp_path / name).write_text(name)
+    # COPY sources use Go's filepath.Match, where `[^a]` is the negated class.
+    assert [Path(p).name for p in glob_in_root(str(tmp_path), "[^a]1")] == ["b1", "c1"]

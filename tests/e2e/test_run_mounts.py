@@ -162,6 +162,26 @@ RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/ctx.txt && rm /ctx/Doc
     assert not image.added_under("/in", "/d", "/ctx")
 
 
+def test_bind_mount_of_the_context_honours_dockerignore(busybox_base, tmp_path):
+    dockerfile = f"""FROM {busybox_base}
+RUN --mount=type=bind,target=/ctx ls -a /ctx /ctx/docs > /listing
+RUN --mount=type=bind,target=/ctx,rw rm /ctx/kept.txt && echo rw-ok > /rw
+"""
+    files = {".dockerignore": "secret.env\ndocs\n!docs/keep.md\n", "kept.txt": "kept\n",
+             "secret.env": "TOKEN=x\n", "docs/keep.md": "keep\n", "docs/drop.md": "drop\n"}
+    result, oci = _build(tmp_path, dockerfile, files=files)
+    image = _built(result, oci)
+    listing = image.text("/listing").split()
+    assert "kept.txt" in listing and "keep.md" in listing
+    assert "secret.env" not in listing and "drop.md" not in listing
+    assert image.text("/rw") == "rw-ok\n"
+    assert (tmp_path / "ctx" / "kept.txt").read_text() == "kept\n"  # the hard-linked view left it alone
+
+    ignored = f"FROM {busybox_base}\nRUN --mount=type=bind,source=secret.env,target=/s cat /s\n"
+    result, _ = _build(tmp_path, ignored, files=files, name="ignored")
+    assert result.returncode == 4 and "excluded by .dockerignore" in result.stderr, result.stderr
+
+
 def test_bind_source_cannot_escape_the_context(busybox_base, tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("host file\n")
