@@ -24,6 +24,7 @@ from .isolation import NamespaceRunner, Runner
 from .mounts import MountSources
 from .options import BuildOptions, default_cache_root
 from .plan import StagePlan, make_plan
+from .registry.routing import Routes
 from .rootfs import RootFS, Workspace, unpack_layers
 from .rootfs.overlay import enter_private_mount_namespace
 
@@ -92,6 +93,9 @@ class Builder:
         self.events = events
         self.runner = runner or NamespaceRunner()
         self._client = client
+        self._tls = None  # the client's TLSSettings, made with the client and closed after the build
+        self.routes = Routes.parse(options.registry_mirrors, options.registry_maps,
+                                   fallback=not options.skip_default_registry_fallback)
         self._pulled: dict[str, tuple[Image, RootFS | None]] = {}
         self.platform = self._parse_platform(options.platform)
 
@@ -107,10 +111,30 @@ class Builder:
         if self._client is None:
             from .registry.client import RegistryClient
 
-            self._client = RegistryClient(insecure_registries=self.options.insecure_registries,
-                                          environ=self.options.environ, events=self.events,
-                                          max_parallel=self.options.max_parallel_transfers)
+            opts = self.options
+            self._tls = self._tls_settings()
+            self._client = RegistryClient(insecure_registries=opts.insecure_registries, environ=opts.environ,
+                                          events=self.events, max_parallel=opts.max_parallel_transfers,
+                                          tls=self._tls, **self._retry_settings())
         return self._client
+
+    def _tls_settings(self):
+        from .registry.tls import TLSSettings
+
+        opts = self.options
+        return TLSSettings.from_environment(opts.environ, ca_files=opts.registry_cas,
+                                            client_certs=opts.registry_client_certs,
+                                            insecure=opts.insecure_registries + opts.skip_tls_verify_registries,
+                                            events=self.events)
+
+    def _retry_settings(self) -> dict[str, int]:
+        """The client's retry keywords for --push-retry / --image-download-retry (absent: its defaults)."""
+        settings = {}
+        if self.options.push_retry is not None:
+            settings["retries"] = self.options.push_retry
+        if self.options.image_download_retry is not None:
+            settings["pull_retries"] = self.options.image_download_retry
+        return settings
 
     # --- the build ---------------------------------------------------------------------------------------
     def build(self) -> BuildResult:
@@ -158,6 +182,8 @@ class Builder:
             return result
         finally:
             workspace.cleanup()
+            if self._tls is not None:
+                self._tls.close()
 
     def _check_tags(self, tags: tuple[str, ...]) -> list[str]:
         for tag in tags:
@@ -237,7 +263,7 @@ class Builder:
         from .registry.pull import pull_image
 
         ref = parse_reference(text)
-        pulled = pull_image(self.client, ref, platform, store)
+        pulled = pull_image(self.client, ref, platform, store, self.routes)
         image = pulled.image.with_config()  # a copy of the base's config to build on
         rootfs = unpack_layers(image.layers, store, workspace)
         base_annotations = (("org.opencontainers.image.base.digest", pulled.digest),

@@ -23,6 +23,8 @@ examples:
   dockyard build --secret id=npmrc,src=$HOME/.npmrc --secret id=token,env=API_TOKEN --ssh default -t app:1 .
       # RUN --mount=type=secret,id=npmrc,target=/root/.npmrc npm ci
       # RUN --mount=type=ssh git clone git@github.com:org/private.git
+  dockyard build --registry-ca registry.corp:5000=corp-ca.crt --registry-mirror mirror.corp -t registry.corp:5000/app .
+      # CAs also come from /etc/docker/certs.d/HOST[:PORT]/*.crt, client certificates from client.cert/.key there
 
 exit codes:
 """ + "\n".join(f"  {code:<4}{meaning}" for code, meaning in EXIT_CODES)
@@ -56,6 +58,23 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--metadata-file", metavar="FILE", help="write build metadata (JSON) to FILE")
     b.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                    help="allow plain HTTP to this registry (loopback registries are always allowed)")
+    b.add_argument("--skip-tls-verify-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="use HTTPS with this registry but do not verify its certificate (repeatable)")
+    b.add_argument("--registry-ca", "--registry-certificate", action="append", default=[], metavar="HOST=FILE",
+                   help="trust the CA certificate(s) in FILE for this registry, besides the system CAs and "
+                        "/etc/docker/certs.d/HOST/*.crt (repeatable)")
+    b.add_argument("--registry-client-cert", action="append", default=[], metavar="HOST=CERT,KEY",
+                   help="present this client certificate and key to the registry (mutual TLS) (repeatable)")
+    b.add_argument("--registry-mirror", action="append", default=[], metavar="HOST[/PATH]",
+                   help="pull docker.io images through this mirror first (repeatable, tried in order)")
+    b.add_argument("--registry-map", action="append", default=[], metavar="FROM=TO[;TO...]",
+                   help="pull images of registry FROM through the registries TO first (repeatable)")
+    b.add_argument("--skip-default-registry-fallback", action="store_true",
+                   help="if every mirror fails, fail instead of pulling from the image's own registry")
+    b.add_argument("--push-retry", type=_retry_count, metavar="N",
+                   help="retry a failed registry request N times (default 3), with exponential backoff")
+    b.add_argument("--image-download-retry", type=_retry_count, metavar="N",
+                   help="retry a failed pull request N times (default: as --push-retry)")
     b.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=FILE|,env=VAR]",
                    help="a secret for RUN --mount=type=secret, from a file or an environment variable; a bare "
                         "id=ID uses the variable ID if set, else the file ID (repeatable)")
@@ -68,11 +87,33 @@ def make_parser() -> argparse.ArgumentParser:
                    help="layer compression (default gzip)")
     b.add_argument("--compression-level", type=int, metavar="N", help="compression level")
     b.add_argument("--work-dir", metavar="DIR", help="scratch space for the build (default /var/tmp)")
+    _add_login_commands(sub)
     return parser
 
 
+def _retry_count(text: str) -> int:
+    from .options import parse_retry_count
+
+    return parse_retry_count(text)
+
+
+def _add_login_commands(sub) -> None:
+    login = sub.add_parser("login", help="log in to a registry (writes the docker config, like docker login)",
+                           description="Check credentials against REGISTRY and store them in the docker config "
+                                       "($DOCKER_CONFIG/config.json or ~/.docker/config.json), like docker login.")
+    login.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io",
+                       help="the registry host[:port] (default docker.io)")
+    login.add_argument("-u", "--username", help="the user name")
+    login.add_argument("-p", "--password", help="the password (insecure: prefer --password-stdin)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    logout = sub.add_parser("logout", help="remove a registry's credentials from the docker config")
+    logout.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io",
+                        help="the registry host[:port] (default docker.io)")
+
+
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import BuildOptions, OutputSpec, SecretSource, SshSource, parse_key_values
+    from .options import (BuildOptions, OutputSpec, SecretSource, SshSource, parse_key_values, parse_registry_ca,
+                          parse_registry_client_cert)
 
     context = Path(args.context)
     return BuildOptions(
@@ -88,6 +129,14 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         digest_file=Path(args.digest_file) if args.digest_file else None,
         metadata_file=Path(args.metadata_file) if args.metadata_file else None,
         insecure_registries=tuple(args.insecure_registry),
+        skip_tls_verify_registries=tuple(args.skip_tls_verify_registry),
+        registry_cas=tuple(parse_registry_ca(c) for c in args.registry_ca),
+        registry_client_certs=tuple(parse_registry_client_cert(c) for c in args.registry_client_cert),
+        registry_mirrors=tuple(args.registry_mirror),
+        registry_maps=tuple(args.registry_map),
+        skip_default_registry_fallback=args.skip_default_registry_fallback,
+        push_retry=args.push_retry,
+        image_download_retry=args.image_download_retry,
         secrets=tuple(SecretSource.parse(s, environ) for s in args.secret),
         ssh=tuple(SshSource.parse(s, environ) for s in args.ssh),
         compression=args.compression,
@@ -112,12 +161,76 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+# docker login's own words, so that CI logs read the same.
+PASSWORD_ARG_WARNING = "WARNING! Using --password via the CLI is insecure. Use --password-stdin."
+
+
+def read_login_password(args: argparse.Namespace, stdin) -> str:
+    """The password from -p, --password-stdin (without its trailing newline, as docker strips it) or a prompt."""
+    if args.password is not None and args.password_stdin:
+        raise UsageError("--password and --password-stdin are mutually exclusive")
+    if args.password_stdin:
+        password = stdin.read().removesuffix("\n").removesuffix("\r")
+    elif args.password is not None:
+        print(PASSWORD_ARG_WARNING, file=sys.stderr)
+        password = args.password
+    elif stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    else:
+        raise UsageError("no password given and standard input is not a terminal",
+                         hint="pipe it in with --password-stdin")
+    if not password:
+        raise UsageError("the password is empty", hint="check what you pipe into --password-stdin")
+    return password
+
+
+def read_login_username(args: argparse.Namespace, stdin) -> str:
+    if args.username:
+        return args.username
+    if args.password_stdin or not stdin.isatty():
+        raise UsageError("must provide --username with --password-stdin" if args.password_stdin else
+                         "no username given and standard input is not a terminal",
+                         hint='e.g. echo "$TOKEN" | dockyard login -u USER --password-stdin REGISTRY')
+    return input("Username: ").strip()
+
+
+def run_login(args: argparse.Namespace) -> int:
+    from .registry.login import login
+    from .registry.tls import TLSSettings
+
+    username = read_login_username(args, sys.stdin)
+    password = read_login_password(args, sys.stdin)
+    environ = dict(os.environ)
+    # The registry's CAs and client certificate come from certs.d, as for docker login.
+    tls = TLSSettings.from_environment(environ)
+    try:
+        path = login(args.registry, username, password, environ, tls=tls)
+    finally:
+        tls.close()
+    print(f"Login Succeeded (credentials stored in {path})")
+    return 0
+
+
+def run_logout(args: argparse.Namespace) -> int:
+    from .registry.login import logout
+
+    logout(args.registry, dict(os.environ))
+    print(f"Removing login credentials for {args.registry}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = make_parser()
         args = parser.parse_args(argv)
         if args.command == "build":
             return run_build(args)
+        if args.command == "login":
+            return run_login(args)
+        if args.command == "logout":
+            return run_logout(args)
         parser.print_help(sys.stderr)
         return UsageError.exit_code
     except DockyardError as exc:

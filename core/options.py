@@ -152,6 +152,47 @@ class SshSource:
         return cls(ssh_id, socket)
 
 
+def parse_registry_ca(text: str) -> tuple[str, str]:
+    """`--registry-ca HOST=FILE` (kaniko's --registry-certificate): a CA to trust for one registry."""
+    host, eq, path = text.partition("=")
+    if not eq or not host.strip() or not path.strip():
+        raise UsageError(f"invalid --registry-ca {text!r}: expected HOST=FILE",
+                         hint="e.g. --registry-ca registry.example.com:5000=/etc/ssl/private-ca.crt")
+    _check_readable(path.strip(), f"--registry-ca {host.strip()}")
+    return host.strip(), path.strip()
+
+
+def parse_registry_client_cert(text: str) -> tuple[str, str, str]:
+    """`--registry-client-cert HOST=CERT,KEY`: the certificate (mutual TLS) to present to one registry."""
+    host, eq, files = text.partition("=")
+    cert, comma, key = files.partition(",")
+    if not eq or not host.strip() or not comma or not cert.strip() or not key.strip():
+        raise UsageError(f"invalid --registry-client-cert {text!r}: expected HOST=CERT,KEY",
+                         hint="e.g. --registry-client-cert registry.example.com=client.cert,client.key")
+    for path in (cert.strip(), key.strip()):
+        _check_readable(path, f"--registry-client-cert {host.strip()}")
+    return host.strip(), cert.strip(), key.strip()
+
+
+def _check_readable(path: str, what: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read {path}: {exc.strerror}") from None
+
+
+def parse_retry_count(text: str) -> int:
+    """`--push-retry N` / `--image-download-retry N`: how many times to retry after the first attempt."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise UsageError(f"invalid retry count {text!r}: expected a whole number, 0 or more")
+    return count
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     context: Path
@@ -165,7 +206,15 @@ class BuildOptions:
     outputs: tuple[OutputSpec, ...] = ()
     digest_file: Path | None = None
     metadata_file: Path | None = None
-    insecure_registries: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()  # plain HTTP allowed and certificates not verified
+    skip_tls_verify_registries: tuple[str, ...] = ()  # HTTPS, certificates not verified
+    registry_cas: tuple[tuple[str, str], ...] = ()  # (host, CA file)
+    registry_client_certs: tuple[tuple[str, str, str], ...] = ()  # (host, certificate file, key file)
+    registry_mirrors: tuple[str, ...] = ()  # pull-through mirrors for docker.io
+    registry_maps: tuple[str, ...] = ()  # FROM=TO[;TO...]
+    skip_default_registry_fallback: bool = False
+    push_retry: int | None = None  # retries after the first attempt (None: the client's default)
+    image_download_retry: int | None = None
     compression: str = "gzip"
     compression_level: int | None = None
     # Scratch space for unpacked layers and step directories; removed after the build.

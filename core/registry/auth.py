@@ -1,172 +1,37 @@
-"""Registry credentials and the Distribution token protocol.
+"""Registry authorization: the Distribution token protocol and what goes in the `Authorization` header.
 
-Two layers, kept apart so each can grow on its own:
-
-* Credentials: where a username/password for a registry comes from. `CredentialStore` asks a chain of
-  `CredentialProvider`s in order; today the chain holds the docker config.json (`auths`). Credential helpers
-  (`credHelpers`/`credsStore`), podman's auth.json and CI-provided variables are further providers appended
-  in `default_credential_store()`; nothing else needs to change for them.
-* Authorization: what to put in the `Authorization` header. On a 401 the registry says how to authenticate in
-  `WWW-Authenticate` (RFC 7235): `Basic realm=...` (send the credentials directly) or `Bearer realm=...,
-  service=...,scope=...` (fetch a token from the realm, with the credentials if we have them, anonymously
-  otherwise). `Authenticator` parses the challenge, fetches and caches tokens per (registry, scope).
+Credentials (where a username/password or identity token comes from) live in credentials.py; this module
+decides how to use them. On a 401 the registry says how to authenticate in `WWW-Authenticate` (RFC 7235):
+`Basic realm=...` (send the credentials directly) or `Bearer realm=...,service=...,scope=...` (fetch a token
+from the realm: GET with Basic credentials, or an OAuth2 POST exchanging an identity token; anonymously when
+we have nothing). `Authenticator` parses the challenge, fetches tokens for the scopes a request needs (several
+at once, e.g. the source repository of a cross-repository mount) and caches them until they expire.
 
 Secrets never appear in messages, reprs or logs: errors name where the credentials came from, not what they are.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import requests
 
 from ..errors import AuthenticationError, RegistryError
+# Re-exported: callers import the credential API from here too.
+from .credentials import (CredentialProvider, Credentials, CredentialStore, DockerConfigProvider,
+                          default_credential_store, docker_config_path, normalize_registry_key)
+
+__all__ = ["Authenticator", "Challenge", "CredentialProvider", "Credentials", "CredentialStore",
+           "DockerConfigProvider", "default_credential_store", "docker_config_path", "normalize_registry_key",
+           "parse_www_authenticate", "proxies_for"]
 
 # Docker Hub's credentials are filed under its v1 index URL by `docker login`, whatever name the image uses.
 DOCKER_HUB_AUTH_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 _DOCKER_HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
-
-
-# --- credentials -------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str = field(repr=False)
-    # Human-readable origin for messages, e.g. "/root/.docker/config.json". Never the secret itself.
-    source: str = ""
-
-    def basic_header(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-class CredentialProvider(Protocol):
-    def lookup(self, registry: str) -> Credentials | None:
-        """Credentials for `registry` (host[:port], docker.io for Docker Hub), or None."""
-
-    def describe(self) -> str:
-        """Where this provider looks, for 'no credentials found' messages."""
-
-
-def normalize_registry_key(key: str) -> str:
-    """An `auths` key as host[:port]: `https://host:5000/v1/` → `host:5000` (docker accepts URLs there)."""
-    key = key.strip()
-    key = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", key)
-    key = key.split("/", 1)[0]
-    return key.lower()
-
-
-def registry_aliases(registry: str) -> list[str]:
-    """The auths keys that may hold credentials for `registry`, most specific first."""
-    registry = registry.lower()
-    if registry in _DOCKER_HUB_HOSTS:
-        return list(DOCKER_HUB_AUTH_KEYS)
-    return [registry]
-
-
-class DockerConfigProvider:
-    """`auths` in a docker config.json: `{"auths": {"host": {"auth": base64(user:pass)}}}` or with
-    `username`/`password` fields. The file is read on each lookup (it is small, and a CI job may log in
-    between a pull and a push)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def describe(self) -> str:
-        return str(self.path)
-
-    def _load(self) -> dict:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise AuthenticationError(f"cannot read the docker config {self.path}: {exc.strerror}") from None
-        try:
-            doc = json.loads(text) if text.strip() else {}
-        except ValueError as exc:
-            raise AuthenticationError(f"the docker config {self.path} is not valid JSON: {exc}",
-                                      hint="fix or remove the file") from None
-        return doc if isinstance(doc, dict) else {}
-
-    def lookup(self, registry: str) -> Credentials | None:
-        auths = self._load().get("auths") or {}
-        if not isinstance(auths, dict):
-            return None
-        # Keys may be URLs (`https://host/v1/`, what old docker versions wrote): match on host[:port].
-        by_host: dict[str, tuple[str, dict]] = {}
-        for key, entry in auths.items():
-            if isinstance(entry, dict):
-                by_host.setdefault(normalize_registry_key(key), (key, entry))
-        for alias in registry_aliases(registry):
-            found = (alias, auths[alias]) if isinstance(auths.get(alias), dict) else \
-                by_host.get(normalize_registry_key(alias))
-            if found is not None:
-                creds = self._from_entry(found[1], found[0])
-                if creds is not None:
-                    return creds
-        return None
-
-    def _from_entry(self, entry: dict, key: str) -> Credentials | None:
-        source = f"{self.path} (auths entry {key!r})"
-        if entry.get("auth"):
-            try:
-                decoded = base64.b64decode(entry["auth"], validate=False).decode()
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                raise AuthenticationError(f"the auths entry {key!r} in {self.path} has an invalid 'auth' "
-                                          "value (expected base64 of user:password)",
-                                          hint=f"log in again: docker login {key}") from None
-            user, sep, password = decoded.partition(":")
-            if not sep:
-                raise AuthenticationError(f"the auths entry {key!r} in {self.path} has an invalid 'auth' "
-                                          "value (no ':' between user and password)",
-                                          hint=f"log in again: docker login {key}")
-            return Credentials(user, password, source)
-        if entry.get("username") and entry.get("password") is not None:
-            return Credentials(str(entry["username"]), str(entry["password"]), source)
-        # An entry without a secret (docker writes `{}` when a credsStore holds the password): not usable here.
-        # Seam: credential helpers and `identitytoken` (OAuth refresh tokens) are handled by later providers.
-        return None
-
-
-class CredentialStore:
-    """An ordered chain of providers; the first that knows the registry wins."""
-
-    def __init__(self, providers: list[CredentialProvider] | None = None):
-        self.providers: list[CredentialProvider] = list(providers or [])
-
-    def lookup(self, registry: str) -> Credentials | None:
-        for provider in self.providers:
-            creds = provider.lookup(registry)
-            if creds is not None:
-                return creds
-        return None
-
-    def describe(self) -> str:
-        return ", ".join(p.describe() for p in self.providers) or "no credential sources"
-
-
-def docker_config_path(environ: Mapping[str, str]) -> Path:
-    """$DOCKER_CONFIG/config.json, else ~/.docker/config.json (HOME from `environ`, as docker does)."""
-    if environ.get("DOCKER_CONFIG"):
-        return Path(environ["DOCKER_CONFIG"]) / "config.json"
-    home = environ.get("HOME") or os.path.expanduser("~")
-    return Path(home) / ".docker" / "config.json"
-
-
-def default_credential_store(environ: Mapping[str, str]) -> CredentialStore:
-    # Later providers (credential helpers, $REGISTRY_AUTH_FILE / podman's auth.json) are appended here.
-    return CredentialStore([DockerConfigProvider(docker_config_path(environ))])
 
 
 # --- transport ---------------------------------------------------------------------------------------------
@@ -254,115 +119,215 @@ def parse_www_authenticate(value: str) -> list[Challenge]:
     return challenges
 
 
+# --- scopes ------------------------------------------------------------------------------------------------
+
+def scope_set(scopes: str | Iterable[str] | None) -> frozenset[str]:
+    """Scopes as a set: a string of space-separated scopes (OAuth2's form), several strings, or none (a request
+    that needs no repository, like /v2/). Scopes never contain spaces."""
+    if scopes is None:
+        return frozenset()
+    if isinstance(scopes, str):
+        scopes = [scopes]
+    return frozenset(part for s in scopes for part in s.split())
+
+
+def _actions_by_resource(scopes: frozenset[str]) -> dict[str, set[str]]:
+    """`repository:a/b:pull,push` → {"repository:a/b": {"pull", "push"}}; the resource name may hold ':'
+    (a registry name in a proxy cache's repository), the actions never do."""
+    resources: dict[str, set[str]] = {}
+    for scope in scopes:
+        resource, _, actions = scope.rpartition(":")
+        resources.setdefault(resource or scope, set()).update(a for a in actions.split(",") if a)
+    return resources
+
+
+def covers(granted: frozenset[str], needed: frozenset[str]) -> bool:
+    """Whether a token requested for `granted` scopes serves a request needing `needed` (pull,push serves pull)."""
+    have = _actions_by_resource(granted)
+    return all(actions <= have.get(resource, set()) for resource, actions in _actions_by_resource(needed).items())
+
+
 # --- tokens ------------------------------------------------------------------------------------------------
 
 @dataclass
 class _CachedAuth:
     header: str
+    scopes: frozenset[str] | None  # None: Basic credentials, which serve every scope
     expires: float | None  # monotonic deadline, None = until refused
+
+    def serves(self, needed: frozenset[str], now: float) -> bool:
+        if self.expires is not None and now >= self.expires:
+            return False
+        return self.scopes is None or covers(self.scopes, needed)
 
 
 class Authenticator:
-    """Answers 401 challenges and caches the resulting Authorization header per (registry, scope).
+    """Answers 401 challenges and caches the resulting Authorization header per registry and scopes.
 
-    `scope` is the Distribution token scope the request needs (`repository:NAME:pull` or `...:pull,push`).
-    Basic auth is not scoped: it is cached under (registry, None) and serves every scope.
+    A scope is a Distribution token scope (`repository:NAME:pull`, `repository:NAME:pull,push`); a request may
+    need several (a cross-repository mount needs `repository:FROM:pull` besides the destination's pull,push).
+    Every method takes one scope string, a list of them, or None. A cached token serves any request whose
+    scopes it covers; Basic auth serves every scope.
     """
 
     # Tokens without `expires_in` live 60 s per the token spec; refresh a little early.
     DEFAULT_TOKEN_LIFETIME = 60.0
     EXPIRY_MARGIN = 10.0
+    # What we call ourselves in OAuth2 requests (the spec requires a client_id; registries only log it).
+    CLIENT_ID = "dockyard"
 
     def __init__(self, session: requests.Session, credentials: CredentialStore, *, timeout=None,
-                 connection_error: Callable[[Exception, str], Exception] | None = None):
+                 connection_error: Callable[[Exception, str], Exception] | None = None,
+                 tls_for: Callable[[str], dict] | None = None):
+        """`tls_for(url)` gives requests' verify=/cert= for a token service URL (its host's CA settings)."""
         self.session = session
         self.credentials = credentials
         self.timeout = timeout
         self._connection_error = connection_error
-        self._cache: dict[tuple[str, str | None], _CachedAuth] = {}
+        self._tls_for = tls_for or (lambda url: {})
+        self._cache: dict[str, list[_CachedAuth]] = {}
+        # Looked up once per registry: a credential helper may be slow, or prompt a keyring, on every call.
+        self._credentials: dict[str, Credentials | None] = {}
+        self._flights: dict[tuple[str, frozenset[str]], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
 
-    def cached(self, registry: str, scope: str | None) -> str | None:
+    def cached(self, registry: str, scopes: str | Iterable[str] | None) -> str | None:
+        needed, now = scope_set(scopes), time.monotonic()
         with self._lock:
-            for key in ((registry, scope), (registry, None)):
-                entry = self._cache.get(key)
-                if entry is None:
-                    continue
-                if entry.expires is not None and time.monotonic() >= entry.expires:
-                    del self._cache[key]
-                    continue
-                return entry.header
+            entries = self._cache.get(registry, [])
+            entries[:] = [e for e in entries if e.expires is None or now < e.expires]
+            for entry in entries:
+                if entry.serves(needed, now):
+                    return entry.header
         return None
 
-    def forget(self, registry: str, scope: str | None) -> None:
+    def forget(self, registry: str, scopes: str | Iterable[str] | None) -> None:
+        """Drop what a refused request used (its token or the Basic credentials), and the looked-up
+        credentials, so that the next answer starts afresh."""
+        needed, now = scope_set(scopes), time.monotonic()
         with self._lock:
-            self._cache.pop((registry, scope), None)
-            self._cache.pop((registry, None), None)
+            entries = self._cache.get(registry, [])
+            entries[:] = [e for e in entries if not e.serves(needed, now)]
+            self._credentials.pop(registry, None)
+
+    def _flight(self, registry: str, scopes: frozenset[str]) -> threading.Lock:
+        with self._lock:
+            return self._flights.setdefault((registry, scopes), threading.Lock())
+
+    def credentials_for(self, registry: str) -> Credentials | None:
+        # One lookup at a time: parallel transfers would otherwise each run the credential helper.
+        with self._lookup_lock:
+            with self._lock:
+                if registry in self._credentials:
+                    return self._credentials[registry]
+            creds = self.credentials.lookup(registry)
+            with self._lock:
+                self._credentials[registry] = creds
+            return creds
 
     def credential_source(self, registry: str) -> str:
         """For error messages: which credentials we used (or where we looked), never the secret."""
-        creds = self.credentials.lookup(registry)
-        if creds is not None:
-            return f"credentials for user {creds.username!r} from {creds.source}"
-        return f"no credentials (none found for {registry} in {self.credentials.describe()})"
+        creds = self.credentials_for(registry)
+        if creds is None:
+            return f"no credentials (none found for {registry} in {self.credentials.describe()})"
+        if creds.identity_token:
+            return f"an identity token from {creds.source}"
+        return f"credentials for user {creds.username!r} from {creds.source}"
 
-    def answer(self, registry: str, scope: str | None, www_authenticate: str) -> str | None:
-        """The Authorization header that answers this challenge, or None if we have nothing to offer
-        (then the caller reports the 401)."""
+    def answer(self, registry: str, scopes: str | Iterable[str] | None, www_authenticate: str) -> str | None:
+        """The Authorization header that answers this challenge for requests needing `scopes`, or None if we
+        have nothing to offer (then the caller reports the 401)."""
         challenges = parse_www_authenticate(www_authenticate or "")
-        creds = self.credentials.lookup(registry)
+        creds = self.credentials_for(registry)
         for challenge in challenges:
             if challenge.scheme == "bearer" and challenge.params.get("realm"):
-                header = self._fetch_token(registry, scope, challenge, creds)
-                return header
+                wanted = self._wanted(scopes, challenge)
+                # Parallel transfers meet the same 401 together: one fetches the token, the others use it.
+                with self._flight(registry, wanted):
+                    return self.cached(registry, wanted) or self._fetch_token(registry, wanted, challenge, creds)
         for challenge in challenges:
-            if challenge.scheme == "basic" and creds is not None:
+            if challenge.scheme == "basic" and creds is not None and not creds.identity_token:
                 header = creds.basic_header()
                 with self._lock:
-                    self._cache[(registry, None)] = _CachedAuth(header, None)
+                    self._cache.setdefault(registry, []).append(_CachedAuth(header, None, None))
                 return header
         return None
 
-    def _fetch_token(self, registry: str, scope: str | None, challenge: Challenge,
+    @staticmethod
+    def _wanted(scopes: str | Iterable[str] | None, challenge: Challenge) -> frozenset[str]:
+        """Our scopes, plus the registry's own when it asks for one ours do not cover (it knows best what the
+        request needs)."""
+        wanted = scope_set(scopes)
+        theirs = scope_set(challenge.params.get("scope"))
+        return wanted if covers(wanted, theirs) else wanted | theirs
+
+    def _fetch_token(self, registry: str, scopes: frozenset[str], challenge: Challenge,
                      creds: Credentials | None) -> str:
         realm = challenge.params["realm"]
-        params: dict[str, str] = {}
-        if challenge.params.get("service"):
-            params["service"] = challenge.params["service"]
-        # Our scope says what this request needs; the registry's own scope (if any) is the fallback.
-        wanted = scope or challenge.params.get("scope")
-        if wanted:
-            params["scope"] = wanted
-        headers = {"Authorization": creds.basic_header()} if creds else {}
+        service = challenge.params.get("service", "")
         try:
-            resp = self.session.get(realm, params=params, headers=headers, timeout=self.timeout,
-                                    proxies=proxies_for(realm))
+            if creds is not None and creds.identity_token:
+                resp = self._oauth_refresh(realm, service, scopes, creds)
+            else:
+                resp = self._token_get(realm, service, scopes, creds)
         except requests.RequestException as exc:
             if self._connection_error is not None:
                 raise self._connection_error(exc, realm) from None
             raise RegistryError(f"cannot reach the token service {realm} of registry {registry}: {exc}") from None
-        who = self.credential_source(registry)
-        if resp.status_code in (401, 403):
-            raise AuthenticationError(
-                f"the token service {realm} of registry {registry} refused {who} "
-                f"(HTTP {resp.status_code}{', scope ' + wanted if wanted else ''})",
-                hint=f"check the credentials: docker login {registry}")
-        if resp.status_code != 200:
-            raise RegistryError(f"the token service {realm} of registry {registry} answered HTTP "
-                                f"{resp.status_code}")
-        try:
-            doc = resp.json()
-            token = doc.get("token") or doc.get("access_token")
-        except (ValueError, AttributeError):
-            token, doc = None, {}
+        token, lifetime = self._token_from(resp, registry, realm, scopes)
+        header = f"Bearer {token}"
+        expires = time.monotonic() + max(lifetime - self.EXPIRY_MARGIN, 1.0)
+        with self._lock:
+            self._cache.setdefault(registry, []).append(_CachedAuth(header, scopes, expires))
+        return header
+
+    def _token_get(self, realm: str, service: str, scopes: frozenset[str],
+                   creds: Credentials | None) -> requests.Response:
+        """The token spec's GET: Basic credentials if we have them, anonymous otherwise; one `scope` parameter
+        per scope."""
+        params: list[tuple[str, str]] = [("service", service)] if service else []
+        if creds is not None:
+            params.append(("account", creds.username))
+        params += [("scope", s) for s in sorted(scopes)]
+        headers = {"Authorization": creds.basic_header()} if creds else {}
+        return self.session.get(realm, params=params, headers=headers, timeout=self.timeout,
+                                proxies=proxies_for(realm), **self._tls_for(realm))
+
+    def _oauth_refresh(self, realm: str, service: str, scopes: frozenset[str],
+                       creds: Credentials) -> requests.Response:
+        """OAuth2 refresh-token grant: how an `identitytoken` (what `docker login` stores for registries that
+        issue refresh tokens) becomes an access token. Scopes are space-separated in one field."""
+        form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token, "service": service,
+                "client_id": self.CLIENT_ID, "scope": " ".join(sorted(scopes))}
+        return self.session.post(realm, data=form, timeout=self.timeout, proxies=proxies_for(realm),
+                                 **self._tls_for(realm))
+
+    def _token_from(self, resp: requests.Response, registry: str, realm: str,
+                    scopes: frozenset[str]) -> tuple[str, float]:
+        """(token, lifetime in seconds) from the token service's answer; errors name who was refused."""
+        with resp:
+            scope_text = f" for {', '.join(sorted(scopes))}" if scopes else ""
+            if resp.status_code in (400, 401, 403):
+                # 400: OAuth2's invalid_grant (an expired or revoked identity token).
+                raise AuthenticationError(
+                    f"the token service {realm} of registry {registry} refused "
+                    f"{self.credential_source(registry)}{scope_text} (HTTP {resp.status_code})",
+                    hint=f"check the user name and password (or token) for {registry} in that source, or log in "
+                         f"again: dockyard login {registry}")
+            if resp.status_code != 200:
+                raise RegistryError(f"the token service {realm} of registry {registry} answered HTTP "
+                                    f"{resp.status_code}{scope_text}",
+                                    hint="the registry's authentication service failed: retry later")
+            try:
+                doc = resp.json()
+                token = doc.get("token") or doc.get("access_token")
+            except (ValueError, AttributeError):
+                token, doc = None, {}
         if not token or not isinstance(token, str):
             raise RegistryError(f"the token service {realm} of registry {registry} sent no token")
         try:
             lifetime = float(doc.get("expires_in") or self.DEFAULT_TOKEN_LIFETIME)
         except (TypeError, ValueError):
             lifetime = self.DEFAULT_TOKEN_LIFETIME
-        header = f"Bearer {token}"
-        expires = time.monotonic() + max(lifetime - self.EXPIRY_MARGIN, 1.0)
-        with self._lock:
-            self._cache[(registry, scope)] = _CachedAuth(header, expires)
-        return header
+        return token, lifetime

@@ -1,30 +1,35 @@
 """A client for the OCI Distribution API (docker registry v2): manifests and blobs, streamed.
 
-Everything goes through one `requests.Session`, which callers may inject (tests, a proxy, TLS settings).
-Every way a request can fail ends as a `RegistryError` (or `AuthenticationError`) that names the registry,
-the image or blob, and what to do; no `requests` exception escapes. Blobs are never held in memory: downloads
-stream into a `BlobWriter` (which verifies the digest before anything lands in the store) and uploads stream
-from the store's file.
+Everything goes through one `requests.Session`, which callers may inject (tests, a proxy). Every way a request
+can fail ends as a `RegistryError` (or `AuthenticationError`) that names the registry, the image or blob, and
+what to do; no `requests` exception escapes. Failures worth retrying (connections, timeouts, 5xx, 429) are
+retried with backoff (retry.py); a download cut short resumes with `Range`, an upload from the offset the
+registry reports (upload.py). Blobs are never held in memory: downloads stream into a `BlobWriter` (which
+verifies the digest before anything lands in the store) and uploads stream from the store's file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from typing import BinaryIO, Callable, Iterator, Mapping
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+import threading
+from typing import BinaryIO, Callable, Mapping
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
 
-from ..errors import AuthenticationError, RegistryError
-from ..events import NULL_EVENTS, Events, TransferFinished, TransferProgress, TransferStarted
-from ..image.blobs import CHUNK, BlobStore
+from ..errors import AuthenticationError, DockyardError, RegistryError
+from ..events import NULL_EVENTS, Events, TransferFinished, TransferStarted
+from ..image.blobs import CHUNK, BlobStore, BlobWriter
 from ..image.model import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, sha256_digest
 from ..image.reference import Reference, is_loopback_registry
 from .auth import (Authenticator, CredentialStore, default_credential_store, normalize_registry_key,
                    proxies_for)
+from .retry import (DEFAULT_BASE_DELAY, DEFAULT_RETRIES, RetryPolicy, TransientRegistryError, attempts_text,
+                    is_retryable_network_kind, is_retryable_status)
+from .tls import TLSSettings, untrusted_certificate_hint
+from .upload import DEFAULT_CHUNK_SIZE, BlobUpload, Progress
 
 ALL_MANIFEST_TYPES: tuple[str, ...] = MANIFEST_TYPES + INDEX_TYPES
 SCHEMA1_TYPES = ("application/vnd.docker.distribution.manifest.v1+json",
@@ -35,27 +40,49 @@ DEFAULT_TIMEOUT = (15.0, 120.0)
 MANIFEST_LIMIT = 4 << 20
 ERROR_BODY_LIMIT = 64 << 10
 MAX_REDIRECTS = 5
-PROGRESS_INTERVAL = 0.1  # seconds between TransferProgress events per blob
+# Smaller upload chunks would make a registry's `Range: 0-0` ambiguous and cost a request per few bytes.
+MIN_CHUNK_SIZE = 64 << 10
 USER_AGENT = "dockyard/0.1"
 
 # What a response body can raise while it streams (requests wraps some of these, urllib3's raw reader doesn't).
 _NETWORK_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
+class _BodyCut(Exception):
+    """A download's connection broke after some of the body arrived."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class RegistryClient:
     def __init__(self, *, insecure_registries: tuple[str, ...] | list[str] = (),
                  session: requests.Session | None = None, environ: Mapping[str, str] | None = None,
                  events: Events = NULL_EVENTS, max_parallel: int = 4, timeout=DEFAULT_TIMEOUT,
-                 credentials: CredentialStore | None = None):
+                 credentials: CredentialStore | None = None, retries: int = DEFAULT_RETRIES,
+                 pull_retries: int | None = None, backoff: float = DEFAULT_BASE_DELAY,
+                 upload_chunk_size: int = DEFAULT_CHUNK_SIZE, tls: TLSSettings | None = None):
+        """`retries`: attempts after the first for every request (docker's --max-*-attempts minus one);
+        `pull_retries` overrides it for pulls. `backoff`: seconds before the first retry (doubling after).
+        `upload_chunk_size`: blobs up to it are uploaded in one request, bigger ones in chunks of it.
+        `tls`: which CAs and client certificate each registry gets (default: the system's CAs)."""
         self.environ: Mapping[str, str] = dict(os.environ) if environ is None else environ
         self.insecure_registries = frozenset(normalize_registry_key(r) for r in insecure_registries)
         self.events = events
         self.max_parallel = max(1, int(max_parallel))
         self.timeout = timeout
+        self.push_policy = RetryPolicy(max(0, retries), base_delay=backoff)
+        self.pull_policy = RetryPolicy(max(0, retries if pull_retries is None else pull_retries), base_delay=backoff)
+        self.upload_chunk_size = max(MIN_CHUNK_SIZE, int(upload_chunk_size))
+        self.tls = tls
         self.session = session if session is not None else self._default_session()
         self.credentials = credentials if credentials is not None else default_credential_store(self.environ)
         self.auth = Authenticator(self.session, self.credentials, timeout=timeout,
-                                  connection_error=self._token_service_error)
+                                  connection_error=self._token_service_error, tls_for=self._tls_for)
+        # (registry, blob digest) → a repository known to hold it: the source of cross-repository mounts.
+        self._blob_sources: dict[tuple[str, str], str] = {}
+        self._sources_lock = threading.Lock()
 
     def _default_session(self) -> requests.Session:
         session = requests.Session()
@@ -68,25 +95,38 @@ class RegistryClient:
 
     # --- addressing ----------------------------------------------------------------------------------------
     def scheme(self, registry: str) -> str:
-        """https, except plain http for loopback (as docker allows) and registries named insecure."""
+        """https, except plain http for loopback (as docker allows) and registries named insecure, unless the
+        user gave the registry certificates of its own (then it has TLS, wherever it is)."""
         registry = registry.lower()
         host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+        if self.tls is not None and self.tls.configured(registry):
+            return "https"
         if is_loopback_registry(registry) or registry in self.insecure_registries \
                 or host in self.insecure_registries:
             return "http"
         return "https"
 
-    def _url(self, ref: Reference, path: str) -> str:
+    def url_for(self, ref: Reference, path: str) -> str:
         return f"{self.scheme(ref.registry)}://{ref.api_host}/v2/{ref.repository}/{path}"
+
+    def blob_source(self, repo: Reference, digest: str) -> str | None:
+        """Another repository of `repo`'s registry that holds the blob (it was pulled from or pushed there)."""
+        with self._sources_lock:
+            source = self._blob_sources.get((repo.registry, digest))
+        return source if source != repo.repository else None
+
+    def _remember_source(self, repo: Reference, digest: str) -> None:
+        with self._sources_lock:
+            self._blob_sources[(repo.registry, digest)] = repo.repository
 
     # --- manifests -----------------------------------------------------------------------------------------
     def get_manifest(self, ref: Reference,
                      accept: tuple[str, ...] = ALL_MANIFEST_TYPES) -> tuple[bytes, str, str]:
         """(body, media type, digest) of the manifest or index `ref` names, verified against the pinned digest
         and the registry's Docker-Content-Digest."""
-        url = self._url(ref, f"manifests/{ref.identifier}")
-        resp = self._request("GET", url, ref, "pull", what=f"pull {ref}", headers={"Accept": ", ".join(accept)},
-                             stream=True)
+        url = self.url_for(ref, f"manifests/{ref.identifier}")
+        resp = self.send_request("GET", url, ref, "pull", what=f"pull {ref}",
+                                 headers={"Accept": ", ".join(accept)}, stream=True)
         with resp:
             if resp.status_code == 404:
                 said = _registry_error_text(resp)
@@ -95,7 +135,7 @@ class RegistryClient:
                     hint=f"check the repository name and the tag; registry {ref.registry} has no manifest for "
                          f"{ref.identifier!r} in {ref.repository}. A private repository may also answer "
                          f"'not found' to anonymous requests: docker login {ref.registry}")
-            self._check(resp, ref, "pull", what=f"pull {ref}")
+            self.check(resp, ref, "pull", what=f"pull {ref}")
             body = self._read_limited(resp, MANIFEST_LIMIT, ref, f"pull {ref}")
             content_type = resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
@@ -118,13 +158,13 @@ class RegistryClient:
 
     def put_manifest(self, repo: Reference, reference: str, body: bytes, media_type: str) -> str:
         """PUT a manifest (or index) under a tag or its digest; returns its digest."""
-        url = self._url(repo, f"manifests/{reference}")
+        url = self.url_for(repo, f"manifests/{reference}")
         target = f"{repo.name}:{reference}" if not reference.startswith("sha256:") else f"{repo.name}@{reference}"
         what = f"push the manifest of {target}"
-        resp = self._request("PUT", url, repo, "pull,push", what=what, headers={"Content-Type": media_type},
-                             body=body)
+        resp = self.send_request("PUT", url, repo, "pull,push", what=what, headers={"Content-Type": media_type},
+                                 body=body)
         with resp:
-            self._check(resp, repo, "push", what=what, ok=(200, 201, 202))
+            self.check(resp, repo, "push", what=what, ok=(200, 201, 202))
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         digest = sha256_digest(body)
         if header_digest.startswith("sha256:") and header_digest != digest:
@@ -135,69 +175,107 @@ class RegistryClient:
 
     # --- blobs ---------------------------------------------------------------------------------------------
     def blob_exists(self, repo: Reference, digest: str) -> bool:
-        url = self._url(repo, f"blobs/{digest}")
+        url = self.url_for(repo, f"blobs/{digest}")
         # HEAD needs only pull, but a push asks for pull,push right after: ask once for both (one token).
-        resp = self._request("HEAD", url, repo, "pull,push", what=f"check blob {digest} in {repo.name}",
-                             follow_redirects=True)
+        resp = self.send_request("HEAD", url, repo, "pull,push", what=f"check blob {digest} in {repo.name}",
+                                 follow_redirects=True)
         with resp:
             if resp.status_code == 404:
                 return False
-            self._check(resp, repo, "pull", what=f"check blob {digest} in {repo.name}")
+            self.check(resp, repo, "pull", what=f"check blob {digest} in {repo.name}")
             return True
 
     def fetch_blob(self, repo: Reference, digest: str, store: BlobStore, size: int | None = None) -> None:
-        """Download a blob into the store, verified; a no-op when the store has it already."""
+        """Download a blob into the store, verified; a no-op when the store has it already. A connection that
+        breaks mid-body is resumed with `Range` (or restarted, if the registry ignores it)."""
         store.path(digest)  # rejects malformed digests before any request
+        self._remember_source(repo, digest)
         if store.has(digest):
             self.events.emit(TransferFinished(digest=digest, skipped="exists"))
             return
         what = f"download blob {digest} of {repo}"
-        url = self._url(repo, f"blobs/{digest}")
+        policy = self.pull_policy
+        progress = Progress(self.events, digest)
+        # The writer aborts (deletes its temp file) on any error: a failed or corrupt download leaves nothing.
+        writer = store.writer(expected_digest=digest)
+        try:
+            for retry in range(policy.retries + 1):
+                try:
+                    writer = self._download(repo, digest, store, writer, size, progress, what)
+                    break
+                except _BodyCut as cut:
+                    if retry == policy.retries:
+                        raise RegistryError(
+                            f"gave up downloading blob {digest} of {repo} from registry {repo.registry} after "
+                            f"{attempts_text(policy.retries)}: {cut.reason}", subject=digest,
+                            hint="the registry or the network to it kept failing: check any proxy in between, "
+                                 "then retry (--image-download-retry N allows more attempts)") from None
+                    delay = policy.delay(retry)
+                    self.events.info(f"{what}: {cut.reason} after {writer.size} bytes; resuming in {delay:.1f}s "
+                                     f"(retry {retry + 1} of {policy.retries})")
+                    policy.sleep(delay)
+            if size is not None and writer.size != size:
+                raise RegistryError(f"blob {digest} of {repo} is {writer.size} bytes, but its manifest says "
+                                    f"{size}", hint="the download was cut short or the image is broken; retry")
+            writer.commit()  # raises DigestMismatch (a RegistryError) if the bytes are not the digest's
+        finally:
+            writer.abort()  # a no-op once committed
+        progress.finish(writer.size)
+        self.events.emit(TransferFinished(digest=digest))
+
+    def _download(self, repo: Reference, digest: str, store: BlobStore, writer: BlobWriter, size: int | None,
+                  progress: Progress, what: str) -> BlobWriter:
+        """One GET of the blob, from where `writer` stands; returns the writer that holds the bytes (a new one
+        when the registry ignored our Range and sent the whole blob again)."""
         # identity: a gzip Content-Encoding added by some proxy would otherwise change the bytes we hash.
-        resp = self._request("GET", url, repo, "pull", what=what, headers={"Accept-Encoding": "identity"},
-                             stream=True, follow_redirects=True)
+        headers = {"Accept-Encoding": "identity"}
+        if writer.size:
+            headers["Range"] = f"bytes={writer.size}-"
+        url = self.url_for(repo, f"blobs/{digest}")
+        resp = self.send_request("GET", url, repo, "pull", what=what, headers=headers, stream=True,
+                                 follow_redirects=True)
         with resp:
             if resp.status_code == 404:
                 raise RegistryError(f"blob {digest} of {repo} is missing from registry {repo.registry}",
                                     hint="the image's manifest names a blob the registry does not have (a "
                                          "broken or partially deleted image): push the image again")
-            self._check(resp, repo, "pull", what=what)
-            total = size if size is not None else _int_header(resp, "Content-Length")
-            self.events.emit(TransferStarted(direction="pull", image=str(repo), digest=digest, total=total or 0))
-            progress = _Progress(self.events, digest)
-            # The writer's context aborts (deletes its temp file) on any error: a failed or corrupt
-            # download leaves nothing in the store.
-            with store.writer(expected_digest=digest) as writer:
-                chunks = resp.raw.stream(CHUNK, decode_content=False)
-                while True:
-                    try:
-                        chunk = next(chunks)
-                    except StopIteration:
-                        break
-                    except _NETWORK_ERRORS as exc:
-                        raise self._transfer_error(exc, repo, what) from None
-                    try:
-                        writer.write(chunk)
-                    except OSError as exc:
-                        raise RegistryError(f"cannot store blob {digest} in {store.root}: {exc.strerror}",
-                                            hint="is the disk full?") from None
-                    if size is not None and writer.size > size:
-                        raise RegistryError(f"blob {digest} of {repo} is larger than the {size} bytes its "
-                                            f"manifest says",
-                                            hint="the registry serves a different blob than the manifest "
-                                                 "describes; the image is broken or was tampered with")
-                    progress.update(writer.size)
-                if size is not None and writer.size != size:
-                    raise RegistryError(f"blob {digest} of {repo} is {writer.size} bytes, but its manifest says "
-                                        f"{size}",
-                                        hint="the download was cut short or the image is broken; retry")
-                writer.commit()  # raises DigestMismatch (a RegistryError) if the bytes are not the digest's
-            progress.finish(writer.size)
-        self.events.emit(TransferFinished(digest=digest))
+            self.check(resp, repo, "pull", what=what, ok=(200, 206) if writer.size else (200,))
+            if writer.size and not _resumes_at(resp, writer.size):
+                writer.abort()
+                writer = store.writer(expected_digest=digest)
+            if not writer.size:
+                total = size if size is not None else _int_header(resp, "Content-Length")
+                self.events.emit(TransferStarted(direction="pull", image=str(repo), digest=digest,
+                                                 total=total or 0))
+            self._stream_into(resp, writer, store, repo, digest, size, progress)
+        return writer
+
+    def _stream_into(self, resp: requests.Response, writer: BlobWriter, store: BlobStore, repo: Reference,
+                     digest: str, size: int | None, progress: Progress) -> None:
+        chunks = resp.raw.stream(CHUNK, decode_content=False)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except _NETWORK_ERRORS as exc:
+                raise _BodyCut(describe_network_error(exc)) from None
+            try:
+                writer.write(chunk)
+            except OSError as exc:
+                raise RegistryError(f"cannot store blob {digest} in {store.root}: {exc.strerror}",
+                                    hint="is the disk full?") from None
+            if size is not None and writer.size > size:
+                raise RegistryError(f"blob {digest} of {repo} is larger than the {size} bytes its manifest says",
+                                    hint="the registry serves a different blob than the manifest describes; the "
+                                         "image is broken or was tampered with")
+            progress.update(writer.size)
 
     def upload_blob(self, repo: Reference, digest: str, size: int, store: BlobStore) -> bool:
-        """Upload a blob from the store unless the repository has it; True if bytes were sent."""
+        """Upload a blob from the store unless the repository has it (or can mount it from another repository
+        of the registry); True if bytes were sent."""
         if self.blob_exists(repo, digest):
+            self._remember_source(repo, digest)
             self.events.emit(TransferFinished(digest=digest, skipped="exists"))
             return False
         if not store.has(digest):
@@ -207,44 +285,55 @@ class RegistryClient:
         if actual != size:
             raise RegistryError(f"cannot push blob {digest} to {repo.name}: the image says it has {size} bytes, "
                                 f"the blob store's copy has {actual}")
-        what = f"upload blob {digest} to {repo.name}"
-        # Seam: a cross-repository mount (POST ?mount=DIGEST&from=OTHER) would go here for blobs the
-        # registry has in another repository.
-        start_url = self._url(repo, "blobs/uploads/")
-        resp = self._request("POST", start_url, repo, "pull,push", what=what, body=b"")
-        with resp:
-            self._check(resp, repo, "push", what=what, ok=(202,))
-            location = resp.headers.get("Location")
-        if not location:
-            raise RegistryError(f"registry {repo.registry} started an upload for {repo.name} but sent no "
-                                "Location to upload to")
-        # Location may be relative or absolute and usually carries its own query (_state=...): keep it.
-        put_url = _add_query(urljoin(start_url, location), digest=digest)
-        self.events.emit(TransferStarted(direction="push", image=str(repo), digest=digest, total=size))
-        progress = _Progress(self.events, digest)
-
-        def body() -> _FileBody:
-            return _FileBody(store.open(digest), size, progress.update)
-
-        resp = self._request("PUT", put_url, repo, "pull,push", what=what, body=body,
-                             headers={"Content-Type": "application/octet-stream"})
-        with resp:
-            self._check(resp, repo, "push", what=what, ok=(201, 204))
-        progress.finish(size)
-        self.events.emit(TransferFinished(digest=digest))
-        return True
+        skipped = BlobUpload(self, repo, digest, size, store).run()
+        self._remember_source(repo, digest)
+        self.events.emit(TransferFinished(digest=digest, skipped=skipped))
+        return skipped is None
 
     # --- the request core ----------------------------------------------------------------------------------
-    def _request(self, method: str, url: str, ref: Reference, actions: str, *, what: str,
-                 headers: dict[str, str] | None = None,
-                 body: bytes | Callable[[], BinaryIO] | None = None, stream: bool = False,
-                 follow_redirects: bool = False) -> requests.Response:
-        """Send with cached authorization; on a 401, answer the challenge once and resend.
+    def send_request(self, method: str, url: str, ref: Reference, actions: str, *, what: str,
+                     headers: dict[str, str] | None = None,
+                     body: bytes | Callable[[], BinaryIO] | None = None, stream: bool = False,
+                     follow_redirects: bool = False, retry: bool = True,
+                     extra_scope: str | None = None) -> requests.Response:
+        """Send with authorization, retrying connection failures, 5xx and 429 with backoff (unless `retry` is
+        False: then a connection failure raises TransientRegistryError and any status is returned).
 
-        `body` may be a factory of file objects, so that a resend after a 401 streams the file again from the
-        start. The returned response may be any status: callers decide what is an error.
+        `body` may be a factory of file objects, so that a resend streams the file again from the start.
+        `extra_scope` is a further token scope the request needs (the source repository of a mount). The
+        returned response may be any status that is not worth retrying: callers decide what is an error.
         """
-        scope = f"repository:{ref.repository}:{actions}"
+        scope = " ".join(filter(None, (f"repository:{ref.repository}:{actions}", extra_scope)))
+        policy = self.push_policy if "push" in actions else self.pull_policy
+        retries = policy.retries if retry else 0
+        for attempt in range(retries + 1):
+            try:
+                resp = self._authorized(method, url, ref, scope, headers, body, stream, follow_redirects)
+            except _ConnectionFailed as failed:
+                kind, reason = classify_network_error(failed.exc)
+                if attempt == retries or not is_retryable_network_kind(kind):
+                    raise self._connection_error(failed.exc, ref, what, failed.url, attempt) from None
+                self._wait_to_retry(policy, attempt, what, reason)
+                continue
+            if not retry or not is_retryable_status(resp.status_code):
+                return resp
+            if attempt == retries:
+                with resp:
+                    raise self.status_error(resp, ref, actions, what=what, attempts=attempt)
+            retry_after = resp.headers.get("Retry-After")
+            resp.close()
+            self._wait_to_retry(policy, attempt, what, f"HTTP {resp.status_code}", retry_after)
+        raise AssertionError("unreachable")
+
+    def _wait_to_retry(self, policy: RetryPolicy, attempt: int, what: str, reason: str,
+                       retry_after: str | None = None) -> None:
+        delay = policy.delay(attempt, retry_after)
+        self.events.info(f"{what}: {reason}; retrying in {delay:.1f}s (retry {attempt + 1} of {policy.retries})")
+        policy.sleep(delay)
+
+    def _authorized(self, method: str, url: str, ref: Reference, scope: str, headers: dict[str, str] | None,
+                    body, stream: bool, follow_redirects: bool) -> requests.Response:
+        """Send with cached authorization; on a 401, answer the challenge once and resend."""
         for attempt in range(2):
             hdrs = dict(headers or {})
             authorization = self.auth.cached(ref.registry, scope)
@@ -252,7 +341,7 @@ class RegistryClient:
                 hdrs["Authorization"] = authorization
             data = body() if callable(body) else body
             try:
-                resp = self._send(method, url, hdrs, data, stream, follow_redirects, ref, what)
+                resp = self._send(method, url, hdrs, data, stream, follow_redirects, ref)
             finally:
                 if callable(body):
                     data.close()  # type: ignore[union-attr]
@@ -266,16 +355,17 @@ class RegistryClient:
         raise AssertionError("unreachable")
 
     def _send(self, method: str, url: str, headers: dict[str, str], data, stream: bool, follow_redirects: bool,
-              ref: Reference, what: str) -> requests.Response:
+              ref: Reference) -> requests.Response:
         # Redirects are followed here, not by requests, to control what goes along: blob downloads are
         # commonly redirected to a CDN or object store, which must never see the registry's Authorization.
         origin = urlsplit(url)
         for _hop in range(MAX_REDIRECTS + 1):
             try:
                 resp = self.session.request(method, url, headers=headers, data=data, stream=stream,
-                                            timeout=self.timeout, allow_redirects=False, proxies=proxies_for(url))
+                                            timeout=self.timeout, allow_redirects=False, proxies=proxies_for(url),
+                                            **self._tls_for(url))
             except requests.RequestException as exc:
-                raise self._connection_error(exc, ref, what, url) from None
+                raise _ConnectionFailed(exc, url) from None
             location = resp.headers.get("Location")
             if not follow_redirects or resp.status_code not in (301, 302, 303, 307, 308) or not location:
                 return resp
@@ -284,19 +374,30 @@ class RegistryClient:
             target = urlsplit(url)
             if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        raise RegistryError(f"registry {ref.registry} redirected more than {MAX_REDIRECTS} times trying to {what}")
+        raise RegistryError(f"registry {ref.registry} redirected more than {MAX_REDIRECTS} times")
+
+    def _tls_for(self, url: str) -> dict:
+        """requests' verify=/cert= for the host `url` points at (a redirect target gets its own)."""
+        parts = urlsplit(url)
+        if self.tls is None or parts.scheme != "https":
+            return {}
+        config = self.tls.for_registry(parts.netloc)
+        return {"verify": config.verify, "cert": config.cert}
 
     # --- errors --------------------------------------------------------------------------------------------
-    def _check(self, resp: requests.Response, ref: Reference, actions: str, *, what: str,
-               ok: tuple[int, ...] = (200,)) -> None:
+    def check(self, resp: requests.Response, ref: Reference, actions: str, *, what: str,
+              ok: tuple[int, ...] = (200,)) -> None:
         """Raise the right error for an unexpected status."""
-        if resp.status_code in ok:
-            return
+        if resp.status_code not in ok:
+            raise self.status_error(resp, ref, actions, what=what)
+
+    def status_error(self, resp: requests.Response, ref: Reference, actions: str, *, what: str,
+                     attempts: int = 0) -> DockyardError:
         said = _registry_error_text(resp)
         said_part = f": {said}" if said else ""
         if resp.status_code in (401, 403):
             verb = "denied" if resp.status_code == 403 else "refused"
-            raise AuthenticationError(
+            return AuthenticationError(
                 f"registry {ref.registry} {verb} {actions} access to repository {ref.repository} "
                 f"(HTTP {resp.status_code}{said_part}); used {self.auth.credential_source(ref.registry)}",
                 hint=f"log in with `docker login {ref.registry}` (or set DOCKER_CONFIG to a config.json with "
@@ -308,11 +409,13 @@ class RegistryClient:
             hint = "the registry failed internally: retry later, or check the registry's logs"
         else:
             hint = None
+        tries = f" (after {attempts_text(attempts)})" if attempts else ""
         reason = resp.reason or ""
-        raise RegistryError(f"registry {ref.registry} answered HTTP {resp.status_code} {reason} when asked to "
-                            f"{what}{said_part}".replace("  ", " "), hint=hint)
+        return RegistryError(f"registry {ref.registry} answered HTTP {resp.status_code} {reason} when asked to "
+                             f"{what}{tries}{said_part}".replace("  ", " "), hint=hint)
 
-    def _connection_error(self, exc: Exception, ref: Reference, what: str, url: str) -> RegistryError:
+    def _connection_error(self, exc: Exception, ref: Reference, what: str, url: str,
+                          attempts: int = 0) -> RegistryError:
         kind, reason = classify_network_error(exc)
         host = urlsplit(url).netloc
         elsewhere = f" (at {host}, where it redirected us)" if host and host != ref.api_host else ""
@@ -320,19 +423,19 @@ class RegistryClient:
                            if self.scheme(ref.registry) == "https" else "")
         if kind == "dns":
             hint = f"is the registry name {ref.registry!r} spelled right, and does this machine's DNS know it?"
+        elif kind == "tls" and "certificate verify failed" in reason.lower():
+            hint = untrusted_certificate_hint(ref.registry)
         elif kind == "tls":
             hint = plain_http_hint or "check the registry's TLS setup"
         elif kind == "timeout":
             hint = "is the registry reachable from here (a firewall, or a proxy that HTTPS_PROXY should name)?"
         else:
             hint = f"is the registry running, and is {ref.registry!r} the right host and port? {plain_http_hint}"
-        return RegistryError(f"cannot reach registry {ref.registry}{elsewhere} to {what}: {reason}",
-                             hint=hint.strip())
-
-    def _transfer_error(self, exc: Exception, ref: Reference, what: str) -> RegistryError:
-        return RegistryError(f"the connection to registry {ref.registry} failed while trying to {what}: "
-                             f"{describe_network_error(exc)}",
-                             hint="a network or registry problem: retry")
+        tries = f" (after {attempts_text(attempts)})" if attempts else ""
+        message = f"cannot reach registry {ref.registry}{elsewhere} to {what}{tries}: {reason}"
+        if not is_retryable_network_kind(kind):
+            return RegistryError(message, hint=hint.strip())
+        return TransientRegistryError(message, reason=reason, hint=hint.strip())
 
     def _token_service_error(self, exc: Exception, realm: str) -> RegistryError:
         return RegistryError(f"cannot reach the token service {realm}: {describe_network_error(exc)}",
@@ -350,8 +453,23 @@ class RegistryClient:
                                         f"{what}; that is not a manifest")
                 parts.append(chunk)
         except _NETWORK_ERRORS as exc:
-            raise self._transfer_error(exc, ref, what) from None
+            raise RegistryError(f"the connection to registry {ref.registry} failed while trying to {what}: "
+                                f"{describe_network_error(exc)}", hint="a network or registry problem: retry") \
+                from None
         return b"".join(parts)
+
+
+class _ConnectionFailed(Exception):
+    def __init__(self, exc: requests.RequestException, url: str):
+        super().__init__(str(exc))
+        self.exc = exc
+        self.url = url
+
+
+def _resumes_at(resp: requests.Response, offset: int) -> bool:
+    """Whether a response to `Range: bytes=OFFSET-` continues the body at OFFSET (a 206 saying so)."""
+    content_range = resp.headers.get("Content-Range", "")
+    return resp.status_code == 206 and content_range.startswith(f"bytes {offset}-")
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
@@ -459,57 +577,3 @@ def _int_header(resp: requests.Response, name: str) -> int | None:
         return int(resp.headers[name])
     except (KeyError, ValueError):
         return None
-
-
-def _add_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-class _Progress:
-    """Throttled TransferProgress events for one blob (uploads report from inside requests' send loop)."""
-
-    def __init__(self, events: Events, digest: str):
-        self.events = events
-        self.digest = digest
-        self._last = 0.0
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL:
-            self._last = now
-            self.events.emit(TransferProgress(digest=self.digest, done=done))
-
-    def finish(self, done: int) -> None:
-        self.events.emit(TransferProgress(digest=self.digest, done=done))
-
-
-class _FileBody:
-    """A request body streamed from a file with a known length (so requests sends Content-Length, not
-    chunked encoding, which some registries refuse for blob uploads) that reports progress as it is read."""
-
-    def __init__(self, file: BinaryIO, size: int, on_progress: Callable[[int], None]):
-        self._file = file
-        self._size = size
-        self._done = 0
-        self._on_progress = on_progress
-
-    def __len__(self) -> int:
-        return self._size
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._file.read(n if n and n > 0 else CHUNK)
-        self._done += len(data)
-        self._on_progress(self._done)
-        return data
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            data = self.read(CHUNK)
-            if not data:
-                return
-            yield data
-
-    def close(self) -> None:
-        self._file.close()

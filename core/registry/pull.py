@@ -1,5 +1,9 @@
 """Pull an image for one platform: resolve the index, fetch the config and layers into a BlobStore.
 
+With `Routes`, the image is tried at each mirror in turn and then at its own registry: a mirror that is down,
+failing (5xx) or lacks the image (404) is reported and skipped, but a blob that does not match its digest stops
+the pull (a mirror serving corrupted data is a problem to see, not to paper over).
+
 Everything fetched is verified against its digest before it enters the store (the client and BlobWriter see
 to that), and the manifest's claims are checked against each other: a config whose rootfs lists a different
 number of layers than the manifest is refused rather than producing an image with wrong diff_ids.
@@ -12,11 +16,13 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from ..errors import RegistryError
-from ..image.blobs import BlobStore
+from ..events import Message
+from ..image.blobs import BlobStore, DigestMismatch
 from ..image.model import (DOCKER_CONFIG, INDEX_TYPES, LAYER_TYPES, MANIFEST_TYPES, OCI_CONFIG, Descriptor,
                            Image, Layer, Platform)
 from ..image.reference import Reference
 from .client import SCHEMA1_TYPES, RegistryClient
+from .routing import Routes
 
 # Configs of things that are not container images (helm charts, signatures, attestations) carry other types.
 CONFIG_TYPES = (OCI_CONFIG, DOCKER_CONFIG)
@@ -32,7 +38,27 @@ class PulledImage:
     index_digest: str | None  # the index's digest when `reference` named a multi-platform index
 
 
-def pull_image(client: RegistryClient, ref: Reference, platform: Platform, store: BlobStore) -> PulledImage:
+def pull_image(client: RegistryClient, ref: Reference, platform: Platform, store: BlobStore,
+               routes: Routes | None = None) -> PulledImage:
+    """Pull `ref` for `platform` into `store`, through its mirrors first when `routes` has any."""
+    candidates = routes.pull_candidates(ref) if routes is not None else [ref]
+    for source, next_source in zip(candidates, candidates[1:] + [None]):
+        try:
+            pulled = _pull_from(client, source, platform, store)
+        except DigestMismatch:
+            raise
+        except RegistryError as exc:
+            if next_source is None:
+                raise
+            client.events.emit(Message(level="warning", text=f"cannot pull {ref} from {source.registry}: "
+                                                             f"{exc.message}; trying {next_source.registry}"))
+            continue
+        # Recorded under the name the user wrote, whichever mirror served it (the digest is the same).
+        return PulledImage(pulled.image, ref, pulled.digest, pulled.index_digest)
+    raise AssertionError("pull_candidates returned no candidates")
+
+
+def _pull_from(client: RegistryClient, ref: Reference, platform: Platform, store: BlobStore) -> PulledImage:
     body, media_type, digest = client.get_manifest(ref)
     index_digest = None
     doc = _parse_document(body, ref, "manifest")

@@ -1,5 +1,8 @@
 """Push an image: upload the blobs each target repository lacks, then put the manifest under every tag.
 
+A blob is uploaded once per registry at most: the client mounts it into further repositories (and from the
+repository a base image was pulled from) instead of sending it again.
+
 The manifest is serialized once, so every tag (in any repository or registry) names the same digest. Blobs go
 first and manifests last because a registry refuses a manifest whose blobs it doesn't have.
 """
@@ -38,13 +41,18 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
         blobs.setdefault(layer.digest, layer.size)
     blobs.setdefault(config_desc.digest, config_desc.size)
 
-    # Blobs live per repository: a blob in registry/a is not visible to registry/b without a mount.
+    # Blobs live per repository: a blob in registry/a is not visible to registry/b without a mount. Each blob
+    # goes to the repositories one after another, so that the second one mounts what the first received.
     repositories: dict[tuple[str, str], Reference] = {}
     for ref in refs:
         repositories.setdefault((ref.registry, ref.repository), Reference(ref.registry, ref.repository))
-    tasks = [(repo, blob_digest, size) for repo in repositories.values() for blob_digest, size in blobs.items()]
-    with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(tasks)), thread_name_prefix="push") as pool:
-        futures = [pool.submit(client.upload_blob, repo, d, size, store) for repo, d, size in tasks]
+
+    def upload_everywhere(blob_digest: str, size: int) -> None:
+        for repo in repositories.values():
+            client.upload_blob(repo, blob_digest, size, store)
+
+    with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(blobs)), thread_name_prefix="push") as pool:
+        futures = [pool.submit(upload_everywhere, d, size) for d, size in blobs.items()]
         _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
