@@ -15,14 +15,14 @@ from .context import BuildContext, DockerIgnore, check_context
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
 from .errors import DockerfileError, DockyardError, OutputError, UsageError
-from .executor import PROXY_ARGS, BuildServices, StageExecutor, StageResult, StepRecord, now_rfc3339
+from .executor import PROXY_ARGS, BuildServices, StageExecutor, StageResult, StepRecord, created_time
 from .image.blobs import BlobStore
 from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer,
                           Platform)
 from .image.reference import Reference, parse_reference
 from .isolation import NamespaceRunner, Runner
 from .mounts import MountSources
-from .options import BuildOptions, default_cache_root
+from .options import EPOCH_ARG, BuildOptions, check_compression, default_cache_root
 from .plan import StagePlan, make_plan
 from .registry.routing import Routes
 from .rootfs import RootFS, Workspace, unpack_layers
@@ -69,9 +69,19 @@ _TO_OCI_LAYER = {DOCKER_LAYER_GZIP: OCI_LAYER_GZIP}
 
 def unused_build_args(build_args: dict[str, str], used: set[str]) -> list[str]:
     """Build args no ARG consumed. The proxy args (any spelling, as BuildKit compares them) are used by RUN
-    without an ARG, and BUILDKIT_* args are frontend options: docker reports neither."""
+    without an ARG, and BUILDKIT_* args and SOURCE_DATE_EPOCH are the builder's own: docker reports none."""
     return sorted(name for name in build_args
-                  if name not in used and name.upper() not in PROXY_ARGS and not name.startswith("BUILDKIT_"))
+                  if name not in used and name.upper() not in PROXY_ARGS and not name.startswith("BUILDKIT_")
+                  and name != EPOCH_ARG)
+
+
+def build_args_with_epoch(options: BuildOptions) -> dict[str, str]:
+    """The build args, with the environment's SOURCE_DATE_EPOCH added as buildx and buildctl add it (so an
+    `ARG SOURCE_DATE_EPOCH` sees it); a --build-arg of that name wins."""
+    build_args = dict(options.build_args)
+    if options.environ.get(EPOCH_ARG):
+        build_args.setdefault(EPOCH_ARG, options.environ[EPOCH_ARG])
+    return build_args
 
 
 def directive_notes(dockerfile: ins.Dockerfile) -> list[str]:
@@ -141,10 +151,12 @@ class Builder:
         started = time.monotonic()
         opts = self.options
         check_context(opts.context)
+        check_compression(opts.compression, opts.compression_level)
+        epoch = opts.source_date_epoch
         tags = tuple(self._check_tags(opts.tags))
         dockerfile_path = opts.dockerfile_path
         dockerfile = load_dockerfile(dockerfile_path, _display_path(dockerfile_path))
-        build_args = dict(opts.build_args)
+        build_args = build_args_with_epoch(opts)
         used_args: set[str] = set()
         plan = make_plan(dockerfile, opts.target, build_args, used_args, platform=self.platform)
         self.events.emit(ev.BuildStarted(dockerfile=dockerfile.path, context=str(opts.context),
@@ -162,11 +174,12 @@ class Builder:
                 store=store, workspace=workspace, runner=self.runner,
                 context=BuildContext(opts.context, DockerIgnore.load(opts.context, dockerfile_path)),
                 events=self.events, compression=opts.compression, compression_level=opts.compression_level,
+                source_date_epoch=epoch,
                 mount_sources=MountSources.from_options(opts),
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
             image = self._run_stages(plan, dockerfile, services, build_args, used_args)
-            image = self._finalize(image)
+            image = self._finalize(image, epoch)
             digest = image.digest
             pushed = self._write_outputs(image, store, tags)
             unused = unused_build_args(build_args, used_args)
@@ -279,15 +292,15 @@ class Builder:
             raise DockerfileError(f"--from={text} is neither a stage nor an image reference: {exc.message}",
                                   location=inst.location) from None
 
-    def _finalize(self, image: Image) -> Image:
-        """The image as it is written: OCI media types, build labels, a creation time."""
+    def _finalize(self, image: Image, epoch: int | None) -> Image:
+        """The image as it is written: OCI media types, build labels, a creation time (SOURCE_DATE_EPOCH's)."""
         labels = dict(image.container_config.get("Labels") or {})
         labels.update(dict(self.options.labels))
         if labels:
             image = image.with_config(Labels=labels)
         layers = tuple(Layer(Descriptor(_TO_OCI_LAYER.get(l.media_type, l.media_type), l.digest, l.size), l.diff_id)
                        for l in image.layers)
-        return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST).with_meta(created=now_rfc3339())
+        return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST).with_meta(created=created_time(epoch))
 
     # --- outputs -----------------------------------------------------------------------------------------
     def _write_outputs(self, image: Image, store: BlobStore, tags: tuple[str, ...]) -> list[str]:

@@ -20,6 +20,8 @@ examples:
       --output type=oci,dest=out/app .
   dockyard build -t app:1 --output type=docker,dest=app.tar .     # then: docker load -i app.tar
   dockyard build -q --digest-file digest.txt -t localhost:5000/app:ci --push .
+  SOURCE_DATE_EPOCH=$(git log -1 --pretty=%ct) dockyard build -t app:1 --output type=oci,dest=out .
+      # reproducible: the same digest on every machine (or --reproducible: timestamps at 0)
   dockyard build --secret id=npmrc,src=$HOME/.npmrc --secret id=token,env=API_TOKEN --ssh default -t app:1 .
       # RUN --mount=type=secret,id=npmrc,target=/root/.npmrc npm ci
       # RUN --mount=type=ssh git clone git@github.com:org/private.git
@@ -85,7 +87,11 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
     b.add_argument("--compression", choices=["gzip", "zstd", "uncompressed"], default="gzip",
                    help="layer compression (default gzip)")
-    b.add_argument("--compression-level", type=int, metavar="N", help="compression level")
+    b.add_argument("--compression-level", type=int, metavar="N",
+                   help="compression level: gzip 0-9 (mapped onto ISA-L's 0-3; default ISA-L 1), zstd 1-22 (default 3)")
+    b.add_argument("--reproducible", action="store_true",
+                   help="pin every timestamp (layer files, history, config) to $SOURCE_DATE_EPOCH, or to 0 "
+                        "when it is not set, so the same inputs give the same image digest")
     b.add_argument("--work-dir", metavar="DIR", help="scratch space for the build (default /var/tmp)")
     _add_login_commands(sub)
     return parser
@@ -141,6 +147,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         ssh=tuple(SshSource.parse(s, environ) for s in args.ssh),
         compression=args.compression,
         compression_level=args.compression_level,
+        reproducible=args.reproducible,
         work_dir=Path(args.work_dir) if args.work_dir else None,
         environ=environ,
     )

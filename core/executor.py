@@ -32,8 +32,11 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
 
 
-def now_rfc3339() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def created_time(epoch: int | None = None) -> str:
+    """A `created` timestamp: now, or SOURCE_DATE_EPOCH written as BuildKit writes it (whole seconds, UTC)."""
+    if epoch is None:
+        return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -65,6 +68,8 @@ class BuildServices:
     events: ev.Events
     compression: str = "gzip"
     compression_level: int | None = None
+    # Reproducible builds: history times and layer mtimes no later than this (None: the clock, mtimes as found).
+    source_date_epoch: int | None = None
     # COPY --from=IMAGE (not a stage): returns that image's unpacked root.
     image_rootfs: Callable[[str, ins.Instruction], RootFS] | None = None
     resolv_conf: str | None = None
@@ -198,7 +203,8 @@ class StageExecutor:
     # --- metadata instructions ---------------------------------------------------------------------------
     def _history(self, text: str) -> None:
         self.image = self.image.with_history(HistoryEntry(created_by=text, empty_layer=True,
-                                                          created=now_rfc3339(), comment="dockyard"))
+                                                          created=created_time(self.s.source_date_epoch),
+                                                          comment="dockyard"))
 
     def do_arg(self, inst: ins.Arg) -> None:
         shown = []
@@ -351,10 +357,11 @@ class StageExecutor:
 
     # --- filesystem instructions -------------------------------------------------------------------------
     def _commit(self, upper: str, created_by: str) -> Layer:
+        epoch = self.s.source_date_epoch
         layer, _ = write_layer(upper, self.s.store, compression=self.s.compression,
-                               level=self.s.compression_level)
+                               level=self.s.compression_level, source_date_epoch=epoch)
         self.rootfs = self.rootfs.with_layer(upper)
-        self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by, created=now_rfc3339(),
+        self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by, created=created_time(epoch),
                                                                comment="dockyard"))
         return layer
 

@@ -43,6 +43,9 @@ class OutputSpec:
         return cls(kind, dest, tuple(sorted(attrs.items())))
 
 
+# The reproducible-builds.org variable BuildKit and buildah read (an environment variable or a build arg).
+EPOCH_ARG = "SOURCE_DATE_EPOCH"
+
 # BuildKit refuses bigger secrets (session/secrets/secretsprovider MaxSecretSize).
 MAX_SECRET_SIZE = 500 * 1024
 
@@ -182,6 +185,32 @@ def _check_readable(path: str, what: str) -> None:
         raise UsageError(f"{what}: cannot read {path}: {exc.strerror}") from None
 
 
+def parse_source_date_epoch(text: str, source: str) -> int:
+    """A SOURCE_DATE_EPOCH value: whole seconds since 1970-01-01 UTC (BuildKit's rule; a negative time is
+    refused rather than written into an image)."""
+    if not text.strip().isdigit():
+        raise UsageError(f"invalid SOURCE_DATE_EPOCH {text!r} (from {source}): expected whole seconds since "
+                         "1970-01-01 UTC", hint="e.g. SOURCE_DATE_EPOCH=$(git log -1 --pretty=%ct)")
+    return int(text)
+
+
+# zlib's and zstd's level ranges; the gzip level is mapped onto ISA-L's 0..3 by image/compression.py.
+COMPRESSION_LEVELS = {"gzip": range(0, 10), "zstd": range(1, 23)}
+
+
+def check_compression(kind: str, level: int | None) -> None:
+    """--compression and --compression-level together: the kind exists and the level is in its range."""
+    if kind not in ("gzip", "zstd", "uncompressed"):
+        raise UsageError(f"invalid --compression {kind!r}: use gzip, zstd or uncompressed")
+    if level is None:
+        return
+    levels = COMPRESSION_LEVELS.get(kind)
+    if levels is None:
+        raise UsageError("--compression-level needs --compression gzip or zstd: uncompressed layers have no level")
+    if level not in levels:
+        raise UsageError(f"invalid --compression-level {level} for {kind}: use {levels.start} to {levels.stop - 1}")
+
+
 def parse_retry_count(text: str) -> int:
     """`--push-retry N` / `--image-download-retry N`: how many times to retry after the first attempt."""
     try:
@@ -217,6 +246,8 @@ class BuildOptions:
     image_download_retry: int | None = None
     compression: str = "gzip"
     compression_level: int | None = None
+    # kaniko's --reproducible: timestamps pinned to SOURCE_DATE_EPOCH, or to 0 when it is not set.
+    reproducible: bool = False
     # Scratch space for unpacked layers and step directories; removed after the build.
     work_dir: Path | None = None
     # Where pulled and built blobs are kept between builds.
@@ -239,6 +270,17 @@ class BuildOptions:
     @property
     def wants_push(self) -> bool:
         return self.push or any(o.type == "registry" for o in self.outputs)
+
+    @property
+    def source_date_epoch(self) -> int | None:
+        """The time a reproducible build pins its timestamps to: a --build-arg SOURCE_DATE_EPOCH, else the
+        environment's (buildx passes it on as that build arg), else 0 with --reproducible; None: the clock.
+        An empty value counts as unset, as in BuildKit."""
+        for value, source in ((dict(self.build_args).get(EPOCH_ARG), f"--build-arg {EPOCH_ARG}"),
+                              (self.environ.get(EPOCH_ARG), "the environment")):
+            if value:
+                return parse_source_date_epoch(value, source)
+        return 0 if self.reproducible else None
 
 
 def parse_key_values(items: list[str] | tuple[str, ...], what: str,

@@ -6,17 +6,14 @@ The executor only knows the `Runner` protocol; backends decide how isolation is 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
+import signal
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from ..errors import IsolationError
-
-SANDBOX = os.path.join(os.path.dirname(__file__), "sandbox.py")
+from . import sandbox
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,8 @@ class Runner(Protocol):
 
 
 class NamespaceRunner:
-    """Runs the sandbox script (sandbox.py) as a child process; see its docstring for what it does."""
+    """Runs each step in a child forked from the builder (sandbox.py says what the child does, and why a
+    fork rather than a new interpreter)."""
 
     name = "namespaces"
 
@@ -70,43 +68,47 @@ class NamespaceRunner:
         self._tail_lines = tail_lines
 
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunResult:
+        output_r, output_w = os.pipe()
         status_r, status_w = os.pipe()
-        payload = json.dumps({
-            "status_fd": status_w, "rootfs": spec.rootfs, "argv": list(spec.argv), "env": dict(spec.env),
-            "cwd": spec.cwd, "uid": spec.uid, "gid": spec.gid, "groups": list(spec.groups), "hostname": spec.hostname,
-            "network": spec.network, "mounts": [asdict(m) for m in spec.mounts],
-        }).encode()
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", SANDBOX], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, close_fds=True, pass_fds=(status_w,),
-                env={}, start_new_session=True)
+            pid = sandbox.start(spec, output_w, status_w)
         except OSError as exc:
-            os.close(status_r)
-            os.close(status_w)
+            for fd in (output_r, status_r):
+                os.close(fd)
             raise IsolationError(f"cannot start the RUN sandbox: {exc}") from None
-        os.close(status_w)
-        assert proc.stdin and proc.stdout
-        proc.stdin.write(payload)
-        proc.stdin.close()
-        tail: deque[str] = deque(maxlen=self._tail_lines)
-        try:
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                tail.append(line)
-                on_line(line)
-            code = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        with os.fdopen(status_r, "rb") as status:
-            report = status.read().decode("utf-8", "replace").strip()
-        setup_error = None
-        if report:
+        finally:
+            os.close(output_w)
+            os.close(status_w)
+        with os.fdopen(output_r, "rb") as output, os.fdopen(status_r, "rb") as status:
             try:
-                setup_error = json.loads(report.splitlines()[-1]).get("error")
-            except ValueError:
-                setup_error = report
-        return RunResult(code, tuple(tail), setup_error)
+                tail = self._relay(output, on_line)
+                code = _exit_code(pid)
+            except BaseException:
+                _kill(pid)
+                raise
+            report = status.read().decode("utf-8", "replace").strip()
+        return RunResult(code, tuple(tail), report.splitlines()[-1] if report else None)
 
+    def _relay(self, output, on_line: Callable[[str], None]) -> deque[str]:
+        """Passes every output line on, until the step and everything it started have exited."""
+        tail: deque[str] = deque(maxlen=self._tail_lines)
+        for raw in output:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(line)
+            on_line(line)
+        return tail
+
+
+def _exit_code(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _kill(pid: int) -> None:
+    """Ends a step the builder gives up on: the keeper's process group (the keeper and the step, pid 1 of its
+    namespace, whose death ends every process in it), or the keeper alone if it has no group of its own yet."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)

@@ -1,31 +1,43 @@
-"""The RUN sandbox: run one command in new namespaces, pivoted into an image root, with docker's capabilities.
+"""The RUN sandbox: one command in new namespaces, pivoted into an image root, with docker's capabilities.
 
-This file runs as its own process (`python -I -S sandbox.py`, spec as JSON on stdin) and uses the standard
-library only, so it starts fast and imports nothing after it has left the host's root. Steps:
+It runs in a child forked from the builder, not in a new interpreter: starting Python again cost ~20 ms per
+RUN, which was most of a RUN's overhead. `start()` forks; the child (the "keeper") and its own child (the
+step) do the steps below and never return into the builder's code: every path ends in `os._exit`.
 
-  1. unshare mount, pid, ipc and uts namespaces (and net for --network=none, with loopback up as docker's
-     "none" network has it); make mounts private;
-  2. fork: the child is pid 1 of the new pid namespace; this process waits and relays its exit status;
-  3. in the child: /proc (with docker's read-only and masked paths), a minimal /dev on tmpfs, /sys read-only,
-     and the mounts the builder asks for (private copies of resolv.conf and hosts, RUN --mount binds and
-     tmpfs, heredoc scripts), parents first;
-  4. pivot_root into the image root and detach the old root, so the host's files are unreachable (a
-     chroot alone can be escaped by a process that keeps CAP_SYS_CHROOT, which docker's set includes);
+  1. keeper: a session of its own (terminal signals reach only the builder, which decides), killed with
+     the builder (PR_SET_PDEATHSIG); 0 = /dev/null, 1 and 2 = the output pipe, every other inherited
+     descriptor closed; then new mount, pid, ipc and uts namespaces (and net for --network=none, with
+     loopback up as docker's "none" network has it), mounts made private;
+  2. keeper forks the step, pid 1 of the new pid namespace, and relays its exit status;
+  3. step: /proc (with docker's read-only and masked paths), a minimal /dev on tmpfs, /sys read-only, and
+     the mounts the builder asks for (private copies of resolv.conf and hosts, RUN --mount binds and tmpfs,
+     heredoc scripts), parents first;
+  4. pivot_root into the image root and detach the old root, so the host's files are unreachable (a chroot
+     alone can be escaped by a process that keeps CAP_SYS_CHROOT, which docker's set includes);
   5. drop every capability outside docker's default set from the bounding set, switch to the step's user,
-     close every descriptor but 0-2, and exec the command.
+     and exec the command.
 
-A failure before exec is reported as one JSON line on the status pipe (closed by a successful exec).
+Forking a builder that may have threads (ssh-agent relay, registry transfers): only the forking thread
+exists in the child, and a lock another thread held stays locked there. The child code therefore takes no
+lock: it imports nothing (everything is imported and computed before the fork), logs nothing, does no
+registry, compression or threading work, and turns off the cyclic GC so that no finalizer of a builder
+object (a socket, a buffered file) can run; what remains is system calls through `os` and ctypes, and glibc
+makes malloc safe across fork. CPython re-initialises its own state (GIL, import lock) in the child.
+
+A failure before exec is written to the status pipe (closed by a successful exec) and the step exits with
+125 (setup), 126 (not executable) or 127 (not found), as docker does.
 """
 
 import ctypes
+import errno
 import fcntl
-import json
+import gc
 import os
 import signal
 import socket
 import stat
 import struct
-import sys
+from functools import cache
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -36,10 +48,12 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
+SETUP_FAILED, NOT_EXECUTABLE, NOT_FOUND = 125, 126, 127
 
 # Docker's default capability set (moby's oci/caps/defaults.go).
 DEFAULT_CAPS = {
@@ -61,7 +75,7 @@ libc.syscall.restype = ctypes.c_long
 
 
 class SetupError(Exception):
-    def __init__(self, message, code=125):
+    def __init__(self, message, code=SETUP_FAILED):
         super().__init__(message)
         self.code = code
 
@@ -156,11 +170,11 @@ def make_mountpoint(root, target, is_file):
 
 def setup_mounts(root, mounts):
     for m in mounts:
-        path = make_mountpoint(root, m["target"], m["file"])
-        if m["kind"] == "tmpfs":
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, m["options"] or None)
+        path = make_mountpoint(root, m.target, m.file)
+        if m.kind == "tmpfs":
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, m.options or None)
         else:
-            bind(m["source"], path, readonly=m["readonly"])
+            bind(m.source, path, readonly=m.readonly)
 
 
 def loopback_up():
@@ -183,10 +197,24 @@ def pivot_syscall_number():
     return {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}.get(os.uname().machine, 155)
 
 
-def drop_capabilities():
-    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+@cache
+def last_capability():
+    """The highest capability number this kernel knows (read in the builder: the step cannot see it)."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def drop_capabilities(last_cap):
     keep = set(DEFAULT_CAPS.values())
-    for cap in range(last + 1):
+    for cap in range(last_cap + 1):
         if cap not in keep:
             _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
@@ -198,101 +226,133 @@ def set_capabilities(keep):
     mask = 0
     for cap in keep:
         mask |= 1 << cap
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                    ("inheritable", ctypes.c_uint32)]
-
-    header = Header(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (Data * 2)(Data(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0), Data(mask >> 32, mask >> 32, 0))
+    header = CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (CapData * 2)(CapData(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0), CapData(mask >> 32, mask >> 32, 0))
     _check(libc.capset(ctypes.byref(header), data), "set capabilities")
 
 
 def switch_user(spec):
-    os.setgroups(spec.get("groups", []))
-    os.setgid(spec["gid"])
-    os.setuid(spec["uid"])
+    os.setgroups(list(spec.groups))
+    os.setgid(spec.gid)
+    os.setuid(spec.uid)
 
 
-def child(spec, status_fd):
-    root = spec["rootfs"]
+def namespace_flags(spec):
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    return flags | CLONE_NEWNET if spec.network == "none" else flags
+
+
+def start(spec, output_fd, status_fd):
+    """Forks the keeper, which runs `spec`; returns its pid. Its exit status is the step's (128+N for a
+    signal). `output_fd` receives the step's stdout and stderr; `status_fd` a setup error, if any. Both are
+    the builder's to close after this returns; they must be close-on-exec (os.pipe makes them so)."""
+    last_cap = last_capability()
+    builder = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = SETUP_FAILED
+        try:
+            code = keeper(spec, output_fd, status_fd, builder, last_cap)
+        except SetupError as exc:
+            code = report(status_fd, str(exc), exc.code)
+        except OSError as exc:
+            code = report(status_fd, f"preparing the step: {exc}", SETUP_FAILED)
+        finally:
+            os._exit(code)  # never back into the builder's code, whatever happened
+    return pid
+
+
+def keeper(spec, output_fd, status_fd, builder, last_cap):
+    gc.disable()
+    os.setsid()
+    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "tie the step to the builder")
+    if os.getppid() != builder:  # the builder died before the line above: nobody waits for this step
+        return SETUP_FAILED
+    redirect_output(output_fd)
+    os.closerange(3, status_fd)
+    os.closerange(status_fd + 1, 65536)
+    _check(libc.unshare(namespace_flags(spec)), "create namespaces")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    if spec.network == "none":
+        loopback_up()
+    pid = os.fork()
+    if pid == 0:
+        step(spec, status_fd, last_cap)
+    os.close(status_fd)
+    return exit_code(pid)
+
+
+def redirect_output(output_fd):
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+
+
+def exit_code(pid):
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def step(spec, status_fd, last_cap):
+    """Pid 1 of the step's namespace: prepare the root, pivot into it, drop privileges, exec. Never returns."""
+    root = spec.rootfs
+    code = SETUP_FAILED
     try:
-        libc.sethostname(spec["hostname"].encode(), len(spec["hostname"]))
+        # If the keeper is killed (the builder gave up), the step and everything it started die with it.
+        _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "tie the step to its keeper")
+        libc.sethostname(spec.hostname.encode(), len(spec.hostname))
         protect_root(root)
         setup_proc(root)
         setup_dev(root)
         setup_sys(root)
-        setup_mounts(root, spec.get("mounts", []))
+        setup_mounts(root, spec.mounts)
         pivot_into(root)
-        cwd = spec.get("cwd") or "/"
+        cwd = spec.cwd or "/"
         os.makedirs(cwd, exist_ok=True)
         os.chdir(cwd)
-        keep = drop_capabilities()
+        keep = drop_capabilities(last_cap)
         switch_user(spec)
-        if spec["uid"] == 0:
+        if spec.uid == 0:
             set_capabilities(keep)
         os.umask(0o022)
+        # Python ignores these two; a command expects the default actions.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        exec_command(spec)
     except SetupError as exc:
-        fail(status_fd, str(exc), exc.code)
+        code = report(status_fd, str(exc), exc.code)
     except OSError as exc:
-        fail(status_fd, f"preparing the step: {exc}", 125)
-    os.closerange(3, status_fd)
-    os.closerange(status_fd + 1, 65536)
-    os.set_inheritable(status_fd, False)
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    argv = spec["argv"]
-    try:
-        os.execvpe(argv[0], argv, spec["env"])
-    except FileNotFoundError:
-        fail(status_fd, f"{argv[0]}: no such file or directory in the image", 127)
-    except PermissionError:
-        fail(status_fd, f"{argv[0]}: permission denied", 126)
-    except OSError as exc:
-        fail(status_fd, f"cannot run {argv[0]}: {exc.strerror}", 126)
-
-
-def fail(status_fd, message, code):
-    try:
-        os.write(status_fd, (json.dumps({"error": message, "code": code}) + "\n").encode())
+        code = report(status_fd, f"preparing the step: {exc}", SETUP_FAILED)
     finally:
         os._exit(code)
 
 
-def main():
-    spec = json.loads(sys.stdin.buffer.read())
-    status_fd = spec["status_fd"]
-    devnull = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    if spec.get("network") == "none":
-        flags |= CLONE_NEWNET
+def exec_command(spec):
+    argv = list(spec.argv)
     try:
-        _check(libc.unshare(flags), "create namespaces")
-        mount(None, "/", None, MS_REC | MS_PRIVATE)
-        if flags & CLONE_NEWNET:
-            loopback_up()
-    except SetupError as exc:
-        fail(status_fd, str(exc), 125)
+        os.execvpe(argv[0], argv, dict(spec.env))
+    except FileNotFoundError:
+        raise SetupError(f"{argv[0]}: no such file or directory in the image", NOT_FOUND) from None
+    except PermissionError:
+        raise SetupError(f"{argv[0]}: permission denied", NOT_EXECUTABLE) from None
     except OSError as exc:
-        fail(status_fd, f"preparing the step: {exc}", 125)
-    pid = os.fork()
-    if pid == 0:
-        child(spec, status_fd)
-        os._exit(125)  # not reached
-    os.close(status_fd)
-    # Relay termination requests to the step; its exit status becomes ours.
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: os.kill(pid, signal.SIGKILL))
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        os._exit(128 + os.WTERMSIG(status))
-    os._exit(os.WEXITSTATUS(status))
+        raise SetupError(f"cannot run {argv[0]}: {exc.strerror}", NOT_EXECUTABLE) from None
 
 
-if __name__ == "__main__":
-    main()
+def report(status_fd, message, code):
+    """Writes a setup error to the status pipe; returns the exit code to leave with."""
+    try:
+        os.write(status_fd, (message + "\n").encode("utf-8", "replace"))
+    except OSError as exc:
+        if exc.errno != errno.EBADF:  # the keeper has already closed it: the code alone tells
+            raise
+    return code

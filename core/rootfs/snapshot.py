@@ -58,7 +58,7 @@ def _xattrs(path: str) -> dict[str, str]:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return found
-    for name in names:
+    for name in sorted(names):  # listxattr's order is the filesystem's; the layer's must not depend on it
         # overlayfs bookkeeping and SELinux labels belong to this machine, not to the image.
         if name.startswith("trusted.overlay.") or name == "security.selinux":
             continue
@@ -82,7 +82,8 @@ def _is_opaque(path: str) -> bool:
 
 def write_layer(upper: str, store: BlobStore, *, compression: str = "gzip", level: int | None = None,
                 source_date_epoch: int | None = None) -> tuple[Layer, LayerStats]:
-    """Write the change set in `upper` as a compressed layer into `store`."""
+    """Write the change set in `upper` as a compressed layer into `store`. With `source_date_epoch`, no entry
+    is dated later than it (BuildKit's rewrite-timestamp), so a rebuild gives the same bytes."""
     comp, media_type = compressor(compression, level)
     entries = 0
     with store.writer() as blob:

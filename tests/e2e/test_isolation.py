@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -84,3 +86,56 @@ def test_unprivileged_user_gets_a_clear_error(busybox_base, tmp_path):
     assert result.returncode == 8, result.stderr
     assert "Traceback" not in result.stderr
     assert "mount namespace" in result.stderr and "root" in result.stderr
+
+
+def test_a_missing_command_is_a_setup_error_naming_it(busybox_base, tmp_path):
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f'FROM {busybox_base}\nRUN ["/no/such/tool", "x"]\n'})
+    result = dockyard("build", "--progress=plain", str(context))
+    assert result.returncode == 5, result.stderr
+    assert "Dockerfile:2: RUN could not start: /no/such/tool: no such file or directory in the image" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _processes_running(argv: list[str]) -> list[int]:
+    """Pids whose command line is `argv`."""
+    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline == wanted:
+                found.append(int(entry))
+    return found
+
+
+def _wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_killed_builder_takes_its_step_and_the_step_s_children_along(busybox_base, tmp_path):
+    """The step runs in a child of the builder: if the builder is killed outright (a CI job cancelled), the
+    step and what it started in the background must not live on, holding the build's mounts."""
+    seconds = 3000 + uuid.uuid4().int % 1000  # a unique command line to find the processes by
+    sleep = ["sleep", str(seconds)]
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {busybox_base}\nRUN {' '.join(sleep)} & "
+                                                             f"{' '.join(sleep)}\n"})
+    builder = subprocess.Popen([sys.executable, "-m", "dockyard", "build", "--progress=plain", str(context)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: len(_processes_running(sleep)) == 2), "the step never started"
+        builder.kill()
+        builder.wait()
+        assert _wait_for(lambda: not _processes_running(sleep), timeout=5), _processes_running(sleep)
+    finally:
+        builder.kill()
+        builder.wait()
+        for pid in _processes_running(sleep):
+            os.kill(pid, signal.SIGKILL)
