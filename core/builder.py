@@ -7,10 +7,13 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import events as ev
+from .cache.layers import LayerCache
+from .cache.locking import cache_lock_path, file_lock
 from .context import BuildContext, DockerIgnore, check_context
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
@@ -22,10 +25,10 @@ from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descr
 from .image.reference import Reference, parse_reference
 from .isolation import NamespaceRunner, Runner
 from .mounts import MountSources
-from .options import EPOCH_ARG, BuildOptions, check_compression, default_cache_root
+from .options import EPOCH_ARG, BuildOptions, check_compression
 from .plan import StagePlan, make_plan
 from .registry.routing import Routes
-from .rootfs import RootFS, Workspace, unpack_layers
+from .rootfs import PendingLayer, RootFS, Workspace
 from .rootfs.overlay import enter_private_mount_namespace
 
 
@@ -164,18 +167,21 @@ class Builder:
         for note in directive_notes(dockerfile):
             self.events.emit(ev.Message(level="info", text=note))
         enter_private_mount_namespace()
-        blob_root = opts.blob_dir or (default_cache_root(opts.environ) / "store")
-        store = BlobStore(blob_root)
+        store = BlobStore(opts.blob_root)
         work_parent = opts.work_dir or Path(opts.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
         work_parent.mkdir(parents=True, exist_ok=True)
+        # Held shared for the whole build: `dockyard cache prune` (exclusive) never removes what a build uses.
+        cache_lock = ExitStack()
+        cache_lock.enter_context(file_lock(cache_lock_path(opts.cache_root), shared=True))
         workspace = Workspace(Path(tempfile.mkdtemp(prefix="dockyard-", dir=work_parent)))
+        self.layer_cache = LayerCache(opts.cache_root / "layers")
         try:
             services = BuildServices(
                 store=store, workspace=workspace, runner=self.runner,
                 context=BuildContext(opts.context, DockerIgnore.load(opts.context, dockerfile_path)),
                 events=self.events, compression=opts.compression, compression_level=opts.compression_level,
                 source_date_epoch=epoch,
-                mount_sources=MountSources.from_options(opts),
+                mount_sources=MountSources.from_options(opts), layer_cache=self.layer_cache,
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
             image = self._run_stages(plan, dockerfile, services, build_args, used_args)
@@ -195,6 +201,7 @@ class Builder:
             return result
         finally:
             workspace.cleanup()
+            cache_lock.close()
             if self._tls is not None:
                 self._tls.close()
 
@@ -259,7 +266,8 @@ class Builder:
         platform = self._parse_platform(stage_plan.platform) if stage_plan.platform else self.platform
         if stage_plan.base_image == "scratch":
             return Image(meta={"architecture": platform.architecture, "os": platform.os,
-                               **({"variant": platform.variant} if platform.variant else {})}), RootFS()
+                               **({"variant": platform.variant} if platform.variant else {})}), \
+                RootFS(unpacker=self._unpacker(services.store, services.workspace))
         try:
             return self._pull_and_unpack(stage_plan.base_image, platform, services.store, services.workspace)
         except DockyardError as exc:
@@ -278,12 +286,21 @@ class Builder:
         ref = parse_reference(text)
         pulled = pull_image(self.client, ref, platform, store, self.routes)
         image = pulled.image.with_config()  # a copy of the base's config to build on
-        rootfs = unpack_layers(image.layers, store, workspace)
+        # Unpacked (into the layer cache, once per machine) only when a step mounts the root.
+        rootfs = RootFS(unpacker=self._unpacker(store, workspace))
+        for layer in image.layers:
+            rootfs = rootfs.with_pending(layer)
         base_annotations = (("org.opencontainers.image.base.digest", pulled.digest),
                             ("org.opencontainers.image.base.name", str(ref)))
         image = replace(image, annotations=base_annotations)
         self._pulled[key] = (image, rootfs)
         return image, rootfs
+
+    def _unpacker(self, store: BlobStore, workspace: Workspace):
+        def unpack(pending: PendingLayer, lowers: list[str]) -> str:
+            return self.layer_cache.unpacked(pending.layer, pending.chain, lowers or [workspace.empty_dir], store,
+                                             workspace.new_mountpoint())
+        return unpack
 
     def _image_rootfs(self, text: str, inst: ins.Instruction, store: BlobStore, workspace: Workspace) -> RootFS:
         try:

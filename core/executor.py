@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import events as ev
+from .cache.layers import LayerCache
 from .context import BuildContext
 from .copy import Copier, CopyOptions
 from .copy_step import execute_copy
@@ -77,6 +78,7 @@ class BuildServices:
     steps: list[StepRecord] = field(default_factory=list)
     # RUN --mount's host side: --secret, --ssh, the cache-mount directory.
     mount_sources: MountSources = field(default_factory=MountSources)
+    layer_cache: LayerCache | None = None  # unpacked layers shared between builds
 
 
 class StageExecutor:
@@ -360,7 +362,11 @@ class StageExecutor:
         epoch = self.s.source_date_epoch
         layer, _ = write_layer(upper, self.s.store, compression=self.s.compression,
                                level=self.s.compression_level, source_date_epoch=epoch)
-        self.rootfs = self.rootfs.with_layer(upper)
+        chain = self.rootfs.next_chain(layer.diff_id)
+        if self.s.layer_cache is not None and chain is not None:
+            # Later builds whose steps are cached find this step's directory instead of unpacking its blob.
+            upper = self.s.layer_cache.adopt(upper, chain)
+        self.rootfs = self.rootfs.with_layer(upper, layer.diff_id)
         self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by, created=created_time(epoch),
                                                                comment="dockyard"))
         return layer

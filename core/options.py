@@ -250,8 +250,12 @@ class BuildOptions:
     reproducible: bool = False
     # Scratch space for unpacked layers and step directories; removed after the build.
     work_dir: Path | None = None
-    # Where pulled and built blobs are kept between builds.
+    # Where pulled and built blobs are kept between builds (default CACHE_ROOT/store).
     blob_dir: Path | None = None
+    # --cache-dir: the root of the local cache (unpacked layers, step cache, blobs); default ~/.cache/dockyard.
+    cache_dir: Path | None = None
+    no_cache: bool = False  # --no-cache: look nothing up (results are still recorded for later builds)
+    cache_ttl: float | None = None  # --cache-ttl, seconds: older step cache entries are misses
     max_parallel_transfers: int = 4
     secrets: tuple[SecretSource, ...] = ()  # --secret, for RUN --mount=type=secret
     ssh: tuple[SshSource, ...] = ()  # --ssh, for RUN --mount=type=ssh
@@ -264,8 +268,16 @@ class BuildOptions:
         return self.dockerfile if self.dockerfile is not None else self.context / "Dockerfile"
 
     @property
+    def cache_root(self) -> Path:
+        return self.cache_dir or default_cache_root(self.environ)
+
+    @property
+    def blob_root(self) -> Path:
+        return self.blob_dir or self.cache_root / "store"
+
+    @property
     def cache_mounts_root(self) -> Path:
-        return self.cache_mount_dir or default_cache_root(self.environ) / "mounts"
+        return self.cache_mount_dir or self.cache_root / "mounts"
 
     @property
     def wants_push(self) -> bool:
@@ -300,6 +312,20 @@ def parse_key_values(items: list[str] | tuple[str, ...], what: str,
             value = environ[key]
         pairs.append((key, value))
     return tuple(pairs)
+
+
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, what: str) -> float:
+    """A duration as kaniko's --cache-ttl takes it (Go syntax: `6h`, `1h30m`, `90s`), plus `d` and `w` days
+    and weeks, which cache pruning wants."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise UsageError(f"invalid {what} {text!r}: expected a duration such as 90s, 6h, 1h30m or 7d")
+    return sum(float(n) * (0.001 if u == "ms" else _DURATION_SECONDS[u]) for n, u in parts)
 
 
 def default_cache_root(environ: dict[str, str]) -> Path:

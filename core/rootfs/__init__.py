@@ -11,12 +11,13 @@ import itertools
 import os
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from ..image.blobs import BlobStore
 from ..image.compression import open_decompressed
+from ..cache.layers import chain_id
 from ..image.model import Layer
 from .overlay import overlay_mount, umount
 from .unpack import apply_layer
@@ -77,15 +78,58 @@ class Workspace:
 
 
 @dataclass(frozen=True)
-class RootFS:
-    layers: tuple[str, ...] = ()  # layer directories, bottom first
+class PendingLayer:
+    """A layer of a root that is known by its blob but not unpacked yet; `chain` is its ChainID."""
 
-    def with_layer(self, directory: str) -> "RootFS":
-        return RootFS(self.layers + (directory,))
+    layer: Layer
+    chain: str
+
+
+# Unpacks one pending layer over the directories below it (top first) and returns its directory.
+Unpacker = Callable[[PendingLayer, list[str]], str]
+
+
+@dataclass(frozen=True)
+class RootFS:
+    """A root filesystem: layer directories (bottom first), then layers not unpacked yet. Pending layers are
+    unpacked (through `unpacker`, i.e. the layer cache) only when something mounts the root, so a build whose
+    steps are all cached never unpacks anything."""
+
+    layers: tuple[str, ...] = ()  # layer directories, bottom first
+    pending: tuple[PendingLayer, ...] = ()  # above `layers`, bottom first
+    chain: str | None = None  # the ChainID of the whole root, when every layer has a known diff_id
+    unpacker: Unpacker | None = field(default=None, compare=False, repr=False)
+
+    def next_chain(self, diff_id: str | None) -> str | None:
+        """The ChainID this root would have with a layer of `diff_id` on top (None: not known)."""
+        if diff_id is None or (self.chain is None and (self.layers or self.pending)):
+            return None
+        return chain_id(self.chain, diff_id)
+
+    def with_layer(self, directory: str, diff_id: str | None = None) -> "RootFS":
+        root = self.resolved()
+        return replace(root, layers=root.layers + (directory,), chain=root.next_chain(diff_id))
+
+    def with_pending(self, layer: Layer) -> "RootFS":
+        """The root with `layer` on top, to be unpacked when needed (needs a known ChainID below)."""
+        if self.chain is None and (self.layers or self.pending):
+            raise ValueError("a pending layer needs the ChainID of the layers below it")
+        chain = chain_id(self.chain, layer.diff_id)
+        return replace(self, pending=self.pending + (PendingLayer(layer, chain),), chain=chain)
+
+    def resolved(self) -> "RootFS":
+        """This root with every pending layer unpacked."""
+        if not self.pending:
+            return self
+        layers = list(self.layers)
+        for pending in self.pending:
+            assert self.unpacker is not None, "a root with pending layers needs an unpacker"
+            layers.append(self.unpacker(pending, list(reversed(layers))))
+        return replace(self, layers=tuple(layers), pending=())
 
     def lowers(self, workspace: Workspace, *, scaffold: bool = False) -> list[str]:
         """Lower directories for a mount, top first (overlay's order)."""
-        stack = list(reversed(self.layers))
+        stack = list(reversed(self.resolved().layers))
         if scaffold:
             stack.append(workspace.scaffold)
         return stack or [workspace.empty_dir]
