@@ -12,8 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import events as ev
+from .cache.keys import base_key
 from .cache.layers import LayerCache
 from .cache.locking import cache_lock_path, file_lock
+from .cache.store import StepCache
 from .context import BuildContext, DockerIgnore, check_context
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
@@ -59,8 +61,10 @@ class BuildResult:
             "layers": [{"digest": l.digest, "size": l.size, "mediaType": l.media_type, "diff_id": l.diff_id}
                        for l in self.image.layers],
             "steps": [{"step": s.step, "instruction": s.instruction, "file": s.file, "line": s.line,
-                       "duration": round(s.duration, 4),
+                       "duration": round(s.duration, 4), "cached": s.cached,
                        "layer": s.layer.digest if s.layer else None} for s in self.steps],
+            "cache": {"hits": sum(s.cached is True for s in self.steps),
+                      "misses": sum(s.cached is False for s in self.steps)},
             "duration": round(self.duration, 4),
         }
 
@@ -182,6 +186,8 @@ class Builder:
                 events=self.events, compression=opts.compression, compression_level=opts.compression_level,
                 source_date_epoch=epoch,
                 mount_sources=MountSources.from_options(opts), layer_cache=self.layer_cache,
+                step_cache=StepCache(opts.cache_root / "steps", ttl=opts.cache_ttl), cache_lookups=not opts.no_cache,
+                image_digest=lambda ref, inst: self._image_digest(ref, inst, store, workspace),
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
             image = self._run_stages(plan, dockerfile, services, build_args, used_args)
@@ -247,29 +253,34 @@ class Builder:
                                             line=stage.base.location.start_line))
             t0 = time.monotonic()
             try:
-                image, rootfs = self._stage_base(stage_plan, results, services)
+                image, rootfs, key = self._stage_base(stage_plan, results, services)
             except Exception:
                 self.events.emit(ev.StepFinished(step=step, duration=time.monotonic() - t0, failed=True))
                 raise
             services.steps[-1].duration = time.monotonic() - t0
             self.events.emit(ev.StepFinished(step=step, duration=services.steps[-1].duration))
             executor = StageExecutor(stage, image, rootfs, services, build_args, used_args, results, dockerfile,
-                                     next_step, plan.global_args)
+                                     next_step, plan.global_args, cache_key=key)
             results[stage.index] = executor.run()
         return results[plan.target_index].image
 
     def _stage_base(self, stage_plan: StagePlan, results: dict[int, StageResult],
-                    services: BuildServices) -> tuple[Image, RootFS]:
+                    services: BuildServices) -> tuple[Image, RootFS, str]:
+        """The stage's starting image, root and cache key."""
         if stage_plan.base_stage is not None:
             parent = results[stage_plan.base_stage]
-            return parent.image, parent.rootfs
+            return parent.image, parent.rootfs, parent.key
         platform = self._parse_platform(stage_plan.platform) if stage_plan.platform else self.platform
+        opts = self.options
+        settings = dict(platform=str(platform), source_date_epoch=opts.source_date_epoch,
+                        compression=opts.compression, level=opts.compression_level)
         if stage_plan.base_image == "scratch":
             return Image(meta={"architecture": platform.architecture, "os": platform.os,
                                **({"variant": platform.variant} if platform.variant else {})}), \
-                RootFS(unpacker=self._unpacker(services.store, services.workspace))
+                RootFS(unpacker=self._unpacker(services.store, services.workspace)), base_key("scratch", **settings)
         try:
-            return self._pull_and_unpack(stage_plan.base_image, platform, services.store, services.workspace)
+            image, rootfs = self._pull_and_unpack(stage_plan.base_image, platform, services.store, services.workspace)
+            return image, rootfs, base_key(_base_digest(image), **settings)
         except DockyardError as exc:
             if exc.location is None:  # a pull error is reported at the FROM line that asked for the image
                 exc.location = stage_plan.stage.base.location
@@ -301,6 +312,13 @@ class Builder:
             return self.layer_cache.unpacked(pending.layer, pending.chain, lowers or [workspace.empty_dir], store,
                                              workspace.new_mountpoint())
         return unpack
+
+    def _image_digest(self, text: str, inst: ins.Instruction, store: BlobStore, workspace: Workspace) -> str:
+        try:
+            return _base_digest(self._pull_and_unpack(text, self.platform, store, workspace)[0])
+        except UsageError as exc:
+            raise DockerfileError(f"--from={text} is neither a stage nor an image reference: {exc.message}",
+                                  location=inst.location) from None
 
     def _image_rootfs(self, text: str, inst: ins.Instruction, store: BlobStore, workspace: Workspace) -> RootFS:
         try:
@@ -356,6 +374,11 @@ class Builder:
                 os.replace(tmp, path)
             except OSError as exc:
                 raise OutputError(f"cannot write {path}: {exc.strerror}", subject=str(path)) from None
+
+
+def _base_digest(image: Image) -> str:
+    """The manifest digest a pulled image was resolved to (recorded in its base annotations)."""
+    return dict(image.annotations)["org.opencontainers.image.base.digest"]
 
 
 def _repo_tag(ref: Reference) -> str:

@@ -93,8 +93,32 @@ def make_parser() -> argparse.ArgumentParser:
                    help="pin every timestamp (layer files, history, config) to $SOURCE_DATE_EPOCH, or to 0 "
                         "when it is not set, so the same inputs give the same image digest")
     b.add_argument("--work-dir", metavar="DIR", help="scratch space for the build (default /var/tmp)")
+    _add_cache_dir(b)
+    b.add_argument("--no-cache", action="store_true",
+                   help="run every step instead of taking it from the cache (results are still recorded)")
+    b.add_argument("--cache-ttl", metavar="DURATION",
+                   help="cached steps older than this are run again, e.g. 6h, 7d (kaniko's --cache-ttl)")
     _add_login_commands(sub)
+    _add_cache_commands(sub)
     return parser
+
+
+def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="the local cache: unpacked layers, cached steps and blobs (default "
+                             "$XDG_CACHE_HOME/dockyard or ~/.cache/dockyard)")
+
+
+def _add_cache_commands(sub) -> None:
+    cache = sub.add_parser("cache", help="show or prune the local build cache",
+                           description="The local cache: cached steps and unpacked layers.")
+    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser)
+    ls = actions.add_parser("ls", help="list cached steps and unpacked layers with their sizes and last use")
+    _add_cache_dir(ls)
+    prune = actions.add_parser("prune", help="remove cache entries")
+    _add_cache_dir(prune)
+    prune.add_argument("--older-than", metavar="DURATION", help="only entries not used for this long, e.g. 7d")
+    prune.add_argument("--all", action="store_true", help="everything, blobs included")
 
 
 def _retry_count(text: str) -> int:
@@ -118,8 +142,8 @@ def _add_login_commands(sub) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import (BuildOptions, OutputSpec, SecretSource, SshSource, parse_key_values, parse_registry_ca,
-                          parse_registry_client_cert)
+    from .options import (BuildOptions, OutputSpec, SecretSource, SshSource, parse_duration, parse_key_values,
+                          parse_registry_ca, parse_registry_client_cert)
 
     context = Path(args.context)
     return BuildOptions(
@@ -149,6 +173,9 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         compression_level=args.compression_level,
         reproducible=args.reproducible,
         work_dir=Path(args.work_dir) if args.work_dir else None,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        no_cache=args.no_cache,
+        cache_ttl=parse_duration(args.cache_ttl, "--cache-ttl") if args.cache_ttl else None,
         environ=environ,
     )
 
@@ -228,6 +255,46 @@ def run_logout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_root(args: argparse.Namespace) -> Path:
+    from .options import default_cache_root
+
+    return Path(args.cache_dir) if args.cache_dir else default_cache_root(dict(os.environ))
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from .cache.admin import list_cache, prune_cache
+    from .options import parse_duration
+
+    root = _cache_root(args)
+    if args.cache_command == "ls":
+        import datetime as dt
+
+        items = list_cache(root)
+        print(f"{'KIND':<6} {'SIZE':>10}  {'LAST USED':<19}  WHAT")
+        for item in sorted(items, key=lambda i: i.last_used, reverse=True):
+            when = dt.datetime.fromtimestamp(item.last_used).strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{item.kind:<6} {_size(item.size):>10}  {when:<19}  {item.name}")
+        print(f"{len(items)} entries, {_size(sum(i.size for i in items))} in {root}")
+        return 0
+    if args.cache_command == "prune":
+        if not args.all and not args.older_than:
+            raise UsageError("cache prune needs --older-than DURATION or --all",
+                             hint="e.g. dockyard cache prune --older-than 7d")
+        older = parse_duration(args.older_than, "--older-than") if args.older_than else None
+        removed, freed = prune_cache(root, older_than=older, everything=args.all)
+        print(f"removed {removed} entries, freed {_size(freed)}")
+        return 0
+    raise UsageError("dockyard cache needs an action: ls or prune", hint="see `dockyard cache --help`")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = make_parser()
@@ -238,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_login(args)
         if args.command == "logout":
             return run_logout(args)
+        if args.command == "cache":
+            return run_cache(args)
         parser.print_help(sys.stderr)
         return UsageError.exit_code
     except DockyardError as exc:

@@ -17,6 +17,7 @@ from .context import PatternMatcher, glob_in_root, has_wildcard
 from .copy import Copier, CopyOptions, Mode, extract_archive, is_archive, parse_chmod, write_file
 from .dockerfile import instructions as ins
 from .dockerfile.heredoc import heredoc_content
+from .cache.keys import tree_digest
 from .errors import ContextError, DockerfileError, StepFailed
 from .image.model import Layer
 from .rootfs import RootFS, mounted_readonly, mounted_step
@@ -181,6 +182,16 @@ class _CopyRun:
             for host_source, rel in self._find(source):
                 self._copy_local(host_source, rel)
 
+    def add_sources(self, source: str) -> list[tuple[str, str]]:
+        """The host paths a local source names (see _find)."""
+        if self.flags.checksum is not None:
+            raise DockerfileError(f"--checksum applies to URL and git sources, not to {source!r}",
+                                  hint="BuildKit verifies checksums of remote sources only")
+        return self._find(source)
+
+    def source_filter(self, host_source: str) -> SourceFilter:
+        return self._copier(host_source).filter
+
     # --- local sources (context, stage, image) -----------------------------------------------------------
     def _find(self, source: str) -> list[tuple[str, str]]:
         """The host paths a source names (symlinks followed, inside the root), each with the path --parents
@@ -327,3 +338,43 @@ def _from_rootfs(executor: StageExecutor, inst: ins.Instruction, ref: str) -> Ro
     if executor.s.image_rootfs is None:
         raise DockerfileError(f"--from={ref}: no such stage")
     return executor.s.image_rootfs(ref, inst)
+
+
+def copy_cache_inputs(executor: StageExecutor, inst: ins.Copy) -> dict | None:
+    """What a COPY/ADD reads, for its cache key: its expanded operands and flags, and the content of its sources
+    (context files after .dockerignore and --exclude, by content; a stage by its key; an image by its digest).
+    None when it cannot be known without doing the step: ADD of a URL or git repository without --checksum is
+    fetched again on every build, as docker does."""
+    flags = _read_flags(executor, inst)
+    sources, dest = _operands(executor, inst)
+    contents: list = []
+    if flags.from_ref is not None:
+        contents.append({"from": _from_key(executor, inst, flags.from_ref)})
+    for source in sources:
+        remote = inst.is_add and (fetch.parse_git_url(source) is not None or fetch.is_url(source))
+        if remote:
+            if flags.checksum is None:
+                return None
+            contents.append({"remote": source, "checksum": flags.checksum})
+        elif flags.from_ref is None:
+            finder = _CopyRun(executor, inst, flags, executor.s.context.root, "", Target("/", True), CopyOptions())
+            for host, rel in finder.add_sources(source):
+                contents.append({"source": rel, "digest": tree_digest(host, finder.source_filter(host))})
+    heredocs = [[h.name, heredoc_content(h, lambda ref: executor.expand(inst, ref))] for h in inst.heredocs]
+    raw_flags = sorted([name, executor.expand(inst, value) if value is not None else None]
+                       for name, value in inst.flags)
+    return {"instruction": inst.keyword, "sources": sources, "dest": dest, "flags": raw_flags,
+            "workdir": executor.image.container_config.get("WorkingDir") or "/", "heredocs": heredocs,
+            "contents": contents}
+
+
+def _from_key(executor: StageExecutor, inst: ins.Instruction, ref: str) -> str:
+    """A --from source for a cache key: a stage's final key, or an image's manifest digest."""
+    stage = executor.dockerfile.stage_by_name(ref)
+    if stage is None and ref.isdigit() and int(ref) < len(executor.dockerfile.stages):
+        stage = executor.dockerfile.stages[int(ref)]
+    if stage is not None and stage.index in executor.stages:
+        return executor.stages[stage.index].key
+    if executor.s.image_digest is None:
+        raise DockerfileError(f"--from={ref}: no such stage")
+    return executor.s.image_digest(ref, inst)

@@ -63,6 +63,7 @@ class StepFinished(Event):
     layer_digest: str | None = None
     layer_size: int | None = None
     failed: bool = False
+    cached: bool | None = None  # True: a step cache hit (nothing ran); False: a miss; None: not looked up
 
 
 @dataclass(frozen=True)

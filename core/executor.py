@@ -6,14 +6,16 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from . import events as ev
+from .cache.keys import step_key
 from .cache.layers import LayerCache
+from .cache.store import StepCache, StepEntry, new_entry
 from .context import BuildContext
 from .copy import Copier, CopyOptions
-from .copy_step import execute_copy
+from .copy_step import copy_cache_inputs, execute_copy
 from .dockerfile import instructions as ins
 from .dockerfile.expand import Expander
 from .errors import DockerfileError, DockyardError, StepFailed
@@ -24,7 +26,7 @@ from .mounts import MountSources
 from .rootfs import RootFS, Workspace, mounted_step
 from .rootfs.paths import image_path_join
 from .rootfs.snapshot import write_layer
-from .run_step import execute_run
+from .run_step import execute_run, run_cache_inputs
 from .users import UnknownUser, resolve_chown
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -42,10 +44,11 @@ def created_time(epoch: int | None = None) -> str:
 
 @dataclass
 class StageResult:
-    """What later stages need from a finished stage: its image and its root filesystem."""
+    """What later stages need from a finished stage: its image, its root filesystem and its cache key."""
 
     image: Image
     rootfs: RootFS
+    key: str = ""
 
 
 @dataclass
@@ -56,6 +59,7 @@ class StepRecord:
     line: int
     duration: float = 0.0
     layer: Layer | None = None
+    cached: bool | None = None  # True: taken from the step cache; False: looked up and missed; None: not cacheable
 
 
 @dataclass
@@ -79,14 +83,19 @@ class BuildServices:
     # RUN --mount's host side: --secret, --ssh, the cache-mount directory.
     mount_sources: MountSources = field(default_factory=MountSources)
     layer_cache: LayerCache | None = None  # unpacked layers shared between builds
+    step_cache: StepCache | None = None  # results of RUN/COPY/ADD steps, by key
+    cache_lookups: bool = True  # False with --no-cache: every step runs (and its result is recorded)
+    # COPY --from=IMAGE / RUN --mount=from=IMAGE in a cache key: that image's manifest digest.
+    image_digest: Callable[[str, ins.Instruction], str] | None = None
 
 
 class StageExecutor:
     def __init__(self, stage: ins.Stage, image: Image, rootfs: RootFS, services: BuildServices,
                  build_args: dict[str, str], used_args: set[str], stages: dict[int, StageResult],
                  dockerfile: ins.Dockerfile, step_counter: Callable[[], tuple[int, int]],
-                 global_args: dict[str, str]):
+                 global_args: dict[str, str], cache_key: str = ""):
         self.stage = stage
+        self.cache_key = cache_key  # the key of everything so far: the base, then each step in turn
         self.image = image
         self.rootfs = rootfs
         self.s = services
@@ -101,7 +110,9 @@ class StageExecutor:
         self._args_over_env: set[str] = set()
         self.shell = tuple(image.container_config.get("Shell") or DEFAULT_SHELL)
         self.cmd_set_in_stage = False
-        self._pending_upper: str | None = None  # WORKDIR's mkdir, committed with the next layer
+        # WORKDIR's directories (path, USER, the WORKDIR line), made in the next step's layer when that step
+        # runs: made right away they would need the root unpacked even when every later step is cached.
+        self._pending_workdirs: list[tuple[str, str | None, ins.Instruction]] = []
         self._next_step = step_counter
         self.global_args = global_args  # values of the ARGs before the first FROM
 
@@ -157,7 +168,7 @@ class StageExecutor:
         for inst in self.stage.instructions:
             self.dispatch(inst)
         self._commit_pending()
-        return StageResult(self.image, self.rootfs)
+        return StageResult(self.image, self.rootfs, self.cache_key)
 
     def _run_onbuild_triggers(self) -> None:
         """The base's ONBUILD triggers run first, in this build (COPY reads this build's context), and are
@@ -196,11 +207,16 @@ class StageExecutor:
             record.duration = time.monotonic() - started
             self.s.events.emit(ev.StepFinished(step=step, duration=record.duration, failed=True))
             raise
+        if inst.keyword not in _FILESYSTEM_INSTRUCTIONS:
+            # A config-only step is keyed by what it made: the config and image metadata after it (its ARG and
+            # ENV values expanded); an ARG's value reaches the key of every step that sees it.
+            self.cache_key = step_key(self.cache_key, instruction=inst.original,
+                                      config=self.image.container_config, meta=self.image.meta)
         record.duration = time.monotonic() - started
         record.layer = layer
         self.s.events.emit(ev.StepFinished(step=step, duration=record.duration,
                                            layer_digest=layer.digest if layer else None,
-                                           layer_size=layer.size if layer else None))
+                                           layer_size=layer.size if layer else None, cached=record.cached))
 
     # --- metadata instructions ---------------------------------------------------------------------------
     def _history(self, text: str) -> None:
@@ -284,14 +300,23 @@ class StageExecutor:
         path = image_path_join(previous, self.expand(inst, inst.path))
         self.image = self.image.with_config(WorkingDir=path)
         # docker creates the directory right away; its mkdir joins the next layer this stage makes.
-        self._pending_upper = self._pending_upper or self.s.workspace.new_layer_dir()
-        with mounted_step(self.rootfs, self.s.workspace, upper=self._pending_upper) as step:
-            Copier(step.merged, CopyOptions(owner=self._workdir_owner(step.merged))).ensure_dir(path)
+        self._pending_workdirs.append((path, self.image.container_config.get("User"), inst))
         self._history(f"WORKDIR {path}")
 
-    def _workdir_owner(self, root: str) -> tuple[int, int] | None:
+    def _make_workdirs(self, upper: str) -> None:
+        """The pending WORKDIR directories, made in `upper` (over the current root); errors at their line."""
+        pending, self._pending_workdirs = self._pending_workdirs, []
+        with mounted_step(self.rootfs, self.s.workspace, upper=upper) as step:
+            for path, user, inst in pending:
+                try:
+                    Copier(step.merged, CopyOptions(owner=self._workdir_owner(step.merged, user))).ensure_dir(path)
+                except DockyardError as exc:
+                    exc.location = inst.location
+                    raise
+
+    @staticmethod
+    def _workdir_owner(root: str, user: str | None) -> tuple[int, int] | None:
         """BuildKit creates missing WORKDIR directories as the current USER (resolved like --chown)."""
-        user = self.image.container_config.get("User")
         if not user:
             return None
         try:
@@ -372,22 +397,68 @@ class StageExecutor:
         return layer
 
     def _commit_pending(self) -> None:
-        if self._pending_upper and os.listdir(self._pending_upper):
-            self._commit(self._pending_upper, "WORKDIR (directories)")
-        self._pending_upper = None
+        """WORKDIR directories no later step of the stage took into its layer become a layer of their own."""
+        if not self._pending_workdirs:
+            return
+
+        def make() -> Layer | None:
+            upper = self._take_upper()
+            return self._commit(upper, "WORKDIR (directories)") if os.listdir(upper) else None
+
+        self.cached_step({"instruction": "WORKDIR (directories)"}, make)
 
     def _take_upper(self) -> str:
-        upper, self._pending_upper = self._pending_upper, None
-        return upper or self.s.workspace.new_layer_dir()
+        """A new upper directory for a step, holding the pending WORKDIR directories."""
+        upper = self.s.workspace.new_layer_dir()
+        if self._pending_workdirs:
+            self._make_workdirs(upper)
+        return upper
 
-    def do_run(self, inst: ins.Run) -> Layer:
-        return execute_run(self, inst)
+    # --- the step cache ----------------------------------------------------------------------------------
+    def cached_step(self, inputs: dict | None, make: Callable[[], Layer | None]) -> Layer | None:
+        """Run a filesystem step through the step cache: `inputs` is what it reads (None: it cannot be known
+        before the step runs), `make` does the step. A hit adds the recorded layer without running anything
+        and leaves the root unpacked only as far as it already was."""
+        record = self.s.steps[-1]
+        key = step_key(self.cache_key, **inputs) if inputs is not None else None
+        cache = self.s.step_cache
+        if key is not None and cache is not None:
+            entry = cache.lookup(key, self.s.store) if self.s.cache_lookups else None
+            record.cached = entry is not None
+            if entry is not None:
+                self._apply_cached(entry)
+                self.cache_key = key
+                return entry.layer
+        layer = make()
+        if key is None:
+            # Keyed by what the step produced, so the steps after it can still hit when it fetched the same.
+            key = step_key(self.cache_key, uncacheable=record.instruction, diff_id=layer.diff_id if layer else None)
+        elif cache is not None:
+            history = self.image.history[-1] if layer is not None else None
+            cache.record(new_entry(key, layer, history, self.image.container_config, record.instruction))
+        self.cache_key = key
+        return layer
 
-    def do_copy(self, inst: ins.Copy) -> Layer:
-        return execute_copy(self, inst)
+    def _apply_cached(self, entry: StepEntry) -> None:
+        self._pending_workdirs = []  # the recorded layer has them: they were made when the step ran
+        if entry.layer is not None:
+            history = entry.history or HistoryEntry(created_by=entry.instruction, comment="dockyard")
+            self.image = self.image.with_layer(entry.layer, history)
+            self.rootfs = self.rootfs.with_pending(entry.layer)
+        self.image = replace(self.image, container_config=dict(entry.config))
 
-    def do_add(self, inst: ins.Copy) -> Layer:
-        return execute_copy(self, inst)
+    def do_run(self, inst: ins.Run) -> Layer | None:
+        return self.cached_step(run_cache_inputs(self, inst), lambda: execute_run(self, inst))
+
+    def do_copy(self, inst: ins.Copy) -> Layer | None:
+        return self.cached_step(copy_cache_inputs(self, inst), lambda: execute_copy(self, inst))
+
+    def do_add(self, inst: ins.Copy) -> Layer | None:
+        return self.cached_step(copy_cache_inputs(self, inst), lambda: execute_copy(self, inst))
+
+
+# Instructions that make a layer (through cached_step); every other one only changes the config.
+_FILESYSTEM_INSTRUCTIONS = frozenset({"RUN", "COPY", "ADD"})
 
 
 _MIN_HEALTHCHECK_NS = 1_000_000

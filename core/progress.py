@@ -198,7 +198,8 @@ class PlainRenderer(_Base):
         if isinstance(e, StepLog):
             return f"#{e.step} {e.line}"
         if isinstance(e, StepFinished):
-            return f"#{e.step} {'ERROR' if e.failed else 'DONE'} {format_duration(e.duration)}"
+            status = "ERROR" if e.failed else "CACHED" if e.cached else "DONE"
+            return f"#{e.step} {status} {format_duration(e.duration)}"
         if isinstance(e, TransferStarted):
             t = self._transfers.start(e)
             return f"{_transfer_started_text(t, e.digest)} {'from' if e.direction == 'pull' else 'to'} {e.image}"
@@ -283,6 +284,7 @@ class RichRenderer(_Base):
                 mark, status = ("✘", "red") if e.failed else ("✔", "green")
                 lines.append(Text.assemble((mark + " ", status), label,
                                            (" ERROR" if e.failed else "", "red"),
+                                           (" CACHED" if e.cached else "", "cyan"),
                                            (f" {format_duration(e.duration)}", "dim")))
             elif isinstance(e, TransferStarted):
                 self._transfers.start(e)

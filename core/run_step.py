@@ -4,11 +4,13 @@ scripts come from dockerfile/heredoc.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 from . import events as ev
+from .cache.keys import tree_digest
 from .dockerfile import instructions as ins
 from .dockerfile.heredoc import ScriptFile, run_command
 from .errors import DockerfileError, StepFailed
@@ -138,3 +140,40 @@ def _script_mounts(executor: StageExecutor, files: tuple[ScriptFile, ...]) -> li
         os.chmod(path, script.mode)
         mounts.append(SandboxMount(target=script.path, source=path, readonly=True, file=True))
     return mounts
+
+
+def run_cache_inputs(executor: StageExecutor, inst: ins.Run) -> dict:
+    """What a RUN reads, for its cache key: the command (and heredoc scripts), the environment it sees (ENV and
+    the stage's ARGs; the proxy build args are left out, as BuildKit leaves them out of its cache key), the user,
+    working directory and network, and its mounts: each mount's options (a secret by its id, never its value; a
+    cache mount by its id) and the content of bind-mount sources."""
+    network = _network(inst)
+    command = run_command(inst, executor.shell, lambda text: executor.expand(inst, text))
+    config = executor.image.container_config
+    workdir = config.get("WorkingDir") or "/"
+    specs = [parse_mount(text, lambda value: executor.expand(inst, value), workdir)
+             for text in inst.flag_values("mount")]
+    env = executor.expansion_env()
+    env.setdefault("PATH", executor.default_path)
+    return {"instruction": "RUN", "argv": list(command.argv),
+            "scripts": [[f.path, f.content, f.mode] for f in command.files], "env": sorted(env.items()),
+            "user": config.get("User") or "", "workdir": workdir, "network": network,
+            "mounts": [_mount_inputs(executor, inst, spec) for spec in specs]}
+
+
+def _mount_inputs(executor: StageExecutor, inst: ins.Run, spec: MountSpec) -> dict:
+    described = dataclasses.asdict(spec)
+    if spec.type == "bind":
+        if spec.from_:
+            from .copy_step import _from_key
+
+            described["from_key"] = _from_key(executor, inst, spec.from_)
+        else:
+            from .copy_step import SourceFilter
+            from .context import PatternMatcher
+
+            host = executor.s.context.resolve(spec.source)
+            if os.path.lexists(host):
+                described["content"] = tree_digest(host, SourceFilter(executor.s.context, PatternMatcher([]),
+                                                                      host))
+    return described

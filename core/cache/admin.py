@@ -1,0 +1,77 @@
+"""`dockyard cache ls` and `dockyard cache prune`: what the local cache holds, and removing it.
+
+Pruning takes the cache lock exclusively, so it never removes an entry or a layer directory a running build is
+using (builds hold the lock shared); it waits for running builds to finish. Step entries and unpacked layers
+are pruned by last use; the blob store (pulled and built blobs) is emptied only by --all, since images written
+to OCI layouts and registries do not need it and a step entry whose blob is gone is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .locking import cache_lock_path, file_lock
+from .store import StepCache
+
+
+@dataclass(frozen=True)
+class CacheItem:
+    kind: str  # "step" or "layer"
+    name: str  # the step's instruction, or the layer's ChainID
+    size: int  # bytes on disk (a step: its layer blob's size)
+    last_used: float
+    path: Path
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + dirnames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def list_cache(cache_root: Path) -> list[CacheItem]:
+    items: list[CacheItem] = []
+    for path, entry in StepCache(cache_root / "steps").entries():
+        items.append(CacheItem("step", entry.instruction, entry.layer.size if entry.layer else 0,
+                               path.stat().st_mtime, path))
+    layers = cache_root / "layers" / "sha256"
+    if layers.is_dir():
+        for directory in sorted(layers.iterdir()):
+            used = cache_root / "layers" / "locks" / (directory.name + ".lock")
+            last = used.stat().st_mtime if used.exists() else directory.stat().st_mtime
+            items.append(CacheItem("layer", "sha256:" + directory.name, _tree_size(directory), last, directory))
+    return items
+
+
+def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool) -> tuple[int, int]:
+    """Remove step entries and unpacked layers not used for `older_than` seconds (or all of them, and the blob
+    store, with `everything`). Returns (items removed, bytes freed)."""
+    removed = freed = 0
+    with file_lock(cache_lock_path(cache_root)):
+        now = time.time()
+        for item in list_cache(cache_root):
+            if not everything and (older_than is None or now - item.last_used < older_than):
+                continue
+            if item.kind == "layer":
+                lock = cache_root / "layers" / "locks" / (item.path.name + ".lock")
+                lock.unlink(missing_ok=True)
+                shutil.rmtree(item.path, ignore_errors=True)
+            else:
+                item.path.unlink(missing_ok=True)
+            removed += 1
+            freed += item.size
+        if everything:
+            for sub in ("store", "layers"):
+                if (cache_root / sub).exists():
+                    freed += _tree_size(cache_root / sub)
+                    shutil.rmtree(cache_root / sub, ignore_errors=True)
+    return removed, freed

@@ -1,0 +1,84 @@
+"""Content-addressed step cache keys.
+
+A key is the sha256 of a canonical JSON document: the parent's key (the base image's digest for a stage's first
+step, then each step's key in turn, so a key names the whole history below it) and what the step reads: the
+normalized instruction, the environment it sees, its flags and mounts, and the content of every file it reads.
+File content is hashed with mode, owner and link targets but never times, so `touch` does not miss and an edit
+always does. Whatever changes a step's result must be in its key: a wrong hit is a poisoned image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from typing import Any, Protocol
+
+# Bumped whenever what a key covers or what an entry holds changes, so old entries simply stop matching.
+KEY_FORMAT = "dockyard-step-cache/1"
+
+
+def step_key(parent: str, **inputs: Any) -> str:
+    """The key of a step on top of `parent`, given everything it reads (JSON-serializable values)."""
+    document = json.dumps({"format": KEY_FORMAT, "parent": parent, **inputs}, sort_keys=True,
+                          separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(document.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def base_key(base: str, *, platform: str, source_date_epoch: int | None, compression: str,
+             level: int | None) -> str:
+    """The key below a stage's first step: the base image (by manifest digest, or `scratch`) and the build-wide
+    settings that change every layer's bytes (the epoch clamps file times; the compression makes the blob)."""
+    return step_key("", base=base, platform=platform, source_date_epoch=source_date_epoch,
+                    compression=compression, compression_level=level)
+
+
+class TreeFilter(Protocol):
+    """What a COPY would leave out (.dockerignore, --exclude): copy_step.SourceFilter."""
+
+    def excluded(self, host_path: str) -> bool: ...
+
+    def walk_into(self, host_dir: str) -> bool: ...
+
+
+def tree_digest(path: str, source_filter: TreeFilter | None = None) -> str:
+    """The content digest of a file or directory tree as a COPY would read it: each entry's relative path, type,
+    permission bits, owner, size and content (or link target, or device numbers). Never times."""
+    digest = hashlib.sha256()
+    _hash_entry(digest, path, ".", source_filter, top=True)
+    return "sha256:" + digest.hexdigest()
+
+
+def _hash_entry(digest, path: str, rel: str, source_filter: TreeFilter | None, *, top: bool = False) -> None:
+    st = os.lstat(path)
+    mode = st.st_mode
+    fields: list[Any] = [rel, stat.S_IFMT(mode), stat.S_IMODE(mode), st.st_uid, st.st_gid]
+    if stat.S_ISREG(mode):
+        fields += [st.st_size, _file_digest(path)]
+    elif stat.S_ISLNK(mode):
+        fields.append(os.readlink(path))
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        fields.append(st.st_rdev)
+    digest.update(json.dumps(fields, ensure_ascii=False).encode("utf-8", "surrogateescape") + b"\n")
+    if not stat.S_ISDIR(mode):
+        return
+    if not top and source_filter is not None and not source_filter.walk_into(path):
+        return
+    for name in sorted(os.listdir(path)):
+        child = os.path.join(path, name)
+        if source_filter is not None and source_filter.excluded(child) and not (
+                os.path.isdir(child) and not os.path.islink(child) and source_filter.walk_into(child)):
+            continue
+        _hash_entry(digest, child, f"{rel}/{name}", source_filter)
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
