@@ -158,6 +158,7 @@ def run_cache_inputs(executor: StageExecutor, inst: ins.Run) -> dict:
     return {"instruction": "RUN", "argv": list(command.argv),
             "scripts": [[f.path, f.content, f.mode] for f in command.files], "env": sorted(env.items()),
             "user": config.get("User") or "", "workdir": workdir, "network": network,
+            "flags": sorted([name, value] for name, value in inst.flags if name != "mount"),
             "mounts": [_mount_inputs(executor, inst, spec) for spec in specs]}
 
 
