@@ -369,12 +369,16 @@ def copy_cache_inputs(executor: StageExecutor, inst: ins.Copy) -> dict | None:
 
 
 def _from_key(executor: StageExecutor, inst: ins.Instruction, ref: str) -> str:
-    """A --from source for a cache key: a stage's final key, or an image's manifest digest."""
+    """A --from source for a cache key: a stage's final key, or an image's manifest digest. A stage that is not
+    built yet gets a placeholder: the step misses and reports the error when it runs."""
     stage = executor.dockerfile.stage_by_name(ref)
-    if stage is None and ref.isdigit() and int(ref) < len(executor.dockerfile.stages):
-        stage = executor.dockerfile.stages[int(ref)]
-    if stage is not None and stage.index in executor.stages:
-        return executor.stages[stage.index].key
+    if stage is None and ref.isdigit():
+        stage = executor.dockerfile.stages[int(ref)] if int(ref) < len(executor.dockerfile.stages) else None
+        if stage is None:
+            return f"unknown stage {ref}"
+    if stage is not None:
+        result = executor.stages.get(stage.index)
+        return result.key if result is not None and stage.index < executor.stage.index else f"stage {ref} not built"
     if executor.s.image_digest is None:
         raise DockerfileError(f"--from={ref}: no such stage")
     return executor.s.image_digest(ref, inst)

@@ -163,3 +163,27 @@ def test_add_git_unknown_ref(server, busybox_base, tmp_path):
     _, url = server
     result, _ = _build(tmp_path, busybox_base, f"ADD {url}/repo.git#nosuchref /src/\n")
     assert result.returncode == 4 and "nosuchref" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_add_url_is_cached_only_with_a_checksum(server, busybox_base, tmp_path):
+    """Without --checksum the download runs on every build (docker fetches again too), and the steps after it
+    hit when it fetched the same bytes; with --checksum the ADD itself is cached."""
+    import json
+
+    from tests.e2e.helpers import dockyard, write_context
+
+    _, url = server
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    dockerfile = (f"FROM {busybox_base}\nADD {url}/files/tool.bin /dl/\nRUN cp /dl/tool.bin /copy\n"
+                  f"ADD --checksum=sha256:{digest} {url}/files/tool.bin /dl/named\n")
+    context = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+
+    def cached(n: int) -> list:
+        meta = tmp_path / f"meta{n}.json"
+        result = dockyard("build", "-q", "--cache-dir", str(tmp_path / "cache"), "--metadata-file", str(meta),
+                          str(context), env={"SOURCE_DATE_EPOCH": "1700000000"})
+        assert result.returncode == 0, result.stderr
+        return [s["cached"] for s in json.loads(meta.read_text())["steps"][1:]]
+
+    assert cached(1) == [None, False, False]
+    assert cached(2) == [None, True, True]

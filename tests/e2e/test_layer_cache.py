@@ -146,3 +146,21 @@ def test_cache_prune(busybox_base, tmp_path):
     assert _cached(_build(context, cache, tmp_path / "three")) == [False] * 4
     bad = dockyard("cache", "prune", "--cache-dir", str(cache), "--older-than", "soon")
     assert bad.returncode == 2 and "duration" in bad.stderr
+
+
+def test_copy_from_a_stage_is_keyed_by_that_stage(busybox_base, tmp_path):
+    dockerfile = f"""\
+FROM {busybox_base} AS builder
+COPY tool.txt /out/tool.txt
+RUN --mount=type=cache,id=runs,target=/runs echo builder >> /runs/log
+FROM {busybox_base}
+COPY other.txt /other.txt
+COPY --from=builder /out/ /tools/
+"""
+    context = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile, "tool.txt": "1\n", "other.txt": "o\n"})
+    cache = tmp_path / "cache"
+    assert _cached(_build(context, cache, tmp_path / "one")) == [False] * 4
+    assert _cached(_build(context, cache, tmp_path / "two")) == [True] * 4
+    (context / "tool.txt").write_text("2\n")
+    assert _cached(_build(context, cache, tmp_path / "three")) == [False, False, True, False]
+    assert _runs(cache) == ["builder", "builder"]
