@@ -171,12 +171,17 @@ class Builder:
         for note in directive_notes(dockerfile):
             self.events.emit(ev.Message(level="info", text=note))
         enter_private_mount_namespace()
-        store = BlobStore(opts.blob_root)
         work_parent = opts.work_dir or Path(opts.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
         work_parent.mkdir(parents=True, exist_ok=True)
         # Held shared for the whole build: `dockyard cache prune` (exclusive) never removes what a build uses.
         cache_lock = ExitStack()
-        cache_lock.enter_context(file_lock(cache_lock_path(opts.cache_root), shared=True))
+        try:
+            cache_lock.enter_context(file_lock(cache_lock_path(opts.cache_root), shared=True))
+            store = BlobStore(opts.blob_root)
+        except OSError as exc:
+            cache_lock.close()
+            raise UsageError(f"cannot use the cache directory {opts.cache_root}: {exc.strerror}",
+                             hint="give a writable directory with --cache-dir (or set XDG_CACHE_HOME)") from None
         workspace = Workspace(Path(tempfile.mkdtemp(prefix="dockyard-", dir=work_parent)))
         self.layer_cache = LayerCache(opts.cache_root / "layers")
         try:

@@ -7,7 +7,23 @@ dockyard cannot hide in its own test base).
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """A fresh dockyard cache for the session: the layer cache persists between builds, so steps cached by an
+    earlier test run (or by the user's own builds) would otherwise not run, and tests read what RUN prints.
+    Tests that give XDG_CACHE_HOME or --cache-dir themselves still get their own."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -164,3 +164,11 @@ COPY --from=builder /out/ /tools/
     (context / "tool.txt").write_text("2\n")
     assert _cached(_build(context, cache, tmp_path / "three")) == [False, False, True, False]
     assert _runs(cache) == ["builder", "builder"]
+
+
+def test_an_unusable_cache_dir_is_a_usage_error(busybox_base, tmp_path):
+    context = _context(tmp_path, busybox_base)
+    (tmp_path / "file").write_text("not a directory")
+    result = dockyard("build", "-q", "--cache-dir", str(tmp_path / "file" / "cache"), str(context))
+    assert result.returncode == 2
+    assert "cache directory" in result.stderr and "--cache-dir" in result.stderr and "Traceback" not in result.stderr
