@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 from . import events as ev
 from .cache.keys import tree_digest
 from .dockerfile import instructions as ins
-from .dockerfile.heredoc import ScriptFile, run_command
+from .dockerfile.heredoc import RunCommand, ScriptFile, run_command
 from .errors import DockerfileError, StepFailed
 from .image.model import Layer
 from .isolation import RunSpec, SandboxMount
@@ -31,13 +31,19 @@ if TYPE_CHECKING:
 NETWORKS = ("default", "none", "host")
 
 
-def execute_run(executor: StageExecutor, inst: ins.Run) -> Layer:
+def _read_step(executor: StageExecutor, inst: ins.Run) -> tuple[str, RunCommand, str, list[MountSpec]]:
+    """The RUN as the current stage state makes it: network mode, command, working directory, mounts."""
     network = _network(inst)
     command = run_command(inst, executor.shell, lambda text: executor.expand(inst, text))
-    config = executor.image.container_config
-    workdir = config.get("WorkingDir") or "/"
+    workdir = executor.image.container_config.get("WorkingDir") or "/"
     specs = [parse_mount(text, lambda value: executor.expand(inst, value), workdir)
              for text in inst.flag_values("mount")]
+    return network, command, workdir, specs
+
+
+def execute_run(executor: StageExecutor, inst: ins.Run) -> Layer:
+    network, command, workdir, specs = _read_step(executor, inst)
+    config = executor.image.container_config
     # ARG values (and the proxy build args) are visible to RUN as environment variables, but not kept.
     run_env = executor.step_env()
     run_env.setdefault("PATH", executor.default_path)
@@ -147,12 +153,8 @@ def run_cache_inputs(executor: StageExecutor, inst: ins.Run) -> dict:
     the stage's ARGs; the proxy build args are left out, as BuildKit leaves them out of its cache key), the user,
     working directory and network, and its mounts: each mount's options (a secret by its id, never its value; a
     cache mount by its id) and the content of bind-mount sources."""
-    network = _network(inst)
-    command = run_command(inst, executor.shell, lambda text: executor.expand(inst, text))
+    network, command, workdir, specs = _read_step(executor, inst)
     config = executor.image.container_config
-    workdir = config.get("WorkingDir") or "/"
-    specs = [parse_mount(text, lambda value: executor.expand(inst, value), workdir)
-             for text in inst.flag_values("mount")]
     env = executor.expansion_env()
     env.setdefault("PATH", executor.default_path)
     return {"instruction": "RUN", "argv": list(command.argv),
