@@ -20,7 +20,7 @@ from .dockerfile.heredoc import heredoc_content
 from .cache.keys import tree_digest
 from .errors import ContextError, DockerfileError, StepFailed
 from .image.model import Layer
-from .rootfs import RootFS, mounted_readonly, mounted_step
+from .rootfs import mounted_readonly, mounted_step
 from .rootfs.paths import clean, image_path_join, resolve_in_root
 from .users import UnknownUser, resolve_chown
 
@@ -141,7 +141,7 @@ def _operands(executor: StageExecutor, inst: ins.Copy) -> tuple[list[str], str]:
 def _source_root(executor: StageExecutor, inst: ins.Copy, flags: CopyFlags, stack: ExitStack) -> str:
     if flags.from_ref is None:
         return executor.s.context.root
-    rootfs = _from_rootfs(executor, inst, flags.from_ref)
+    rootfs = executor.source_rootfs(inst, flags.from_ref, "--from")
     return stack.enter_context(mounted_readonly(rootfs, executor.s.workspace))
 
 
@@ -323,23 +323,6 @@ class _StagingDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _from_rootfs(executor: StageExecutor, inst: ins.Instruction, ref: str) -> RootFS:
-    stage = executor.dockerfile.stage_by_name(ref)
-    if stage is None and ref.isdigit():
-        index = int(ref)
-        if index >= executor.stage.index:
-            raise DockerfileError(f"--from={ref} refers to a stage that is not before this one")
-        stage = executor.dockerfile.stages[index]
-    if stage is not None:
-        if stage.index >= executor.stage.index:
-            raise DockerfileError(f"--from={ref} refers to stage {stage.display_name}, which is not before "
-                                  "this one")
-        return executor.stages[stage.index].rootfs
-    if executor.s.image_rootfs is None:
-        raise DockerfileError(f"--from={ref}: no such stage")
-    return executor.s.image_rootfs(ref, inst)
-
-
 def copy_cache_inputs(executor: StageExecutor, inst: ins.Copy) -> dict | None:
     """What a COPY/ADD reads, for its cache key: its expanded operands and flags, and the content of its sources
     (context files after .dockerignore and --exclude, by content; a stage by its key; an image by its digest).
@@ -371,11 +354,9 @@ def copy_cache_inputs(executor: StageExecutor, inst: ins.Copy) -> dict | None:
 def _from_key(executor: StageExecutor, inst: ins.Instruction, ref: str) -> str:
     """A --from source for a cache key: a stage's final key, or an image's manifest digest. A stage that is not
     built yet gets a placeholder: the step misses and reports the error when it runs."""
-    stage = executor.dockerfile.stage_by_name(ref)
+    stage = executor.stage_named(ref)
     if stage is None and ref.isdigit():
-        stage = executor.dockerfile.stages[int(ref)] if int(ref) < len(executor.dockerfile.stages) else None
-        if stage is None:
-            return f"unknown stage {ref}"
+        return f"unknown stage {ref}"
     if stage is not None:
         result = executor.stages.get(stage.index)
         return result.key if result is not None and stage.index < executor.stage.index else f"stage {ref} not built"

@@ -159,6 +159,26 @@ class StageExecutor:
         except ValueError as exc:
             raise DockerfileError(str(exc), location=inst.location) from None
 
+    # --- other stages and images (COPY --from, RUN --mount from=) ------------------------------------------
+    def stage_named(self, ref: str) -> ins.Stage | None:
+        """The stage `ref` names, by name or index; None when it names an image. (The plan has already refused
+        a reference to this stage or a later one.)"""
+        stage = self.dockerfile.stage_by_name(ref)
+        if stage is None and ref.isdigit() and int(ref) < len(self.dockerfile.stages):
+            stage = self.dockerfile.stages[int(ref)]
+        return stage
+
+    def source_rootfs(self, inst: ins.Instruction, ref: str, flag: str) -> RootFS:
+        """The root that `flag`=`ref` reads: an earlier stage's, or an image's."""
+        stage = self.stage_named(ref)
+        if stage is not None:
+            if stage.index >= self.stage.index or stage.index not in self.stages:
+                raise DockerfileError(f"{flag}={ref} must name a stage before this one")
+            return self.stages[stage.index].rootfs
+        if self.s.image_rootfs is None:
+            raise DockerfileError(f"{flag}={ref}: no such stage")
+        return self.s.image_rootfs(ref, inst)
+
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self) -> StageResult:
         if "PATH" not in self.env_dict():

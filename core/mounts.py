@@ -35,7 +35,7 @@ from .dockerfile import instructions as ins
 from .errors import ContextError, DockerfileError, StepFailed
 from .isolation import SandboxMount
 from .options import BuildOptions, SecretSource
-from .rootfs import RootFS, mounted_readonly
+from .rootfs import mounted_readonly
 from .rootfs.overlay import mount, overlay_mount, umount
 from .rootfs.paths import clean, resolve_in_root
 
@@ -305,7 +305,7 @@ class MountPreparer:
     def _source_root(self, spec: MountSpec) -> tuple[str, str]:
         if not spec.from_:
             return str(self.executor.s.context.root), "the build context"
-        rootfs = source_rootfs(self.executor, self.inst, spec.from_)
+        rootfs = self.executor.source_rootfs(self.inst, spec.from_, "--mount from")
         return self.stack.enter_context(mounted_readonly(rootfs, self.executor.s.workspace)), f"{spec.from_!r}"
 
     def _visible_context(self, host_dir: str) -> str:
@@ -404,20 +404,6 @@ class MountPreparer:
         self._add(target, source=relay.path, readonly=False, file=True)
         # As BuildKit's ExecOp: the first ssh mount is the agent.
         self.out.agent_socket = self.out.agent_socket or target
-
-
-def source_rootfs(executor: StageExecutor, inst: ins.Instruction, ref: str) -> RootFS:
-    """The root of `from=`: an earlier stage (by name or index) or an image."""
-    stage = executor.dockerfile.stage_by_name(ref)
-    if stage is None and ref.isdigit() and int(ref) < len(executor.dockerfile.stages):
-        stage = executor.dockerfile.stages[int(ref)]
-    if stage is not None:
-        if stage.index >= executor.stage.index or stage.index not in executor.stages:
-            raise DockerfileError(f"--mount from={ref} must name a stage before this one")
-        return executor.stages[stage.index].rootfs
-    if executor.s.image_rootfs is None:
-        raise DockerfileError(f"--mount from={ref}: no such stage")
-    return executor.s.image_rootfs(ref, inst)
 
 
 @contextmanager
