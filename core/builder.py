@@ -21,6 +21,7 @@ from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
 from .errors import DockerfileError, DockyardError, OutputError, UsageError
 from .executor import PROXY_ARGS, BuildServices, StageExecutor, StageResult, StepRecord, created_time
+from .files import replace_file
 from .image.blobs import BlobStore
 from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer,
                           Platform)
@@ -374,9 +375,7 @@ class Builder:
                 continue
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(str(path) + ".tmp")
-                tmp.write_text(text + ("\n" if not text.endswith("\n") else ""))
-                os.replace(tmp, path)
+                replace_file(Path(path), (text + ("\n" if not text.endswith("\n") else "")).encode())
             except OSError as exc:
                 raise OutputError(f"cannot write {path}: {exc.strerror}", subject=str(path)) from None
 

@@ -76,7 +76,8 @@ def test_step_entries_round_trip_expire_and_need_their_blob(tmp_path):
     assert entry is not None and entry.layer == layer and entry.history == history
     assert entry.config == {"Env": ["A=1"]}
     assert cache.lookup("sha256:" + "b" * 64, store) is None
-    assert not [p for p in (tmp_path / "steps").iterdir() if p.name.startswith(".entry-")]
+    # Only the entry itself: no temporary file left behind.
+    assert [p.name for p in (tmp_path / "steps").iterdir()] == ["a" * 64 + ".json"]
     expired = StepCache(tmp_path / "steps", ttl=0.01)
     time.sleep(0.05)
     assert expired.lookup("sha256:" + "a" * 64, store) is None

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..files import replace_file
 from ..image.blobs import BlobStore
 from ..image.model import Descriptor, HistoryEntry, Layer
 
@@ -73,15 +73,7 @@ class StepCache:
 
     def record(self, entry: StepEntry) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".entry-")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(entry.to_json(), out, sort_keys=True)
-            os.replace(tmp, self._path(entry.key))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        replace_file(self._path(entry.key), json.dumps(entry.to_json(), sort_keys=True).encode(), 0o600)
 
     def entries(self) -> Iterator[tuple[Path, StepEntry]]:
         if not self.root.is_dir():

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import OutputError, UsageError
+from ..files import replace_file
 from .blobs import BlobStore
 from .model import OCI_INDEX, Descriptor, Image
 from .reference import parse_reference
@@ -160,14 +161,9 @@ def _write_blob_bytes(data: bytes, digest: str, blobs_dir: Path, dest: Path) -> 
 
 
 def _atomic_write(path: Path, data: bytes, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; layouts are usually shared with other tools and users
-        os.replace(tmp, path)
+        replace_file(path, data, 0o644)  # layouts are usually shared with other tools and users
     except OSError as exc:
-        _unlink(tmp)
         raise OutputError(f"cannot write {path.name} in the OCI layout {dest}: {exc.strerror}") from None
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import requests
 
 from ..errors import AuthenticationError, OutputError, RegistryError, UsageError
+from ..files import replace_file
 from .auth import proxies_for
 from .client import RegistryClient, describe_network_error
 from .credentials import (DOCKER_HUB_AUTH_KEYS, Credentials, CredentialStore, DockerConfigProvider, StaticProvider,
@@ -133,18 +133,7 @@ def write_config(path: Path, doc: dict) -> None:
     target = Path(os.path.realpath(path))
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as out:
-                os.fchmod(out.fileno(), 0o600)
-                json.dump(doc, out, indent="\t")
-                out.write("\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        replace_file(target, (json.dumps(doc, indent="\t") + "\n").encode(), 0o600, sync=True)
     except OSError as exc:
         raise OutputError(f"cannot write the docker config {path}: {exc.strerror}",
                           hint="check the directory's permissions, or set DOCKER_CONFIG to a writable directory") \
