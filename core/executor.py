@@ -23,6 +23,7 @@ from .image.blobs import BlobStore
 from .image.model import HistoryEntry, Image, Layer
 from .isolation import Runner
 from .mounts import MountSources
+from .options import go_duration
 from .rootfs import RootFS, Workspace, mounted_step
 from .rootfs.paths import image_path_join
 from .rootfs.snapshot import write_layer
@@ -522,9 +523,7 @@ _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_0
 
 def parse_duration_ns(text: str, flag: str) -> int:
     """Go duration syntax (`30s`, `1m30s`, `500ms`) to nanoseconds, as HEALTHCHECK stores them."""
-    import re
-
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
+    nanoseconds = go_duration(text, _DURATION_UNITS)
+    if nanoseconds is None:
         raise DockerfileError(f"invalid --{flag}={text}: expected a duration such as 30s or 1m30s")
-    return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+    return int(nanoseconds)

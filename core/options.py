@@ -314,18 +314,28 @@ def parse_key_values(items: list[str] | tuple[str, ...], what: str,
     return tuple(pairs)
 
 
-_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+def go_duration(text: str, scale: dict[str, float]) -> float | None:
+    """Go's duration syntax (`90s`, `1h30m`, `500ms`) with the units in `scale` (unit -> its value in the
+    caller's measure); None when `text` is not such a duration."""
+    import re
+
+    units = "|".join(sorted(scale, key=len, reverse=True))  # `ms` before `m` and `s`
+    parts = re.findall(rf"(\d+(?:\.\d+)?)({units})", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str, what: str) -> float:
     """A duration as kaniko's --cache-ttl takes it (Go syntax: `6h`, `1h30m`, `90s`), plus `d` and `w` days
     and weeks, which cache pruning wants."""
-    import re
-
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
+    seconds = go_duration(text.strip(), _DURATION_SECONDS)
+    if seconds is None:
         raise UsageError(f"invalid {what} {text!r}: expected a duration such as 90s, 6h, 1h30m or 7d")
-    return sum(float(n) * (0.001 if u == "ms" else _DURATION_SECONDS[u]) for n, u in parts)
+    return seconds
 
 
 def default_cache_root(environ: dict[str, str]) -> Path:
