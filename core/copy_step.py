@@ -52,9 +52,6 @@ class Target:
     path: str
     is_dir: bool
 
-    def file_path(self, name: str) -> str:
-        return posixpath.join(self.path, name) if self.is_dir else self.path
-
 
 class SourceFilter:
     """.dockerignore (context sources only) and --exclude (paths relative to the source being copied)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +88,3 @@ def new_entry(key: str, layer: Layer | None, history: HistoryEntry | None, confi
               instruction: str) -> StepEntry:
     return StepEntry(key=key, layer=layer, history=history, config=config, created=time.time(),
                      instruction=instruction)
-
-
-def remove_tree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from ..errors import RegistryError
 
@@ -100,11 +100,3 @@ class BlobStore:
         with self.writer() as w:
             w.write(data)
             return w.commit()
-
-    def iter_chunks(self, digest: str, chunk: int = CHUNK) -> Iterator[bytes]:
-        with self.open(digest) as f:
-            while True:
-                block = f.read(chunk)
-                if not block:
-                    return
-                yield block

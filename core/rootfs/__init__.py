@@ -15,12 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..image.blobs import BlobStore
-from ..image.compression import open_decompressed
 from ..cache.layers import chain_id
 from ..image.model import Layer
 from .overlay import overlay_mount, umount
-from .unpack import apply_layer
 
 
 class Workspace:
@@ -159,16 +156,3 @@ def mounted_readonly(rootfs: RootFS, workspace: Workspace) -> Iterator[str]:
     target = workspace.new_mountpoint()
     with overlay_mount(rootfs.lowers(workspace), target):
         yield target
-
-
-def unpack_layers(layers: tuple[Layer, ...], store: BlobStore, workspace: Workspace,
-                  on_layer: Callable[[Layer], None] | None = None) -> RootFS:
-    """Unpack image layers (bottom first) into their own layer directories."""
-    rootfs = RootFS()
-    for layer in layers:
-        with mounted_step(rootfs, workspace) as step, store.open(layer.digest) as raw:
-            apply_layer(open_decompressed(raw), step.merged, layer_name=f"layer {layer.digest}")
-        rootfs = rootfs.with_layer(step.upper)
-        if on_layer:
-            on_layer(layer)
-    return rootfs
