@@ -100,7 +100,8 @@ def directive_notes(dockerfile: ins.Dockerfile) -> list[str]:
             notes.append(f"dockyard uses its built-in Dockerfile frontend; the syntax directive ({value}) is not "
                          "fetched")
         elif name == "check":
-            notes.append(f"the check directive ({value}) is accepted; dockyard runs no build checks")
+            notes.append(f"the check directive ({value}) applies to the build checks, which run with "
+                         "`dockyard build --check` or `dockyard lint`")
     return notes
 
 
@@ -163,7 +164,7 @@ class Builder:
         epoch = opts.source_date_epoch
         tags = tuple(self._check_tags(opts.tags))
         dockerfile_path = opts.dockerfile_path
-        dockerfile = load_dockerfile(dockerfile_path, _display_path(dockerfile_path))
+        dockerfile = load_dockerfile(dockerfile_path, display_path(dockerfile_path))
         build_args = build_args_with_epoch(opts)
         used_args: set[str] = set()
         plan = make_plan(dockerfile, opts.target, build_args, used_args, platform=self.platform)
@@ -392,7 +393,8 @@ def _repo_tag(ref: Reference) -> str:
     return f"{name}:{ref.tag or 'latest'}"
 
 
-def _display_path(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """How messages and findings name a file: relative to the working directory when it is below it."""
     try:
         rel = os.path.relpath(path)
         return rel if not rel.startswith("..") else str(path)
