@@ -63,13 +63,12 @@ class RegistryCache:
         if "=" not in text and flag == "--cache-from":
             return cls(cls._checked_ref(text.strip(), text, flag))  # buildx: a bare reference is a registry cache
         values: dict[str, str] = {}
+        unexpected = []
         for item in _csv_fields(text, flag):
             key, eq, value = item.partition("=")
             key = key.strip().lower()
             if not eq or key not in _CACHE_KEYS[flag]:
-                raise UsageError(f"invalid {flag} {text!r}: unexpected {item!r}",
-                                 hint=f"the keys are {', '.join(_CACHE_KEYS[flag])}, e.g. "
-                                      f"{flag} type=registry,ref=registry.example.com/app:cache")
+                unexpected.append(item)
             values[key] = value.strip()
         kind = values.get("type", "registry")
         if kind == "local":
@@ -79,6 +78,10 @@ class RegistryCache:
         if kind != "registry":
             raise UsageError(f"invalid {flag} {text!r}: type={kind} is not supported; dockyard caches in a registry",
                              hint=f"e.g. {flag} type=registry,ref=registry.example.com/app:cache")
+        if unexpected:
+            raise UsageError(f"invalid {flag} {text!r}: unexpected {unexpected[0]!r}",
+                             hint=f"the keys are {', '.join(_CACHE_KEYS[flag])}, e.g. "
+                                  f"{flag} type=registry,ref=registry.example.com/app:cache")
         mode = values.get("mode", "min")
         if mode not in ("min", "max"):
             raise UsageError(f"invalid {flag} {text!r}: mode must be min or max")
