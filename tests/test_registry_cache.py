@@ -1,20 +1,23 @@
 """The registry cache's option parsing and format: --cache-from/--cache-to/--cache-repo values, the config
-round trip, and a corrupt or hostile cache config (read from the real registry) ignored with a warning."""
+round trip, a corrupt or hostile cache config (read from the real registry) ignored with a warning, and
+concurrent exports to one ref."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from dockyard.cache.remote import CACHE_CONFIG, cache_documents, import_caches
+from dockyard.cache.remote import CACHE_CONFIG, cache_documents, export_cache, import_caches, read_cache
 from dockyard.cache.store import new_entry
 from dockyard.errors import UsageError
 from dockyard.events import Events
 from dockyard.image.blobs import BlobStore
 from dockyard.image.model import Descriptor, HistoryEntry, Layer
+from dockyard.image.reference import parse_reference
 from dockyard.options import RegistryCache
 from dockyard.registry.client import RegistryClient
 
@@ -93,3 +96,19 @@ def test_corrupt_or_hostile_cache_is_ignored_with_a_warning(registry, tmp_path, 
     assert cache.lookup(KEY) is None
     warnings = [e.text for e in seen if getattr(e, "level", "") == "warning"]
     assert len(warnings) == 1 and f"ignoring the build cache {ref}" in warnings[0]
+
+
+def test_concurrent_exports_to_one_ref_leave_one_writers_complete_cache(registry, tmp_path):
+    store = BlobStore(tmp_path / "store")
+    client = RegistryClient()
+    ref = parse_reference(f"{registry.host}/cache/race:buildcache")
+    writers = []
+    for n in range(2):
+        blob = f"layer {n}".encode() * 1000
+        layer = Layer(Descriptor("application/vnd.oci.image.layer.v1.tar", store.put_bytes(blob), len(blob)), DIFF)
+        writers.append([new_entry(f"sha256:{n}" + "0" * 63, layer, None, {}, f"RUN {n}")])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(export_cache, client, store, ref, writers[i % 2]) for i in range(8)]:
+            future.result()
+    keys = [e.key for e in read_cache(client, ref, BlobStore(tmp_path / "fresh"))]
+    assert keys in ([e.key for e in writers[0]], [e.key for e in writers[1]])
