@@ -101,6 +101,15 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true",
                    help="run the build checks (as `dockyard lint`) first; stop before building when one is at or "
                         "above --fail-on")
+    b.add_argument("--cache-from", action="append", default=[], metavar="type=registry,ref=REF",
+                   help="take cached steps from the registry cache at REF (or a bare REF) when the local cache "
+                        "misses; a cache that cannot be read is a warning (repeatable)")
+    b.add_argument("--cache-to", action="append", default=[], metavar="type=registry,ref=REF[,mode=min|max]",
+                   help="write this build's steps as a registry cache at REF after the build: mode=min (default) "
+                        "the final image's steps, mode=max every stage's (repeatable)")
+    b.add_argument("--cache-repo", metavar="REGISTRY/REPOSITORY",
+                   help="kaniko's registry cache: read and write the cache at REGISTRY/REPOSITORY:cache "
+                        "(mode=max)")
     _add_findings_options(b)
     _add_lint_command(sub)
     _add_login_commands(sub)
@@ -172,10 +181,11 @@ def _add_login_commands(sub) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import (BuildOptions, OutputSpec, SecretSource, SshSource, parse_duration, parse_key_values,
-                          parse_registry_ca, parse_registry_client_cert)
+    from .options import (BuildOptions, OutputSpec, RegistryCache, SecretSource, SshSource, parse_duration,
+                          parse_key_values, parse_registry_ca, parse_registry_client_cert)
 
     context = Path(args.context)
+    cache_repo = (RegistryCache.from_cache_repo(args.cache_repo),) if args.cache_repo else ()
     return BuildOptions(
         context=context,
         dockerfile=Path(args.file) if args.file else None,
@@ -206,6 +216,8 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         no_cache=args.no_cache,
         cache_ttl=parse_duration(args.cache_ttl, "--cache-ttl") if args.cache_ttl else None,
+        cache_from=tuple(RegistryCache.parse(c, "--cache-from") for c in args.cache_from) + cache_repo,
+        cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
         environ=environ,
     )
 
