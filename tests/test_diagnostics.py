@@ -73,6 +73,24 @@ def test_undefined_var_leaves_the_base_images_environment_and_defaults_alone(tmp
     assert "UndefinedVar" not in {f.rule for f in findings}
 
 
+@pytest.mark.parametrize("text", [
+    "FROM scratch\nARG A=1 B=$A\nLABEL b=$B\n",  # an earlier definition on the same ARG line
+    "FROM busybox\nARG A=1 B=${A}-x C=${B}\n",
+    "FROM scratch\nARG A=1\nARG B=${A}-x\n",  # an earlier ARG
+    "ARG V=1\nFROM scratch\nARG V\nARG A=2 B=${V}.$A\n",  # a global ARG redeclared, then the same line
+])
+def test_arg_defaults_may_read_names_defined_before_them(tmp_path, text):
+    assert "UndefinedVar" not in {f.rule for f in check(tmp_path, text)}
+
+
+def test_arg_and_env_defaults_may_not_read_names_defined_after_them(tmp_path):
+    # ARG expands its definitions in order; ENV expands every pair with the values from before the line.
+    assert rules(check(tmp_path, "FROM scratch\nARG B=$A A=1\nENV C=1 D=$C\n")) >= \
+        {("UndefinedVar", 2), ("UndefinedVar", 3)}
+    [once] = [f for f in check(tmp_path, "FROM scratch\nARG B=$XX C=$XX\n") if f.rule == "UndefinedVar"]
+    assert "$XX" in once.message
+
+
 def test_duplicate_stage_name_is_an_error_finding_under_buildkits_name(tmp_path):
     [finding] = check(tmp_path, "FROM busybox AS a\nFROM busybox AS A\n")
     assert (finding.rule, finding.severity, finding.line) == ("DuplicateStageName", Severity.ERROR, 2)

@@ -129,16 +129,7 @@ class _Checker:
         shell_changed = False
         last_of_kind = {inst.keyword: inst for inst in stage.instructions if inst.keyword in _SINGLE_USE}
         for inst in stage.instructions:
-            defined = env | args | _ALWAYS_DEFINED
-            for name in sorted(_expanded_names(self, inst) - defined):
-                # A stage FROM an image may get any name from the image's environment: only names the
-                # Dockerfile defines elsewhere (a global ARG not redeclared here, another stage's ENV) are
-                # known to be missing.
-                if image_base and name not in self.declared_names:
-                    continue
-                hint = (" (a global ARG: declare it again with `ARG {0}` inside the stage)".format(name)
-                        if name in self.global_names else _suggestion(name, defined - _ALWAYS_DEFINED))
-                self.report("UndefinedVar", inst, f"Usage of undefined variable '${name}'{hint}")
+            self.check_undefined(inst, env, args, image_base)
             if isinstance(inst, ins.Arg):
                 for definition in inst.args:
                     args.add(definition.name)
@@ -169,6 +160,31 @@ class _Checker:
                                                                     "not be used in the same stage because only "
                                                                     "the last one will be used")
         return env, has_workdir
+
+    def check_undefined(self, inst: ins.Instruction, env: set[str], args: set[str], image_base: bool) -> None:
+        """UndefinedVar for each name `inst` expands that nothing defines before it. An ARG's defaults are
+        expanded one definition at a time, each seeing the ones before it (`ARG A=1 B=$A` gives B=1, as in the
+        executor's do_arg); any other instruction sees only what came before it (`ENV A=1 B=$A` reads the old A)."""
+        missing: dict[str, set[str]] = {}  # undefined name -> the names that were defined where it is read
+        if isinstance(inst, ins.Arg):
+            earlier = set(args)
+            for definition in inst.args:
+                if definition.default is not None:
+                    defined = env | earlier | _ALWAYS_DEFINED
+                    for name in self.referenced(definition.default) - defined:
+                        missing.setdefault(name, defined)
+                earlier.add(definition.name)
+        else:
+            defined = env | args | _ALWAYS_DEFINED
+            missing = dict.fromkeys(_expanded_names(self, inst) - defined, defined)
+        for name in sorted(missing):
+            # A stage FROM an image may get any name from the image's environment: only names the Dockerfile
+            # defines elsewhere (a global ARG not redeclared here, another stage's ENV) are known to be missing.
+            if image_base and name not in self.declared_names:
+                continue
+            hint = (" (a global ARG: declare it again with `ARG {0}` inside the stage)".format(name)
+                    if name in self.global_names else _suggestion(name, missing[name] - _ALWAYS_DEFINED))
+            self.report("UndefinedVar", inst, f"Usage of undefined variable '${name}'{hint}")
 
     def check_secret_name(self, inst: ins.Instruction, name: str) -> None:
         if _SECRET_NAME.search(name) and not _PUBLIC_NAME.search(name):
@@ -248,14 +264,13 @@ def _defined_names(inst: ins.Instruction) -> list[str]:
 
 
 def _expanded_names(checker: _Checker, inst: ins.Instruction) -> set[str]:
-    """The variables the builder expands in `inst` (RUN, CMD and ENTRYPOINT are left to the shell)."""
+    """The variables the builder expands in `inst` (RUN, CMD and ENTRYPOINT are left to the shell; an ARG's
+    defaults are checked one by one in `check_undefined`)."""
     texts: list[str] = []
     if isinstance(inst, ins.Env):
         texts = [value for _, value in inst.pairs]
     elif isinstance(inst, ins.Label):
         texts = [text for pair in inst.pairs for text in pair]
-    elif isinstance(inst, ins.Arg):
-        texts = [d.default for d in inst.args if d.default is not None]
     elif isinstance(inst, ins.Copy):
         texts = [*inst.sources, inst.dest, *(inst.flag_values("chown") + inst.flag_values("chmod"))]
     elif isinstance(inst, ins.Expose):
