@@ -35,6 +35,7 @@ def rules(findings: list[Finding]) -> set[tuple[str, int | None]]:
 @pytest.mark.parametrize("rule, bad, good", [
     ("UndefinedArgInFrom", "FROM busybox:${TAG}\n", "ARG TAG=1\nFROM busybox:${TAG}\n"),
     ("UndefinedVar", "ARG DIR=/app\nFROM busybox\nWORKDIR $DIR\n", "ARG DIR=/app\nFROM busybox\nARG DIR\nWORKDIR $DIR\n"),
+    ("InvalidDefaultArgInFrom", "ARG TAG\nFROM busybox:${TAG}\n", "ARG TAG=1\nFROM busybox:${TAG}\n"),
     ("StageNameCasing", "FROM busybox AS Build\n", "FROM busybox AS build\n"),
     ("FromAsCasing", "FROM busybox as build\n", "FROM busybox AS build\n"),
     ("JSONArgsRecommended", "FROM busybox\nCMD echo hi\n", 'FROM busybox\nCMD ["echo", "hi"]\n'),
@@ -89,6 +90,26 @@ def test_arg_and_env_defaults_may_not_read_names_defined_after_them(tmp_path):
         {("UndefinedVar", 2), ("UndefinedVar", 3)}
     [once] = [f for f in check(tmp_path, "FROM scratch\nARG B=$XX C=$XX\n") if f.rule == "UndefinedVar"]
     assert "$XX" in once.message
+
+
+@pytest.mark.parametrize("text", [  # docker's documented good forms, and a stage named through an ARG
+    "ARG VARIANT\nFROM busybox:stable${VARIANT}\n",
+    "ARG TAG\nFROM alpine:${TAG:-3.14}\n",
+    "ARG STAGE=build\nFROM busybox AS build\nFROM ${STAGE}\n",
+])
+def test_from_valid_with_the_arg_defaults_is_not_reported(tmp_path, text):
+    assert "InvalidDefaultArgInFrom" not in {f.rule for f in check(tmp_path, text)}
+
+
+def test_from_that_needs_a_build_arg_is_a_warning_not_a_broken_dockerfile(tmp_path):
+    text = "ARG BASE\nFROM ${BASE}\nRUN true\n"
+    assert [(f.rule, f.severity, f.line) for f in check(tmp_path, text)] == \
+        [("InvalidDefaultArgInFrom", Severity.WARNING, 2)]
+    # Given the build arg, the plan runs (BuildKit still warns: the defaults alone do not make a build).
+    given = check(tmp_path, text, build_args={"BASE": "busybox", "EXTRA": "1"})
+    assert {f.rule for f in given} == {"InvalidDefaultArgInFrom", "UnusedBuildArg"}
+    # Given as empty, the build cannot work: that is the plan's error.
+    assert ("InvalidDockerfile", 2) in rules(check(tmp_path, text, build_args={"BASE": ""}))
 
 
 def test_duplicate_stage_name_is_an_error_finding_under_buildkits_name(tmp_path):

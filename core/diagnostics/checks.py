@@ -16,10 +16,11 @@ from ..builder import unused_build_args
 from ..context import DockerIgnore
 from ..dockerfile import instructions as ins
 from ..dockerfile.expand import Expander
-from ..errors import DockerfileError
+from ..errors import DockerfileError, UsageError
 from ..image.model import Platform
+from ..image.reference import parse_reference
 from ..mounts import mount_from_refs
-from ..plan import make_plan, predefined_args
+from ..plan import global_arg_values, make_plan, predefined_args
 from .model import Finding, Severity, buildkit_help_url
 
 # dockyard's own rules (BuildKit has no check for these).
@@ -98,13 +99,44 @@ class _Checker:
 
     # --- global scope and stage names ----------------------------------------------------------------------
     def check_from_args(self) -> None:
-        known = self.global_names | set(predefined_args(Platform(), Platform(), ""))
+        predefined = predefined_args(Platform(), Platform(), "")
+        known = self.global_names | set(predefined)
+        try:
+            defaults = global_arg_values(self.dockerfile, {}, set(), predefined)
+        except DockerfileError:
+            defaults = None  # a malformed default: the plan reports it at its line
         for stage in self.dockerfile.stages:
             base = stage.base
             for text in (base.image, base.platform or ""):
                 for name in sorted(self.referenced(text) - known):
                     self.report("UndefinedArgInFrom", base, f"FROM argument '{name}' is not declared"
                                 + _suggestion(name, known) + " (declare it with ARG before the first FROM)")
+            if defaults is not None and self.referenced(base.image) and not self._valid_base(base.image, defaults):
+                self.report("InvalidDefaultArgInFrom", base, f"Default value for ARG {base.image} results in empty "
+                                                             "or invalid base image name (give the ARG a default "
+                                                             "or use ${NAME:-default})")
+
+    def _valid_base(self, image: str, defaults: Mapping[str, str]) -> bool:
+        """Whether the FROM image, expanded with the global ARGs' defaults only (no --build-arg), names a stage,
+        scratch or a well-formed image reference: BuildKit's InvalidDefaultArgInFrom test."""
+        try:
+            expanded = self.expander.expand_word(image, defaults)
+        except ValueError:
+            return True  # malformed: the plan reports it
+        if expanded.lower() in {s.name for s in self.dockerfile.stages if s.name} | {"scratch"}:
+            return True
+        try:
+            parse_reference(expanded)
+        except UsageError:
+            return False
+        return True
+
+    def from_needs_build_arg(self, line: int | None, build_args: Mapping[str, str]) -> bool:
+        """Whether the FROM at `line` was reported by InvalidDefaultArgInFrom and none of its ARGs is given:
+        its image is then only known at build time, which the warning already says."""
+        stage = next((s for s in self.dockerfile.stages if s.base.location.start_line == line), None)
+        return stage is not None and not (self.referenced(stage.base.image) & set(build_args)) and any(
+            f.rule == "InvalidDefaultArgInFrom" and f.line == line for f in self.findings)
 
     def check_stage_name(self, stage: ins.Stage) -> None:
         base = stage.base
@@ -229,7 +261,10 @@ class _Checker:
         try:
             plan = make_plan(self.dockerfile, target, build_args, used)
         except DockerfileError as exc:
-            self.findings.append(finding_for_dockerfile_error(exc))
+            # Linting without the --build-arg a FROM needs is not a broken Dockerfile; the plan-based checks
+            # below need a plan, so they are skipped then.
+            if not self.from_needs_build_arg(exc.location.start_line if exc.location else None, build_args):
+                self.findings.append(finding_for_dockerfile_error(exc))
             return
         needed = {p.stage.index for p in plan.stages}
         target_stage = self.dockerfile.stages[plan.target_index].display_name
