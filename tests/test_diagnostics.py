@@ -183,6 +183,21 @@ def test_hadolint_findings_are_mapped_and_its_own_ignores_work(tmp_path):
     assert dl3000.help_url == "https://github.com/hadolint/hadolint/wiki/DL3000" and dl3000.column == 1
 
 
+@needs_hadolint
+def test_syntax_hadolint_cannot_parse_is_a_note_not_an_error(tmp_path):
+    # Valid for BuildKit; hadolint 2.12 stops at an instruction right after a heredoc (hadolint/hadolint#960).
+    findings = check(tmp_path, """
+        FROM busybox
+        RUN <<EOF
+        echo hi
+        EOF
+        RUN cd /tmp && echo again
+    """, hadolint=True)
+    [note] = [f for f in findings if f.source == "hadolint"]
+    assert (note.rule, note.severity) == ("HadolintUnavailable", Severity.INFO)
+    assert "could not parse line 5" in note.message
+
+
 def test_a_broken_hadolint_is_a_note_not_a_failure(tmp_path):
     from dockyard.diagnostics.hadolint import hadolint_findings
 

@@ -15,6 +15,10 @@ from pathlib import Path
 from .model import Finding, Severity, hadolint_help_url
 
 UNAVAILABLE = "HadolintUnavailable"
+# hadolint's "could not parse the Dockerfile" rule. Only Dockerfiles dockyard's parser (BuildKit's grammar)
+# accepted reach hadolint, so this is hadolint's parser lacking syntax BuildKit has (hadolint/hadolint#960,
+# hadolint/language-docker#99: an instruction right after a heredoc; EXPOSE .../sctp; durations like 1m30s).
+_PARSE_ERROR = "DL1000"
 _TIMEOUT = 60
 _LEVELS = {"error": Severity.ERROR, "warning": Severity.WARNING, "info": Severity.INFO, "style": Severity.INFO}
 
@@ -27,8 +31,9 @@ def find_hadolint() -> str | None:
 
 
 def hadolint_findings(dockerfile: Path, display_path: str, binary: str | None = None) -> list[Finding]:
-    """hadolint's findings for `dockerfile`, named `display_path`. A missing or broken hadolint is one INFO
-    finding saying so: linting goes on with dockyard's own checks."""
+    """hadolint's findings for `dockerfile` (which dockyard's parser accepted), named `display_path`. A missing
+    or broken hadolint, or one that cannot parse the file, is one INFO finding saying so: linting goes on
+    with dockyard's own checks."""
     binary = binary or find_hadolint()
     if binary is None:
         return [_note(display_path, "hadolint is not installed, so its style checks were skipped "
@@ -43,11 +48,17 @@ def hadolint_findings(dockerfile: Path, display_path: str, binary: str | None = 
         items = json.loads(done.stdout)
         if not isinstance(items, list):
             raise ValueError("not a list")
-        return [_finding(item, display_path) for item in items]
+        findings = [_finding(item, display_path) for item in items]
     except (ValueError, KeyError, TypeError):
         detail = (done.stderr or done.stdout).strip().splitlines()
         return [_note(display_path, f"hadolint failed (exit {done.returncode}"
                                     + (f": {detail[-1]}" if detail else "") + "), so its style checks were skipped")]
+    unparsed = next((f for f in findings if f.rule == _PARSE_ERROR), None)
+    if unparsed is not None:
+        return [_note(display_path, f"hadolint could not parse line {unparsed.line} "
+                                    f"({unparsed.message.splitlines()[0]}), syntax BuildKit and dockyard accept, "
+                                    "so its style checks were skipped")]
+    return findings
 
 
 def _finding(item: dict, display_path: str) -> Finding:
