@@ -94,6 +94,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "when it is not set, so the same inputs give the same image digest")
     b.add_argument("--work-dir", metavar="DIR", help="scratch space for the build (default /var/tmp)")
     _add_cache_dir(b)
+    b.add_argument("--isolation", choices=("auto", "namespaces", "proot"), default="auto",
+                   help="how RUN is isolated: namespaces (root with CAP_SYS_ADMIN, overlayfs) or proot (no "
+                        "privileges; snapshots by scanning); auto picks the best this environment allows")
     b.add_argument("--no-cache", action="store_true",
                    help="run every step instead of taking it from the cache (results are still recorded)")
     b.add_argument("--cache-ttl", metavar="DURATION",
@@ -174,7 +177,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         reproducible=args.reproducible,
         work_dir=Path(args.work_dir) if args.work_dir else None,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        no_cache=args.no_cache,
+        no_cache=args.no_cache, isolation=args.isolation,
         cache_ttl=parse_duration(args.cache_ttl, "--cache-ttl") if args.cache_ttl else None,
         environ=environ,
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Protocol
 
 from .errors import StepFailed
+from .rootfs import ownership
 from .rootfs.paths import PathEscape, clean, resolve_in_root
 from .rootfs.unpack import LayerError, remove_path, write_member
 
@@ -166,7 +167,7 @@ class Copier:
                 raise StepFailed(f"cannot create directory {current}: a file is in the way")
             os.mkdir(host, 0o755)
             uid, gid = self.options.owner or (0, 0)
-            os.chown(host, uid, gid)
+            ownership.chown(host, uid, gid)
         return resolve_in_root(self.root, image_path)
 
     def copy(self, source: str, dest_host: str) -> None:
@@ -232,20 +233,20 @@ class Copier:
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(source), dest_host)
         elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
-            os.mknod(dest_host, st.st_mode, st.st_rdev)
+            ownership.mknod(dest_host, st.st_mode, st.st_rdev)
         else:
             return  # sockets are skipped, as docker does
         self._set_metadata(source, dest_host, st)
 
-    def owner_for(self, st: os.stat_result) -> tuple[int, int]:
+    def owner_for(self, source: str, st: os.stat_result) -> tuple[int, int]:
         if self.options.owner is not None:
             return self.options.owner
         if self.options.keep_source_owner:
-            return st.st_uid, st.st_gid
+            return ownership.image_owner(source, st)
         return 0, 0
 
     def _set_metadata(self, source: str, dest_host: str, st: os.stat_result) -> None:
-        os.chown(dest_host, *self.owner_for(st), follow_symlinks=False)
+        ownership.chown(dest_host, *self.owner_for(source, st))
         # BuildKit copies xattrs (user.*, security.capability) from the context and from stages alike.
         for name in _xattr_names(source):
             try:

@@ -254,6 +254,7 @@ class BuildOptions:
     blob_dir: Path | None = None
     # --cache-dir: the root of the local cache (unpacked layers, step cache, blobs); default ~/.cache/dockyard.
     cache_dir: Path | None = None
+    isolation: str = "auto"  # --isolation auto|namespaces|proot (isolation/detect.py)
     no_cache: bool = False  # --no-cache: look nothing up (results are still recorded for later builds)
     cache_ttl: float | None = None  # --cache-ttl, seconds: older step cache entries are misses
     max_parallel_transfers: int = 4

@@ -1,4 +1,5 @@
-"""Turning a step's overlay upper directory into a layer blob, in one streaming pass.
+"""Turning a step's change set into a layer blob, in one streaming pass: an overlay upper directory, or the
+changes a scan of a directory root found (scan.py); both go through the same tar writer.
 
 The upper directory holds exactly what the step changed (overlayfs copied up what was modified, marked what
 was deleted), so the layer is made by walking that directory alone, never the whole root filesystem.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from ..image.blobs import BlobStore
 from ..image.compression import compressor
 from ..image.model import Descriptor, Layer
+from .ownership import Ownership
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -80,25 +82,58 @@ def _is_opaque(path: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Change:
+    """One entry of a scanned change set: `rel` is the root-relative path; a deleted path becomes a whiteout.
+    `ownership` is what the image says when the host file cannot show it (ownership.py)."""
+
+    rel: str
+    deleted: bool = False
+    ownership: Ownership | None = None
+
+
 def write_layer(upper: str, store: BlobStore, *, compression: str = "gzip", level: int | None = None,
                 source_date_epoch: int | None = None) -> tuple[Layer, LayerStats]:
-    """Write the change set in `upper` as a compressed layer into `store`. With `source_date_epoch`, no entry
-    is dated later than it (BuildKit's rewrite-timestamp), so a rebuild gives the same bytes."""
+    """Write the change set in `upper` (an overlay upper directory) as a compressed layer into `store`. With
+    `source_date_epoch`, no entry is dated later than it (BuildKit's rewrite-timestamp), so a rebuild gives
+    the same bytes."""
+    def entries(archive: tarfile.TarFile, seen_inodes: dict) -> int:
+        return sum(_add_entry(archive, upper, rel, seen_inodes, source_date_epoch) for rel in _walk(upper))
+
+    return _write(entries, store, compression, level)
+
+
+def write_changes(root: str, changes: list[Change], store: BlobStore, *, compression: str = "gzip",
+                  level: int | None = None, source_date_epoch: int | None = None,
+                  deleted_mtime: int = 0) -> tuple[Layer, LayerStats]:
+    """Write scanned `changes` (parents before children) of the directory `root` as a layer into `store`."""
+    def entries(archive: tarfile.TarFile, seen_inodes: dict) -> int:
+        count = 0
+        for change in changes:
+            if change.deleted:
+                parent, _, name = change.rel.rpartition("/")
+                archive.addfile(_marker(f"{parent}/.wh.{name}" if parent else f".wh.{name}", deleted_mtime))
+                count += 1
+            else:
+                count += _add_entry(archive, root, change.rel, seen_inodes, source_date_epoch, change.ownership)
+        return count
+
+    return _write(entries, store, compression, level)
+
+
+def _write(entries, store: BlobStore, compression: str, level: int | None) -> tuple[Layer, LayerStats]:
     comp, media_type = compressor(compression, level)
-    entries = 0
     with store.writer() as blob:
         sink = _TarSink(blob, comp)
         # PAX carries long names and xattrs; names of users/groups are left out (they belong to this host).
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
                           errors="surrogateescape") as archive:
-            seen_inodes: dict[tuple[int, int], str] = {}
-            for rel in _walk(upper):
-                entries += _add_entry(archive, upper, rel, seen_inodes, source_date_epoch)
+            count = entries(archive, {})
         diff_id = sink.finish()
         digest = blob.commit()
         size = blob.size
     layer = Layer(Descriptor(media_type, digest, size), diff_id)
-    return layer, LayerStats(entries, sink.size)
+    return layer, LayerStats(count, sink.size)
 
 
 def _walk(top: str, rel: str = ""):
@@ -120,7 +155,7 @@ def _marker(name: str, mtime: int) -> tarfile.TarInfo:
 
 
 def _add_entry(archive: tarfile.TarFile, upper: str, rel: str, seen_inodes: dict,
-               source_date_epoch: int | None) -> int:
+               source_date_epoch: int | None, ownership: Ownership | None = None) -> int:
     path = os.path.join(upper, rel)
     st = os.lstat(path)
     parent, _, name = rel.rpartition("/")
@@ -132,7 +167,7 @@ def _add_entry(archive: tarfile.TarFile, upper: str, rel: str, seen_inodes: dict
         return 1
     info = tarfile.TarInfo(rel)
     info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uid, info.gid = (ownership.uid, ownership.gid) if ownership else (st.st_uid, st.st_gid)
     info.uname = info.gname = ""
     info.mtime = mtime
     xattrs = _xattrs(path)
@@ -149,6 +184,12 @@ def _add_entry(archive: tarfile.TarFile, upper: str, rel: str, seen_inodes: dict
     if stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(path)
+        archive.addfile(info)
+        return count
+    if ownership is not None and ownership.device is not None:
+        # An empty file standing in for a device node the host user could not create.
+        kind, info.devmajor, info.devminor = ownership.device
+        info.type = tarfile.CHRTYPE if kind == "c" else tarfile.BLKTYPE
         archive.addfile(info)
         return count
     if stat.S_ISREG(st.st_mode):

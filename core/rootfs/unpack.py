@@ -15,6 +15,7 @@ import tarfile
 from typing import BinaryIO, Callable
 
 from ..errors import DockyardError
+from . import ownership
 from .paths import PathEscape, clean, resolve_in_root
 
 WHITEOUT_PREFIX = ".wh."
@@ -154,7 +155,7 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
         return  # a hard link shares its target's metadata
     elif member.ischr() or member.isblk():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        os.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        ownership.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
     elif member.isfifo():
         os.mkfifo(target, 0o600)
     else:
@@ -163,7 +164,7 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
 
 
 def _apply_metadata(member: tarfile.TarInfo, target: str, mode: int) -> None:
-    os.chown(target, member.uid, member.gid, follow_symlinks=False)
+    ownership.chown(target, member.uid, member.gid)
     for key, value in member.pax_headers.items():
         if key.startswith(_XATTR_PREFIX):
             name = key[len(_XATTR_PREFIX):]

@@ -1,0 +1,164 @@
+"""The same Dockerfile built in the three environments dockyard runs in gives the same image:
+
+(a) root with CAP_SYS_ADMIN (namespaces + overlayfs), (b) root without CAP_SYS_ADMIN and without user
+namespaces (a container's default profile: proot, directory roots, scan snapshots), (c) an unprivileged uid
+(proot, ownership kept in the scan index). Images are compared by their flattened filesystems (our own reading
+of the OCI layout's layer tars, whiteouts applied) and their configs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import write_context
+
+DOCKERFILE = """\
+FROM {base}
+COPY --chown=1000:2000 app.txt /srv/app.txt
+COPY tool /usr/local/bin/tool
+RUN mkdir -p /data/sub /gone /swap && echo hi > /data/sub/f && echo bye > /gone/x && echo d > /swap/inner \\
+ && chown -R 33:44 /data && chmod 4755 /usr/local/bin/tool && chmod 2750 /data/sub \\
+ && ln -s /data/sub/f /data/link && ln /data/sub/f /data/hard
+RUN rm -rf /gone /bin/true && rm -rf /swap && echo now-a-file > /swap && chown 7:8 /swap
+"""
+
+# (c) cannot give RUN's own chown effect: proot -0 makes chown succeed without doing anything (Debian's proot
+# 5.1 records nothing), so those paths come out as the step user's (root). See README "Execution modes".
+RUN_CHOWNED = {"data", "data/sub", "data/sub/f", "data/link", "data/hard", "swap"}
+
+
+def _dockyard_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dockyard", *args]
+
+
+def _run(cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true",
+                                                                                 **(env or {})})
+
+
+def _flatten(layout: Path) -> tuple[dict, dict]:
+    """(path -> metadata) of the image in an OCI layout, and its config without layer digests and times."""
+    def blob(digest: str) -> bytes:
+        return (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads(blob(index["manifests"][0]["digest"]))
+    config = json.loads(blob(manifest["config"]["digest"]))
+    files: dict[str, tuple] = {}
+    for layer in manifest["layers"]:
+        data = blob(layer["digest"])
+        if layer["mediaType"].endswith("gzip"):
+            data = gzip.decompress(data)
+        import io
+
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for m in tar:
+                name = m.name.strip("/").removeprefix("./")
+                parent, _, base = name.rpartition("/")
+                if base == ".wh..wh..opq":
+                    for key in [k for k in files if k.startswith(parent + "/")]:
+                        del files[key]
+                    continue
+                if base.startswith(".wh."):
+                    gone = f"{parent}/{base[4:]}".strip("/")
+                    for key in [k for k in files if k == gone or k.startswith(gone + "/")]:
+                        del files[key]
+                    continue
+                if not m.isdir():
+                    for key in [k for k in files if k.startswith(name + "/")]:
+                        del files[key]
+                content = hashlib.sha256(tar.extractfile(m).read()).hexdigest() if m.isreg() else None
+                kind = "hardlink" if m.islnk() else m.type
+                files[name] = (kind, oct(m.mode), m.uid, m.gid, content,
+                               m.linkname if (m.issym() or m.islnk()) else None, m.devmajor, m.devminor)
+    config.pop("created", None)
+    config["rootfs"] = len(config["rootfs"]["diff_ids"])
+    config["history"] = [h.get("created_by") for h in config["history"]]
+    return files, config
+
+
+@pytest.fixture(scope="module")
+def context(busybox_base, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("modes")
+    ctx = write_context(root / "ctx", {"Dockerfile": DOCKERFILE.format(base=busybox_base), "app.txt": "app\n",
+                                       "tool": "#!/bin/sh\necho tool\n"})
+    for path in (root, *root.parents):
+        if str(path) in ("/", "/tmp"):
+            break
+        os.chmod(path, os.stat(path).st_mode | 0o005)
+    os.chmod(ctx / "tool", 0o755)
+    return ctx
+
+
+def _build(ctx: Path, out: Path, wrap=lambda cmd: cmd, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = _dockyard_cmd("build", "--progress=plain", "--output", f"type=oci,dest={out}", str(ctx))
+    return _run(wrap(cmd), env)
+
+
+def test_root_with_and_without_cap_sys_admin_give_the_same_image(context, tmp_path):
+    privileged = _build(context, tmp_path / "a")
+    assert privileged.returncode == 0, privileged.stderr
+    assert "isolation: namespaces" in privileged.stderr
+
+    inner = " ".join(shlex.quote(a) for a in _dockyard_cmd("build", "--progress=plain", "--output",
+                                                            f"type=oci,dest={tmp_path / 'b'}", str(context)))
+    # The reference's recipe, with every uid mapped (a container's root owns all ids; a map of root alone
+    # would refuse any chown): max_user_namespaces=0 holds inside this namespace only, so the host is untouched.
+    script = ("echo 0 > /proc/sys/user/max_user_namespaces && capsh --drop=cap_sys_admin -- -c "
+              + shlex.quote(f"unshare -m true 2>/dev/null && echo UNSHARE-WORKED; {inner}"))
+    confined = _run(["unshare", "-U", "--map-users=0:0:65536", "--map-groups=0:0:65536", "--mount",
+                     "sh", "-c", script])
+    assert confined.returncode == 0, confined.stderr
+    assert "UNSHARE-WORKED" not in confined.stdout
+    assert "isolation: proot (no mount namespace allowed" in confined.stderr
+    assert "snapshot: scanned" in confined.stderr
+
+    files_a, config_a = _flatten(tmp_path / "a")
+    files_b, config_b = _flatten(tmp_path / "b")
+    assert files_a["srv/app.txt"][2:4] == (1000, 2000)
+    assert files_a["data/sub/f"][2:4] == (33, 44) and files_a["data/sub"][1] == oct(0o2750)
+    assert files_a["usr/local/bin/tool"][1] == oct(0o4755)
+    assert files_a["swap"][0] == tarfile.REGTYPE and "gone/x" not in files_a and "bin/true" not in files_a
+    assert {k: v for k, v in files_b.items() if not k.startswith(("proc", "sys", "dev"))} == \
+        {k: v for k, v in files_a.items() if not k.startswith(("proc", "sys", "dev"))}
+    assert config_b == config_a
+
+
+def test_an_unprivileged_user_gets_the_same_image_but_runs_chown(context, tmp_path):
+    uid = 65534
+    probe = _run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c",
+                  "import dockyard.cli"])
+    if probe.returncode != 0:
+        pytest.skip(f"uid {uid} cannot load dockyard: {probe.stderr.strip()[-200:]}")
+    privileged = _build(context, tmp_path / "a")
+    assert privileged.returncode == 0, privileged.stderr
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, uid, uid)
+    os.chown(tmp_path, uid, uid)
+    user = _build(context, tmp_path / "c", lambda cmd: ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                                        "--clear-groups", *cmd],
+                  env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)})
+    assert user.returncode == 0, user.stderr
+    assert "isolation: proot (not root" in user.stderr
+    files_a, config_a = _flatten(tmp_path / "a")
+    files_c, config_c = _flatten(tmp_path / "c")
+    assert config_c == config_a
+    for name in set(files_a) | set(files_c):
+        if name.startswith(("proc", "sys", "dev")):
+            continue
+        a, c = files_a.get(name), files_c.get(name)
+        if name in RUN_CHOWNED:
+            assert c[2:4] == (0, 0) and c[:2] == a[:2] and c[4:] == a[4:], name
+        else:
+            assert c == a, name
