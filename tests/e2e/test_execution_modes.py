@@ -17,10 +17,13 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests.e2e.helpers import write_context
+from tests.support.users import open_directory, owned_directory
+from tests.support.userns import run_as_namespace_root
 
 DOCKERFILE = """\
 FROM {base}
@@ -88,20 +91,16 @@ def _flatten(layout: Path) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def context(busybox_base, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("modes")
-    ctx = write_context(root / "ctx", {"Dockerfile": DOCKERFILE.format(base=busybox_base), "app.txt": "app\n",
-                                       "tool": "#!/bin/sh\necho tool\n"})
-    for path in (root, *root.parents):
-        if str(path) in ("/", "/tmp"):
-            break
-        os.chmod(path, os.stat(path).st_mode | 0o005)
-    os.chmod(ctx / "tool", 0o755)
-    return ctx
+def context(busybox_base) -> Iterator[Path]:
+    with open_directory("dockyard-modes-") as root:
+        ctx = write_context(root / "ctx", {"Dockerfile": DOCKERFILE.format(base=busybox_base),
+                                           "app.txt": "app\n", "tool": "#!/bin/sh\necho tool\n"})
+        os.chmod(ctx / "tool", 0o755)
+        yield ctx
 
 
 def _build(ctx: Path, out: Path, wrap=lambda cmd: cmd, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = _dockyard_cmd("build", "--progress=plain", "--output", f"type=oci,dest={out}", str(ctx))
+    cmd = _dockyard_cmd("build", "--progress=plain", "--no-cache", "--output", f"type=oci,dest={out}", str(ctx))
     return _run(wrap(cmd), env)
 
 
@@ -110,14 +109,13 @@ def test_root_with_and_without_cap_sys_admin_give_the_same_image(context, tmp_pa
     assert privileged.returncode == 0, privileged.stderr
     assert "isolation: namespaces" in privileged.stderr
 
-    inner = " ".join(shlex.quote(a) for a in _dockyard_cmd("build", "--progress=plain", "--output",
+    inner = " ".join(shlex.quote(a) for a in _dockyard_cmd("build", "--progress=plain", "--no-cache", "--output",
                                                             f"type=oci,dest={tmp_path / 'b'}", str(context)))
-    # The reference's recipe, with every uid mapped (a container's root owns all ids; a map of root alone
-    # would refuse any chown): max_user_namespaces=0 holds inside this namespace only, so the host is untouched.
+    # The reference's recipe, as a container's root that owns ids 0..65535 (tests/support/userns.py):
+    # max_user_namespaces=0 holds inside that user namespace only, so the host is untouched.
     script = ("echo 0 > /proc/sys/user/max_user_namespaces && capsh --drop=cap_sys_admin -- -c "
               + shlex.quote(f"unshare -m true 2>/dev/null && echo UNSHARE-WORKED; {inner}"))
-    confined = _run(["unshare", "-U", "--map-users=0:0:65536", "--map-groups=0:0:65536", "--mount",
-                     "sh", "-c", script])
+    confined = run_as_namespace_root(["sh", "-c", script], env={**os.environ, "CI": "true"})
     assert confined.returncode == 0, confined.stderr
     assert "UNSHARE-WORKED" not in confined.stdout
     assert "isolation: proot (no mount namespace allowed" in confined.stderr
@@ -142,17 +140,17 @@ def test_an_unprivileged_user_gets_the_same_image_but_runs_chown(context, tmp_pa
         pytest.skip(f"uid {uid} cannot load dockyard: {probe.stderr.strip()[-200:]}")
     privileged = _build(context, tmp_path / "a")
     assert privileged.returncode == 0, privileged.stderr
-    home = tmp_path / "home"
-    home.mkdir()
-    os.chown(home, uid, uid)
-    os.chown(tmp_path, uid, uid)
-    user = _build(context, tmp_path / "c", lambda cmd: ["setpriv", f"--reuid={uid}", f"--regid={uid}",
-                                                        "--clear-groups", *cmd],
-                  env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)})
-    assert user.returncode == 0, user.stderr
+    with open_directory("dockyard-user-") as shared:
+        home = owned_directory(shared, "home", uid, uid)
+        out = owned_directory(shared, "out", uid, uid)
+        user = _build(context, out / "c", lambda cmd: ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                                         "--clear-groups", *cmd],
+                      env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
+                           "DOCKYARD_WORK_DIR": str(home)})
+        assert user.returncode == 0, user.stderr
+        files_c, config_c = _flatten(out / "c")
     assert "isolation: proot (not root" in user.stderr
     files_a, config_a = _flatten(tmp_path / "a")
-    files_c, config_c = _flatten(tmp_path / "c")
     assert config_c == config_a
     for name in set(files_a) | set(files_c):
         if name.startswith(("proc", "sys", "dev")):
