@@ -109,6 +109,11 @@ def directive_notes(dockerfile: ins.Dockerfile) -> list[str]:
     return notes
 
 
+def scratch_parent(opts: BuildOptions) -> Path:
+    """Where a build makes its scratch directory (--work-dir, DOCKYARD_WORK_DIR, else /var/tmp)."""
+    return opts.work_dir or Path(opts.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
+
+
 class Builder:
     def __init__(self, options: BuildOptions, *, events: ev.Events = ev.NULL_EVENTS,
                  runner: Runner | None = None, client=None):
@@ -177,9 +182,9 @@ class Builder:
                                          stages=len(plan.stages), steps=plan.step_count))
         for note in directive_notes(dockerfile):
             self.events.emit(ev.Message(level="info", text=note))
-        work_parent = opts.work_dir or Path(opts.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
+        work_parent = scratch_parent(opts)
         work_parent.mkdir(parents=True, exist_ok=True)
-        mode = choose(probe(str(work_parent)), opts.isolation)
+        mode = choose(probe(str(work_parent)), opts.isolation, reentry=False)
         self.events.emit(ev.Message(level="info", text=f"isolation: {mode.name} ({mode.reason})"))
         if mode.name == "namespaces":
             enter_private_mount_namespace()

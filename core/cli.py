@@ -225,14 +225,21 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
     )
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from .builder import build, display_path
+def run_build(args: argparse.Namespace, argv: list[str]) -> int:
+    from .builder import build, display_path, scratch_parent
     from .diagnostics import check_dockerfile, finding_from_error
     from .diagnostics.reports import ReportSpec, check_fail_on, write_reports
     from .events import Events
+    from .isolation.detect import choose, probe
+    from .isolation.userns import reenter
     from .progress import make_renderer
 
     options = options_from_args(args, dict(os.environ))
+    if os.geteuid() != 0 and options.isolation != "proot":
+        # Not root: with subordinate ids the whole build runs again as root of a user namespace (mode 1).
+        environment = probe(str(scratch_parent(options)))
+        if choose(environment, options.isolation).name == "userns":
+            return reenter(argv, environment.subordinates)
     reports = [ReportSpec.parse(r) for r in args.report]
     renderer = make_renderer(args.progress, quiet=args.quiet)
     events = Events(renderer)
@@ -384,9 +391,10 @@ def _size(n: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = make_parser()
+        argv = sys.argv[1:] if argv is None else argv
         args = parser.parse_args(argv)
         if args.command == "build":
-            return run_build(args)
+            return run_build(args, argv)
         if args.command == "lint":
             return run_lint(args)
         if args.command == "login":

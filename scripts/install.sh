@@ -12,6 +12,7 @@ APT_PACKAGES=(
   git                  # ADD of a git URL clones with the git CLI
   openssh-client       # ssh-agent, for the RUN --mount=type=ssh tests
   proot                # RUN without mount/unshare privileges (isolation/proot.py)
+  uidmap               # newuidmap/newgidmap: a non-root user's build in a user namespace (isolation/userns.py)
   openssl apache2-utils # test CAs, certificates and token signing; htpasswd files for the auth tests
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
 )

@@ -1,22 +1,24 @@
 """What this environment allows, probed in forked children, and the execution mode that follows.
 
-  namespaces  mount namespace + overlayfs (root with CAP_SYS_ADMIN): RUN in namespaces, overlay snapshots;
-  proot       no mount/unshare (a container's default profile), or not root: RUN through proot, roots as
-              plain directories, snapshots by scanning (rootfs/trees.py, rootfs/scan.py).
-
-A non-root user with user namespaces could have the namespaces mode inside one; dockyard does not enter a user
-namespace yet, so such a user gets proot too (the report says so).
+  namespaces  mount namespace + overlayfs (root with CAP_SYS_ADMIN, in the host's user namespace or in one
+              that dockyard re-entered): RUN in namespaces, overlay snapshots;
+  userns      not root, but user namespaces work and /etc/subuid and /etc/subgid give the user ranges: the
+              CLI re-enters itself as root of a user namespace (userns.py) and builds in the namespaces mode;
+  proot       no mount/unshare (a container's default profile), or not root without subordinate ids: RUN
+              through proot, roots as plain directories, snapshots by scanning (rootfs/trees.py, scan.py).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+
+from ..rootfs.overlay import OVERLAY_OPTIONS, USERNS_OVERLAY_OPTIONS, in_user_namespace
+from .userns import Subordinates, id_map_tools, subordinates
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -37,12 +39,19 @@ class Environment:
     max_user_namespaces: int | None
     seccomp: str
     proot: str | None  # proot's path, if it runs
-    subuid_ranges: tuple[str, ...]
+    subordinates: Subordinates | None  # the user's /etc/subuid and /etc/subgid ranges
+    id_map_tools: bool  # newuidmap and newgidmap are installed
+    in_user_namespace: bool  # this process already runs in a user namespace other than the host's
+
+    @property
+    def can_reenter(self) -> bool:
+        """A non-root user can become root of a user namespace mapped onto its subordinate ids."""
+        return self.euid != 0 and self.user_namespace and self.subordinates is not None and self.id_map_tools
 
 
 @dataclass(frozen=True)
 class Mode:
-    name: str  # "namespaces" or "proot"
+    name: str  # "namespaces", "userns" or "proot"
     reason: str
 
 
@@ -72,6 +81,7 @@ def _overlay(work_dir: str) -> bool:
         for path in dirs.values():
             os.mkdir(path)
         data = f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']}"
+        data += "," + (USERNS_OVERLAY_OPTIONS if in_user_namespace() else OVERLAY_OPTIONS)  # the builder's own
         mounted = _libc.mount(b"overlay", dirs["merged"].encode(), b"overlay", 0, data.encode()) == 0
         if mounted:
             _libc.umount2(dirs["merged"].encode(), 2)  # detach, so the directory can be removed
@@ -126,54 +136,54 @@ def _proot() -> str | None:
     return path if ok else None
 
 
-def _subuid_ranges() -> tuple[str, ...]:
-    import pwd
-
-    try:
-        name = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        name = None
-    ranges = []
-    for path in ("/etc/subuid", "/etc/subgid"):
-        try:
-            with open(path) as f:
-                ranges += [f"{path}: {line.strip()}" for line in f
-                           if re.match(rf"({re.escape(name or '')}|{os.geteuid()}):", line)]
-        except OSError:
-            continue
-    return tuple(ranges)
-
-
 def probe(work_dir: str = "/var/tmp") -> Environment:
     effective = int(_status_field("CapEff") or "0", 16)
     return Environment(
         euid=os.geteuid(), cap_sys_admin=bool(effective >> CAP_SYS_ADMIN & 1),
         mount_namespace=_in_child(_mount_namespace), overlayfs=_in_child(lambda: _overlay(work_dir)),
         user_namespace=_in_child(_user_namespace), max_user_namespaces=_max_user_namespaces(),
-        seccomp=_seccomp(), proot=_proot(), subuid_ranges=_subuid_ranges())
+        seccomp=_seccomp(), proot=_proot(), subordinates=subordinates(), id_map_tools=id_map_tools() is not None,
+        in_user_namespace=in_user_namespace())
 
 
-def choose(env: Environment, wanted: str = "auto") -> Mode:
-    """The mode for `env` (or the one `wanted` forces); IsolationError if neither is possible."""
+def choose(env: Environment, wanted: str = "auto", *, reentry: bool = True) -> Mode:
+    """The mode for `env` (or the one `wanted` forces); IsolationError if none is possible. Without
+    `reentry` (a library caller: only the CLI can re-exec itself) "userns" is never chosen."""
     from ..errors import IsolationError
 
     namespaces_ok = env.euid == 0 and env.mount_namespace and env.overlayfs
-    if wanted == "namespaces" or (wanted == "auto" and namespaces_ok):
-        if not namespaces_ok:
-            raise IsolationError("--isolation=namespaces needs root with CAP_SYS_ADMIN and overlayfs, which this "
-                                 "environment does not give", hint="use --isolation=auto; `dockyard doctor` "
-                                                                   "shows what is available")
-        return Mode("namespaces", "root with CAP_SYS_ADMIN and overlayfs")
+    if wanted in ("auto", "namespaces") and namespaces_ok:
+        return Mode("namespaces", _namespaces_reason(env))
+    if wanted in ("auto", "namespaces") and reentry and env.can_reenter:
+        ids = env.subordinates
+        return Mode("userns", f"not root: re-entering a user namespace with uids {ids.uids.start}.."
+                              f"{ids.uids.start + ids.uids.count - 1} from /etc/subuid")
+    if wanted == "namespaces":
+        raise IsolationError("--isolation=namespaces needs root with CAP_SYS_ADMIN and overlayfs, or user "
+                             "namespaces with subordinate ids (/etc/subuid), which this environment does not give",
+                             hint="use --isolation=auto; `dockyard doctor` shows what is available")
     if env.proot is None:
-        raise IsolationError("this environment allows no mount namespace and proot does not work here",
-                             hint="install Debian's proot package, or run as root with CAP_SYS_ADMIN")
+        raise IsolationError(
+            "RUN cannot be isolated here: no mount namespace is allowed, "
+            + ("no user namespace with subordinate ids is available, " if env.euid != 0 else "")
+            + "and proot is not installed or does not work",
+            hint="install Debian's proot package" + (", or give this user ranges in /etc/subuid and /etc/subgid "
+                                                     "(with the uidmap package)" if env.euid != 0 else "")
+            + "; `dockyard doctor` shows what this environment allows")
     if wanted == "proot":
         return Mode("proot", "asked for with --isolation=proot")
     if env.euid != 0:
-        why = ("not root (user namespaces are available, but dockyard does not enter one yet)"
-               if env.user_namespace else "not root, and no user namespaces")
+        why = "not root, " + ("no user namespaces" if not env.user_namespace else
+                              "no subordinate ids in /etc/subuid and /etc/subgid" if env.subordinates is None else
+                              "newuidmap/newgidmap not installed")
     elif not env.mount_namespace:
         why = "no mount namespace allowed (no CAP_SYS_ADMIN)"
     else:
         why = "overlayfs cannot be mounted"
     return Mode("proot", why)
+
+
+def _namespaces_reason(env: Environment) -> str:
+    if env.in_user_namespace:
+        return "root of a user namespace, with overlayfs (userxattr)"
+    return "root with CAP_SYS_ADMIN and overlayfs"

@@ -20,9 +20,9 @@ from ..image.blobs import BlobStore
 from ..image.compression import compressor
 from ..image.model import Descriptor, Layer
 from ..image.tarwriter import Entry, TarWriter
+from .overlay import overlay_xattr_prefix
 from .ownership import Ownership
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def _xattrs(path: str) -> dict[str, str]:
         return found
     for name in sorted(names):  # listxattr's order is the filesystem's; the layer's must not depend on it
         # overlayfs bookkeeping and SELinux labels belong to this machine, not to the image.
-        if name.startswith("trusted.overlay.") or name == "security.selinux":
+        if name.startswith(("trusted.overlay.", overlay_xattr_prefix())) or name == "security.selinux":
             continue
         try:
             found[name] = os.getxattr(path, name, follow_symlinks=False).decode("utf-8", "surrogateescape")
@@ -97,7 +97,7 @@ def _is_whiteout(st: os.stat_result) -> bool:
 
 def _is_opaque(path: str) -> bool:
     try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.getxattr(path, overlay_xattr_prefix() + "opaque", follow_symlinks=False) == b"y"
     except OSError:
         return False
 

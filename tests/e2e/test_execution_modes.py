@@ -2,7 +2,8 @@
 
 (a) root with CAP_SYS_ADMIN (namespaces + overlayfs), (b) root without CAP_SYS_ADMIN and without user
 namespaces (a container's default profile: proot, directory roots, scan snapshots), (c) an unprivileged uid
-(proot, ownership kept in the scan index). Images are compared by their flattened filesystems (our own reading
+(proot, ownership kept in the scan index), and a non-root user with subordinate ids (/etc/subuid), whose build
+re-enters itself as root of a user namespace and runs as (a) does. Images are compared by their flattened filesystems (our own reading
 of the OCI layout's layer tars, whiteouts applied) and their configs.
 """
 
@@ -22,7 +23,7 @@ from typing import Iterator
 import pytest
 
 from tests.e2e.helpers import write_context
-from tests.support.users import open_directory, owned_directory
+from tests.support.users import open_directory, owned_directory, user_with_subordinate_ids
 from tests.support.userns import run_as_namespace_root
 
 DOCKERFILE = """\
@@ -160,3 +161,40 @@ def test_an_unprivileged_user_gets_the_same_image_but_runs_chown(context, tmp_pa
             assert c[2:4] == (0, 0) and c[:2] == a[:2] and c[4:] == a[4:], name
         else:
             assert c == a, name
+
+
+def _as_user(uid: int, gid: int):
+    return lambda cmd: ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *cmd]
+
+
+def _build_as(context: Path, uid: int, gid: int) -> tuple[subprocess.CompletedProcess, tuple[dict, dict] | None]:
+    with open_directory("dockyard-user-") as shared:
+        home = owned_directory(shared, "home", uid, gid)
+        out = owned_directory(shared, "out", uid, gid)
+        result = _build(context, out / "image", _as_user(uid, gid),
+                        env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
+                             "DOCKYARD_WORK_DIR": str(home)})
+        return result, (_flatten(out / "image") if result.returncode == 0 else None)
+
+
+def test_a_user_with_subordinate_ids_builds_in_a_user_namespace_with_real_chown(context, tmp_path):
+    privileged = _build(context, tmp_path / "a")
+    assert privileged.returncode == 0, privileged.stderr
+    with user_with_subordinate_ids() as (uid, gid):
+        # The interpreter must be reachable by the user inside a user namespace (Debian's is; one under
+        # root's 0700 home is not, and the builder re-executes it there).
+        probe = _run(_as_user(uid, gid)(["unshare", "--user", "--map-root-user", sys.executable, "-c",
+                                         "import dockyard.cli"]))
+        if probe.returncode != 0:
+            pytest.skip(f"{sys.executable} cannot be run in a user namespace by a plain user: "
+                        f"{probe.stderr.strip()[-200:]}")
+        result, image = _build_as(context, uid, gid)
+    assert result.returncode == 0, result.stderr
+    assert "isolation: namespaces (root of a user namespace" in result.stderr
+    assert "snapshot: scanned" not in result.stderr  # overlay snapshots, not the scanning modes'
+    files, config = image
+    files_a, config_a = _flatten(tmp_path / "a")
+    assert files["data/sub/f"][2:4] == (33, 44) and files["swap"][2:4] == (7, 8)
+    assert config == config_a
+    assert {k: v for k, v in files.items() if not k.startswith(("proc", "sys", "dev"))} == \
+        {k: v for k, v in files_a.items() if not k.startswith(("proc", "sys", "dev"))}
