@@ -2,9 +2,9 @@
 
 (a) root with CAP_SYS_ADMIN (namespaces + overlayfs), (b) root without CAP_SYS_ADMIN and without user
 namespaces (a container's default profile: proot, directory roots, scan snapshots), (c) an unprivileged uid
-(proot, ownership kept in the scan index), and a non-root user with subordinate ids (/etc/subuid), whose build
-re-enters itself as root of a user namespace and runs as (a) does. Images are compared by their flattened filesystems (our own reading
-of the OCI layout's layer tars, whiteouts applied) and their configs.
+(proot, ownership kept in the scan index), and a non-root user with subordinate ids (/etc/subuid), whose
+build re-enters itself as root of a user namespace and runs as (a) does. Images are compared by their
+flattened filesystems (our own reading of the OCI layout's layer tars, whiteouts applied) and their configs.
 """
 
 from __future__ import annotations
