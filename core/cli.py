@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_CODES, DockyardError, UsageError
+from .errors import EXIT_CODES, DockyardError, IsolationError, UsageError
 
 BUILD_EXAMPLES = """\
 examples:
@@ -170,6 +170,12 @@ def _retry_count(text: str) -> int:
 
 
 def _add_login_commands(sub) -> None:
+    doctor = sub.add_parser("doctor", help="report what this environment allows for builds and the mode a build "
+                                           "would use (capabilities, namespaces, overlayfs, seccomp, proot)")
+    doctor.add_argument("--isolation", choices=("auto", "namespaces", "proot"), default="auto",
+                        help="the --isolation a build would be given")
+    doctor.add_argument("--work-dir", metavar="DIR", help="the build's scratch space, where overlayfs is tried "
+                                                          "(default /var/tmp)")
     login = sub.add_parser("login", help="log in to a registry (writes the docker config, like docker login)",
                            description="Check credentials against REGISTRY and store them in the docker config "
                                        "($DOCKER_CONFIG/config.json or ~/.docker/config.json), like docker login.")
@@ -262,6 +268,16 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
     write_reports(findings, reports)
     print(result.digest)
     return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from .isolation.detect import probe
+    from .isolation.doctor import report
+
+    work_dir = args.work_dir or os.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp"
+    lines, runnable = report(probe(work_dir), work_dir, args.isolation)
+    print("\n".join(lines))
+    return 0 if runnable else IsolationError.exit_code
 
 
 def run_lint(args: argparse.Namespace) -> int:
@@ -395,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "build":
             return run_build(args, argv)
+        if args.command == "doctor":
+            return run_doctor(args)
         if args.command == "lint":
             return run_lint(args)
         if args.command == "login":
