@@ -88,7 +88,7 @@ def enter_private_mount_namespace() -> None:
         err = ctypes.get_errno()
         raise IsolationError(
             f"cannot create a mount namespace: {os.strerror(err)}",
-            hint="run dockyard as root (or with CAP_SYS_ADMIN); unprivileged modes are not available yet"
+            hint="build with --isolation=auto, which picks a mode this environment allows (`dockyard doctor`)"
             if err in (errno.EPERM, errno.EACCES) else None)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     _in_private_namespace = True
