@@ -13,6 +13,7 @@ APT_PACKAGES=(
   openssh-client       # ssh-agent, for the RUN --mount=type=ssh tests
   openssl apache2-utils # test CAs, certificates and token signing; htpasswd files for the auth tests
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
+  groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
