@@ -52,6 +52,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="set a build argument; a bare KEY takes its value from the environment (repeatable)")
     b.add_argument("--target", help="build only up to this stage")
     b.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add a label (repeatable)")
+    b.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
+                   help="add an annotation to the image manifest (repeatable)")
     b.add_argument("--platform", default="linux/amd64", help="the platform to build for (default linux/amd64)")
     b.add_argument("--push", action="store_true", help="push every tag to its registry")
     b.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
@@ -142,8 +144,8 @@ def _add_login_commands(sub) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import (BuildOptions, OutputSpec, SecretSource, SshSource, parse_duration, parse_key_values,
-                          parse_registry_ca, parse_registry_client_cert)
+    from .options import (BuildOptions, OutputSpec, SecretSource, SshSource, parse_annotations, parse_duration,
+                          parse_key_values, parse_registry_ca, parse_registry_client_cert)
 
     context = Path(args.context)
     return BuildOptions(
@@ -153,6 +155,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         build_args=parse_key_values(args.build_arg, "--build-arg", environ),
         target=args.target,
         labels=parse_key_values(args.label, "--label"),
+        annotations=parse_annotations(args.annotation),
         platform=args.platform,
         push=args.push,
         outputs=tuple(OutputSpec.parse(o) for o in args.output),
