@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Iterable, TextIO
 
-from dockyard.events import BuildFinished, Event, StageStarted, StepFinished, StepStarted, TransferStarted, \
-    event_from_json
+from dockyard.events import (BuildFinished, Event, StageStarted, StepFinished, StepStarted, TransferFinished,
+                             TransferStarted, event_from_json)
 from dockyard.progress import PlainRenderer
 
 from . import workflow
@@ -29,6 +29,7 @@ class GroupedLog:
         self.finished: dict[int, StepFinished] = {}
         self.outcome: BuildFinished | None = None
         self.other_lines: list[str] = []  # what dockyard printed that is not an event: its error paragraph
+        self._pulls: set[str] = set()
 
     def _open(self, title: str) -> None:
         self._close()
@@ -45,7 +46,11 @@ class GroupedLog:
     def event(self, e: Event) -> None:
         if isinstance(e, StageStarted):
             self._open(f"stage {e.stage} (FROM {e.base})")
-        elif isinstance(e, TransferStarted) and e.direction == "push" and self._group != "push":
+        elif isinstance(e, TransferStarted) and e.direction == "pull":
+            self._pulls.add(e.digest)
+        elif self._group != "push" and (isinstance(e, TransferStarted) or
+                                        isinstance(e, TransferFinished) and e.digest not in self._pulls):
+            # a push, or a blob the push skipped (the registry has it, or mounted it) without starting it
             self._open("push")
         elif isinstance(e, BuildFinished):
             self._close()
