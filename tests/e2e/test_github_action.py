@@ -10,6 +10,7 @@ repacked from this virtualenv (tests/support/wheelhouse.py). act prints the work
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,3 +122,77 @@ def test_build_push_and_digest_output(registry, busybox_base, wheelhouse, tmp_pa
     assert "::group::stage stage-0 (FROM" in log and "::group::push" in log
     assert "#2 [stage-0 2/2] RUN echo hi > /hi" in log  # the plain renderer's lines, inside the group
     assert "| 2 | stage-0 | `RUN echo hi > /hi` | ran |" in log  # act prints the job summary
+
+
+def test_secrets_never_reach_the_log(registry, busybox_base, wheelhouse, tmp_path):
+    """A RUN step prints both secrets (one from the `secrets` input, one from `secret-envs`); the action masked
+    them before anything was printed, so act's log shows `***` where they were. The values come from the
+    workflow's env, not act's -s, which act would mask by itself."""
+    secret, env_secret = "dockyard-secret-8d1f6c", "dockyard-env-secret-27be90"
+    steps = """\
+        - uses: ./
+          env:
+            TOKEN_VALUE: @SECRET@
+            OTHER_TOKEN: @ENV_SECRET@
+          with:
+            context: app
+            tags: @IMAGE@
+            secrets: |
+              tok=${{ env.TOKEN_VALUE }}
+            secret-envs: tok2=OTHER_TOKEN
+        """
+    dockerfile = (f"FROM {busybox_base}\n"
+                  "RUN --mount=type=secret,id=tok --mount=type=secret,id=tok2 "
+                  "echo \"tok=$(cat /run/secrets/tok) tok2=$(cat /run/secrets/tok2)\"\n")
+    repo = make_repo(tmp_path / "repo", workflow(steps, SECRET=secret, ENV_SECRET=env_secret,
+                                                 IMAGE=f"{registry.host}/action/secret:1"), {"Dockerfile": dockerfile})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    assert "tok=*** tok2=***" in log, log[-6000:]  # the step ran and printed them, masked
+    assert secret not in log and env_secret not in log
+
+
+def _annotations(log: str, kind: str, line: int) -> list[str]:
+    """The workflow commands act received for app/Dockerfile at `line` (properties as the github report
+    writes them: file, then line)."""
+    pattern = rf"::{kind} [^\n]*file=app/Dockerfile,line={line}\b[^\n]*"
+    return re.findall(pattern, log)
+
+
+@needs_diagnostics
+def test_failing_run_fails_the_step_with_an_error_at_its_line(registry, busybox_base, wheelhouse, tmp_path):
+    steps = """\
+        - uses: ./
+          with:
+            context: app
+            tags: @IMAGE@
+        """
+    dockerfile = f"FROM {busybox_base}\nRUN echo fine\nRUN echo going to fail && exit 3\nRUN echo never\n"
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=f"{registry.host}/action/fail:1"),
+                     {"Dockerfile": dockerfile})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0 and "Failure - Main ./" in log, log[-6000:]
+    assert _annotations(log, "error", 3), log[-6000:]
+    assert "[stage-0 4/4] RUN echo never" not in log  # the build stopped at the failure
+
+
+@needs_diagnostics
+def test_lint_findings_are_annotated_at_their_lines(registry, busybox_base, wheelhouse, tmp_path):
+    """Legacy `ENV key value` (line 2) and a shell-form CMD (line 3): warnings, below the default fail level
+    (error), so the build succeeds and the findings are annotated where they are."""
+    steps = """\
+        - uses: ./
+          with:
+            context: app
+            tags: @IMAGE@
+        """
+    dockerfile = f"FROM {busybox_base}\nENV greeting hello\nCMD echo $greeting\n"
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=f"{registry.host}/action/lint:1"),
+                     {"Dockerfile": dockerfile})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    assert _annotations(log, "(?:warning|notice|error)", 2) and _annotations(log, "(?:warning|notice|error)", 3), \
+        log[-6000:]
