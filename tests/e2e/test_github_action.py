@@ -115,13 +115,13 @@ def test_build_push_and_digest_output(registry, busybox_base, wheelhouse, tmp_pa
             test -n "$DIGEST" && test "$DIGEST" = "$pushed"
         """
     repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image),
-                     {"Dockerfile": f"FROM {busybox_base}\nRUN echo hi > /hi\n"})
+                     {"Dockerfile": f"FROM {busybox_base}\nRUN echo from-the-action > /hi\n"})
     result = run_act(repo, wheelhouse, tmp_path)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
     assert "::group::stage stage-0 (FROM" in log and "::group::push" in log
-    assert "#2 [stage-0 2/2] RUN echo hi > /hi" in log  # the plain renderer's lines, inside the group
-    assert "| 2 | stage-0 | `RUN echo hi > /hi` | ran |" in log  # act prints the job summary
+    assert "#2 [stage-0 2/2] RUN echo from-the-action > /hi" in log  # the plain renderer's lines, inside the group
+    assert "| 2 | stage-0 | `RUN echo from-the-action > /hi` | ran |" in log  # act prints the job summary
 
 
 def test_secrets_never_reach_the_log(registry, busybox_base, wheelhouse, tmp_path):
