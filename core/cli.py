@@ -98,6 +98,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="run every step instead of taking it from the cache (results are still recorded)")
     b.add_argument("--cache-ttl", metavar="DURATION",
                    help="cached steps older than this are run again, e.g. 6h, 7d (kaniko's --cache-ttl)")
+    # Listed for --help only: main() hands `dockyard kaniko ...` to the kaniko front end before argparse.
+    sub.add_parser("kaniko", add_help=False, help="build with kaniko's executor flags (the builder image's entrypoint)")
     _add_login_commands(sub)
     _add_cache_commands(sub)
     return parser
@@ -296,7 +298,13 @@ def _size(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["kaniko"]:
+            # kaniko's flags follow pflag's rules, not argparse's: the kaniko front end reads them itself.
+            from .kaniko.command import run_kaniko
+
+            return run_kaniko(argv[1:])
         parser = make_parser()
         args = parser.parse_args(argv)
         if args.command == "build":
