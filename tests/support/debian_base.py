@@ -1,4 +1,5 @@
-"""Base images for the buildah comparison, made from this host's own Debian files (no internet here).
+"""A Debian base image made from this host's own Debian files (no internet here), for the builder image test
+(tests/e2e/test_kaniko.py) and the buildah comparison (benchmarks/compare_buildah.py).
 
 ``push_debian_python_base(registry_host, workdir) -> "HOST/base/debian-python:1"`` writes a one-layer image
 holding the files of a few installed Debian packages (dash as /bin/sh, coreutils, findutils, python3) plus every
@@ -25,7 +26,8 @@ PACKAGES = ("dash", "coreutils", "findutils", "python3.11-minimal", "libpython3.
 MERGED_USR = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
 ELF_MAGIC = b"\x7fELF"
 HISTORY = {"created": "2024-01-01T00:00:00Z",
-           "created_by": "benchmarks/bases.py: dash, coreutils, findutils, python3 from the host's Debian files"}
+           "created_by": "tests/support/debian_base.py: dash, coreutils, findutils, python3 from the host's "
+                         "Debian files"}
 
 
 def package_files(package: str) -> list[str]:
