@@ -111,6 +111,7 @@ def test_compression(ctx):
     a = run_for(ctx, "--no-push", "--compression=zstd", "--compression-level", "9")
     assert (a.options.compression, a.options.compression_level) == ("zstd", 9)
     assert run_for(ctx, "--no-push", "--compression-level=-1").options.compression_level is None
+    assert run_for(ctx, "--no-push", "--compression=zstd", "--compression-level=0").options.compression_level is None
     with pytest.raises(UsageError, match="kaniko's values are gzip and zstd"):
         run_for(ctx, "--no-push", "--compression=lz4")
 

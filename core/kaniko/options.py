@@ -169,8 +169,8 @@ def _compression(flags: KanikoFlags) -> dict:
         level = int(level_text)
     except ValueError:
         raise UsageError(f"invalid --compression-level {level_text!r}: expected a whole number") from None
-    # kaniko's default -1 (and any value below 1 for zstd) means "the library's default level".
-    return dict(compression=kind, compression_level=None if level < 0 else level)
+    # kaniko applies a level only when it is above 0: its default -1, and 0, mean "the library's default".
+    return dict(compression=kind, compression_level=level if level > 0 else None)
 
 
 def _progress(flags: KanikoFlags) -> str:
