@@ -14,6 +14,7 @@ from dockyard.errors import ContextError, UsageError
 from dockyard.kaniko.context import ContextSource, materialized
 from dockyard.kaniko.flags import FLAG_KINDS, parse_flags
 from dockyard.kaniko.options import NO_MEANING, RegistryCacheRequest, context_source, kaniko_run
+from dockyard.options import RegistryCache
 from dockyard.kaniko.results import name_lines
 from dockyard.options import OutputSpec
 
@@ -101,8 +102,22 @@ def test_cache_flags(ctx, tmp_path):
                 "--cache-repo", "reg.example.com/team/app/cache")
     assert a.options.cache_dir == tmp_path / "c" and a.options.cache_ttl == 6 * 3600
     assert a.registry_cache == RegistryCacheRequest(True, "reg.example.com/team/app/cache")
-    assert any("registry cache is not available yet" in n for n in a.notes)
+    cache = RegistryCache("reg.example.com/team/app/cache:cache", mode="max")
+    assert a.options.cache_from == (cache,) and a.options.cache_to == (cache,)
     assert run_for(ctx, "--no-push").registry_cache == RegistryCacheRequest(False, None)
+    assert run_for(ctx, "--no-push").options.cache_from == ()
+
+
+def test_registry_cache_defaults_to_the_destination_repository(ctx):
+    a = run_for(ctx, "-d", "reg.example.com/team/app:1.0", "--cache=true")
+    cache = RegistryCache("reg.example.com/team/app/cache:cache", mode="max")
+    assert a.options.cache_from == (cache,) and a.options.cache_to == (cache,)
+    read_only = run_for(ctx, "-d", "reg.example.com/team/app:1.0", "--cache", "--no-push-cache")
+    assert read_only.options.cache_from == (cache,) and read_only.options.cache_to == ()
+    ignored = run_for(ctx, "-d", "reg.example.com/team/app:1.0", "--cache-repo", "reg.example.com/c")
+    assert ignored.options.cache_from == () and any("ignored without --cache=true" in n for n in ignored.notes)
+    local_only = run_for(ctx, "--no-push", "--cache=true")
+    assert local_only.options.cache_to == () and any("local cache" in n for n in local_only.notes)
     with pytest.raises(UsageError, match="invalid --cache-ttl"):
         run_for(ctx, "--no-push", "--cache-ttl=soon")
 
@@ -162,7 +177,7 @@ def test_flags_without_meaning_are_accepted_with_one_note(ctx, flag):
 def test_every_flag_is_mapped_or_noted():
     mapped = {"context", "context-sub-path", "dockerfile", "destination", "no-push", "tar-path", "oci-layout-path",
               "digest-file", "image-name-with-digest-file", "image-name-tag-with-digest-file", "build-arg",
-              "target", "label", "cache", "cache-repo", "cache-dir", "cache-ttl", "reproducible", "compression",
+              "target", "label", "cache", "cache-repo", "no-push-cache", "cache-dir", "cache-ttl", "reproducible", "compression",
               "compression-level", "insecure", "insecure-pull", "insecure-registry", "skip-tls-verify",
               "skip-tls-verify-pull", "skip-tls-verify-registry", "registry-certificate", "registry-client-cert",
               "registry-mirror", "registry-map", "skip-default-registry-fallback", "push-retry",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ContextError, UsageError
-from ..options import (BuildOptions, OutputSpec, parse_duration, parse_key_values, parse_registry_ca,
+from ..image.reference import parse_reference
+from ..options import (BuildOptions, OutputSpec, RegistryCache, parse_duration, parse_key_values, parse_registry_ca,
                        parse_registry_client_cert, parse_retry_count)
 from .context import DEFAULT_CONTEXT, ContextSource
 from .flags import KanikoFlags
@@ -27,28 +28,38 @@ NO_MEANING = {
     "kaniko-dir": "dockyard keeps nothing in /kaniko; its scratch space is its own workspace",
     "log-timestamp": "dockyard's plain progress lines carry step timings instead",
     "skip-push-permission-check": "dockyard checks the registry's answers when it pushes",
-    "no-push-cache": "dockyard does not push a registry cache yet",
 }
 _VERBOSITY = {"panic", "fatal", "error", "warn", "info", "debug", "trace"}
 
 
 @dataclass(frozen=True)
 class RegistryCacheRequest:
-    """kaniko's `--cache` and `--cache-repo`, held until dockyard's registry cache (`--cache-to/--cache-from`)
-    exists; `apply_registry_cache` is where they are mapped onto it."""
+    """kaniko's `--cache`, `--cache-repo` and `--no-push-cache`: what `apply_registry_cache` maps onto dockyard's
+    registry cache (`--cache-from` / `--cache-to`)."""
 
     enabled: bool = False
     repo: str | None = None  # kaniko's default: DESTINATION_REPO/cache
+    push: bool = True  # False with --no-push-cache: read the cache, never write it
 
 
-def apply_registry_cache(options: BuildOptions, request: RegistryCacheRequest) -> tuple[BuildOptions, list[str]]:
-    """The build options for kaniko's registry cache, and the notes to print. dockyard has no registry cache
-    yet: steps are cached in the local cache (--cache-dir) whatever --cache says."""
+def apply_registry_cache(options: BuildOptions, request: RegistryCacheRequest,
+                         destinations: tuple[str, ...]) -> tuple[BuildOptions, list[str]]:
+    """The build options for kaniko's registry cache, and the notes to print. As in kaniko, `--cache=true`
+    reads and writes REPO:cache (dockyard's cache manifest, every stage's steps) in `--cache-repo`, else in
+    the first destination's repository + `/cache`; without `--cache=true` the registry is not used as a cache
+    (steps are still cached locally in --cache-dir)."""
     if not request.enabled:
-        return options, []
-    where = f" ({request.repo})" if request.repo else ""
-    return options, [f"--cache=true{where}: the registry cache is not available yet; steps are cached in the "
-                     f"local cache ({options.cache_root}) only"]
+        return options, ([f"--cache-repo {request.repo}: ignored without --cache=true (as in kaniko)"]
+                         if request.repo else [])
+    repo = request.repo
+    if repo is None and destinations:
+        repo = f"{parse_reference(destinations[0]).name}/cache"
+    if repo is None:
+        return options, ["--cache=true without --cache-repo or --destination: steps are cached in the local cache "
+                         f"({options.cache_root}) only"]
+    cache = RegistryCache.from_cache_repo(repo)
+    return replace(options, cache_from=options.cache_from + (cache,),
+                   cache_to=options.cache_to + ((cache,) if request.push else ())), []
 
 
 @dataclass(frozen=True)
@@ -101,8 +112,8 @@ def kaniko_run(flags: KanikoFlags, context_dir: Path, environ: dict[str, str], c
         cache_ttl=parse_duration(flags.value("cache-ttl"), "--cache-ttl") if flags.given("cache-ttl") else None,
         environ=environ,
     )
-    cache = RegistryCacheRequest(flags.flag("cache"), flags.value("cache-repo"))
-    options, cache_notes = apply_registry_cache(options, cache)
+    cache = RegistryCacheRequest(flags.flag("cache"), flags.value("cache-repo"), not flags.flag("no-push-cache"))
+    options, cache_notes = apply_registry_cache(options, cache, destinations)
     notes = [f"--{name}: accepted; {why}" for name, why in NO_MEANING.items() if flags.given(name)]
     return KanikoRun(options=options, destinations=destinations,
                      digest_file=_path(flags, "digest-file"),
