@@ -21,6 +21,7 @@ from typing import BinaryIO, Callable, Protocol
 from .errors import StepFailed
 from .rootfs.paths import PathEscape, clean, resolve_in_root
 from .rootfs.unpack import LayerError, remove_path, write_member
+from .rootfs.xattrs import image_xattrs
 
 
 class Mode(Protocol):
@@ -247,9 +248,9 @@ class Copier:
     def _set_metadata(self, source: str, dest_host: str, st: os.stat_result) -> None:
         os.chown(dest_host, *self.owner_for(st), follow_symlinks=False)
         # BuildKit copies xattrs (user.*, security.capability) from the context and from stages alike.
-        for name in _xattr_names(source):
+        for name, value in image_xattrs(source).items():
             try:
-                os.setxattr(dest_host, name, os.getxattr(source, name, follow_symlinks=False), follow_symlinks=False)
+                os.setxattr(dest_host, name, value, follow_symlinks=False)
             except OSError:
                 pass  # e.g. user.* on a symlink: refused by the kernel, and ignored by BuildKit too
         if not stat.S_ISLNK(st.st_mode):
@@ -265,14 +266,6 @@ def write_file(source: BinaryIO, dest_host: str) -> None:
     fd = os.open(dest_host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as dst:
         shutil.copyfileobj(source, dst, 1 << 20)
-
-
-def _xattr_names(path: str) -> list[str]:
-    try:
-        return [n for n in os.listxattr(path, follow_symlinks=False)
-                if not n.startswith("trusted.overlay.") and n != "security.selinux"]
-    except OSError:
-        return []
 
 
 # --- ADD's local archives ------------------------------------------------------------------------------------
