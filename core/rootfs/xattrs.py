@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 
 
-def image_xattrs(path: str) -> dict[str, bytes]:
-    """Name -> value of `path`'s image xattrs (not following a symlink), sorted by name; {} if it has none or
-    the filesystem has no xattrs."""
+def image_xattrs(path: str | int) -> dict[str, bytes]:
+    """Name -> value of the image xattrs of `path` (not following a symlink) or of an open descriptor, sorted by
+    name; {} if it has none or the filesystem has no xattrs."""
+    nofollow = {"follow_symlinks": False} if isinstance(path, str) else {}
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, **nofollow)
     except OSError:
         return {}
     found: dict[str, bytes] = {}
@@ -21,7 +22,7 @@ def image_xattrs(path: str) -> dict[str, bytes]:
         if name.startswith("trusted.overlay.") or name == "security.selinux":
             continue
         try:
-            found[name] = os.getxattr(path, name, follow_symlinks=False)
+            found[name] = os.getxattr(path, name, **nofollow)
         except OSError:
             continue  # removed meanwhile, or not readable: as if absent
     return found
