@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from tests.e2e.helpers import dockyard, write_context
@@ -197,3 +198,17 @@ def test_a_base_layer_whose_content_does_not_match_its_diff_id_is_refused(regist
     unpacked = cache / "layers" / "sha256"
     assert not unpacked.exists() or not list(unpacked.iterdir())
     assert not list((cache / "layers" / "tmp").iterdir())
+
+
+def test_prune_removes_old_blobs_no_entry_names(busybox_base, tmp_path):
+    context, cache = _context(tmp_path, busybox_base), tmp_path / "cache"
+    _build(context, cache, tmp_path / "one")
+    blobs = cache / "store" / "blobs" / "sha256"
+    two_days_ago = time.time() - 2 * 86400
+    for blob in blobs.iterdir():
+        os.utime(blob, (two_days_ago, two_days_ago))
+    named = {json.loads(p.read_text())["layer"]["digest"].split(":")[1] for p in (cache / "steps").glob("*.json")}
+    assert named and named < {b.name for b in blobs.iterdir()}
+    assert dockyard("cache", "prune", "--cache-dir", str(cache), "--older-than", "1d").returncode == 0
+    assert {b.name for b in blobs.iterdir()} == named  # the base's and the config blobs went; the steps' stayed
+    assert _cached(_build(context, cache, tmp_path / "two")) == [True] * 4  # the base is pulled again
