@@ -15,11 +15,12 @@ from . import events as ev
 from .cache.keys import base_key
 from .cache.layers import LayerCache
 from .cache.locking import cache_lock_path, file_lock
-from .cache.store import StepCache
+from .cache.remote import RemoteCache, export_cache, import_caches
+from .cache.store import StepCache, StepEntry
 from .context import BuildContext, DockerIgnore, check_context
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
-from .errors import DockerfileError, DockyardError, OutputError, UsageError
+from .errors import AuthenticationError, DockerfileError, DockyardError, OutputError, RegistryError, UsageError
 from .executor import PROXY_ARGS, BuildServices, StageExecutor, StageResult, StepRecord, created_time
 from .files import replace_file
 from .image.blobs import BlobStore
@@ -62,7 +63,7 @@ class BuildResult:
             "layers": [{"digest": l.digest, "size": l.size, "mediaType": l.media_type, "diff_id": l.diff_id}
                        for l in self.image.layers],
             "steps": [{"step": s.step, "instruction": s.instruction, "file": s.file, "line": s.line,
-                       "duration": round(s.duration, 4), "cached": s.cached,
+                       "duration": round(s.duration, 4), "cached": s.cached, "cache_source": s.cache_source,
                        "layer": s.layer.digest if s.layer else None} for s in self.steps],
             "cache": {"hits": sum(s.cached is True for s in self.steps),
                       "misses": sum(s.cached is False for s in self.steps)},
@@ -100,7 +101,8 @@ def directive_notes(dockerfile: ins.Dockerfile) -> list[str]:
             notes.append(f"dockyard uses its built-in Dockerfile frontend; the syntax directive ({value}) is not "
                          "fetched")
         elif name == "check":
-            notes.append(f"the check directive ({value}) is accepted; dockyard runs no build checks")
+            notes.append(f"the check directive ({value}) applies to the build checks, which run with "
+                         "`dockyard build --check` or `dockyard lint`")
     return notes
 
 
@@ -115,6 +117,7 @@ class Builder:
         self.routes = Routes.parse(options.registry_mirrors, options.registry_maps,
                                    fallback=not options.skip_default_registry_fallback)
         self._pulled: dict[str, tuple[Image, RootFS | None]] = {}
+        self.remote_cache: RemoteCache | None = None  # the --cache-from entries, read at the build's start
         self.platform = self._parse_platform(options.platform)
 
     @staticmethod
@@ -163,7 +166,7 @@ class Builder:
         epoch = opts.source_date_epoch
         tags = tuple(self._check_tags(opts.tags))
         dockerfile_path = opts.dockerfile_path
-        dockerfile = load_dockerfile(dockerfile_path, _display_path(dockerfile_path))
+        dockerfile = load_dockerfile(dockerfile_path, display_path(dockerfile_path))
         build_args = build_args_with_epoch(opts)
         used_args: set[str] = set()
         plan = make_plan(dockerfile, opts.target, build_args, used_args, platform=self.platform)
@@ -196,10 +199,15 @@ class Builder:
                 image_digest=lambda ref, inst: self._image_digest(ref, inst, store, workspace),
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
+            if opts.cache_from and not opts.no_cache:
+                self.remote_cache = import_caches(self.client, [c.ref for c in opts.cache_from], store,
+                                                  self.events, opts.cache_ttl)
+                services.remote_cache = self.remote_cache
             image = self._run_stages(plan, dockerfile, services, build_args, used_args)
             image = self._finalize(image, epoch)
             digest = image.digest
             pushed = self._write_outputs(image, store, tags)
+            self._export_caches(plan, services.cache_entries, store, pushed)
             unused = unused_build_args(build_args, used_args)
             warnings = []
             if unused:
@@ -315,6 +323,8 @@ class Builder:
 
     def _unpacker(self, store: BlobStore, workspace: Workspace):
         def unpack(pending: PendingLayer, lowers: list[str]) -> str:
+            if not self.layer_cache.path(pending.chain).is_dir():
+                self._fetch_cached_layers([pending.layer], store, None)  # a registry cache hit's blob
             return self.layer_cache.unpacked(pending.layer, pending.chain, lowers or [workspace.empty_dir], store,
                                              workspace.new_mountpoint())
         return unpack
@@ -351,6 +361,11 @@ class Builder:
         pushed: list[str] = []
         opts = self.options
         refs = [parse_reference(t) for t in tags]
+        # Layers of registry cache hits: mounted into the pushed repositories when they are all on the cache's
+        # registry and nothing else is written, else downloaded now.
+        registries = {r.registry for r in refs}
+        mount_to = registries.pop() if opts.wants_push and not opts.outputs and len(registries) == 1 else None
+        self._fetch_cached_layers(list(image.layers), store, mount_to)
         if opts.wants_push:
             from .registry.push import push_image
 
@@ -370,6 +385,46 @@ class Builder:
             self.events.warning("no output requested: the image was built but is only kept in dockyard's blob "
                                 "store; use --push or --output type=oci,dest=DIR")
         return pushed
+
+    def _fetch_cached_layers(self, layers: list[Layer], store: BlobStore, mount_to: str | None) -> None:
+        """Make each layer that came from a registry cache available: tell the client where it is when it can
+        be mounted into registry `mount_to`, else download it into the store."""
+        if self.remote_cache is None:
+            return
+        for layer in layers:
+            source = self.remote_cache.source_of(layer.digest)
+            if source is None or store.has(layer.digest):
+                continue
+            if source.registry == mount_to:
+                self.client.remember_source(source, layer.digest)
+            else:
+                self.client.fetch_blob(source, layer.digest, store, size=layer.size)
+
+    def _export_caches(self, plan, entries: list[tuple[int, StepEntry]], store: BlobStore,
+                       pushed: list[str]) -> None:
+        """--cache-to: the steps of the final image (mode=min) or of every stage (max) to each cache ref. A
+        failure is an error (a warning with ignore-error=true) that says the image itself was written."""
+        final_stages = set()
+        index: int | None = plan.target_index
+        by_index = {p.stage.index: p for p in plan.stages}
+        while index is not None:
+            final_stages.add(index)
+            index = by_index[index].base_stage
+        for spec in self.options.cache_to:
+            ref = parse_reference(spec.ref)
+            chosen = {e.key: e for stage, e in entries if spec.mode == "max" or stage in final_stages}
+            try:
+                self._fetch_cached_layers([e.layer for e in chosen.values() if e.layer], store, ref.registry)
+                digest = export_cache(self.client, store, ref, list(chosen.values()))
+            except DockyardError as exc:
+                done = f"the image was pushed to {', '.join(pushed)}" if pushed else "the image was built"
+                text = f"cannot export the build cache to {ref} ({done}; only the cache export failed): {exc.message}"
+                if spec.ignore_error:
+                    self.events.warning(text)
+                    continue
+                error = AuthenticationError if isinstance(exc, AuthenticationError) else RegistryError
+                raise error(text, hint=exc.hint, subject=str(ref)) from None
+            self.events.info(f"exported {len(chosen)} cached steps to {ref} ({digest})")
 
     def _write_result_files(self, result: BuildResult) -> None:
         for path, text in ((self.options.digest_file, result.digest),
@@ -395,7 +450,8 @@ def _repo_tag(ref: Reference) -> str:
     return f"{name}:{ref.tag or 'latest'}"
 
 
-def _display_path(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """How messages and findings name a file: relative to the working directory when it is below it."""
     try:
         rel = os.path.relpath(path)
         return rel if not rel.startswith("..") else str(path)

@@ -100,9 +100,50 @@ def make_parser() -> argparse.ArgumentParser:
                    help="run every step instead of taking it from the cache (results are still recorded)")
     b.add_argument("--cache-ttl", metavar="DURATION",
                    help="cached steps older than this are run again, e.g. 6h, 7d (kaniko's --cache-ttl)")
+    b.add_argument("--check", action="store_true",
+                   help="run the build checks (as `dockyard lint`) first; stop before building when one is at or "
+                        "above --fail-on")
+    b.add_argument("--cache-from", action="append", default=[], metavar="type=registry,ref=REF",
+                   help="take cached steps from the registry cache at REF (or a bare REF) when the local cache "
+                        "misses; a cache that cannot be read is a warning (repeatable)")
+    b.add_argument("--cache-to", action="append", default=[], metavar="type=registry,ref=REF[,mode=min|max]",
+                   help="write this build's steps as a registry cache at REF after the build: mode=min (default) "
+                        "the final image's steps, mode=max every stage's (repeatable)")
+    b.add_argument("--cache-repo", metavar="REGISTRY/REPOSITORY",
+                   help="kaniko's registry cache: read and write the cache at REGISTRY/REPOSITORY:cache "
+                        "(mode=max)")
+    _add_findings_options(b)
+    _add_lint_command(sub)
+    # Listed for --help only: main() hands `dockyard kaniko ...` to the kaniko front end before argparse.
+    sub.add_parser("kaniko", add_help=False, help="build with kaniko's executor flags (the builder image's entrypoint)")
     _add_login_commands(sub)
     _add_cache_commands(sub)
     return parser
+
+
+def _add_findings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fail-on", choices=["error", "warning", "info", "none"], default="error",
+                        help="fail (exit 10) when a check finds a problem at or above this level (default error)")
+    parser.add_argument("--report", action="append", default=[], metavar="FORMAT=FILE",
+                        help="write the findings to FILE as text, json, sarif, github, gitlab or jenkins; for build "
+                             "also the failure at its Dockerfile line, written even when the build fails "
+                             "(repeatable)")
+
+
+def _add_lint_command(sub) -> None:
+    lint = sub.add_parser("lint", help="check a Dockerfile: dockyard's build checks and hadolint's rules",
+                          description="Check the Dockerfile of CONTEXT (or -f) without building it.")
+    lint.add_argument("context", metavar="CONTEXT", nargs="?", default=".",
+                      help="the build context directory (default .)")
+    lint.add_argument("-f", "--file", metavar="DOCKERFILE", help="the Dockerfile (default: CONTEXT/Dockerfile)")
+    lint.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
+                      help="a build argument the build will get (repeatable)")
+    lint.add_argument("--target", help="the stage the build will target")
+    lint.add_argument("--format", choices=["text", "json", "sarif", "github", "gitlab", "jenkins"], default="text",
+                      help="how to print the findings (default text)")
+    lint.add_argument("--output", metavar="FILE", help="write the findings to FILE instead of standard output")
+    lint.add_argument("--no-hadolint", action="store_true", help="run dockyard's checks only")
+    _add_findings_options(lint)
 
 
 def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
@@ -144,10 +185,11 @@ def _add_login_commands(sub) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import (BuildOptions, OutputSpec, SecretSource, SshSource, parse_annotations, parse_duration,
-                          parse_key_values, parse_registry_ca, parse_registry_client_cert)
+    from .options import (BuildOptions, OutputSpec, RegistryCache, SecretSource, SshSource, parse_annotations,
+                          parse_duration, parse_key_values, parse_registry_ca, parse_registry_client_cert)
 
     context = Path(args.context)
+    cache_repo = (RegistryCache.from_cache_repo(args.cache_repo),) if args.cache_repo else ()
     return BuildOptions(
         context=context,
         dockerfile=Path(args.file) if args.file else None,
@@ -179,22 +221,65 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         no_cache=args.no_cache,
         cache_ttl=parse_duration(args.cache_ttl, "--cache-ttl") if args.cache_ttl else None,
+        cache_from=tuple(RegistryCache.parse(c, "--cache-from") for c in args.cache_from) + cache_repo,
+        cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
         environ=environ,
     )
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .builder import build
+    from .builder import build, display_path
+    from .diagnostics import check_dockerfile, finding_from_error
+    from .diagnostics.reports import ReportSpec, check_fail_on, write_reports
     from .events import Events
     from .progress import make_renderer
 
     options = options_from_args(args, dict(os.environ))
+    reports = [ReportSpec.parse(r) for r in args.report]
     renderer = make_renderer(args.progress, quiet=args.quiet)
+    events = Events(renderer)
+    findings = []
     try:
-        result = build(options, events=Events(renderer))
+        if args.check:
+            findings = check_dockerfile(options.dockerfile_path, context=options.context,
+                                        build_args=dict(options.build_args), target=options.target)
+            for finding in findings:
+                place = ":".join(str(p) for p in (finding.file, finding.line) if p is not None)
+                events.warning(f"{place}: {finding.rule}: {finding.message}")
+            check_fail_on(findings, args.fail_on, display_path(options.dockerfile_path))
+        result = build(options, events=events)
+    except DockyardError as exc:
+        failure = finding_from_error(exc)
+        write_reports(findings + ([failure] if failure else []), reports)
+        raise
     finally:
         renderer.close()
+    write_reports(findings, reports)
     print(result.digest)
+    return 0
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    from .builder import display_path
+    from .diagnostics import check_dockerfile, render, render_text
+    from .diagnostics.reports import ReportSpec, check_fail_on, write_report, write_reports
+    from .options import parse_key_values
+
+    reports = [ReportSpec.parse(r) for r in args.report]
+    context = Path(args.context)
+    dockerfile = Path(args.file) if args.file else context / "Dockerfile"
+    findings = check_dockerfile(dockerfile, context=context, target=args.target, hadolint=not args.no_hadolint,
+                                build_args=dict(parse_key_values(args.build_arg, "--build-arg", dict(os.environ))))
+    if args.output:
+        write_report(findings, args.format, Path(args.output))
+    elif args.format == "text":
+        from rich.console import Console
+
+        Console(highlight=False, soft_wrap=True).print(render_text(findings), end="")
+    else:
+        sys.stdout.write(render(findings, args.format))
+    write_reports(findings, reports)
+    check_fail_on(findings, args.fail_on, display_path(dockerfile))
     return 0
 
 
@@ -299,11 +384,19 @@ def _size(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["kaniko"]:
+            # kaniko's flags follow pflag's rules, not argparse's: the kaniko front end reads them itself.
+            from .kaniko.command import run_kaniko
+
+            return run_kaniko(argv[1:])
         parser = make_parser()
         args = parser.parse_args(argv)
         if args.command == "build":
             return run_build(args)
+        if args.command == "lint":
+            return run_lint(args)
         if args.command == "login":
             return run_login(args)
         if args.command == "logout":

@@ -67,6 +67,12 @@ class DockerfileError(DockyardError):
 
     exit_code = 3
 
+    def __init__(self, message: str, *, rule: str | None = None, **details):
+        super().__init__(message, **details)
+        # The build check's name when BuildKit reports this problem as one (e.g. DuplicateStageName), so the
+        # diagnostics report it under the name users know and can look up.
+        self.rule = rule
+
 
 class ContextError(DockyardError):
     """A file the build reads is missing or unreadable (COPY source, Dockerfile, .dockerignore)."""
@@ -104,6 +110,12 @@ class OutputError(DockyardError):
     exit_code = 9
 
 
+class ChecksFailed(DockyardError):
+    """Build checks (`dockyard lint`, `dockyard build --check`) found problems at or above --fail-on."""
+
+    exit_code = 10
+
+
 class Interrupted(DockyardError):
     exit_code = 130
 
@@ -119,5 +131,6 @@ EXIT_CODES: list[tuple[int, str]] = [
     (AuthenticationError.exit_code, "a registry refused the credentials"),
     (IsolationError.exit_code, "this environment lacks the privileges the build needs"),
     (OutputError.exit_code, "an output could not be written"),
+    (ChecksFailed.exit_code, "checks found problems at or above --fail-on (dockyard lint, build --check)"),
     (Interrupted.exit_code, "interrupted"),
 ]

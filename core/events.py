@@ -64,6 +64,7 @@ class StepFinished(Event):
     layer_size: int | None = None
     failed: bool = False
     cached: bool | None = None  # True: a step cache hit (nothing ran); False: a miss; None: not looked up
+    cache_source: str | None = None  # a hit's origin: "local", or the --cache-from ref it came from
 
 
 @dataclass(frozen=True)

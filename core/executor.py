@@ -12,6 +12,7 @@ from typing import Callable
 from . import events as ev
 from .cache.keys import step_key
 from .cache.layers import LayerCache
+from .cache.remote import RemoteCache
 from .cache.store import StepCache, StepEntry, new_entry
 from .context import BuildContext
 from .copy import Copier, CopyOptions
@@ -61,6 +62,7 @@ class StepRecord:
     duration: float = 0.0
     layer: Layer | None = None
     cached: bool | None = None  # True: taken from the step cache; False: looked up and missed; None: not cacheable
+    cache_source: str | None = None  # a hit's origin: "local", or the --cache-from ref
 
 
 @dataclass
@@ -86,6 +88,9 @@ class BuildServices:
     layer_cache: LayerCache | None = None  # unpacked layers shared between builds
     step_cache: StepCache | None = None  # results of RUN/COPY/ADD steps, by key
     cache_lookups: bool = True  # False with --no-cache: every step runs (and its result is recorded)
+    remote_cache: RemoteCache | None = None  # --cache-from: looked up when the local cache misses
+    # Every step entry this build used or made, with its stage's index: what --cache-to exports.
+    cache_entries: list[tuple[int, StepEntry]] = field(default_factory=list)
     # COPY --from=IMAGE / RUN --mount=from=IMAGE in a cache key: that image's manifest digest.
     image_digest: Callable[[str, ins.Instruction], str] | None = None
 
@@ -237,7 +242,8 @@ class StageExecutor:
         record.layer = layer
         self.s.events.emit(ev.StepFinished(step=step, duration=record.duration,
                                            layer_digest=layer.digest if layer else None,
-                                           layer_size=layer.size if layer else None, cached=record.cached))
+                                           layer_size=layer.size if layer else None, cached=record.cached,
+                                           cache_source=record.cache_source))
 
     # --- metadata instructions ---------------------------------------------------------------------------
     def _history(self, text: str) -> None:
@@ -444,11 +450,12 @@ class StageExecutor:
         key = step_key(self.cache_key, **inputs) if inputs is not None else None
         cache = self.s.step_cache
         if key is not None and cache is not None:
-            entry = cache.lookup(key, self.s.store) if self.s.cache_lookups else None
+            entry = self._lookup(key, record) if self.s.cache_lookups else None
             record.cached = entry is not None
             if entry is not None:
                 self._apply_cached(entry)
                 self.cache_key = key
+                self.s.cache_entries.append((self.stage.index, entry))
                 return entry.layer
         layer = make()
         if key is None:
@@ -456,9 +463,26 @@ class StageExecutor:
             key = step_key(self.cache_key, uncacheable=record.instruction, diff_id=layer.diff_id if layer else None)
         elif cache is not None:
             history = self.image.history[-1] if layer is not None else None
-            cache.record(new_entry(key, layer, history, self.image.container_config, record.instruction))
+            entry = new_entry(key, layer, history, self.image.container_config, record.instruction)
+            cache.record(entry)
+            self.s.cache_entries.append((self.stage.index, entry))
         self.cache_key = key
         return layer
+
+    def _lookup(self, key: str, record: StepRecord) -> StepEntry | None:
+        """The local cache's entry for `key`, else a --cache-from's (recorded locally too, so the next build
+        finds it here once its blob is in the store)."""
+        assert self.s.step_cache is not None
+        entry = self.s.step_cache.lookup(key, self.s.store)
+        if entry is not None:
+            record.cache_source = "local"
+            return entry
+        hit = self.s.remote_cache.lookup(key) if self.s.remote_cache is not None else None
+        if hit is None:
+            return None
+        self.s.step_cache.record(hit.entry)
+        record.cache_source = hit.ref
+        return hit.entry
 
     def _apply_cached(self, entry: StepEntry) -> None:
         self._pending_workdirs = []  # the recorded layer has them: they were made when the step ran

@@ -43,6 +43,78 @@ class OutputSpec:
         return cls(kind, dest, tuple(sorted(attrs.items())))
 
 
+# kaniko's --cache-repo names a repository; the cache manifest goes under this tag in it.
+CACHE_REPO_TAG = "cache"
+_CACHE_KEYS = {"--cache-from": ("type", "ref"), "--cache-to": ("type", "ref", "mode", "ignore-error")}
+
+
+@dataclass(frozen=True)
+class RegistryCache:
+    """One `--cache-from` / `--cache-to` of type=registry: the cache manifest at `ref`. For an export, `mode`
+    is min (the final image's steps) or max (every stage's), and `ignore_error` turns a failed export into a
+    warning (BuildKit's ignore-error=true)."""
+
+    ref: str
+    mode: str = "min"
+    ignore_error: bool = False
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> "RegistryCache":
+        if "=" not in text and flag == "--cache-from":
+            return cls(cls._checked_ref(text.strip(), text, flag))  # buildx: a bare reference is a registry cache
+        values: dict[str, str] = {}
+        unexpected = []
+        for item in _csv_fields(text, flag):
+            key, eq, value = item.partition("=")
+            key = key.strip().lower()
+            if not eq or key not in _CACHE_KEYS[flag]:
+                unexpected.append(item)
+            values[key] = value.strip()
+        kind = values.get("type", "registry")
+        if kind == "local":
+            raise UsageError(f"{flag} type=local is not supported: dockyard's local cache is a directory of its "
+                             "own format", hint="use --cache-dir DIR for a local cache (it is read and written "
+                                                "on every build)")
+        if kind != "registry":
+            raise UsageError(f"invalid {flag} {text!r}: type={kind} is not supported; dockyard caches in a registry",
+                             hint=f"e.g. {flag} type=registry,ref=registry.example.com/app:cache")
+        if unexpected:
+            raise UsageError(f"invalid {flag} {text!r}: unexpected {unexpected[0]!r}",
+                             hint=f"the keys are {', '.join(_CACHE_KEYS[flag])}, e.g. "
+                                  f"{flag} type=registry,ref=registry.example.com/app:cache")
+        mode = values.get("mode", "min")
+        if mode not in ("min", "max"):
+            raise UsageError(f"invalid {flag} {text!r}: mode must be min or max")
+        ignore = values.get("ignore-error", "false").lower()
+        if ignore not in ("true", "false"):
+            raise UsageError(f"invalid {flag} {text!r}: ignore-error must be true or false")
+        if not values.get("ref"):
+            raise UsageError(f"invalid {flag} {text!r}: type=registry needs ref=REGISTRY/REPOSITORY:TAG")
+        return cls(cls._checked_ref(values["ref"], text, flag), mode, ignore == "true")
+
+    @classmethod
+    def from_cache_repo(cls, text: str) -> "RegistryCache":
+        """kaniko's `--cache-repo REG/REPO`: the cache at REG/REPO:cache, every stage's steps (kaniko caches
+        the layers of every stage it builds)."""
+        if "@" in text or ":" in text.strip().rsplit("/", 1)[-1]:
+            raise UsageError(f"invalid --cache-repo {text!r}: it takes a repository without tag or digest",
+                             hint=f"the cache is stored under the tag {CACHE_REPO_TAG!r}, e.g. "
+                                  "--cache-repo registry.example.com/app/cache")
+        return cls(cls._checked_ref(f"{text.strip()}:{CACHE_REPO_TAG}", text, "--cache-repo"), mode="max")
+
+    @staticmethod
+    def _checked_ref(ref: str, text: str, flag: str) -> str:
+        from .image.reference import parse_reference
+
+        try:
+            parsed = parse_reference(ref)
+        except UsageError as exc:
+            raise UsageError(f"invalid {flag} {text!r}: {exc.message}") from None
+        if flag != "--cache-from" and parsed.digest:
+            raise UsageError(f"invalid {flag} {text!r}: a cache is written under a tag, not a digest")
+        return str(parsed)
+
+
 # The reproducible-builds.org variable BuildKit and buildah read (an environment variable or a build arg).
 EPOCH_ARG = "SOURCE_DATE_EPOCH"
 
@@ -257,6 +329,8 @@ class BuildOptions:
     cache_dir: Path | None = None
     no_cache: bool = False  # --no-cache: look nothing up (results are still recorded for later builds)
     cache_ttl: float | None = None  # --cache-ttl, seconds: older step cache entries are misses
+    cache_from: tuple[RegistryCache, ...] = ()  # registry caches to take steps from (after the local cache)
+    cache_to: tuple[RegistryCache, ...] = ()  # registry caches to write this build's steps to
     max_parallel_transfers: int = 4
     secrets: tuple[SecretSource, ...] = ()  # --secret, for RUN --mount=type=secret
     ssh: tuple[SshSource, ...] = ()  # --ssh, for RUN --mount=type=ssh

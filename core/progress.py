@@ -199,6 +199,8 @@ class PlainRenderer(_Base):
             return f"#{e.step} {e.line}"
         if isinstance(e, StepFinished):
             status = "ERROR" if e.failed else "CACHED" if e.cached else "DONE"
+            if e.cached and e.cache_source not in (None, "local"):
+                status += f" (from {e.cache_source})"
             return f"#{e.step} {status} {format_duration(e.duration)}"
         if isinstance(e, TransferStarted):
             t = self._transfers.start(e)
@@ -285,6 +287,8 @@ class RichRenderer(_Base):
                 lines.append(Text.assemble((mark + " ", status), label,
                                            (" ERROR" if e.failed else "", "red"),
                                            (" CACHED" if e.cached else "", "cyan"),
+                                           (f" from {e.cache_source}" if e.cached and e.cache_source != "local"
+                                            and e.cache_source else "", "cyan"),
                                            (f" {format_duration(e.duration)}", "dim")))
             elif isinstance(e, TransferStarted):
                 self._transfers.start(e)

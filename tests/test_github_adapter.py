@@ -189,7 +189,6 @@ def test_whole_run_masks_before_printing_and_writes_outputs(tmp_path, monkeypatc
     set_inputs(monkeypatch, tags="r/a:1\nr/a:latest", secrets="tok=s3cr3t-value")
     monkeypatch.setattr(action, "run_dockyard",
                         lambda command, log: _run_fake([sys.executable, str(fake), *command[3:]], log))
-    monkeypatch.setattr(action, "has_diagnostics", lambda: False)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     assert action.main() == 0

@@ -69,6 +69,7 @@ class Env(Instruction):
 @dataclass(frozen=True)
 class Label(Instruction):
     pairs: tuple[tuple[str, str], ...]  # (unexpanded key, unexpanded value)
+    legacy_form: bool = False  # `LABEL key value`
 
 
 @dataclass(frozen=True)

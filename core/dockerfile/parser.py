@@ -651,8 +651,8 @@ def _parse_env(parts: _Parts) -> ins.Env:
 
 
 def _parse_label(parts: _Parts) -> ins.Label:
-    pairs, _ = _name_value_pairs(parts)
-    return ins.Label(**_base(parts), pairs=tuple(pairs))
+    pairs, legacy = _name_value_pairs(parts)
+    return ins.Label(**_base(parts), pairs=tuple(pairs), legacy_form=legacy)
 
 
 def _parse_arg(parts: _Parts) -> ins.Arg:
@@ -797,5 +797,6 @@ def _check_stage_name_unique(base: ins.From, earlier: list[ins.From]) -> None:
     for other in earlier:
         if other.stage_name is not None and other.stage_name.lower() == base.stage_name.lower():
             raise DockerfileError(f'duplicate stage name "{base.stage_name}"', location=base.location,
+                                  rule="DuplicateStageName",
                                   hint=f"{other.location} already names a stage {other.stage_name!r}; stage "
                                        "names must be unique (ignoring case)")

@@ -115,7 +115,13 @@ class RegistryClient:
             source = self._blob_sources.get((repo.registry, digest))
         return source if source != repo.repository else None
 
-    def _remember_source(self, repo: Reference, digest: str) -> None:
+    def knows_source(self, registry: str, digest: str) -> bool:
+        """Whether some repository of `registry` is known to hold the blob."""
+        with self._sources_lock:
+            return (registry, digest) in self._blob_sources
+
+    def remember_source(self, repo: Reference, digest: str) -> None:
+        """Note that `repo` holds the blob: a later upload to another repository of the registry mounts it."""
         with self._sources_lock:
             self._blob_sources[(repo.registry, digest)] = repo.repository
 
@@ -189,7 +195,7 @@ class RegistryClient:
         """Download a blob into the store, verified; a no-op when the store has it already. A connection that
         breaks mid-body is resumed with `Range` (or restarted, if the registry ignores it)."""
         store.path(digest)  # rejects malformed digests before any request
-        self._remember_source(repo, digest)
+        self.remember_source(repo, digest)
         if store.has(digest):
             self.events.emit(TransferFinished(digest=digest, skipped="exists"))
             return
@@ -275,18 +281,28 @@ class RegistryClient:
         """Upload a blob from the store unless the repository has it (or can mount it from another repository
         of the registry); True if bytes were sent."""
         if self.blob_exists(repo, digest):
-            self._remember_source(repo, digest)
+            self.remember_source(repo, digest)
             self.events.emit(TransferFinished(digest=digest, skipped="exists"))
             return False
+        upload = BlobUpload(self, repo, digest, size, store)
         if not store.has(digest):
-            raise RegistryError(f"cannot push blob {digest} to {repo.name}: it is not in the blob store "
-                                f"{store.root}")
+            # A layer known only in another repository (a registry cache's): mount it from there, and download
+            # it only when the registry declines the mount.
+            source = self.blob_source(repo, digest)
+            if source is None:
+                raise RegistryError(f"cannot push blob {digest} to {repo.name}: it is not in the blob store "
+                                    f"{store.root}")
+            if upload.mount():
+                self.remember_source(repo, digest)
+                self.events.emit(TransferFinished(digest=digest, skipped="mounted"))
+                return False
+            self.fetch_blob(Reference(repo.registry, source), digest, store, size)
         actual = store.size(digest)
         if actual != size:
             raise RegistryError(f"cannot push blob {digest} to {repo.name}: the image says it has {size} bytes, "
                                 f"the blob store's copy has {actual}")
-        skipped = BlobUpload(self, repo, digest, size, store).run()
-        self._remember_source(repo, digest)
+        skipped = upload.run()
+        self.remember_source(repo, digest)
         self.events.emit(TransferFinished(digest=digest, skipped=skipped))
         return skipped is None
 

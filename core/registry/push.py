@@ -33,19 +33,21 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
     config_desc = image.config_descriptor()
     if not store.has(config_desc.digest):
         store.put_bytes(config)
-    blobs: dict[str, int] = {}
-    for layer in image.layers:
-        if not store.has(layer.digest):
-            raise RegistryError(f"cannot push layer {layer.digest}: it is not in the blob store {store.root}",
-                                hint="the build cache may have been pruned: rebuild")
-        blobs.setdefault(layer.digest, layer.size)
-    blobs.setdefault(config_desc.digest, config_desc.size)
-
     # Blobs live per repository: a blob in registry/a is not visible to registry/b without a mount. Each blob
     # goes to the repositories one after another, so that the second one mounts what the first received.
     repositories: dict[tuple[str, str], Reference] = {}
     for ref in refs:
         repositories.setdefault((ref.registry, ref.repository), Reference(ref.registry, ref.repository))
+
+    blobs: dict[str, int] = {}
+    for layer in image.layers:
+        # A layer of a registry cache hit is not in the store but mountable from the cache's repository.
+        if not store.has(layer.digest) and not all(client.knows_source(registry, layer.digest)
+                                                   for registry, _ in repositories):
+            raise RegistryError(f"cannot push layer {layer.digest}: it is not in the blob store {store.root}",
+                                hint="the build cache may have been pruned: rebuild")
+        blobs.setdefault(layer.digest, layer.size)
+    blobs.setdefault(config_desc.digest, config_desc.size)
 
     def upload_everywhere(blob_digest: str, size: int) -> None:
         for repo in repositories.values():

@@ -59,10 +59,11 @@ class BlobUpload:
         self.offset = 0  # bytes the registry has
         self.finished = False
         self.progress = Progress(client.events, digest)
+        self.mount_tried = False
 
     def run(self) -> str | None:
         """Do the upload; returns "mounted" when the registry mounted the blob instead."""
-        if self._mount():
+        if not self.mount_tried and self.mount():
             return "mounted"
         if self.location is None:
             self._start()
@@ -85,7 +86,10 @@ class BlobUpload:
         return None
 
     # --- the protocol --------------------------------------------------------------------------------------
-    def _mount(self) -> bool:
+    def mount(self) -> bool:
+        """Try a cross-repository mount from the repository the client knows holds the blob; True if done. A
+        declined mount leaves the upload session the registry opened instead, for `run`."""
+        self.mount_tried = True
         source = self.client.blob_source(self.repo, self.digest)
         if source is None:
             return False

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from ..image.blobs import BlobStore
 from ..image.compression import compressor
 from ..image.model import Descriptor, Layer
+from ..image.tarwriter import Entry, TarWriter
+from .xattrs import image_xattrs
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -29,44 +31,46 @@ class LayerStats:
 
 
 class _TarSink:
-    """Receives tar bytes: hashes them (diff_id) and feeds them compressed into a blob writer."""
+    """Receives tar bytes: hashes them (diff_id) and feeds them compressed into a blob writer.
+
+    The compressor is fed fixed-size chunks whatever sizes the writes come in: ISA-L's output depends on how its
+    input is split, and a layer's digest must depend only on its tar."""
+
+    CHUNK = 1 << 16
 
     def __init__(self, writer, comp):
         self._writer = writer
         self._comp = comp
         self._hash = hashlib.sha256()
+        self._pending = bytearray()
         self.size = 0
 
     def write(self, data: bytes) -> int:
         self._hash.update(data)
         self.size += len(data)
+        self._pending += data
+        if len(self._pending) >= self.CHUNK:
+            whole = len(self._pending) - len(self._pending) % self.CHUNK
+            view = memoryview(self._pending)
+            for start in range(0, whole, self.CHUNK):
+                self._compress(view[start:start + self.CHUNK])
+            view.release()
+            del self._pending[:whole]
+        return len(data)
+
+    def _compress(self, data) -> None:
         out = self._comp.compress(data)
         if out:
             self._writer.write(out)
-        return len(data)
 
     def finish(self) -> str:
+        if self._pending:
+            self._compress(bytes(self._pending))
+            self._pending.clear()
         tail = self._comp.flush()
         if tail:
             self._writer.write(tail)
         return "sha256:" + self._hash.hexdigest()
-
-
-def _xattrs(path: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return found
-    for name in sorted(names):  # listxattr's order is the filesystem's; the layer's must not depend on it
-        # overlayfs bookkeeping and SELinux labels belong to this machine, not to the image.
-        if name.startswith("trusted.overlay.") or name == "security.selinux":
-            continue
-        try:
-            found[name] = os.getxattr(path, name, follow_symlinks=False).decode("utf-8", "surrogateescape")
-        except OSError:
-            continue
-    return found
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -89,11 +93,11 @@ def write_layer(upper: str, store: BlobStore, *, compression: str = "gzip", leve
     with store.writer() as blob:
         sink = _TarSink(blob, comp)
         # PAX carries long names and xattrs; names of users/groups are left out (they belong to this host).
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
-                          errors="surrogateescape") as archive:
-            seen_inodes: dict[tuple[int, int], str] = {}
-            for rel in _walk(upper):
-                entries += _add_entry(archive, upper, rel, seen_inodes, source_date_epoch)
+        archive = TarWriter(sink)
+        seen_inodes: dict[tuple[int, int], str] = {}
+        for rel, st in _walk(upper):
+            entries += _add_entry(archive, os.path.join(upper, rel), rel, st, seen_inodes, source_date_epoch)
+        archive.close()
         diff_id = sink.finish()
         digest = blob.commit()
         size = blob.size
@@ -102,77 +106,67 @@ def write_layer(upper: str, store: BlobStore, *, compression: str = "gzip", leve
 
 
 def _walk(top: str, rel: str = ""):
-    """Root-relative paths under top in a fixed order (sorted, depth-first), parents before children."""
-    directory = os.path.join(top, rel) if rel else top
-    for name in sorted(os.listdir(directory)):
+    """(root-relative path, lstat) under top in a fixed order (sorted, depth-first), parents before children."""
+    with os.scandir(os.path.join(top, rel) if rel else top) as listing:
+        children = sorted((entry.name, entry) for entry in listing)
+    for name, entry in children:
         child = f"{rel}/{name}" if rel else name
-        yield child
-        path = os.path.join(top, child)
-        if os.path.isdir(path) and not os.path.islink(path):
+        st = entry.stat(follow_symlinks=False)
+        yield child, st
+        if stat.S_ISDIR(st.st_mode):
             yield from _walk(top, child)
 
 
-def _marker(name: str, mtime: int) -> tarfile.TarInfo:
+def _marker(name: str, mtime: int) -> Entry:
     """An empty whiteout or opaque-marker entry."""
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime, info.uname, info.gname = tarfile.REGTYPE, 0, mtime, "", ""
-    return info
+    return Entry(name, tarfile.REGTYPE, mtime=mtime)
 
 
-def _add_entry(archive: tarfile.TarFile, upper: str, rel: str, seen_inodes: dict,
+def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen_inodes: dict,
                source_date_epoch: int | None) -> int:
-    path = os.path.join(upper, rel)
-    st = os.lstat(path)
     parent, _, name = rel.rpartition("/")
     mtime = int(st.st_mtime)
     if source_date_epoch is not None and mtime > source_date_epoch:
         mtime = source_date_epoch
     if _is_whiteout(st):
-        archive.addfile(_marker(f"{parent}/.wh.{name}" if parent else f".wh.{name}", mtime))
+        archive.add(_marker(f"{parent}/.wh.{name}" if parent else f".wh.{name}", mtime))
         return 1
-    info = tarfile.TarInfo(rel)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    info.mtime = mtime
-    xattrs = _xattrs(path)
-    if xattrs:
-        info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()}
-    count = 1
+    entry = Entry(rel, tarfile.REGTYPE, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime=mtime,
+                  pax={f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in image_xattrs(path).items()})
     if stat.S_ISDIR(st.st_mode):
-        info.type = tarfile.DIRTYPE
-        archive.addfile(info)
+        entry.type = tarfile.DIRTYPE
+        archive.add(entry)
         if _is_opaque(path):
-            archive.addfile(_marker(f"{rel}/.wh..wh..opq", mtime))
-            count += 1
-        return count
+            archive.add(_marker(f"{rel}/.wh..wh..opq", mtime))
+            return 2
+        return 1
     if stat.S_ISLNK(st.st_mode):
-        info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(path)
-        archive.addfile(info)
-        return count
+        entry.type, entry.linkname = tarfile.SYMTYPE, os.readlink(path)
+        archive.add(entry)
+        return 1
     if stat.S_ISREG(st.st_mode):
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in seen_inodes:
-            info.type = tarfile.LNKTYPE
-            info.linkname = seen_inodes[key]
-            archive.addfile(info)
-            return count
+            entry.type, entry.linkname = tarfile.LNKTYPE, seen_inodes[key]
+            archive.add(entry)
+            return 1
         seen_inodes[key] = rel
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
+        entry.size = st.st_size
         # O_NOFOLLOW: the upper dir belongs to a finished RUN step, but a file swapped for a symlink must never
         # make the snapshot read something outside it.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as data:
-            archive.addfile(info, data)
-        return count
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            archive.add(entry, fd)
+        finally:
+            os.close(fd)
+        return 1
     if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        archive.addfile(info)
-        return count
+        entry.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        entry.devmajor, entry.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        archive.add(entry)
+        return 1
     if stat.S_ISFIFO(st.st_mode):
-        info.type = tarfile.FIFOTYPE
-        archive.addfile(info)
-        return count
+        entry.type = tarfile.FIFOTYPE
+        archive.add(entry)
+        return 1
     return 0  # sockets cannot be stored in a layer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,12 +18,6 @@ from .flags import ResultFiles, build_arguments
 from .inputs import ActionInputs, key_value
 from .log import GroupedLog
 from .masking import secret_values
-
-
-def has_diagnostics() -> bool:
-    """Whether this dockyard has the diagnostics core (`dockyard build --check --report`); until it does, the
-    action still builds, without Dockerfile checks."""
-    return importlib.util.find_spec("dockyard.diagnostics") is not None
 
 
 def mask_secrets(inputs: ActionInputs, environ: dict[str, str]) -> None:
@@ -49,7 +42,7 @@ def run_dockyard(command: list[str], log: GroupedLog) -> int:
 
 
 def publish(log: GroupedLog, files: ResultFiles, tags: list[str], code: int, environ: dict[str, str]) -> None:
-    report = files.report.read_text() if files.report is not None and files.report.exists() else ""
+    report = files.report.read_text() if files.report.exists() else ""
     if report:
         sys.stdout.write(report if report.endswith("\n") else report + "\n")
     elif code != 0:
@@ -69,15 +62,12 @@ def main() -> int:
         inputs = ActionInputs.from_environment()
         mask_secrets(inputs, environ)  # before anything else is printed
         tags, labels = resolve_tags_and_labels(inputs, environ)
-        files = ResultFiles(metadata=temp / "metadata.json",
-                            report=temp / "report.github" if has_diagnostics() else None)
+        files = ResultFiles(metadata=temp / "metadata.json", report=temp / "report.github")
         args = build_arguments(inputs, tags=tags, labels=labels, secret_dir=temp / "secrets", files=files,
                                host=host_platform())
         how = privileges.choose(environ, euid=os.geteuid(),
                                 has_sudo=os.geteuid() != 0 and privileges.sudo_works())
         print(how.note)
-        if files.report is None:
-            print("this dockyard has no Dockerfile checks yet: the lint input is not applied")
         print("tags: " + (", ".join(tags) or "(none)"))
         log = GroupedLog()
         code = run_dockyard([*how.prefix, sys.executable, "-m", "dockyard", "build", *args], log)

@@ -19,7 +19,7 @@ class ResultFiles:
     """Where dockyard writes what the action reads back."""
 
     metadata: Path
-    report: Path | None  # the `github` diagnostics report; None when this dockyard has no diagnostics
+    report: Path  # the `github` diagnostics report (the findings, and the failure at its line)
 
 
 def check_platforms(platforms: tuple[str, ...], host: Platform) -> list[str]:
@@ -72,9 +72,8 @@ def build_arguments(inputs: ActionInputs, *, tags: list[str], labels: list[str],
                     files: ResultFiles, host: Platform) -> list[str]:
     """`dockyard build` arguments, the context last. Writes the `secrets` values into `secret_dir`."""
     args: list[str] = ["--progress", "json", "--metadata-file", str(files.metadata)]
-    if files.report is not None:
-        # `lint` is the level that fails the step; findings below it are still annotated.
-        args += ["--check", "--fail-on", inputs.lint, "--report", f"github={files.report}"]
+    # `lint` is the level that fails the step; findings below it are still annotated.
+    args += ["--check", "--fail-on", inputs.lint, "--report", f"github={files.report}"]
     if inputs.file:
         args += ["--file", inputs.file]
     for tag in tags:

