@@ -368,7 +368,10 @@ class Builder:
             image = image.with_config(Labels=labels)
         layers = tuple(Layer(Descriptor(_TO_OCI_LAYER.get(l.media_type, l.media_type), l.digest, l.size), l.diff_id)
                        for l in image.layers)
-        return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST).with_meta(created=created_time(epoch))
+        # The user's annotations join the base image's (org.opencontainers.image.base.*) and win on the same key.
+        annotations = dict(image.annotations) | dict(self.options.annotations)
+        return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST,
+                       annotations=tuple(sorted(annotations.items()))).with_meta(created=created_time(epoch))
 
     # --- outputs -----------------------------------------------------------------------------------------
     def _write_outputs(self, image: Image, store: BlobStore, tags: tuple[str, ...]) -> list[str]:

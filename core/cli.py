@@ -52,6 +52,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="set a build argument; a bare KEY takes its value from the environment (repeatable)")
     b.add_argument("--target", help="build only up to this stage")
     b.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add a label (repeatable)")
+    b.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
+                   help="add an annotation to the image manifest (repeatable)")
     b.add_argument("--platform", default="linux/amd64", help="the platform to build for (default linux/amd64)")
     b.add_argument("--push", action="store_true", help="push every tag to its registry")
     b.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
@@ -115,6 +117,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "(mode=max)")
     _add_findings_options(b)
     _add_lint_command(sub)
+    # Listed for --help only: main() hands `dockyard kaniko ...` to the kaniko front end before argparse.
+    sub.add_parser("kaniko", add_help=False, help="build with kaniko's executor flags (the builder image's entrypoint)")
     _add_login_commands(sub)
     _add_cache_commands(sub)
     return parser
@@ -190,8 +194,8 @@ def _add_login_commands(sub) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import (BuildOptions, OutputSpec, RegistryCache, SecretSource, SshSource, parse_duration,
-                          parse_key_values, parse_registry_ca, parse_registry_client_cert)
+    from .options import (BuildOptions, OutputSpec, RegistryCache, SecretSource, SshSource, parse_annotations,
+                          parse_duration, parse_key_values, parse_registry_ca, parse_registry_client_cert)
 
     context = Path(args.context)
     cache_repo = (RegistryCache.from_cache_repo(args.cache_repo),) if args.cache_repo else ()
@@ -202,6 +206,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         build_args=parse_key_values(args.build_arg, "--build-arg", environ),
         target=args.target,
         labels=parse_key_values(args.label, "--label"),
+        annotations=parse_annotations(args.annotation),
         platform=args.platform,
         push=args.push,
         outputs=tuple(OutputSpec.parse(o) for o in args.output),
@@ -405,7 +410,13 @@ def _size(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["kaniko"]:
+            # kaniko's flags follow pflag's rules, not argparse's: the kaniko front end reads them itself.
+            from .kaniko.command import run_kaniko
+
+            return run_kaniko(argv[1:])
         parser = make_parser()
         argv = sys.argv[1:] if argv is None else argv
         args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ from ..image.model import Descriptor, Layer
 from ..image.tarwriter import Entry, TarWriter
 from .overlay import overlay_xattr_prefix
 from .ownership import Ownership
+from .xattrs import image_xattrs
 
 
 
@@ -72,23 +73,6 @@ class _TarSink:
         if tail:
             self._writer.write(tail)
         return "sha256:" + self._hash.hexdigest()
-
-
-def _xattrs(path: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return found
-    for name in sorted(names):  # listxattr's order is the filesystem's; the layer's must not depend on it
-        # overlayfs bookkeeping and SELinux labels belong to this machine, not to the image.
-        if name.startswith(("trusted.overlay.", overlay_xattr_prefix())) or name == "security.selinux":
-            continue
-        try:
-            found[name] = os.getxattr(path, name, follow_symlinks=False).decode("utf-8", "surrogateescape")
-        except OSError:
-            continue
-    return found
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -187,7 +171,7 @@ def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen
         return 1
     uid, gid = (ownership.uid, ownership.gid) if ownership else (st.st_uid, st.st_gid)
     entry = Entry(rel, tarfile.REGTYPE, mode=stat.S_IMODE(st.st_mode), uid=uid, gid=gid, mtime=mtime,
-                  pax={f"SCHILY.xattr.{k}": v for k, v in _xattrs(path).items()})
+                  pax={f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in image_xattrs(path).items()})
     if stat.S_ISDIR(st.st_mode):
         entry.type = tarfile.DIRTYPE
         archive.add(entry)

@@ -8,6 +8,7 @@ is resolved inside the root (`..` and symlinks can never lead a write outside it
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -25,6 +26,32 @@ _XATTR_PREFIX = "SCHILY.xattr."
 
 class LayerError(DockyardError):
     exit_code = 6
+
+
+class DiffIdReader:
+    """Reads an uncompressed layer stream while hashing it, so the unpacked content can be checked against the
+    diff_id the image config (or a registry cache) claims: a layer directory shared by later builds as an
+    overlay lower layer must hold exactly that layer."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self._hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._hash.update(data)
+        return data
+
+    def verify(self, diff_id: str, layer_name: str) -> None:
+        """Reads what the tar reader left (end-of-archive padding), then compares the digest to `diff_id`."""
+        while self.read(1 << 20):
+            pass
+        actual = "sha256:" + self._hash.hexdigest()
+        if actual != diff_id:
+            raise LayerError(f"the layer's content has digest {actual}, not the diff_id {diff_id} the image claims",
+                             subject=layer_name,
+                             hint="the blob, or the image or cache that names it, is corrupt or was tampered with; "
+                                  "nothing of it was kept")
 
 
 def remove_path(path: str) -> None:
