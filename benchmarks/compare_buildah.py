@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/compare_buildah.py [--runs 3] [--quick] [--only 1,3] [--json results.json]
 
-Starts Debian's docker-registry on loopback, pushes one base image to it (benchmarks/bases.py: python3 and
+Starts Debian's docker-registry on loopback, pushes one base image to it (tests/support/debian_base.py: python3 and
 coreutils from this host's Debian files), then builds every workload with both tools, alternating, and pushes
 each result to the same registry (a repository per run, so no run finds the blobs of an earlier one):
 
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure_child:
         measure_child(args.measure_child)
         return 0
-    from benchmarks.bases import push_debian_python_base
+    from tests.support.debian_base import push_debian_python_base
     from tests.support.registry import RegistryServer
 
     workloads = selected(args.only)

@@ -28,11 +28,14 @@ from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descr
                           Platform)
 from .image.reference import Reference, parse_reference
 from .isolation import NamespaceRunner, Runner
+from .isolation.detect import choose, probe
+from .isolation.proot import ProotRunner
 from .mounts import MountSources
 from .options import EPOCH_ARG, BuildOptions, check_compression
 from .plan import StagePlan, make_plan
 from .registry.routing import Routes
-from .rootfs import PendingLayer, RootFS, Workspace
+from .rootfs import PendingLayer, RootFS, Workspace, ownership
+from .rootfs.trees import DirectoryRoots
 from .rootfs.overlay import enter_private_mount_namespace
 
 
@@ -106,12 +109,17 @@ def directive_notes(dockerfile: ins.Dockerfile) -> list[str]:
     return notes
 
 
+def scratch_parent(opts: BuildOptions) -> Path:
+    """Where a build makes its scratch directory (--work-dir, DOCKYARD_WORK_DIR, else /var/tmp)."""
+    return opts.work_dir or Path(opts.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
+
+
 class Builder:
     def __init__(self, options: BuildOptions, *, events: ev.Events = ev.NULL_EVENTS,
                  runner: Runner | None = None, client=None):
         self.options = options
         self.events = events
-        self.runner = runner or NamespaceRunner()
+        self.runner = runner
         self._client = client
         self._tls = None  # the client's TLSSettings, made with the client and closed after the build
         self.routes = Routes.parse(options.registry_mirrors, options.registry_maps,
@@ -174,9 +182,12 @@ class Builder:
                                          stages=len(plan.stages), steps=plan.step_count))
         for note in directive_notes(dockerfile):
             self.events.emit(ev.Message(level="info", text=note))
-        enter_private_mount_namespace()
-        work_parent = opts.work_dir or Path(opts.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
+        work_parent = scratch_parent(opts)
         work_parent.mkdir(parents=True, exist_ok=True)
+        mode = choose(probe(str(work_parent)), opts.isolation, reentry=False)
+        self.events.emit(ev.Message(level="info", text=f"isolation: {mode.name} ({mode.reason})"))
+        if mode.name == "namespaces":
+            enter_private_mount_namespace()
         # Held shared for the whole build: `dockyard cache prune` (exclusive) never removes what a build uses.
         cache_lock = ExitStack()
         try:
@@ -187,10 +198,15 @@ class Builder:
             raise UsageError(f"cannot use the cache directory {opts.cache_root}: {exc.strerror}",
                              hint="give a writable directory with --cache-dir (or set XDG_CACHE_HOME)") from None
         workspace = Workspace(Path(tempfile.mkdtemp(prefix="dockyard-", dir=work_parent)))
+        runner = self.runner or (NamespaceRunner() if mode.name == "namespaces" else ProotRunner())
+        recording = ExitStack()
+        if mode.name == "proot":
+            workspace.trees = DirectoryRoots(workspace.root / "trees", store)
+            recording.enter_context(ownership.recording(workspace.trees.ledger))
         self.layer_cache = LayerCache(opts.cache_root / "layers")
         try:
             services = BuildServices(
-                store=store, workspace=workspace, runner=self.runner,
+                store=store, workspace=workspace, runner=runner,
                 context=BuildContext(opts.context, DockerIgnore.load(opts.context, dockerfile_path)),
                 events=self.events, compression=opts.compression, compression_level=opts.compression_level,
                 source_date_epoch=epoch,
@@ -220,6 +236,7 @@ class Builder:
             self.events.emit(ev.BuildFinished(digest=digest, duration=result.duration))
             return result
         finally:
+            recording.close()
             workspace.cleanup()
             cache_lock.close()
             if self._tls is not None:
@@ -351,7 +368,10 @@ class Builder:
             image = image.with_config(Labels=labels)
         layers = tuple(Layer(Descriptor(_TO_OCI_LAYER.get(l.media_type, l.media_type), l.digest, l.size), l.diff_id)
                        for l in image.layers)
-        return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST).with_meta(created=created_time(epoch))
+        # The user's annotations join the base image's (org.opencontainers.image.base.*) and win on the same key.
+        annotations = dict(image.annotations) | dict(self.options.annotations)
+        return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST,
+                       annotations=tuple(sorted(annotations.items()))).with_meta(created=created_time(epoch))
 
     # --- outputs -----------------------------------------------------------------------------------------
     def _write_outputs(self, image: Image, store: BlobStore, tags: tuple[str, ...]) -> list[str]:

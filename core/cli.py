@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_CODES, DockyardError, UsageError
+from .errors import EXIT_CODES, DockyardError, IsolationError, UsageError
 
 BUILD_EXAMPLES = """\
 examples:
@@ -52,6 +52,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="set a build argument; a bare KEY takes its value from the environment (repeatable)")
     b.add_argument("--target", help="build only up to this stage")
     b.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add a label (repeatable)")
+    b.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
+                   help="add an annotation to the image manifest (repeatable)")
     b.add_argument("--platform", default="linux/amd64", help="the platform to build for (default linux/amd64)")
     b.add_argument("--push", action="store_true", help="push every tag to its registry")
     b.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
@@ -94,6 +96,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "when it is not set, so the same inputs give the same image digest")
     b.add_argument("--work-dir", metavar="DIR", help="scratch space for the build (default /var/tmp)")
     _add_cache_dir(b)
+    b.add_argument("--isolation", choices=("auto", "namespaces", "proot"), default="auto",
+                   help="how RUN is isolated: namespaces (root with CAP_SYS_ADMIN, overlayfs) or proot (no "
+                        "privileges; snapshots by scanning); auto picks the best this environment allows")
     b.add_argument("--no-cache", action="store_true",
                    help="run every step instead of taking it from the cache (results are still recorded)")
     b.add_argument("--cache-ttl", metavar="DURATION",
@@ -112,6 +117,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "(mode=max)")
     _add_findings_options(b)
     _add_lint_command(sub)
+    # Listed for --help only: main() hands `dockyard kaniko ...` to the kaniko front end before argparse.
+    sub.add_parser("kaniko", add_help=False, help="build with kaniko's executor flags (the builder image's entrypoint)")
     _add_login_commands(sub)
     _add_cache_commands(sub)
     return parser
@@ -167,6 +174,12 @@ def _retry_count(text: str) -> int:
 
 
 def _add_login_commands(sub) -> None:
+    doctor = sub.add_parser("doctor", help="report what this environment allows for builds and the mode a build "
+                                           "would use (capabilities, namespaces, overlayfs, seccomp, proot)")
+    doctor.add_argument("--isolation", choices=("auto", "namespaces", "proot"), default="auto",
+                        help="the --isolation a build would be given")
+    doctor.add_argument("--work-dir", metavar="DIR", help="the build's scratch space, where overlayfs is tried "
+                                                          "(default /var/tmp)")
     login = sub.add_parser("login", help="log in to a registry (writes the docker config, like docker login)",
                            description="Check credentials against REGISTRY and store them in the docker config "
                                        "($DOCKER_CONFIG/config.json or ~/.docker/config.json), like docker login.")
@@ -181,8 +194,8 @@ def _add_login_commands(sub) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import (BuildOptions, OutputSpec, RegistryCache, SecretSource, SshSource, parse_duration,
-                          parse_key_values, parse_registry_ca, parse_registry_client_cert)
+    from .options import (BuildOptions, OutputSpec, RegistryCache, SecretSource, SshSource, parse_annotations,
+                          parse_duration, parse_key_values, parse_registry_ca, parse_registry_client_cert)
 
     context = Path(args.context)
     cache_repo = (RegistryCache.from_cache_repo(args.cache_repo),) if args.cache_repo else ()
@@ -193,6 +206,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         build_args=parse_key_values(args.build_arg, "--build-arg", environ),
         target=args.target,
         labels=parse_key_values(args.label, "--label"),
+        annotations=parse_annotations(args.annotation),
         platform=args.platform,
         push=args.push,
         outputs=tuple(OutputSpec.parse(o) for o in args.output),
@@ -214,7 +228,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         reproducible=args.reproducible,
         work_dir=Path(args.work_dir) if args.work_dir else None,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        no_cache=args.no_cache,
+        no_cache=args.no_cache, isolation=args.isolation,
         cache_ttl=parse_duration(args.cache_ttl, "--cache-ttl") if args.cache_ttl else None,
         cache_from=tuple(RegistryCache.parse(c, "--cache-from") for c in args.cache_from) + cache_repo,
         cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
@@ -222,14 +236,21 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
     )
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from .builder import build, display_path
+def run_build(args: argparse.Namespace, argv: list[str]) -> int:
+    from .builder import build, display_path, scratch_parent
     from .diagnostics import check_dockerfile, finding_from_error
     from .diagnostics.reports import ReportSpec, check_fail_on, write_reports
     from .events import Events
+    from .isolation.detect import choose, probe
+    from .isolation.userns import reenter
     from .progress import make_renderer
 
     options = options_from_args(args, dict(os.environ))
+    if os.geteuid() != 0 and options.isolation != "proot":
+        # Not root: with subordinate ids the whole build runs again as root of a user namespace (mode 1).
+        environment = probe(str(scratch_parent(options)))
+        if choose(environment, options.isolation).name == "userns":
+            return reenter(argv, environment.subordinates)
     reports = [ReportSpec.parse(r) for r in args.report]
     renderer = make_renderer(args.progress, quiet=args.quiet)
     events = Events(renderer)
@@ -252,6 +273,16 @@ def run_build(args: argparse.Namespace) -> int:
     write_reports(findings, reports)
     print(result.digest)
     return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from .isolation.detect import probe
+    from .isolation.doctor import report
+
+    work_dir = args.work_dir or os.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp"
+    lines, runnable = report(probe(work_dir), work_dir, args.isolation)
+    print("\n".join(lines))
+    return 0 if runnable else IsolationError.exit_code
 
 
 def run_lint(args: argparse.Namespace) -> int:
@@ -379,11 +410,20 @@ def _size(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["kaniko"]:
+            # kaniko's flags follow pflag's rules, not argparse's: the kaniko front end reads them itself.
+            from .kaniko.command import run_kaniko
+
+            return run_kaniko(argv[1:])
         parser = make_parser()
+        argv = sys.argv[1:] if argv is None else argv
         args = parser.parse_args(argv)
         if args.command == "build":
-            return run_build(args)
+            return run_build(args, argv)
+        if args.command == "doctor":
+            return run_doctor(args)
         if args.command == "lint":
             return run_lint(args)
         if args.command == "login":

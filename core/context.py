@@ -208,6 +208,9 @@ def glob_in_root(root: str, pattern: str, visible=lambda p: True) -> list[str]:
 
 
 def check_context(context: Path) -> None:
+    if not os.access(context.parent, os.X_OK):
+        raise ContextError(f"build context {context} cannot be reached: no permission to enter {context.parent}",
+                           hint="run as a user that can read the context, or make its directories readable")
     if not context.exists():
         raise ContextError(f"build context {context} does not exist", hint="pass the directory to build from")
     if not context.is_dir():

@@ -106,6 +106,16 @@ class BuildFinished(Event):
     error: str | None = None
 
 
+def event_from_json(d: dict) -> Event | None:
+    """The inverse of `Event.to_json` (a `--progress json` line read back, e.g. by a CI adapter that renders it
+    with progress.py's renderers); None for an event kind newer than this module."""
+    kinds = {cls.__name__: cls for cls in Event.__subclasses__()}
+    fields = dict(d)
+    kind = fields.pop("event", "")
+    cls = kinds.get("".join(part.capitalize() for part in kind.split("_")))
+    return cls(**fields) if cls is not None else None
+
+
 Listener = Callable[[Event], None]
 
 

@@ -26,6 +26,7 @@ from .isolation import Runner
 from .mounts import MountSources
 from .options import go_duration
 from .rootfs import RootFS, Workspace, mounted_step
+from .rootfs.ownership import Ownership
 from .rootfs.paths import image_path_join
 from .rootfs.snapshot import write_layer
 from .run_step import execute_run, run_cache_inputs
@@ -410,8 +411,18 @@ class StageExecutor:
         self._history(inst.original)
 
     # --- filesystem instructions -------------------------------------------------------------------------
-    def _commit(self, upper: str, created_by: str) -> Layer:
+    def _commit(self, upper: str, created_by: str, run_as: tuple[int, int] | None = None) -> Layer:
         epoch = self.s.source_date_epoch
+        trees = self.s.workspace.trees
+        if trees is not None:
+            new_owner = Ownership(*run_as) if run_as and os.geteuid() != 0 else None
+            layer = trees.commit(self.rootfs, compression=self.s.compression, level=self.s.compression_level,
+                                 source_date_epoch=epoch, new_owner=new_owner)
+            self.s.events.emit(ev.Message(level="info", text=_scan_note(trees.last_scan)))
+            self.rootfs = self.rootfs.with_pending(layer)
+            self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by, created=created_time(epoch),
+                                                                   comment="dockyard"))
+            return layer
         layer, _ = write_layer(upper, self.s.store, compression=self.s.compression,
                                level=self.s.compression_level, source_date_epoch=epoch)
         chain = self.rootfs.next_chain(layer.diff_id)
@@ -435,8 +446,10 @@ class StageExecutor:
         self.cached_step({"instruction": "WORKDIR (directories)"}, make)
 
     def _take_upper(self) -> str:
-        """A new upper directory for a step, holding the pending WORKDIR directories."""
-        upper = self.s.workspace.new_layer_dir()
+        """A new upper directory for a step, holding the pending WORKDIR directories (for a directory root,
+        the root itself)."""
+        trees = self.s.workspace.trees
+        upper = trees.writable(self.rootfs) if trees is not None else self.s.workspace.new_layer_dir()
         if self._pending_workdirs:
             self._make_workdirs(upper)
         return upper
@@ -500,6 +513,11 @@ class StageExecutor:
 
     def do_add(self, inst: ins.Copy) -> Layer | None:
         return self.cached_step(copy_cache_inputs(self, inst), lambda: execute_copy(self, inst))
+
+
+def _scan_note(stats) -> str:
+    return (f"snapshot: scanned {stats.paths} paths in {stats.seconds * 1000:.0f} ms: {stats.changed} changed, "
+            f"{stats.deleted} deleted, {stats.hashed} hashed")
 
 
 # Instructions that make a layer (through cached_step); every other one only changes the config.

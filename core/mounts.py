@@ -35,7 +35,7 @@ from .dockerfile import instructions as ins
 from .errors import ContextError, DockerfileError, StepFailed
 from .isolation import SandboxMount
 from .options import BuildOptions, SecretSource
-from .rootfs import mounted_readonly
+from .rootfs import mounted_readonly, ownership
 from .rootfs.overlay import mount, overlay_mount, umount
 from .rootfs.paths import clean, resolve_in_root
 
@@ -325,6 +325,10 @@ class MountPreparer:
             copy = os.path.join(scratch, "file")
             shutil.copy2(host, copy, follow_symlinks=False)
             return copy
+        if ws.trees is not None:  # no overlayfs here: a private copy of the directory
+            copy = os.path.join(scratch, "dir")
+            shutil.copytree(host, copy, symlinks=True)
+            return copy
         upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
         os.mkdir(upper)
         os.mkdir(work)
@@ -348,7 +352,7 @@ class MountPreparer:
             shutil.copytree(seed, data, symlinks=True)
         else:
             os.mkdir(data)
-        os.chown(data, spec.uid or 0, spec.gid or 0)
+        ownership.chown(data, spec.uid or 0, spec.gid or 0)
         os.chmod(data, 0o755 if spec.mode is None else spec.mode)
 
     # --- tmpfs
@@ -372,7 +376,12 @@ class MountPreparer:
             self._add(target, source=path, readonly=True, file=True)
 
     def _secret_file(self, spec: MountSpec, value: bytes) -> str:
-        if self._secret_dir is None:
+        if self._secret_dir is None and self.executor.s.workspace.trees is not None:
+            # No mounts in this mode: a private directory of the workspace, removed when the step ends.
+            self._secret_dir = self.executor.s.workspace.new_file_dir()
+            os.chmod(self._secret_dir, 0o700)
+            self.stack.callback(shutil.rmtree, self._secret_dir, ignore_errors=True)
+        elif self._secret_dir is None:
             # In memory, in dockyard's private mount namespace only, and unmounted when the step ends.
             self._secret_dir = self.executor.s.workspace.new_mountpoint()
             mount("tmpfs", self._secret_dir, "tmpfs", 0, "mode=0700,size=16m")
@@ -381,7 +390,7 @@ class MountPreparer:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(value)
-        os.chown(path, spec.uid or 0, spec.gid or 0)
+        ownership.chown(path, spec.uid or 0, spec.gid or 0)
         os.chmod(path, 0o400 if spec.mode is None else spec.mode)
         return path
 

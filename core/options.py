@@ -302,6 +302,7 @@ class BuildOptions:
     build_args: tuple[tuple[str, str], ...] = ()
     target: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()  # --annotation: the image manifest's annotations
     platform: str = "linux/amd64"
     push: bool = False
     outputs: tuple[OutputSpec, ...] = ()
@@ -326,6 +327,7 @@ class BuildOptions:
     blob_dir: Path | None = None
     # --cache-dir: the root of the local cache (unpacked layers, step cache, blobs); default ~/.cache/dockyard.
     cache_dir: Path | None = None
+    isolation: str = "auto"  # --isolation auto|namespaces|proot (isolation/detect.py)
     no_cache: bool = False  # --no-cache: look nothing up (results are still recorded for later builds)
     cache_ttl: float | None = None  # --cache-ttl, seconds: older step cache entries are misses
     cache_from: tuple[RegistryCache, ...] = ()  # registry caches to take steps from (after the local cache)
@@ -385,6 +387,24 @@ def parse_key_values(items: list[str] | tuple[str, ...], what: str,
                 continue
             value = environ[key]
         pairs.append((key, value))
+    return tuple(pairs)
+
+
+def parse_annotations(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """`--annotation [manifest:]KEY=VALUE` as buildx takes it. We write a single-platform image manifest and no
+    index of our own, so only the manifest level (buildx's default) exists; other levels are refused, not dropped."""
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        level, colon, name = key.rpartition(":")
+        if colon and level != "manifest":
+            raise UsageError(f"invalid --annotation {item!r}: only manifest annotations are supported",
+                             hint="write it as KEY=VALUE or manifest:KEY=VALUE (index and descriptor "
+                                  "annotations need a multi-platform index, which dockyard does not write)")
+        if not eq or not name:
+            raise UsageError(f"invalid --annotation {item!r}: expected [manifest:]KEY=VALUE",
+                             hint="e.g. --annotation org.opencontainers.image.description=My app")
+        pairs.append((name, value))
     return tuple(pairs)
 
 

@@ -18,7 +18,7 @@ from .image.model import Layer
 from .isolation import RunSpec, SandboxMount
 from .mounts import (MountPreparer, MountSpec, PreparedMounts, make_hidden_mountpoints, make_stub_layer,
                      needs_mountpoint, parse_mount, remove_mountpoints)
-from .rootfs import Step, mounted_readonly
+from .rootfs import Step, mounted_readonly, mounted_step
 from .rootfs.overlay import overlay_mount
 from .rootfs.paths import resolve_in_root
 from .users import UnknownUser, resolve_user
@@ -82,7 +82,9 @@ def execute_run(executor: StageExecutor, inst: ins.Run) -> Layer:
         tail = "\n".join("  | " + line for line in result.tail[-10:])
         raise StepFailed(message, details=tail or None,
                          hint="the lines above are the end of the command's output" if tail else None)
-    return executor._commit(upper, f"RUN {' '.join(command.argv)} # dockyard")
+    # Without root, files the RUN made are the host user's only because they had to be: in the image they are
+    # the step user's (directory roots only; see rootfs/scan.py).
+    return executor._commit(upper, f"RUN {' '.join(command.argv)} # dockyard", run_as=(user.uid, user.gid))
 
 
 def _network(inst: ins.Run) -> str:
@@ -116,6 +118,10 @@ def _mounted_step(executor: StageExecutor, upper: str, stubs: str | None) -> Ite
     """The stage's root with the step's upper directory, the workspace scaffold and, at the very bottom, the
     step's mount-point stubs."""
     ws = executor.s.workspace
+    if ws.trees is not None:  # a directory root: the runner binds what overlays and stubs provide here
+        with mounted_step(executor.rootfs, ws) as step:
+            yield step
+        return
     lowers = [*executor.rootfs.lowers(ws, scaffold=True), *([stubs] if stubs else [])]
     with overlay_mount(lowers, ws.new_mountpoint(), upper, ws.new_work_dir()) as merged:
         yield Step(merged=merged, upper=upper)

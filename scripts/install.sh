@@ -11,8 +11,12 @@ APT_PACKAGES=(
   libcap2-bin util-linux
   git                  # ADD of a git URL clones with the git CLI
   openssh-client       # ssh-agent, for the RUN --mount=type=ssh tests
+  proot                # RUN without mount/unshare privileges (isolation/proot.py)
+  uidmap               # newuidmap/newgidmap: a non-root user's build in a user namespace (isolation/userns.py)
   openssl apache2-utils # test CAs, certificates and token signing; htpasswd files for the auth tests
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
+  groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
+  npm                  # @action-validator/cli, which checks the GitHub Action's action.yml
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -30,4 +34,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# The versions pinned in .ci/node/package-lock.json, into .ci/node/node_modules (git-ignored).
+npm ci --prefix .ci/node --no-audit --no-fund --silent
 echo "dockyard installed in .venv: $(.venv/bin/dockyard --version)"

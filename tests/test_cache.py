@@ -46,6 +46,20 @@ def test_tree_digest_ignores_times_and_sees_content_mode_owner_and_links(tmp_pat
         seen.add(digest)
 
 
+def test_tree_digest_sees_xattrs_but_not_overlay_bookkeeping(tmp_path):
+    (tmp_path / "src").mkdir()
+    f = tmp_path / "src" / "ping"
+    f.write_bytes(b"binary")
+    before = tree_digest(str(tmp_path / "src"))
+    os.setxattr(f, "user.origin", b"a")
+    with_a = tree_digest(str(tmp_path / "src"))
+    os.setxattr(f, "user.origin", b"b")
+    with_b = tree_digest(str(tmp_path / "src"))
+    assert len({before, with_a, with_b}) == 3
+    os.setxattr(f, "trusted.overlay.origin", b"host-specific")  # as root; overlayfs's own bookkeeping
+    assert tree_digest(str(tmp_path / "src")) == with_b
+
+
 def test_step_keys_depend_on_parent_and_every_input():
     parent = base_key("sha256:" + "1" * 64, platform="linux/amd64", source_date_epoch=None, compression="gzip",
                       level=None)

@@ -14,7 +14,7 @@ import pytest
 from dockyard.errors import UsageError
 from dockyard.events import (BuildFinished, BuildStarted, Events, ImagePushed, Message, StageStarted,
                              StepFinished, StepLog, StepStarted, TransferFinished, TransferProgress,
-                             TransferStarted)
+                             TransferStarted, event_from_json)
 from dockyard.progress import (JsonRenderer, NullRenderer, PlainRenderer, RichRenderer, format_size,
                                make_renderer, short_digest)
 
@@ -167,6 +167,19 @@ def test_json_lines():
     assert step == {"event": "step_started", "step": 1, "total": 3, "stage": "build", "text": "RUN make",
                     "file": "Dockerfile", "line": 2, "time": T0 + 1}
     assert records[-1]["digest"] == DIGEST_B
+
+
+def test_json_lines_read_back_render_as_the_events_did():
+    """event_from_json inverts to_json: a consumer of `--progress json` (the GitHub adapter) can feed the plain
+    renderer and get the very lines a direct plain build prints."""
+    direct, via_json, lines = io.StringIO(), io.StringIO(), io.StringIO()
+    feed_build(PlainRenderer(direct))
+    feed_build(JsonRenderer(lines))
+    replay = PlainRenderer(via_json)
+    for line in lines.getvalue().splitlines():
+        replay(event_from_json(json.loads(line)))
+    assert via_json.getvalue() == direct.getvalue() and direct.getvalue()
+    assert event_from_json({"event": "from_the_future", "time": T0}) is None
 
 
 # --- rich ----------------------------------------------------------------------------------------------------

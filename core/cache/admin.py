@@ -2,8 +2,9 @@
 
 Pruning takes the cache lock exclusively, so it never removes an entry or a layer directory a running build is
 using (builds hold the lock shared); it waits for running builds to finish. Step entries and unpacked layers
-are pruned by last use; the blob store (pulled and built blobs) is emptied only by --all, since images written
-to OCI layouts and registries do not need it and a step entry whose blob is gone is a miss, never an error.
+are pruned by last use; blobs (pulled and built) by age, once no remaining step entry names them: images written
+to OCI layouts and registries do not need the store, a step entry whose blob is gone is a miss, and a base
+layer that is gone is pulled again. --all empties everything.
 """
 
 from __future__ import annotations
@@ -69,9 +70,32 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
                 item.path.unlink(missing_ok=True)
             removed += 1
             freed += item.size
+        if not everything and older_than is not None:
+            blobs_removed, blobs_freed = _prune_blobs(cache_root, now - older_than)
+            removed, freed = removed + blobs_removed, freed + blobs_freed
         if everything:
             for sub in ("store", "layers"):
                 if (cache_root / sub).exists():
                     freed += _tree_size(cache_root / sub)
                     shutil.rmtree(cache_root / sub, ignore_errors=True)
+    return removed, freed
+
+
+def _prune_blobs(cache_root: Path, cutoff: float) -> tuple[int, int]:
+    """Removes blobs stored before `cutoff` that no remaining step entry names."""
+    blobs = cache_root / "store" / "blobs" / "sha256"
+    if not blobs.is_dir():
+        return 0, 0
+    named = {entry.layer.digest for _, entry in StepCache(cache_root / "steps").entries() if entry.layer}
+    removed = freed = 0
+    for blob in blobs.iterdir():
+        try:
+            st = blob.stat()
+        except OSError:
+            continue
+        if st.st_mtime >= cutoff or "sha256:" + blob.name in named:
+            continue
+        blob.unlink(missing_ok=True)
+        removed += 1
+        freed += st.st_blocks * 512
     return removed, freed

@@ -15,8 +15,10 @@ import os
 import stat
 from typing import Any, Protocol
 
+from ..rootfs.xattrs import image_xattrs
+
 # Bumped whenever what a key covers or what an entry holds changes, so old entries simply stop matching.
-KEY_FORMAT = "dockyard-step-cache/1"
+KEY_FORMAT = "dockyard-step-cache/2"
 
 
 def step_key(parent: str, **inputs: Any) -> str:
@@ -44,7 +46,8 @@ class TreeFilter(Protocol):
 
 def tree_digest(path: str, source_filter: TreeFilter | None = None) -> str:
     """The content digest of a file or directory tree as a COPY would read it: each entry's relative path, type,
-    permission bits, owner, size and content (or link target, or device numbers). Never times."""
+    permission bits, owner, xattrs (COPY carries them into the layer), size and content (or link target, or
+    device numbers). Never times."""
     digest = hashlib.sha256()
     _hash_entry(digest, path, ".", source_filter, top=True)
     return "sha256:" + digest.hexdigest()
@@ -53,7 +56,8 @@ def tree_digest(path: str, source_filter: TreeFilter | None = None) -> str:
 def _hash_entry(digest, path: str, rel: str, source_filter: TreeFilter | None, *, top: bool = False) -> None:
     st = os.lstat(path)
     mode = st.st_mode
-    fields: list[Any] = [rel, stat.S_IFMT(mode), stat.S_IMODE(mode), st.st_uid, st.st_gid]
+    xattrs = [[name, value.hex()] for name, value in image_xattrs(path).items()]
+    fields: list[Any] = [rel, stat.S_IFMT(mode), stat.S_IMODE(mode), st.st_uid, st.st_gid, xattrs]
     if stat.S_ISREG(mode):
         fields += [st.st_size, _file_digest(path)]
     elif stat.S_ISLNK(mode):

@@ -48,7 +48,7 @@ class LayerCache:
             self._mark_used(final.name)
             return str(final)
         from ..rootfs.overlay import overlay_mount
-        from ..rootfs.unpack import apply_layer
+        from ..rootfs.unpack import DiffIdReader, apply_layer
 
         with file_lock(self.locks / (final.name + ".lock")):
             if final.is_dir():  # another build unpacked it while we waited
@@ -61,9 +61,12 @@ class LayerCache:
                 upper, work = scratch / "layer", scratch / "work"
                 upper.mkdir(mode=0o755)
                 work.mkdir()
+                name = f"layer {layer.digest}"
                 with overlay_mount(lowers, mountpoint, str(upper), str(work)) as merged, \
                         store.open(layer.digest) as raw:
-                    apply_layer(open_decompressed(raw), merged, layer_name=f"layer {layer.digest}")
+                    content = DiffIdReader(open_decompressed(raw))
+                    apply_layer(content, merged, layer_name=name)
+                    content.verify(layer.diff_id, name)
                 os.rename(upper, final)
                 self._mark_used(final.name)
             finally:

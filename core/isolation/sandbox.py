@@ -141,7 +141,16 @@ def setup_dev(root):
 
 
 def setup_sys(root):
-    mount("sysfs", os.path.join(root, "sys"), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    target = os.path.join(root, "sys")
+    flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    try:
+        mount("sysfs", target, "sysfs", flags)
+    except SetupError:
+        # In a user namespace (a non-root user's build) sysfs mounts only in a network namespace of that user
+        # namespace; the step shares the host's network there, so it gets the host's /sys, read-only, as
+        # rootless podman does. The remount repeats the host mount's nosuid/nodev/noexec, which are locked.
+        mount("/sys", target, None, MS_BIND | MS_REC)
+        mount(None, target, None, MS_BIND | MS_REMOUNT | flags)
 
 
 def make_mountpoint(root, target, is_file):

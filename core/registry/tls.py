@@ -20,9 +20,11 @@ written into a private temporary directory that `close()` removes.
 from __future__ import annotations
 
 import os
+import shutil
 import ssl
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -158,6 +160,8 @@ class TLSSettings:
                                     hint="check the --registry-ca path or the certs.d directory") from None
         if self._bundle_dir is None:
             self._bundle_dir = tempfile.mkdtemp(prefix="dockyard-ca-")  # 0700: private to this process
+            # close() removes it; this also does when a caller forgets (or the process exits first).
+            weakref.finalize(self, shutil.rmtree, self._bundle_dir, True)
         bundle = os.path.join(self._bundle_dir, host.replace(":", "_").replace("/", "_") + ".pem")
         with open(bundle, "wb") as out:
             out.write(b"".join(parts))

@@ -18,13 +18,16 @@ from typing import Callable, Iterator
 from ..cache.layers import chain_id
 from ..image.model import Layer
 from .overlay import overlay_mount, umount
+from .trees import DirectoryRoots
 
 
 class Workspace:
-    """One build's scratch directories: layer dirs, overlay work dirs and mount points. Removed at the end."""
+    """One build's scratch directories: layer dirs, overlay work dirs and mount points. Removed at the end.
+    With `trees` (the modes without overlayfs), roots are plain directories instead of overlay mounts."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.trees: DirectoryRoots | None = None
         for sub in ("l", "w", "m", "empty", "f"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._ids = itertools.count(1)
@@ -143,7 +146,12 @@ class Step:
 @contextmanager
 def mounted_step(rootfs: RootFS, workspace: Workspace, *, upper: str | None = None,
                  scaffold: bool = False) -> Iterator[Step]:
-    """Mount rootfs with a (new or given) upper directory for the duration of the block."""
+    """Mount rootfs with a (new or given) upper directory for the duration of the block. A directory root
+    is changed in place: its scan at commit finds the changes, so `upper` is the root itself."""
+    if workspace.trees is not None:
+        tree = workspace.trees.writable(rootfs)
+        yield Step(merged=tree, upper=tree)
+        return
     upper = upper or workspace.new_layer_dir()
     target = workspace.new_mountpoint()
     with overlay_mount(rootfs.lowers(workspace, scaffold=scaffold), target, upper, workspace.new_work_dir()):
@@ -153,6 +161,9 @@ def mounted_step(rootfs: RootFS, workspace: Workspace, *, upper: str | None = No
 @contextmanager
 def mounted_readonly(rootfs: RootFS, workspace: Workspace) -> Iterator[str]:
     """A read-only view of rootfs (for COPY --from and for reading /etc/passwd)."""
+    if workspace.trees is not None:
+        yield workspace.trees.readable(rootfs)
+        return
     target = workspace.new_mountpoint()
     with overlay_mount(rootfs.lowers(workspace), target):
         yield target

@@ -4,6 +4,9 @@ The builder first moves itself into a private mount namespace, so every mount it
 host and disappears with the process even if it is killed. Layer directories are in overlayfs's own format
 (whiteouts are 0/0 character devices, opaque directories carry `trusted.overlay.opaque=y`): the upper
 directory of a step *is* that step's change set, and becomes a lower directory for the steps after it.
+
+In a user namespace (a non-root user's build, isolation/userns.py) trusted.* xattrs cannot be written, so
+overlays are mounted with `userxattr` (Linux 5.11+) and overlayfs keeps its bookkeeping in `user.overlay.*`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import errno
 import os
 import threading
 from contextlib import contextmanager
+from functools import cache
 from typing import Iterator, Sequence
 
 from ..errors import IsolationError
@@ -31,8 +35,14 @@ MNT_DETACH = 2
 # redirect_dir/metacopy/index off: the upper directory must be a plain, self-contained diff (a renamed
 # directory is copied, a chmod copies the file) so that it can be turned into a layer tar as it is.
 OVERLAY_OPTIONS = "index=off,redirect_dir=off,metacopy=off,xino=off"
+# In a user namespace: `userxattr` refuses redirect_dir=off where the kernel reads "off" as "follow";
+# nofollow neither creates nor follows redirects, which is what "off" is for here.
+USERNS_OVERLAY_OPTIONS = "index=off,redirect_dir=nofollow,metacopy=off,xino=off,userxattr"
 # The mount(2) data argument is one page.
 _MAX_OPTIONS = 4000
+
+# The initial user namespace maps every id onto itself; any other map means a user namespace.
+_INITIAL_UID_MAP = ["0", "0", "4294967295"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -57,6 +67,18 @@ def umount(target: str, detach: bool = True) -> None:
     _check(_libc.umount2(target.encode(), MNT_DETACH if detach else 0), f"umount {target}")
 
 
+@cache
+def in_user_namespace() -> bool:
+    """True in a user namespace other than the host's (this process never changes user namespace)."""
+    with open("/proc/self/uid_map") as f:
+        return f.read().split() != _INITIAL_UID_MAP
+
+
+def overlay_xattr_prefix() -> str:
+    """Where overlayfs keeps its own xattrs (opaque directories, redirects) on the mounts this process makes."""
+    return "user.overlay." if in_user_namespace() else "trusted.overlay."
+
+
 def enter_private_mount_namespace() -> None:
     """Move this process into its own mount namespace (once). Mounts made afterwards never reach the host."""
     global _in_private_namespace
@@ -66,7 +88,7 @@ def enter_private_mount_namespace() -> None:
         err = ctypes.get_errno()
         raise IsolationError(
             f"cannot create a mount namespace: {os.strerror(err)}",
-            hint="run dockyard as root (or with CAP_SYS_ADMIN); unprivileged modes are not available yet"
+            hint="build with --isolation=auto, which picks a mode this environment allows (`dockyard doctor`)"
             if err in (errno.EPERM, errno.EACCES) else None)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     _in_private_namespace = True
@@ -82,7 +104,7 @@ def overlay_options(lowers: Sequence[str], upper: str | None, work: str | None) 
         opts = f"lowerdir={':'.join(paths)}"
         if up:
             opts += f",upperdir={up},workdir={wk}"
-        return opts + "," + OVERLAY_OPTIONS
+        return opts + "," + (USERNS_OVERLAY_OPTIONS if in_user_namespace() else OVERLAY_OPTIONS)
 
     data = build(lowers, upper, work)
     if len(data) <= _MAX_OPTIONS:

@@ -1,4 +1,5 @@
-"""Turning a step's overlay upper directory into a layer blob, in one streaming pass.
+"""Turning a step's change set into a layer blob, in one streaming pass: an overlay upper directory, or the
+changes a scan of a directory root found (scan.py); both go through the same tar writer.
 
 The upper directory holds exactly what the step changed (overlayfs copied up what was modified, marked what
 was deleted), so the layer is made by walking that directory alone, never the whole root filesystem.
@@ -19,8 +20,10 @@ from ..image.blobs import BlobStore
 from ..image.compression import compressor
 from ..image.model import Descriptor, Layer
 from ..image.tarwriter import Entry, TarWriter
+from .overlay import overlay_xattr_prefix
+from .ownership import Ownership
+from .xattrs import image_xattrs
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
 @dataclass(frozen=True)
@@ -72,53 +75,72 @@ class _TarSink:
         return "sha256:" + self._hash.hexdigest()
 
 
-def _xattrs(path: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return found
-    for name in sorted(names):  # listxattr's order is the filesystem's; the layer's must not depend on it
-        # overlayfs bookkeeping and SELinux labels belong to this machine, not to the image.
-        if name.startswith("trusted.overlay.") or name == "security.selinux":
-            continue
-        try:
-            found[name] = os.getxattr(path, name, follow_symlinks=False).decode("utf-8", "surrogateescape")
-        except OSError:
-            continue
-    return found
-
-
 def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
 def _is_opaque(path: str) -> bool:
     try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.getxattr(path, overlay_xattr_prefix() + "opaque", follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
+@dataclass(frozen=True)
+class Change:
+    """One entry of a scanned change set: `rel` is the root-relative path; a deleted path becomes a whiteout.
+    `ownership` is what the image says when the host file cannot show it (ownership.py)."""
+
+    rel: str
+    deleted: bool = False
+    ownership: Ownership | None = None
+
+
 def write_layer(upper: str, store: BlobStore, *, compression: str = "gzip", level: int | None = None,
                 source_date_epoch: int | None = None) -> tuple[Layer, LayerStats]:
-    """Write the change set in `upper` as a compressed layer into `store`. With `source_date_epoch`, no entry
-    is dated later than it (BuildKit's rewrite-timestamp), so a rebuild gives the same bytes."""
+    """Write the change set in `upper` (an overlay upper directory) as a compressed layer into `store`. With
+    `source_date_epoch`, no entry is dated later than it (BuildKit's rewrite-timestamp), so a rebuild gives
+    the same bytes."""
+    def entries(archive: TarWriter, seen_inodes: dict) -> int:
+        return sum(_add_entry(archive, os.path.join(upper, rel), rel, st, seen_inodes, source_date_epoch)
+                   for rel, st in _walk(upper))
+
+    return _write(entries, store, compression, level)
+
+
+def write_changes(root: str, changes: list[Change], store: BlobStore, *, compression: str = "gzip",
+                  level: int | None = None, source_date_epoch: int | None = None,
+                  deleted_mtime: int = 0) -> tuple[Layer, LayerStats]:
+    """Write scanned `changes` (parents before children) of the directory `root` as a layer into `store`."""
+    def entries(archive: TarWriter, seen_inodes: dict) -> int:
+        count = 0
+        for change in changes:
+            if change.deleted:
+                parent, _, name = change.rel.rpartition("/")
+                archive.add(_marker(f"{parent}/.wh.{name}" if parent else f".wh.{name}", deleted_mtime))
+                count += 1
+            else:
+                path = os.path.join(root, change.rel)
+                count += _add_entry(archive, path, change.rel, os.lstat(path), seen_inodes, source_date_epoch,
+                                    change.ownership)
+        return count
+
+    return _write(entries, store, compression, level)
+
+
+def _write(entries, store: BlobStore, compression: str, level: int | None) -> tuple[Layer, LayerStats]:
     comp, media_type = compressor(compression, level)
-    entries = 0
     with store.writer() as blob:
         sink = _TarSink(blob, comp)
         # PAX carries long names and xattrs; names of users/groups are left out (they belong to this host).
         archive = TarWriter(sink)
-        seen_inodes: dict[tuple[int, int], str] = {}
-        for rel, st in _walk(upper):
-            entries += _add_entry(archive, os.path.join(upper, rel), rel, st, seen_inodes, source_date_epoch)
+        count = entries(archive, {})
         archive.close()
         diff_id = sink.finish()
         digest = blob.commit()
         size = blob.size
     layer = Layer(Descriptor(media_type, digest, size), diff_id)
-    return layer, LayerStats(entries, sink.size)
+    return layer, LayerStats(count, sink.size)
 
 
 def _walk(top: str, rel: str = ""):
@@ -139,7 +161,7 @@ def _marker(name: str, mtime: int) -> Entry:
 
 
 def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen_inodes: dict,
-               source_date_epoch: int | None) -> int:
+               source_date_epoch: int | None, ownership: Ownership | None = None) -> int:
     parent, _, name = rel.rpartition("/")
     mtime = int(st.st_mtime)
     if source_date_epoch is not None and mtime > source_date_epoch:
@@ -147,8 +169,9 @@ def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen
     if _is_whiteout(st):
         archive.add(_marker(f"{parent}/.wh.{name}" if parent else f".wh.{name}", mtime))
         return 1
-    entry = Entry(rel, tarfile.REGTYPE, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime=mtime,
-                  pax={f"SCHILY.xattr.{k}": v for k, v in _xattrs(path).items()})
+    uid, gid = (ownership.uid, ownership.gid) if ownership else (st.st_uid, st.st_gid)
+    entry = Entry(rel, tarfile.REGTYPE, mode=stat.S_IMODE(st.st_mode), uid=uid, gid=gid, mtime=mtime,
+                  pax={f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in image_xattrs(path).items()})
     if stat.S_ISDIR(st.st_mode):
         entry.type = tarfile.DIRTYPE
         archive.add(entry)
@@ -158,6 +181,12 @@ def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen
         return 1
     if stat.S_ISLNK(st.st_mode):
         entry.type, entry.linkname = tarfile.SYMTYPE, os.readlink(path)
+        archive.add(entry)
+        return 1
+    if ownership is not None and ownership.device is not None:
+        # An empty file standing in for a device node the host user could not create.
+        kind, entry.devmajor, entry.devminor = ownership.device
+        entry.type = tarfile.CHRTYPE if kind == "c" else tarfile.BLKTYPE
         archive.add(entry)
         return 1
     if stat.S_ISREG(st.st_mode):

@@ -8,6 +8,7 @@ is resolved inside the root (`..` and symlinks can never lead a write outside it
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -15,6 +16,7 @@ import tarfile
 from typing import BinaryIO, Callable
 
 from ..errors import DockyardError
+from . import ownership
 from .paths import PathEscape, clean, resolve_in_root
 
 WHITEOUT_PREFIX = ".wh."
@@ -24,6 +26,32 @@ _XATTR_PREFIX = "SCHILY.xattr."
 
 class LayerError(DockyardError):
     exit_code = 6
+
+
+class DiffIdReader:
+    """Reads an uncompressed layer stream while hashing it, so the unpacked content can be checked against the
+    diff_id the image config (or a registry cache) claims: a layer directory shared by later builds as an
+    overlay lower layer must hold exactly that layer."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self._hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._hash.update(data)
+        return data
+
+    def verify(self, diff_id: str, layer_name: str) -> None:
+        """Reads what the tar reader left (end-of-archive padding), then compares the digest to `diff_id`."""
+        while self.read(1 << 20):
+            pass
+        actual = "sha256:" + self._hash.hexdigest()
+        if actual != diff_id:
+            raise LayerError(f"the layer's content has digest {actual}, not the diff_id {diff_id} the image claims",
+                             subject=layer_name,
+                             hint="the blob, or the image or cache that names it, is corrupt or was tampered with; "
+                                  "nothing of it was kept")
 
 
 def remove_path(path: str) -> None:
@@ -154,7 +182,7 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
         return  # a hard link shares its target's metadata
     elif member.ischr() or member.isblk():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        os.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        ownership.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
     elif member.isfifo():
         os.mkfifo(target, 0o600)
     else:
@@ -163,7 +191,7 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
 
 
 def _apply_metadata(member: tarfile.TarInfo, target: str, mode: int) -> None:
-    os.chown(target, member.uid, member.gid, follow_symlinks=False)
+    ownership.chown(target, member.uid, member.gid)
     for key, value in member.pax_headers.items():
         if key.startswith(_XATTR_PREFIX):
             name = key[len(_XATTR_PREFIX):]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import dockyard, write_context
+from tests.support.users import open_directory, owned_directory
 
 DOCKER_DEFAULT_CAPS = "00000000a80425fb"  # moby's default set: CHOWN, DAC_OVERRIDE, ..., SETFCAP
 
@@ -70,22 +72,40 @@ def test_run_sees_only_its_own_processes_and_fds(busybox_base, tmp_path):
     assert lines[2] == "dockyard"
 
 
-def test_unprivileged_user_gets_a_clear_error(busybox_base, tmp_path):
-    """Without root (and until the unprivileged modes land), dockyard says so instead of failing oddly."""
+def _as_nobody(busybox_base: str, env: dict | None = None):
+    """Build `RUN id -u` as uid 65534 (no /etc/subuid range: the proot mode); the build's result."""
     probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
                             "-c", "import dockyard.cli"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"uid 65534 cannot load dockyard from this interpreter/checkout: {probe.stderr.strip()[-200:]}")
-    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {busybox_base}\nRUN true\n"})
-    for parent in [tmp_path, *tmp_path.parents]:
-        if str(parent) in ("/", "/tmp"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o005)
-    result = dockyard("build", "--progress=plain", str(context), user=65534,
-                      env={"HOME": str(tmp_path / "home")})
+    with open_directory("dockyard-nobody-") as shared:
+        context = write_context(shared / "ctx", {"Dockerfile": f"FROM {busybox_base}\nRUN id -u\n"})
+        home = owned_directory(shared, "home", 65534, 65534)
+        return dockyard("build", "--progress=plain", str(context), user=65534,
+                        env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home),
+                             **(env or {})})
+
+
+def test_an_unprivileged_user_builds_through_proot(busybox_base):
+    result = _as_nobody(busybox_base)
+    assert result.returncode == 0, result.stderr
+    assert "isolation: proot (not root" in result.stderr
+    assert _output(result.stderr).splitlines()[-1] == "0"  # the step's user is the image's root
+
+
+def test_an_unprivileged_user_without_proot_or_subordinate_ids_gets_a_clear_error(busybox_base, tmp_path):
+    """No mount namespace, no user namespace to re-enter, no proot: nothing can isolate RUN, so say so."""
+    tools = tmp_path / "bin"  # the tools dockyard itself runs, without proot
+    tools.mkdir()
+    os.chmod(tmp_path, 0o755)
+    for tool in ("setpriv", "newuidmap", "newgidmap", "unshare"):
+        if shutil.which(tool):
+            os.symlink(shutil.which(tool), tools / tool)
+    result = _as_nobody(busybox_base, env={"PATH": str(tools)})
     assert result.returncode == 8, result.stderr
     assert "Traceback" not in result.stderr
-    assert "mount namespace" in result.stderr and "root" in result.stderr
+    assert "RUN cannot be isolated here" in result.stderr and "proot" in result.stderr
+    assert "/etc/subuid" in result.stderr  # the hint names both ways out
 
 
 def test_a_missing_command_is_a_setup_error_naming_it(busybox_base, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from tests.e2e.helpers import dockyard, write_context
@@ -172,3 +173,42 @@ def test_an_unusable_cache_dir_is_a_usage_error(busybox_base, tmp_path):
     result = dockyard("build", "-q", "--cache-dir", str(tmp_path / "file" / "cache"), str(context))
     assert result.returncode == 2
     assert "cache directory" in result.stderr and "--cache-dir" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_base_layer_whose_content_does_not_match_its_diff_id_is_refused(registry, tmp_path):
+    """The unpacked form of a layer is shared by every later build, so it must hold what the config's diff_id
+    says: a base image (or registry cache) naming the wrong diff_id fails the build and leaves nothing behind."""
+    from dataclasses import replace
+
+    from tests.support.images import _config, _Layout, _skopeo_push, busybox_layer
+
+    layer = busybox_layer()
+    forged = replace(layer, diff_id="sha256:" + "0" * 64)
+    layout = _Layout(tmp_path / "forged-oci")
+    layout.tag(layout.image([forged], _config("amd64", None, [{"created_by": "forged"}])), "1")
+    ref = f"{registry.host}/base/forged:1"
+    _skopeo_push(layout.root, "1", ref, all_images=False, workdir=tmp_path)
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {ref}\nRUN true\n"})
+    cache = tmp_path / "cache"
+    result = dockyard("build", "--cache-dir", str(cache), "--output", f"type=oci,dest={tmp_path / 'oci'}",
+                      str(context))
+    assert result.returncode == 6, result.stderr
+    assert f"not the diff_id sha256:{'0' * 64}" in result.stderr and "Traceback" not in result.stderr
+    assert layer.diff_id in result.stderr
+    unpacked = cache / "layers" / "sha256"
+    assert not unpacked.exists() or not list(unpacked.iterdir())
+    assert not list((cache / "layers" / "tmp").iterdir())
+
+
+def test_prune_removes_old_blobs_no_entry_names(busybox_base, tmp_path):
+    context, cache = _context(tmp_path, busybox_base), tmp_path / "cache"
+    _build(context, cache, tmp_path / "one")
+    blobs = cache / "store" / "blobs" / "sha256"
+    two_days_ago = time.time() - 2 * 86400
+    for blob in blobs.iterdir():
+        os.utime(blob, (two_days_ago, two_days_ago))
+    named = {json.loads(p.read_text())["layer"]["digest"].split(":")[1] for p in (cache / "steps").glob("*.json")}
+    assert named and named < {b.name for b in blobs.iterdir()}
+    assert dockyard("cache", "prune", "--cache-dir", str(cache), "--older-than", "1d").returncode == 0
+    assert {b.name for b in blobs.iterdir()} == named  # the base's and the config blobs went; the steps' stayed
+    assert _cached(_build(context, cache, tmp_path / "two")) == [True] * 4  # the base is pulled again

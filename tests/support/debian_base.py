@@ -1,10 +1,11 @@
-"""Base images for the buildah comparison, made from this host's own Debian files (no internet here).
+"""A Debian base image made from this host's own Debian files (no internet here), for the builder image test
+(tests/e2e/test_kaniko.py) and the buildah comparison (benchmarks/compare_buildah.py).
 
-``push_debian_python_base(registry_host, workdir) -> "HOST/base/debian-python:1"`` writes a one-layer image
-holding the files of a few installed Debian packages (dash as /bin/sh, coreutils, findutils, python3) plus every
-shared library their ELF files need (found with ldd), laid out merged-/usr as Debian 12 is, and pushes it with
-skopeo.  The layer is written by tests/support/images.py's helpers (deterministic tar, numeric owners, fixed
-mtimes), so neither builder under test makes the base both of them start from.
+``push_debian_python_base(registry_host, workdir[, packages, tag]) -> "HOST/base/debian-python:TAG"`` writes a
+one-layer image holding the files of a few installed Debian packages (by default dash as /bin/sh, coreutils,
+findutils, python3) plus every shared library their ELF files need (found with ldd), laid out merged-/usr as
+Debian 12 is, and pushes it with skopeo.  The layer is written by tests/support/images.py's helpers
+(deterministic tar, numeric owners, fixed mtimes), so neither builder under test makes the base both of them start from.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ PACKAGES = ("dash", "coreutils", "findutils", "python3.11-minimal", "libpython3.
 MERGED_USR = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
 ELF_MAGIC = b"\x7fELF"
 HISTORY = {"created": "2024-01-01T00:00:00Z",
-           "created_by": "benchmarks/bases.py: dash, coreutils, findutils, python3 from the host's Debian files"}
+           "created_by": "tests/support/debian_base.py: dash, coreutils, findutils, python3 from the host's "
+                         "Debian files"}
 
 
 def package_files(package: str) -> list[str]:
@@ -98,9 +100,9 @@ def collect_packages(packages: tuple[str, ...] = PACKAGES) -> RootfsCollector:
     return collector
 
 
-def debian_python_layer() -> LayerBlob:
+def debian_python_layer(packages: tuple[str, ...] = PACKAGES) -> LayerBlob:
     """The base's only layer: merged-/usr symlinks, the collected files (dash's /bin/sh among them), passwd, group."""
-    collector = collect_packages()
+    collector = collect_packages(packages)
     w = _LayerWriter()
     written_dirs: set[str] = set()
 
@@ -131,11 +133,12 @@ def debian_python_layer() -> LayerBlob:
     return w.finish()
 
 
-def push_debian_python_base(registry_host: str, workdir: Path) -> str:
+def push_debian_python_base(registry_host: str, workdir: Path, packages: tuple[str, ...] = PACKAGES,
+                            tag: str = DEBIAN_PYTHON_TAG) -> str:
     """Writes the base as an OCI layout under `workdir` and pushes it; returns its reference."""
-    ref = f"{registry_host}/{DEBIAN_PYTHON_REPO}:{DEBIAN_PYTHON_TAG}"
+    ref = f"{registry_host}/{DEBIAN_PYTHON_REPO}:{tag}"
     workdir.mkdir(parents=True, exist_ok=True)
     layout = _Layout(workdir / "debian-python-oci")
-    layout.tag(layout.image([debian_python_layer()], _config("amd64", None, [HISTORY])), DEBIAN_PYTHON_TAG)
-    _skopeo_push(layout.root, DEBIAN_PYTHON_TAG, ref, all_images=False, workdir=workdir)
+    layout.tag(layout.image([debian_python_layer(packages)], _config("amd64", None, [HISTORY])), tag)
+    _skopeo_push(layout.root, tag, ref, all_images=False, workdir=workdir)
     return ref

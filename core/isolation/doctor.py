@@ -1,0 +1,87 @@
+"""`dockyard doctor`: what detect.py found in this environment, what each finding means for builds, and the
+execution mode a build would pick (or why none can run)."""
+
+from __future__ import annotations
+
+from ..errors import IsolationError
+from .detect import Environment, Mode, choose
+
+# What a build in each mode keeps and loses, in the words a user needs to decide whether that is enough.
+MODE_EFFECTS = {
+    "namespaces": [
+        "RUN runs in its own mount, pid, ipc and uts namespaces (network too with --network=none), with",
+        "docker's default capabilities; snapshots are overlay upper directories; owners, setuid bits and",
+        "device nodes are exactly what the steps made.",
+    ],
+    "userns": [
+        "the build re-enters itself as root of a user namespace (0 = you, 1.. = your subordinate ids) and",
+        "then runs as in the namespaces mode: RUN chown is real, for image ids up to the range's size; files",
+        "in the cache it makes there belong to your subordinate ids on this host.",
+    ],
+    "proot": [
+        "RUN runs through proot (ptrace): no process, network or IPC isolation from the builder, and",
+        "--network=none is refused; snapshots are made by scanning the root (stat data, hashing only what",
+        "stat cannot tell).",
+    ],
+}
+NON_ROOT_PROOT = [
+    "not root: RUN chown and mknod have no effect (proot -0 pretends), so files a RUN makes belong to the",
+    "step's user in the image; COPY --chown, base-image owners and device nodes are kept as the image says.",
+]
+
+
+def _yes(flag: bool, yes: str, no: str) -> str:
+    return yes if flag else no
+
+
+def findings(env: Environment, work_dir: str) -> list[tuple[str, str, str]]:
+    """(what, found, what it means) for each probe."""
+    ids = env.subordinates
+    limit = "unknown" if env.max_user_namespaces is None else str(env.max_user_namespaces)
+    return [
+        ("user", f"uid {env.euid}" + _yes(env.euid == 0, " (root)", " (not root)")
+         + _yes(env.in_user_namespace, ", in a user namespace", ""),
+         _yes(env.euid == 0, "may own every file and id the image uses",
+              "cannot own other users' files: needs a user namespace or proot")),
+        ("CAP_SYS_ADMIN", _yes(env.cap_sys_admin, "yes", "no"),
+         _yes(env.cap_sys_admin, "may mount (overlay roots, RUN --mount)", "no mounts outside a user namespace")),
+        ("mount namespace", _yes(env.mount_namespace, "allowed", "refused"),
+         _yes(env.mount_namespace, "RUN can get namespaces of its own", "RUN needs proot here")),
+        ("overlayfs", _yes(env.overlayfs, f"mounts in {work_dir}", "cannot be mounted"),
+         _yes(env.overlayfs, "snapshots are overlay upper directories",
+              "snapshots are made by scanning directory roots")),
+        ("user namespaces", _yes(env.user_namespace, "allowed", "refused") + f" (max_user_namespaces={limit})",
+         _yes(env.user_namespace, "a non-root user with subordinate ids can build as root of one",
+              "a non-root user builds through proot")),
+        ("subordinate ids", f"uids {ids.uids.start}+{ids.uids.count}, gids {ids.gids.start}+{ids.gids.count}"
+         if ids else "none for this user",
+         "from /etc/subuid and /etc/subgid: the ids a user namespace maps" if ids else
+         "a user namespace could map this user alone: RUN chown would fail"),
+        ("newuidmap/newgidmap", _yes(env.id_map_tools, "installed", "missing"),
+         _yes(env.id_map_tools, "can write a user namespace's id maps", "install Debian's uidmap package")),
+        ("seccomp", env.seccomp, {"filter": "a filter applies (a container's default profile blocks unshare "
+                                            "and mount)", "disabled": "no system call filter",
+                                  "strict": "only read/write/exit: builds cannot run"}.get(env.seccomp, "unknown")),
+        ("proot", env.proot or "missing",
+         _yes(env.proot is not None, "RUN can run without any privilege", "install Debian's proot package")),
+    ]
+
+
+def report(env: Environment, work_dir: str, wanted: str = "auto") -> tuple[list[str], bool]:
+    """The report's lines, and whether a build can run."""
+    rows = findings(env, work_dir)
+    width = max(len(what) for what, _, _ in rows)
+    found_width = max(len(found) for _, found, _ in rows)
+    lines = ["dockyard doctor: what this environment allows for builds", ""]
+    lines += [f"  {what:<{width}}  {found:<{found_width}}  {meaning}" for what, found, meaning in rows]
+    lines.append("")
+    try:
+        mode: Mode = choose(env, wanted)
+    except IsolationError as exc:
+        lines += [f"mode: none: {exc.message}"] + ([f"hint: {exc.hint}"] if exc.hint else [])
+        return lines, False
+    lines.append(f"mode: {mode.name} ({mode.reason})")
+    lines += ["  " + line for line in MODE_EFFECTS[mode.name]]
+    if mode.name == "proot" and env.euid != 0:
+        lines += ["  " + line for line in NON_ROOT_PROOT]
+    return lines, True

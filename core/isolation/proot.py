@@ -1,0 +1,86 @@
+"""RUN through proot (ptrace-based; Debian's `proot` package), for environments that allow no mount and no
+unshare: a docker container's default profile, or a non-root user without user namespaces.
+
+proot intercepts the step's system calls and translates paths, so the step sees the directory root as `/`
+with the host's /dev, /proc and /sys and the RUN --mount sources bound in, without any privilege. What it does
+not give: process, network and IPC isolation (the step shares the builder's; `--network=none` is refused),
+and real ownership for a non-root builder: with `-0` the step believes it is root and chown/mknod succeed
+without effect (ownership.py and scan.py say what the image gets instead).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections import deque
+from typing import Callable
+
+from ..errors import IsolationError
+from . import RunResult, RunSpec
+
+HOST_PATHS = ("/dev", "/proc", "/sys")
+
+
+class ProotRunner:
+    name = "proot"
+
+    def __init__(self, proot: str | None = None, tail_lines: int = 20):
+        self._proot = proot or shutil.which("proot")
+        self._tail_lines = tail_lines
+
+    def command(self, spec: RunSpec, scratch: str) -> list[str]:
+        """proot's command line for `spec`; tmpfs mounts become empty directories under `scratch`."""
+        if self._proot is None:
+            raise IsolationError("RUN needs proot in this environment, and it is not installed",
+                                 hint="install Debian's proot package (apt-get install proot)")
+        argv = [self._proot, "-r", spec.rootfs, "-w", spec.cwd or "/"]
+        for path in HOST_PATHS:
+            argv += ["-b", path]
+        for index, m in enumerate(spec.mounts):
+            source = m.source
+            if m.kind == "tmpfs":
+                source = os.path.join(scratch, f"tmpfs{index}")
+                os.mkdir(source, 0o1777)
+            argv += ["-b", f"{source}:{m.target}"]
+        if os.geteuid() != 0:
+            # The host user cannot become another: proot makes the step see the image user's ids instead.
+            argv += ["-0"] if spec.uid == 0 else ["-i", f"{spec.uid}:{spec.gid}"]
+        return argv + list(spec.argv)
+
+    def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunResult:
+        if spec.network == "none":
+            raise IsolationError("RUN --network=none needs a network namespace, which this environment does not "
+                                 "allow (dockyard runs RUN through proot here)",
+                                 hint="remove --network=none, or build where user namespaces or CAP_SYS_ADMIN "
+                                      "are available (`dockyard doctor` shows what this one allows)")
+        scratch = tempfile.mkdtemp(prefix="dockyard-proot-")
+        os.chmod(scratch, 0o1777)  # proot writes its own files here, as whichever user the step runs as
+        try:
+            argv = self.command(spec, scratch)
+            as_root = os.geteuid() == 0
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                env={**dict(spec.env), "PROOT_TMP_DIR": scratch}, start_new_session=True,
+                # As root, switch to the step's user for real: its files then get their true owner.
+                user=spec.uid if as_root else None, group=spec.gid if as_root else None,
+                extra_groups=list(spec.groups) if as_root else None)
+            tail: deque[str] = deque(maxlen=self._tail_lines)
+            try:
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    tail.append(line)
+                    on_line(line)
+                code = process.wait()
+            except BaseException:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise
+        except OSError as exc:
+            raise IsolationError(f"cannot start proot for the RUN step: {exc}") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return RunResult(128 - code if code < 0 else code, tuple(tail))

@@ -1,0 +1,68 @@
+"""Writes the builder image's build context from the Python environment running this script.
+
+    python3 images/builder/stage_context.py DIR
+
+DIR/site-packages gets the `dockyard` package (from this checkout's core/) and every installed distribution
+dockyard requires, recursively (their files as installed, without byte-code caches); DIR/bin gets the
+launchers. The image then needs no package index: what it runs is what this environment was tested with.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCHERS = {
+    "dockyard": '#!/bin/sh\nexec /dockyard/venv/bin/python3 -m dockyard "$@"\n',
+    # /kaniko/executor links here: kaniko's executor path, kaniko's flags.
+    "kaniko-executor": '#!/bin/sh\nexec /dockyard/venv/bin/python3 -m dockyard kaniko "$@"\n',
+}
+
+
+def required_distributions(name: str) -> set[str]:
+    """`name`'s runtime requirements, recursively (requirements behind an extra are left out)."""
+    found: set[str] = set()
+    pending = [name]
+    while pending:
+        for requirement in metadata.requires(pending.pop()) or []:
+            if "extra ==" in requirement:
+                continue
+            dist = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
+            key = dist.lower().replace("_", "-")
+            if key not in found:
+                found.add(key)
+                pending.append(dist)
+    return found
+
+
+def copy_distribution(name: str, dest: Path) -> None:
+    dist = metadata.distribution(name)
+    for file in dist.files or []:
+        # Console scripts (../../bin/...) and byte-code are not needed: the launchers call `python -m`.
+        if file.parts[0] == ".." or "__pycache__" in file.parts:
+            continue
+        target = dest / file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(dist.locate_file(file), target)
+
+
+def stage(out: Path) -> None:
+    site = out / "site-packages"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(REPO / "core", site / "dockyard", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in sorted(required_distributions("dockyard")):
+        copy_distribution(name, site)
+    (out / "bin").mkdir(parents=True)
+    for name, text in LAUNCHERS.items():
+        (out / "bin" / name).write_text(text)
+        (out / "bin" / name).chmod(0o755)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: stage_context.py DIR")
+    stage(Path(sys.argv[1]))

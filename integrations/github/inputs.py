@@ -1,0 +1,115 @@
+"""The action's inputs, read and split the way docker/build-push-action reads its own.
+
+action.yml passes each input to the step as `INPUT_<NAME>` (upper case, `-` → `_`) through `env:` (a composite
+action gets no INPUT_* variables of its own), so actions-toolkit's `get_input` reads them; we ask it for the
+underscore spelling because a `-` in an environment variable's name does not survive every shell.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shlex
+from dataclasses import dataclass
+
+from actions_toolkit import core
+
+from dockyard.errors import UsageError
+
+LINT_LEVELS = ("error", "warning", "info", "none")
+
+
+def split_list(text: str, *, ignore_comma: bool = False) -> list[str]:
+    """build-push-action's getInputList (docker/actions-toolkit Util.getList): the value is read as CSV, so a
+    record is a line unless a quoted field spans lines; items are the record's fields, or with `ignore_comma`
+    the whole record (fields joined again by `,`), trimmed, empty ones dropped."""
+    items: list[str] = []
+    for record in csv.reader(io.StringIO(text), skipinitialspace=False):
+        if ignore_comma:
+            items.append(",".join(record))
+        else:
+            items.extend(record)
+    return [item.strip() for item in items if item.strip()]
+
+
+def _bool(name: str) -> bool:
+    # get_boolean_input accepts exactly YAML 1.2's true/True/TRUE/false/False/FALSE, as @actions/core does;
+    # an input left out is false (action.yml's defaults say so too).
+    if not _text(name):
+        return False
+    try:
+        return core.get_boolean_input(name.replace("-", "_"))
+    except TypeError:
+        raise UsageError(f"{core.get_input(name.replace('-', '_'))!r} is not a boolean", subject=f"input {name}",
+                         hint="use true or false") from None
+
+
+def _text(name: str) -> str:
+    return core.get_input(name.replace("-", "_"))
+
+
+@dataclass(frozen=True)
+class ActionInputs:
+    context: str = "."
+    file: str = ""
+    tags: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    build_args: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
+    push: bool = False
+    target: str = ""
+    no_cache: bool = False
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    secret_envs: tuple[str, ...] = ()
+    secret_files: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    lint: str = "error"
+    extra_args: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environment(cls) -> "ActionInputs":
+        """The inputs as build-push-action splits them: tags, platforms and secret-envs by comma too; values that
+        may hold commas (build args, labels, annotations, secrets, cache and output specs) by line only."""
+        lint = _text("lint").lower() or "error"
+        if lint not in LINT_LEVELS:
+            raise UsageError(f"unknown level {lint!r}", subject="input lint",
+                             hint="the level of Dockerfile check findings that fails the step: "
+                                  + ", ".join(LINT_LEVELS))
+        try:
+            extra = tuple(shlex.split(_text("extra-args")))
+        except ValueError as exc:
+            raise UsageError(f"cannot split it as a shell would: {exc}", subject="input extra-args") from None
+
+        def lines(name: str) -> tuple[str, ...]:
+            return tuple(split_list(_text(name), ignore_comma=True))
+
+        def items(name: str) -> tuple[str, ...]:
+            return tuple(split_list(_text(name)))
+
+        return cls(
+            context=_text("context") or ".", file=_text("file"), tags=items("tags"), images=items("images"),
+            build_args=lines("build-args"), labels=lines("labels"), annotations=lines("annotations"),
+            push=_bool("push"), target=_text("target"), no_cache=_bool("no-cache"),
+            cache_from=lines("cache-from"), cache_to=lines("cache-to"), secrets=lines("secrets"),
+            secret_envs=items("secret-envs"), secret_files=lines("secret-files"), outputs=lines("outputs"),
+            platforms=items("platforms"), insecure_registries=items("insecure-registries"),
+            registry_mirrors=items("registry-mirrors"), lint=lint, extra_args=extra)
+
+
+def key_value(items: tuple[str, ...], input_name: str) -> list[tuple[str, str]]:
+    """The `KEY=VALUE` items of secrets / secret-envs / secret-files, split at the first `=` as
+    build-push-action does. A bad item is named by its position: it may be a secret's value."""
+    pairs = []
+    for number, item in enumerate(items, 1):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"item {number} is not KEY=VALUE", subject=f"input {input_name}",
+                             hint="one KEY=VALUE per line, e.g. github_token=${{ secrets.GITHUB_TOKEN }}")
+        pairs.append((key.strip(), value))
+    return pairs

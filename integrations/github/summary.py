@@ -1,0 +1,43 @@
+"""The job summary (Markdown for $GITHUB_STEP_SUMMARY): the image, where it went, and every step.
+
+Image facts come from dockyard's `--metadata-file`; the step table from the build's events, which also exist
+when the build failed half-way (then there is no metadata file) and name each step's stage.
+"""
+
+from __future__ import annotations
+
+from dockyard.progress import format_duration, format_size
+
+from .log import GroupedLog
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(log: GroupedLog, metadata: dict | None) -> str:
+    failed = metadata is None
+    lines = ["## dockyard build " + ("failed" if failed else "succeeded"), ""]
+    if metadata is not None:
+        lines += [f"- digest: `{metadata['digest']}`", f"- image id: `{metadata['config_digest']}`",
+                  f"- platform: `{metadata['platform']}`"]
+        lines += [f"- pushed: `{ref}`" for ref in metadata.get("pushed", [])]
+        lines += [f"- tag (not pushed): `{t}`" for t in metadata.get("tags", []) if t not in metadata.get("pushed", [])]
+        cache = metadata.get("cache") or {}
+        lines += [f"- cache: {cache.get('hits', 0)} hit(s), {cache.get('misses', 0)} miss(es)",
+                  f"- layers: {len(metadata['layers'])}, "
+                  f"{format_size(sum(layer['size'] for layer in metadata['layers']))} compressed", ""]
+    elif log.other_lines:
+        lines += ["```", *log.other_lines, "```", ""]
+    lines += ["| step | stage | instruction | result | duration | layer |", "| ---: | --- | --- | --- | ---: | ---: |"]
+    for number, started in sorted(log.steps.items()):
+        done = log.finished.get(number)
+        if done is None:
+            result, duration, layer = "not finished", "", ""
+        else:
+            result = "failed" if done.failed else "cached" if done.cached else "ran"
+            duration = format_duration(done.duration)
+            layer = format_size(done.layer_size) if done.layer_size is not None else ""
+        lines.append(f"| {number} | {_cell(started.stage)} | `{_cell(started.text)}` | {result} | {duration} "
+                     f"| {layer} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,241 @@
+package io.dockyard.jenkins
+
+/**
+ * The arguments of the dockyardBuild step, checked and normalised, and the dockyard command line they make.
+ * Checking here, before anything runs, turns a typo in a Jenkinsfile into one clear `error` instead of a
+ * dockyard usage message halfway through a build. Invalid arguments throw IllegalArgumentException with a
+ * message the step prefixes with its name.
+ */
+class BuildRequest implements Serializable {
+
+    static final List<String> ARGUMENTS = ['image', 'tags', 'context', 'dockerfile', 'buildArgs', 'labels', 'push',
+                                           'target', 'cache', 'credentialsId', 'registry', 'lint', 'extraArgs',
+                                           'dockyard']
+    // dockyard's --fail-on levels, least severe first except `none`, which nothing reaches.
+    static final List<String> LINT_LEVELS = ['info', 'warning', 'error', 'none']
+
+    // The distribution spec's grammar for repository path components and tags.
+    private static final String COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+    private static final String HOST = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9-]+)*' +
+                                       '|\\[[0-9a-fA-F:]+\\])(?::[0-9]+)?'
+    private static final String TAG = '[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}'
+    // Docker Hub's credentials live under this key in a docker config, as `docker login` writes them.
+    static final String DOCKER_HUB_KEY = 'https://index.docker.io/v1/'
+
+    String image
+    List<String> tags
+    String context
+    String dockerfile
+    Map<String, String> buildArgs
+    Map<String, String> labels
+    boolean push
+    String target
+    String cacheRef
+    String credentialsId
+    String registry
+    String lint
+    List<String> extraArgs
+    String dockyard
+
+    static BuildRequest from(Map args) {
+        for (Object key : args.keySet()) {
+            if (!ARGUMENTS.contains(key)) {
+                throw new IllegalArgumentException("unknown argument '${key}' (known: ${ARGUMENTS.join(', ')})")
+            }
+        }
+        BuildRequest request = new BuildRequest()
+        request.image = text(args, 'image', null)
+        if (!request.image) {
+            throw new IllegalArgumentException("image is required (a repository such as registry.example.com/team/app)")
+        }
+        if (!validRepository(request.image)) {
+            throw new IllegalArgumentException("image '${request.image}' is not a repository name: use lower-case " +
+                                               "[REGISTRY/]PATH without a tag or digest, and put tags in `tags`")
+        }
+        request.tags = tagList(args.containsKey('tags') ? args.tags : ['latest'])
+        request.context = text(args, 'context', '.')
+        request.dockerfile = text(args, 'dockerfile', null)
+        request.buildArgs = pairs(args, 'buildArgs')
+        request.labels = pairs(args, 'labels')
+        request.push = flag(args, 'push', false)
+        request.target = text(args, 'target', null)
+        request.cacheRef = cacheRef(args.cache, request.image)
+        request.credentialsId = text(args, 'credentialsId', null)
+        request.registry = text(args, 'registry', null) ?: registryOf(request.image)
+        if (request.registry != DOCKER_HUB_KEY && !request.registry.matches(HOST)) {
+            throw new IllegalArgumentException("registry '${request.registry}' is not a host[:port]")
+        }
+        request.lint = text(args, 'lint', 'error')
+        if (!LINT_LEVELS.contains(request.lint)) {
+            throw new IllegalArgumentException("lint '${request.lint}' is not one of ${LINT_LEVELS.join(', ')}")
+        }
+        request.extraArgs = stringList(args, 'extraArgs')
+        request.dockyard = text(args, 'dockyard', 'dockyard')
+        return request
+    }
+
+    /** The full references dockyard names the image with, image:tag for each tag. */
+    List<String> references() {
+        List<String> refs = []
+        for (String tag : tags) {
+            refs.add("${image}:${tag}".toString())
+        }
+        return refs
+    }
+
+    /**
+     * The shell command: `dockyard` as given (it may be a path or `python3 -m dockyard`), every other word
+     * quoted. The checks always run with --fail-on none so the build goes on and the step sees every finding;
+     * the `lint` level is applied by the step, as UNSTABLE rather than a failed build.
+     */
+    String command(Map<String, String> outputs) {
+        List<String> words = ['build', '--progress', 'plain']
+        if (dockerfile) {
+            words.addAll(['--file', dockerfile])
+        }
+        for (String ref : references()) {
+            words.addAll(['--tag', ref])
+        }
+        for (Map.Entry<String, String> arg : buildArgs.entrySet()) {
+            words.addAll(['--build-arg', arg.value == null ? arg.key : "${arg.key}=${arg.value}".toString()])
+        }
+        for (Map.Entry<String, String> label : labels.entrySet()) {
+            words.addAll(['--label', "${label.key}=${label.value}".toString()])
+        }
+        if (target) {
+            words.addAll(['--target', target])
+        }
+        if (push) {
+            words.add('--push')
+        }
+        if (cacheRef) {
+            words.addAll(['--cache-from', "type=registry,ref=${cacheRef}".toString(),
+                          '--cache-to', "type=registry,ref=${cacheRef},mode=max".toString()])
+        }
+        words.addAll(['--check', '--fail-on', 'none',
+                      '--report', "sarif=${outputs.sarif}".toString(), '--report', "text=${outputs.text}".toString(),
+                      '--digest-file', outputs.digest, '--metadata-file', outputs.metadata])
+        words.addAll(extraArgs)
+        words.add(context)
+        return dockyard + ' ' + Shell.join(words)
+    }
+
+    /** The registry an image lives in, as docker decides: a first component with a dot or a port, or
+     *  `localhost`, is a host; anything else is on Docker Hub. */
+    static String registryOf(String image) {
+        int slash = image.indexOf('/')
+        if (slash > 0) {
+            String first = image.substring(0, slash)
+            if (first.contains('.') || first.contains(':') || first == 'localhost') {
+                return first
+            }
+        }
+        return DOCKER_HUB_KEY
+    }
+
+    private static boolean validRepository(String image) {
+        String path = image
+        if (registryOf(image) != DOCKER_HUB_KEY) {
+            path = image.substring(image.indexOf('/') + 1)
+            if (!image.substring(0, image.indexOf('/')).matches(HOST)) {
+                return false
+            }
+        }
+        return path.matches("${COMPONENT}(?:/${COMPONENT})*")
+    }
+
+    /** `cache: true` uses `IMAGE:buildcache` (the tag BuildKit's documentation uses for a registry cache),
+     *  a string is the cache's reference, false or absent means no registry cache. */
+    private static String cacheRef(Object cache, String image) {
+        if (cache == null || cache == false) {
+            return null
+        }
+        if (cache == true) {
+            return "${image}:buildcache".toString()
+        }
+        if (cache instanceof CharSequence && cache.toString() && !cache.toString().contains(',')) {
+            return cache.toString()
+        }
+        throw new IllegalArgumentException("cache must be true, false or an image reference such as " +
+                                           "registry.example.com/team/app:buildcache (got '${cache}')")
+    }
+
+    private static List<String> tagList(Object value) {
+        List<String> tags = []
+        if (value instanceof CharSequence) {
+            tags.add(value.toString())
+        } else if (value instanceof List) {
+            for (Object tag : value) {
+                tags.add(String.valueOf(tag))
+            }
+        } else {
+            throw new IllegalArgumentException("tags must be a tag or a list of tags (got '${value}')")
+        }
+        if (tags.isEmpty()) {
+            throw new IllegalArgumentException("tags must name at least one tag")
+        }
+        for (String tag : tags) {
+            if (!tag.matches(TAG)) {
+                throw new IllegalArgumentException("tag '${tag}' is not a valid tag (letters, digits, _ . -, " +
+                                                   "at most 128, not starting with . or -)")
+            }
+        }
+        return tags
+    }
+
+    private static Map<String, String> pairs(Map args, String name) {
+        Object value = args[name]
+        Map<String, String> result = [:]
+        if (value == null) {
+            return result
+        }
+        if (!(value instanceof Map)) {
+            throw new IllegalArgumentException("${name} must be a map of NAME: value (got '${value}')")
+        }
+        for (Map.Entry entry : ((Map) value).entrySet()) {
+            String key = String.valueOf(entry.key)
+            if (!key || key.contains('=')) {
+                throw new IllegalArgumentException("${name} has an invalid name '${key}' (empty or with '=')")
+            }
+            result[key] = entry.value == null ? null : String.valueOf(entry.value)
+        }
+        return result
+    }
+
+    private static List<String> stringList(Map args, String name) {
+        Object value = args[name]
+        List<String> result = []
+        if (value == null) {
+            return result
+        }
+        if (!(value instanceof List)) {
+            throw new IllegalArgumentException("${name} must be a list of strings, one per argument (got '${value}')")
+        }
+        for (Object word : value) {
+            result.add(String.valueOf(word))
+        }
+        return result
+    }
+
+    private static String text(Map args, String name, String fallback) {
+        Object value = args[name]
+        if (value == null) {
+            return fallback
+        }
+        if (!(value instanceof CharSequence)) {
+            throw new IllegalArgumentException("${name} must be a string (got '${value}')")
+        }
+        return value.toString()
+    }
+
+    private static boolean flag(Map args, String name, boolean fallback) {
+        Object value = args[name]
+        if (value == null) {
+            return fallback
+        }
+        if (!(value instanceof Boolean)) {
+            throw new IllegalArgumentException("${name} must be true or false (got '${value}')")
+        }
+        return (Boolean) value
+    }
+}

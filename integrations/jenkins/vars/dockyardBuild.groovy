@@ -1,0 +1,107 @@
+import io.dockyard.jenkins.BuildRequest
+import io.dockyard.jenkins.ExitStatus
+import io.dockyard.jenkins.FindingCounts
+import io.dockyard.jenkins.Shell
+
+/*
+ * dockyardBuild: build (and push) an image with dockyard, record its Dockerfile findings, return the digest.
+ * The step is a singleton shared by every call in a build: all state lives in locals, never on `this`.
+ * Arguments, defaults and examples: dockyardBuild.txt and docs/jenkins.md.
+ */
+
+def call(Map args = [:]) {
+    BuildRequest request
+    try {
+        request = BuildRequest.from(args)
+    } catch (IllegalArgumentException e) {
+        error "dockyardBuild: ${e.message}"
+    }
+    // dockyard's result files and the registry credential go in a fresh directory under the agent's temporary
+    // directory for this workspace: outside the workspace, so they never become part of the build context
+    // (the context is usually the workspace), an archive or a stash.
+    String tmp = pwd(tmp: true)
+    String workDir = sh(script: "mkdir -p ${Shell.quote(tmp)} && mktemp -d ${Shell.quote(tmp + '/dockyard.XXXXXX')}",
+                        returnStdout: true).trim()
+    try {
+        Map<String, String> outputs = [sarif: "${workDir}/dockyard.sarif".toString(),
+                                       text: "${workDir}/findings.txt".toString(),
+                                       digest: "${workDir}/digest".toString(),
+                                       metadata: "${workDir}/metadata.json".toString()]
+        String command = request.command(outputs)
+        int status
+        if (request.credentialsId) {
+            status = buildWithCredentials(request, command, "${workDir}/docker".toString())
+        } else {
+            status = sh(script: command, returnStatus: true)
+        }
+        // Recorded before a failure is raised: the report then holds the failure at its Dockerfile line.
+        FindingCounts counts = recordFindings(request, workDir, outputs)
+        if (status != 0) {
+            error "dockyardBuild: dockyard build of ${request.image} exited with ${status}: " +
+                  "${ExitStatus.describe(status)} (its message is in the log above)"
+        }
+        int reached = counts.atOrAbove(request.lint)
+        if (reached > 0) {
+            unstable "dockyardBuild: ${reached} Dockerfile finding(s) at or above '${request.lint}' in ${request.image}"
+        }
+        return [digest: readFile(outputs.digest).trim(), image: request.image, tags: request.references()]
+    } finally {
+        sh "rm -rf ${Shell.quote(workDir)}"
+    }
+}
+
+/*
+ * Runs the build with a docker config holding only this credential and removes the config as soon as the
+ * build is over, whatever happened. Only the config writer (a library resource) sees the credential's
+ * variables: dockyard reads the file through DOCKER_CONFIG, so its RUN steps never see the password.
+ */
+private int buildWithCredentials(BuildRequest request, String command, String authDir) {
+    int status
+    sh "mkdir -m 700 ${Shell.quote(authDir)}"
+    try {
+        withCredentials([usernamePassword(credentialsId: request.credentialsId,
+                                          usernameVariable: 'DOCKYARD_REGISTRY_USER',
+                                          passwordVariable: 'DOCKYARD_REGISTRY_PASSWORD')]) {
+            withEnv(["DOCKYARD_AUTH_DIR=${authDir}", "DOCKYARD_REGISTRY=${request.registry}"]) {
+                sh libraryResource('io/dockyard/jenkins/write-docker-config.sh')
+            }
+        }
+        withEnv(["DOCKER_CONFIG=${authDir}"]) {
+            status = sh(script: command, returnStatus: true)
+        }
+    } finally {
+        sh "rm -rf ${Shell.quote(authDir)}"
+    }
+    return status
+}
+
+/*
+ * Hands the SARIF report to Warnings NG when it is installed, else prints the findings; returns the counts.
+ * A step no plugin provides raises NoSuchMethodError ("No such DSL method ..."), the usual way to detect one.
+ */
+private FindingCounts recordFindings(BuildRequest request, String workDir, Map<String, String> outputs) {
+    if (!fileExists(outputs.text)) {
+        // dockyard stopped before it could check anything (e.g. bad options): its message is in the log.
+        return new FindingCounts()
+    }
+    String findings = readFile(outputs.text)
+    FindingCounts counts = FindingCounts.parse(findings)
+    // Warnings NG reads report patterns relative to the workspace: the report is copied in just for the call.
+    // Its ID must be unique within the build: the work directory's random suffix, lower-cased as IDs are.
+    String id = 'dockyard-' + workDir.substring(workDir.lastIndexOf('.') + 1).toLowerCase()
+    String pattern = ".dockyard/${id}.sarif"
+    writeFile(file: pattern, text: readFile(outputs.sarif))
+    try {
+        recordIssues(tools: [sarif(pattern: pattern, id: id, name: "dockyard ${request.image}")],
+                     enabledForFailure: true)
+    } catch (NoSuchMethodError e) {
+        if (!String.valueOf(e.message).contains('No such DSL method')) {
+            throw e
+        }
+        echo "dockyardBuild: Dockerfile findings (install the Warnings Next Generation plugin to record them):\n" +
+             findings
+    } finally {
+        sh "rm -f ${Shell.quote(pattern)} && rmdir .dockyard 2>/dev/null || true"
+    }
+    return counts
+}

@@ -1,0 +1,53 @@
+"""`dockyard doctor` reports what detection found and the mode a build would use, in the real environments
+of tests/e2e/test_execution_modes.py: privileged root, root without CAP_SYS_ADMIN, and a plain user."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from tests.e2e.helpers import dockyard
+from tests.support.userns import run_as_namespace_root
+
+ROWS = ("user", "CAP_SYS_ADMIN", "mount namespace", "overlayfs", "user namespaces", "subordinate ids",
+        "newuidmap/newgidmap", "seccomp", "proot")
+
+
+def _row(report: str, name: str) -> str:
+    return next(line.strip() for line in report.splitlines() if line.strip().startswith(name + "  "))
+
+
+def test_doctor_as_privileged_root_picks_namespaces():
+    result = dockyard("doctor")
+    assert result.returncode == 0, result.stderr
+    for name in ROWS:
+        _row(result.stdout, name)
+    assert "yes" in _row(result.stdout, "CAP_SYS_ADMIN")
+    assert "allowed" in _row(result.stdout, "mount namespace")
+    assert "mode: namespaces (root with CAP_SYS_ADMIN and overlayfs)" in result.stdout
+
+
+def test_doctor_without_cap_sys_admin_picks_proot_and_says_why():
+    script = ("echo 0 > /proc/sys/user/max_user_namespaces && capsh --drop=cap_sys_admin -- -c "
+              f"'{sys.executable} -m dockyard doctor'")
+    result = run_as_namespace_root(["sh", "-c", script], timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "no" == _row(result.stdout, "CAP_SYS_ADMIN").split()[1]
+    assert "refused" in _row(result.stdout, "mount namespace")
+    assert "refused (max_user_namespaces=0)" in _row(result.stdout, "user namespaces")
+    assert "uid 0 (root), in a user namespace" in _row(result.stdout, "user")
+    assert "mode: proot (no mount namespace allowed (no CAP_SYS_ADMIN))" in result.stdout
+    assert "RUN runs through proot" in result.stdout
+
+
+def test_doctor_as_a_plain_user_without_proot_reports_that_no_mode_works(tmp_path):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    os.symlink(shutil.which("setpriv"), tools / "setpriv")
+    result = dockyard("doctor", user=65534, cwd=tools, env={"PATH": str(tools)})
+    assert result.returncode == 8, result.stderr
+    assert "uid 65534 (not root)" in _row(result.stdout, "user")
+    assert "missing" in _row(result.stdout, "proot")
+    assert "mode: none: RUN cannot be isolated here" in result.stdout
+    assert "hint: install Debian's proot package" in result.stdout

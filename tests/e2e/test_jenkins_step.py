@@ -1,0 +1,193 @@
+"""The Jenkins shared-library step (integrations/jenkins/vars/dockyardBuild.groovy), run by Debian's groovy.
+
+Jenkins itself cannot run here, so tests/support/jenkins/pipeline.groovy stands in for Pipeline: its `sh` runs
+the real scripts with bash (and so the real dockyard), against registries on loopback; `withCredentials`,
+`error`, `unstable`, `recordIssues`/`sarif` (present or absent) behave as Jenkins documents. The JVM starts
+slowly, so every scenario runs in one groovy invocation (the `pipeline` fixture) and the tests read its results.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import write_context
+from tests.support.registry import RegistryServer
+
+LIBRARY = Path(__file__).resolve().parents[2] / "integrations" / "jenkins"
+STAND_IN = Path(__file__).resolve().parents[1] / "support" / "jenkins" / "pipeline.groovy"
+DOCKYARD = f"{sys.executable} -m dockyard"  # the step's `dockyard:` argument: this checkout's dockyard
+
+# Two warnings (StageNameCasing and FromAsCasing, line 2) and no errors; checks hadolint does not have, so the
+# findings are the same whether or not hadolint is installed.
+DOCKERFILE = """\
+ARG BASE
+FROM ${BASE} as Final
+ARG AWKWARD
+ENV AWKWARD=${AWKWARD}
+RUN echo built > /built
+"""
+FAILING_DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+RUN echo about to fail && exit 3
+"""
+AWKWARD = "it's \"quoted\" $HOME `id` \\back\\slash; && | * ~ %s {x,y}"
+AWKWARD_LABEL = "line one\nline 'two' $(id) `id` \"$PATH\""
+USER = "ci"
+PASSWORD = "pa$$ 'w\"o`rd` $(id)"
+
+
+def _scenario(name: str, workspace: Path, args: dict, **extra) -> dict:
+    return {"name": name, "step": "dockyardBuild", "workspace": str(workspace), "args": args, "env": {},
+            "credentials": {}, "warningsNg": False, **extra}
+
+
+def _bad(name: str, tmp: Path, args: dict) -> dict:
+    workspace = tmp / name
+    workspace.mkdir()
+    return _scenario(name, workspace, args)
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory):
+    server = RegistryServer.start(tmp_path_factory.mktemp("auth-registry"), htpasswd={USER: PASSWORD})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("jenkins")
+    common = {"dockyard": DOCKYARD, "buildArgs": {"BASE": busybox_base, "AWKWARD": AWKWARD}}
+    scenarios = [
+        _scenario("warnings-ng", write_context(tmp / "ws-warnings", {"Dockerfile": DOCKERFILE}),
+                  {**common, "image": f"{registry.host}/jenkins/app", "tags": ["1.0", "ci"], "push": True,
+                   "labels": {"org.example.note": AWKWARD_LABEL}, "lint": "warning"}, warningsNg=True),
+        _scenario("log-only", write_context(tmp / "ws-log", {"Dockerfile": DOCKERFILE}),
+                  {**common, "image": f"{registry.host}/jenkins/cached", "push": True, "cache": True,
+                   "lint": "error"}),
+        _scenario("credentials", write_context(tmp / "ws-creds", {"Dockerfile": DOCKERFILE}),
+                  {**common, "image": f"{auth_registry.host}/jenkins/private", "tags": ["1"], "push": True,
+                   "credentialsId": "registry-ci", "lint": "none"},
+                  credentials={"registry-ci": {"username": USER, "password": PASSWORD}}, warningsNg=True),
+        _scenario("failing", write_context(tmp / "ws-fail", {"Dockerfile": FAILING_DOCKERFILE}),
+                  {**common, "buildArgs": {"BASE": busybox_base}, "image": f"{auth_registry.host}/jenkins/broken",
+                   "push": True,
+                   "credentialsId": "registry-ci"},
+                  credentials={"registry-ci": {"username": USER, "password": PASSWORD}}, warningsNg=True),
+        _bad("no-image", tmp, {"tags": ["1"]}),
+        _bad("unknown-argument", tmp, {"image": "app", "imgae": "app"}),
+        _bad("tagged-image", tmp, {"image": "registry.example.com/app:1.0"}),
+        _bad("bad-tag", tmp, {"image": "app", "tags": ["ok", "not ok"]}),
+        _bad("build-args-list", tmp, {"image": "app", "buildArgs": ["A=1"]}),
+        _bad("bad-lint", tmp, {"image": "app", "lint": "loud"}),
+        _bad("push-string", tmp, {"image": "app", "push": "yes"}),
+        _bad("extra-args-string", tmp, {"image": "app", "extraArgs": "--no-cache"}),
+    ]
+    scenarios_file, results_file = tmp / "scenarios.json", tmp / "results.json"
+    scenarios_file.write_text(json.dumps(scenarios))
+    run = subprocess.run(["groovy", str(STAND_IN), str(LIBRARY), str(scenarios_file), str(results_file)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(results_file.read_text())
+    for name, outcome in results.items():
+        assert "exception" not in outcome, f"{name}: {outcome['exception']}\n{outcome['log']}"
+    return {"results": results, "workspaces": {s["name"]: Path(s["workspace"]) for s in scenarios}}
+
+
+def _inspect(ref: str, *extra: str) -> dict:
+    out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{ref}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _leftovers(workspace: Path) -> list[str]:
+    """Anything the step leaves in the workspace or its @tmp directory (the stand-in's own script directories
+    are removed after each `sh`)."""
+    tmp = Path(f"{workspace}@tmp")
+    found = [p for p in workspace.rglob("*") if p.name != "Dockerfile"]
+    return [str(p) for p in found + (list(tmp.rglob("*")) if tmp.exists() else [])]
+
+
+def test_returns_the_pushed_digest_and_quotes_awkward_values(pipeline, registry):
+    outcome = pipeline["results"]["warnings-ng"]
+    assert "error" not in outcome, outcome["log"]
+    returned = outcome["returned"]
+    image = f"{registry.host}/jenkins/app"
+    assert returned["image"] == image and returned["tags"] == [f"{image}:1.0", f"{image}:ci"]
+    for ref in returned["tags"]:
+        assert _inspect(ref)["Digest"] == returned["digest"]
+    config = _inspect(returned["tags"][0], "--config")["config"]
+    assert f"AWKWARD={AWKWARD}" in config["Env"]
+    assert config["Labels"]["org.example.note"] == AWKWARD_LABEL
+    assert _leftovers(pipeline["workspaces"]["warnings-ng"]) == []
+
+
+def test_findings_at_the_lint_level_reach_warnings_ng_and_make_the_build_unstable(pipeline):
+    outcome = pipeline["results"]["warnings-ng"]
+    assert outcome["unstable"] == [f"dockyardBuild: 2 Dockerfile finding(s) at or above 'warning' in "
+                                   f"{outcome['returned']['image']}"]
+    [record] = outcome["recorded"]
+    [tool] = record["tools"]
+    assert tool["tool"] == "sarif" and tool["id"].startswith("dockyard-")
+    results = json.loads(tool["content"])["runs"][0]["results"]
+    assert {(r["ruleId"], r["locations"][0]["physicalLocation"]["region"]["startLine"]) for r in results} == {
+        ("StageNameCasing", 2), ("FromAsCasing", 2)}
+
+
+def test_without_warnings_ng_findings_go_to_the_log_and_below_the_level_the_build_stays_stable(pipeline, registry):
+    outcome = pipeline["results"]["log-only"]
+    assert "error" not in outcome, outcome["log"]
+    assert outcome["unstable"] == [] and outcome["recorded"] == []
+    assert "install the Warnings Next Generation plugin" in outcome["log"]
+    assert "StageNameCasing" in outcome["log"] and "2 warnings" in outcome["log"]
+    assert outcome["returned"]["tags"] == [f"{registry.host}/jenkins/cached:latest"]
+    # cache: true wrote the registry cache next to the image (an artifact: only its manifest can be inspected)
+    cache = _inspect(f"{registry.host}/jenkins/cached:buildcache", "--raw")
+    assert cache["config"]["mediaType"] == "application/vnd.dockyard.cache.config.v1+json"
+
+
+def test_credentials_are_used_but_never_logged_nor_left_on_disk(pipeline, auth_registry):
+    outcome = pipeline["results"]["credentials"]
+    assert "error" not in outcome, outcome["log"]
+    [ref] = outcome["returned"]["tags"]
+    assert _inspect(ref, f"--creds={USER}:{PASSWORD}")["Digest"] == outcome["returned"]["digest"]
+    encoded = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    for log in (outcome["rawLog"], outcome["log"]):
+        assert PASSWORD not in log and encoded not in log
+    assert _leftovers(pipeline["workspaces"]["credentials"]) == []
+
+
+def test_a_failed_build_is_an_error_with_its_finding_recorded_and_the_credentials_removed(pipeline):
+    outcome = pipeline["results"]["failing"]
+    assert outcome["error"].startswith("dockyardBuild: dockyard build of ")
+    assert "exited with 5: a build step failed" in outcome["error"]
+    [record] = outcome["recorded"]
+    failures = json.loads(record["tools"][0]["content"])["runs"][0]["results"]
+    assert [(r["level"], r["locations"][0]["physicalLocation"]["region"]["startLine"]) for r in failures] == [
+        ("error", 3)]
+    assert PASSWORD not in outcome["rawLog"]
+    assert _leftovers(pipeline["workspaces"]["failing"]) == []
+
+
+@pytest.mark.parametrize("name, message", [
+    ("no-image", "dockyardBuild: image is required"),
+    ("unknown-argument", "dockyardBuild: unknown argument 'imgae'"),
+    ("tagged-image", "dockyardBuild: image 'registry.example.com/app:1.0' is not a repository name"),
+    ("bad-tag", "dockyardBuild: tag 'not ok' is not a valid tag"),
+    ("build-args-list", "dockyardBuild: buildArgs must be a map"),
+    ("bad-lint", "dockyardBuild: lint 'loud' is not one of info, warning, error, none"),
+    ("push-string", "dockyardBuild: push must be true or false"),
+    ("extra-args-string", "dockyardBuild: extraArgs must be a list"),
+])
+def test_bad_arguments_are_errors_before_anything_runs(pipeline, name, message):
+    outcome = pipeline["results"][name]
+    assert outcome["error"].startswith(message)
+    assert outcome["scripts"] == []

@@ -1,0 +1,253 @@
+"""The GitHub Action's adapter (integrations/github) without a runner: input parsing, tag derivation, the
+mapping onto `dockyard build` flags, masking order and the output file. The whole action under a real runner
+(act) is tests/e2e/test_github_action.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dockyard.errors import UsageError
+from dockyard.events import BuildFinished, StageStarted, StepFinished, StepLog, StepStarted
+from dockyard.image.model import Platform
+from dockyard_integrations.github import action, metadata, privileges, summary
+from dockyard_integrations.github.flags import ResultFiles, build_arguments
+from dockyard_integrations.github.inputs import ActionInputs, split_list
+from dockyard_integrations.github.log import GroupedLog
+from dockyard_integrations.github.metadata import GitContext
+
+REPO = Path(__file__).resolve().parent.parent
+AMD64 = Platform("linux", "amd64")
+
+
+def set_inputs(monkeypatch, **inputs: str) -> None:
+    for name, value in inputs.items():
+        monkeypatch.setenv(f"INPUT_{name.upper()}", value)
+
+
+# --- inputs ---------------------------------------------------------------------------------------------------
+
+def test_lists_split_like_build_push_action():
+    assert split_list("a/b:1, a/b:2\na/b:3\n\n") == ["a/b:1", "a/b:2", "a/b:3"]
+    # build-args, labels, secrets: one item per line, commas kept (csv records joined again)
+    assert split_list("X=1,2\n Y = z \n", ignore_comma=True) == ["X=1,2", "Y = z"]
+    # a quoted field may span lines: a multi-line secret value
+    assert split_list('"KEY=line1\nline2"\nOTHER=x', ignore_comma=True) == ["KEY=line1\nline2", "OTHER=x"]
+
+
+def test_inputs_from_environment(monkeypatch):
+    set_inputs(monkeypatch, tags="r/a:1,r/a:2", build_args="A=1,2\nB=3", push="true", no_cache="False",
+               lint="Warning", extra_args="--compression zstd --label 'x=a b'", secret_envs="t=TOKEN,u=USER")
+    inputs = ActionInputs.from_environment()
+    assert inputs.tags == ("r/a:1", "r/a:2") and inputs.build_args == ("A=1,2", "B=3")
+    assert inputs.push and not inputs.no_cache and inputs.lint == "warning" and inputs.context == "."
+    assert inputs.extra_args == ("--compression", "zstd", "--label", "x=a b")
+    assert inputs.secret_envs == ("t=TOKEN", "u=USER")
+
+
+@pytest.mark.parametrize("name, value, words", [("push", "yes", "not a boolean"), ("lint", "fatal", "unknown level"),
+                                                ("extra_args", "'open", "cannot split")])
+def test_bad_inputs_are_usage_errors(monkeypatch, name, value, words):
+    set_inputs(monkeypatch, **{name: value})
+    with pytest.raises(UsageError) as err:
+        ActionInputs.from_environment()
+    assert words in err.value.message and err.value.subject == f"input {name.replace('_', '-')}"
+
+
+# --- tags and labels -------------------------------------------------------------------------------------------
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("ref, event, expected", [
+    ("refs/heads/main", "push", ["main", "sha-0123456"]),
+    ("refs/heads/feature/Login#2", "push", ["feature-Login-2", "sha-0123456"]),
+    ("refs/pull/42/merge", "pull_request", ["pr-42", "sha-0123456"]),
+    ("refs/tags/v1.2.3", "push", ["1.2.3", "1.2", "1", "latest", "sha-0123456"]),
+    ("refs/tags/v2.0.0-rc.1", "push", ["2.0.0-rc.1", "sha-0123456"]),  # a pre-release: no 2.0, 2 or latest
+    ("refs/tags/release-x", "push", ["release-x", "latest", "sha-0123456"]),  # type=ref,event=tag
+])
+def test_tags_derived_like_metadata_action(ref, event, expected):
+    assert metadata.derive_tag_names(GitContext(ref=ref, sha=SHA, event_name=event)) == expected
+
+
+def test_pr_number_comes_from_the_event_payload(tmp_path):
+    payload = tmp_path / "event.json"
+    payload.write_text(json.dumps({"number": 7, "pull_request": {"number": 7}}))
+    ctx = GitContext.from_environment({"GITHUB_REF": "refs/pull/7/merge", "GITHUB_SHA": SHA,
+                                       "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(payload),
+                                       "GITHUB_REPOSITORY": "Octo/App"})
+    assert metadata.derive_tags([], ctx) == ["ghcr.io/octo/app:pr-7", "ghcr.io/octo/app:sha-0123456"]
+    assert metadata.derive_tags(["Reg.io/x"], ctx)[0] == "reg.io/x:pr-7"
+
+
+def test_standard_labels_unless_the_user_set_them():
+    ctx = GitContext(ref="refs/heads/main", sha=SHA, repository="octo/app", server_url="https://github.com")
+    labels = metadata.standard_labels(ctx, ["org.opencontainers.image.source=elsewhere"],
+                                      {"SOURCE_DATE_EPOCH": "0"})
+    assert labels == [f"org.opencontainers.image.revision={SHA}",
+                      "org.opencontainers.image.created=1970-01-01T00:00:00Z"]
+    assert metadata.standard_labels(ctx, [], {})[0] == "org.opencontainers.image.source=https://github.com/octo/app"
+
+
+# --- flags -----------------------------------------------------------------------------------------------------
+
+def _args(tmp_path, **fields) -> list[str]:
+    files = ResultFiles(metadata=tmp_path / "m.json", report=tmp_path / "r.github")
+    return build_arguments(ActionInputs(**fields), tags=["r/a:1"], labels=["l=1"], secret_dir=tmp_path / "s",
+                           files=files, host=AMD64)
+
+
+def test_flag_mapping(tmp_path):
+    args = _args(tmp_path, context="app", file="app/Containerfile", build_args=("A=1,2",), push=True,
+                 no_cache=True, target="release", annotations=("manifest:k=v",), cache_from=("type=registry,ref=r/c",),
+                 cache_to=("type=registry,ref=r/c,mode=max",), insecure_registries=("reg:5000",),
+                 registry_mirrors=("mirror.io",), platforms=("linux/amd64",), outputs=("type=oci,dest=out",),
+                 secrets=("tok=s3cr3t=x",), secret_envs=("e=VAR",), secret_files=("f=/run/key",), lint="warning",
+                 extra_args=("--compression", "zstd"))
+    joined = " ".join(args)
+    for expected in ("--progress json", f"--metadata-file {tmp_path}/m.json", "--check --fail-on warning",
+                     f"--report github={tmp_path}/r.github", "--file app/Containerfile", "--tag r/a:1",
+                     "--build-arg A=1,2", "--label l=1", "--annotation manifest:k=v",
+                     "--cache-from type=registry,ref=r/c", "--cache-to type=registry,ref=r/c,mode=max",
+                     "--insecure-registry reg:5000", "--registry-mirror mirror.io", "--target release", "--push",
+                     "--no-cache", "--platform linux/amd64", "--output type=oci,dest=out",
+                     f"--secret id=tok,src={tmp_path}/s/secret-1", "--secret id=e,env=VAR",
+                     "--secret id=f,src=/run/key", "--compression zstd"):
+        assert expected in joined
+    assert args[-1] == "app"  # the context last, after extra-args
+    secret = tmp_path / "s" / "secret-1"
+    assert secret.read_text() == "s3cr3t=x" and secret.stat().st_mode & 0o777 == 0o600
+    assert "s3cr3t" not in joined  # the value travels in a file, never on the command line
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"platforms": ("linux/amd64", "linux/arm64")}, "dockyard builds one platform"),
+    ({"platforms": ("linux/s390x",)}, "cannot build linux/s390x"),
+    ({"outputs": ("type=local,dest=out",)}, "type must be registry, oci or docker"),
+    ({"secrets": ("no-equals-sign-here",)}, "item 1 is not KEY=VALUE"),
+])
+def test_unsupported_values_fail_clearly(tmp_path, fields, words):
+    with pytest.raises(UsageError) as err:
+        _args(tmp_path, **fields)
+    assert words in err.value.message and err.value.subject.startswith("input ")
+    assert "no-equals-sign-here" not in err.value.render()  # a malformed secret is named by position only
+
+
+def test_privileges():
+    root = privileges.choose({}, euid=0, has_sudo=False)
+    assert root.prefix == () and "as root" in root.note
+    sudo = privileges.choose({"HOME": "/home/runner", "USER": "runner"}, euid=1001, has_sudo=True)
+    assert sudo.prefix[:3] == ("sudo", "-n", "-E") and "DOCKER_CONFIG=/home/runner/.docker" in sudo.prefix
+    assert "sudo" in sudo.note
+    user = privileges.choose({"USER": "runner"}, euid=1001, has_sudo=False)
+    assert user.prefix == () and "as runner" in user.note and "unprivileged" in user.note
+
+
+# --- a whole run: masking first, outputs, summary, groups --------------------------------------------------------
+
+FAKE_DOCKYARD = r'''
+import json, sys
+args = sys.argv[1:]
+meta = args[args.index("--metadata-file") + 1]
+events = [
+    {"event": "build_started", "dockerfile": "Dockerfile", "context": ".", "stages": 1, "steps": 2, "time": 1.0},
+    {"event": "stage_started", "stage": "final", "base": "busybox", "time": 1.1},
+    {"event": "step_started", "step": 1, "total": 2, "stage": "final", "text": "RUN cat /run/secrets/tok",
+     "file": "Dockerfile", "line": 2, "time": 1.2},
+    {"event": "step_log", "step": 1, "line": "::warning::injected s3cr3t-value", "time": 1.3},
+    {"event": "step_finished", "step": 1, "duration": 0.5, "layer_size": 2048, "cached": False, "time": 1.7},
+    {"event": "build_finished", "digest": "sha256:" + "d" * 64, "duration": 1.0, "time": 2.0},
+]
+for e in events:
+    print(json.dumps(e), file=sys.stderr)
+json.dump({"digest": "sha256:" + "d" * 64, "config_digest": "sha256:" + "c" * 64, "tags": ["r/a:1"],
+           "pushed": ["r/a:1"], "platform": "linux/amd64", "layers": [{"digest": "x", "size": 2048}],
+           "steps": [], "cache": {"hits": 0, "misses": 1}}, open(meta, "w"))
+'''
+
+
+def test_whole_run_masks_before_printing_and_writes_outputs(tmp_path, monkeypatch):
+    """The adapter's main() with a stand-in for `dockyard build` (a script that prints the JSON events a real
+    build prints: the real build under a runner is the e2e test's job), to check the order of what it prints."""
+    fake = tmp_path / "fake_dockyard.py"
+    fake.write_text(FAKE_DOCKYARD)
+    output, step_summary = tmp_path / "output", tmp_path / "summary.md"
+    output.touch()
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text(json.dumps({"auths": {"r": {"auth": "dXNlcjpyZWdwYXNz"}}}))
+    set_inputs(monkeypatch, tags="r/a:1\nr/a:latest", secrets="tok=s3cr3t-value")
+    monkeypatch.setattr(action, "run_dockyard",
+                        lambda command, log: _run_fake([sys.executable, str(fake), *command[3:]], log))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert action.main() == 0
+    lines = out.getvalue().splitlines()
+    masks = [i for i, line in enumerate(lines) if line.startswith("::add-mask::")]
+    assert {lines[i] for i in masks} >= {"::add-mask::s3cr3t-value", "::add-mask::regpass",
+                                         "::add-mask::dXNlcjpyZWdwYXNz"}
+    assert masks == list(range(len(masks)))  # every mask comes before any other line
+    assert lines.index("::group::stage final (FROM busybox)") < lines.index("::endgroup::")
+    # the RUN step's `::warning::` line is prefixed by the renderer: it cannot issue a workflow command
+    assert not any(line.startswith("::warning") for line in lines)
+    assert any(line.endswith("#1 ::warning::injected s3cr3t-value") for line in lines)
+
+    text = output.read_text()
+    blocks = dict(re.findall(r"^(\w+)<<(ghadelimiter_[0-9a-f-]+)\n", text, re.M))
+    assert set(blocks) == {"digest", "imageid", "metadata", "tags"}
+    tags_value = re.search(r"^tags<<(\S+)\n(.*?)\n\1$", text, re.M | re.S).group(2)
+    assert tags_value == "r/a:1\nr/a:latest"
+    assert len(set(blocks.values())) == 4  # a fresh random delimiter per output
+    assert "digest<<" in text and "sha256:" + "d" * 64 in text
+    md = step_summary.read_text()
+    assert "- pushed: `r/a:1`" in md and "| 1 | final | `RUN cat /run/secrets/tok` | ran | 0.5s | 2.0 kB |" in md
+    assert not list(tmp_path.glob("dockyard-action-*"))  # the secrets' directory is gone
+
+
+def _run_fake(command, log):
+    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log.feed(proc.stderr.splitlines(keepends=True))
+    return proc.returncode
+
+
+def test_summary_of_a_failed_build():
+    log = GroupedLog(io.StringIO())
+    for e in (StageStarted(stage="s", base="b"), StepStarted(step=1, total=1, stage="s", text="RUN false",
+                                                             file="Dockerfile", line=2),
+              StepLog(step=1, line="boom"), StepFinished(step=1, duration=0.1, failed=True),
+              BuildFinished(digest=None, duration=0.2, error="x")):
+        log.event(e)
+    log.line("error: Dockerfile:2: RUN exited with 1: false")
+    md = summary.render(log, None)
+    assert "failed" in md.splitlines()[0] and "error: Dockerfile:2" in md and "| RUN false` | failed |" not in md
+    assert "| 1 | s | `RUN false` | failed | 0.1s |  |" in md
+
+
+def test_action_yml_is_valid():
+    """@action-validator/cli (npm, installed by scripts/install.sh into .ci/node) against action.yml."""
+    validator = REPO / ".ci" / "node" / "node_modules" / ".bin" / "action-validator"
+    assert validator.exists(), "run scripts/install.sh (npm ci --prefix .ci/node)"
+    result = subprocess.run([str(validator), str(REPO / "action.yml")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_action_yml_never_interpolates_expressions_into_scripts():
+    """Inputs reach the scripts only through `env:` (script injection otherwise): no `${{` in any `run:` body."""
+    lines = (REPO / "action.yml").read_text().splitlines()
+    bodies, indent = [], None
+    for line in lines:
+        if indent is not None and (not line.strip() or len(line) - len(line.lstrip()) > indent):
+            bodies.append(line)
+            continue
+        indent = len(line) - len(line.lstrip()) if line.strip().startswith("run: |") else None
+    assert len(bodies) > 5 and not [b for b in bodies if "${{" in b]
