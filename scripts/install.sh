@@ -16,7 +16,8 @@ APT_PACKAGES=(
   openssl apache2-utils # test CAs, certificates and token signing; htpasswd files for the auth tests
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
   groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
-  npm                  # @action-validator/cli, which checks the GitHub Action's action.yml
+  npm                  # @action-validator/cli (checks action.yml) and gitlab-ci-local (runs the GitLab component)
+  rsync                # gitlab-ci-local copies the checkout and artifacts with it
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -2,7 +2,8 @@
 
     python3 images/builder/stage_context.py DIR
 
-DIR/site-packages gets the `dockyard` package (from this checkout's core/) and every installed distribution
+DIR/site-packages gets the `dockyard` package (from this checkout's core/), the CI adapters (`dockyard_integrations`,
+from integrations/) and every installed distribution
 dockyard requires, recursively (their files as installed, without byte-code caches); DIR/bin gets the
 launchers. The image then needs no package index: what it runs is what this environment was tested with.
 """
@@ -54,6 +55,9 @@ def stage(out: Path) -> None:
     site = out / "site-packages"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(REPO / "core", site / "dockyard", ignore=shutil.ignore_patterns("__pycache__"))
+    # The CI adapters run inside the image too (the GitLab component: `python3 -m dockyard_integrations.gitlab`).
+    shutil.copytree(REPO / "integrations", site / "dockyard_integrations",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     for name in sorted(required_distributions("dockyard")):
         copy_distribution(name, site)
     (out / "bin").mkdir(parents=True)

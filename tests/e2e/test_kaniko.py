@@ -167,6 +167,10 @@ def test_builder_image_runs_a_kaniko_invocation_with_credentials_out_of_reach(re
     assert process["args"][:2] == ["/dockyard/bin/dockyard", "kaniko"]
     rootfs = bundle / "rootfs"
     assert os.path.islink(rootfs / "kaniko/executor")
+    # The GitLab component's job runs `/dockyard/venv/bin/python3 -m dockyard_integrations.gitlab` in this image.
+    adapter = run_in_builder_image(rootfs, process["env"], tmp_path, [
+        "/dockyard/venv/bin/python3", "-c", "import dockyard_integrations.gitlab.job"])
+    assert adapter.returncode == 0, adapter.stderr
 
     # 2. A pipeline's credentials where kaniko pipelines put them (here the image's DOCKER_CONFIG too).
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()

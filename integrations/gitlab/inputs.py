@@ -1,0 +1,86 @@
+"""The component's inputs, as the template hands them to the job.
+
+templates/build.yml maps each string input to a `DOCKYARD_INPUT_*` job variable, and the typed ones (booleans and
+arrays) into one JSON object in `DOCKYARD_INPUT_TYPED`: a variable holds only text, and GitLab writes an array
+input interpolated into text as a JSON array. Nothing is interpolated into the script itself, so an input can
+never become shell code. The prefix keeps them apart from the `DOCKYARD_*` results a dotenv report passes to
+later jobs (dotenv variables outrank a job's own YAML variables).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Mapping
+
+from dockyard.errors import UsageError
+
+LINT_LEVELS = ("error", "warning", "info", "none")
+PREFIX = "DOCKYARD_INPUT_"
+
+
+@dataclass(frozen=True)
+class ComponentInputs:
+    image: str
+    context: str = "."
+    dockerfile: str = ""
+    tags: tuple[str, ...] = ()
+    build_args: tuple[str, ...] = ()
+    push: bool = True
+    target: str = ""
+    cache: bool = True
+    lint: str = "error"
+    extra_args: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> "ComponentInputs":
+        def text(name: str) -> str:
+            return environ.get(PREFIX + name, "").strip()
+
+        typed = _typed(environ.get(PREFIX + "TYPED", ""))
+        image = text("IMAGE")
+        if not image:
+            raise UsageError("no image to build: the input is empty", subject="input image",
+                             hint="enable the project's container registry (CI_REGISTRY_IMAGE is then set), "
+                                  "or give image: REGISTRY/PATH")
+        lint = text("LINT").lower() or "error"
+        if lint not in LINT_LEVELS:
+            raise UsageError(f"unknown level {lint!r}", subject="input lint", hint="one of " + ", ".join(LINT_LEVELS))
+        try:
+            extra = tuple(shlex.split(text("EXTRA_ARGS")))
+        except ValueError as exc:
+            raise UsageError(f"cannot split it as a shell would: {exc}", subject="input extra-args") from None
+        return cls(image=image, context=text("CONTEXT") or ".", dockerfile=text("DOCKERFILE"),
+                   tags=_strings(typed, "tags"), build_args=_strings(typed, "build-args"),
+                   push=_boolean(typed, "push", True), target=text("TARGET"), cache=_boolean(typed, "cache", True),
+                   lint=lint, extra_args=extra)
+
+
+def _typed(raw: str) -> dict:
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise UsageError(f"{PREFIX}TYPED is not JSON: {exc}", subject="component inputs",
+                         hint="set the inputs through include: inputs:, not by editing the job's variables") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{PREFIX}TYPED is not a JSON object", subject="component inputs")
+    return value
+
+
+def _strings(typed: dict, name: str) -> tuple[str, ...]:
+    value = typed.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, (str, int, float)) for item in value):
+        raise UsageError("must be an array of strings", subject=f"input {name}")
+    return tuple(str(item).strip() for item in value if str(item).strip())
+
+
+def _boolean(typed: dict, name: str, default: bool) -> bool:
+    value = typed.get(name, default)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"  # a variable set by hand rather than through the typed input
+    if not isinstance(value, bool):
+        raise UsageError(f"must be true or false, not {value!r}", subject=f"input {name}")
+    return value

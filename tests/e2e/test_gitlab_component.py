@@ -1,0 +1,160 @@
+"""The GitLab component under a real pipeline runner: gitlab-ci-local 4.60.0 (npm, in .ci/node) runs pipelines
+that include templates/build.yml with `include: local:` + `inputs:`, on its shell executor (which ignores the
+job's `image:`, so the `python` input points the job at this test's virtualenv instead of the builder image's).
+
+The image goes to a registry on loopback that wants a password, which the job has only as GitLab gives it:
+CI_REGISTRY_USER/CI_REGISTRY_PASSWORD. A later job gets DOCKYARD_* through the dotenv report and checks the
+digest against the registry with skopeo; the test reads the job log's sections and the code quality report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.registry import RegistryServer
+
+REPO = Path(__file__).resolve().parents[2]
+GITLAB_CI_LOCAL = REPO / ".ci" / "node" / "node_modules" / ".bin" / "gitlab-ci-local"
+USER, PASSWORD = "gitlab-ci-token", "job-token-5ecret"
+
+pytestmark = pytest.mark.skipif(not GITLAB_CI_LOCAL.exists() or not shutil.which("skopeo"),
+                                reason="gitlab-ci-local (scripts/install.sh: npm ci --prefix .ci/node) or skopeo "
+                                       "is missing")
+
+
+@pytest.fixture(scope="module")
+def project_registry(tmp_path_factory):
+    """The project's container registry: only CI_REGISTRY_USER/CI_REGISTRY_PASSWORD may push."""
+    server = RegistryServer.start(tmp_path_factory.mktemp("gitlab-registry"), htpasswd={USER: PASSWORD})
+    yield server
+    server.stop()
+
+
+def make_project(root: Path, pipeline: str, app: dict[str, str]) -> Path:
+    """A git repository holding the component's template, an app under app/ and the pipeline."""
+    (root / "templates").mkdir(parents=True)
+    shutil.copy2(REPO / "templates" / "build.yml", root / "templates" / "build.yml")
+    for name, text in app.items():
+        (root / "app" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "app" / name).write_text(text)
+    (root / ".gitlab-ci.yml").write_text(pipeline)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True, timeout=60)
+    subprocess.run([*git, "add", "-A"], check=True, timeout=60)
+    subprocess.run([*git, "commit", "-q", "-m", "app"], check=True, timeout=60)
+    return root
+
+
+def run_pipeline(project: Path, registry_host: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    home = tmp_path / "home"  # gitlab-ci-local reads $HOME/.gitlab-ci-local/variables.yml: none of the user's
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("DOCKER_CONFIG", None)
+    variables = {"CI_REGISTRY": registry_host, "CI_REGISTRY_USER": USER, "CI_REGISTRY_PASSWORD": PASSWORD}
+    command = [str(GITLAB_CI_LOCAL), "--shell-isolation=false", "--force-shell-executor", "--no-color"]
+    for name, value in variables.items():
+        command += ["--variable", f"{name}={value}"]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+
+def job_log(project: Path, job: str) -> str:
+    """The job's log as gitlab-ci-local kept it, byte for byte (captured stdout would turn each section marker's
+    carriage return into a newline)."""
+    return (project / ".gitlab-ci-local" / "output" / f"{job}.log").read_bytes().decode()
+
+
+def registry_digest(reference: str) -> str:
+    result = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+                             "--format", "{{.Digest}}", f"docker://{reference}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_component_pushes_and_a_later_job_gets_the_digest(project_registry, busybox_base, tmp_path):
+    image = f"{project_registry.host}/group/app"
+    dockerfile = textwrap.dedent(f"""\
+        FROM {busybox_base}
+        ARG GREETING
+        ENV legacy form
+        RUN echo "$GREETING" > /greeting.txt
+        """)
+    pipeline = textwrap.dedent(f"""\
+        stages: [build, verify]
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {image}
+              push: true
+              context: app
+              build-args: ["GREETING=hello from gitlab"]
+              python: {sys.executable}
+        verify:
+          stage: verify
+          needs: [dockyard-build]
+          script:
+            - test -n "$DOCKYARD_DIGEST"
+            - test "$DOCKYARD_IMAGE_REF" = "$DOCKYARD_IMAGE@$DOCKYARD_DIGEST"
+            - found=$(skopeo inspect --tls-verify=false --creds "$CI_REGISTRY_USER:$CI_REGISTRY_PASSWORD" --format '{{{{.Digest}}}}' "docker://$DOCKYARD_IMAGE_REF")
+            - test "$found" = "$DOCKYARD_DIGEST"
+            - echo "verified $DOCKYARD_DIGEST" | tee verified.txt
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": dockerfile})
+    result = run_pipeline(project, project_registry.host, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS  dockyard-build" in result.stdout and "PASS  verify" in result.stdout
+
+    # The later job saw the digest through dotenv, and it is what the registry has under the default tags.
+    verified = (project / "verified.txt").read_text().split()[1]
+    short_sha = subprocess.run(["git", "-C", str(project), "rev-parse", "--short=8", "HEAD"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    for tag in ("main", short_sha, "latest"):
+        assert registry_digest(f"{image}:{tag}") == verified
+
+    # The password went only into the private docker config, never into the log.
+    assert PASSWORD not in result.stdout + result.stderr
+    log = job_log(project, "dockyard-build")
+    assert f"logged in to {project_registry.host} as {USER}" in log
+    sections = re.findall(r"\x1b\[0Ksection_(start|end):\d+:(\w+)", log)
+    assert sections == [("start", "dockyard_stage_1"), ("end", "dockyard_stage_1"),
+                        ("start", "dockyard_push"), ("end", "dockyard_push")]
+    assert re.search(r"section_start:\d+:dockyard_stage_1\[collapsed=true\]\r\x1b\[0Kstage stage-0 \(FROM ", log)
+
+    findings = json.loads((project / ".dockyard" / "gl-code-quality-report.json").read_text())
+    by_rule = {f["check_name"]: f for f in findings}
+    assert by_rule["LegacyKeyValueFormat"]["location"] == {"path": "app/Dockerfile", "lines": {"begin": 3, "end": 3}}
+    assert all(f["severity"] in ("info", "minor", "major", "critical", "blocker") for f in findings)
+    assert len({f["fingerprint"] for f in findings}) == len(findings)
+    annotations = json.loads((project / ".dockyard" / "annotations.json").read_text())
+    assert annotations["dockyard"][0]["external_link"]["label"] == f"image {image}@{verified}"
+
+
+def test_a_failed_step_is_in_the_code_quality_report_at_its_line(project_registry, busybox_base, tmp_path):
+    dockerfile = f"FROM {busybox_base}\nRUN true\nRUN echo broken >&2; exit 3\n"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {project_registry.host}/group/broken
+              context: app
+              cache: false
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": dockerfile})
+    result = run_pipeline(project, project_registry.host, tmp_path)
+    assert result.returncode != 0 and "FAIL  dockyard-build" in result.stdout, result.stdout + result.stderr
+    findings = json.loads((project / ".dockyard" / "gl-code-quality-report.json").read_text())
+    failure = [f for f in findings if f["severity"] == "blocker"]
+    assert len(failure) == 1 and failure[0]["location"]["path"] == "app/Dockerfile"
+    assert failure[0]["location"]["lines"]["begin"] == 3
+    assert not (project / ".dockyard" / "dockyard.env").exists()  # no image to hand on
+    assert "broken" in job_log(project, "dockyard-build")
