@@ -16,13 +16,15 @@ APT_PACKAGES=(
   openssl apache2-utils # test CAs, certificates and token signing; htpasswd files for the auth tests
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
   groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
-  npm                  # @action-validator/cli (checks action.yml) and gitlab-ci-local (runs the GitLab component)
   rsync                # gitlab-ci-local copies the checkout and artifacts with it
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm: @action-validator/cli (checks action.yml) and gitlab-ci-local (runs the GitLab component). Machines
+# with Node.js from NodeSource already have it (their nodejs package conflicts with Debian's npm).
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq

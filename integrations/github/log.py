@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Iterable, TextIO
 
-from dockyard.events import (BuildFinished, Event, StageStarted, StepFinished, StepStarted, TransferFinished,
-                             TransferStarted, event_from_json)
+from dockyard.events import BuildFinished, Event, StepFinished, StepStarted, event_from_json
+from dockyard.phases import PhaseTracker
 from dockyard.progress import PlainRenderer
 
 from . import workflow
@@ -29,7 +29,7 @@ class GroupedLog:
         self.finished: dict[int, StepFinished] = {}
         self.outcome: BuildFinished | None = None
         self.other_lines: list[str] = []  # what dockyard printed that is not an event: its error paragraph
-        self._pulls: set[str] = set()
+        self._phases = PhaseTracker()  # which stage, or the push, an event belongs to
 
     def _open(self, title: str) -> None:
         self._close()
@@ -44,14 +44,8 @@ class GroupedLog:
             self._group = None
 
     def event(self, e: Event) -> None:
-        if isinstance(e, StageStarted):
-            self._open(f"stage {e.stage} (FROM {e.base})")
-        elif isinstance(e, TransferStarted) and e.direction == "pull":
-            self._pulls.add(e.digest)
-        elif self._group != "push" and (isinstance(e, TransferStarted) or
-                                        isinstance(e, TransferFinished) and e.digest not in self._pulls):
-            # a push, or a blob the push skipped (the registry has it, or mounted it) without starting it
-            self._open("push")
+        if (phase := self._phases.enter(e)) is not None:
+            self._open(phase.title)
         elif isinstance(e, BuildFinished):
             self._close()
             self.outcome = e
