@@ -1,4 +1,4 @@
-"""Per-step cost of snapshots by scanning (rootfs/scan.py) on the Debian base of benchmarks/bases.py.
+"""Per-step cost of snapshots by scanning (rootfs/scan.py) on the Debian base of tests/support/debian_base.py.
 
     .venv/bin/python benchmarks/scan_snapshot.py [--runs 5]
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bases import debian_python_layer  # noqa: E402
+from tests.support.debian_base import debian_python_layer  # noqa: E402
 from dockyard.rootfs.scan import RACY_NS, file_digest, scan  # noqa: E402
 from dockyard.rootfs.unpack import apply_layer  # noqa: E402
 
