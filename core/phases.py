@@ -3,9 +3,13 @@ part of the log into a group or section of its own (GitHub's `::group::`, GitLab
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
+from typing import Iterable, TextIO
 
-from .events import Event, StageStarted, StepFinished, StepStarted, TransferFinished, TransferStarted
+from .events import (BuildFinished, Event, StageStarted, StepFinished, StepStarted, TransferFinished, TransferStarted,
+                     event_from_json)
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,67 @@ class PhaseTracker:
     def _switch(self, phase: Phase) -> Phase:
         self.current = phase
         return phase
+
+
+class PhasedLog:
+    """dockyard's `--progress json` stderr (fed line by line), rendered by the plain renderer so a CI log reads
+    as `--progress plain` does, each phase inside a group of the platform's: subclasses write its markers
+    (`open_group`, `close_group`). Lines that are not events (dockyard's error paragraph) belong to no group
+    and are kept in `other_lines`."""
+
+    def __init__(self, stream: TextIO | None = None):
+        from .progress import PlainRenderer
+
+        self._stream = stream or sys.stdout
+        self._plain = PlainRenderer(self._stream)
+        self._phases = PhaseTracker()
+        self._open: Phase | None = None
+        self.outcome: BuildFinished | None = None
+        self.other_lines: list[str] = []
+
+    def open_group(self, phase: Phase, when: float) -> None:
+        raise NotImplementedError
+
+    def close_group(self, phase: Phase, when: float | None) -> None:
+        raise NotImplementedError
+
+    def observe(self, event: Event) -> None:
+        """Called with every event, for what a subclass keeps (e.g. the steps, for a job summary)."""
+
+    def event(self, event: Event) -> None:
+        if (phase := self._phases.enter(event)) is not None:
+            self._close(event.time)
+            self._stream.flush()
+            self.open_group(phase, event.time)
+            self._open = phase
+        elif isinstance(event, BuildFinished):
+            self._close(event.time)
+            self.outcome = event
+        self.observe(event)
+        self._plain(event)
+
+    def line(self, text: str) -> None:
+        text = text.rstrip("\n")
+        if text.startswith("{"):
+            try:
+                event = event_from_json(json.loads(text))
+            except (ValueError, TypeError):
+                event = None
+            if event is not None:
+                self.event(event)
+                return
+        self._close()  # the error paragraph belongs to no stage
+        self.other_lines.append(text)
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def feed(self, lines: Iterable[str]) -> None:
+        for text in lines:
+            self.line(text)
+        self._close()
+
+    def _close(self, when: float | None = None) -> None:
+        if self._open is not None:
+            self._stream.flush()
+            self.close_group(self._open, when)
+            self._open = None

@@ -7,70 +7,30 @@ never issue a workflow command of its own (the runner only parses lines that sta
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Iterable, TextIO
+from typing import TextIO
 
-from dockyard.events import BuildFinished, Event, StepFinished, StepStarted, event_from_json
-from dockyard.phases import PhaseTracker
-from dockyard.progress import PlainRenderer
+from dockyard.events import Event, StepFinished, StepStarted
+from dockyard.phases import Phase, PhasedLog
 
 from . import workflow
 
 
-class GroupedLog:
-    """Feed it dockyard's stderr lines; it prints the log and keeps what the job summary needs."""
+class GroupedLog(PhasedLog):
+    """Prints the log, one `::group::` per phase, and keeps what the job summary needs."""
 
     def __init__(self, stream: TextIO | None = None):
-        self._stream = stream or sys.stdout
-        self._plain = PlainRenderer(self._stream)
-        self._group: str | None = None
+        super().__init__(stream)
         self.steps: dict[int, StepStarted] = {}
         self.finished: dict[int, StepFinished] = {}
-        self.outcome: BuildFinished | None = None
-        self.other_lines: list[str] = []  # what dockyard printed that is not an event: its error paragraph
-        self._phases = PhaseTracker()  # which stage, or the push, an event belongs to
 
-    def _open(self, title: str) -> None:
-        self._close()
-        self._stream.flush()
-        workflow.start_group(title)
-        self._group = title
+    def open_group(self, phase: Phase, when: float) -> None:
+        workflow.start_group(phase.title)
 
-    def _close(self) -> None:
-        if self._group is not None:
-            self._stream.flush()
-            workflow.end_group()
-            self._group = None
+    def close_group(self, phase: Phase, when: float | None) -> None:
+        workflow.end_group()
 
-    def event(self, e: Event) -> None:
-        if (phase := self._phases.enter(e)) is not None:
-            self._open(phase.title)
-        elif isinstance(e, BuildFinished):
-            self._close()
-            self.outcome = e
-        if isinstance(e, StepStarted):
-            self.steps[e.step] = e
-        elif isinstance(e, StepFinished):
-            self.finished[e.step] = e
-        self._plain(e)
-
-    def line(self, text: str) -> None:
-        text = text.rstrip("\n")
-        if text.startswith("{"):
-            try:
-                event = event_from_json(json.loads(text))
-            except (ValueError, TypeError):
-                event = None
-            if event is not None:
-                self.event(event)
-                return
-        self._close()  # the error paragraph belongs to no stage
-        self.other_lines.append(text)
-        self._stream.write(text + "\n")
-        self._stream.flush()
-
-    def feed(self, lines: Iterable[str]) -> None:
-        for text in lines:
-            self.line(text)
-        self._close()
+    def observe(self, event: Event) -> None:
+        if isinstance(event, StepStarted):
+            self.steps[event.step] = event
+        elif isinstance(event, StepFinished):
+            self.finished[event.step] = event
