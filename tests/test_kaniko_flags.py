@@ -234,11 +234,15 @@ def test_tar_context_is_unpacked_into_scratch_and_removed(tmp_path):
 
 
 def test_tar_context_cannot_write_outside_its_directory(tmp_path):
-    archive = _tar_gz(tmp_path / "evil.tar.gz", {"../escaped": b"x"})
+    archive = _tar_gz(tmp_path / "evil.tar.gz", {"../escaped": b"x", "/etc/absolute": b"y"})
+    with materialized(ContextSource.parse(f"tar://{archive}"), scratch=tmp_path / "scratch") as d:
+        assert (d / "escaped").read_bytes() == b"x" and (d / "etc" / "absolute").read_bytes() == b"y"
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "scratch" / "escaped").exists()
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"\x1f\x8bnot really gzip")
     with pytest.raises(ContextError, match="cannot unpack"):
-        with materialized(ContextSource.parse(f"tar://{archive}"), scratch=tmp_path / "scratch"):
+        with materialized(ContextSource.parse(f"tar://{broken}"), scratch=tmp_path / "s2"):
             pass
-    assert not (tmp_path / "scratch" / "escaped").exists()
     with pytest.raises(ContextError, match="no such file"):
         with materialized(ContextSource.parse(f"tar://{tmp_path}/missing.tar.gz"), scratch=tmp_path / "s"):
             pass

@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ContextError, UsageError
+from ..errors import ContextError, StepFailed, UsageError
 
 # kaniko's default --context: the directory its image mounts the workspace on.
 DEFAULT_CONTEXT = "/workspace/"
@@ -84,15 +83,19 @@ def _sub_dir(root: Path, source: ContextSource) -> Path:
 
 
 def _unpack(archive: Path, dest: Path) -> None:
-    # The "data" filter refuses absolute paths, `..`, links out of dest and device files: an archive cannot
-    # write outside the scratch directory.
+    # ADD's archive extraction: every path (and link target) resolves inside dest, so `..`, absolute names and
+    # links out of it stay in the scratch directory. (tarfile's "data" filter would do it too, but Debian 12's
+    # Python 3.11.2 predates it.)
+    from ..copy import extract_archive
+
+    if not archive.is_file():
+        raise ContextError(f"--context tar://{archive}: no such file", subject=str(archive))
+    dest.mkdir(parents=True, exist_ok=True)
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(dest, filter="data")
-    except FileNotFoundError:
-        raise ContextError(f"--context tar://{archive}: no such file", subject=str(archive)) from None
-    except (tarfile.TarError, OSError) as exc:
-        raise ContextError(f"--context tar://{archive}: cannot unpack: {exc}", subject=str(archive),
+        extract_archive(str(archive), str(dest), "/")
+    except (StepFailed, OSError) as exc:
+        message = exc.message if isinstance(exc, StepFailed) else str(exc)
+        raise ContextError(f"--context tar://{archive}: cannot unpack: {message}", subject=str(archive),
                            hint="kaniko's tar contexts are .tar or .tar.gz files of the context directory") from None
 
 

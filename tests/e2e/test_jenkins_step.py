@@ -26,14 +26,14 @@ DOCKYARD = f"{sys.executable} -m dockyard"  # the step's `dockyard:` argument: t
 # Two warnings (StageNameCasing and FromAsCasing, line 2) and no errors; checks hadolint does not have, so the
 # findings are the same whether or not hadolint is installed.
 DOCKERFILE = """\
-ARG BASE
+ARG BASE=scratch
 FROM ${BASE} as Final
 ARG AWKWARD
 ENV AWKWARD=${AWKWARD}
 RUN echo built > /built
 """
 FAILING_DOCKERFILE = """\
-ARG BASE
+ARG BASE=scratch
 FROM ${BASE}
 RUN echo about to fail && exit 3
 """
