@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
-_FLUSH_AT = 1 << 16  # bytes gathered before the sink sees them: compressors work per call, not per byte
 _READ_CHUNK = 1 << 20
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
 _CHECKSUM_BLANK = b" " * 8
@@ -41,11 +40,11 @@ class Entry:
 
 
 class TarWriter:
-    """Streams tar members into `sink` (anything with `write(bytes)`), then the end-of-archive blocks."""
+    """Streams tar members into `sink` (anything with `write(bytes)`), then the end-of-archive blocks. Writes
+    are as small as a header: a sink that hashes or compresses should gather them (snapshot.py's does)."""
 
     def __init__(self, sink):
         self._sink = sink
-        self._buffer = bytearray()
         self._offset = 0
 
     def add(self, entry: Entry, fd: int | None = None) -> None:
@@ -59,7 +58,6 @@ class TarWriter:
         remainder = self._offset % RECORD
         if remainder:
             self._put(bytes(RECORD - remainder))  # tarfile pads to whole records (tar -b20)
-        self._flush()
 
     def _copy(self, fd: int, size: int, name: str) -> None:
         left = size
@@ -73,15 +71,8 @@ class TarWriter:
             self._put(bytes(BLOCK - size % BLOCK))
 
     def _put(self, data: bytes) -> None:
-        self._buffer += data
+        self._sink.write(data)
         self._offset += len(data)
-        if len(self._buffer) >= _FLUSH_AT:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buffer:
-            self._sink.write(bytes(self._buffer))
-            self._buffer.clear()
 
 
 def _header(entry: Entry) -> bytes:

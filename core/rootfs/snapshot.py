@@ -35,8 +35,9 @@ class LayerStats:
 class _TarSink:
     """Receives tar bytes: hashes them (diff_id) and feeds them compressed into a blob writer.
 
-    The compressor is fed fixed-size chunks whatever sizes the writes come in: ISA-L's output depends on how its
-    input is split, and a layer's digest must depend only on its tar."""
+    Writes are gathered into fixed-size chunks, which are hashed and compressed: ISA-L's output depends on how
+    its input is split, so a layer's digest must not depend on the sizes the writes came in, and hashing and
+    compressing per tar header would cost more than the data."""
 
     CHUNK = 1 << 16
 
@@ -48,26 +49,26 @@ class _TarSink:
         self.size = 0
 
     def write(self, data: bytes) -> int:
-        self._hash.update(data)
         self.size += len(data)
         self._pending += data
         if len(self._pending) >= self.CHUNK:
             whole = len(self._pending) - len(self._pending) % self.CHUNK
             view = memoryview(self._pending)
             for start in range(0, whole, self.CHUNK):
-                self._compress(view[start:start + self.CHUNK])
+                self._consume(view[start:start + self.CHUNK])
             view.release()
             del self._pending[:whole]
         return len(data)
 
-    def _compress(self, data) -> None:
-        out = self._comp.compress(data)
+    def _consume(self, chunk) -> None:
+        self._hash.update(chunk)
+        out = self._comp.compress(chunk)
         if out:
             self._writer.write(out)
 
     def finish(self) -> str:
         if self._pending:
-            self._compress(bytes(self._pending))
+            self._consume(bytes(self._pending))
             self._pending.clear()
         tail = self._comp.flush()
         if tail:
