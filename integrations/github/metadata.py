@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Mapping
 
 from dockyard.errors import UsageError
+from dockyard.semver import parse_semver
 
-# https://semver.org's grammar, with metadata-action's optional leading `v`.
-_SEMVER = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-                     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$")
 _TAG_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_TAG = 128  # the distribution spec's limit for a tag
 
@@ -76,12 +74,10 @@ def derive_tag_names(ctx: GitContext) -> list[str]:
         names.append(sanitize_tag(ctx.ref.removeprefix("refs/heads/")))
     elif ctx.ref.startswith("refs/tags/"):
         tag = ctx.ref.removeprefix("refs/tags/")
-        if m := _SEMVER.match(tag):
-            major, minor, patch, pre, build = m.groups()
-            version = f"{major}.{minor}.{patch}" + (f"-{pre}" if pre else "") + (f"+{build}" if build else "")
-            names.append(sanitize_tag(version))
-            if not pre:
-                names += [f"{major}.{minor}", major, "latest"]
+        if semver := parse_semver(tag):
+            names.append(sanitize_tag(semver.version + (f"+{semver.build}" if semver.build else "")))
+            if not semver.prerelease:
+                names += [*semver.release_tags(), "latest"]
         else:
             names += [sanitize_tag(tag), "latest"]
     if ctx.sha:

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from dockyard.errors import UsageError
+from dockyard.semver import parse_semver
 
-# https://semver.org's grammar, with the `v` prefix most projects put on their git tags.
-_SEMVER = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-                     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
 # The distribution spec's tag grammar.
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -47,12 +45,9 @@ class Pipeline:
 
 def default_tag_names(pipeline: Pipeline) -> list[str]:
     names: list[str] = []
-    semver = _SEMVER.match(pipeline.tag) if pipeline.tag else None
+    semver = parse_semver(pipeline.tag) if pipeline.tag else None
     if semver:
-        major, minor, patch, pre = semver.groups()
-        names.append(f"{major}.{minor}.{patch}" + (f"-{pre}" if pre else ""))
-        if not pre:
-            names += [f"{major}.{minor}", major]
+        names += [semver.version, *semver.release_tags()]
     elif pipeline.ref_slug:
         names.append(pipeline.ref_slug)
     if pipeline.short_sha:
