@@ -82,6 +82,7 @@ class TLSSettings:
         self._lock = threading.Lock()
         self._configs: dict[str, TLSConfig] = {}
         self._bundle_dir: str | None = None
+        self._remove_bundles: weakref.finalize | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], **kwargs) -> "TLSSettings":
@@ -105,11 +106,9 @@ class TLSSettings:
     def close(self) -> None:
         """Remove the CA bundles written for this build."""
         with self._lock:
-            if self._bundle_dir is not None:
-                for name in os.listdir(self._bundle_dir):
-                    os.unlink(os.path.join(self._bundle_dir, name))
-                os.rmdir(self._bundle_dir)
-                self._bundle_dir = None
+            if self._remove_bundles is not None:
+                self._remove_bundles()
+                self._bundle_dir = self._remove_bundles = None
             self._configs.clear()
 
     # --- internals -----------------------------------------------------------------------------------------
@@ -160,8 +159,8 @@ class TLSSettings:
                                     hint="check the --registry-ca path or the certs.d directory") from None
         if self._bundle_dir is None:
             self._bundle_dir = tempfile.mkdtemp(prefix="dockyard-ca-")  # 0700: private to this process
-            # close() removes it; this also does when a caller forgets (or the process exits first).
-            weakref.finalize(self, shutil.rmtree, self._bundle_dir, True)
+            # Removed by close(), or when this object is collected or the process exits if a caller forgets.
+            self._remove_bundles = weakref.finalize(self, shutil.rmtree, self._bundle_dir, True)
         bundle = os.path.join(self._bundle_dir, host.replace(":", "_").replace("/", "_") + ".pem")
         with open(bundle, "wb") as out:
             out.write(b"".join(parts))
