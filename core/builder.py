@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -204,6 +205,7 @@ class Builder:
             workspace.trees = DirectoryRoots(workspace.root / "trees", store)
             recording.enter_context(ownership.recording(workspace.trees.ledger))
         self.layer_cache = LayerCache(opts.cache_root / "layers")
+        publishing: threading.Thread | None = None
         try:
             services = BuildServices(
                 store=store, workspace=workspace, runner=runner,
@@ -220,6 +222,9 @@ class Builder:
                                                   self.events, opts.cache_ttl)
                 services.remote_cache = self.remote_cache
             image = self._run_stages(plan, dockerfile, services, build_args, used_args)
+            # The steps' directories join the layer cache (a sync of the disk) while the image is written out.
+            publishing = threading.Thread(target=self.layer_cache.publish, name="layer-cache-publish")
+            publishing.start()
             image = self._finalize(image, epoch)
             digest = image.digest
             pushed = self._write_outputs(image, store, tags)
@@ -236,6 +241,10 @@ class Builder:
             self.events.emit(ev.BuildFinished(digest=digest, duration=result.duration))
             return result
         finally:
+            if publishing is not None:
+                publishing.join()
+            else:
+                self.layer_cache.publish()  # a failed build's finished steps are cached: keep their directories
             recording.close()
             workspace.cleanup()
             cache_lock.close()
@@ -340,7 +349,7 @@ class Builder:
 
     def _unpacker(self, store: BlobStore, workspace: Workspace):
         def unpack(pending: PendingLayer, lowers: list[str]) -> str:
-            if not self.layer_cache.path(pending.chain).is_dir():
+            if not self.layer_cache.has(pending.chain):
                 self._fetch_cached_layers([pending.layer], store, None)  # a registry cache hit's blob
             return self.layer_cache.unpacked(pending.layer, pending.chain, lowers or [workspace.empty_dir], store,
                                              workspace.new_mountpoint())

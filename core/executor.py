@@ -428,7 +428,7 @@ class StageExecutor:
         chain = self.rootfs.next_chain(layer.diff_id)
         if self.s.layer_cache is not None and chain is not None:
             # Later builds whose steps are cached find this step's directory instead of unpacking its blob.
-            upper = self.s.layer_cache.adopt(upper, chain)
+            self.s.layer_cache.adopt(upper, chain)
         self.rootfs = self.rootfs.with_layer(upper, layer.diff_id)
         self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by, created=created_time(epoch),
                                                                comment="dockyard"))

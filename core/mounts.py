@@ -332,7 +332,8 @@ class MountPreparer:
         upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
         os.mkdir(upper)
         os.mkdir(work)
-        return self.stack.enter_context(overlay_mount([host], ws.new_mountpoint(), upper, work))
+        # Volatile: what the step writes here is thrown away, so it need never reach the disk.
+        return self.stack.enter_context(overlay_mount([host], ws.new_mountpoint(), upper, work, volatile=True))
 
     # --- cache
     def _cache(self, spec: MountSpec) -> None:

@@ -123,7 +123,7 @@ def _mounted_step(executor: StageExecutor, upper: str, stubs: str | None) -> Ite
             yield step
         return
     lowers = [*executor.rootfs.lowers(ws, scaffold=True), *([stubs] if stubs else [])]
-    with overlay_mount(lowers, ws.new_mountpoint(), upper, ws.new_work_dir()) as merged:
+    with overlay_mount(lowers, ws.new_mountpoint(), upper, ws.new_work_dir(), volatile=True) as merged:
         yield Step(merged=merged, upper=upper)
 
 

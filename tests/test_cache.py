@@ -139,6 +139,58 @@ def test_layer_cache_unpacks_once_under_concurrent_use(tmp_path):
     assert not list((tmp_path / "layers" / "tmp").iterdir())
 
 
+def test_a_layer_published_unsynced_before_a_reboot_is_unpacked_again(tmp_path):
+    from dockyard.rootfs.overlay import enter_private_mount_namespace
+
+    enter_private_mount_namespace()
+    store = BlobStore(tmp_path / "store")
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    (upper / "file").write_text("content")
+    layer = _layer(store, upper)
+    cache = LayerCache(tmp_path / "layers")
+    stale = cache.path(layer.diff_id)
+    stale.mkdir(parents=True)
+    (stale / "file").write_text("cut short by a crash")
+    (tmp_path / "layers" / "unsynced").mkdir()
+    (tmp_path / "layers" / "unsynced" / stale.name).write_text("an earlier boot")
+    empty, mountpoint = tmp_path / "empty", tmp_path / "m"
+    empty.mkdir()
+    mountpoint.mkdir()
+    assert not cache.has(layer.diff_id)
+    unpacked = cache.unpacked(layer, layer.diff_id, [str(empty)], store, str(mountpoint))
+    assert open(os.path.join(unpacked, "file")).read() == "content"
+    assert not (tmp_path / "layers" / "unsynced" / stale.name).exists() and cache.has(layer.diff_id)
+
+
+def test_adopted_step_directories_are_used_in_place_then_published(tmp_path):
+    cache = LayerCache(tmp_path / "layers")
+    step = tmp_path / "work" / "l" / "1"
+    step.mkdir(parents=True)
+    (step / "file").write_text("made by a step")
+    chain = "sha256:" + "c" * 64
+    cache.adopt(str(step), chain)
+    # During the build the directory stays where the step left it (nothing is published before a sync).
+    assert cache.has(chain) and not cache.path(chain).exists()
+    assert cache.unpacked(Layer.__new__(Layer), chain, [], None, "") == str(step)  # no unpacking: it is there
+    cache.publish()
+    assert not step.exists() and (cache.path(chain) / "file").read_text() == "made by a step"
+    assert cache.has(chain)
+    # Published without a sync: usable in this boot only. After a reboot (a crash may have lost data that
+    # was never written back) it is unpacked again from its verified blob.
+    marker = tmp_path / "layers" / "unsynced" / cache.path(chain).name
+    assert marker.read_text() == open("/proc/sys/kernel/random/boot_id").read().strip()
+    marker.write_text("an earlier boot")
+    assert not LayerCache(tmp_path / "layers").has(chain)
+    marker.write_text(open("/proc/sys/kernel/random/boot_id").read().strip())
+    # A layer another build published first is kept; this build's copy stays in its work directory.
+    again = tmp_path / "work" / "l" / "2"
+    again.mkdir()
+    cache.adopt(str(again), chain)
+    cache.publish()
+    assert again.exists() and (cache.path(chain) / "file").exists()
+
+
 def test_prune_waits_for_no_build_and_busy_is_reported(tmp_path):
     lock = tmp_path / "lock"
     with file_lock(lock, shared=True):

@@ -66,6 +66,8 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
                 lock = cache_root / "layers" / "locks" / (item.path.name + ".lock")
                 lock.unlink(missing_ok=True)
                 shutil.rmtree(item.path, ignore_errors=True)
+                # After the directory: a crash in between must not leave it without its marker (layers.py).
+                (cache_root / "layers" / "unsynced" / item.path.name).unlink(missing_ok=True)
             else:
                 item.path.unlink(missing_ok=True)
             removed += 1

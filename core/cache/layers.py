@@ -7,6 +7,14 @@ bottom layer is its diff_id. Directories are unpacked into a temporary directory
 a per-entry lock, so a reader never sees a half-unpacked layer and two builds never unpack the same one twice.
 Once in place a directory is never changed: builds use it only as a lower layer, and steps write to their own
 upper directories.
+
+A step's upper directory joins the cache at the end of its build (`adopt`, then `publish`). Step mounts are
+volatile (overlay.py: no sync of the disk when they are unmounted), so its files may still be only in the page
+cache then: it is published with an `unsynced/` marker holding the kernel's boot id, written before the rename.
+In the same boot the page cache serves its complete content; after a reboot nothing says the data reached the
+disk before a crash, so such a directory is discarded and unpacked again from its verified blob. Syncing
+instead would write every new layer (and blob) to disk while the user waits: 0.5 s of a 456 MB build here.
+Directories unpacked by `unpacked` need no marker: unmounting their (non-volatile) overlay synced them.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from functools import cache
 from pathlib import Path
 
 from ..image.blobs import BlobStore
@@ -36,25 +45,47 @@ class LayerCache:
         self.dirs = self.root / "sha256"
         self.tmp = self.root / "tmp"
         self.locks = self.root / "locks"
+        self.unsynced = self.root / "unsynced"
+        self._adopted: dict[str, str] = {}  # ChainID -> a finished step's directory, published at the build's end
 
     def path(self, chain: str) -> Path:
         return self.dirs / chain.partition(":")[2]
 
+    def has(self, chain: str) -> bool:
+        """Whether the layer of `chain` is unpacked: in the cache, or adopted by this build."""
+        return chain in self._adopted or self._usable(self.path(chain))
+
+    def _usable(self, final: Path) -> bool:
+        """A published directory is complete unless it was published unsynced in an earlier boot."""
+        if not final.is_dir():
+            return False
+        try:
+            published_in = (self.unsynced / final.name).read_text()
+        except FileNotFoundError:
+            return True
+        return published_in == _boot_id()
+
     def unpacked(self, layer: Layer, chain: str, lowers: list[str], store: BlobStore, mountpoint: str) -> str:
         """The directory of `layer` unpacked over `lowers` (top first; ChainID `chain`), unpacking it now if no
         build has yet. `mountpoint` is an empty directory to mount the layers on while unpacking."""
+        if chain in self._adopted:
+            return self._adopted[chain]
         final = self.path(chain)
-        if final.is_dir():
+        if self._usable(final):
             self._mark_used(final.name)
             return str(final)
         from ..rootfs.overlay import overlay_mount
         from ..rootfs.unpack import DiffIdReader, apply_layer
 
         with file_lock(self.locks / (final.name + ".lock")):
-            if final.is_dir():  # another build unpacked it while we waited
+            if self._usable(final):  # another build unpacked it while we waited
                 return str(final)
             for directory in (self.dirs, self.tmp):
                 directory.mkdir(parents=True, exist_ok=True)
+            if final.is_dir():  # published unsynced before a reboot: its content may be incomplete
+                stale = Path(tempfile.mkdtemp(prefix="stale-", dir=self.tmp))
+                os.rename(final, stale / "layer")
+                shutil.rmtree(stale, ignore_errors=True)
             # The upper and work directories must be on one filesystem: both live in the cache's tmp.
             scratch = Path(tempfile.mkdtemp(prefix="unpack-", dir=self.tmp))
             try:
@@ -67,6 +98,7 @@ class LayerCache:
                     content = DiffIdReader(open_decompressed(raw))
                     apply_layer(content, merged, layer_name=name)
                     content.verify(layer.diff_id, name)
+                (self.unsynced / final.name).unlink(missing_ok=True)  # this content is on disk
                 os.rename(upper, final)
                 self._mark_used(final.name)
             finally:
@@ -83,16 +115,40 @@ class LayerCache:
         except OSError:
             pass
 
-    def adopt(self, directory: str, chain: str) -> str:
-        """Move a finished step's upper directory into the cache as the unpacked form of its layer, when it is
-        on the cache's filesystem (a rename); else leave it where it is. Returns where the directory is now."""
-        final = self.path(chain)
-        if final.is_dir():
-            return directory
+    def adopt(self, directory: str, chain: str) -> None:
+        """Take a finished step's upper directory as the unpacked form of its layer: this build uses it where it
+        is, and `publish` moves it into the cache."""
+        if not self.path(chain).is_dir():
+            self._adopted.setdefault(chain, directory)
+
+    def publish(self) -> None:
+        """Move the adopted directories into the cache (each marked unsynced first: see the module docstring),
+        where later builds whose steps are cached find them instead of unpacking blobs. A directory on another
+        filesystem than the cache (a rename cannot move it), or one another build published first, stays out."""
+        adopted, self._adopted = self._adopted, {}
+        if not adopted:
+            return
         try:
-            self.dirs.mkdir(parents=True, exist_ok=True)
-            os.rename(directory, final)
+            for directory in (self.dirs, self.unsynced):
+                directory.mkdir(parents=True, exist_ok=True)
+            device = os.stat(self.dirs).st_dev
+            boot = _boot_id()
         except OSError:
-            return directory  # another filesystem, or another build put it there first
-        self._mark_used(final.name)
-        return str(final)
+            return  # the cache only saves time: an unusable one is left as it is
+        for chain, directory in adopted.items():
+            final = self.path(chain)
+            try:
+                if final.is_dir() or os.stat(directory).st_dev != device:
+                    continue
+                (self.unsynced / final.name).write_text(boot)
+                os.rename(directory, final)
+            except OSError:
+                continue  # e.g. another build renamed its copy into place first (its marker says the same boot)
+            self._mark_used(final.name)
+
+
+@cache
+def _boot_id() -> str:
+    """The kernel's id of this boot: a crash (which can lose unsynced data) always means a new one."""
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()

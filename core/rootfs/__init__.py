@@ -154,7 +154,8 @@ def mounted_step(rootfs: RootFS, workspace: Workspace, *, upper: str | None = No
         return
     upper = upper or workspace.new_layer_dir()
     target = workspace.new_mountpoint()
-    with overlay_mount(rootfs.lowers(workspace, scaffold=scaffold), target, upper, workspace.new_work_dir()):
+    with overlay_mount(rootfs.lowers(workspace, scaffold=scaffold), target, upper, workspace.new_work_dir(),
+                       volatile=True):
         yield Step(merged=target, upper=upper)
 
 

@@ -49,6 +49,8 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _mount_lock = threading.Lock()
 _in_private_namespace = False
+# Whether this kernel takes overlayfs's `volatile` option (Linux 5.10+); learnt from the first mount that asks.
+_volatile_supported: bool | None = None
 
 
 def _check(result: int, what: str) -> None:
@@ -61,6 +63,21 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
     _check(_libc.mount(source.encode() if source else None, target.encode(),
                        fstype.encode() if fstype else None, flags, data.encode() if data else None),
            f"mount {fstype or 'bind'} on {target}")
+
+
+def _mount_overlay(target: str, upper: str | None, data: str, volatile: bool) -> None:
+    global _volatile_supported
+    flags = 0 if upper else MS_RDONLY
+    if volatile and _volatile_supported is not False:
+        try:
+            mount("overlay", target, "overlay", flags, data + ",volatile")
+            _volatile_supported = True
+            return
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or _volatile_supported:
+                raise
+            _volatile_supported = False  # an older kernel: the same mount without the option below
+    mount("overlay", target, "overlay", flags, data)
 
 
 def umount(target: str, detach: bool = True) -> None:
@@ -120,8 +137,13 @@ def overlay_options(lowers: Sequence[str], upper: str | None, work: str | None) 
 
 @contextmanager
 def overlay_mount(lowers: Sequence[str], target: str, upper: str | None = None,
-                  work: str | None = None) -> Iterator[str]:
-    """Mount lowers (top first) + optional upper at target for the duration of the block."""
+                  work: str | None = None, *, volatile: bool = False) -> Iterator[str]:
+    """Mount lowers (top first) + optional upper at target for the duration of the block.
+
+    `volatile` (for a step's upper directory): unmounting an overlay otherwise syncs the whole upper
+    filesystem, which wrote a step's new files (and every blob written since) to disk before the build could go
+    on: 0.26 s for a 256 MB file on this machine. What must survive a crash is made durable where it is
+    published instead (LayerCache.publish). A kernel without the option (before 5.10) mounts without it."""
     if not lowers:
         raise ValueError("overlay needs at least one lower directory")
     if len(lowers) == 1 and upper is None:
@@ -135,7 +157,7 @@ def overlay_mount(lowers: Sequence[str], target: str, upper: str | None = None,
             try:
                 if cwd:
                     os.chdir(cwd)
-                mount("overlay", target, "overlay", 0 if upper else MS_RDONLY, data)
+                _mount_overlay(target, upper, data, volatile and upper is not None)
             finally:
                 if old:
                     os.chdir(old)
