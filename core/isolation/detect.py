@@ -82,7 +82,11 @@ def _overlay(work_dir: str) -> bool:
             os.mkdir(path)
         data = f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']}"
         data += "," + (USERNS_OVERLAY_OPTIONS if in_user_namespace() else OVERLAY_OPTIONS)  # the builder's own
-        mounted = _libc.mount(b"overlay", dirs["merged"].encode(), b"overlay", 0, data.encode()) == 0
+        # Volatile where the kernel has it (5.10+): a plain overlay syncs the whole work filesystem when this
+        # child's namespace goes away, which made the build wait for the writeback of the previous build's files
+        # (0.46 s after a build of 20,000 files).
+        mounted = any(_libc.mount(b"overlay", dirs["merged"].encode(), b"overlay", 0, (data + extra).encode()) == 0
+                      for extra in (",volatile", ""))
         if mounted:
             _libc.umount2(dirs["merged"].encode(), 2)  # detach, so the directory can be removed
         return mounted
