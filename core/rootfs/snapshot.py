@@ -5,15 +5,17 @@ The upper directory holds exactly what the step changed (overlayfs copied up wha
 was deleted), so the layer is made by walking that directory alone, never the whole root filesystem.
 Overlay whiteouts (0/0 character devices) become `.wh.NAME` entries and opaque directories get a
 `.wh..wh..opq` entry. The tar stream is hashed (diff_id), compressed and hashed again (digest) as it is
-written, straight into the blob store.
+written, straight into the blob store (the compression and the blob writing on threads of their own).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import stat
 import tarfile
+import threading
 from dataclasses import dataclass
 
 from ..image.blobs import BlobStore
@@ -32,47 +34,105 @@ class LayerStats:
     uncompressed_size: int
 
 
+class _Worker:
+    """A thread applying `consume` to what `put` hands it, in order, through a bounded queue (so memory stays
+    bounded whatever the layer's size). A failure is kept and raised by the next `put` or by `close`; the thread
+    goes on draining the queue, so the producer never blocks on it."""
+
+    _IN_FLIGHT = 4
+
+    def __init__(self, consume, name: str):
+        self._consume = consume
+        self._queue: queue.Queue = queue.Queue(maxsize=self._IN_FLIGHT)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._consume(item)
+                except BaseException as exc:  # handed to the producer's thread, which raises it
+                    self.error = exc
+
+    def put(self, item) -> None:
+        if self.error is not None:
+            raise self.error  # e.g. the disk filled up: stop archiving now
+        self._queue.put(item)
+
+    def close(self) -> None:
+        """Wait until everything put is consumed (or the thread failed); raises the failure."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class _TarSink:
-    """Receives tar bytes: hashes them (diff_id) and feeds them compressed into a blob writer.
+    """Receives tar bytes: hashes them (diff_id) and feeds them compressed into a blob writer, on three threads.
 
-    Writes are gathered into fixed-size chunks, which are hashed and compressed: ISA-L's output depends on how
-    its input is split, so a layer's digest must not depend on the sizes the writes came in, and hashing and
-    compressing per tar header would cost more than the data."""
+    Writes are gathered into fixed-size chunks, which are compressed one by one: ISA-L's output depends on how
+    its input is split, so a layer's digest must not depend on the sizes the writes came in, and compressing per
+    tar header would cost more than the data. Batches of whole chunks go, in order, to a thread that compresses
+    them, whose output goes, in order, to a thread that writes (and so hashes) the blob, while this thread reads
+    the next files and hashes the uncompressed stream. hashlib and ISA-L let go of the GIL on large buffers, so
+    on two cores the hashing is off the critical path, which is the compression. The bytes are those of a
+    single thread. Use it as a context manager: leaving the block stops the threads, whatever happened."""
 
-    CHUNK = 1 << 16
+    CHUNK = 1 << 16  # the compression unit: part of the output format, never to change
+    BATCH = 16 * CHUNK  # what the compressing thread takes at a time
 
     def __init__(self, writer, comp):
-        self._writer = writer
         self._comp = comp
         self._hash = hashlib.sha256()
         self._pending = bytearray()
+        self._blob = _Worker(writer.write, "layer-blob")
+        self._compress = _Worker(self._compress_batch, "layer-compress")
         self.size = 0
+
+    def __enter__(self) -> "_TarSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for worker in (self._compress, self._blob):
+            try:
+                worker.close()
+            except BaseException:
+                pass  # only stopping here: finish() raises what went wrong
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
         self._pending += data
-        if len(self._pending) >= self.CHUNK:
+        if len(self._pending) >= self.BATCH:
             whole = len(self._pending) - len(self._pending) % self.CHUNK
-            view = memoryview(self._pending)
-            for start in range(0, whole, self.CHUNK):
-                self._consume(view[start:start + self.CHUNK])
-            view.release()
+            with memoryview(self._pending) as view:
+                batch = bytes(view[:whole])
             del self._pending[:whole]
+            self._send(batch)
         return len(data)
 
-    def _consume(self, chunk) -> None:
-        self._hash.update(chunk)
-        out = self._comp.compress(chunk)
+    def _send(self, batch: bytes) -> None:
+        self._compress.put(batch)
+        self._hash.update(batch)
+
+    def _compress_batch(self, batch: bytes) -> None:
+        with memoryview(batch) as view:
+            out = b"".join(self._comp.compress(view[start:start + self.CHUNK])
+                           for start in range(0, len(view), self.CHUNK))
         if out:
-            self._writer.write(out)
+            self._blob.put(out)
 
     def finish(self) -> str:
         if self._pending:
-            self._consume(bytes(self._pending))
+            self._send(bytes(self._pending))
             self._pending.clear()
+        self._compress.close()
         tail = self._comp.flush()
         if tail:
-            self._writer.write(tail)
+            self._blob.put(tail)
+        self._blob.close()
         return "sha256:" + self._hash.hexdigest()
 
 
@@ -131,8 +191,7 @@ def write_changes(root: str, changes: list[Change], store: BlobStore, *, compres
 
 def _write(entries, store: BlobStore, compression: str, level: int | None) -> tuple[Layer, LayerStats]:
     comp, media_type = compressor(compression, level)
-    with store.writer() as blob:
-        sink = _TarSink(blob, comp)
+    with store.writer() as blob, _TarSink(blob, comp) as sink:
         # PAX carries long names and xattrs; names of users/groups are left out (they belong to this host).
         archive = TarWriter(sink)
         count = entries(archive, {})
