@@ -206,6 +206,7 @@ class Builder:
             recording.enter_context(ownership.recording(workspace.trees.ledger))
         self.layer_cache = LayerCache(opts.cache_root / "layers")
         publishing: threading.Thread | None = None
+        early_uploads = None  # with --push: the final image's layers, sent while the build goes on
         try:
             services = BuildServices(
                 store=store, workspace=workspace, runner=runner,
@@ -217,6 +218,12 @@ class Builder:
                 image_digest=lambda ref, inst: self._image_digest(ref, inst, store, workspace),
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
+            if opts.wants_push:
+                from .registry.push import EarlyUploads
+
+                early_uploads = EarlyUploads(self.client, store, [parse_reference(t) for t in tags])
+                pushed_stages = target_chain(plan)
+                services.on_layer = lambda stage, layer: early_uploads.add(layer) if stage in pushed_stages else None
             if opts.cache_from and not opts.no_cache:
                 self.remote_cache = import_caches(self.client, [c.ref for c in opts.cache_from], store,
                                                   self.events, opts.cache_ttl)
@@ -227,7 +234,8 @@ class Builder:
             publishing.start()
             image = self._finalize(image, epoch)
             digest = image.digest
-            pushed = self._write_outputs(image, store, tags)
+            pushed = self._write_outputs(image, store, tags,
+                                         early_uploads.finish() if early_uploads is not None else frozenset())
             self._export_caches(plan, services.cache_entries, store, pushed)
             unused = unused_build_args(build_args, used_args)
             warnings = []
@@ -241,6 +249,8 @@ class Builder:
             self.events.emit(ev.BuildFinished(digest=digest, duration=result.duration))
             return result
         finally:
+            if early_uploads is not None:
+                early_uploads.cancel()  # a failed build: nothing more is sent (a no-op once finished)
             if publishing is not None:
                 publishing.join()
             else:
@@ -383,7 +393,8 @@ class Builder:
                        annotations=tuple(sorted(annotations.items()))).with_meta(created=created_time(epoch))
 
     # --- outputs -----------------------------------------------------------------------------------------
-    def _write_outputs(self, image: Image, store: BlobStore, tags: tuple[str, ...]) -> list[str]:
+    def _write_outputs(self, image: Image, store: BlobStore, tags: tuple[str, ...],
+                       uploaded: frozenset[str]) -> list[str]:
         pushed: list[str] = []
         opts = self.options
         refs = [parse_reference(t) for t in tags]
@@ -395,7 +406,7 @@ class Builder:
         if opts.wants_push:
             from .registry.push import push_image
 
-            push_image(self.client, image, store, refs)
+            push_image(self.client, image, store, refs, uploaded)
             pushed = [str(r) for r in refs]
         for output in opts.outputs:
             if output.type == "oci":
@@ -430,12 +441,7 @@ class Builder:
                        pushed: list[str]) -> None:
         """--cache-to: the steps of the final image (mode=min) or of every stage (max) to each cache ref. A
         failure is an error (a warning with ignore-error=true) that says the image itself was written."""
-        final_stages = set()
-        index: int | None = plan.target_index
-        by_index = {p.stage.index: p for p in plan.stages}
-        while index is not None:
-            final_stages.add(index)
-            index = by_index[index].base_stage
+        final_stages = target_chain(plan)
         for spec in self.options.cache_to:
             ref = parse_reference(spec.ref)
             chosen = {e.key: e for stage, e in entries if spec.mode == "max" or stage in final_stages}
@@ -462,6 +468,18 @@ class Builder:
                 replace_file(Path(path), (text + ("\n" if not text.endswith("\n") else "")).encode())
             except OSError as exc:
                 raise OutputError(f"cannot write {path}: {exc.strerror}", subject=str(path)) from None
+
+
+def target_chain(plan) -> set[int]:
+    """The indexes of the target stage and the stages it is built on (FROM another stage): every layer they make
+    is in the final image."""
+    chain = set()
+    index: int | None = plan.target_index
+    by_index = {p.stage.index: p for p in plan.stages}
+    while index is not None:
+        chain.add(index)
+        index = by_index[index].base_stage
+    return chain
 
 
 def _base_digest(image: Image) -> str:

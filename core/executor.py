@@ -94,6 +94,9 @@ class BuildServices:
     cache_entries: list[tuple[int, StepEntry]] = field(default_factory=list)
     # COPY --from=IMAGE / RUN --mount=from=IMAGE in a cache key: that image's manifest digest.
     image_digest: Callable[[str, ins.Instruction], str] | None = None
+    # Told of every layer a stage's image gains (made or cached), with the stage's index: the builder starts
+    # pushing the final image's layers while later steps run.
+    on_layer: Callable[[int, Layer], None] | None = None
 
 
 class StageExecutor:
@@ -422,6 +425,7 @@ class StageExecutor:
             self.rootfs = self.rootfs.with_pending(layer)
             self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by, created=created_time(epoch),
                                                                    comment="dockyard"))
+            self._layer_added(layer)
             return layer
         layer, _ = write_layer(upper, self.s.store, compression=self.s.compression,
                                level=self.s.compression_level, source_date_epoch=epoch)
@@ -432,7 +436,12 @@ class StageExecutor:
         self.rootfs = self.rootfs.with_layer(upper, layer.diff_id)
         self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by, created=created_time(epoch),
                                                                comment="dockyard"))
+        self._layer_added(layer)
         return layer
+
+    def _layer_added(self, layer: Layer) -> None:
+        if self.s.on_layer is not None:
+            self.s.on_layer(self.stage.index, layer)
 
     def _commit_pending(self) -> None:
         """WORKDIR directories no later step of the stage took into its layer become a layer of their own."""
@@ -503,6 +512,7 @@ class StageExecutor:
             history = entry.history or HistoryEntry(created_by=entry.instruction, comment="dockyard")
             self.image = self.image.with_layer(entry.layer, history)
             self.rootfs = self.rootfs.with_pending(entry.layer)
+            self._layer_added(entry.layer)
         self.image = replace(self.image, container_config=dict(entry.config))
 
     def do_run(self, inst: ins.Run) -> Layer | None:

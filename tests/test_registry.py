@@ -29,6 +29,7 @@ from dockyard.image.model import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_IND
 from dockyard.image.reference import parse_reference
 from tests.support.images import one_layer_image
 from dockyard.registry import RegistryClient, pull_image, push_image
+from dockyard.registry.push import EarlyUploads
 from dockyard.registry.auth import (DockerConfigProvider, default_credential_store, docker_config_path,
                                     parse_www_authenticate)
 
@@ -109,6 +110,49 @@ def test_push_to_several_repositories_uploads_per_repository(registry, client, t
     digest = push_image(client, image, store, refs)
     for ref in refs:
         assert skopeo_inspect(str(ref))["Digest"] == digest
+
+
+def test_early_uploads_leave_the_push_only_the_rest(registry, client, tmp_path):
+    store = BlobStore(tmp_path / "store")
+    image = make_image(store)
+    refs = [parse_reference(f"{registry.host}/early/one:a"), parse_reference(f"{registry.host}/early/two:b")]
+    early = EarlyUploads(client, store, refs)
+    for layer in image.layers:
+        early.add(layer)
+    uploaded = early.finish()
+    assert uploaded == {layer.digest for layer in image.layers}
+    for ref in refs:  # every repository has the blobs, and nothing is tagged yet
+        assert client.blob_exists(ref, image.layers[0].digest)
+        assert requests.head(f"http://{registry.host}/v2/{ref.repository}/manifests/{ref.tag}").status_code == 404
+    events = []
+    client.events = Events(events.append)
+    digest = push_image(client, image, store, refs, uploaded)
+    checked = {e.digest for e in events if isinstance(e, TransferFinished)}
+    assert image.layers[0].digest not in checked and image.config_descriptor().digest in checked
+    for ref in refs:
+        assert skopeo_inspect(str(ref))["Digest"] == digest
+
+
+def test_a_failed_early_upload_is_sent_again_by_the_push(registry, tmp_path):
+    class FailsOnce(RegistryClient):
+        """The real client, except that its first upload fails (a registry cannot be made to fail on cue)."""
+        failed = False
+
+        def upload_blob(self, *args, **kwargs):
+            if not self.failed:
+                self.failed = True
+                raise RegistryError("the connection dropped")
+            return super().upload_blob(*args, **kwargs)
+
+    client = FailsOnce(environ={"HOME": "/nonexistent"})
+    store = BlobStore(tmp_path / "store")
+    image = make_image(store)
+    ref = parse_reference(f"{registry.host}/early/retried:1")
+    early = EarlyUploads(client, store, [ref])
+    early.add(image.layers[0])
+    assert early.finish() == frozenset()
+    assert push_image(client, image, store, [ref], early.finish()) == image.digest
+    assert skopeo_inspect(str(ref))["Digest"] == image.digest
 
 
 def test_push_and_pull_docker_schema2(registry, client, tmp_path):

@@ -9,18 +9,61 @@ first and manifests last because a registry refuses a manifest whose blobs it do
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
 from ..errors import RegistryError, UsageError
 from ..events import ImagePushed
 from ..image.blobs import BlobStore
-from ..image.model import Image
+from ..image.model import Image, Layer
 from ..image.reference import Reference
 from .client import RegistryClient
 
 
-def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: list[Reference]) -> str:
-    """Push `image` to every reference in `refs`; returns the manifest digest."""
+def _repositories(refs: list[Reference]) -> list[Reference]:
+    """Each repository `refs` name, once (a blob in registry/a is not visible to registry/b without a mount)."""
+    repositories: dict[tuple[str, str], Reference] = {}
+    for ref in refs:
+        repositories.setdefault((ref.registry, ref.repository), Reference(ref.registry, ref.repository))
+    return list(repositories.values())
+
+
+class EarlyUploads:
+    """Layer blobs sent to the push's repositories as soon as a step has made them, one at a time on a thread of
+    their own, while the build goes on (the next RUN runs while the last layer uploads). Only blobs: the manifest
+    is put by `push_image` once the image is complete, so a failed build never tags anything. An upload that
+    fails here is simply not counted as done: `push_image` sends it again, with its retries and its error."""
+
+    def __init__(self, client: RegistryClient, store: BlobStore, refs: list[Reference]):
+        self._client = client
+        self._store = store
+        self._repositories = _repositories(refs)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="early-push")
+        self._started: dict[str, Future] = {}
+
+    def add(self, layer: Layer) -> None:
+        # A registry cache hit's layer is not in the store: push_image mounts or fetches it.
+        if layer.digest in self._started or not self._store.has(layer.digest):
+            return
+        self._started[layer.digest] = self._pool.submit(self._upload, layer.digest, layer.size)
+
+    def _upload(self, digest: str, size: int) -> None:
+        for repo in self._repositories:
+            self._client.upload_blob(repo, digest, size, self._store)
+
+    def finish(self) -> frozenset[str]:
+        """Wait for the uploads; returns the digests every repository now has."""
+        self._pool.shutdown(wait=True)
+        return frozenset(d for d, future in self._started.items() if future.exception() is None)
+
+    def cancel(self) -> None:
+        """The build failed: drop the uploads not begun, wait for the one under way."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: list[Reference],
+               uploaded: frozenset[str] = frozenset()) -> str:
+    """Push `image` to every reference in `refs`; returns the manifest digest. Blobs in `uploaded` (sent by
+    EarlyUploads) are already in every repository."""
     if not refs:
         raise UsageError("nothing to push: no image reference given", hint="tag the image with -t NAME:TAG")
     manifest = image.manifest_bytes()
@@ -33,24 +76,23 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
     config_desc = image.config_descriptor()
     if not store.has(config_desc.digest):
         store.put_bytes(config)
-    # Blobs live per repository: a blob in registry/a is not visible to registry/b without a mount. Each blob
-    # goes to the repositories one after another, so that the second one mounts what the first received.
-    repositories: dict[tuple[str, str], Reference] = {}
-    for ref in refs:
-        repositories.setdefault((ref.registry, ref.repository), Reference(ref.registry, ref.repository))
+    # Each blob goes to the repositories one after another, so that the second one mounts what the first received.
+    repositories = _repositories(refs)
 
     blobs: dict[str, int] = {}
     for layer in image.layers:
+        if layer.digest in uploaded:
+            continue
         # A layer of a registry cache hit is not in the store but mountable from the cache's repository.
-        if not store.has(layer.digest) and not all(client.knows_source(registry, layer.digest)
-                                                   for registry, _ in repositories):
+        if not store.has(layer.digest) and not all(client.knows_source(repo.registry, layer.digest)
+                                                   for repo in repositories):
             raise RegistryError(f"cannot push layer {layer.digest}: it is not in the blob store {store.root}",
                                 hint="the build cache may have been pruned: rebuild")
         blobs.setdefault(layer.digest, layer.size)
     blobs.setdefault(config_desc.digest, config_desc.size)
 
     def upload_everywhere(blob_digest: str, size: int) -> None:
-        for repo in repositories.values():
+        for repo in repositories:
             client.upload_blob(repo, blob_digest, size, store)
 
     with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(blobs)), thread_name_prefix="push") as pool:
