@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import events as ev
+from .cache.digests import FileDigests
 from .cache.keys import base_key
 from .cache.layers import LayerCache
 from .cache.locking import cache_lock_path, file_lock
@@ -205,6 +206,10 @@ class Builder:
             workspace.trees = DirectoryRoots(workspace.root / "trees", store)
             recording.enter_context(ownership.recording(workspace.trees.ledger))
         self.layer_cache = LayerCache(opts.cache_root / "layers")
+        # With --no-cache nothing remembered is trusted, not even file contents.
+        file_digests = None if opts.no_cache else FileDigests(opts.cache_root / "digests", str(opts.context))
+        if file_digests is not None:
+            file_digests.load()
         publishing: threading.Thread | None = None
         early_uploads = None  # with --push: the final image's layers, sent while the build goes on
         try:
@@ -215,6 +220,7 @@ class Builder:
                 source_date_epoch=epoch,
                 mount_sources=MountSources.from_options(opts), layer_cache=self.layer_cache,
                 step_cache=StepCache(opts.cache_root / "steps", ttl=opts.cache_ttl), cache_lookups=not opts.no_cache,
+                file_digests=file_digests,
                 image_digest=lambda ref, inst: self._image_digest(ref, inst, store, workspace),
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
@@ -229,6 +235,8 @@ class Builder:
                                                   self.events, opts.cache_ttl)
                 services.remote_cache = self.remote_cache
             image = self._run_stages(plan, dockerfile, services, build_args, used_args)
+            if file_digests is not None:
+                file_digests.save()
             # The steps' directories join the layer cache (a sync of the disk) while the image is written out.
             publishing = threading.Thread(target=self.layer_cache.publish, name="layer-cache-publish")
             publishing.start()

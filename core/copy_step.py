@@ -339,7 +339,8 @@ def copy_cache_inputs(executor: StageExecutor, inst: ins.Copy) -> dict | None:
         elif flags.from_ref is None:
             finder = _CopyRun(executor, inst, flags, executor.s.context.root, "", Target("/", True), CopyOptions())
             for host, rel in finder.add_sources(source):
-                contents.append({"source": rel, "digest": tree_digest(host, finder.source_filter(host))})
+                digest = tree_digest(host, finder.source_filter(host), executor.s.file_digests)
+                contents.append({"source": rel, "digest": digest})
     heredocs = [[h.name, heredoc_content(h, lambda ref: executor.expand(inst, ref))] for h in inst.heredocs]
     raw_flags = sorted([name, executor.expand(inst, value) if value is not None else None]
                        for name, value in inst.flags)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from . import events as ev
+from .cache.digests import FileDigests
 from .cache.keys import step_key
 from .cache.layers import LayerCache
 from .cache.remote import RemoteCache
@@ -94,6 +95,8 @@ class BuildServices:
     cache_entries: list[tuple[int, StepEntry]] = field(default_factory=list)
     # COPY --from=IMAGE / RUN --mount=from=IMAGE in a cache key: that image's manifest digest.
     image_digest: Callable[[str, ins.Instruction], str] | None = None
+    # Content digests of context files remembered between builds, for COPY/ADD and bind-mount cache keys.
+    file_digests: FileDigests | None = None
     # Told of every layer a stage's image gains (made or cached), with the stage's index: the builder starts
     # pushing the final image's layers while later steps run.
     on_layer: Callable[[int, Layer], None] | None = None

@@ -183,6 +183,6 @@ def _mount_inputs(executor: StageExecutor, inst: ins.Run, spec: MountSpec) -> di
 
             host = executor.s.context.resolve(spec.source)
             if os.path.lexists(host):
-                described["content"] = tree_digest(host, SourceFilter(executor.s.context, PatternMatcher([]),
-                                                                      host))
+                described["content"] = tree_digest(host, SourceFilter(executor.s.context, PatternMatcher([]), host),
+                                                   executor.s.file_digests)
     return described

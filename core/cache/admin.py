@@ -76,7 +76,7 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
             blobs_removed, blobs_freed = _prune_blobs(cache_root, now - older_than)
             removed, freed = removed + blobs_removed, freed + blobs_freed
         if everything:
-            for sub in ("store", "layers"):
+            for sub in ("store", "layers", "digests"):
                 if (cache_root / sub).exists():
                     freed += _tree_size(cache_root / sub)
                     shutil.rmtree(cache_root / sub, ignore_errors=True)

@@ -16,6 +16,7 @@ import stat
 from typing import Any, Protocol
 
 from ..rootfs.xattrs import image_xattrs
+from .digests import FileDigests, hash_file
 
 # Bumped whenever what a key covers or what an entry holds changes, so old entries simply stop matching.
 KEY_FORMAT = "dockyard-step-cache/2"
@@ -44,22 +45,23 @@ class TreeFilter(Protocol):
     def walk_into(self, host_dir: str) -> bool: ...
 
 
-def tree_digest(path: str, source_filter: TreeFilter | None = None) -> str:
+def tree_digest(path: str, source_filter: TreeFilter | None = None, digests: FileDigests | None = None) -> str:
     """The content digest of a file or directory tree as a COPY would read it: each entry's relative path, type,
     permission bits, owner, xattrs (COPY carries them into the layer), size and content (or link target, or
-    device numbers). Never times."""
+    device numbers). Never times. `digests` remembers file contents between builds (cache/digests.py)."""
     digest = hashlib.sha256()
-    _hash_entry(digest, path, ".", source_filter, top=True)
+    _hash_entry(digest, path, ".", source_filter, digests, top=True)
     return "sha256:" + digest.hexdigest()
 
 
-def _hash_entry(digest, path: str, rel: str, source_filter: TreeFilter | None, *, top: bool = False) -> None:
+def _hash_entry(digest, path: str, rel: str, source_filter: TreeFilter | None, digests: FileDigests | None, *,
+                top: bool = False) -> None:
     st = os.lstat(path)
     mode = st.st_mode
     xattrs = [[name, value.hex()] for name, value in image_xattrs(path).items()]
     fields: list[Any] = [rel, stat.S_IFMT(mode), stat.S_IMODE(mode), st.st_uid, st.st_gid, xattrs]
     if stat.S_ISREG(mode):
-        fields += [st.st_size, _file_digest(path)]
+        fields += [st.st_size, digests.file_digest(path, st) if digests is not None else hash_file(path)]
     elif stat.S_ISLNK(mode):
         fields.append(os.readlink(path))
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -74,15 +76,5 @@ def _hash_entry(digest, path: str, rel: str, source_filter: TreeFilter | None, *
         if source_filter is not None and source_filter.excluded(child) and not (
                 os.path.isdir(child) and not os.path.islink(child) and source_filter.walk_into(child)):
             continue
-        _hash_entry(digest, child, f"{rel}/{name}", source_filter)
+        _hash_entry(digest, child, f"{rel}/{name}", source_filter, digests)
 
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
