@@ -144,6 +144,8 @@ class BuildContext:
         return os.path.relpath(host_path, self.root).replace(os.sep, "/")
 
     def visible(self, host_path: str) -> bool:
+        if not self.ignore:
+            return True  # no .dockerignore (or an empty one): asked for every file COPY reads, so no relpath
         rel = self.rel(host_path)
         return rel == "." or not self.ignore.matches(rel)
 
