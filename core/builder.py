@@ -369,8 +369,7 @@ class Builder:
         def unpack(pending: PendingLayer, lowers: list[str]) -> str:
             if not self.layer_cache.has(pending.chain):
                 self._fetch_cached_layers([pending.layer], store, None)  # a registry cache hit's blob
-            return self.layer_cache.unpacked(pending.layer, pending.chain, lowers or [workspace.empty_dir], store,
-                                             workspace.new_mountpoint())
+            return self.layer_cache.unpacked(pending.layer, pending.chain, lowers, store, workspace.new_mountpoint())
         return unpack
 
     def _image_digest(self, text: str, inst: ins.Instruction, store: BlobStore, workspace: Workspace) -> str:

@@ -107,7 +107,8 @@ def test_chain_ids_are_ocis():
     assert chain_id(a, b) == "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
 
 
-def test_layer_cache_unpacks_once_under_concurrent_use(tmp_path):
+@pytest.mark.parametrize("below", [[], ["empty"]], ids=["bottom layer, no overlay", "over a layer"])
+def test_layer_cache_unpacks_once_under_concurrent_use(tmp_path, below):
     from dockyard.rootfs.overlay import enter_private_mount_namespace
 
     enter_private_mount_namespace()
@@ -125,7 +126,8 @@ def test_layer_cache_unpacks_once_under_concurrent_use(tmp_path):
         mountpoint = tmp_path / f"m{n}"
         mountpoint.mkdir()
         try:
-            results.append(cache.unpacked(layer, layer.diff_id, [str(empty)], store, str(mountpoint)))
+            results.append(cache.unpacked(layer, layer.diff_id, [str(tmp_path / d) for d in below], store,
+                                          str(mountpoint)))
         except BaseException as exc:  # checked below
             errors.append(exc)
 
@@ -160,7 +162,8 @@ def test_a_layer_published_unsynced_before_a_reboot_is_unpacked_again(tmp_path):
     assert not cache.has(layer.diff_id)
     unpacked = cache.unpacked(layer, layer.diff_id, [str(empty)], store, str(mountpoint))
     assert open(os.path.join(unpacked, "file")).read() == "content"
-    assert not (tmp_path / "layers" / "unsynced" / stale.name).exists() and cache.has(layer.diff_id)
+    boot_id = open("/proc/sys/kernel/random/boot_id").read().strip()
+    assert (tmp_path / "layers" / "unsynced" / stale.name).read_text() == boot_id and cache.has(layer.diff_id)
 
 
 def test_adopted_step_directories_are_used_in_place_then_published(tmp_path):

@@ -8,13 +8,14 @@ a per-entry lock, so a reader never sees a half-unpacked layer and two builds ne
 Once in place a directory is never changed: builds use it only as a lower layer, and steps write to their own
 upper directories.
 
-A step's upper directory joins the cache at the end of its build (`adopt`, then `publish`). Step mounts are
-volatile (overlay.py: no sync of the disk when they are unmounted), so its files may still be only in the page
-cache then: it is published with an `unsynced/` marker holding the kernel's boot id, written before the rename.
-In the same boot the page cache serves its complete content; after a reboot nothing says the data reached the
-disk before a crash, so such a directory is discarded and unpacked again from its verified blob. Syncing
-instead would write every new layer (and blob) to disk while the user waits: 0.5 s of a 456 MB build here.
-Directories unpacked by `unpacked` need no marker: unmounting their (non-volatile) overlay synced them.
+A step's upper directory joins the cache at the end of its build (`adopt`, then `publish`). Nothing is synced
+to disk on the way (step overlays are volatile, see overlay.py; layers are unpacked through volatile overlays,
+a bottom layer straight into its directory), so a directory's files may still be only in the page cache when it
+is renamed into place: it gets an `unsynced/` marker holding the kernel's boot id first. In the same boot the
+page cache serves its complete content; after a reboot nothing says the data reached the disk before a crash,
+so such a directory is discarded and unpacked again from its verified blob. Syncing instead would make the user
+wait for the disk: 0.5 s of a build writing 456 MB here. (Directories without a marker were synced by older
+versions, when they were unmounted.)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from contextlib import ExitStack
 from functools import cache
 from pathlib import Path
 
@@ -67,7 +69,10 @@ class LayerCache:
 
     def unpacked(self, layer: Layer, chain: str, lowers: list[str], store: BlobStore, mountpoint: str) -> str:
         """The directory of `layer` unpacked over `lowers` (top first; ChainID `chain`), unpacking it now if no
-        build has yet. `mountpoint` is an empty directory to mount the layers on while unpacking."""
+        build has yet. `mountpoint` is an empty directory to mount the layers on while unpacking. A bottom layer
+        (no `lowers`) is unpacked straight into its directory: with nothing below, there is nothing for an
+        overlay to hide or copy up, and creating files through one cost a quarter more (0.6 against 0.46 s for
+        the 1,900 files of a Debian base)."""
         if chain in self._adopted:
             return self._adopted[chain]
         final = self.path(chain)
@@ -80,7 +85,7 @@ class LayerCache:
         with file_lock(self.locks / (final.name + ".lock")):
             if self._usable(final):  # another build unpacked it while we waited
                 return str(final)
-            for directory in (self.dirs, self.tmp):
+            for directory in (self.dirs, self.tmp, self.unsynced):
                 directory.mkdir(parents=True, exist_ok=True)
             if final.is_dir():  # published unsynced before a reboot: its content may be incomplete
                 stale = Path(tempfile.mkdtemp(prefix="stale-", dir=self.tmp))
@@ -93,12 +98,15 @@ class LayerCache:
                 upper.mkdir(mode=0o755)
                 work.mkdir()
                 name = f"layer {layer.digest}"
-                with overlay_mount(lowers, mountpoint, str(upper), str(work)) as merged, \
-                        store.open(layer.digest) as raw:
-                    content = DiffIdReader(open_decompressed(raw))
-                    apply_layer(content, merged, layer_name=name)
+                with ExitStack() as stack:
+                    root = str(upper)
+                    if lowers:
+                        root = stack.enter_context(overlay_mount(lowers, mountpoint, str(upper), str(work),
+                                                                 volatile=True))
+                    content = DiffIdReader(open_decompressed(stack.enter_context(store.open(layer.digest))))
+                    apply_layer(content, root, layer_name=name)
                     content.verify(layer.diff_id, name)
-                (self.unsynced / final.name).unlink(missing_ok=True)  # this content is on disk
+                (self.unsynced / final.name).write_text(_boot_id())
                 os.rename(upper, final)
                 self._mark_used(final.name)
             finally:
