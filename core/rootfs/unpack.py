@@ -33,13 +33,30 @@ class DiffIdReader:
     diff_id the image config (or a registry cache) claims: a layer directory shared by later builds as an
     overlay lower layer must hold exactly that layer."""
 
+    # tarfile reads its stream 10 KB at a time: taken from the decompressor and hashed in such small pieces, the
+    # reads cost more than the data. They are served from a buffer filled (and hashed) a MB at a time instead.
+    FILL = 1 << 20
+
     def __init__(self, stream: BinaryIO):
         self._stream = stream
         self._hash = hashlib.sha256()
+        self._buffer = b""
+        self._pos = 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self._hash.update(data)
+        if size is None or size < 0:
+            rest = self._stream.read()
+            self._hash.update(rest)
+            data, self._buffer, self._pos = self._buffer[self._pos:] + rest, b"", 0
+            return data
+        while len(self._buffer) - self._pos < size:
+            more = self._stream.read(self.FILL)
+            if not more:
+                break
+            self._hash.update(more)
+            self._buffer, self._pos = self._buffer[self._pos:] + more, 0
+        data = self._buffer[self._pos:self._pos + size]
+        self._pos += len(data)
         return data
 
     def verify(self, diff_id: str, layer_name: str) -> None:
