@@ -7,14 +7,16 @@ import hashlib
 import json
 import os
 from collections import Counter
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-from rich.text import Text
 
 from .. import __version__
 from ..errors import UsageError
 from .github import render_github
 from .model import Finding, Severity
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 FORMATS = ("text", "json", "sarif", "github", "gitlab", "jenkins")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -34,6 +36,8 @@ def render(findings: list[Finding], fmt: str, *, tool_version: str = __version__
 
 def render_text(findings: list[Finding]) -> Text:
     """One line per finding, `FILE:LINE:COL: severity Rule: message`, then a count (styled for rich)."""
+    from rich.text import Text  # here: every build imports this module (for its reports), few render text
+
     text = Text()
     for finding in sorted(findings, key=lambda f: f.sort_key):
         place = ":".join(str(p) for p in (finding.file, finding.line, finding.column) if p is not None)
