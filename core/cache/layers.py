@@ -103,7 +103,8 @@ class LayerCache:
                     if lowers:
                         root = stack.enter_context(overlay_mount(lowers, mountpoint, str(upper), str(work),
                                                                  volatile=True))
-                    content = DiffIdReader(open_decompressed(stack.enter_context(store.open(layer.digest))))
+                    content = stack.enter_context(
+                        DiffIdReader(open_decompressed(stack.enter_context(store.open(layer.digest)))))
                     apply_layer(content, root, layer_name=name)
                     content.verify(layer.diff_id, name)
                 (self.unsynced / final.name).write_text(_boot_id())
