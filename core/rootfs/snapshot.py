@@ -163,8 +163,10 @@ def write_layer(upper: str, store: BlobStore, *, compression: str = "gzip", leve
     `source_date_epoch`, no entry is dated later than it (BuildKit's rewrite-timestamp), so a rebuild gives
     the same bytes."""
     def entries(archive: TarWriter, seen_inodes: dict) -> int:
-        return sum(_add_entry(archive, os.path.join(upper, rel), rel, st, seen_inodes, source_date_epoch)
-                   for rel, st in _walk(upper))
+        count = 0
+        for path, rel, st in _walk(upper):
+            count += _add_entry(archive, path, rel, st, seen_inodes, source_date_epoch)
+        return count
 
     return _write(entries, store, compression, level)
 
@@ -203,16 +205,31 @@ def _write(entries, store: BlobStore, compression: str, level: int | None) -> tu
     return layer, LayerStats(count, sink.size)
 
 
-def _walk(top: str, rel: str = ""):
-    """(root-relative path, lstat) under top in a fixed order (sorted, depth-first), parents before children."""
-    with os.scandir(os.path.join(top, rel) if rel else top) as listing:
-        children = sorted((entry.name, entry) for entry in listing)
-    for name, entry in children:
-        child = f"{rel}/{name}" if rel else name
+def _walk(top: str):
+    """(host path, root-relative path, lstat) under top in a fixed order (sorted, depth-first), parents before
+    children. A stack of listings rather than nested generators: an entry deep down would otherwise pass
+    through a generator per level on its way out, and a layer can hold tens of thousands."""
+    stack = [(_listing(top), "")]
+    while stack:
+        children, prefix = stack[-1]
+        entry = next(children, None)
+        if entry is None:
+            stack.pop()
+            continue
         st = entry.stat(follow_symlinks=False)
-        yield child, st
+        rel = prefix + entry.name
+        yield entry.path, rel, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(top, child)
+            stack.append((_listing(entry.path), rel + "/"))
+
+
+def _listing(directory: str):
+    with os.scandir(directory) as listing:
+        return iter(sorted(listing, key=_entry_name))
+
+
+def _entry_name(entry: os.DirEntry) -> str:
+    return entry.name
 
 
 def _marker(name: str, mtime: int) -> Entry:
@@ -222,16 +239,17 @@ def _marker(name: str, mtime: int) -> Entry:
 
 def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen_inodes: dict,
                source_date_epoch: int | None, ownership: Ownership | None = None) -> int:
-    parent, _, name = rel.rpartition("/")
     mtime = int(st.st_mtime)
     if source_date_epoch is not None and mtime > source_date_epoch:
         mtime = source_date_epoch
     if _is_whiteout(st):
+        parent, _, name = rel.rpartition("/")
         archive.add(_marker(f"{parent}/.wh.{name}" if parent else f".wh.{name}", mtime))
         return 1
     uid, gid = (ownership.uid, ownership.gid) if ownership else (st.st_uid, st.st_gid)
-    entry = Entry(rel, tarfile.REGTYPE, mode=stat.S_IMODE(st.st_mode), uid=uid, gid=gid, mtime=mtime,
-                  pax={f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in image_xattrs(path).items()})
+    xattrs = image_xattrs(path)
+    pax = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in xattrs.items()} if xattrs else {}
+    entry = Entry(rel, tarfile.REGTYPE, mode=stat.S_IMODE(st.st_mode), uid=uid, gid=gid, mtime=mtime, pax=pax)
     if stat.S_ISDIR(st.st_mode):
         entry.type = tarfile.DIRTYPE
         archive.add(entry)
@@ -250,12 +268,13 @@ def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen
         archive.add(entry)
         return 1
     if stat.S_ISREG(st.st_mode):
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in seen_inodes:
-            entry.type, entry.linkname = tarfile.LNKTYPE, seen_inodes[key]
-            archive.add(entry)
-            return 1
-        seen_inodes[key] = rel
+        if st.st_nlink > 1:  # only a file with other names can be met again
+            key = (st.st_dev, st.st_ino)
+            if key in seen_inodes:
+                entry.type, entry.linkname = tarfile.LNKTYPE, seen_inodes[key]
+                archive.add(entry)
+                return 1
+            seen_inodes[key] = rel
         entry.size = st.st_size
         # O_NOFOLLOW: the upper dir belongs to a finished RUN step, but a file swapped for a symlink must never
         # make the snapshot read something outside it.
