@@ -71,6 +71,21 @@ def test_copy_keeps_links_xattrs_and_applies_symbolic_chmod(tmp_path: Path):
     assert (os.lstat(out / "link").st_uid, os.stat(out / "sub" / "b.txt").st_gid) == (1000, 1000)
 
 
+def test_copy_replaces_what_is_in_the_way_without_following_it(tmp_path: Path):
+    copied = {"file": "new file", "link": "new link", "dir": "new dir", "fresh": "fresh"}
+    src = _tree(tmp_path / "src", copied)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host file")
+    dest = tmp_path / "root"
+    _tree(dest / "out", {"file": "old", "dir/inner": "old"})
+    (dest / "out" / "link").symlink_to(outside)  # a write through it would reach the host
+    Copier(str(dest), CopyOptions()).copy(str(src), str(dest / "out"))
+    for name, content in copied.items():
+        path = dest / "out" / name
+        assert path.is_file() and not path.is_symlink() and path.read_text() == content
+    assert outside.read_text() == "host file"
+
+
 def test_filter_walks_excluded_directory_for_reincluded_files(tmp_path: Path):
     src = _tree(tmp_path / "ctx", {"docs/keep.md": "k", "docs/drop.md": "d", "docs/deep/x.md": "x",
                                     "app.log": "l", "sub/app.log": "l", "main.txt": "m"})
