@@ -36,10 +36,11 @@ class PhaseTracker:
             self._total_steps = event.total
         elif isinstance(event, StepFinished) and event.step == self._total_steps:
             self._steps_done = True
-        pushing = (isinstance(event, TransferStarted) and event.direction == "push") or (
-            # A blob the push skipped (the registry had it, or mounted it) finishes without having started; so does
-            # a base layer found in the local blob store while a stage runs, which is why the steps must be done.
-            isinstance(event, TransferFinished) and self._steps_done)
+        # Only once the steps are done: layers are uploaded while later steps run (registry/push.py EarlyUploads),
+        # and those transfers belong to the stage that made them. A blob the push skipped (the registry had it, or
+        # mounted it) finishes without having started; so does a base layer found in the local blob store.
+        pushing = self._steps_done and (
+            (isinstance(event, TransferStarted) and event.direction == "push") or isinstance(event, TransferFinished))
         if pushing and (self.current is None or self.current.key != "push"):
             return self._switch(Phase("push", "push"))
         return None

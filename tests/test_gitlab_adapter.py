@@ -232,6 +232,8 @@ def test_each_stage_and_the_push_get_a_section_and_the_error_none():
               TransferFinished(digest="sha256:base", skipped="exists", time=100.1),  # a base layer already here
               StepStarted(step=1, total=2, stage="build", text="RUN make", file="Dockerfile", line=2, time=100.2),
               StepFinished(step=1, duration=1.0, time=101.0),
+              # A layer uploaded while the build goes on belongs to its stage, not to the push's section.
+              TransferStarted(direction="push", image="r/app", digest="sha256:early", total=5, time=101.05),
               StageStarted(stage="stage-1", base="build", time=101.1),
               StepStarted(step=2, total=2, stage="stage-1", text="COPY a b", file="Dockerfile", line=4, time=101.2),
               StepFinished(step=2, duration=0.1, time=101.3),
