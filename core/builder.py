@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -212,6 +213,8 @@ class Builder:
             file_digests.load()
         publishing: threading.Thread | None = None
         early_uploads = None  # with --push: the final image's layers, sent while the build goes on
+        # One layer at a time is written while the next RUN runs (executor.py _Writing).
+        snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         try:
             services = BuildServices(
                 store=store, workspace=workspace, runner=runner,
@@ -220,7 +223,7 @@ class Builder:
                 source_date_epoch=epoch,
                 mount_sources=MountSources.from_options(opts), layer_cache=self.layer_cache,
                 step_cache=StepCache(opts.cache_root / "steps", ttl=opts.cache_ttl), cache_lookups=not opts.no_cache,
-                file_digests=file_digests,
+                file_digests=file_digests, snapshots=snapshots,
                 image_digest=lambda ref, inst: self._image_digest(ref, inst, store, workspace),
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
@@ -257,6 +260,7 @@ class Builder:
             self.events.emit(ev.BuildFinished(digest=digest, duration=result.duration))
             return result
         finally:
+            snapshots.shutdown(wait=True)  # before the workspace (the step directories it reads) goes
             if early_uploads is not None:
                 early_uploads.cancel()  # a failed build: nothing more is sent (a no-op once finished)
             if publishing is not None:

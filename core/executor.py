@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -97,9 +98,52 @@ class BuildServices:
     image_digest: Callable[[str, ins.Instruction], str] | None = None
     # Content digests of context files remembered between builds, for COPY/ADD and bind-mount cache keys.
     file_digests: FileDigests | None = None
+    # Writes a step's layer while the next RUN runs (StageExecutor._commit); None: every layer in turn.
+    snapshots: ThreadPoolExecutor | None = None
     # Told of every layer a stage's image gains (made or cached), with the stage's index: the builder starts
     # pushing the final image's layers while later steps run.
     on_layer: Callable[[int, Layer], None] | None = None
+
+
+class _Writing:
+    """A step's layer being written on the snapshot thread while the next RUN runs (StageExecutor._commit).
+
+    What the step still has to do once its layer is known (put the layer in the image, record its cache entry,
+    report it finished) is queued with `then`, and done in order by `finish`, which the executor calls before
+    anything that reads the image or the root's ChainID: at the latest, when that next RUN is committed. So a
+    RUN's command and the snapshot of the step before it run at the same time, each on a core of its own."""
+
+    def __init__(self, future: Future, inst: ins.Instruction):
+        self._future = future
+        self._inst = inst
+        self._then: list[Callable[[Layer], None]] = []
+        self._failed: list[Callable[[], None]] = []
+        self.done_at = 0.0  # when the layer was written: the end of the step, for its duration
+        future.add_done_callback(self._mark_done)
+
+    def _mark_done(self, _future: Future) -> None:
+        self.done_at = time.monotonic()
+
+    def then(self, action: Callable[[Layer], None], failed: Callable[[], None] | None = None) -> None:
+        self._then.append(action)
+        if failed is not None:
+            self._failed.append(failed)
+
+    def finish(self) -> Layer:
+        try:
+            try:
+                layer, _ = self._future.result()
+            except OSError as exc:
+                raise StepFailed(f"{self._inst.keyword} failed: {exc}") from None
+        except DockyardError as exc:
+            if exc.location is None:
+                exc.location = self._inst.location
+            for failed in self._failed:
+                failed()
+            raise
+        for action in self._then:
+            action(layer)
+        return layer
 
 
 class StageExecutor:
@@ -128,6 +172,9 @@ class StageExecutor:
         self._pending_workdirs: list[tuple[str, str | None, ins.Instruction]] = []
         self._next_step = step_counter
         self.global_args = global_args  # values of the ARGs before the first FROM
+        self._inst: ins.Instruction | None = None  # the instruction being dispatched
+        self._next_inst: ins.Instruction | None = None  # the one after it in the stage, if any
+        self._writing: _Writing | None = None  # the last step's layer, while the snapshot thread writes it
 
     default_path = DEFAULT_PATH
 
@@ -198,10 +245,19 @@ class StageExecutor:
             # BuildKit (and buildah) give every stage a PATH when its base has none (e.g. FROM scratch).
             self.image = self.image.with_config(Env=[*self.env_list(), f"PATH={DEFAULT_PATH}"])
         self._run_onbuild_triggers()
-        for inst in self.stage.instructions:
+        instructions = self.stage.instructions
+        for index, inst in enumerate(instructions):
+            self._next_inst = instructions[index + 1] if index + 1 < len(instructions) else None
             self.dispatch(inst)
+        self._next_inst = None
+        self._finish_writing()
         self._commit_pending()
         return StageResult(self.image, self.rootfs, self.cache_key)
+
+    def _finish_writing(self) -> Layer | None:
+        """Complete the step whose layer the snapshot thread is writing, if any; returns its layer."""
+        writing, self._writing = self._writing, None
+        return writing.finish() if writing is not None else None
 
     def _run_onbuild_triggers(self) -> None:
         """The base's ONBUILD triggers run first, in this build (COPY reads this build's context), and are
@@ -221,6 +277,9 @@ class StageExecutor:
                 raise
 
     def dispatch(self, inst: ins.Instruction) -> None:
+        if inst.keyword != "RUN":
+            self._finish_writing()  # only a RUN runs while the step before it is being written
+        self._inst = inst
         step, total = self._next_step()
         record = StepRecord(step, inst.original, inst.location.file, inst.location.start_line)
         self.s.steps.append(record)
@@ -235,6 +294,7 @@ class StageExecutor:
             except OSError as exc:
                 raise StepFailed(f"{inst.keyword} failed: {exc}") from None
         except DockyardError as exc:
+            self._finish_writing()  # the step before is reported first (and its failure, if any, raised)
             if exc.location is None:
                 exc.location = inst.location
             record.duration = time.monotonic() - started
@@ -245,12 +305,24 @@ class StageExecutor:
             # ENV values expanded); an ARG's value reaches the key of every step that sees it.
             self.cache_key = step_key(self.cache_key, instruction=inst.original,
                                       config=self.image.container_config, meta=self.image.meta)
-        record.duration = time.monotonic() - started
-        record.layer = layer
-        self.s.events.emit(ev.StepFinished(step=step, duration=record.duration,
-                                           layer_digest=layer.digest if layer else None,
-                                           layer_size=layer.size if layer else None, cached=record.cached,
-                                           cache_source=record.cache_source))
+
+        def finished(made: Layer | None, at: float) -> None:
+            record.duration = at - started
+            record.layer = made
+            self.s.events.emit(ev.StepFinished(step=step, duration=record.duration,
+                                               layer_digest=made.digest if made else None,
+                                               layer_size=made.size if made else None, cached=record.cached,
+                                               cache_source=record.cache_source))
+
+        def failed() -> None:
+            record.duration = time.monotonic() - started
+            self.s.events.emit(ev.StepFinished(step=step, duration=record.duration, failed=True))
+
+        if isinstance(layer, _Writing):
+            writing = layer
+            writing.then(lambda made: finished(made, writing.done_at), failed)
+        else:
+            finished(layer, time.monotonic())
 
     # --- metadata instructions ---------------------------------------------------------------------------
     def _history(self, text: str) -> None:
@@ -417,7 +489,10 @@ class StageExecutor:
         self._history(inst.original)
 
     # --- filesystem instructions -------------------------------------------------------------------------
-    def _commit(self, upper: str, created_by: str, run_as: tuple[int, int] | None = None) -> Layer:
+    def _commit(self, upper: str, created_by: str, run_as: tuple[int, int] | None = None) -> Layer | _Writing:
+        """The step's changes in `upper` become its layer. When the next instruction is a RUN, the layer is
+        written on the snapshot thread while that RUN runs (it only needs `upper` as a directory): a _Writing."""
+        self._finish_writing()  # the step before: its layer goes below this one
         epoch = self.s.source_date_epoch
         trees = self.s.workspace.trees
         if trees is not None:
@@ -430,17 +505,30 @@ class StageExecutor:
                                                                    comment="dockyard"))
             self._layer_added(layer)
             return layer
-        layer, _ = write_layer(upper, self.s.store, compression=self.s.compression,
-                               level=self.s.compression_level, source_date_epoch=epoch)
-        chain = self.rootfs.next_chain(layer.diff_id)
+        below = self.rootfs.resolved()
+        settings = dict(compression=self.s.compression, level=self.s.compression_level, source_date_epoch=epoch)
+        if self.s.snapshots is not None and self._next_inst is not None and self._next_inst.keyword == "RUN":
+            assert self._inst is not None
+            writing = _Writing(self.s.snapshots.submit(write_layer, upper, self.s.store, **settings), self._inst)
+            self.rootfs = below.with_layer(upper)  # its ChainID is known once the layer is
+            writing.then(lambda layer: self._add_layer(layer, upper, created_by, below))
+            self._writing = writing
+            return writing
+        layer, _ = write_layer(upper, self.s.store, **settings)
+        self._add_layer(layer, upper, created_by, below)
+        return layer
+
+    def _add_layer(self, layer: Layer, upper: str, created_by: str, below: RootFS) -> None:
+        """`layer`, made from `upper`, goes on top of the root `below` and of the image."""
+        chain = below.next_chain(layer.diff_id)
         if self.s.layer_cache is not None and chain is not None:
             # Later builds whose steps are cached find this step's directory instead of unpacking its blob.
             self.s.layer_cache.adopt(upper, chain)
-        self.rootfs = self.rootfs.with_layer(upper, layer.diff_id)
-        self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by, created=created_time(epoch),
+        self.rootfs = below.with_layer(upper, layer.diff_id)
+        self.image = self.image.with_layer(layer, HistoryEntry(created_by=created_by,
+                                                               created=created_time(self.s.source_date_epoch),
                                                                comment="dockyard"))
         self._layer_added(layer)
-        return layer
 
     def _layer_added(self, layer: Layer) -> None:
         if self.s.on_layer is not None:
@@ -478,21 +566,35 @@ class StageExecutor:
             entry = self._lookup(key, record) if self.s.cache_lookups else None
             record.cached = entry is not None
             if entry is not None:
+                self._finish_writing()  # the step before's layer goes into the image first
                 self._apply_cached(entry)
                 self.cache_key = key
                 self.s.cache_entries.append((self.stage.index, entry))
                 return entry.layer
-        layer = make()
+        made = make()
+        if isinstance(made, _Writing) and key is None:
+            made = self._finish_writing()  # the key is the layer's own digest: needed now
+        if isinstance(made, _Writing):
+            known = key
+            made.then(lambda layer: self._record_entry(known, layer, record.instruction))
+            self.cache_key = key
+            return made
         if key is None:
             # Keyed by what the step produced, so the steps after it can still hit when it fetched the same.
-            key = step_key(self.cache_key, uncacheable=record.instruction, diff_id=layer.diff_id if layer else None)
-        elif cache is not None:
-            history = self.image.history[-1] if layer is not None else None
-            entry = new_entry(key, layer, history, self.image.container_config, record.instruction)
-            cache.record(entry)
-            self.s.cache_entries.append((self.stage.index, entry))
+            key = step_key(self.cache_key, uncacheable=record.instruction, diff_id=made.diff_id if made else None)
+        else:
+            self._record_entry(key, made, record.instruction)
         self.cache_key = key
-        return layer
+        return made
+
+    def _record_entry(self, key: str, layer: Layer | None, instruction: str) -> None:
+        """The step cache's entry for a step that ran: its layer (the image's last) and the config after it."""
+        if self.s.step_cache is None:
+            return
+        history = self.image.history[-1] if layer is not None else None
+        entry = new_entry(key, layer, history, self.image.container_config, instruction)
+        self.s.step_cache.record(entry)
+        self.s.cache_entries.append((self.stage.index, entry))
 
     def _lookup(self, key: str, record: StepRecord) -> StepEntry | None:
         """The local cache's entry for `key`, else a --cache-from's (recorded locally too, so the next build
