@@ -25,9 +25,10 @@ MODE_EFFECTS = {
     ],
 }
 NON_ROOT_PROOT = [
-    "not root: proot shows the step the ids it expects; its chown and mknod are answered by dockyard through",
-    "seccomp user notification and recorded in the image (files stay yours on this host). A chown to your",
-    "own uid cannot be told from one to root there (proot swaps them) and is recorded as root.",
+    "not root: proot shows the step the ids it expects; its chown, mknod and stat are answered by dockyard",
+    "through seccomp user notification, recorded in the image and shown back to the step (files stay yours",
+    "on this host). A chown to your own uid cannot be told from one to root there (proot swaps them) and is",
+    "recorded as root.",
 ]
 NON_ROOT_PROOT_UNRECORDED = [
     "not root, and RUN's chown cannot be recorded here: chown and mknod in RUN have no effect (proot -0",
@@ -69,8 +70,8 @@ def findings(env: Environment, work_dir: str) -> list[tuple[str, str, str]]:
                                             "and mount)", "disabled": "no system call filter",
                                   "strict": "only read/write/exit: builds cannot run"}.get(env.seccomp, "unknown")),
         ("seccomp user notification", _yes(env.chown_recording is None, "works", env.chown_recording or ""),
-         _yes(env.chown_recording is None, "a build through proot without root records RUN's chown and mknod",
-              "a build through proot without root loses RUN's chown and mknod")),
+         _yes(env.chown_recording is None, "through proot, statx works and a non-root build records RUN's chown",
+              "through proot, statx fails (coreutils ls -l, stat) and a non-root build loses RUN's chown")),
         ("proot", env.proot or "missing",
          _yes(env.proot is not None, "RUN can run without any privilege", "install Debian's proot package")),
     ]

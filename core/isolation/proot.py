@@ -5,7 +5,8 @@ proot intercepts the step's system calls and translates paths, so the step sees 
 with the host's /dev, /proc and /sys and the RUN --mount sources bound in, without any privilege. What it does
 not give: process, network and IPC isolation (the step shares the builder's; `--network=none` is refused),
 and real ownership for a non-root builder: with `-0` the step believes it is root, and its chown/mknod are
-answered by ownership_recorder.py, which records in the image what the host cannot do.
+answered by proot_supervisor.py, which records in the image what the host cannot do (it also answers the
+statx calls Debian's proot 5.1 does not translate).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Callable
 from ..errors import IsolationError
 from ..rootfs.ownership import active_ledger
 from . import RunResult, RunSpec
-from .ownership_recorder import OwnershipRecorder
+from .proot_supervisor import ProotSupervisor
 
 HOST_PATHS = ("/dev", "/proc", "/sys")
 
@@ -60,9 +61,9 @@ class ProotRunner:
                                       "are available (`dockyard doctor` shows what this one allows)")
         scratch = tempfile.mkdtemp(prefix="dockyard-proot-")
         os.chmod(scratch, 0o1777)  # proot writes its own files here, as whichever user the step runs as
-        recorder = _recorder(spec)
+        supervisor = _supervisor(spec)
         env = {**dict(spec.env), "PROOT_TMP_DIR": scratch}
-        if recorder is not None:
+        if supervisor is not None:
             env["PROOT_NO_SECCOMP"] = "1"  # proot's ptrace stop must come first: it translates the paths
         tail: deque[str] = deque(maxlen=self._tail_lines)
         try:
@@ -74,10 +75,10 @@ class ProotRunner:
                 # As root, switch to the step's user for real: its files then get their true owner.
                 user=spec.uid if as_root else None, group=spec.gid if as_root else None,
                 extra_groups=list(spec.groups) if as_root else None,
-                preexec_fn=recorder.listener.install if recorder is not None else None)
+                preexec_fn=supervisor.listener.install if supervisor is not None else None)
             try:
-                if recorder is not None:
-                    _start(recorder, tail, on_line)
+                if supervisor is not None:
+                    _start(supervisor, tail, on_line)
                 assert process.stdout is not None
                 for raw in process.stdout:
                     line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -89,42 +90,42 @@ class ProotRunner:
                 process.wait()
                 raise
             finally:
-                if recorder is not None:
-                    recorder.stop()
-            if recorder is not None:
-                _report(recorder, tail, on_line)
+                if supervisor is not None:
+                    supervisor.stop()
+            if supervisor is not None:
+                _report(supervisor, tail, on_line)
         except OSError as exc:
             raise IsolationError(f"cannot start proot for the RUN step: {exc}") from None
         finally:
-            if recorder is not None:
-                recorder.listener.close()  # also when proot never started
+            if supervisor is not None:
+                supervisor.listener.close()  # also when proot never started
             shutil.rmtree(scratch, ignore_errors=True)
         return RunResult(128 - code if code < 0 else code, tuple(tail))
 
 
-def _recorder(spec: RunSpec) -> OwnershipRecorder | None:
-    """For a builder that is not root: what records the step's chown and mknod (ownership_recorder.py)."""
-    ledger = active_ledger()
-    if os.geteuid() == 0 or ledger is None:
-        return None
+def _supervisor(spec: RunSpec) -> ProotSupervisor | None:
+    """What answers the calls proot gets wrong (proot_supervisor.py); for a builder that is not root, also
+    RUN's chown and mknod, into the build's ownership ledger."""
+    ledger = active_ledger() if os.geteuid() != 0 else None
     try:
-        return OwnershipRecorder(ledger, spec.rootfs, spec.uid, spec.gid, tuple(spec.groups))
+        return ProotSupervisor(spec.rootfs, ledger, spec.uid, spec.gid, tuple(spec.groups))
     except OSError:
         return None  # an architecture without a filter: the step runs as under proot alone
 
 
-def _start(recorder: OwnershipRecorder, tail: deque[str], on_line: Callable[[str], None]) -> None:
+def _start(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str], None]) -> None:
     try:
-        recorder.start()
+        supervisor.start()
     except OSError as exc:
-        _say(f"the owners RUN's chown sets cannot be recorded here ({exc.strerror}): they stay the step "
-             "user's in the image", tail, on_line)
+        _say(f"seccomp user notification is refused here ({exc.strerror}): statx is not redirected to a "
+             "call proot translates, and the owners RUN's chown sets stay the step user's in the image",
+             tail, on_line)
 
 
-def _report(recorder: OwnershipRecorder, tail: deque[str], on_line: Callable[[str], None]) -> None:
-    if recorder.failure:
-        _say(recorder.failure, tail, on_line)
-    names = recorder.ambiguous_names() if recorder.host_id_chowns else []
+def _report(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str], None]) -> None:
+    if supervisor.failure:
+        _say(supervisor.failure, tail, on_line)
+    names = supervisor.ambiguous_names() if supervisor.host_id_chowns else []
     if names:
         _say(f"RUN chown to the builder's own uid or gid ({os.geteuid()}:{os.getegid()}) cannot be told from "
              f"chown to root here and was recorded as the step user's; the image names it: {', '.join(names)}. "

@@ -6,7 +6,7 @@ stops in the kernel on the chosen system calls until the supervisor answers with
 No privilege is needed: only no_new_privs, which the child sets for itself.
 
 This module knows only the kernel interface (the filter program, the ioctls, the child's memory); what is decided
-is ownership_recorder.py's business.
+is proot_supervisor.py's business.
 """
 
 from __future__ import annotations
@@ -44,13 +44,21 @@ _NR_OFFSET, _ARCH_OFFSET = 0, 4
 class Arch:
     audit: int  # AUDIT_ARCH_* as seccomp_data.arch carries it
     seccomp: int  # the seccomp() system call's number
-    calls: dict[str, int]  # the ownership system calls this architecture has
+    calls: dict[str, int]  # the ownership and stat system calls this architecture has
+    stat_size: int  # sizeof(struct stat)
+    stat_fields: dict[str, tuple[int, str]]  # struct stat: field -> (offset, struct format)
 
 
 ARCHES = {
-    "x86_64": Arch(0xC000003E, 317, {"chown": 92, "fchown": 93, "lchown": 94, "mknod": 133, "mknodat": 259,
-                                     "fchownat": 260}),
-    "aarch64": Arch(0xC00000B7, 277, {"mknodat": 33, "fchownat": 54, "fchown": 55}),
+    "x86_64": Arch(0xC000003E, 317,
+                   {"chown": 92, "fchown": 93, "lchown": 94, "mknod": 133, "mknodat": 259, "fchownat": 260,
+                    "stat": 4, "fstat": 5, "lstat": 6, "newfstatat": 262, "statx": 332},
+                   144, {"ino": (8, "=Q"), "mode": (24, "=I"), "uid": (28, "=I"), "gid": (32, "=I"),
+                         "rdev": (40, "=Q")}),
+    "aarch64": Arch(0xC00000B7, 277,
+                    {"mknodat": 33, "fchownat": 54, "fchown": 55, "newfstatat": 79, "fstat": 80, "statx": 291},
+                    128, {"ino": (8, "=Q"), "mode": (16, "=I"), "uid": (24, "=I"), "gid": (28, "=I"),
+                          "rdev": (32, "=Q")}),
 }
 
 
@@ -163,9 +171,17 @@ def still_waiting(listener: int, notification: Notification) -> bool:
     return True
 
 
-def reply(listener: int, notification: Notification, result: int) -> None:
-    """Ends the system call with `result`: 0 or more for success, -errno for a failure."""
-    response = RESPONSE.pack(notification.id, result if result >= 0 else 0, result if result < 0 else 0, 0)
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+CONTINUE = "continue"  # `reply`'s result for: let the kernel run the call as it is (Linux 5.5+)
+
+
+def reply(listener: int, notification: Notification, result: int | str) -> None:
+    """Ends the system call with `result` (0 or more for success, -errno for a failure), or lets it run
+    (CONTINUE)."""
+    if result == CONTINUE:
+        response = RESPONSE.pack(notification.id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+    else:
+        response = RESPONSE.pack(notification.id, result if result >= 0 else 0, result if result < 0 else 0, 0)
     try:
         fcntl.ioctl(listener, NOTIF_SEND, bytearray(response), True)
     except OSError as exc:
@@ -173,17 +189,58 @@ def reply(listener: int, notification: Notification, result: int) -> None:
             raise
 
 
-def read_string(pid: int, address: int, limit: int = 4096) -> bytes:
-    """A NUL-terminated string from the memory of process `pid`, read a page at a time (the string may end
-    just before an unmapped page)."""
-    data = bytearray()
-    with open(f"/proc/{pid}/mem", "rb", buffering=0) as memory:
-        while len(data) < limit:
-            chunk = os.pread(memory.fileno(), 4096 - (address + len(data)) % 4096, address + len(data))
-            if not chunk:
-                break
-            end = chunk.find(b"\0")
-            if end >= 0:
-                return bytes(data + chunk[:end])
-            data += chunk
-    raise OSError(errno.ENAMETOOLONG, "path too long or unreadable")
+class ProcessMemory:
+    """The memory of the processes a filter stops, through /proc/PID/mem descriptors kept open per process (a
+    step that stats thousands of files would otherwise open and close one per call)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+
+    def read_string(self, pid: int, address: int, limit: int = 4096) -> bytes:
+        """A NUL-terminated string, read a page at a time (it may end just before an unmapped page)."""
+        for fresh in (False, True):  # a kept descriptor may belong to an earlier process with this pid
+            fd = self._open(pid, fresh)
+            data = bytearray()
+            try:
+                while len(data) < limit:
+                    chunk = os.pread(fd, 4096 - (address + len(data)) % 4096, address + len(data))
+                    if not chunk:
+                        break
+                    end = chunk.find(b"\0")
+                    if end >= 0:
+                        return bytes(data + chunk[:end])
+                    data += chunk
+            except OSError:
+                if fresh:
+                    raise
+        raise OSError(errno.ENAMETOOLONG, "path too long or unreadable")
+
+    def write(self, pid: int, address: int, data: bytes) -> None:
+        """Writes `data` into a buffer the process passed to its system call."""
+        if os.pwrite(self._open(pid, True), data, address) != len(data):
+            raise OSError(errno.EFAULT, "short write into the caller's memory")
+
+    def _open(self, pid: int, fresh: bool) -> int:
+        fd = self._fds.get(pid)
+        if fd is not None and not fresh:
+            return fd
+        if fd is not None:
+            os.close(fd)
+        fd = self._fds[pid] = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+
+
+def stat_call(arch: Arch, path: str, flags: int) -> bytearray | int:
+    """The raw struct stat newfstatat gives for `path` (with the caller's AT_SYMLINK_NOFOLLOW), or -errno."""
+    data = bytearray(arch.stat_size)
+    buffer = (ctypes.c_char * len(data)).from_buffer(data)
+    result = _libc.syscall(arch.calls["newfstatat"], _AT_FDCWD, os.fsencode(path), buffer, flags)
+    return -ctypes.get_errno() if result != 0 else data

@@ -36,7 +36,7 @@ class OwnershipLedger:
     still has the inode it was recorded for: a RUN that replaces the file (its new one is the RUN's own) or
     deletes it leaves a stale entry behind, which `lookup` then ignores.
 
-    What a RUN step itself changes (isolation/ownership_recorder.py) is recorded by inode instead, because
+    What a RUN step itself changes (isolation/proot_supervisor.py) is recorded by inode instead, because
     the step may still rename the file: dpkg chowns `NAME.dpkg-new`, then renames it to NAME. The snapshot
     after the step finds those inodes under their final paths, and `end_step` turns what it found into path
     entries."""
@@ -52,9 +52,21 @@ class OwnershipLedger:
     def record_inode(self, st: os.stat_result, ownership: Ownership) -> None:
         self._by_inode[(st.st_dev, st.st_ino)] = ownership
 
+    def lookup_inode(self, st: os.stat_result) -> Ownership | None:
+        """What the running step recorded for this file, if anything."""
+        return self._by_inode.get((st.st_dev, st.st_ino))
+
+    def recorded_in_step(self) -> bool:
+        return bool(self._by_inode)
+
     def changed_in_step(self, st: os.stat_result) -> bool:
         """The running step changed this file's image ownership (the host file itself did not change)."""
         return (st.st_dev, st.st_ino) in self._by_inode
+
+    def entries(self) -> Iterator[tuple[str, int, Ownership]]:
+        """(host path, inode, Ownership) of every path entry."""
+        for path, (ino, owned) in self._by_path.items():
+            yield path, ino, owned
 
     def forget(self, path: str) -> None:
         self._by_path.pop(path, None)

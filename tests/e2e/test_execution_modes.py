@@ -35,7 +35,7 @@ RUN mkdir -p /data/sub /gone /swap && echo hi > /data/sub/f && echo bye > /gone/
  && ln -s /data/sub/f /data/link && ln /data/sub/f /data/hard
 RUN rm -rf /gone /bin/true && rm -rf /swap && echo now-a-file > /swap && chown 7:8 /swap \\
  && touch /moved.tmp && chown 3:4 /moved.tmp && mv /moved.tmp /moved && chown -h 5:6 /data/link \\
- && chown 2:2 /bin/busybox
+ && chown 2:2 /bin/busybox && mkdir -p /rel/sub && cd /rel && touch sub/x && chown -R 9:9 sub && chown 11 sub/x
 """
 
 # Device nodes: root without CAP_SYS_ADMIN in tests/support/userns.py's user namespace cannot make them (no
@@ -167,7 +167,7 @@ def test_an_unprivileged_user_gets_the_same_image_run_chown_included(context, tm
     files_c, config_c = image
     files_a, config_a = _flatten(tmp_path / "a")
     assert files_a["moved"][2:4] == (3, 4) and files_a["data/link"][2:4] == (5, 6)
-    assert files_a["bin/busybox"][2:4] == (2, 2)
+    assert files_a["bin/busybox"][2:4] == (2, 2) and files_a["rel/sub/x"][2:4] == (11, 9)
     assert config_c == config_a
     assert _image_files(files_c) == _image_files(files_a)
 
