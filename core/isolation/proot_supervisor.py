@@ -175,24 +175,31 @@ class ProotSupervisor:
             flags = AT_SYMLINK_NOFOLLOW if name == "lstat" else 0
         raw = self._memory.read_string(n.pid, address) if address else b""
         # Most stats are of files nothing was recorded for: decided without confirming that the caller still
-        # waits (a wrong guess only lets a call run as it is); an answer written back is confirmed first.
+        # waits (a wrong guess only lets a call run as it is), and without a system call of ours when this
+        # step recorded nothing yet; an answer written back is confirmed first.
+        follow = not flags & AT_SYMLINK_NOFOLLOW
         if raw:
             target = self._path(n, dirfd, address, raw, confirm=False)
-            if target is None or self._in_root(target) is None:
+            rel = self._in_root(target) if target is not None else None
+            if rel is None or (target not in self._shown_wrong and not self._ledger.recorded_in_step()):
                 return seccomp.CONTINUE
-            target = resolve_in_root(self._root, self._in_root(target), follow_final=not flags & AT_SYMLINK_NOFOLLOW)
         elif flags & AT_EMPTY_PATH:
-            target = f"/proc/{n.pid}/fd/{dirfd}"
+            target, rel, follow = f"/proc/{n.pid}/fd/{dirfd}", None, True
         else:
             return seccomp.CONTINUE  # an empty path without AT_EMPTY_PATH: the kernel's ENOENT
         try:
-            st = os.stat(target, follow_symlinks=not (raw and flags & AT_SYMLINK_NOFOLLOW))
-        except OSError:
+            st = os.stat(target, follow_symlinks=follow and rel is None)
+            if rel is not None and follow and stat.S_ISLNK(st.st_mode):
+                # proot resolves links while translating; one left over is resolved inside the root, never
+                # through the host's /.
+                target = resolve_in_root(self._root, rel)
+                st = os.lstat(target)
+        except (OSError, PathEscape):
             return seccomp.CONTINUE  # the kernel gives the caller the same error
         owned = self._ledger.lookup_inode(st) or self._shown_wrong_at(target, st)
         if owned is None or (not owned.device and (owned.uid, owned.gid) == (self._uid, self._gid)):
             return seccomp.CONTINUE
-        data = seccomp.stat_call(self._arch, target, flags & AT_SYMLINK_NOFOLLOW)
+        data = seccomp.stat_call(self._arch, target, 0 if follow else AT_SYMLINK_NOFOLLOW)
         if isinstance(data, int):
             return data
         _show(data, self._arch.stat_fields, owned)
