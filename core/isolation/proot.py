@@ -117,9 +117,10 @@ def _start(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str
     try:
         supervisor.start()
     except OSError as exc:
+        lost = ", and the owners RUN's chown sets stay the step user's in the image" \
+            if supervisor.records_ownership else ""
         _say(f"seccomp user notification is refused here ({exc.strerror}): statx is not redirected to a "
-             "call proot translates, and the owners RUN's chown sets stay the step user's in the image",
-             tail, on_line)
+             f"call proot translates (coreutils' ls -l and stat fail){lost}", tail, on_line)
 
 
 def _report(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str], None]) -> None:

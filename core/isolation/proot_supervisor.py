@@ -88,6 +88,7 @@ class ProotSupervisor:
             raise OSError(errno.ENOSYS, f"no seccomp filter for the {os.uname().machine} architecture")
         calls = ["statx"] + (list(OWNERSHIP_CALLS + STAT_CALLS) if ledger is not None else [])
         self.listener = seccomp.Listener(arch, calls)
+        self.records_ownership = ledger is not None
         self._arch = arch
         self._names = {number: name for name, number in arch.calls.items()}
         self._ledger = ledger if ledger is not None else OwnershipLedger()

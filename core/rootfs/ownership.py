@@ -59,10 +59,6 @@ class OwnershipLedger:
     def recorded_in_step(self) -> bool:
         return bool(self._by_inode)
 
-    def changed_in_step(self, st: os.stat_result) -> bool:
-        """The running step changed this file's image ownership (the host file itself did not change)."""
-        return (st.st_dev, st.st_ino) in self._by_inode
-
     def entries(self) -> Iterator[tuple[str, int, Ownership]]:
         """(host path, inode, Ownership) of every path entry."""
         for path, (ino, owned) in self._by_path.items():
