@@ -106,10 +106,10 @@ class ProotSupervisor:
         self.failure: str | None = None  # an answer that went wrong, for the step's log
 
     def start(self) -> None:
-        """OSError if the child could not install the filter (the step then runs without the recorder)."""
+        """OSError if the child could not install the filter (the step then runs as under proot alone)."""
         self._fd = self.listener.receive()
         self._stop_r, self._stop_w = os.pipe()
-        self._thread = threading.Thread(target=self._serve, name="dockyard-ownership-recorder", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="dockyard-proot-supervisor", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -134,7 +134,7 @@ class ProotSupervisor:
                 if result is not None:
                     seccomp.reply(self._fd, notification, result)
         except Exception as exc:  # the thread must not die silently: the step's callers would get ENOSYS
-            self.failure = f"recording RUN's chown/mknod stopped: {exc}"
+            self.failure = f"answering the step's system calls stopped: {exc}"
         finally:
             self._memory.close()
             os.close(self._fd)  # any caller still stopped in the kernel now gets ENOSYS, never hangs
@@ -145,8 +145,12 @@ class ProotSupervisor:
         if name == "statx":
             return -errno.ENOSYS  # the C library then asks newfstatat, which proot translates
         if name in STAT_CALLS:
-            nothing_differs = not self._shown_wrong and not self._ledger.recorded_in_step()
-            return seccomp.CONTINUE if nothing_differs else self._stat(n, name, args)
+            if not self._shown_wrong and not self._ledger.recorded_in_step():
+                return seccomp.CONTINUE
+            try:
+                return self._stat(n, name, args)
+            except OSError:
+                return seccomp.CONTINUE  # whatever went wrong on our side, the call still gets its own answer
         if name == "fchown":
             return self._chown_fd(n, _int32(args[0]), args[1], args[2])
         if name == "fchownat" and args[4] & AT_EMPTY_PATH:
