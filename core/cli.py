@@ -241,16 +241,14 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
     from .diagnostics import check_dockerfile, finding_from_error
     from .diagnostics.reports import ReportSpec, check_fail_on, write_reports
     from .events import Events
-    from .isolation.detect import choose, probe
-    from .isolation.userns import reenter
     from .progress import make_renderer
 
     options = options_from_args(args, dict(os.environ))
-    if os.geteuid() != 0 and options.isolation != "proot":
+    if options.isolation != "proot":
         # Not root: with subordinate ids the whole build runs again as root of a user namespace (mode 1).
-        environment = probe(str(scratch_parent(options)))
-        if choose(environment, options.isolation).name == "userns":
-            return reenter(argv, environment.subordinates)
+        code = _in_user_namespace(argv, str(scratch_parent(options)), options.isolation)
+        if code is not None:
+            return code
     reports = [ReportSpec.parse(r) for r in args.report]
     renderer = make_renderer(args.progress, quiet=args.quiet)
     events = Events(renderer)
@@ -369,13 +367,27 @@ def run_logout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_user_namespace(argv: list[str], work_dir: str, isolation: str = "auto") -> int | None:
+    """For a user who is not root but has subordinate ids: runs this command again as root of a user namespace
+    (isolation/userns.py) and returns its exit status; None when the command should run here."""
+    if os.geteuid() == 0:
+        return None
+    from .isolation.detect import choose, probe
+    from .isolation.userns import reenter
+
+    environment = probe(work_dir)
+    if choose(environment, isolation).name != "userns":
+        return None
+    return reenter(argv, environment.subordinates)
+
+
 def _cache_root(args: argparse.Namespace) -> Path:
     from .options import default_cache_root
 
     return Path(args.cache_dir) if args.cache_dir else default_cache_root(dict(os.environ))
 
 
-def run_cache(args: argparse.Namespace) -> int:
+def run_cache(args: argparse.Namespace, argv: list[str]) -> int:
     from .cache.admin import list_cache, prune_cache
     from .options import parse_duration
 
@@ -395,6 +407,10 @@ def run_cache(args: argparse.Namespace) -> int:
             raise UsageError("cache prune needs --older-than DURATION or --all",
                              hint="e.g. dockyard cache prune --older-than 7d")
         older = parse_duration(args.older_than, "--older-than") if args.older_than else None
+        # Builds in a user namespace leave files owned by the user's subordinate ids: prune where they were made.
+        code = _in_user_namespace(argv, str(root if root.is_dir() else root.parent))
+        if code is not None:
+            return code
         removed, freed = prune_cache(root, older_than=older, everything=args.all)
         print(f"removed {removed} entries, freed {_size(freed)}")
         return 0
@@ -418,7 +434,6 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_kaniko(argv[1:])
         parser = make_parser()
-        argv = sys.argv[1:] if argv is None else argv
         args = parser.parse_args(argv)
         if args.command == "build":
             return run_build(args, argv)
@@ -431,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "logout":
             return run_logout(args)
         if args.command == "cache":
-            return run_cache(args)
+            return run_cache(args, argv)
         parser.print_help(sys.stderr)
         return UsageError.exit_code
     except DockyardError as exc:

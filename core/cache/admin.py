@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
 from .locking import cache_lock_path, file_lock
 from .store import StepCache
 
@@ -55,8 +56,13 @@ def list_cache(cache_root: Path) -> list[CacheItem]:
 
 def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool) -> tuple[int, int]:
     """Remove step entries and unpacked layers not used for `older_than` seconds (or all of them, and the blob
-    store, with `everything`). Returns (items removed, bytes freed)."""
+    store, with `everything`). Returns (items removed, bytes freed); a path that cannot be removed is a
+    UsageError naming it, after everything else was removed."""
     removed = freed = 0
+    refused: list[tuple[str, OSError]] = []
+
+    def note(_function, path, exc_info) -> None:
+        refused.append((path, exc_info[1]))
     with file_lock(cache_lock_path(cache_root)):
         now = time.time()
         for item in list_cache(cache_root):
@@ -65,9 +71,10 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
             if item.kind == "layer":
                 lock = cache_root / "layers" / "locks" / (item.path.name + ".lock")
                 lock.unlink(missing_ok=True)
-                shutil.rmtree(item.path, ignore_errors=True)
+                shutil.rmtree(item.path, onerror=note)
                 # After the directory: a crash in between must not leave it without its marker (layers.py).
-                (cache_root / "layers" / "unsynced" / item.path.name).unlink(missing_ok=True)
+                if not item.path.exists():
+                    (cache_root / "layers" / "unsynced" / item.path.name).unlink(missing_ok=True)
             else:
                 item.path.unlink(missing_ok=True)
             removed += 1
@@ -79,7 +86,13 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
             for sub in ("store", "layers", "digests"):
                 if (cache_root / sub).exists():
                     freed += _tree_size(cache_root / sub)
-                    shutil.rmtree(cache_root / sub, ignore_errors=True)
+                    shutil.rmtree(cache_root / sub, onerror=note)
+    if refused:
+        path, exc = refused[0]
+        raise UsageError(f"cache prune could not remove {len(refused)} path(s) under {cache_root}, e.g. {path}: "
+                         f"{exc.strerror or exc}",
+                         hint="files a build made as root (or in a user namespace) need the same user to remove "
+                              "them: run `dockyard cache prune` as that user")
     return removed, freed
 
 

@@ -1,7 +1,8 @@
 """Isolation backends: how a RUN step's command is executed inside a root filesystem.
 
-The executor only knows the `Runner` protocol; backends decide how isolation is achieved. Today there is one,
-`NamespaceRunner` (namespaces + pivot_root, for root with CAP_SYS_ADMIN); unprivileged backends plug in here.
+The executor only knows the `Runner` protocol; backends decide how isolation is achieved: `NamespaceRunner`
+(namespaces + pivot_root, for root with CAP_SYS_ADMIN, also inside a user namespace) and proot.py's
+`ProotRunner` (ptrace, no privilege). detect.py says which one an environment allows.
 """
 
 from __future__ import annotations

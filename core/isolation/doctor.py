@@ -25,8 +25,15 @@ MODE_EFFECTS = {
     ],
 }
 NON_ROOT_PROOT = [
-    "not root: RUN chown and mknod have no effect (proot -0 pretends), so files a RUN makes belong to the",
-    "step's user in the image; COPY --chown, base-image owners and device nodes are kept as the image says.",
+    "not root: proot shows the step the ids it expects; its chown, mknod and stat are answered by dockyard",
+    "through seccomp user notification, recorded in the image and shown back to the step (files stay yours",
+    "on this host). A chown to your own uid cannot be told from one to root there (proot swaps them) and is",
+    "recorded as root.",
+]
+NON_ROOT_PROOT_UNRECORDED = [
+    "not root, and RUN's chown cannot be recorded here: chown and mknod in RUN have no effect (proot -0",
+    "pretends), so files a RUN makes belong to the step's user in the image; COPY --chown, base-image owners",
+    "and device nodes are kept as the image says.",
 ]
 
 
@@ -62,6 +69,9 @@ def findings(env: Environment, work_dir: str) -> list[tuple[str, str, str]]:
         ("seccomp", env.seccomp, {"filter": "a filter applies (a container's default profile blocks unshare "
                                             "and mount)", "disabled": "no system call filter",
                                   "strict": "only read/write/exit: builds cannot run"}.get(env.seccomp, "unknown")),
+        ("seccomp user notification", _yes(env.chown_recording is None, "works", env.chown_recording or ""),
+         _yes(env.chown_recording is None, "through proot, statx works and a non-root build records RUN's chown",
+              "through proot, statx fails (coreutils ls -l, stat) and a non-root build loses RUN's chown")),
         ("proot", env.proot or "missing",
          _yes(env.proot is not None, "RUN can run without any privilege", "install Debian's proot package")),
     ]
@@ -83,5 +93,6 @@ def report(env: Environment, work_dir: str, wanted: str = "auto") -> tuple[list[
     lines.append(f"mode: {mode.name} ({mode.reason})")
     lines += ["  " + line for line in MODE_EFFECTS[mode.name]]
     if mode.name == "proot" and env.euid != 0:
-        lines += ["  " + line for line in NON_ROOT_PROOT]
+        effects = NON_ROOT_PROOT if env.chown_recording is None else NON_ROOT_PROOT_UNRECORDED
+        lines += ["  " + line for line in effects]
     return lines, True

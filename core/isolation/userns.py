@@ -11,8 +11,8 @@ subordinate range from /etc/subuid and /etc/subgid. Only the setuid helpers newu
      with `userxattr`, see rootfs/overlay.py), so RUN's chown and setuid bits are real;
   4. the parent relays signals to the child and exits with its status.
 
-Files the inner builder creates in the user's cache are owned by subordinate ids on the host: a cache
-directory shared with builds outside the namespace may then hold files the user cannot remove directly.
+Files the inner builder creates in the user's cache are owned by subordinate ids on the host, which the user
+cannot remove directly: `dockyard cache prune` re-enters the namespace the same way to remove them.
 """
 
 from __future__ import annotations

@@ -34,23 +34,59 @@ class Ownership:
 class OwnershipLedger:
     """Host path -> (inode, Ownership) for one build's directory roots. An entry holds only while the path
     still has the inode it was recorded for: a RUN that replaces the file (its new one is the RUN's own) or
-    deletes it leaves a stale entry behind, which `lookup` then ignores."""
+    deletes it leaves a stale entry behind, which `lookup` then ignores.
+
+    What a RUN step itself changes (isolation/proot_supervisor.py) is recorded by inode instead, because
+    the step may still rename the file: dpkg chowns `NAME.dpkg-new`, then renames it to NAME. The snapshot
+    after the step finds those inodes under their final paths, and `end_step` turns what it found into path
+    entries."""
 
     def __init__(self) -> None:
         self._by_path: dict[str, tuple[int, Ownership]] = {}
+        self._by_inode: dict[tuple[int, int], Ownership] = {}  # (st_dev, st_ino), during a step
+        self._seen: dict[str, tuple[int, Ownership]] = {}  # path entries for _by_inode, made by lookups
 
     def record(self, path: str, ownership: Ownership) -> None:
         self._by_path[path] = (os.lstat(path).st_ino, ownership)
+
+    def record_inode(self, st: os.stat_result, ownership: Ownership) -> None:
+        self._by_inode[(st.st_dev, st.st_ino)] = ownership
+
+    def lookup_inode(self, st: os.stat_result) -> Ownership | None:
+        """What the running step recorded for this file, if anything."""
+        return self._by_inode.get((st.st_dev, st.st_ino))
+
+    def recorded_in_step(self) -> bool:
+        return bool(self._by_inode)
+
+    def entries(self) -> Iterator[tuple[str, int, Ownership]]:
+        """(host path, inode, Ownership) of every path entry."""
+        for path, (ino, owned) in self._by_path.items():
+            yield path, ino, owned
 
     def forget(self, path: str) -> None:
         self._by_path.pop(path, None)
 
     def lookup(self, path: str, st: os.stat_result) -> Ownership | None:
+        by_inode = self._by_inode.get((st.st_dev, st.st_ino))
+        if by_inode is not None:
+            self._seen[path] = (st.st_ino, by_inode)
+            return by_inode
         found = self._by_path.get(path)
         return found[1] if found and found[0] == st.st_ino else None
 
+    def end_step(self) -> None:
+        """After a step's snapshot: the inodes it recorded keep their ownership under the paths it found."""
+        self._by_path.update(self._seen)
+        self._seen.clear()
+        self._by_inode.clear()
+
     def __len__(self) -> int:
         return len(self._by_path)
+
+
+def active_ledger() -> OwnershipLedger | None:
+    return _active.get()
 
 
 _active: ContextVar[OwnershipLedger | None] = ContextVar("dockyard_ownership_ledger", default=None)

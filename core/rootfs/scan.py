@@ -133,6 +133,9 @@ class Scanner:
         current = fingerprint(st)
         old = self.previous.records.get(rel) if self.previous is not None else None
         racy = stat.S_ISREG(st.st_mode) and max(st.st_mtime_ns, st.st_ctime_ns) >= self.index.taken_ns - RACY_NS
+        if self.ledger is not None and self.ledger.lookup_inode(st) is not None:
+            # The step chowned it: only the ledger knows, the host file (and so its stat data) is as it was.
+            old = None
         if old is not None and old.fingerprint == current and not (old.digest and racy):
             if old.digest is None:
                 return old

@@ -66,6 +66,7 @@ class DirectoryRoots:
         key = rootfs.chain or SCRATCH
         tree = self._taken.pop(key, None) or self._clean.pop(key, None) or self._materialize(rootfs)
         result = scan(tree.path, tree.index, ledger=self.ledger, new_owner=new_owner)
+        self.ledger.end_step()
         self.last_scan = result.stats
         now = int(time.time())
         layer, _ = write_changes(tree.path, result.changes, self.store, compression=compression, level=level,

@@ -33,12 +33,18 @@ COPY tool /usr/local/bin/tool
 RUN mkdir -p /data/sub /gone /swap && echo hi > /data/sub/f && echo bye > /gone/x && echo d > /swap/inner \\
  && chown -R 33:44 /data && chmod 4755 /usr/local/bin/tool && chmod 2750 /data/sub \\
  && ln -s /data/sub/f /data/link && ln /data/sub/f /data/hard
-RUN rm -rf /gone /bin/true && rm -rf /swap && echo now-a-file > /swap && chown 7:8 /swap
+RUN rm -rf /gone /bin/true && rm -rf /swap && echo now-a-file > /swap && chown 7:8 /swap \\
+ && touch /moved.tmp && chown 3:4 /moved.tmp && mv /moved.tmp /moved && chown -h 5:6 /data/link \\
+ && chown 2:2 /bin/busybox && mkdir -p /rel/sub && cd /rel && touch sub/x && chown -R 9:9 sub && chown 11 sub/x
 """
 
-# (c) cannot give RUN's own chown effect: proot -0 makes chown succeed without doing anything (Debian's proot
-# 5.1 records nothing), so those paths come out as the step user's (root). See README "Execution modes".
-RUN_CHOWNED = {"data", "data/sub", "data/sub/f", "data/link", "data/hard", "swap"}
+# Device nodes: root without CAP_SYS_ADMIN in tests/support/userns.py's user namespace cannot make them (no
+# CAP_MKNOD there), so they are compared between (a) and the unprivileged user only.
+DEVICES_DOCKERFILE = """\
+FROM {base}
+RUN mkdir /srv && mknod /srv/null c 1 3 && mknod /srv/disk b 7 0 && mknod /srv/pipe p && chmod 640 /srv/null \\
+ && chown 0:6 /srv/disk && touch /srv/nobodys && chown nobody /srv/nobodys
+"""
 
 
 def _dockyard_cmd(*args: str) -> list[str]:
@@ -133,48 +139,75 @@ def test_root_with_and_without_cap_sys_admin_give_the_same_image(context, tmp_pa
     assert config_b == config_a
 
 
-def test_an_unprivileged_user_gets_the_same_image_but_runs_chown(context, tmp_path):
-    uid = 65534
+def _unprivileged_build(ctx: Path, uid: int) -> tuple[subprocess.CompletedProcess, tuple[dict, dict] | None]:
     probe = _run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c",
                   "import dockyard.cli"])
     if probe.returncode != 0:
         pytest.skip(f"uid {uid} cannot load dockyard: {probe.stderr.strip()[-200:]}")
-    privileged = _build(context, tmp_path / "a")
-    assert privileged.returncode == 0, privileged.stderr
     with open_directory("dockyard-user-") as shared:
         home = owned_directory(shared, "home", uid, uid)
         out = owned_directory(shared, "out", uid, uid)
-        user = _build(context, out / "c", lambda cmd: ["setpriv", f"--reuid={uid}", f"--regid={uid}",
-                                                         "--clear-groups", *cmd],
+        user = _build(ctx, out / "c", lambda cmd: ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                                     "--clear-groups", *cmd],
                       env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
                            "DOCKYARD_WORK_DIR": str(home)})
-        assert user.returncode == 0, user.stderr
-        files_c, config_c = _flatten(out / "c")
+        return user, (_flatten(out / "c") if user.returncode == 0 else None)
+
+
+def _image_files(files: dict) -> dict:
+    return {k: v for k, v in files.items() if not k.startswith(("proc", "sys", "dev"))}
+
+
+def test_an_unprivileged_user_gets_the_same_image_run_chown_included(context, tmp_path):
+    privileged = _build(context, tmp_path / "a")
+    assert privileged.returncode == 0, privileged.stderr
+    user, image = _unprivileged_build(context, 65534)
+    assert user.returncode == 0, user.stderr
     assert "isolation: proot (not root" in user.stderr
+    files_c, config_c = image
     files_a, config_a = _flatten(tmp_path / "a")
+    assert files_a["moved"][2:4] == (3, 4) and files_a["data/link"][2:4] == (5, 6)
+    assert files_a["bin/busybox"][2:4] == (2, 2) and files_a["rel/sub/x"][2:4] == (11, 9)
     assert config_c == config_a
-    for name in set(files_a) | set(files_c):
-        if name.startswith(("proc", "sys", "dev")):
-            continue
-        a, c = files_a.get(name), files_c.get(name)
-        if name in RUN_CHOWNED:
-            assert c[2:4] == (0, 0) and c[:2] == a[:2] and c[4:] == a[4:], name
-        else:
-            assert c == a, name
+    assert _image_files(files_c) == _image_files(files_a)
+
+
+def test_an_unprivileged_user_gets_the_same_device_nodes_and_is_told_which_chown_it_lost(busybox_base, tmp_path):
+    with open_directory("dockyard-devices-") as root:
+        ctx = write_context(root / "ctx", {"Dockerfile": DEVICES_DOCKERFILE.format(base=busybox_base)})
+        privileged = _build(ctx, tmp_path / "a")
+        assert privileged.returncode == 0, privileged.stderr
+        user, image = _unprivileged_build(ctx, 65534)
+    assert user.returncode == 0, user.stderr
+    files_a, _ = _flatten(tmp_path / "a")
+    assert files_a["srv/null"][:4] == (tarfile.CHRTYPE, oct(0o640), 0, 0) and files_a["srv/null"][6:] == (1, 3)
+    assert files_a["srv/disk"][0] == tarfile.BLKTYPE and files_a["srv/disk"][3] == 6
+    assert files_a["srv/pipe"][0] == tarfile.FIFOTYPE
+    files_c = _image_files(image[0])
+    # proot hands chown(nobody) to the recorder as chown(root) when the builder itself is nobody (65534):
+    # recorded as root, and the step's log says so.
+    assert files_a["srv/nobodys"][2] == 65534 and files_c.pop("srv/nobodys")[2] == 0
+    assert "chown to the builder's own uid or gid (65534:65534)" in user.stderr
+    assert "nobody (passwd id 65534)" in user.stderr
+    files_a.pop("srv/nobodys")
+    assert files_c == _image_files(files_a)
 
 
 def _as_user(uid: int, gid: int):
     return lambda cmd: ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *cmd]
 
 
-def _build_as(context: Path, uid: int, gid: int) -> tuple[subprocess.CompletedProcess, tuple[dict, dict] | None]:
+def _build_as(context: Path, uid: int, gid: int):
+    """(build result, image, `cache prune --all` result and what it left in the user's cache)."""
     with open_directory("dockyard-user-") as shared:
         home = owned_directory(shared, "home", uid, gid)
         out = owned_directory(shared, "out", uid, gid)
-        result = _build(context, out / "image", _as_user(uid, gid),
-                        env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
-                             "DOCKYARD_WORK_DIR": str(home)})
-        return result, (_flatten(out / "image") if result.returncode == 0 else None)
+        env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)}
+        result = _build(context, out / "image", _as_user(uid, gid), env=env)
+        image = _flatten(out / "image") if result.returncode == 0 else None
+        prune = _run(_as_user(uid, gid)(_dockyard_cmd("cache", "prune", "--all")), env)
+        left = sorted(str(p.relative_to(home / "cache")) for p in (home / "cache").rglob("*") if p.is_file())
+        return result, image, prune, left
 
 
 def test_a_user_with_subordinate_ids_builds_in_a_user_namespace_with_real_chown(context, tmp_path):
@@ -188,8 +221,11 @@ def test_a_user_with_subordinate_ids_builds_in_a_user_namespace_with_real_chown(
         if probe.returncode != 0:
             pytest.skip(f"{sys.executable} cannot be run in a user namespace by a plain user: "
                         f"{probe.stderr.strip()[-200:]}")
-        result, image = _build_as(context, uid, gid)
+        result, image, prune, left = _build_as(context, uid, gid)
     assert result.returncode == 0, result.stderr
+    # The build's cache holds files of the user's subordinate ids; prune removes them from the same namespace.
+    assert prune.returncode == 0, prune.stderr
+    assert not [name for name in left if "/blobs/" in name or name.startswith("dockyard/layers/")], left
     assert "isolation: namespaces (root of a user namespace" in result.stderr
     assert "snapshot: scanned" not in result.stderr  # overlay snapshots, not the scanning modes'
     files, config = image

@@ -1,0 +1,341 @@
+"""What Debian's proot (5.1) gets wrong for a RUN step, answered by the builder through seccomp user notification
+(seccomp.py): a filter stops those system calls in the kernel, after proot's ptrace stop, and a thread of the
+builder answers them.
+
+* statx: proot 5.1 predates it and passes its path untranslated, so coreutils' `ls -l` and `stat` look on the
+  host and fail. It is answered ENOSYS, in every proot run; glibc and musl then do the same through
+  newfstatat, which proot translates.
+* chown and mknod, for a builder that is not root and has no user namespace (proot `-0`): the host cannot give
+  a file another owner or make a device node, and proot only turns the EPERM into success, so `RUN chown` would
+  leave no trace in the image. They are answered as the kernel of a real root would have, for the image: the
+  new owner goes into the ownership ledger (rootfs/ownership.py) by inode, so that a file renamed afterwards
+  (dpkg's `NAME.dpkg-new`) keeps it; a device node becomes an empty file with a ledger entry; a FIFO, socket or
+  regular file is made for real. The snapshot then writes what the ledger says.
+* stat, for that same builder: proot shows every file of the builder's as the step user's. A stat of a file
+  whose image owner (or type, for a device) differs is answered with the host's stat data and the image's
+  owner and type written over it; all others run as they are (CONTINUE). A RUN therefore reads back the owner
+  a base layer or an earlier chown gave a file, as busybox's `chown USER FILE` (which passes the group it
+  read) and `cp -a` need.
+
+proot runs without its own seccomp acceleration here (PROOT_NO_SECCOMP): its ptrace stop then comes before our
+filter, so the paths the supervisor reads are proot's translations, host paths inside the step's root. Paths
+outside the root (the host's /dev, /proc, /sys and the RUN --mount sources) are not the image's: chown there
+succeeds without effect, as under proot alone.
+
+One thing is lost in proot's translation: it replaces the id the step believes it has (0 with `-0`) by the
+builder's real one before the call reaches the filter, so `chown 0` and `chown <builder's uid>` arrive as the
+same number. The supervisor takes it for the step's id (dpkg chowns every file it unpacks to root); a RUN that
+chowns to the builder's own uid therefore records root, and the step's log says so when the image names that
+id (`ambiguous_names`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import struct
+import threading
+
+from ..rootfs.ownership import Ownership, OwnershipLedger
+from ..rootfs.paths import PathEscape, resolve_in_root
+from . import seccomp
+
+OWNERSHIP_CALLS = ("chown", "fchown", "lchown", "fchownat", "mknod", "mknodat")
+STAT_CALLS = ("stat", "fstat", "lstat", "newfstatat")
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+NO_ID = 0xFFFFFFFF  # (uid_t) -1: leave as it is
+
+
+def _int32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def available() -> str | None:
+    """None if seccomp user notification works on this machine, else why not (for `dockyard doctor`)."""
+    arch = seccomp.current_arch()
+    if arch is None:
+        return f"no seccomp filter for the {os.uname().machine} architecture"
+    listener = seccomp.Listener(arch, ["statx"])
+    pid = os.fork()
+    if pid == 0:
+        try:
+            listener.install()
+        finally:
+            os._exit(0)
+    try:
+        fd = listener.receive()
+    except OSError as exc:
+        return f"seccomp user notification refused ({exc.strerror})"
+    finally:
+        os.waitpid(pid, 0)
+    os.close(fd)
+    return None
+
+
+class ProotSupervisor:
+    """For one RUN step through proot: `listener.install` is the child's preexec_fn; `start` after the child
+    has started, `stop` after it exited. Without a ledger (a root builder, which can chown for real) only statx
+    is answered."""
+
+    def __init__(self, rootfs: str, ledger: OwnershipLedger | None = None, uid: int = 0, gid: int = 0,
+                 groups: tuple[int, ...] = ()):
+        arch = seccomp.current_arch()
+        if arch is None:
+            raise OSError(errno.ENOSYS, f"no seccomp filter for the {os.uname().machine} architecture")
+        calls = ["statx"] + (list(OWNERSHIP_CALLS + STAT_CALLS) if ledger is not None else [])
+        self.listener = seccomp.Listener(arch, calls)
+        self.records_ownership = ledger is not None
+        self._arch = arch
+        self._names = {number: name for name, number in arch.calls.items()}
+        self._ledger = ledger if ledger is not None else OwnershipLedger()
+        self._root = os.path.realpath(rootfs)
+        self._uid, self._gid, self._groups = uid, gid, groups
+        self._host_ids = (os.geteuid(), os.getegid())
+        # Host path -> (inode, Ownership) where the image differs from what proot shows (the step's ids).
+        self._shown_wrong = {path: (ino, owned) for path, ino, owned in self._ledger.entries()
+                             if owned.device or (owned.uid, owned.gid) != (uid, gid)}
+        self.host_id_chowns = 0  # chowns whose id arrived as the builder's own (see the module's docstring)
+        self._fd = -1
+        self._memory = seccomp.ProcessMemory()
+        self._stop_r, self._stop_w = -1, -1
+        self._thread: threading.Thread | None = None
+        self.failure: str | None = None  # an answer that went wrong, for the step's log
+
+    def start(self) -> None:
+        """OSError if the child could not install the filter (the step then runs as under proot alone)."""
+        self._fd = self.listener.receive()
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="dockyard-proot-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.listener.close()
+        if self._thread is None:
+            return
+        os.write(self._stop_w, b"x")
+        self._thread.join()
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
+        self._thread = None
+
+    def _serve(self) -> None:
+        try:
+            while (notification := seccomp.wait(self._fd, self._stop_r)) is not None:
+                try:
+                    result = self._answer(notification)
+                except OSError as exc:
+                    result = -(exc.errno or errno.EIO)
+                except (PathEscape, ValueError) as exc:
+                    result = -errno.ELOOP if isinstance(exc, PathEscape) else -errno.EINVAL
+                if result is not None:
+                    seccomp.reply(self._fd, notification, result)
+        except Exception as exc:  # the thread must not die silently: the step's callers would get ENOSYS
+            self.failure = f"answering the step's system calls stopped: {exc}"
+        finally:
+            self._memory.close()
+            os.close(self._fd)  # any caller still stopped in the kernel now gets ENOSYS, never hangs
+
+    def _answer(self, n: seccomp.Notification) -> int | str | None:
+        """The system call's result (or seccomp.CONTINUE), or None when its caller is gone (nobody to answer)."""
+        name, args = self._names[n.nr], n.args
+        if name == "statx":
+            return -errno.ENOSYS  # the C library then asks newfstatat, which proot translates
+        if name in STAT_CALLS:
+            if not self._shown_wrong and not self._ledger.recorded_in_step():
+                return seccomp.CONTINUE
+            try:
+                return self._stat(n, name, args)
+            except OSError:
+                return seccomp.CONTINUE  # whatever went wrong on our side, the call still gets its own answer
+        if name == "fchown":
+            return self._chown_fd(n, _int32(args[0]), args[1], args[2])
+        if name == "fchownat" and args[4] & AT_EMPTY_PATH:
+            path = self._memory.read_string(n.pid, args[1])
+            if not path:
+                return self._chown_fd(n, _int32(args[0]), args[2], args[3])
+        if name in ("chown", "lchown", "fchownat"):
+            dirfd, at = (_int32(args[0]), 1) if name == "fchownat" else (AT_FDCWD, 0)
+            follow = name == "chown" or (name == "fchownat" and not args[4] & AT_SYMLINK_NOFOLLOW)
+            path = self._path(n, dirfd, args[at])
+            if path is None:
+                return None
+            return self._chown_path(path, args[at + 1], args[at + 2], follow)
+        dirfd, at = (_int32(args[0]), 1) if name == "mknodat" else (AT_FDCWD, 0)
+        path = self._path(n, dirfd, args[at])
+        if path is None:
+            return None
+        return self._mknod(path, args[at + 1] & 0xFFFFFFFF, args[at + 2] & 0xFFFFFFFF, _umask(n.pid))
+
+    def _stat(self, n: seccomp.Notification, name: str, args: tuple[int, ...]) -> int | str | None:
+        if name == "newfstatat":
+            dirfd, address, buffer, flags = _int32(args[0]), args[1], args[2], args[3] & 0xFFFFFFFF
+        elif name == "fstat":
+            dirfd, address, buffer, flags = _int32(args[0]), 0, args[1], AT_EMPTY_PATH
+        else:
+            dirfd, address, buffer = AT_FDCWD, args[0], args[1]
+            flags = AT_SYMLINK_NOFOLLOW if name == "lstat" else 0
+        raw = self._memory.read_string(n.pid, address) if address else b""
+        # Most stats are of files nothing was recorded for: decided without confirming that the caller still
+        # waits (a wrong guess only lets a call run as it is), and without a system call of ours when this
+        # step recorded nothing yet; an answer written back is confirmed first.
+        follow = not flags & AT_SYMLINK_NOFOLLOW
+        if raw:
+            target = self._path(n, dirfd, address, raw, confirm=False)
+            rel = self._in_root(target) if target is not None else None
+            if rel is None or (target not in self._shown_wrong and not self._ledger.recorded_in_step()):
+                return seccomp.CONTINUE
+        elif flags & AT_EMPTY_PATH:
+            target, rel, follow = f"/proc/{n.pid}/fd/{dirfd}", None, True
+        else:
+            return seccomp.CONTINUE  # an empty path without AT_EMPTY_PATH: the kernel's ENOENT
+        try:
+            st = os.stat(target, follow_symlinks=follow and rel is None)
+            if rel is not None and follow and stat.S_ISLNK(st.st_mode):
+                # proot resolves links while translating; one left over is resolved inside the root, never
+                # through the host's /.
+                target = resolve_in_root(self._root, rel)
+                st = os.lstat(target)
+        except (OSError, PathEscape):
+            return seccomp.CONTINUE  # the kernel gives the caller the same error
+        owned = self._ledger.lookup_inode(st) or self._shown_wrong_at(target, st)
+        if owned is None or (not owned.device and (owned.uid, owned.gid) == (self._uid, self._gid)):
+            return seccomp.CONTINUE
+        data = seccomp.stat_call(self._arch, target, 0 if follow else AT_SYMLINK_NOFOLLOW)
+        if isinstance(data, int):
+            return data
+        _show(data, self._arch.stat_fields, owned)
+        if not seccomp.still_waiting(self._fd, n):
+            return None
+        self._memory.write(n.pid, buffer, bytes(data))
+        return 0
+
+    def _shown_wrong_at(self, path: str, st: os.stat_result) -> Ownership | None:
+        found = self._shown_wrong.get(path)
+        return found[1] if found and found[0] == st.st_ino else None
+
+    def _path(self, n: seccomp.Notification, dirfd: int, address: int, raw: bytes | None = None,
+              confirm: bool = True) -> str | None:
+        """The host path the caller named (proot has made it absolute), read while it is still waiting."""
+        path = os.fsdecode(self._memory.read_string(n.pid, address) if raw is None else raw)
+        if not path.startswith("/"):
+            base = f"/proc/{n.pid}/cwd" if dirfd == AT_FDCWD else f"/proc/{n.pid}/fd/{dirfd}"
+            path = os.path.join(os.readlink(base), path)
+        return path if not confirm or seccomp.still_waiting(self._fd, n) else None
+
+    def _in_root(self, path: str) -> str | None:
+        """`path` relative to the step's root, or None if it lies outside (a bound host path)."""
+        path = os.path.normpath(path)
+        if path == self._root:
+            return ""
+        return path[len(self._root) + 1:] if path.startswith(self._root + "/") else None
+
+    def _chown_path(self, path: str, uid: int, gid: int, follow: bool) -> int:
+        rel = self._in_root(path)
+        if rel is None:
+            os.lstat(path)  # ENOENT as the kernel would say; otherwise as proot -0: success, no effect
+            return 0
+        target = resolve_in_root(self._root, rel, follow_final=follow)
+        return self._chown(target, os.lstat(target), uid & 0xFFFFFFFF, gid & 0xFFFFFFFF)
+
+    def _chown_fd(self, n: seccomp.Notification, fd: int, uid: int, gid: int) -> int | None:
+        link = f"/proc/{n.pid}/fd/{fd}"
+        target, st = os.readlink(link).removesuffix(" (deleted)"), os.stat(link)
+        if not seccomp.still_waiting(self._fd, n):
+            return None
+        if self._in_root(target) is None:
+            return 0
+        return self._chown(target, st, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF)
+
+    def ambiguous_names(self) -> list[str]:
+        """The image's users and groups whose id is the builder's own uid or gid."""
+        found = []
+        for table, host_id in (("etc/passwd", self._host_ids[0]), ("etc/group", self._host_ids[1])):
+            try:
+                with open(resolve_in_root(self._root, table), encoding="utf-8", errors="replace") as entries:
+                    for entry in entries:
+                        fields = entry.split(":")
+                        if len(fields) > 2 and fields[2] == str(host_id):
+                            found.append(f"{fields[0]} ({table.removeprefix('etc/')} id {host_id})")
+            except (OSError, PathEscape):
+                continue
+        return found
+
+    def _chown(self, path: str, st: os.stat_result, uid: int, gid: int) -> int:
+        if uid == self._host_ids[0] or gid == self._host_ids[1]:
+            self.host_id_chowns += 1
+        uid = self._uid if uid == self._host_ids[0] else uid  # proot's translation undone
+        gid = self._gid if gid == self._host_ids[1] else gid
+        current = self._ledger.lookup(path, st)
+        if current is not None:
+            owner, device = (current.uid, current.gid), current.device
+        else:
+            owner, device = ((self._uid, self._gid) if st.st_uid == os.geteuid() else (st.st_uid, st.st_gid)), None
+        new_uid = owner[0] if uid == NO_ID else uid
+        new_gid = owner[1] if gid == NO_ID else gid
+        if self._uid != 0 and (owner[0] != self._uid or new_uid != owner[0]
+                               or (new_gid != owner[1] and new_gid not in (self._gid, *self._groups))):
+            return -errno.EPERM  # what the kernel tells a user who is not root
+        self._record(path, st, Ownership(new_uid, new_gid, device))
+        if not stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+            # chown clears set-user-ID, and set-group-ID where group execute is set, even for root.
+            kept = st.st_mode & ~(stat.S_ISUID | (stat.S_ISGID if st.st_mode & stat.S_IXGRP else 0))
+            if kept != st.st_mode:
+                os.chmod(path, stat.S_IMODE(kept), follow_symlinks=False)
+        return 0
+
+    def _record(self, path: str, st: os.stat_result, owned: Ownership) -> None:
+        self._ledger.record_inode(st, owned)
+
+    def _mknod(self, path: str, mode: int, dev: int, umask: int) -> int:
+        kind = stat.S_IFMT(mode) or stat.S_IFREG
+        permissions = stat.S_IMODE(mode) & ~umask
+        rel = self._in_root(path)
+        device = kind in (stat.S_IFCHR, stat.S_IFBLK)
+        if device and (rel is None or self._uid != 0):
+            return -errno.EPERM
+        if kind not in (stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
+            return -errno.EINVAL
+        if rel is not None:
+            parent, _, name = rel.rpartition("/")
+            path = os.path.join(resolve_in_root(self._root, parent), name)  # the last component is never followed
+        if not device:
+            os.mknod(path, kind | 0o600)
+            os.chmod(path, permissions)
+            return 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, permissions)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        node = ("c" if kind == stat.S_IFCHR else "b", os.major(dev), os.minor(dev))
+        self._record(path, st, Ownership(self._uid, self._gid, node))
+        return 0
+
+
+def _show(data: bytearray, fields: dict[str, tuple[int, str]], owned: Ownership) -> None:
+    """Writes the image's owner, and for a device node its type and number, over host stat data."""
+    def put(field: str, value: int) -> None:
+        offset, fmt = fields[field]
+        struct.pack_into(fmt, data, offset, value)
+
+    put("uid", owned.uid)
+    put("gid", owned.gid)
+    if owned.device is not None:
+        kind, major, minor = owned.device
+        mode_at, mode_format = fields["mode"]
+        mode = struct.unpack_from(mode_format, data, mode_at)[0]
+        put("mode", (stat.S_IFCHR if kind == "c" else stat.S_IFBLK) | stat.S_IMODE(mode))
+        put("rdev", os.makedev(major, minor))
+
+
+def _umask(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022

@@ -1,0 +1,246 @@
+"""seccomp user notification (Linux 5.0+): a supervisor answers some system calls of a child in its stead.
+
+The child installs a filter before it execs (`Listener.install`, in a `preexec_fn`), which sends the listener
+descriptor the kernel returns back to the parent over a socket pair; every process descended from the child then
+stops in the kernel on the chosen system calls until the supervisor answers with a result (`Notification.reply`).
+No privilege is needed: only no_new_privs, which the child sets for itself.
+
+This module knows only the kernel interface (the filter program, the ioctls, the child's memory); what is decided
+is proot_supervisor.py's business.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import platform
+import select
+import socket
+import struct
+from dataclasses import dataclass
+
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_USER_NOTIF = 0x7FC00000
+
+# ioctls of <linux/seccomp.h>: _IOWR('!', 0, struct seccomp_notif), _IOWR('!', 1, struct seccomp_notif_resp),
+# _IOW('!', 2, __u64).
+NOTIF_RECV = 0xC0502100
+NOTIF_SEND = 0xC0182101
+NOTIF_ID_VALID = 0x40082102
+NOTIF = struct.Struct("=QIIiIQ6Q")  # id, pid, flags, then seccomp_data: nr, arch, instruction_pointer, args
+RESPONSE = struct.Struct("=QqiI")  # id, val, error, flags
+
+# BPF opcodes: BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K; seccomp_data offsets.
+_LOAD, _JUMP_IF_EQUAL, _RETURN = 0x20, 0x15, 0x06
+_NR_OFFSET, _ARCH_OFFSET = 0, 4
+
+
+@dataclass(frozen=True)
+class Arch:
+    audit: int  # AUDIT_ARCH_* as seccomp_data.arch carries it
+    seccomp: int  # the seccomp() system call's number
+    calls: dict[str, int]  # the ownership and stat system calls this architecture has
+    stat_size: int  # sizeof(struct stat)
+    stat_fields: dict[str, tuple[int, str]]  # struct stat: field -> (offset, struct format)
+
+
+ARCHES = {
+    "x86_64": Arch(0xC000003E, 317,
+                   {"chown": 92, "fchown": 93, "lchown": 94, "mknod": 133, "mknodat": 259, "fchownat": 260,
+                    "stat": 4, "fstat": 5, "lstat": 6, "newfstatat": 262, "statx": 332},
+                   144, {"ino": (8, "=Q"), "mode": (24, "=I"), "uid": (28, "=I"), "gid": (32, "=I"),
+                         "rdev": (40, "=Q")}),
+    "aarch64": Arch(0xC00000B7, 277,
+                    {"mknodat": 33, "fchownat": 54, "fchown": 55, "newfstatat": 79, "fstat": 80, "statx": 291},
+                    128, {"ino": (8, "=Q"), "mode": (16, "=I"), "uid": (24, "=I"), "gid": (28, "=I"),
+                          "rdev": (32, "=Q")}),
+}
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def current_arch() -> Arch | None:
+    return ARCHES.get(platform.machine())
+
+
+def filter_program(arch: Arch, numbers: list[int]) -> list[tuple[int, int, int, int]]:
+    """A BPF program: the listed system calls of `arch` go to the supervisor, everything else (including
+    another architecture's calls, e.g. a 32-bit binary's) is allowed."""
+    count = len(numbers)
+    program = [(_LOAD, 0, 0, _ARCH_OFFSET), (_JUMP_IF_EQUAL, 0, count + 1, arch.audit), (_LOAD, 0, 0, _NR_OFFSET)]
+    # Instruction 3 + i jumps to the notify return at 4 + count when the number matches.
+    program += [(_JUMP_IF_EQUAL, count - i, 0, nr) for i, nr in enumerate(numbers)]
+    return program + [(_RETURN, 0, 0, SECCOMP_RET_ALLOW), (_RETURN, 0, 0, SECCOMP_RET_USER_NOTIF)]
+
+
+class Listener:
+    """Made in the parent before the fork; `install` runs in the child (nothing there may allocate much or
+    take a lock: it is a preexec_fn), `receive` in the parent after the child has started."""
+
+    def __init__(self, arch: Arch, names: list[str]):
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._arch = arch
+        program = filter_program(arch, [arch.calls[name] for name in names if name in arch.calls])
+        self._filters = (_SockFilter * len(program))(*[_SockFilter(*insn) for insn in program])
+        self._prog = _SockFprog(len(program), self._filters)
+        self.parent_end, self.child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def install(self) -> None:
+        """In the child: set the filter and send its listener (or the errno that refused it) to the parent."""
+        message = b"ok"
+        fds: list[int] = []
+        if self._libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            message = b"prctl %d" % ctypes.get_errno()
+        else:
+            fd = self._libc.syscall(self._arch.seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                                    ctypes.byref(self._prog))
+            if fd < 0:
+                message = b"seccomp %d" % ctypes.get_errno()
+            else:
+                fds = [fd]
+        socket.send_fds(self.child_end, [message], fds)
+        for fd in fds:
+            os.close(fd)
+
+    def receive(self) -> int:
+        """In the parent, once the child has exec'd: the listener descriptor; OSError with the child's errno
+        when the kernel refused the filter (too old a kernel, seccomp itself filtered out, ...)."""
+        self.child_end.close()
+        try:
+            message, fds, _, _ = socket.recv_fds(self.parent_end, 64, 1)
+        finally:
+            self.parent_end.close()
+        if not fds:
+            what, _, code = message.decode().partition(" ")
+            number = int(code) if code.isdigit() else errno.EIO
+            raise OSError(number, f"{what}: {os.strerror(number)}")
+        return fds[0]
+
+    def close(self) -> None:
+        self.parent_end.close()
+        self.child_end.close()
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    pid: int
+    nr: int
+    args: tuple[int, ...]
+
+
+def wait(listener: int, stop: int) -> Notification | None:
+    """The next notification, or None once `stop` is readable or no process is left that the filter covers."""
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    poller.register(stop, select.POLLIN)
+    while True:
+        events = dict(poller.poll())
+        if stop in events or events.get(listener, 0) & (select.POLLHUP | select.POLLERR):
+            return None
+        if listener not in events:
+            continue
+        buffer = bytearray(NOTIF.size)  # the kernel wants it zeroed
+        try:
+            fcntl.ioctl(listener, NOTIF_RECV, buffer, True)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EINTR):  # the caller died before we took it
+                continue
+            raise
+        nid, pid, _, nr, _, _, *args = NOTIF.unpack(buffer)
+        return Notification(nid, pid, nr, tuple(args))
+
+
+def still_waiting(listener: int, notification: Notification) -> bool:
+    """The caller is still stopped in this system call (so its pid and memory are still its own)."""
+    try:
+        fcntl.ioctl(listener, NOTIF_ID_VALID, struct.pack("=Q", notification.id))
+    except OSError:
+        return False
+    return True
+
+
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+CONTINUE = "continue"  # `reply`'s result for: let the kernel run the call as it is (Linux 5.5+)
+
+
+def reply(listener: int, notification: Notification, result: int | str) -> None:
+    """Ends the system call with `result` (0 or more for success, -errno for a failure), or lets it run
+    (CONTINUE)."""
+    if result == CONTINUE:
+        response = RESPONSE.pack(notification.id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+    else:
+        response = RESPONSE.pack(notification.id, result if result >= 0 else 0, result if result < 0 else 0, 0)
+    try:
+        fcntl.ioctl(listener, NOTIF_SEND, bytearray(response), True)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:  # the caller was killed meanwhile: nobody waits for the answer
+            raise
+
+
+class ProcessMemory:
+    """The memory of the processes a filter stops, through /proc/PID/mem descriptors kept open per process (a
+    step that stats thousands of files would otherwise open and close one per call)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+
+    def read_string(self, pid: int, address: int, limit: int = 4096) -> bytes:
+        """A NUL-terminated string, read a page at a time (it may end just before an unmapped page)."""
+        for fresh in (False, True):  # a kept descriptor may belong to an earlier process with this pid
+            fd = self._open(pid, fresh)
+            data = bytearray()
+            try:
+                while len(data) < limit:
+                    chunk = os.pread(fd, 4096 - (address + len(data)) % 4096, address + len(data))
+                    if not chunk:
+                        break
+                    end = chunk.find(b"\0")
+                    if end >= 0:
+                        return bytes(data + chunk[:end])
+                    data += chunk
+            except OSError:
+                if fresh:
+                    raise
+        raise OSError(errno.ENAMETOOLONG, "path too long or unreadable")
+
+    def write(self, pid: int, address: int, data: bytes) -> None:
+        """Writes `data` into a buffer the process passed to its system call."""
+        if os.pwrite(self._open(pid, True), data, address) != len(data):
+            raise OSError(errno.EFAULT, "short write into the caller's memory")
+
+    def _open(self, pid: int, fresh: bool) -> int:
+        fd = self._fds.get(pid)
+        if fd is not None and not fresh:
+            return fd
+        if fd is not None:
+            os.close(fd)
+        fd = self._fds[pid] = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+
+
+def stat_call(arch: Arch, path: str, flags: int) -> bytearray | int:
+    """The raw struct stat newfstatat gives for `path` (with the caller's AT_SYMLINK_NOFOLLOW), or -errno."""
+    data = bytearray(arch.stat_size)
+    buffer = (ctypes.c_char * len(data)).from_buffer(data)
+    result = _libc.syscall(arch.calls["newfstatat"], _AT_FDCWD, os.fsencode(path), buffer, flags)
+    return -ctypes.get_errno() if result != 0 else data
