@@ -3,7 +3,7 @@ global ARG scope (the ARGs before the first FROM and the args BuildKit predefine
 
 from __future__ import annotations
 
-import platform as _host
+import os
 from dataclasses import dataclass
 
 from .dockerfile import instructions as ins
@@ -35,7 +35,7 @@ class BuildPlan:
 
 def host_platform() -> Platform:
     """The platform RUN steps execute on: BuildKit's build platform (BUILDPLATFORM)."""
-    return Platform.parse(_host.machine() or "amd64")
+    return Platform.parse(os.uname().machine or "amd64")
 
 
 def predefined_args(target: Platform, build: Platform, target_stage: str) -> dict[str, str]:

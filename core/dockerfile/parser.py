@@ -15,7 +15,6 @@ Every problem a user can cause is raised as `DockerfileError` with the instructi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import io
 import json
 import re
@@ -370,6 +369,8 @@ def _split_command(text: str) -> tuple[str, str]:
 
 
 def _unknown_instruction(written: str, escape: str) -> _Problem:
+    import difflib  # only for a misspelt instruction's hint
+
     close = difflib.get_close_matches(written.upper(), ins.KEYWORDS, n=1, cutoff=0.6)
     if close:
         return _Problem(f'unknown instruction "{written}" (did you mean {close[0]}?)')
@@ -462,6 +463,8 @@ def _unknown_flag(keyword: str, name: str, known: dict[str, str]) -> _Problem:
         message = f"unknown flag --{name} for {keyword} (known: {', '.join('--' + k for k in known)})"
     else:
         message = f"unknown flag --{name} for {keyword} ({keyword} takes no flags)"
+    import difflib  # only for an unknown flag's hint
+
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     if close:
         hint = f"did you mean --{close[0]}?"

@@ -15,7 +15,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import platform
 import select
 import socket
 import struct
@@ -71,7 +70,7 @@ class _SockFprog(ctypes.Structure):
 
 
 def current_arch() -> Arch | None:
-    return ARCHES.get(platform.machine())
+    return ARCHES.get(os.uname().machine)
 
 
 def filter_program(arch: Arch, numbers: list[int]) -> list[tuple[int, int, int, int]]:
