@@ -1,8 +1,9 @@
 """A content-addressed blob store on disk (`blobs/sha256/HEX`, the OCI layout's shape).
 
 Blobs are written to a temporary file beside their final place, hashed while they are written, and renamed
-into place only once their digest is known (and, for pulled blobs, verified). A reader therefore never sees
-a partial or corrupt blob, and two writers of the same blob cannot corrupt each other.
+into place only once their digest is known (and, for pulled blobs, verified) and their data is on the disk. A
+reader therefore never sees a partial or corrupt blob, not even after a power loss, and two writers of the same
+blob cannot corrupt each other.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class BlobWriter:
         return len(data)
 
     def commit(self) -> str:
+        # On the disk before its name is: step overlays are volatile (nothing syncs the filesystem any more), and
+        # after a power loss a renamed but unwritten blob would be an empty file under a trusted digest.
+        self._file.flush()
+        os.fsync(self._file.fileno())
         self._file.close()
         digest = "sha256:" + self._hash.hexdigest()
         if self._expected and digest != self._expected:
