@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.debian_base import debian_python_layer  # noqa: E402
-from dockyard.rootfs.scan import RACY_NS, file_digest, scan  # noqa: E402
+from dockyard.cache.digests import hash_file  # noqa: E402
+from dockyard.rootfs.scan import RACY_NS, scan  # noqa: E402
 from dockyard.rootfs.unpack import apply_layer  # noqa: E402
 
 
@@ -86,7 +87,7 @@ def main() -> int:
         started = time.perf_counter()
         files = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
         for path in files:
-            file_digest(str(path))
+            hash_file(str(path))
         print(f"  for scale: hashing all {len(files)} files once {1000 * (time.perf_counter() - started):.0f} ms")
     return 0
 

@@ -34,13 +34,13 @@ def _changes(result) -> dict[str, str]:
 def counted_hashing(monkeypatch) -> list[str]:
     """Every path whose content the scan reads."""
     hashed: list[str] = []
-    real = scan_module.file_digest
+    real = scan_module.hash_file
 
     def counting(path: str) -> str:
         hashed.append(path)
         return real(path)
 
-    monkeypatch.setattr(scan_module, "file_digest", counting)
+    monkeypatch.setattr(scan_module, "hash_file", counting)
     return hashed
 
 

@@ -22,12 +22,12 @@ directories of every changed path.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import time
 from dataclasses import dataclass, field
 
+from ..cache.digests import hash_file
 from .ownership import Ownership, OwnershipLedger
 from .snapshot import Change
 
@@ -84,14 +84,6 @@ def read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
         except OSError:
             continue
     return tuple(found)
-
-
-def file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as data:
-        for chunk in iter(lambda: data.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Scanner:
@@ -161,7 +153,7 @@ class Scanner:
 
     def _hash(self, path: str) -> str:
         self.stats.hashed += 1
-        return file_digest(path)
+        return hash_file(path)
 
     def _changes(self) -> list[Change]:
         assert self.previous is not None
