@@ -247,23 +247,14 @@ class Copier:
         self._set_metadata(source, dest_host, st)
 
     def _copy_file(self, source: str, dest_host: str, st: os.stat_result) -> None:
-        """A regular file: its data, then its metadata (what _set_metadata does, through the open descriptors:
-        each path lookup in an overlay costs, and a COPY of a context makes thousands of files)."""
+        """A regular file: its data, then its metadata through the open descriptors (each path lookup in an
+        overlay costs, and a COPY of a context makes thousands of files)."""
         src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             dst = os.open(dest_host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 copy_data(src, dst)
-                # By path: without root, a refused chown is recorded for the path (rootfs/ownership.py).
-                ownership.chown(dest_host, *self.owner_for(source, st))
-                for name, value in image_xattrs(src).items():
-                    try:
-                        os.setxattr(dst, name, value)
-                    except OSError:
-                        pass  # as in _set_metadata
-                mode = stat.S_IMODE(st.st_mode)
-                os.fchmod(dst, self.options.mode.apply(mode, False) if self.options.mode is not None else mode)
-                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+                self._set_metadata(source, dest_host, st, (src, dst))
             finally:
                 os.close(dst)
         finally:
@@ -276,20 +267,26 @@ class Copier:
             return ownership.image_owner(source, st)
         return 0, 0
 
-    def _set_metadata(self, source: str, dest_host: str, st: os.stat_result) -> None:
+    def _set_metadata(self, source: str, dest_host: str, st: os.stat_result,
+                      open_files: tuple[int, int] | None = None) -> None:
+        """Owner, xattrs, mode and times of `source` onto `dest_host`; through the descriptors (source,
+        destination) when both are open, which spares a path lookup each through the overlay."""
+        # By path: without root, a refused chown is recorded for the path (rootfs/ownership.py).
         ownership.chown(dest_host, *self.owner_for(source, st))
+        read_from, write_to = open_files if open_files is not None else (source, dest_host)
+        nofollow = {} if open_files is not None else {"follow_symlinks": False}
         # BuildKit copies xattrs (user.*, security.capability) from the context and from stages alike.
-        for name, value in image_xattrs(source).items():
+        for name, value in image_xattrs(read_from).items():
             try:
-                os.setxattr(dest_host, name, value, follow_symlinks=False)
+                os.setxattr(write_to, name, value, **nofollow)
             except OSError:
                 pass  # e.g. user.* on a symlink: refused by the kernel, and ignored by BuildKit too
         if not stat.S_ISLNK(st.st_mode):
             mode = stat.S_IMODE(st.st_mode)
             if self.options.mode is not None:
                 mode = self.options.mode.apply(mode, stat.S_ISDIR(st.st_mode))
-            os.chmod(dest_host, mode)  # after chown, which clears setuid/setgid
-        os.utime(dest_host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            os.chmod(write_to, mode)  # after chown, which clears setuid/setgid
+        os.utime(write_to, ns=(st.st_atime_ns, st.st_mtime_ns), **nofollow)
 
 
 def copy_data(src: int, dst: int) -> None:
