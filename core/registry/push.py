@@ -27,6 +27,13 @@ def _repositories(refs: list[Reference]) -> list[Reference]:
     return list(repositories.values())
 
 
+def _upload_everywhere(client: RegistryClient, repositories: list[Reference], digest: str, size: int,
+                       store: BlobStore) -> None:
+    """One blob to each repository in turn, so that the second one mounts what the first received."""
+    for repo in repositories:
+        client.upload_blob(repo, digest, size, store)
+
+
 class EarlyUploads:
     """Layer blobs sent to the push's repositories as soon as a step has made them, one at a time on a thread of
     their own, while the build goes on (the next RUN runs while the last layer uploads). Only blobs: the manifest
@@ -44,11 +51,8 @@ class EarlyUploads:
         # A registry cache hit's layer is not in the store: push_image mounts or fetches it.
         if layer.digest in self._started or not self._store.has(layer.digest):
             return
-        self._started[layer.digest] = self._pool.submit(self._upload, layer.digest, layer.size)
-
-    def _upload(self, digest: str, size: int) -> None:
-        for repo in self._repositories:
-            self._client.upload_blob(repo, digest, size, self._store)
+        self._started[layer.digest] = self._pool.submit(_upload_everywhere, self._client, self._repositories,
+                                                        layer.digest, layer.size, self._store)
 
     def finish(self) -> frozenset[str]:
         """Wait for the uploads; returns the digests every repository now has."""
@@ -76,7 +80,6 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
     config_desc = image.config_descriptor()
     if not store.has(config_desc.digest):
         store.put_bytes(config)
-    # Each blob goes to the repositories one after another, so that the second one mounts what the first received.
     repositories = _repositories(refs)
 
     blobs: dict[str, int] = {}
@@ -91,12 +94,8 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
         blobs.setdefault(layer.digest, layer.size)
     blobs.setdefault(config_desc.digest, config_desc.size)
 
-    def upload_everywhere(blob_digest: str, size: int) -> None:
-        for repo in repositories:
-            client.upload_blob(repo, blob_digest, size, store)
-
     with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(blobs)), thread_name_prefix="push") as pool:
-        futures = [pool.submit(upload_everywhere, d, size) for d, size in blobs.items()]
+        futures = [pool.submit(_upload_everywhere, client, repositories, d, size, store) for d, size in blobs.items()]
         _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
