@@ -34,6 +34,8 @@ NOTIF_ID_VALID = 0x40082102
 NOTIF = struct.Struct("=QIIiIQ6Q")  # id, pid, flags, then seccomp_data: nr, arch, instruction_pointer, args
 RESPONSE = struct.Struct("=QqiI")  # id, val, error, flags
 
+_libc = ctypes.CDLL(None, use_errno=True)
+
 # BPF opcodes: BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K; seccomp_data offsets.
 _LOAD, _JUMP_IF_EQUAL, _RETURN = 0x20, 0x15, 0x06
 _NR_OFFSET, _ARCH_OFFSET = 0, 4
@@ -88,7 +90,6 @@ class Listener:
     take a lock: it is a preexec_fn), `receive` in the parent after the child has started."""
 
     def __init__(self, arch: Arch, names: list[str]):
-        self._libc = ctypes.CDLL(None, use_errno=True)
         self._arch = arch
         program = filter_program(arch, [arch.calls[name] for name in names if name in arch.calls])
         self._filters = (_SockFilter * len(program))(*[_SockFilter(*insn) for insn in program])
@@ -99,11 +100,11 @@ class Listener:
         """In the child: set the filter and send its listener (or the errno that refused it) to the parent."""
         message = b"ok"
         fds: list[int] = []
-        if self._libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             message = b"prctl %d" % ctypes.get_errno()
         else:
-            fd = self._libc.syscall(self._arch.seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                                    ctypes.byref(self._prog))
+            fd = _libc.syscall(self._arch.seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                               ctypes.byref(self._prog))
             if fd < 0:
                 message = b"seccomp %d" % ctypes.get_errno()
             else:
@@ -233,7 +234,6 @@ class ProcessMemory:
             os.close(fd)
         self._fds.clear()
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _AT_FDCWD = -100
 
 
