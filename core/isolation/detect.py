@@ -18,7 +18,6 @@ import tempfile
 from dataclasses import dataclass
 
 from ..rootfs.overlay import OVERLAY_OPTIONS, USERNS_OVERLAY_OPTIONS, in_user_namespace
-from . import proot_supervisor
 from .userns import Subordinates, id_map_tools, subordinates
 
 CLONE_NEWNS = 0x00020000
@@ -43,7 +42,6 @@ class Environment:
     subordinates: Subordinates | None  # the user's /etc/subuid and /etc/subgid ranges
     id_map_tools: bool  # newuidmap and newgidmap are installed
     in_user_namespace: bool  # this process already runs in a user namespace other than the host's
-    chown_recording: str | None  # None: seccomp user notification works (proot_supervisor.py); else why not
 
     @property
     def can_reenter(self) -> bool:
@@ -149,7 +147,7 @@ def probe(work_dir: str = "/var/tmp") -> Environment:
         mount_namespace=_in_child(_mount_namespace), overlayfs=_in_child(lambda: _overlay(work_dir)),
         user_namespace=_in_child(_user_namespace), max_user_namespaces=_max_user_namespaces(),
         seccomp=_seccomp(), proot=_proot(), subordinates=subordinates(), id_map_tools=id_map_tools() is not None,
-        in_user_namespace=in_user_namespace(), chown_recording=proot_supervisor.available())
+        in_user_namespace=in_user_namespace())
 
 
 def choose(env: Environment, wanted: str = "auto", *, reentry: bool = True) -> Mode:

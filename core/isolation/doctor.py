@@ -4,6 +4,7 @@ execution mode a build would pick (or why none can run)."""
 from __future__ import annotations
 
 from ..errors import IsolationError
+from . import proot_supervisor
 from .detect import Environment, Mode, choose
 
 # What a build in each mode keeps and loses, in the words a user needs to decide whether that is enough.
@@ -41,8 +42,9 @@ def _yes(flag: bool, yes: str, no: str) -> str:
     return yes if flag else no
 
 
-def findings(env: Environment, work_dir: str) -> list[tuple[str, str, str]]:
-    """(what, found, what it means) for each probe."""
+def findings(env: Environment, work_dir: str, notify_refused: str | None) -> list[tuple[str, str, str]]:
+    """(what, found, what it means) for each probe; `notify_refused` is why seccomp user notification does not
+    work here (proot_supervisor.available), or None."""
     ids = env.subordinates
     limit = "unknown" if env.max_user_namespaces is None else str(env.max_user_namespaces)
     return [
@@ -69,8 +71,8 @@ def findings(env: Environment, work_dir: str) -> list[tuple[str, str, str]]:
         ("seccomp", env.seccomp, {"filter": "a filter applies (a container's default profile blocks unshare "
                                             "and mount)", "disabled": "no system call filter",
                                   "strict": "only read/write/exit: builds cannot run"}.get(env.seccomp, "unknown")),
-        ("seccomp user notification", _yes(env.chown_recording is None, "works", env.chown_recording or ""),
-         _yes(env.chown_recording is None, "through proot, statx works and a non-root build records RUN's chown",
+        ("seccomp user notification", _yes(notify_refused is None, "works", notify_refused or ""),
+         _yes(notify_refused is None, "through proot, statx works and a non-root build records RUN's chown",
               "through proot, statx fails (coreutils ls -l, stat) and a non-root build loses RUN's chown")),
         ("proot", env.proot or "missing",
          _yes(env.proot is not None, "RUN can run without any privilege", "install Debian's proot package")),
@@ -79,7 +81,9 @@ def findings(env: Environment, work_dir: str) -> list[tuple[str, str, str]]:
 
 def report(env: Environment, work_dir: str, wanted: str = "auto") -> tuple[list[str], bool]:
     """The report's lines, and whether a build can run."""
-    rows = findings(env, work_dir)
+    # Probed here, not by every build: only the proot runs use it, and they say so when it is refused.
+    notify_refused = proot_supervisor.available()
+    rows = findings(env, work_dir, notify_refused)
     width = max(len(what) for what, _, _ in rows)
     found_width = max(len(found) for _, found, _ in rows)
     lines = ["dockyard doctor: what this environment allows for builds", ""]
@@ -93,6 +97,6 @@ def report(env: Environment, work_dir: str, wanted: str = "auto") -> tuple[list[
     lines.append(f"mode: {mode.name} ({mode.reason})")
     lines += ["  " + line for line in MODE_EFFECTS[mode.name]]
     if mode.name == "proot" and env.euid != 0:
-        effects = NON_ROOT_PROOT if env.chown_recording is None else NON_ROOT_PROOT_UNRECORDED
+        effects = NON_ROOT_PROOT if notify_refused is None else NON_ROOT_PROOT_UNRECORDED
         lines += ["  " + line for line in effects]
     return lines, True
