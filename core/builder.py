@@ -12,13 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import events as ev
 from .cache.digests import FileDigests
 from .cache.keys import base_key
 from .cache.layers import LayerCache
 from .cache.locking import cache_lock_path, file_lock
-from .cache.remote import RemoteCache, export_cache, import_caches
 from .cache.store import StepCache, StepEntry
 from .context import BuildContext, DockerIgnore, check_context
 from .dockerfile import instructions as ins
@@ -31,15 +31,16 @@ from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descr
                           Platform)
 from .image.reference import Reference, parse_reference
 from .isolation import NamespaceRunner, Runner
-from .isolation.detect import choose, probe
-from .isolation.proot import ProotRunner
+from .isolation.detect import select
 from .mounts import MountSources
 from .options import EPOCH_ARG, BuildOptions, check_compression
 from .plan import StagePlan, make_plan
 from .registry.routing import Routes
 from .rootfs import PendingLayer, RootFS, Workspace, ownership
-from .rootfs.trees import DirectoryRoots
 from .rootfs.overlay import enter_private_mount_namespace
+
+if TYPE_CHECKING:  # imported where used: a build without them does not pay for their import
+    from .cache.remote import RemoteCache
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class Builder:
             self.events.emit(ev.Message(level="info", text=note))
         work_parent = scratch_parent(opts)
         work_parent.mkdir(parents=True, exist_ok=True)
-        mode = choose(probe(str(work_parent)), opts.isolation, reentry=False)
+        mode = select(str(work_parent), opts.isolation, reentry=False)
         self.events.emit(ev.Message(level="info", text=f"isolation: {mode.name} ({mode.reason})"))
         if mode.name == "namespaces":
             enter_private_mount_namespace()
@@ -201,9 +202,13 @@ class Builder:
             raise UsageError(f"cannot use the cache directory {opts.cache_root}: {exc.strerror}",
                              hint="give a writable directory with --cache-dir (or set XDG_CACHE_HOME)") from None
         workspace = Workspace(Path(tempfile.mkdtemp(prefix="dockyard-", dir=work_parent)))
-        runner = self.runner or (NamespaceRunner() if mode.name == "namespaces" else ProotRunner())
         recording = ExitStack()
+        runner = self.runner or NamespaceRunner()
         if mode.name == "proot":
+            from .isolation.proot import ProotRunner
+            from .rootfs.trees import DirectoryRoots
+
+            runner = self.runner or ProotRunner()
             workspace.trees = DirectoryRoots(workspace.root / "trees", store)
             recording.enter_context(ownership.recording(workspace.trees.ledger))
         self.layer_cache = LayerCache(opts.cache_root / "layers")
@@ -234,6 +239,8 @@ class Builder:
                 pushed_stages = target_chain(plan)
                 services.on_layer = lambda stage, layer: early_uploads.add(layer) if stage in pushed_stages else None
             if opts.cache_from and not opts.no_cache:
+                from .cache.remote import import_caches
+
                 self.remote_cache = import_caches(self.client, [c.ref for c in opts.cache_from], store,
                                                   self.events, opts.cache_ttl)
                 services.remote_cache = self.remote_cache
@@ -452,6 +459,10 @@ class Builder:
                        pushed: list[str]) -> None:
         """--cache-to: the steps of the final image (mode=min) or of every stage (max) to each cache ref. A
         failure is an error (a warning with ignore-error=true) that says the image itself was written."""
+        if not self.options.cache_to:
+            return
+        from .cache.remote import export_cache
+
         final_stages = target_chain(plan)
         for spec in self.options.cache_to:
             ref = parse_reference(spec.ref)

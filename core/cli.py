@@ -238,8 +238,6 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
 
 def run_build(args: argparse.Namespace, argv: list[str]) -> int:
     from .builder import build, display_path, scratch_parent
-    from .diagnostics import check_dockerfile, finding_from_error
-    from .diagnostics.reports import ReportSpec, check_fail_on, write_reports
     from .events import Events
     from .progress import make_renderer
 
@@ -249,12 +247,20 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
         code = _in_user_namespace(argv, str(scratch_parent(options)), options.isolation)
         if code is not None:
             return code
-    reports = [ReportSpec.parse(r) for r in args.report]
+    # The diagnostics package is imported only when a build checks its Dockerfile or writes a report.
+    reports = []
+    if args.report:
+        from .diagnostics.reports import ReportSpec
+
+        reports = [ReportSpec.parse(r) for r in args.report]
     renderer = make_renderer(args.progress, quiet=args.quiet)
     events = Events(renderer)
     findings = []
     try:
         if args.check:
+            from .diagnostics import check_dockerfile
+            from .diagnostics.reports import check_fail_on
+
             findings = check_dockerfile(options.dockerfile_path, context=options.context,
                                         build_args=dict(options.build_args), target=options.target)
             for finding in findings:
@@ -263,12 +269,19 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
             check_fail_on(findings, args.fail_on, display_path(options.dockerfile_path))
         result = build(options, events=events)
     except DockyardError as exc:
-        failure = finding_from_error(exc)
-        write_reports(findings + ([failure] if failure else []), reports)
+        if reports:
+            from .diagnostics import finding_from_error
+            from .diagnostics.reports import write_reports
+
+            failure = finding_from_error(exc)
+            write_reports(findings + ([failure] if failure else []), reports)
         raise
     finally:
         renderer.close()
-    write_reports(findings, reports)
+    if reports:
+        from .diagnostics.reports import write_reports
+
+        write_reports(findings, reports)
     print(result.digest)
     return 0
 

@@ -8,17 +8,14 @@ import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import events as ev
 from .cache.digests import FileDigests
 from .cache.keys import step_key
 from .cache.layers import LayerCache
-from .cache.remote import RemoteCache
 from .cache.store import StepCache, StepEntry, new_entry
 from .context import BuildContext
-from .copy import Copier, CopyOptions
-from .copy_step import copy_cache_inputs, execute_copy
 from .dockerfile import instructions as ins
 from .dockerfile.expand import Expander
 from .errors import DockerfileError, DockyardError, StepFailed
@@ -33,6 +30,9 @@ from .rootfs.paths import image_path_join
 from .rootfs.snapshot import write_layer
 from .run_step import execute_run, run_cache_inputs
 from .users import UnknownUser, resolve_chown
+
+if TYPE_CHECKING:
+    from .cache.remote import RemoteCache
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -411,6 +411,8 @@ class StageExecutor:
 
     def _make_workdirs(self, upper: str) -> None:
         """The pending WORKDIR directories, made in `upper` (over the current root); errors at their line."""
+        from .copy import Copier, CopyOptions
+
         pending, self._pending_workdirs = self._pending_workdirs, []
         with mounted_step(self.rootfs, self.s.workspace, upper=upper) as step:
             for path, user, inst in pending:
@@ -624,10 +626,13 @@ class StageExecutor:
         return self.cached_step(run_cache_inputs(self, inst), lambda: execute_run(self, inst))
 
     def do_copy(self, inst: ins.Copy) -> Layer | None:
+        # copy_step (and the tar, compression and download code under it) is imported by the first COPY or ADD:
+        # a build of RUN steps alone starts without it.
+        from .copy_step import copy_cache_inputs, execute_copy
+
         return self.cached_step(copy_cache_inputs(self, inst), lambda: execute_copy(self, inst))
 
-    def do_add(self, inst: ins.Copy) -> Layer | None:
-        return self.cached_step(copy_cache_inputs(self, inst), lambda: execute_copy(self, inst))
+    do_add = do_copy
 
 
 def _scan_note(stats) -> str:

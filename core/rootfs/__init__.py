@@ -13,12 +13,14 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..cache.layers import chain_id
 from ..image.model import Layer
 from .overlay import overlay_mount, umount
-from .trees import DirectoryRoots
+
+if TYPE_CHECKING:  # the proot modes' roots: imported by the builder in those modes only
+    from .trees import DirectoryRoots
 
 
 class Workspace:
