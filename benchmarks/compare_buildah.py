@@ -25,7 +25,6 @@ cold run of workload 2.  Prints the median time, the peak memory and the dockyar
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import platform
@@ -43,7 +42,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 WORKLOADS = REPO_ROOT / "benchmarks" / "workloads"
-DOCKYARD = REPO_ROOT / ".venv" / "bin" / "dockyard"
 TOOLS = ("dockyard", "buildah")
 BUILD_TIMEOUT = 900
 
@@ -161,12 +159,13 @@ def measure(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Measur
 class DockyardRunner:
     """`dockyard build --push` with its blob store and work dir under `state` (fresh state = a cold build)."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, script: Path) -> None:
         self.state = state
+        self.script = script  # benchmarks/installed.py: dockyard installed as users get it
 
     def measure(self, context: Path, dockerfile: Path, tag: str, build_args: dict[str, str]) -> Measurement:
         env = {**os.environ, "XDG_CACHE_HOME": str(self.state / "cache"), "HOME": str(self.state / "home")}
-        command = [str(DOCKYARD), "build", "--push", "-q", "-t", tag, "-f", str(dockerfile),
+        command = [str(self.script), "build", "--push", "-q", "-t", tag, "-f", str(dockerfile),
                    "--work-dir", str(self.state / "work")]
         for key, value in build_args.items():
             command += ["--build-arg", f"{key}={value}"]
@@ -223,8 +222,9 @@ def remove_state(path: Path) -> None:
 
 
 class Benchmark:
-    def __init__(self, root: Path, registry_host: str, base: str, sizes: Sizes, runs: int) -> None:
+    def __init__(self, root: Path, registry_host: str, base: str, sizes: Sizes, runs: int, dockyard: Path) -> None:
         self.root = root
+        self.dockyard = dockyard
         self.registry_host = registry_host
         self.base = base
         self.sizes = sizes
@@ -276,7 +276,7 @@ class Benchmark:
     def _runner(self, tool: str, state: Path) -> DockyardRunner | BuildahRunner:
         if not state.exists():
             make_state(state)
-        return DockyardRunner(state) if tool == "dockyard" else BuildahRunner(state, self.registry_host)
+        return DockyardRunner(state, self.dockyard) if tool == "dockyard" else BuildahRunner(state, self.registry_host)
 
     def _record(self, workload: Workload, tool: str, runner, context: Path) -> None:
         self._serial += 1
@@ -363,20 +363,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure_child:
         measure_child(args.measure_child)
         return 0
+    from benchmarks.installed import install
     from tests.support.debian_base import push_debian_python_base
     from tests.support.registry import RegistryServer
 
     workloads = selected(args.only)
     sizes = QUICK if args.quick else Sizes()
-    # dockyard as installed (scripts/install.sh): with its bytecode, even for modules edited since.
-    compileall.compile_dir(str(REPO_ROOT / "core"), quiet=1)
     # /var/tmp, not /tmp: several GB of layers and registry blobs, and overlayfs needs a real filesystem.
     root = Path(tempfile.mkdtemp(prefix="dockyard-vs-buildah-", dir="/var/tmp"))
+    dockyard = install(root / "dockyard-venv")
     registry = RegistryServer.start(root / "registry")
     try:
         print("pushing the Debian python3 base ...", flush=True)
         base = push_debian_python_base(registry.host, root / "base")
-        bench = Benchmark(root, registry.host, base, sizes, args.runs)
+        bench = Benchmark(root, registry.host, base, sizes, args.runs, dockyard)
         bench.run(workloads)
     finally:
         registry.stop()

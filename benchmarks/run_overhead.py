@@ -4,7 +4,8 @@
 
 Starts its own registry on loopback (tests/support/registry.py), pushes two bases made like the test suite's
 (tests/support/images.py): the busybox base, and a "big" base with the busybox layer plus a layer of 20,000
-files. Then it measures, with the real `dockyard` command line:
+files. Then it measures the `dockyard` command of a regular install of this checkout in a scratch virtualenv
+(benchmarks/installed.py: what the GitHub Action and the builder image have, not .venv's editable install):
 
 * per-RUN overhead: what each `RUN true` step adds to the wall time of a build with ten of them, against the
   same build without them, on each base: everything a RUN costs besides the command itself (overlay mount,
@@ -32,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import images  # noqa: E402  (the repository root must be importable first)
+from benchmarks.installed import install  # noqa: E402  (the repository root must be importable first)
+from tests.support import images  # noqa: E402
 from tests.support.registry import RegistryServer  # noqa: E402
 
 RUN_STEPS = 10
@@ -59,17 +61,19 @@ def push_big_base(registry_host: str, workdir: Path) -> str:
 
 
 class Dockyard:
-    """The dockyard CLI with a private blob store and work directory (HOME and the work dir in `scratch`)."""
+    """The dockyard CLI, installed as users get it (benchmarks/installed.py), with a private blob store and work
+    directory (HOME and the work dir in `scratch`)."""
 
     def __init__(self, scratch: Path):
         self.scratch = scratch
+        self.script = install(scratch / "dockyard-venv")
         self.env = {**os.environ, "HOME": str(scratch / "home"), "CI": "true"}
         self.env.pop("XDG_CACHE_HOME", None)
 
     def run(self, *args: str) -> float:
         """Wall time of one dockyard command; raises if it fails."""
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "dockyard", *args], env=self.env, capture_output=True,
+        proc = subprocess.run([str(self.script), *args], env=self.env, capture_output=True,
                               text=True)
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:

@@ -113,11 +113,6 @@ def directive_notes(dockerfile: ins.Dockerfile) -> list[str]:
     return notes
 
 
-def scratch_parent(opts: BuildOptions) -> Path:
-    """Where a build makes its scratch directory (--work-dir, DOCKYARD_WORK_DIR, else /var/tmp)."""
-    return opts.work_dir or Path(opts.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
-
-
 class Builder:
     def __init__(self, options: BuildOptions, *, events: ev.Events = ev.NULL_EVENTS,
                  runner: Runner | None = None, client=None):
@@ -186,7 +181,7 @@ class Builder:
                                          stages=len(plan.stages), steps=plan.step_count))
         for note in directive_notes(dockerfile):
             self.events.emit(ev.Message(level="info", text=note))
-        work_parent = scratch_parent(opts)
+        work_parent = opts.work_parent
         work_parent.mkdir(parents=True, exist_ok=True)
         mode = select(str(work_parent), opts.isolation, reentry=False)
         self.events.emit(ev.Message(level="info", text=f"isolation: {mode.name} ({mode.reason})"))
@@ -247,7 +242,7 @@ class Builder:
             image = self._run_stages(plan, dockerfile, services, build_args, used_args)
             if file_digests is not None:
                 file_digests.save()
-            # The steps' directories join the layer cache (a sync of the disk) while the image is written out.
+            # The steps' directories join the layer cache (renamed in, with boot-id markers) as the image is written.
             publishing = threading.Thread(target=self.layer_cache.publish, name="layer-cache-publish")
             publishing.start()
             image = self._finalize(image, epoch)

@@ -237,16 +237,17 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
 
 
 def run_build(args: argparse.Namespace, argv: list[str]) -> int:
-    from .builder import build, display_path, scratch_parent
-    from .events import Events
-    from .progress import make_renderer
-
     options = options_from_args(args, dict(os.environ))
     if options.isolation != "proot":
         # Not root: with subordinate ids the whole build runs again as root of a user namespace (mode 1).
-        code = _in_user_namespace(argv, str(scratch_parent(options)), options.isolation)
+        code = _in_user_namespace(argv, str(options.work_parent), options.isolation)
         if code is not None:
             return code
+        _start_overlay_probe(options.work_parent)
+    from .builder import build, display_path  # the bulk of dockyard's imports, while the probe runs
+    from .events import Events
+    from .progress import make_renderer
+
     # The diagnostics package is imported only when a build checks its Dockerfile or writes a report.
     reports = []
     if args.report:
@@ -378,6 +379,20 @@ def run_logout(args: argparse.Namespace) -> int:
     logout(args.registry, dict(os.environ))
     print(f"Removing login credentials for {args.registry}")
     return 0
+
+
+def _start_overlay_probe(work_parent: Path) -> None:
+    """As root, the build's isolation probe (does overlayfs mount in the work directory?) starts in a child
+    before the builder is imported, so that the two overlap; the builder collects its answer."""
+    if os.geteuid() != 0:
+        return
+    from .isolation.detect import start_overlay_probe
+
+    try:
+        work_parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # the builder makes it again and reports why it cannot
+    start_overlay_probe(str(work_parent))
 
 
 def _in_user_namespace(argv: list[str], work_dir: str, isolation: str = "auto") -> int | None:

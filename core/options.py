@@ -348,6 +348,11 @@ class BuildOptions:
         return self.cache_dir or default_cache_root(self.environ)
 
     @property
+    def work_parent(self) -> Path:
+        """Where a build makes its scratch directory (--work-dir, DOCKYARD_WORK_DIR, else /var/tmp)."""
+        return self.work_dir or Path(self.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp")
+
+    @property
     def blob_root(self) -> Path:
         return self.blob_dir or self.cache_root / "store"
 

@@ -57,6 +57,10 @@ class Mode:
 
 def _in_child(probe) -> bool:
     """Runs `probe` in a forked child (namespaces it enters die with it); True if it returned True."""
+    return _child_result(_start_child(probe))
+
+
+def _start_child(probe) -> int:
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -64,8 +68,24 @@ def _in_child(probe) -> bool:
             code = 0 if probe() else 1
         finally:
             os._exit(code)
+    return pid
+
+
+def _child_result(pid: int) -> bool:
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
+
+
+# Overlay probes started ahead by start_overlay_probe(): work dir -> the probing child's pid.
+_overlay_probes: dict[str, int] = {}
+
+
+def start_overlay_probe(work_dir: str) -> None:
+    """Starts select()'s overlay probe for `work_dir` now, in a forked child that runs on another core while
+    this process goes on (the CLI imports the builder meanwhile); select() collects its answer. Call it before
+    any thread is started, with `work_dir` existing."""
+    if work_dir not in _overlay_probes:
+        _overlay_probes[work_dir] = _start_child(lambda: _overlay(work_dir))
 
 
 def _mount_namespace() -> bool:
@@ -155,8 +175,13 @@ def select(work_dir: str, wanted: str = "auto", *, reentry: bool = True) -> Mode
     new mount namespace, so that one probe answers both) takes the namespaces mode at once: a build then starts
     with one forked child, not with every probe `dockyard doctor` shows (three children and a proot run, about
     a tenth of a small build's time)."""
-    if wanted in ("auto", "namespaces") and os.geteuid() == 0 and _in_child(lambda: _overlay(work_dir)):
-        return Mode("namespaces", _namespaces_reason(in_user_namespace()))
+    started = _overlay_probes.pop(work_dir, None)
+    if wanted in ("auto", "namespaces") and os.geteuid() == 0:
+        overlay = _child_result(started) if started is not None else _in_child(lambda: _overlay(work_dir))
+        if overlay:
+            return Mode("namespaces", _namespaces_reason(in_user_namespace()))
+    elif started is not None:
+        _child_result(started)  # not needed after all: reaped all the same
     return choose(probe(work_dir), wanted, reentry=reentry)
 
 
