@@ -45,6 +45,8 @@ if TYPE_CHECKING:  # imported where used: a build without them does not pay for 
 
 @dataclass(frozen=True)
 class BuildResult:
+    """What a build made: the image and its digest, where it was tagged and pushed, and what each step did."""
+
     digest: str
     image: Image
     tags: tuple[str, ...]

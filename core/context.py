@@ -53,6 +53,8 @@ def _pattern_regex(pattern: str) -> re.Pattern:
 
 @dataclass(frozen=True)
 class Pattern:
+    """One .dockerignore (or COPY --exclude) pattern, cleaned and compiled to a regular expression."""
+
     text: str  # cleaned, without the leading `!`
     regex: re.Pattern
     exception: bool  # `!pattern`: re-includes what earlier patterns excluded

@@ -33,6 +33,8 @@ class Mode(Protocol):
 
 @dataclass(frozen=True)
 class OctalMode:
+    """--chmod as an octal number (e.g. 0755): every copied file and directory gets that mode."""
+
     value: int
 
     def apply(self, mode: int, is_dir: bool) -> int:
@@ -140,6 +142,8 @@ class NoFilter:
 
 @dataclass(frozen=True)
 class CopyOptions:
+    """What COPY/ADD's flags decide about the copied files: their owner and mode."""
+
     owner: tuple[int, int] | None = None  # --chown, resolved; None keeps the source's for --from, root for context
     mode: Mode | None = None  # --chmod
     keep_source_owner: bool = False  # COPY --from keeps the source's owners when no --chown

@@ -13,6 +13,8 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Event:
+    """What every build event has: the time it happened, and a `--progress json` form named after its kind."""
+
     time: float = field(default_factory=time.time, kw_only=True)
 
     @property
@@ -28,6 +30,8 @@ class Event:
 
 @dataclass(frozen=True)
 class BuildStarted(Event):
+    """A build begins: its Dockerfile and context, and how many stages and steps it has."""
+
     dockerfile: str
     context: str
     stages: int
@@ -36,12 +40,16 @@ class BuildStarted(Event):
 
 @dataclass(frozen=True)
 class StageStarted(Event):
+    """A stage begins, from its base (an image or an earlier stage)."""
+
     stage: str
     base: str
 
 
 @dataclass(frozen=True)
 class StepStarted(Event):
+    """A step (one instruction, FROM included) begins: where it is in the build and in the Dockerfile."""
+
     step: int  # 1-based over the whole build
     total: int
     stage: str
@@ -52,12 +60,16 @@ class StepStarted(Event):
 
 @dataclass(frozen=True)
 class StepLog(Event):
+    """A line of a running step's output."""
+
     step: int
     line: str  # one line of the step's output, without its newline
 
 
 @dataclass(frozen=True)
 class StepFinished(Event):
+    """A step ended: how long it took, the layer it made, whether it failed or came from the cache."""
+
     step: int
     duration: float
     layer_digest: str | None = None
@@ -69,6 +81,8 @@ class StepFinished(Event):
 
 @dataclass(frozen=True)
 class TransferStarted(Event):
+    """A blob starts being pulled or pushed."""
+
     direction: str  # "pull" or "push"
     image: str
     digest: str
@@ -77,30 +91,40 @@ class TransferStarted(Event):
 
 @dataclass(frozen=True)
 class TransferProgress(Event):
+    """How many bytes of a blob being pulled or pushed have moved so far."""
+
     digest: str
     done: int
 
 
 @dataclass(frozen=True)
 class TransferFinished(Event):
+    """A blob's pull or push ended, or was skipped (the registry had it, or mounted it)."""
+
     digest: str
     skipped: str | None = None  # "exists", "mounted": why no bytes moved
 
 
 @dataclass(frozen=True)
 class ImagePushed(Event):
+    """An image's manifest was pushed under a tag or digest."""
+
     reference: str
     digest: str
 
 
 @dataclass(frozen=True)
 class Message(Event):
+    """A note for the user: information, a warning or an error."""
+
     level: str  # "info", "warning", "error"
     text: str
 
 
 @dataclass(frozen=True)
 class BuildFinished(Event):
+    """The build ended: with the image's digest, or with the error that stopped it."""
+
     digest: str | None
     duration: float
     error: str | None = None

@@ -58,6 +58,8 @@ class StageResult:
 
 @dataclass
 class StepRecord:
+    """What one step did, for the build's result and metadata: its instruction, time, layer and cache outcome."""
+
     step: int
     instruction: str
     file: str

@@ -28,6 +28,8 @@ def is_url(source: str) -> bool:
 
 @dataclass(frozen=True)
 class GitRef:
+    """A git source (ADD, or a kaniko git context): the repository to clone, what to check out, which subdirectory."""
+
     remote: str  # what `git clone` gets
     ref: str | None  # branch, tag or commit; None: the remote's HEAD
     subdir: str  # "" for the whole tree

@@ -246,6 +246,8 @@ class MountSources:
 
 @dataclass
 class PreparedMounts:
+    """One RUN step's mounts, ready for the sandbox, and what they add to its environment (secrets, SSH agent)."""
+
     mounts: list[SandboxMount] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # secrets given as variables
     agent_socket: str | None = None  # SSH_AUTH_SOCK, unless the step's environment sets it

@@ -296,6 +296,8 @@ def parse_retry_count(text: str) -> int:
 
 @dataclass(frozen=True)
 class BuildOptions:
+    """Everything a build is asked to do: `dockyard build`'s flags (or kaniko's, through kaniko/options.py), parsed."""
+
     context: Path
     dockerfile: Path | None = None  # default CONTEXT/Dockerfile
     tags: tuple[str, ...] = ()

@@ -14,6 +14,8 @@ from .events import (BuildFinished, Event, StageStarted, StepFinished, StepStart
 
 @dataclass(frozen=True)
 class Phase:
+    """A part of a build's log (one of its stages, or the push) that a CI adapter folds into a group of its own."""
+
     key: str  # stable and made of [a-z0-9-]: usable as a section id ("stage-1", "push")
     title: str  # what a person reads in the log's header
 

@@ -15,6 +15,8 @@ from .mounts import mount_from_refs
 
 @dataclass(frozen=True)
 class StagePlan:
+    """A stage the target needs, and what it is built FROM: an earlier stage, or an image (expanded)."""
+
     stage: ins.Stage
     base_stage: int | None  # FROM an earlier stage
     base_image: str | None  # FROM an image reference (expanded), or "scratch"
@@ -23,6 +25,8 @@ class StagePlan:
 
 @dataclass(frozen=True)
 class BuildPlan:
+    """What a build must do: the stages its target needs, in Dockerfile order, and the global ARG scope."""
+
     dockerfile: ins.Dockerfile
     stages: tuple[StagePlan, ...]  # only the stages the target needs, in Dockerfile order
     target_index: int

@@ -91,6 +91,8 @@ def step_label(e: StepStarted) -> str:
 
 @dataclass
 class _Transfer:
+    """A blob transfer the text renderers follow, to report its size and speed when it ends."""
+
     direction: str
     image: str
     total: int
@@ -225,6 +227,8 @@ class PlainRenderer(_Base):
 
 @dataclass
 class _Running:
+    """A running step in the rich live view: its label, spinner and last lines of output."""
+
     label: str
     started: float
     spinner: object  # rich.spinner.Spinner, kept per step so its animation doesn't restart on every refresh

@@ -12,6 +12,8 @@ _SEMVER = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
 
 @dataclass(frozen=True)
 class SemVer:
+    """A semantic version read from a git tag (a leading `v` dropped)."""
+
     major: str
     minor: str
     patch: str

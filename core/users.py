@@ -9,6 +9,8 @@ from .rootfs.paths import resolve_in_root
 
 @dataclass(frozen=True)
 class ExecUser:
+    """A USER resolved through the image's /etc/passwd and /etc/group: who a RUN step runs as."""
+
     uid: int
     gid: int
     groups: tuple[int, ...] = ()

@@ -22,6 +22,8 @@ from .store import StepCache
 
 @dataclass(frozen=True)
 class CacheItem:
+    """A step entry or an unpacked layer directory of the local cache, as `dockyard cache ls` lists it."""
+
     kind: str  # "step" or "layer"
     name: str  # the step's instruction, or the layer's ChainID
     size: int  # bytes on disk (a step: its layer blob's size)

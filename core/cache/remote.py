@@ -35,6 +35,8 @@ class CorruptCache(Exception):
 
 @dataclass(frozen=True)
 class RemoteHit:
+    """A step cache entry read from a --cache-from registry cache, and the ref it came from."""
+
     entry: StepEntry
     ref: str  # the cache ref the entry came from, as the user wrote it (normalized)
 

@@ -22,6 +22,8 @@ from ..image.model import Descriptor, HistoryEntry, Layer
 
 @dataclass(frozen=True)
 class StepEntry:
+    """A step cache entry: under the step's key, the layer it made, its history entry and the image config after it."""
+
     key: str
     layer: Layer | None  # None: the step changed no file (e.g. a WORKDIR that already existed)
     history: HistoryEntry | None

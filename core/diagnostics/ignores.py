@@ -19,6 +19,8 @@ _IGNORE_COMMENT = re.compile(r"\s*#\s*dockyard\s+ignore=([A-Za-z0-9_,\s]+)")
 
 @dataclass(frozen=True)
 class CheckDirective:
+    """BuildKit's `# check=` parser directive: which of dockyard's checks to skip, whether warnings become errors."""
+
     skip: frozenset[str] = frozenset()
     skip_all: bool = False
     error: bool = False

@@ -38,6 +38,8 @@ SOURCES = ("dockyard", "hadolint", "build")
 
 @dataclass(frozen=True)
 class Finding:
+    """A problem found in a Dockerfile, by dockyard's checks, hadolint or a failed build: what, where and how severe."""
+
     rule: str  # BuildKit's check name where BuildKit has the check, hadolint's DLxxxx/SCxxxx, else ours
     severity: Severity
     file: str  # as given, or relative to the working directory

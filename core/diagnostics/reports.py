@@ -16,6 +16,8 @@ FAIL_ON_LEVELS = ("error", "warning", "info", "none")
 
 @dataclass(frozen=True)
 class ReportSpec:
+    """A `--report FORMAT=FILE`: which report format to write, and where."""
+
     format: str
     path: Path
 

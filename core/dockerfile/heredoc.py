@@ -39,6 +39,8 @@ class ScriptFile:
 
 @dataclass(frozen=True)
 class RunCommand:
+    """What a RUN executes: its argv, and the script files (from heredocs) it needs inside its root."""
+
     argv: list[str]
     files: tuple[ScriptFile, ...] = ()
 

@@ -27,6 +27,8 @@ class Command:
 
 @dataclass(frozen=True)
 class Instruction:
+    """The base of every instruction kind: where it was written, its source text and its `--flags` (unexpanded)."""
+
     keyword: str  # upper-case, e.g. "RUN"
     location: SourceLocation
     original: str  # the instruction's source text, continuations joined, for messages and history
@@ -44,6 +46,8 @@ class Instruction:
 
 @dataclass(frozen=True)
 class From(Instruction):
+    """`FROM [--platform=PLATFORM] IMAGE [AS NAME]`: the start of a stage, unexpanded."""
+
     image: str  # unexpanded; expanded with global ARGs only
     stage_name: str | None = None  # as written after AS (docker lower-cases it for lookup)
     platform: str | None = None  # --platform, unexpanded
@@ -51,34 +55,46 @@ class From(Instruction):
 
 @dataclass(frozen=True)
 class ArgDef:
+    """One `NAME[=DEFAULT]` of an ARG instruction."""
+
     name: str
     default: str | None  # unexpanded; None when no `=` was given
 
 
 @dataclass(frozen=True)
 class Arg(Instruction):
+    """`ARG NAME[=DEFAULT] ...`: one or more build arguments, declared in order."""
+
     args: tuple[ArgDef, ...]
 
 
 @dataclass(frozen=True)
 class Env(Instruction):
+    """`ENV KEY=VALUE ...` (or the legacy `ENV KEY VALUE`): values unexpanded."""
+
     pairs: tuple[tuple[str, str], ...]  # (key, unexpanded value)
     legacy_form: bool = False  # `ENV key value`
 
 
 @dataclass(frozen=True)
 class Label(Instruction):
+    """`LABEL KEY=VALUE ...` (or the legacy `LABEL KEY VALUE`): keys and values unexpanded."""
+
     pairs: tuple[tuple[str, str], ...]  # (unexpanded key, unexpanded value)
     legacy_form: bool = False  # `LABEL key value`
 
 
 @dataclass(frozen=True)
 class Maintainer(Instruction):
+    """`MAINTAINER NAME` (deprecated): sets the image's author."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class Run(Instruction):
+    """`RUN`: a command in exec or shell form, with its heredocs; --mount, --network and --security are in `flags`."""
+
     command: Command
     # --mount, --network, --security as raw flag values are in `flags`; parsed by the executor (issue 3).
     heredocs: tuple["Heredoc", ...] = ()  # in the order their markers appear; see heredoc.run_command
@@ -86,16 +102,22 @@ class Run(Instruction):
 
 @dataclass(frozen=True)
 class Cmd(Instruction):
+    """`CMD`: the container's default command (or ENTRYPOINT's default arguments), exec or shell form."""
+
     command: Command
 
 
 @dataclass(frozen=True)
 class Entrypoint(Instruction):
+    """`ENTRYPOINT`: the command the container runs, exec or shell form."""
+
     command: Command
 
 
 @dataclass(frozen=True)
 class Expose(Instruction):
+    """`EXPOSE PORT[/PROTOCOL] ...`: ports the container listens on, unexpanded."""
+
     ports: tuple[str, ...]  # unexpanded words, e.g. "80", "53/udp", "${PORT}"
 
 
@@ -128,37 +150,51 @@ class Heredoc:
 
 @dataclass(frozen=True)
 class Volume(Instruction):
+    """`VOLUME PATH ...` or `VOLUME ["PATH", ...]`: mount points, unexpanded."""
+
     paths: tuple[str, ...]  # unexpanded
 
 
 @dataclass(frozen=True)
 class User(Instruction):
+    """`USER USER[:GROUP]`: who later RUN steps and the container run as, unexpanded."""
+
     user: str  # unexpanded `user[:group]`
 
 
 @dataclass(frozen=True)
 class Workdir(Instruction):
+    """`WORKDIR PATH`: the working directory from here on, unexpanded."""
+
     path: str  # unexpanded
 
 
 @dataclass(frozen=True)
 class Onbuild(Instruction):
+    """`ONBUILD INSTRUCTION`: a trigger stored in the image's config, run by a later build FROM the image."""
+
     trigger: str  # the instruction text to run later, e.g. "RUN echo hi"
 
 
 @dataclass(frozen=True)
 class Stopsignal(Instruction):
+    """`STOPSIGNAL SIGNAL`: the signal that stops the container, unexpanded."""
+
     signal: str  # unexpanded
 
 
 @dataclass(frozen=True)
 class Healthcheck(Instruction):
+    """`HEALTHCHECK [OPTIONS] CMD command` or `HEALTHCHECK NONE`; the options are in `flags`."""
+
     command: Command | None  # None for HEALTHCHECK NONE
     # --interval, --timeout, --start-period, --start-interval, --retries are in `flags`.
 
 
 @dataclass(frozen=True)
 class Shell(Instruction):
+    """`SHELL ["executable", "parameters", ...]`: the shell that runs later shell-form commands (JSON form only)."""
+
     args: tuple[str, ...]
 
 
@@ -168,6 +204,8 @@ KEYWORDS = ("FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD",
 
 @dataclass(frozen=True)
 class Stage:
+    """A build stage: its FROM and the instructions after it, up to the next FROM."""
+
     index: int
     base: From
     instructions: tuple[Instruction, ...]
@@ -183,6 +221,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Dockerfile:
+    """A parsed Dockerfile: its parser directives, the ARGs before the first FROM, and its stages in order."""
+
     path: str  # as shown in messages (relative to the working directory when possible)
     global_args: tuple[Arg, ...]  # ARGs before the first FROM
     stages: tuple[Stage, ...]

@@ -118,6 +118,8 @@ _DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[ \t\n\f\r]*=[ \t\n\f\r]*(.+?)[ 
 
 @dataclass(frozen=True)
 class _Source:
+    """A Dockerfile's text as lines, with the parser directives at its top and the escape character they set."""
+
     lines: tuple[str, ...]  # without line terminators
     raw_lines: tuple[str, ...]  # the same with their terminators as written ("\r\n" kept), for heredoc bodies
     directives: tuple[tuple[str, str], ...]
@@ -164,6 +166,8 @@ def _read_source(text: str, path: str) -> _Source:
 # =============================================================================================================
 @dataclass(frozen=True)
 class _LogicalLine:
+    """One instruction in the source: its line range (heredoc bodies included), its joined text and heredocs."""
+
     start_line: int  # 1-based, inclusive; the end includes the heredoc bodies
     end_line: int
     text: str  # continuations joined (escape character and line break removed), as docker's Original

@@ -41,6 +41,8 @@ def canonical_json(obj: Any) -> bytes:
 
 @dataclass(frozen=True)
 class Platform:
+    """An image platform, `os/architecture[/variant]` (e.g. linux/arm64), with architecture aliases normalized."""
+
     os: str = "linux"
     architecture: str = "amd64"
     variant: str | None = None
@@ -80,6 +82,8 @@ def _normalize_arch(arch: str) -> tuple[str, str | None]:
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI content descriptor: how a manifest or index points at a blob (media type, digest, size)."""
+
     media_type: str
     digest: str
     size: int
@@ -128,6 +132,8 @@ class Layer:
 
 @dataclass(frozen=True)
 class HistoryEntry:
+    """One entry of an image config's `history`: the instruction behind a layer, or a step that made none."""
+
     created_by: str
     empty_layer: bool = False
     created: str | None = None

@@ -18,6 +18,8 @@ _REPO_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$")
 
 @dataclass(frozen=True)
 class Reference:
+    """An image reference, `registry/repository[:tag][@digest]`, normalized with docker's defaults."""
+
     registry: str  # host[:port], normalized (docker.io for Docker Hub)
     repository: str  # path, e.g. library/busybox
     tag: str | None = None

@@ -34,6 +34,8 @@ class SandboxMount:
 
 @dataclass(frozen=True)
 class RunSpec:
+    """What a Runner runs for a RUN step: the command, and the root, user, environment and mounts it runs with."""
+
     rootfs: str  # the mounted root (an overlay mount point)
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
@@ -48,6 +50,8 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class RunResult:
+    """How a RUN command ended: its exit code and last lines of output, or why the sandbox could not start it."""
+
     exit_code: int
     tail: tuple[str, ...]  # the last lines of output, for error messages
     setup_error: str | None = None  # the sandbox could not start the command

@@ -31,6 +31,8 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 
 @dataclass(frozen=True)
 class Environment:
+    """What `probe` found this environment allows: the facts `choose` picks a mode from and `dockyard doctor` shows."""
+
     euid: int
     cap_sys_admin: bool
     mount_namespace: bool  # unshare(CLONE_NEWNS) works
@@ -51,6 +53,8 @@ class Environment:
 
 @dataclass(frozen=True)
 class Mode:
+    """The execution mode chosen for this environment (namespaces, userns or proot), and why."""
+
     name: str  # "namespaces", "userns" or "proot"
     reason: str
 

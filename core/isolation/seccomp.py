@@ -43,6 +43,8 @@ _NR_OFFSET, _ARCH_OFFSET = 0, 4
 
 @dataclass(frozen=True)
 class Arch:
+    """What the filter and the stat decoding need to know of one CPU architecture (x86_64, aarch64)."""
+
     audit: int  # AUDIT_ARCH_* as seccomp_data.arch carries it
     seccomp: int  # the seccomp() system call's number
     calls: dict[str, int]  # the ownership and stat system calls this architecture has
@@ -134,6 +136,8 @@ class Listener:
 
 @dataclass(frozen=True)
 class Notification:
+    """A system call a supervised process is stopped in, as the kernel reports it (`struct seccomp_notif`)."""
+
     id: int
     pid: int
     nr: int

@@ -36,6 +36,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 @dataclass(frozen=True)
 class IdRange:
+    """A range of subordinate ids: `count` ids from `start`, as a line of /etc/subuid or /etc/subgid gives it."""
+
     start: int
     count: int
 

@@ -25,6 +25,8 @@ _REMOTE_SCHEMES = {"s3": "an S3 bucket", "gs": "a Google Cloud Storage bucket", 
 
 @dataclass(frozen=True)
 class ContextSource:
+    """kaniko's `--context` (a directory, a tar.gz file or a git repository) and its `--context-sub-path`."""
+
     kind: str  # "dir", "tar" or "git"
     location: str
     sub_path: str = ""

@@ -55,6 +55,8 @@ def proxies_for(url: str) -> dict | None:
 
 @dataclass(frozen=True)
 class Challenge:
+    """One challenge of a `WWW-Authenticate` header: its scheme (basic, bearer) and parameters."""
+
     scheme: str  # lower-case: "basic", "bearer"
     params: dict[str, str]
 
@@ -151,6 +153,8 @@ def covers(granted: frozenset[str], needed: frozenset[str]) -> bool:
 
 @dataclass
 class _CachedAuth:
+    """An `Authorization` header obtained for a registry: the scopes it serves, and until when."""
+
     header: str
     scopes: frozenset[str] | None  # None: Basic credentials, which serve every scope
     expires: float | None  # monotonic deadline, None = until refused

@@ -47,6 +47,8 @@ _HELPER_NOT_FOUND = "credentials not found"
 
 @dataclass(frozen=True)
 class Credentials:
+    """A registry username with its password or identity token, and where they were found (secrets stay out of repr)."""
+
     username: str
     password: str = field(repr=False)
     # Human-readable origin for messages, e.g. "/root/.docker/config.json". Never the secret itself.

@@ -32,6 +32,8 @@ _ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
 
 @dataclass(frozen=True)
 class PulledImage:
+    """An image pulled for one platform, with the reference asked for and the digests that pin it."""
+
     image: Image
     reference: Reference  # what was asked for
     digest: str  # the platform manifest's digest (what `FROM ref@digest` would pin)

@@ -24,6 +24,8 @@ _HUB_NAMES = {DOCKER_HUB, "index.docker.io", "registry-1.docker.io"}
 
 @dataclass(frozen=True)
 class Mirror:
+    """A registry to pull from instead of another (a mirror, a --registry-map target), with an optional path prefix."""
+
     registry: str  # host[:port]
     prefix: str = ""  # a path put before the repository, without slashes around it
 
@@ -53,6 +55,8 @@ def _normalize_registry(name: str) -> str:
 
 @dataclass(frozen=True)
 class Routes:
+    """Where pulls go: each registry's mirrors in order, and whether the registry itself is tried after them."""
+
     # (registry, its mirrors in order); docker.io's entry holds --registry-mirror's hosts.
     mirrors: tuple[tuple[str, tuple[Mirror, ...]], ...] = ()
     fallback: bool = True  # try the image's own registry after its mirrors

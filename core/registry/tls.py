@@ -42,6 +42,8 @@ _HUB_NAMES = (DOCKER_HUB, "index.docker.io", "registry-1.docker.io")
 
 @dataclass(frozen=True)
 class TLSConfig:
+    """How requests speaks TLS to one registry: what to verify its certificate against, and a client certificate."""
+
     verify: bool | str  # requests' `verify=`: True (requests' CAs), False (insecure), or a CA bundle path
     cert: tuple[str, str] | None = None  # requests' `cert=`: (certificate file, key file)
 

@@ -38,6 +38,8 @@ RACY_NS = 50_000_000
 
 @dataclass(frozen=True, slots=True)
 class Record:
+    """One path as the last scan saw it: enough to tell, at the next scan, whether it changed."""
+
     fingerprint: tuple[int, ...]
     xattrs: tuple[tuple[str, bytes], ...] = ()
     digest: str | None = None  # only for racy files
@@ -53,6 +55,8 @@ class Index:
 
 @dataclass
 class ScanStats:
+    """What a scan did, for the snapshot note: paths looked at, changes found, files hashed, time taken."""
+
     paths: int = 0
     changed: int = 0
     deleted: int = 0
@@ -62,6 +66,8 @@ class ScanStats:
 
 @dataclass
 class ScanResult:
+    """A scan's outcome: the change set for the layer, the index for the next scan, and its stats."""
+
     changes: list[Change]
     index: Index
     stats: ScanStats

@@ -30,6 +30,8 @@ from .xattrs import image_xattrs
 
 @dataclass(frozen=True)
 class LayerStats:
+    """What a written layer holds: its number of tar entries and its uncompressed size."""
+
     entries: int
     uncompressed_size: int
 

@@ -31,6 +31,8 @@ SCRATCH = "scratch"  # the key of the empty root (FROM scratch)
 
 @dataclass
 class Tree:
+    """A directory root, with the index its last scan left."""
+
     path: str
     index: Index
 
