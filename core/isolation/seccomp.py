@@ -2,7 +2,7 @@
 
 The child installs a filter before it execs (`Listener.install`, in a `preexec_fn`), which sends the listener
 descriptor the kernel returns back to the parent over a socket pair; every process descended from the child then
-stops in the kernel on the chosen system calls until the supervisor answers with a result (`Notification.reply`).
+stops in the kernel on the chosen system calls until the supervisor answers with a result (`reply()`).
 No privilege is needed: only no_new_privs, which the child sets for itself.
 
 This module knows only the kernel interface (the filter program, the ioctls, the child's memory); what is decided
