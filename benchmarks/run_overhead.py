@@ -33,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.installed import install  # noqa: E402  (the repository root must be importable first)
+from benchmarks.compare_buildah import make_state, remove_state  # noqa: E402  (the root must be importable)
+from benchmarks.installed import install  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.registry import RegistryServer  # noqa: E402
 
@@ -147,8 +148,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (the median is printed)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="dockyard-bench-", dir="/var/tmp") as scratch:
-        figures = measure(args.runs, Path(scratch))
+    # Everything (registry, blob store, work dir) on a fresh ext4 filesystem, as compare_buildah.py gives each
+    # run: on a disk with a history of deletions, ext4's inode allocator made a mkdir cost 0.2-0.4 ms in some
+    # directories of this machine (/var/tmp among them) and 0.02 ms in others.
+    with tempfile.TemporaryDirectory(prefix="dockyard-bench-", dir="/var/tmp") as parent:
+        scratch = make_state(Path(parent) / "state")
+        try:
+            figures = measure(args.runs, scratch)
+        finally:
+            remove_state(scratch)
     met = True
     print(f"{'measure':<28}{'median':>10}{'target':>10}  result")
     for name, value in figures.items():
