@@ -150,19 +150,24 @@ def _annotations(log: str, kind: str, line: int) -> list[str]:
     return re.findall(pattern, log)
 
 
-def test_failing_run_fails_the_step_with_an_error_at_its_line(registry, busybox_base, wheelhouse, tmp_path):
+def _build_app(dockerfile: str, image: str, wheelhouse: Path, tmp_path: Path) -> tuple[int, str]:
+    """Runs a workflow whose one step is the action building `dockerfile` (in app/) and pushing `image`;
+    returns act's exit status and its whole log."""
     steps = """\
         - uses: ./
           with:
             context: app
             tags: @IMAGE@
         """
-    dockerfile = f"FROM {busybox_base}\nRUN echo fine\nRUN echo going to fail && exit 3\nRUN echo never\n"
-    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=f"{registry.host}/action/fail:1"),
-                     {"Dockerfile": dockerfile})
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image), {"Dockerfile": dockerfile})
     result = run_act(repo, wheelhouse, tmp_path)
-    log = result.stdout + result.stderr
-    assert result.returncode != 0 and "Failure - Main ./" in log, log[-6000:]
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_failing_run_fails_the_step_with_an_error_at_its_line(registry, busybox_base, wheelhouse, tmp_path):
+    dockerfile = f"FROM {busybox_base}\nRUN echo fine\nRUN echo going to fail && exit 3\nRUN echo never\n"
+    returncode, log = _build_app(dockerfile, f"{registry.host}/action/fail:1", wheelhouse, tmp_path)
+    assert returncode != 0 and "Failure - Main ./" in log, log[-6000:]
     assert _annotations(log, "error", 3), log[-6000:]
     assert "[stage-0 4/4] RUN echo never" not in log  # the build stopped at the failure
 
@@ -170,17 +175,8 @@ def test_failing_run_fails_the_step_with_an_error_at_its_line(registry, busybox_
 def test_lint_findings_are_annotated_at_their_lines(registry, busybox_base, wheelhouse, tmp_path):
     """Legacy `ENV key value` (line 2) and a shell-form CMD (line 3): warnings, below the default fail level
     (error), so the build succeeds and the findings are annotated where they are."""
-    steps = """\
-        - uses: ./
-          with:
-            context: app
-            tags: @IMAGE@
-        """
     dockerfile = f"FROM {busybox_base}\nENV greeting hello\nCMD echo $greeting\n"
-    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=f"{registry.host}/action/lint:1"),
-                     {"Dockerfile": dockerfile})
-    result = run_act(repo, wheelhouse, tmp_path)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-6000:]
+    returncode, log = _build_app(dockerfile, f"{registry.host}/action/lint:1", wheelhouse, tmp_path)
+    assert returncode == 0, log[-6000:]
     assert _annotations(log, "(?:warning|notice|error)", 2) and _annotations(log, "(?:warning|notice|error)", 3), \
         log[-6000:]
