@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import events as ev
+from . import workdirs
 from .cache.digests import FileDigests
 from .cache.keys import base_key
 from .cache.layers import LayerCache
@@ -185,6 +185,7 @@ class Builder:
             self.events.emit(ev.Message(level="info", text=note))
         work_parent = opts.work_parent
         work_parent.mkdir(parents=True, exist_ok=True)
+        report_leftovers(workdirs.sweep(work_parent), self.events)
         mode = select(str(work_parent), opts.isolation, reentry=False)
         self.events.emit(ev.Message(level="info", text=f"isolation: {mode.name} ({mode.reason})"))
         if mode.name == "namespaces":
@@ -198,7 +199,8 @@ class Builder:
             cache_lock.close()
             raise UsageError(f"cannot use the cache directory {opts.cache_root}: {exc.strerror}",
                              hint="give a writable directory with --cache-dir (or set XDG_CACHE_HOME)") from None
-        workspace = Workspace(Path(tempfile.mkdtemp(prefix="dockyard-", dir=work_parent)))
+        work_dir = workdirs.create(work_parent)  # locked while this process lives: a sweep never takes it
+        workspace = Workspace(work_dir.path)
         recording = ExitStack()
         runner = self.runner or NamespaceRunner()
         if mode.name == "proot":
@@ -272,7 +274,8 @@ class Builder:
             else:
                 self.layer_cache.publish()  # a failed build's finished steps are cached: keep their directories
             recording.close()
-            workspace.cleanup()
+            workspace.unmount()
+            work_dir.remove()  # its lock file last: what cannot be removed now, a later sweep removes
             cache_lock.close()
             if self._tls is not None:
                 self._tls.close()
@@ -487,6 +490,18 @@ class Builder:
                 replace_file(Path(path), (text + ("\n" if not text.endswith("\n") else "")).encode())
             except OSError as exc:
                 raise OutputError(f"cannot write {path}: {exc.strerror}", subject=str(path)) from None
+
+
+def report_leftovers(leftovers: list[workdirs.Leftover], events: ev.Events) -> None:
+    """Says what a sweep of the work parent removed (the work directories of killed builds) and what it could not."""
+    removed = [l for l in leftovers if l.kept is None]
+    if removed:
+        freed = sum(l.freed for l in removed)
+        events.info(f"removed the work directories of {len(removed)} stopped build(s) from {removed[0].path.parent} "
+                    f"({freed / 1e6:.1f} MB)")
+    for leftover in leftovers:
+        if leftover.kept is not None:
+            events.warning(f"cannot remove {leftover.path}, left by a stopped build: {leftover.kept}")
 
 
 def target_chain(plan) -> set[int]:

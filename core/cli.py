@@ -165,6 +165,8 @@ def _add_cache_commands(sub) -> None:
     _add_cache_dir(prune)
     prune.add_argument("--older-than", metavar="DURATION", help="only entries not used for this long, e.g. 7d")
     prune.add_argument("--all", action="store_true", help="everything, blobs included")
+    prune.add_argument("--work-dir", metavar="DIR", help="where builds make their scratch directories, whose "
+                       "leftovers from killed builds are removed too (default $DOCKYARD_WORK_DIR or /var/tmp)")
 
 
 def _retry_count(text: str) -> int:
@@ -441,8 +443,22 @@ def run_cache(args: argparse.Namespace, argv: list[str]) -> int:
             return code
         removed, freed = prune_cache(root, older_than=older, everything=args.all)
         print(f"removed {removed} entries, freed {_size(freed)}")
-        return 0
+        return _prune_work_dirs(Path(args.work_dir or os.environ.get("DOCKYARD_WORK_DIR") or "/var/tmp"))
     raise UsageError("dockyard cache needs an action: ls or prune", hint="see `dockyard cache --help`")
+
+
+def _prune_work_dirs(parent: Path) -> int:
+    """Removes the work directories killed builds left under `parent`, and says so; running builds' stay."""
+    from .workdirs import sweep
+
+    leftovers = sweep(parent)
+    removed = [l for l in leftovers if l.kept is None]
+    print(f"removed {len(removed)} work directories of stopped builds from {parent}, freed "
+          f"{_size(sum(l.freed for l in removed))}")
+    for leftover in leftovers:
+        if leftover.kept is not None:
+            print(f"warning: cannot remove {leftover.path}: {leftover.kept}", file=sys.stderr)
+    return 0
 
 
 def _size(n: int) -> str:
@@ -455,36 +471,48 @@ def _size(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv[:1] == ["kaniko"]:
-            # kaniko's flags follow pflag's rules, not argparse's: the kaniko front end reads them itself.
-            from .kaniko.command import run_kaniko
+    from .stopping import Stopped, stopping_on_signals
 
-            return run_kaniko(argv[1:])
-        parser = make_parser()
-        args = parser.parse_args(argv)
-        if args.command == "build":
-            return run_build(args, argv)
-        if args.command == "doctor":
-            return run_doctor(args)
-        if args.command == "lint":
-            return run_lint(args)
-        if args.command == "login":
-            return run_login(args)
-        if args.command == "logout":
-            return run_logout(args)
-        if args.command == "cache":
-            return run_cache(args, argv)
-        parser.print_help(sys.stderr)
-        return UsageError.exit_code
+    try:
+        with stopping_on_signals():
+            return _dispatch(argv)
     except DockyardError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    except Stopped as exc:
+        building = argv[:1] in (["build"], ["kaniko"])
+        print(f"error: stopped by {exc.name}" + ("; the build was cancelled, its work directory and RUN processes "
+                                                 "removed" if building else ""), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv[:1] == ["kaniko"]:
+        # kaniko's flags follow pflag's rules, not argparse's: the kaniko front end reads them itself.
+        from .kaniko.command import run_kaniko
+
+        return run_kaniko(argv[1:])
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        return run_build(args, argv)
+    if args.command == "doctor":
+        return run_doctor(args)
+    if args.command == "lint":
+        return run_lint(args)
+    if args.command == "login":
+        return run_login(args)
+    if args.command == "logout":
+        return run_logout(args)
+    if args.command == "cache":
+        return run_cache(args, argv)
+    parser.print_help(sys.stderr)
+    return UsageError.exit_code
 
 
 def entry_point() -> None:

@@ -81,6 +81,16 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
                 item.path.unlink(missing_ok=True)
             removed += 1
             freed += item.size
+        # Scratch files (half-unpacked layers, half-received blobs) of killed builds: with the lock held
+        # exclusively no build is running, so whatever is there belongs to none.
+        for scratch in (cache_root / "layers" / "tmp", cache_root / "store" / "tmp"):
+            for path in sorted(scratch.iterdir()) if scratch.is_dir() else []:
+                freed += _tree_size(path) if path.is_dir() and not path.is_symlink() else path.lstat().st_blocks * 512
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, onerror=note)
+                else:
+                    path.unlink(missing_ok=True)
+                removed += 1
         if not everything and older_than is not None:
             blobs_removed, blobs_freed = _prune_blobs(cache_root, now - older_than)
             removed, freed = removed + blobs_removed, freed + blobs_freed

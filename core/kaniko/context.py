@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .. import workdirs
 from ..errors import ContextError, StepFailed, UsageError
 
 # kaniko's default --context: the directory its image mounts the workspace on.
@@ -58,15 +57,13 @@ def materialized(source: ContextSource, scratch: Path | None = None) -> Iterator
         return
     parent = scratch or Path(os.environ.get("TMPDIR") or "/var/tmp")
     parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="dockyard-kaniko-context-", dir=parent))
-    try:
+    # Locked like a build's work directory: if the build is killed, the next build's sweep removes it.
+    with workdirs.locked(parent, prefix="dockyard-kaniko-context-") as work:
         if source.kind == "tar":
             _unpack(Path(source.location), work)
             yield _sub_dir(work, source)
         else:
             yield _sub_dir(_clone(source.location, work), source)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _sub_dir(root: Path, source: ContextSource) -> Path:

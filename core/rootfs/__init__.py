@@ -69,13 +69,17 @@ class Workspace:
             (scaffold / f).touch()
         return str(scaffold)
 
-    def cleanup(self) -> None:
+    def unmount(self) -> None:
+        """Detaches whatever is still mounted on the workspace's mount points."""
         for mp in sorted((self.root / "m").iterdir(), reverse=True) if (self.root / "m").exists() else []:
             if os.path.ismount(mp):
                 try:
                     umount(str(mp))
                 except OSError:
                     pass
+
+    def cleanup(self) -> None:
+        self.unmount()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
