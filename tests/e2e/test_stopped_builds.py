@@ -1,0 +1,157 @@
+"""Builds stopped mid-RUN, as CI jobs are cancelled: SIGTERM and SIGINT end the build cleanly (its work
+directory, mounts and step processes gone, exit status 128 + the signal's number); what a SIGKILL'ed build
+leaves, the next build (or `dockyard cache prune`) removes, while a build running beside it keeps its own.
+
+Real builds of the dockyard command, stopped once their RUN step's process (a `sleep` with a command line of
+its own) is seen running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import dockyard, write_context
+
+
+def _processes_running(argv: list[str]) -> list[int]:
+    """Pids whose command line is `argv`."""
+    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _wait_for(condition, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _work_dirs(parent: Path) -> set[Path]:
+    return {p for p in parent.iterdir() if p.name.startswith("dockyard-")} if parent.exists() else set()
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path) + "/")]
+
+
+class SleepingBuild:
+    """A `dockyard build` whose RUN sleeps (a command line of its own), started and waited for until it runs."""
+
+    def __init__(self, base: str, tmp_path: Path, work: Path, *extra: str):
+        self.sleep = ["sleep", str(3000 + uuid.uuid4().int % 1000)]
+        name = f"ctx-{self.sleep[1]}"
+        context = write_context(tmp_path / name, {"Dockerfile": f"FROM {base}\nRUN echo started && "
+                                                                f"{' '.join(self.sleep)}\n"})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dockyard", "build", "--progress=plain", "--work-dir", str(work), *extra,
+             str(context)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "CI": "true"})
+        if not _wait_for(lambda: self._running() or self.process.poll() is not None) or not self._running():
+            self.process.kill()
+            pytest.fail(f"the RUN step never started: {self.process.communicate()[1][-2000:]}")
+
+    def _running(self) -> bool:
+        return bool(_processes_running(self.sleep))
+
+    def stop(self, signum: int) -> tuple[int, str]:
+        """Sends `signum` to the builder alone (not its group); its exit status and stderr."""
+        self.process.send_signal(signum)
+        _, stderr = self.process.communicate(timeout=120)
+        return self.process.returncode, stderr
+
+    def step_gone(self) -> bool:
+        return _wait_for(lambda: not self._running(), timeout=30)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+        for pid in _processes_running(self.sleep):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signum,isolation", [(signal.SIGTERM, "auto"), (signal.SIGINT, "auto"),
+                                              (signal.SIGTERM, "proot")],
+                         ids=["SIGTERM", "SIGINT", "SIGTERM-proot"])
+def test_a_signal_stops_the_build_and_cleans_up(busybox_base, tmp_path, signum, isolation):
+    work = tmp_path / "work"
+    build = SleepingBuild(busybox_base, tmp_path, work, f"--isolation={isolation}")
+    try:
+        assert len(_work_dirs(work)) == 1
+        code, stderr = build.stop(signum)
+        name = signal.Signals(signum).name
+        assert code == 128 + signum, stderr
+        assert f"error: stopped by {name}; the build was cancelled" in stderr
+        assert "Traceback" not in stderr
+        assert build.step_gone(), "the RUN step outlived its build"
+        assert _work_dirs(work) == set()
+        assert _mounts_under(work) == []
+    finally:
+        build.close()
+
+
+def test_the_next_build_removes_a_killed_build_s_work_dir_but_not_a_running_one_s(busybox_base, tmp_path):
+    work = tmp_path / "work"
+    running = SleepingBuild(busybox_base, tmp_path, work)
+    killed = None
+    try:
+        (running_dir,) = _work_dirs(work)
+        killed = SleepingBuild(busybox_base, tmp_path, work)
+        (killed_dir,) = _work_dirs(work) - {running_dir}
+        killed.process.kill()  # SIGKILL: nothing of dockyard's runs
+        killed.process.wait()
+        assert killed.step_gone(), "the RUN step outlived its killed build"
+        assert killed_dir.is_dir()  # left behind ...
+        # ... without mounts: the build's overlays were in its own mount namespace, which died with it.
+        assert _mounts_under(work) == []
+
+        context = write_context(tmp_path / "quick", {"Dockerfile": f"FROM {busybox_base}\nRUN true\n"})
+        result = dockyard("build", "--progress=plain", "--work-dir", str(work), str(context))
+        assert result.returncode == 0, result.stderr
+        assert f"removed the work directories of 1 stopped build(s) from {work}" in result.stderr
+        assert _work_dirs(work) == {running_dir}
+        assert running.process.poll() is None and running._running()
+
+        code, stderr = running.stop(signal.SIGTERM)
+        assert code == 143, stderr
+        assert _work_dirs(work) == set()
+    finally:
+        running.close()
+        if killed is not None:
+            killed.close()
+
+
+def test_cache_prune_removes_a_killed_build_s_work_dir(busybox_base, tmp_path):
+    work = tmp_path / "work"
+    killed = SleepingBuild(busybox_base, tmp_path, work)
+    try:
+        killed.process.kill()
+        killed.process.wait()
+        assert killed.step_gone()
+        assert len(_work_dirs(work)) == 1
+        result = dockyard("cache", "prune", "--older-than", "30d", "--work-dir", str(work))
+        assert result.returncode == 0, result.stderr
+        assert f"removed 1 work directories of stopped builds from {work}" in result.stdout
+        assert _work_dirs(work) == set()
+        again = dockyard("cache", "prune", "--older-than", "30d", "--work-dir", str(work))
+        assert f"removed 0 work directories of stopped builds from {work}" in again.stdout
+    finally:
+        killed.close()
