@@ -17,6 +17,7 @@ APT_PACKAGES=(
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
   groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
   rsync                # gitlab-ci-local copies the checkout and artifacts with it
+  podman runc          # run the builder image and the Tekton Task's steps as a cluster would (tests)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

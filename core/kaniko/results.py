@@ -43,6 +43,19 @@ def write_result_files(run: KanikoRun, digest: str) -> None:
             continue
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            replace_file(Path(path), text.encode())
+            _write(Path(path), text.encode())
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror}", subject=str(path)) from None
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replaces a regular file atomically. A file that cannot be replaced is written in place, as kaniko writes
+    them all: Kubernetes' `--digest-file=/dev/termination-log` is a file bind-mounted into /dev, where no
+    temporary file can be made beside it and nothing can be renamed over it."""
+    try:
+        replace_file(path, data)
+    except OSError:
+        if not path.exists():
+            raise
+        with open(path, "wb") as out:
+            out.write(data)
