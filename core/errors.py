@@ -132,5 +132,6 @@ EXIT_CODES: list[tuple[int, str]] = [
     (IsolationError.exit_code, "this environment lacks the privileges the build needs"),
     (OutputError.exit_code, "an output could not be written"),
     (ChecksFailed.exit_code, "checks found problems at or above --fail-on (dockyard lint, build --check)"),
-    (Interrupted.exit_code, "interrupted"),
+    (Interrupted.exit_code, "interrupted (SIGINT; 143 for SIGTERM, 129 for SIGHUP): the RUN in progress was killed "
+                            "and the work directory removed"),
 ]
