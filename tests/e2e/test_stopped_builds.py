@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import dockyard, write_context
+from tests.support.users import open_directory, owned_directory, user_with_subordinate_ids
 
 
 def _processes_running(argv: list[str]) -> list[int]:
@@ -63,15 +64,16 @@ def _mounts_under(path: Path) -> set[str]:
 class SleepingBuild:
     """A `dockyard build` whose RUN sleeps (a command line of its own), started and waited for until it runs."""
 
-    def __init__(self, base: str, tmp_path: Path, work: Path, *extra: str):
+    def __init__(self, base: str, tmp_path: Path, work: Path, *extra: str, prefix: tuple[str, ...] = (),
+                 env: dict | None = None):
         self.sleep = ["sleep", str(3000 + uuid.uuid4().int % 1000)]
         name = f"ctx-{self.sleep[1]}"
         context = write_context(tmp_path / name, {"Dockerfile": f"FROM {base}\nRUN echo started && "
                                                                 f"{' '.join(self.sleep)}\n"})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "build", "--progress=plain", "--work-dir", str(work), *extra,
-             str(context)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "CI": "true"})
+            [*prefix, sys.executable, "-m", "dockyard", "build", "--progress=plain", "--work-dir", str(work),
+             *extra, str(context)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "CI": "true", **(env or {})})
         if not _wait_for(lambda: self._running() or self.process.poll() is not None) or not self._running():
             self.process.kill()
             pytest.fail(f"the RUN step never started: {self.process.communicate()[1][-2000:]}")
@@ -164,3 +166,30 @@ def test_cache_prune_removes_a_killed_build_s_work_dir(busybox_base, tmp_path):
         assert f"removed 0 work directories of stopped builds from {work}" in again.stdout
     finally:
         killed.close()
+
+
+def test_a_user_namespace_build_is_stopped_through_its_parent(busybox_base):
+    """A user with subordinate ids builds in a child re-executed in a user namespace; SIGTERM to the command the
+    CI job started reaches that child, which cleans up as root of its namespace (its files belong to the
+    user's subordinate ids)."""
+    with user_with_subordinate_ids() as (uid, gid), open_directory("dockyard-stop-") as shared:
+        as_user = ("setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups")
+        probe = subprocess.run([*as_user, "unshare", "--user", "--map-root-user", sys.executable, "-c",
+                                "import dockyard.cli"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip(f"{sys.executable} cannot be run in a user namespace by a plain user: "
+                        f"{probe.stderr.strip()[-200:]}")
+        home = owned_directory(shared, "home", uid, gid)
+        work = home / "work"
+        build = SleepingBuild(busybox_base, shared, work, prefix=as_user,
+                              env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache")})
+        try:
+            assert len(_work_dirs(work)) == 1
+            code, stderr = build.stop(signal.SIGTERM)
+            assert code == 143, stderr
+            assert "isolation: namespaces (root of a user namespace" in stderr
+            assert "error: stopped by SIGTERM; the build was cancelled" in stderr
+            assert build.step_gone(), "the RUN step outlived its build"
+            assert _work_dirs(work) == set()
+        finally:
+            build.close()
