@@ -8,7 +8,8 @@ namespace sharing the directory (its pids mean nothing here, and pids are reused
 
 The lock file is created under a temporary name, locked, and only then renamed to its final name, so a
 directory's lock is never visible unlocked while its build lives. A directory without one (being made this
-very instant, or left by an older dockyard) is never touched. Removal holds the lock, removes the lock file
+very instant, or left by an older dockyard) is never touched, nor is one of another user (their next build
+removes it) or a symbolic link. Removal holds the lock, removes the lock file
 last (a removal that fails half way is tried again next time), never follows a symbolic link and never enters
 another mount: a build's overlay mounts live in its private mount namespace and die with it, but a mount left
 in the host's namespace is detached first when this process may (root), and the directory is kept otherwise.
@@ -90,6 +91,14 @@ def sweep(parent: Path) -> list[Leftover]:
     found = []
     for name in names:
         path = Path(parent) / name
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        # Only this user's own directories (a symbolic link, or another user's directory, in a shared /var/tmp
+        # could be swapped for a link to anywhere while we remove it): theirs are their next build's to remove.
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
         fd = _take_lock(path)
         if fd is None:
             continue
@@ -111,7 +120,11 @@ def _take_lock(path: Path) -> int | None:
     except OSError:  # held: a running build
         os.close(fd)
         return None
-    if not os.path.exists(path / LOCK_NAME):  # removed by another sweep between our open and our lock
+    try:
+        current = os.lstat(path / LOCK_NAME).st_ino
+    except OSError:
+        current = None
+    if current != os.fstat(fd).st_ino:  # removed by another sweep between our open and our lock
         os.close(fd)
         return None
     return fd

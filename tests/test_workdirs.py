@@ -67,6 +67,21 @@ def test_a_directory_without_a_lock_file_is_never_touched(tmp_path):
     assert (other / "l").is_dir()
 
 
+def test_links_and_other_users_directories_are_not_swept(tmp_path):
+    """In a shared /var/tmp, another user's directory could be swapped for a link while it is removed."""
+    if os.geteuid() != 0:
+        pytest.skip("making another user's directory needs root")
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = _leftover(tmp_path / "elsewhere", {"l/1/f": b"keep"})
+    parent = tmp_path / "work"
+    parent.mkdir()
+    os.symlink(elsewhere, parent / "dockyard-link")
+    theirs = _leftover(parent, {"l/1/f": b"theirs"})
+    subprocess.run(["chown", "-R", "1000:1000", str(theirs)], check=True)
+    assert workdirs.sweep(parent) == []
+    assert (elsewhere / "l/1/f").read_bytes() == b"keep" and (theirs / "l/1/f").read_bytes() == b"theirs"
+
+
 def test_a_build_in_another_pid_namespace_keeps_its_directory(tmp_path):
     """Another container sharing /var/tmp: its pids mean nothing here, its lock does."""
     path = _leftover(tmp_path, {"l/1/f": b"data"})
