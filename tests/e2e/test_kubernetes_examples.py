@@ -315,8 +315,10 @@ def test_the_job_s_container_builds_and_pushes_as_uid_1000(podman, builder_image
     mounts = {"docker-config": config, "context": context, "scratch": scratch}
     volumes = [f"--volume={mounts[m['name']]}:{m['mountPath']}{':ro' if m.get('readOnly') else ''}"
                for m in container["volumeMounts"]]
+    security = _security_flags({**pod["securityContext"], **container["securityContext"]})
+    assert security == list(RESTRICTED)  # where-builds-run.md's restricted profile, exactly
     ran = podman.run(builder_image, *args, options=(
-        *_security_flags({**pod["securityContext"], **container["securityContext"]}), *_env_flags(container["env"]),
+        *security, *_env_flags(container["env"]),
         *volumes, f"--volume={termination_log}:/dev/termination-log"))
     assert ran.returncode == 0, ran.stdout + ran.stderr
     digest = termination_log.read_text()
@@ -366,6 +368,7 @@ def test_the_task_s_steps_run_as_tekton_runs_them(podman, builder_image, busybox
     for step in spec["steps"]:
         step = {**spec["stepTemplate"], **step}
         argv = _step_argv(step, values, {"EXTRA_ARGS": params["EXTRA_ARGS"]})
+        assert _security_flags(step["securityContext"]) == list(RESTRICTED)
         options = [*_security_flags(step["securityContext"]), *_env_flags(step.get("env", [])),
                    f"--volume={results}:/tekton/results",
                    *(f"--volume={bound[name]}:{path}" for name, path in workspaces.items())]
