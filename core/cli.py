@@ -27,6 +27,8 @@ examples:
       # RUN --mount=type=ssh git clone git@github.com:org/private.git
   dockyard build --registry-ca registry.corp:5000=corp-ca.crt --registry-mirror mirror.corp -t registry.corp:5000/app .
       # CAs also come from /etc/docker/certs.d/HOST[:PORT]/*.crt, client certificates from client.cert/.key there
+  dockyard build --build-context shared=../libs --build-context alpine=docker-image://alpine@sha256:... .
+      # COPY --from=shared ... reads ../libs; FROM alpine is that image (oci-layout://DIR and git URLs too)
 
 exit codes:
 """ + "\n".join(f"  {code:<4}{meaning}" for code, meaning in EXIT_CODES)
