@@ -27,8 +27,9 @@ from .image.blobs import BlobStore
 from .image.layout_reader import read_oci_layout
 from .image.model import HistoryEntry, Image, Platform
 from .named_contexts import DOCKER_IMAGE, GIT, LOCAL, OCI_LAYOUT, URL, NamedContext, NamedContexts
-from .rootfs import RootFS, Workspace
-from .rootfs.snapshot import write_layer
+from .rootfs import RootFS, Workspace, ownership
+from .rootfs.ownership import Ownership
+from .rootfs.snapshot import Change, write_changes
 
 DOWNLOAD_NAME = "context"  # the file an http(s) context holds (BuildKit's llb.HTTP filename)
 DOWNLOAD_MODE = 0o600  # BuildKit's mode for a downloaded file
@@ -123,8 +124,7 @@ class NamedContextLoader:
         except OSError as exc:
             raise ContextError(f"{context.describe()}: cannot read {exc.filename or context.value}: {exc.strerror}",
                                hint="check that the directory and everything in it is readable") from None
-        if os.geteuid() == 0:
-            _own_by_root(directory)
+        _own_by_root(directory)
         return ContextTree(directory, tree_digest(directory))
 
     # --- images ------------------------------------------------------------------------------------------
@@ -155,8 +155,10 @@ class NamedContextLoader:
                 rootfs = rootfs.with_pending(layer)
             return ContextImage(read.image.with_config(), rootfs, read.digest)
         tree = self.tree(context)
-        layer, _ = write_layer(tree.directory, self.store, compression=self._layers.compression,
-                               level=self._layers.level, source_date_epoch=self._layers.source_date_epoch)
+        # Every entry owned by root in the layer, whether or not the host could chown the tree.
+        changes = [Change(rel, ownership=Ownership(0, 0)) for rel in _tree_paths(tree.directory)]
+        layer, _ = write_changes(tree.directory, changes, self.store, compression=self._layers.compression,
+                                 level=self._layers.level, source_date_epoch=self._layers.source_date_epoch)
         image = _empty_image(platform).with_layer(layer, HistoryEntry(created_by=f"context {context.name}",
                                                                       comment="dockyard"))
         return ContextImage(image, self._new_root().with_pending(layer), tree.digest)
@@ -198,17 +200,31 @@ def copy_visible(context: BuildContext, source: str, dest: str) -> None:
 
 
 def _own_by_root(directory: str) -> None:
-    """Every entry owned by 0:0, as BuildKit's local and git sources give them (the host's ids mean nothing
-    in the image)."""
-    os.lchown(directory, 0, 0)
-    for parent, dirs, files in os.walk(directory):
-        for name in dirs + files:
-            path = os.path.join(parent, name)
-            st = os.lstat(path)
-            if st.st_uid or st.st_gid:
-                os.lchown(path, 0, 0)
-                if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o6000:
-                    os.chmod(path, stat.S_IMODE(st.st_mode))  # chown clears set-id bits: they are kept
+    """Every entry owned by 0:0, as BuildKit's client sends local directories (the host's ids mean nothing in
+    the image). Without root, the proot modes' ownership ledger records it instead; with neither, the files
+    keep the host's owners."""
+    for rel in ["", *_tree_paths(directory)]:
+        path = os.path.join(directory, rel) if rel else directory
+        st = os.lstat(path)
+        if not (st.st_uid or st.st_gid):
+            continue
+        try:
+            ownership.chown(path, 0, 0)
+        except OSError:
+            return
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o6000:
+            os.chmod(path, stat.S_IMODE(st.st_mode))  # chown clears set-id bits: they are kept
+
+
+def _tree_paths(directory: str, prefix: str = "") -> list[str]:
+    """The paths below `directory`, relative to it, sorted, parents before their children."""
+    paths = []
+    for entry in sorted(os.scandir(os.path.join(directory, prefix) if prefix else directory), key=lambda e: e.name):
+        rel = prefix + entry.name
+        paths.append(rel)
+        if entry.is_dir(follow_symlinks=False):
+            paths += _tree_paths(directory, rel + "/")
+    return paths
 
 
 def _empty_image(platform: Platform) -> Image:

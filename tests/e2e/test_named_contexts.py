@@ -281,3 +281,36 @@ def test_lint_knows_the_context_names(tmp_path):
                      str(context))
     assert named.returncode == 0, named.stderr
     assert "UnknownFromStage" not in named.stdout
+
+
+def test_an_unprivileged_build_gets_root_owned_context_files(busybox_base, tmp_path):
+    """Without root (the proot mode), the context's files cannot be chowned: the ownership ledger says 0:0 for
+    them, so COPY --from and FROM of a directory context give the same owners as a root build."""
+    import sys
+
+    from tests.support.users import open_directory, owned_directory
+
+    uid = 65534
+    probe = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c",
+                            "import dockyard.cli"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"uid {uid} cannot load dockyard: {probe.stderr.strip()[-200:]}")
+    with open_directory("dockyard-contexts-") as shared_dir:
+        home = owned_directory(shared_dir, "home", uid, uid)
+        shared = owned_directory(shared_dir, "shared", uid, uid)
+        (shared / "lib.txt").write_text("library\n")
+        os.chown(shared / "lib.txt", uid, uid)
+        context = owned_directory(shared_dir, "main", uid, uid)
+        (context / "Dockerfile").write_text(f"FROM {busybox_base} AS tools\nFROM shared AS files\n"
+                                            "COPY --from=tools /bin/busybox /bin/busybox\n"
+                                            "FROM tools\nCOPY --from=shared lib.txt /copied\n"
+                                            "COPY --from=files /lib.txt /from-stage\n")
+        oci = home / "oci"
+        result = dockyard("build", "--progress=plain", "-t", "contexts/user:latest", "--output", f"type=oci,dest={oci}",
+                          "--build-context", f"shared={shared}", str(context), user=uid,
+                          env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)})
+        assert result.returncode == 0, result.stderr
+        assert "isolation: proot" in result.stderr
+        files = tree.flatten(oracle.unpack(oci, tmp_path / "bundle"))
+    assert files["/copied"].sha256 == _sha(b"library\n") and (files["/copied"].uid, files["/copied"].gid) == (0, 0)
+    assert (files["/from-stage"].uid, files["/from-stage"].gid) == (0, 0)
