@@ -220,6 +220,9 @@ class _CopyRun:
     def _not_found(self, source: str) -> None:
         where = f"stage {self.flags.from_ref!r}" if self.flags.from_ref else \
             f"the build context ({self.executor.s.context.root})"
+        named = self.executor.named_context(self.flags.from_ref) if self.flags.from_ref else None
+        if named is not None:
+            where = f"the named context {named.name!r} ({named.describe()})"
         hint = "check the path (it is relative to the context)"
         if self.from_context and self.executor.s.context.ignore:
             hint += "; is it excluded by .dockerignore?"

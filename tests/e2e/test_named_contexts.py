@@ -200,7 +200,10 @@ def test_cache_keys_follow_the_context_content(busybox_base, tmp_path):
     shared = tmp_path / "shared"
     write_context(shared, {"lib.txt": "one\n"})
     context = write_context(tmp_path / "main", {"Dockerfile": f"FROM {busybox_base}\nCOPY --from=shared lib.txt /\n"
-                                                              "RUN cat /lib.txt > /copy\n"})
+                                                              "RUN cat /lib.txt > /copy\n"
+                                                              f"FROM {busybox_base}\n"
+                                                              "RUN --mount=from=shared,target=/m cat /m/lib.txt > /c\n"
+                                                              "COPY --from=0 /copy /copy\n"})
 
     def cached(n: int) -> list:
         meta = tmp_path / f"meta{n}.json"
@@ -209,11 +212,11 @@ def test_cache_keys_follow_the_context_content(busybox_base, tmp_path):
         assert result.returncode == 0, result.stderr
         return [s["cached"] for s in json.loads(meta.read_text())["steps"][1:]]
 
-    assert cached(1) == [False, False]
+    assert cached(1) == [False, False, None, False, False]  # the second FROM is no cached step
     os.utime(shared / "lib.txt", (1, 1))
-    assert cached(2) == [True, True]  # times are not content
+    assert cached(2) == [True, True, None, True, True]  # times are not content
     (shared / "lib.txt").write_text("two\n")
-    assert cached(3) == [False, False]
+    assert cached(3) == [False, False, None, False, False]
 
 
 def test_from_directory_context_is_keyed_by_content(busybox_base, tmp_path):
@@ -271,6 +274,12 @@ def test_unreadable_layout_and_unreachable_git(busybox_base, tmp_path):
     assert result.returncode == 4, result.stderr
     assert f"--build-context src=http://127.0.0.1:{port}/repo.git" in result.stderr
     assert "Traceback" not in result.stderr
+
+    write_context(tmp_path / "dir", {"present.txt": "x"})
+    result, _, _ = _build(tmp_path / "c", f"FROM {busybox_base}\nCOPY --from=dir absent.txt /a\n",
+                          f"dir={tmp_path / 'dir'}")
+    assert result.returncode == 4, result.stderr
+    assert f"not found in the named context 'dir' (--build-context dir={tmp_path / 'dir'})" in result.stderr
 
 
 def test_lint_knows_the_context_names(tmp_path):
