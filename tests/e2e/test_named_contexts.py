@@ -323,3 +323,47 @@ def test_an_unprivileged_build_gets_root_owned_context_files(busybox_base, tmp_p
         files = tree.flatten(oracle.unpack(oci, tmp_path / "bundle"))
     assert files["/copied"].sha256 == _sha(b"library\n") and (files["/copied"].uid, files["/copied"].gid) == (0, 0)
     assert (files["/from-stage"].uid, files["/from-stage"].gid) == (0, 0)
+
+
+def test_oci_layout_index_is_resolved_to_the_platform(registry, tmp_path):
+    """A layout holding a multi-platform index: the entry for --platform is the stage's base (its own layer
+    says which it is), as BuildKit resolves an oci-layout context for the target platform."""
+    from tests.support.images import push_multiplatform_base
+
+    base = push_multiplatform_base(registry.host, tmp_path / "base")
+    layout = tmp_path / "layout"
+    oracle.run_tool(["skopeo", "--insecure-policy", "copy", "--all", "--src-tls-verify=false", f"docker://{base}",
+                     f"oci:{layout}:multi"], 120)
+    dockerfile = "FROM base AS picked\nFROM scratch\nCOPY --from=picked /etc/platform /platform\n"
+    for platform, expected in (("linux/amd64", b"linux/amd64"), ("linux/arm64", b"linux/arm64/v8")):
+        result, files, _ = _build(tmp_path / platform.replace("/", "-"), dockerfile,
+                                  f"base=oci-layout://{layout}:multi", extra=("--platform", platform))
+        assert result.returncode == 0, result.stderr
+        assert files["/platform"].sha256 in (_sha(expected), _sha(expected + b"\n"))
+    result, _, _ = _build(tmp_path / "s390x", dockerfile, f"base=oci-layout://{layout}:multi",
+                          extra=("--platform", "linux/s390x"))
+    assert result.returncode == 4 and "linux/s390x" in result.stderr and "linux/arm64" in result.stderr
+
+
+def test_a_moved_image_tag_misses_the_cache(registry, busybox_base, fidelity_base, tmp_path):
+    """A docker-image:// context is keyed by the digest its tag resolves to, not by the tag."""
+    moving = f"{registry.host}/contexts/moving:1"
+
+    def point_at(source: str) -> None:
+        oracle.run_tool(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                         f"docker://{source}", f"docker://{moving}"], 120)
+
+    context = write_context(tmp_path / "main", {"Dockerfile": "FROM base\nRUN ls / > /listing\n"})
+
+    def cached(n: int) -> list:
+        meta = tmp_path / f"meta{n}.json"
+        result = dockyard("build", "-q", "--cache-dir", str(tmp_path / "cache"), "--metadata-file", str(meta),
+                          "--build-context", f"base=docker-image://{moving}", str(context))
+        assert result.returncode == 0, result.stderr
+        return [s["cached"] for s in json.loads(meta.read_text())["steps"][1:]]
+
+    point_at(busybox_base)
+    assert cached(1) == [False]
+    assert cached(2) == [True]
+    point_at(fidelity_base)
+    assert cached(3) == [False]
