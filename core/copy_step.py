@@ -353,8 +353,8 @@ def copy_cache_inputs(executor: StageExecutor, inst: ins.Copy) -> dict | None:
 
 def _from_key(executor: StageExecutor, inst: ins.Instruction, ref: str) -> str:
     """A --from source for a cache key: a stage's final key, a named context's digest (a tree's content or an
-    image's manifest), or an image's manifest digest. A stage that is not
-    built yet gets a placeholder: the step misses and reports the error when it runs."""
+    image's manifest), or an image's manifest digest. A stage that is not built yet gets a placeholder: the
+    step misses and reports the error when it runs."""
     stage = executor.stage_named(ref)
     if stage is None and ref.isdigit():
         return f"unknown stage {ref}"

@@ -116,7 +116,7 @@ def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[s
                 _check_from_is_literal(expander, inst, inst.flag("from"))
         own_context = contexts.lookup(stage.name) if stage.name else None
         base_stage = names.get(image.lower())
-        context = own_context or (contexts.lookup(image) if base_stage is None else None)
+        context = contexts.lookup(image) if own_context is None and base_stage is None else None
         if own_context is not None:
             plans.append(StagePlan(stage, None, None, platform, base_context=own_context.name, replaced=True))
         elif context is not None:
