@@ -143,12 +143,15 @@ def test_docker_image_context_overrides_from_by_name_and_tag(busybox_base, regis
     dockerfile = ("FROM alpine AS one\nRUN echo one > /one\n"
                   "FROM docker.io/library/debian:12\n"
                   "COPY --from=one /one /one\n"
-                  "RUN echo two > /two\n")
+                  "COPY --from=alpine /etc/passwd /copied-passwd\n"
+                  "RUN --mount=from=debian:12,target=/m cp /m/etc/group /mounted-group && echo two > /two\n")
     result, files, oci = _build(tmp_path, dockerfile, f"alpine=docker-image://{pinned}",
                                 f"debian:12=docker-image://{busybox_base}")
     assert result.returncode == 0, result.stderr
     assert files["/one"].sha256 == _sha(b"one\n") and files["/two"].sha256 == _sha(b"two\n")
     assert "/bin/busybox" in files
+    assert files["/copied-passwd"].sha256 == files["/etc/passwd"].sha256  # COPY --from an image context
+    assert files["/mounted-group"].sha256 == files["/etc/group"].sha256  # RUN --mount=from= one
     config = _config(oci)
     assert config["config"]["Cmd"] == ["sh"]  # the context image's config is the stage's base
 
