@@ -33,6 +33,7 @@ from .image.reference import Reference, parse_reference
 from .isolation import NamespaceRunner, Runner
 from .isolation.detect import select
 from .mounts import MountSources
+from .named_contexts import NamedContexts
 from .options import EPOCH_ARG, BuildOptions, check_compression
 from .plan import StagePlan, make_plan
 from .registry.routing import Routes
@@ -178,7 +179,8 @@ class Builder:
         dockerfile = load_dockerfile(dockerfile_path, display_path(dockerfile_path))
         build_args = build_args_with_epoch(opts)
         used_args: set[str] = set()
-        plan = make_plan(dockerfile, opts.target, build_args, used_args, platform=self.platform)
+        contexts = NamedContexts(opts.build_contexts)
+        plan = make_plan(dockerfile, opts.target, build_args, used_args, platform=self.platform, contexts=contexts)
         self.events.emit(ev.BuildStarted(dockerfile=dockerfile.path, context=str(opts.context),
                                          stages=len(plan.stages), steps=plan.step_count))
         for note in directive_notes(dockerfile):
@@ -231,6 +233,8 @@ class Builder:
                 image_digest=lambda ref, inst: self._image_digest(ref, inst, store, workspace),
                 image_rootfs=lambda ref, inst: self._image_rootfs(ref, inst, store, workspace),
                 **self._host_files(workspace))
+            if contexts:
+                services.named_contexts = self._context_loader(contexts, store, workspace)
             if opts.wants_push:
                 from .registry.push import EarlyUploads
 
@@ -301,6 +305,19 @@ class Builder:
                 found[key] = target
         return found
 
+    def _context_loader(self, contexts: NamedContexts, store: BlobStore, workspace: Workspace):
+        from .context_sources import ContextImage, LayerSettings, NamedContextLoader
+
+        def pull(text: str, platform: Platform) -> ContextImage:
+            image, rootfs = self._pull_and_unpack(text, platform, store, workspace)
+            return ContextImage(image, rootfs, _base_digest(image))
+
+        opts = self.options
+        return NamedContextLoader(contexts, store=store, workspace=workspace, pull=pull, platform=self.platform,
+                                  new_root=lambda: RootFS(unpacker=self._unpacker(store, workspace)),
+                                  layers=LayerSettings(opts.compression, opts.compression_level,
+                                                       opts.source_date_epoch))
+
     def _run_stages(self, plan, dockerfile: ins.Dockerfile, services: BuildServices,
                     build_args: dict[str, str], used_args: set[str]) -> Image:
         results: dict[int, StageResult] = {}
@@ -312,8 +329,9 @@ class Builder:
 
         for stage_plan in plan.stages:
             stage = stage_plan.stage
-            self.events.emit(ev.StageStarted(stage=stage.display_name,
-                                             base=stage_plan.base_image or f"stage {stage_plan.base_stage}"))
+            base = (f"context {stage_plan.base_context}" if stage_plan.base_context is not None
+                    else stage_plan.base_image or f"stage {stage_plan.base_stage}")
+            self.events.emit(ev.StageStarted(stage=stage.display_name, base=base))
             step, _ = next_step()
             services.steps.append(StepRecord(step, stage.base.original, stage.base.location.file,
                                              stage.base.location.start_line))
@@ -328,6 +346,9 @@ class Builder:
                 raise
             services.steps[-1].duration = time.monotonic() - t0
             self.events.emit(ev.StepFinished(step=step, duration=services.steps[-1].duration))
+            if stage_plan.replaced:  # the stage is the named context of its name: nothing of it runs
+                results[stage.index] = StageResult(image, rootfs, key)
+                continue
             executor = StageExecutor(stage, image, rootfs, services, build_args, used_args, results, dockerfile,
                                      next_step, plan.global_args, cache_key=key)
             results[stage.index] = executor.run()
@@ -343,6 +364,8 @@ class Builder:
         opts = self.options
         settings = dict(platform=str(platform), source_date_epoch=opts.source_date_epoch,
                         compression=opts.compression, level=opts.compression_level)
+        if stage_plan.base_context is not None:
+            return self._context_base(stage_plan, platform, services, settings)
         if stage_plan.base_image == "scratch":
             return Image(meta={"architecture": platform.architecture, "os": platform.os,
                                **({"variant": platform.variant} if platform.variant else {})}), \
@@ -354,6 +377,22 @@ class Builder:
             if exc.location is None:  # a pull error is reported at the FROM line that asked for the image
                 exc.location = stage_plan.stage.base.location
             raise
+
+    @staticmethod
+    def _context_base(stage_plan: StagePlan, platform: Platform, services: BuildServices,
+                      settings: dict) -> tuple[Image, RootFS, str]:
+        """FROM a named context (or a stage the context replaces): its image, and a key from its digest."""
+        loader = services.named_contexts
+        context = loader.lookup(stage_plan.base_context) if loader is not None else None
+        assert context is not None, "the plan names only contexts the build has"
+        try:
+            loaded = loader.image(context, platform)
+            key = base_key(f"context {loader.digest(context, platform)}", **settings)
+        except DockyardError as exc:
+            if exc.location is None:
+                exc.location = stage_plan.stage.base.location
+            raise
+        return loaded.image, loaded.rootfs, key
 
     def _pull_and_unpack(self, text: str, platform: Platform, store: BlobStore,
                          workspace: Workspace) -> tuple[Image, RootFS]:

@@ -27,6 +27,8 @@ examples:
       # RUN --mount=type=ssh git clone git@github.com:org/private.git
   dockyard build --registry-ca registry.corp:5000=corp-ca.crt --registry-mirror mirror.corp -t registry.corp:5000/app .
       # CAs also come from /etc/docker/certs.d/HOST[:PORT]/*.crt, client certificates from client.cert/.key there
+  dockyard build --build-context shared=../libs --build-context alpine=docker-image://alpine@sha256:... .
+      # COPY --from=shared ... reads ../libs; FROM alpine is that image (oci-layout://DIR and git URLs too)
 
 exit codes:
 """ + "\n".join(f"  {code:<4}{meaning}" for code, meaning in EXIT_CODES)
@@ -55,6 +57,10 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
                    help="add an annotation to the image manifest (repeatable)")
     b.add_argument("--platform", default="linux/amd64", help="the platform to build for (default linux/amd64)")
+    b.add_argument("--build-context", action="append", default=[], metavar="NAME=VALUE",
+                   help="a named context for FROM NAME, COPY --from=NAME and RUN --mount=from=NAME: a directory, "
+                        "docker-image://REF, oci-layout://PATH[:TAG|@DIGEST], a git URL or an http(s) URL; a "
+                        "stage or image of that name is replaced (repeatable)")
     b.add_argument("--push", action="store_true", help="push every tag to its registry")
     b.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
                    help="type=registry | type=oci,dest=DIR | type=docker,dest=FILE.tar (repeatable)")
@@ -142,6 +148,8 @@ def _add_lint_command(sub) -> None:
     lint.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
                       help="a build argument the build will get (repeatable)")
     lint.add_argument("--target", help="the stage the build will target")
+    lint.add_argument("--build-context", action="append", default=[], metavar="NAME=VALUE",
+                      help="a named context the build will get: NAME is then no unknown stage (repeatable)")
     lint.add_argument("--format", choices=["text", "json", "sarif", "github", "gitlab", "jenkins"], default="text",
                       help="how to print the findings (default text)")
     lint.add_argument("--output", metavar="FILE", help="write the findings to FILE instead of standard output")
@@ -225,6 +233,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         image_download_retry=args.image_download_retry,
         secrets=tuple(SecretSource.parse(s, environ) for s in args.secret),
         ssh=tuple(SshSource.parse(s, environ) for s in args.ssh),
+        build_contexts=_build_contexts(args.build_context),
         compression=args.compression,
         compression_level=args.compression_level,
         reproducible=args.reproducible,
@@ -236,6 +245,14 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
         environ=environ,
     )
+
+
+def _build_contexts(values: list[str]) -> tuple:
+    if not values:
+        return ()
+    from .named_contexts import parse_build_context
+
+    return tuple(parse_build_context(v) for v in values)
 
 
 def run_build(args: argparse.Namespace, argv: list[str]) -> int:
@@ -265,7 +282,8 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
             from .diagnostics.reports import check_fail_on
 
             findings = check_dockerfile(options.dockerfile_path, context=options.context,
-                                        build_args=dict(options.build_args), target=options.target)
+                                        build_args=dict(options.build_args), target=options.target,
+                                        context_names=frozenset(c.name for c in options.build_contexts))
             for finding in findings:
                 place = ":".join(str(p) for p in (finding.file, finding.line) if p is not None)
                 events.warning(f"{place}: {finding.rule}: {finding.message}")
@@ -308,8 +326,11 @@ def run_lint(args: argparse.Namespace) -> int:
     reports = [ReportSpec.parse(r) for r in args.report]
     context = Path(args.context)
     dockerfile = Path(args.file) if args.file else context / "Dockerfile"
+    from .named_contexts import split_build_context
+
     findings = check_dockerfile(dockerfile, context=context, target=args.target, hadolint=not args.no_hadolint,
-                                build_args=dict(parse_key_values(args.build_arg, "--build-arg", dict(os.environ))))
+                                build_args=dict(parse_key_values(args.build_arg, "--build-arg", dict(os.environ))),
+                                context_names=frozenset(split_build_context(c)[0] for c in args.build_context))
     if args.output:
         write_report(findings, args.format, Path(args.output))
     elif args.format == "text":

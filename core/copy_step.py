@@ -20,7 +20,7 @@ from .dockerfile.heredoc import heredoc_content
 from .cache.keys import tree_digest
 from .errors import ContextError, DockerfileError, StepFailed
 from .image.model import Layer
-from .rootfs import mounted_readonly, mounted_step
+from .rootfs import mounted_step
 from .rootfs.paths import clean, image_path_join, resolve_in_root
 from .users import UnknownUser, resolve_chown
 
@@ -138,8 +138,7 @@ def _operands(executor: StageExecutor, inst: ins.Copy) -> tuple[list[str], str]:
 def _source_root(executor: StageExecutor, inst: ins.Copy, flags: CopyFlags, stack: ExitStack) -> str:
     if flags.from_ref is None:
         return executor.s.context.root
-    rootfs = executor.source_rootfs(inst, flags.from_ref, "--from")
-    return stack.enter_context(mounted_readonly(rootfs, executor.s.workspace))
+    return executor.source_root(inst, flags.from_ref, "--from", stack)
 
 
 def _owner(root: str, flags: CopyFlags) -> tuple[int, int] | None:
@@ -221,6 +220,9 @@ class _CopyRun:
     def _not_found(self, source: str) -> None:
         where = f"stage {self.flags.from_ref!r}" if self.flags.from_ref else \
             f"the build context ({self.executor.s.context.root})"
+        named = self.executor.named_context(self.flags.from_ref) if self.flags.from_ref else None
+        if named is not None:
+            where = f"the named context {named.name!r} ({named.describe()})"
         hint = "check the path (it is relative to the context)"
         if self.from_context and self.executor.s.context.ignore:
             hint += "; is it excluded by .dockerignore?"
@@ -350,14 +352,19 @@ def copy_cache_inputs(executor: StageExecutor, inst: ins.Copy) -> dict | None:
 
 
 def _from_key(executor: StageExecutor, inst: ins.Instruction, ref: str) -> str:
-    """A --from source for a cache key: a stage's final key, or an image's manifest digest. A stage that is not
-    built yet gets a placeholder: the step misses and reports the error when it runs."""
+    """A --from source for a cache key: a stage's final key, a named context's digest (a tree's content or an
+    image's manifest), or an image's manifest digest. A stage that is not built yet gets a placeholder: the
+    step misses and reports the error when it runs."""
     stage = executor.stage_named(ref)
     if stage is None and ref.isdigit():
         return f"unknown stage {ref}"
     if stage is not None:
         result = executor.stages.get(stage.index)
         return result.key if result is not None and stage.index < executor.stage.index else f"stage {ref} not built"
+    context = executor.named_context(ref)
+    if context is not None:
+        assert executor.s.named_contexts is not None
+        return f"context {executor.s.named_contexts.digest(context)}"
     if executor.s.image_digest is None:
         raise DockerfileError(f"--from={ref}: no such stage")
     return executor.s.image_digest(ref, inst)

@@ -7,6 +7,7 @@ import datetime as _dt
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
@@ -23,8 +24,9 @@ from .image.blobs import BlobStore
 from .image.model import HistoryEntry, Image, Layer
 from .isolation import Runner
 from .mounts import MountSources
+from .named_contexts import NamedContext
 from .options import go_duration
-from .rootfs import RootFS, Workspace, mounted_step
+from .rootfs import RootFS, Workspace, mounted_readonly, mounted_step
 from .rootfs.ownership import Ownership
 from .rootfs.paths import image_path_join
 from .rootfs.snapshot import write_layer
@@ -33,6 +35,7 @@ from .users import UnknownUser, resolve_chown
 
 if TYPE_CHECKING:
     from .cache.remote import RemoteCache
+    from .context_sources import NamedContextLoader
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -102,6 +105,8 @@ class BuildServices:
     file_digests: FileDigests | None = None
     # Writes a step's layer while the next RUN runs (StageExecutor._commit); None: every layer in turn.
     snapshots: ThreadPoolExecutor | None = None
+    # --build-context: the named contexts, read when a step first needs one.
+    named_contexts: NamedContextLoader | None = None
     # Told of every layer a stage's image gains (made or cached), with the stage's index: the builder starts
     # pushing the final image's layers while later steps run.
     on_layer: Callable[[int, Layer], None] | None = None
@@ -230,16 +235,36 @@ class StageExecutor:
             stage = self.dockerfile.stages[int(ref)]
         return stage
 
+    def named_context(self, ref: str) -> NamedContext | None:
+        """The named context `ref` names when it names no stage (a stage of a context's name is replaced by the
+        context already)."""
+        if self.s.named_contexts is None or self.stage_named(ref) is not None:
+            return None
+        return self.s.named_contexts.lookup(ref)
+
     def source_rootfs(self, inst: ins.Instruction, ref: str, flag: str) -> RootFS:
-        """The root that `flag`=`ref` reads: an earlier stage's, or an image's."""
+        """The root that `flag`=`ref` reads: an earlier stage's, a named context's, or an image's."""
         stage = self.stage_named(ref)
         if stage is not None:
             if stage.index >= self.stage.index or stage.index not in self.stages:
                 raise DockerfileError(f"{flag}={ref} must name a stage before this one")
             return self.stages[stage.index].rootfs
+        context = self.named_context(ref)
+        if context is not None:
+            assert self.s.named_contexts is not None
+            return self.s.named_contexts.image(context).rootfs
         if self.s.image_rootfs is None:
             raise DockerfileError(f"{flag}={ref}: no such stage")
         return self.s.image_rootfs(ref, inst)
+
+    def source_root(self, inst: ins.Instruction, ref: str, flag: str, stack: ExitStack) -> str:
+        """The directory `flag`=`ref` reads, for the time of `stack`: a directory context's tree itself, else a
+        read-only mount of the root source_rootfs gives."""
+        context = self.named_context(ref)
+        if context is not None and context.is_directory:
+            assert self.s.named_contexts is not None
+            return self.s.named_contexts.tree(context).directory
+        return stack.enter_context(mounted_readonly(self.source_rootfs(inst, ref, flag), self.s.workspace))
 
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self) -> StageResult:

@@ -35,7 +35,7 @@ from .dockerfile import instructions as ins
 from .errors import ContextError, DockerfileError, StepFailed
 from .isolation import SandboxMount
 from .options import BuildOptions, SecretSource
-from .rootfs import mounted_readonly, ownership
+from .rootfs import ownership
 from .rootfs.overlay import mount, overlay_mount, umount
 from .rootfs.paths import clean, resolve_in_root
 
@@ -307,8 +307,7 @@ class MountPreparer:
     def _source_root(self, spec: MountSpec) -> tuple[str, str]:
         if not spec.from_:
             return str(self.executor.s.context.root), "the build context"
-        rootfs = self.executor.source_rootfs(self.inst, spec.from_, "--mount from")
-        return self.stack.enter_context(mounted_readonly(rootfs, self.executor.s.workspace)), f"{spec.from_!r}"
+        return self.executor.source_root(self.inst, spec.from_, "--mount from", self.stack), f"{spec.from_!r}"
 
     def _visible_context(self, host_dir: str) -> str:
         """A context directory as BuildKit's bind mount shows it: what .dockerignore excludes is not there."""

@@ -7,8 +7,12 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .named_contexts import NamedContext
 
 
 @dataclass(frozen=True)
@@ -337,6 +341,8 @@ class BuildOptions:
     max_parallel_transfers: int = 4
     secrets: tuple[SecretSource, ...] = ()  # --secret, for RUN --mount=type=secret
     ssh: tuple[SshSource, ...] = ()  # --ssh, for RUN --mount=type=ssh
+    # --build-context NAME=VALUE: named contexts FROM, COPY --from and RUN --mount from= resolve to.
+    build_contexts: tuple[NamedContext, ...] = ()
     # Where RUN --mount=type=cache directories persist between builds (default CACHE_ROOT/mounts).
     cache_mount_dir: Path | None = None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), compare=False, repr=False)

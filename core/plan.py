@@ -11,6 +11,7 @@ from .dockerfile.expand import Expander
 from .errors import DockerfileError, UsageError
 from .image.model import Platform
 from .mounts import mount_from_refs
+from .named_contexts import NamedContexts
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,10 @@ class StagePlan:
     base_stage: int | None  # FROM an earlier stage
     base_image: str | None  # FROM an image reference (expanded), or "scratch"
     platform: str | None  # FROM --platform, expanded
+    base_context: str | None = None  # FROM a named context (--build-context), by its name
+    # The stage's own name is a named context: the stage is that context, its instructions are not run
+    # (BuildKit replaces a stage by a context of its name).
+    replaced: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class BuildPlan:
 
     @property
     def step_count(self) -> int:
-        return sum(len(p.stage.instructions) + 1 for p in self.stages)
+        return sum(1 if p.replaced else len(p.stage.instructions) + 1 for p in self.stages)
 
 
 def host_platform() -> Platform:
@@ -80,9 +85,12 @@ def global_arg_values(dockerfile: ins.Dockerfile, build_args: dict[str, str], us
 
 def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[str, str],
               used_args: set[str], platform: Platform | None = None,
-              build_platform: Platform | None = None) -> BuildPlan:
+              build_platform: Platform | None = None, contexts: NamedContexts | None = None) -> BuildPlan:
     """`platform` is the target platform (--platform; linux/amd64 by default), `build_platform` where RUN
-    executes (the host by default): they give TARGETPLATFORM, BUILDPLATFORM and the rest."""
+    executes (the host by default): they give TARGETPLATFORM, BUILDPLATFORM and the rest. `contexts` are the
+    named contexts, in BuildKit's order: a context named as a stage replaces the stage; FROM an earlier stage
+    is that stage; else FROM a context's name is the context; else an image."""
+    contexts = contexts or NamedContexts()
     expander = Expander(escape=dockerfile.escape)
     target_index = _target_index(dockerfile, target)
     predefined = predefined_args(platform or Platform(), build_platform or host_platform(),
@@ -106,8 +114,15 @@ def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[s
         for inst in stage.instructions:  # every stage, as BuildKit, not only the ones the target needs
             if isinstance(inst, ins.Copy) and inst.flag("from") is not None:
                 _check_from_is_literal(expander, inst, inst.flag("from"))
+        own_context = contexts.lookup(stage.name) if stage.name else None
         base_stage = names.get(image.lower())
-        plans.append(StagePlan(stage, base_stage, None if base_stage is not None else image, platform))
+        context = contexts.lookup(image) if own_context is None and base_stage is None else None
+        if own_context is not None:
+            plans.append(StagePlan(stage, None, None, platform, base_context=own_context.name, replaced=True))
+        elif context is not None:
+            plans.append(StagePlan(stage, None, None, platform, base_context=context.name))
+        else:
+            plans.append(StagePlan(stage, base_stage, None if base_stage is not None else image, platform))
         if stage.name:
             names[stage.name] = stage.index
 
@@ -121,10 +136,12 @@ def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[s
         plan = plans[index]
         if plan.base_stage is not None:
             pending.append(plan.base_stage)
-        for inst in plan.stage.instructions:
+        for inst in () if plan.replaced else plan.stage.instructions:
             for ref in _from_refs(inst):
                 if ref.lower() in names and names[ref.lower()] < index:
                     pending.append(names[ref.lower()])
+                elif contexts.lookup(ref) is not None:
+                    continue  # a named context, read by the step itself
                 elif ref.isdigit():
                     if int(ref) >= index:
                         raise DockerfileError(f"--from={ref} must name an earlier stage", location=inst.location)

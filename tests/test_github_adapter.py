@@ -43,9 +43,12 @@ def test_lists_split_like_build_push_action():
 
 def test_inputs_from_environment(monkeypatch):
     set_inputs(monkeypatch, tags="r/a:1,r/a:2", build_args="A=1,2\nB=3", push="true", no_cache="False",
-               lint="Warning", extra_args="--compression zstd --label 'x=a b'", secret_envs="t=TOKEN,u=USER")
+               lint="Warning", extra_args="--compression zstd --label 'x=a b'", secret_envs="t=TOKEN,u=USER",
+               build_contexts="base=docker-image://alpine:3.20\nsrc=https://host/repo.git#v1,sub\n")
     inputs = ActionInputs.from_environment()
     assert inputs.tags == ("r/a:1", "r/a:2") and inputs.build_args == ("A=1,2", "B=3")
+    # build-push-action's build-contexts: one NAME=VALUE per line, commas kept
+    assert inputs.build_contexts == ("base=docker-image://alpine:3.20", "src=https://host/repo.git#v1,sub")
     assert inputs.push and not inputs.no_cache and inputs.lint == "warning" and inputs.context == "."
     assert inputs.extra_args == ("--compression", "zstd", "--label", "x=a b")
     assert inputs.secret_envs == ("t=TOKEN", "u=USER")
@@ -110,11 +113,12 @@ def test_flag_mapping(tmp_path):
                  cache_to=("type=registry,ref=r/c,mode=max",), insecure_registries=("reg:5000",),
                  registry_mirrors=("mirror.io",), platforms=("linux/amd64",), outputs=("type=oci,dest=out",),
                  secrets=("tok=s3cr3t=x",), secret_envs=("e=VAR",), secret_files=("f=/run/key",), lint="warning",
-                 extra_args=("--compression", "zstd"))
+                 extra_args=("--compression", "zstd"), build_contexts=("base=docker-image://alpine:3.20", "lib=../lib"))
     joined = " ".join(args)
     for expected in ("--progress json", f"--metadata-file {tmp_path}/m.json", "--check --fail-on warning",
                      f"--report github={tmp_path}/r.github", "--file app/Containerfile", "--tag r/a:1",
-                     "--build-arg A=1,2", "--label l=1", "--annotation manifest:k=v",
+                     "--build-arg A=1,2", "--build-context base=docker-image://alpine:3.20",
+                     "--build-context lib=../lib", "--label l=1", "--annotation manifest:k=v",
                      "--cache-from type=registry,ref=r/c", "--cache-to type=registry,ref=r/c,mode=max",
                      "--insecure-registry reg:5000", "--registry-mirror mirror.io", "--target release", "--push",
                      "--no-cache", "--platform linux/amd64", "--output type=oci,dest=out",

@@ -92,9 +92,11 @@ def test_inputs_are_read_from_the_job_variables_the_template_sets():
         "DOCKYARD_INPUT_TARGET": "runtime", "DOCKYARD_INPUT_LINT": "Warning",
         "DOCKYARD_INPUT_EXTRA_ARGS": "--platform linux/amd64 --label 'a=b c'",
         # what the template's DOCKYARD_INPUT_TYPED becomes once GitLab has interpolated the inputs
-        "DOCKYARD_INPUT_TYPED": '{"push": false, "cache": true, "tags": ["v1"],\n"build-args": ["A=1", "B=two words"]}',
+        "DOCKYARD_INPUT_TYPED": '{"push": false, "cache": true, "tags": ["v1"],\n"build-args": ["A=1", "B=two words"], '
+                                '"build-contexts": ["base=docker-image://alpine:3.20", "lib=libs/common"]}',
     })
     assert inputs == ComponentInputs(image="reg/g/app", context="app", tags=("v1",), build_args=("A=1", "B=two words"),
+                                     build_contexts=("base=docker-image://alpine:3.20", "lib=libs/common"),
                                      push=False, target="runtime", cache=True, lint="warning",
                                      extra_args=("--platform", "linux/amd64", "--label", "a=b c"))
 
@@ -106,6 +108,8 @@ def test_inputs_are_read_from_the_job_variables_the_template_sets():
     ({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_TYPED": "{push: true"}, "component inputs"),
     ({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_TYPED": typed(push="yes")}, "input push"),
     ({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_TYPED": typed(tags="v1")}, "input tags"),
+    ({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_TYPED": typed(**{"build-contexts": "a=b"})},
+     "input build-contexts"),
 ])
 def test_bad_inputs_are_usage_errors_naming_the_input(environ, subject):
     with pytest.raises(UsageError) as info:
@@ -116,12 +120,14 @@ def test_bad_inputs_are_usage_errors_naming_the_input(environ, subject):
 def test_build_arguments_map_every_input(tmp_path):
     files = job.WorkFiles(metadata=tmp_path / "m.json", code_quality=tmp_path / "cq.json")
     inputs = ComponentInputs(image="reg/g/app", context="app", dockerfile="app/Dockerfile.prod",
-                             build_args=("A=1",), target="runtime", lint="warning", extra_args=("--no-cache",))
+                             build_args=("A=1",), build_contexts=("base=docker-image://alpine:3.20", "lib=libs"),
+                             target="runtime", lint="warning", extra_args=("--no-cache",))
     args = job.build_arguments(inputs, references=["reg/g/app:main"], labels=["k=v"], files=files)
     assert args == ["--progress", "json", "--metadata-file", str(files.metadata),
                     "--check", "--fail-on", "warning", "--report", f"gitlab={files.code_quality}",
                     "--file", "app/Dockerfile.prod", "--tag", "reg/g/app:main", "--label", "k=v",
-                    "--build-arg", "A=1", "--target", "runtime",
+                    "--build-arg", "A=1", "--build-context", "base=docker-image://alpine:3.20",
+                    "--build-context", "lib=libs", "--target", "runtime",
                     "--cache-from", "type=registry,ref=reg/g/app/cache",
                     "--cache-to", "type=registry,ref=reg/g/app/cache,mode=max",
                     "--push", "--no-cache", "app"]

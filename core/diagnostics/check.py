@@ -18,9 +18,10 @@ from .model import Finding, Severity
 
 def check_dockerfile(dockerfile_path: str | Path, *, context: str | Path | None = None,
                      build_args: Mapping[str, str] | None = None, target: str | None = None,
-                     hadolint: bool = True) -> list[Finding]:
+                     hadolint: bool = True, context_names: frozenset[str] = frozenset()) -> list[Finding]:
     """Every finding for the Dockerfile, most severe first: dockyard's checks (CopyIgnoredFile only when the
-    `context` is given), hadolint's when `hadolint` and it is installed, or the parse error that stops both.
+    `context` is given; `context_names` are the build's named contexts, normalized), hadolint's when `hadolint`
+    and it is installed, or the parse error that stops both.
     Raises ContextError when the Dockerfile cannot be read and UsageError when `target` names no stage."""
     path = Path(dockerfile_path)
     shown = display_path(path)
@@ -29,7 +30,7 @@ def check_dockerfile(dockerfile_path: str | Path, *, context: str | Path | None 
     except DockerfileError as exc:
         return [finding_for_dockerfile_error(exc)]
     findings = dockerfile_findings(dockerfile, build_args or {}, target,
-                                   Path(context) if context is not None else None)
+                                   Path(context) if context is not None else None, context_names)
     directive = CheckDirective.parse(dict(dockerfile.directives).get("check", ""))
     findings = [kept for finding in findings if (kept := directive.apply(finding)) is not None]
     if hadolint:

@@ -20,6 +20,7 @@ from ..errors import DockerfileError, UsageError
 from ..image.model import Platform
 from ..image.reference import parse_reference
 from ..mounts import mount_from_refs
+from ..named_contexts import NamedContext, NamedContexts
 from ..plan import global_arg_values, make_plan, predefined_args
 from .model import Finding, Severity, buildkit_help_url
 
@@ -46,9 +47,10 @@ _SINGLE_USE = ("CMD", "ENTRYPOINT", "HEALTHCHECK")
 
 
 def dockerfile_findings(dockerfile: ins.Dockerfile, build_args: Mapping[str, str], target: str | None,
-                        context: Path | None) -> list[Finding]:
-    """Every finding of dockyard's checks. Raises UsageError when `target` names no stage."""
-    checker = _Checker(dockerfile)
+                        context: Path | None, context_names: frozenset[str] = frozenset()) -> list[Finding]:
+    """Every finding of dockyard's checks. Raises UsageError when `target` names no stage. `context_names` are
+    the build's named contexts (--build-context): a --from naming one names no unknown stage."""
+    checker = _Checker(dockerfile, NamedContexts([NamedContext(name, "named", "") for name in context_names]))
     checker.check_from_args()
     env_by_stage: dict[int, set[str]] = {}
     workdir_by_stage: dict[int, bool] = {}
@@ -70,8 +72,9 @@ def dockerfile_findings(dockerfile: ins.Dockerfile, build_args: Mapping[str, str
 
 
 class _Checker:
-    def __init__(self, dockerfile: ins.Dockerfile):
+    def __init__(self, dockerfile: ins.Dockerfile, contexts: NamedContexts | None = None):
         self.dockerfile = dockerfile
+        self.contexts = contexts or NamedContexts()
         self.expander = Expander(escape=dockerfile.escape)
         self.findings: list[Finding] = []
         self.global_names = {d.name for arg in dockerfile.global_args for d in arg.args}
@@ -234,6 +237,8 @@ class _Checker:
                 lowered = ref.lower()
                 if lowered in earlier or ref.isdigit() or not _BARE_IMAGE_NAME.fullmatch(lowered):
                     continue
+                if self.contexts.lookup(ref) is not None:
+                    continue  # a named context of the build
                 later = self.dockerfile.stage_by_name(lowered)
                 if later is not None:
                     continue  # a stage defined later: the plan reports it as an error
@@ -259,7 +264,7 @@ class _Checker:
     def check_plan(self, build_args: dict[str, str], target: str | None) -> None:
         used: set[str] = set()
         try:
-            plan = make_plan(self.dockerfile, target, build_args, used)
+            plan = make_plan(self.dockerfile, target, build_args, used, contexts=self.contexts)
         except DockerfileError as exc:
             # Linting without the --build-arg a FROM needs is not a broken Dockerfile; the plan-based checks
             # below need a plan, so they are skipped then.

@@ -78,7 +78,8 @@ def build_arguments(inputs: ActionInputs, *, tags: list[str], labels: list[str],
         args += ["--file", inputs.file]
     for tag in tags:
         args += ["--tag", tag]
-    for flag, values in (("--build-arg", inputs.build_args), ("--label", labels),
+    for flag, values in (("--build-arg", inputs.build_args), ("--build-context", inputs.build_contexts),
+                         ("--label", labels),
                          ("--annotation", inputs.annotations), ("--cache-from", inputs.cache_from),
                          ("--cache-to", inputs.cache_to), ("--insecure-registry", inputs.insecure_registries),
                          ("--registry-mirror", inputs.registry_mirrors)):

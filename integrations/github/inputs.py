@@ -55,6 +55,7 @@ class ActionInputs:
     tags: tuple[str, ...] = ()
     images: tuple[str, ...] = ()
     build_args: tuple[str, ...] = ()
+    build_contexts: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     annotations: tuple[str, ...] = ()
     push: bool = False
@@ -75,7 +76,8 @@ class ActionInputs:
     @classmethod
     def from_environment(cls) -> "ActionInputs":
         """The inputs as build-push-action splits them: tags, platforms and secret-envs by comma too; values that
-        may hold commas (build args, labels, annotations, secrets, cache and output specs) by line only."""
+        may hold commas (build args, build contexts, labels, annotations, secrets, cache and output specs) by line
+        only."""
         lint = _text("lint").lower() or "error"
         if lint not in LINT_LEVELS:
             raise UsageError(f"unknown level {lint!r}", subject="input lint",
@@ -94,7 +96,8 @@ class ActionInputs:
 
         return cls(
             context=_text("context") or ".", file=_text("file"), tags=items("tags"), images=items("images"),
-            build_args=lines("build-args"), labels=lines("labels"), annotations=lines("annotations"),
+            build_args=lines("build-args"), build_contexts=lines("build-contexts"), labels=lines("labels"),
+            annotations=lines("annotations"),
             push=_bool("push"), target=_text("target"), no_cache=_bool("no-cache"),
             cache_from=lines("cache-from"), cache_to=lines("cache-to"), secrets=lines("secrets"),
             secret_envs=items("secret-envs"), secret_files=lines("secret-files"), outputs=lines("outputs"),

@@ -27,6 +27,7 @@ class ComponentInputs:
     dockerfile: str = ""
     tags: tuple[str, ...] = ()
     build_args: tuple[str, ...] = ()
+    build_contexts: tuple[str, ...] = ()
     push: bool = True
     target: str = ""
     cache: bool = True
@@ -53,6 +54,7 @@ class ComponentInputs:
             raise UsageError(f"cannot split it as a shell would: {exc}", subject="input extra-args") from None
         return cls(image=image, context=text("CONTEXT") or ".", dockerfile=text("DOCKERFILE"),
                    tags=_strings(typed, "tags"), build_args=_strings(typed, "build-args"),
+                   build_contexts=_strings(typed, "build-contexts"),
                    push=_boolean(typed, "push", True), target=text("TARGET"), cache=_boolean(typed, "cache", True),
                    lint=lint, extra_args=extra)
 

@@ -57,6 +57,8 @@ def build_arguments(inputs: ComponentInputs, *, references: list[str], labels: l
         args += ["--label", label]
     for build_arg in inputs.build_args:
         args += ["--build-arg", build_arg]
+    for build_context in inputs.build_contexts:
+        args += ["--build-context", build_context]
     if inputs.target:
         args += ["--target", inputs.target]
     if inputs.cache:

@@ -19,7 +19,7 @@ CASES_DIR = Path(__file__).parent / "cases"
 _STR_MAP = "a table of strings"
 _STR_LIST = "a list of strings"
 _TOP_KEYS = {"about": "a string", "dockerfile": "a string", "target": "a string", "build_args": _STR_MAP,
-             "secrets": _STR_LIST, "env": _STR_MAP, "expect": "a table", "exception": "a table"}
+             "secrets": _STR_LIST, "build_contexts": _STR_LIST, "env": _STR_MAP, "expect": "a table", "exception": "a table"}
 _EXPECT_KEYS = {"files": _STR_MAP, "modes": _STR_MAP, "owners": _STR_MAP, "types": _STR_MAP, "links": _STR_MAP,
                 "absent": _STR_LIST, "present": _STR_LIST, "config": "a table", "history_excludes": _STR_LIST,
                 "layers_exclude": _STR_LIST, "log_excludes": _STR_LIST, "error": "a string", "exit_code": "an integer"}
@@ -58,6 +58,7 @@ class Case:
     target: str | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    build_contexts: tuple[str, ...] = ()  # NAME=VALUE; a directory is relative to the context, ${ARG} expanded
     env: Mapping[str, str] = field(default_factory=dict)
     expect: Mapping = field(default_factory=dict)
     exception: Exception_ | None = None
@@ -111,7 +112,8 @@ def load_case(case_dir: Path) -> Case:
         raise CaseError(f"{where}: the Dockerfile {dockerfile!r} is missing")
     return Case(
         name=case_dir.name, dir=case_dir, about=raw["about"], dockerfile=dockerfile, target=raw.get("target"),
-        build_args=raw.get("build_args", {}), secrets=tuple(raw.get("secrets", ())), env=raw.get("env", {}),
+        build_args=raw.get("build_args", {}), secrets=tuple(raw.get("secrets", ())),
+        build_contexts=tuple(raw.get("build_contexts", ())), env=raw.get("env", {}),
         expect=expect, exception=_exception(where, raw["exception"]) if "exception" in raw else None,
     )
 

@@ -68,6 +68,18 @@ def _absolute_secrets(secrets: tuple[str, ...], context: Path) -> list[str]:
     return out
 
 
+def _build_contexts(case: corpus.Case, context: Path, build_args: dict) -> list[str]:
+    """``--build-context`` values: ``${NAME}`` replaced by the build arg, a directory made absolute (relative to
+    the context, as the README says)."""
+    out = []
+    for spec in case.build_contexts:
+        for key, value in build_args.items():
+            spec = spec.replace("${" + key + "}", value)
+        name, _, value = spec.partition("=")
+        out.append(f"{name}={value}" if "://" in value else f"{name}={context / value}")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- builds
 
 
@@ -78,6 +90,7 @@ def _run_dockyard(case: corpus.Case, context: Path, build_args: dict, oci_dir: P
     cmd += [f"--build-arg={k}={v}" for k, v in build_args.items()]
     cmd += ["--target", case.target] if case.target else []
     cmd += [f"--secret={s}" for s in _absolute_secrets(case.secrets, context)]
+    cmd += [f"--build-context={c}" for c in _build_contexts(case, context, build_args)]
     env = {**os.environ, "CI": "true", "XDG_CACHE_HOME": str(session.dockyard_cache), **case.env}
     return subprocess.run([*cmd, str(context)], cwd=context, env=env, capture_output=True, text=True,
                           timeout=DOCKYARD_TIMEOUT)
@@ -92,7 +105,8 @@ def _run_buildah(case: corpus.Case, context: Path, build_args: dict, session: Co
     try:
         oracle.buildah_build(context, context / case.dockerfile, _buildah_tag(case), session.buildah_workdir,
                              build_args, case.target, secrets=_absolute_secrets(case.secrets, context),
-                             env=case.env, push=False)
+                             env=case.env, push=False,
+                             extra_args=[f"--build-context={c}" for c in _build_contexts(case, context, build_args)])
     except oracle.ToolError as exc:
         return str(exc)
     return None

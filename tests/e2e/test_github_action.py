@@ -180,3 +180,28 @@ def test_lint_findings_are_annotated_at_their_lines(registry, busybox_base, whee
     assert returncode == 0, log[-6000:]
     assert _annotations(log, "(?:warning|notice|error)", 2) and _annotations(log, "(?:warning|notice|error)", 3), \
         log[-6000:]
+
+
+def test_build_contexts_input(registry, busybox_base, wheelhouse, tmp_path):
+    """build-push-action's `build-contexts`: NAME=VALUE per line; here an image replacing `FROM base` and a
+    directory of the repository (relative to the workspace, as buildx reads it) for COPY --from."""
+    from tests.support import oracle, tree
+
+    image = f"{registry.host}/action/contexts:1"
+    steps = """\
+        - uses: ./
+          with:
+            context: app
+            tags: @IMAGE@
+            push: true
+            build-contexts: |
+              base=docker-image://@BASE@
+              shared=app/shared
+        """
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image, BASE=busybox_base),
+                     {"Dockerfile": "FROM base\nCOPY --from=shared lib.txt /lib.txt\n", "shared/lib.txt": "shared\n"})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    files = tree.flatten(oracle.unpack(oracle.fetch_oci(image, tmp_path / "oci"), tmp_path / "bundle"))
+    assert "/bin/busybox" in files and files["/lib.txt"].size == len("shared\n")

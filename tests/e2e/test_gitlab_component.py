@@ -158,3 +158,31 @@ def test_a_failed_step_is_in_the_code_quality_report_at_its_line(project_registr
     assert failure[0]["location"]["lines"]["begin"] == 3
     assert not (project / ".dockyard" / "dockyard.env").exists()  # no image to hand on
     assert "broken" in job_log(project, "dockyard-build")
+
+
+def test_build_contexts_input(project_registry, busybox_base, tmp_path):
+    """The `build-contexts` array input: an image replacing `FROM base` and a directory of the project (relative
+    to the project directory) for COPY --from; the pushed image holds both."""
+    from tests.support import oracle, tree
+
+    image = f"{project_registry.host}/group/contexts"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {image}
+              context: app
+              tags: [v1]
+              build-contexts: ["base=docker-image://{busybox_base}", "shared=app/shared"]
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": "FROM base\nCOPY --from=shared lib.txt /\n",
+                                                             "shared/lib.txt": "shared\n"})
+    result = run_pipeline(project, project_registry.host, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layout = tmp_path / "oci"
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "--src-creds",
+                    f"{USER}:{PASSWORD}", f"docker://{image}:v1", f"oci:{layout}:latest"],
+                   check=True, capture_output=True, timeout=120)
+    files = tree.flatten(oracle.unpack(layout, tmp_path / "bundle"))
+    assert "/bin/busybox" in files and files["/lib.txt"].size == len("shared\n")

@@ -37,6 +37,7 @@ ARG BASE=scratch
 FROM ${BASE}
 RUN echo about to fail && exit 3
 """
+CONTEXTS_DOCKERFILE = "FROM base\nCOPY --from=shared lib.txt /\n"
 AWKWARD = "it's \"quoted\" $HOME `id` \\back\\slash; && | * ~ %s {x,y}"
 AWKWARD_LABEL = "line one\nline 'two' $(id) `id` \"$PATH\""
 USER = "ci"
@@ -81,11 +82,16 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
                    "push": True,
                    "credentialsId": "registry-ci"},
                   credentials={"registry-ci": {"username": USER, "password": PASSWORD}}, warningsNg=True),
+        _scenario("contexts", write_context(tmp / "ws-contexts", {"Dockerfile": CONTEXTS_DOCKERFILE,
+                                                                   "shared/lib.txt": "shared\n"}),
+                  {"dockyard": DOCKYARD, "image": f"{registry.host}/jenkins/contexts", "push": True,
+                   "buildContexts": {"base": f"docker-image://{busybox_base}", "shared": "shared"}}),
         _bad("no-image", tmp, {"tags": ["1"]}),
         _bad("unknown-argument", tmp, {"image": "app", "imgae": "app"}),
         _bad("tagged-image", tmp, {"image": "registry.example.com/app:1.0"}),
         _bad("bad-tag", tmp, {"image": "app", "tags": ["ok", "not ok"]}),
         _bad("build-args-list", tmp, {"image": "app", "buildArgs": ["A=1"]}),
+        _bad("build-context-without-value", tmp, {"image": "app", "buildContexts": {"base": None}}),
         _bad("bad-lint", tmp, {"image": "app", "lint": "loud"}),
         _bad("push-string", tmp, {"image": "app", "push": "yes"}),
         _bad("extra-args-string", tmp, {"image": "app", "extraArgs": "--no-cache"}),
@@ -183,6 +189,7 @@ def test_a_failed_build_is_an_error_with_its_finding_recorded_and_the_credential
     ("tagged-image", "dockyardBuild: image 'registry.example.com/app:1.0' is not a repository name"),
     ("bad-tag", "dockyardBuild: tag 'not ok' is not a valid tag"),
     ("build-args-list", "dockyardBuild: buildArgs must be a map"),
+    ("build-context-without-value", "dockyardBuild: buildContexts 'base' has no value"),
     ("bad-lint", "dockyardBuild: lint 'loud' is not one of info, warning, error, none"),
     ("push-string", "dockyardBuild: push must be true or false"),
     ("extra-args-string", "dockyardBuild: extraArgs must be a list"),
@@ -191,3 +198,15 @@ def test_bad_arguments_are_errors_before_anything_runs(pipeline, name, message):
     outcome = pipeline["results"][name]
     assert outcome["error"].startswith(message)
     assert outcome["scripts"] == []
+
+
+def test_build_contexts_are_passed_as_build_context_flags(pipeline, registry, tmp_path):
+    """`buildContexts: [base: 'docker-image://...', shared: 'shared']`: FROM base is the image, COPY --from=shared
+    reads the workspace's directory."""
+    from tests.support import oracle, tree
+
+    outcome = pipeline["results"]["contexts"]
+    assert "error" not in outcome, outcome["log"]
+    [ref] = outcome["returned"]["tags"]
+    files = tree.flatten(oracle.unpack(oracle.fetch_oci(ref, tmp_path / "oci"), tmp_path / "bundle"))
+    assert "/bin/busybox" in files and files["/lib.txt"].size == len("shared\n")

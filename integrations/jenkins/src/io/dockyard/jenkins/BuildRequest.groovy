@@ -8,9 +8,9 @@ package io.dockyard.jenkins
  */
 class BuildRequest implements Serializable {
 
-    static final List<String> ARGUMENTS = ['image', 'tags', 'context', 'dockerfile', 'buildArgs', 'labels', 'push',
-                                           'target', 'cache', 'credentialsId', 'registry', 'lint', 'extraArgs',
-                                           'dockyard']
+    static final List<String> ARGUMENTS = ['image', 'tags', 'context', 'dockerfile', 'buildArgs', 'buildContexts',
+                                           'labels', 'push', 'target', 'cache', 'credentialsId', 'registry', 'lint',
+                                           'extraArgs', 'dockyard']
     // dockyard's --fail-on levels, least severe first except `none`, which nothing reaches.
     static final List<String> LINT_LEVELS = ['info', 'warning', 'error', 'none']
 
@@ -27,6 +27,7 @@ class BuildRequest implements Serializable {
     String context
     String dockerfile
     Map<String, String> buildArgs
+    Map<String, String> buildContexts
     Map<String, String> labels
     boolean push
     String target
@@ -56,6 +57,13 @@ class BuildRequest implements Serializable {
         request.context = text(args, 'context', '.')
         request.dockerfile = text(args, 'dockerfile', null)
         request.buildArgs = pairs(args, 'buildArgs')
+        request.buildContexts = pairs(args, 'buildContexts')
+        for (Map.Entry<String, String> named : request.buildContexts.entrySet()) {
+            if (!named.value) {
+                throw new IllegalArgumentException("buildContexts '${named.key}' has no value: give a directory, " +
+                                                   "docker-image://REF, oci-layout://PATH or a git or http(s) URL")
+            }
+        }
         request.labels = pairs(args, 'labels')
         request.push = flag(args, 'push', false)
         request.target = text(args, 'target', null)
@@ -98,6 +106,9 @@ class BuildRequest implements Serializable {
         }
         for (Map.Entry<String, String> arg : buildArgs.entrySet()) {
             words.addAll(['--build-arg', arg.value == null ? arg.key : "${arg.key}=${arg.value}".toString()])
+        }
+        for (Map.Entry<String, String> named : buildContexts.entrySet()) {
+            words.addAll(['--build-context', "${named.key}=${named.value}".toString()])
         }
         for (Map.Entry<String, String> label : labels.entrySet()) {
             words.addAll(['--label', "${label.key}=${label.value}".toString()])
