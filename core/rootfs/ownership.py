@@ -34,7 +34,13 @@ class Ownership:
 class OwnershipLedger:
     """Host path -> (inode, Ownership) for one build's directory roots. An entry holds only while the path
     still has the inode it was recorded for: a RUN that replaces the file (its new one is the RUN's own) or
-    deletes it leaves a stale entry behind, which `lookup` then ignores.
+    deletes it leaves a stale entry behind, which `lookup` then ignores. Another name of the same file (a hard
+    link, which unpacking a layer or copying a tree makes without a chown of its own) has the entry's
+    ownership too, as long as the recorded name still is that file.
+
+    For a builder that is not root every file of a directory root is the host user's, so the ledger holds
+    the image's owner of every file it knows, also where that owner happens to be the host user's ids: a
+    RUN step sees the builder's files as its own user's (proot), and only the ledger tells which are not.
 
     What a RUN step itself changes (isolation/proot_supervisor.py) is recorded by inode instead, because
     the step may still rename the file: dpkg chowns `NAME.dpkg-new`, then renames it to NAME. The snapshot
@@ -43,11 +49,15 @@ class OwnershipLedger:
 
     def __init__(self) -> None:
         self._by_path: dict[str, tuple[int, Ownership]] = {}
+        self._named: dict[tuple[int, int], str] = {}  # (st_dev, st_ino) -> the path last recorded for it
         self._by_inode: dict[tuple[int, int], Ownership] = {}  # (st_dev, st_ino), during a step
-        self._seen: dict[str, tuple[int, Ownership]] = {}  # path entries for _by_inode, made by lookups
+        self._seen: dict[str, tuple[os.stat_result, Ownership]] = {}  # path entries for _by_inode, by lookups
 
-    def record(self, path: str, ownership: Ownership) -> None:
-        self._by_path[path] = (os.lstat(path).st_ino, ownership)
+    def record(self, path: str, ownership: Ownership, st: os.stat_result | None = None) -> None:
+        """`path` (whose lstat is `st`, when the caller has it) is `ownership`'s in the image."""
+        st = st if st is not None else os.lstat(path)
+        self._by_path[path] = (st.st_ino, ownership)
+        self._named[(st.st_dev, st.st_ino)] = path
 
     def record_inode(self, st: os.stat_result, ownership: Ownership) -> None:
         self._by_inode[(st.st_dev, st.st_ino)] = ownership
@@ -64,20 +74,35 @@ class OwnershipLedger:
         for path, (ino, owned) in self._by_path.items():
             yield path, ino, owned
 
-    def forget(self, path: str) -> None:
-        self._by_path.pop(path, None)
+    def has_path(self, path: str) -> bool:
+        return path in self._by_path
 
     def lookup(self, path: str, st: os.stat_result) -> Ownership | None:
         by_inode = self._by_inode.get((st.st_dev, st.st_ino))
         if by_inode is not None:
-            self._seen[path] = (st.st_ino, by_inode)
+            self._seen[path] = (st, by_inode)
             return by_inode
         found = self._by_path.get(path)
-        return found[1] if found and found[0] == st.st_ino else None
+        if found is not None and found[0] == st.st_ino:
+            return found[1]
+        return self._other_name(path, st) if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode) else None
+
+    def _other_name(self, path: str, st: os.stat_result) -> Ownership | None:
+        """The entry of another name of the file at `path`, while that name still is the same file."""
+        other = self._named.get((st.st_dev, st.st_ino))
+        found = self._by_path.get(other) if other is not None and other != path else None
+        if found is None or found[0] != st.st_ino:
+            return None
+        try:
+            other_st = os.lstat(other)
+        except OSError:
+            return None
+        return found[1] if (other_st.st_dev, other_st.st_ino) == (st.st_dev, st.st_ino) else None
 
     def end_step(self) -> None:
         """After a step's snapshot: the inodes it recorded keep their ownership under the paths it found."""
-        self._by_path.update(self._seen)
+        for path, (st, owned) in self._seen.items():
+            self.record(path, owned, st)
         self._seen.clear()
         self._by_inode.clear()
 
@@ -103,18 +128,22 @@ def recording(ledger: OwnershipLedger) -> Iterator[OwnershipLedger]:
 
 
 def chown(path: str, uid: int, gid: int) -> None:
-    """os.chown without following symlinks; recorded instead when the host refuses and a ledger is active."""
+    """os.chown without following symlinks; recorded instead when the host refuses and a ledger is active
+    (and recorded as well for a builder that is not root: see OwnershipLedger)."""
     ledger = _active.get()
     try:
         os.chown(path, uid, gid, follow_symlinks=False)
     except OSError as exc:
         if ledger is None or exc.errno not in _CANNOT:
             raise
-        previous = ledger.lookup(path, os.lstat(path))
-        ledger.record(path, Ownership(uid, gid, previous.device if previous else None))
-        return
-    if ledger is not None:
-        ledger.forget(path)
+    else:
+        if ledger is None:
+            return
+        if os.geteuid() == 0 and not ledger.has_path(path):
+            return  # root's chown is real: only a device node stood in for keeps an entry
+    st = os.lstat(path)
+    previous = ledger.lookup(path, st)
+    ledger.record(path, Ownership(uid, gid, previous.device if previous else None), st)
 
 
 def mknod(path: str, mode: int, rdev: int) -> None:
