@@ -96,8 +96,9 @@ class Scanner:
     """One scan of `root` against `previous` (None: the first scan, which only builds the index).
 
     `ledger` holds the image owners the host could not give (ownership.py); `new_owner` is who a file the
-    host user owns belongs to in the image when the ledger does not say (the identity a RUN ran as, in the
-    non-root mode: the file is the host user's only because the host user had to create it)."""
+    step made belongs to in the image when the ledger does not say (the identity a RUN ran as, in the
+    non-root mode: the file is the host user's only because the host user had to create it). A file that was
+    there before the step (changed in place, renamed, or given another name) keeps the owner it had."""
 
     def __init__(self, root: str, previous: Index | None, *, ledger: OwnershipLedger | None = None,
                  new_owner: Ownership | None = None):
@@ -193,7 +194,8 @@ class Scanner:
         if self.ledger is None:
             return self.new_owner if self.new_owner is not None and st.st_uid == os.geteuid() else None
         owned = self.ledger.lookup(path, st)
-        if owned is None:
+        # Neither a step user nor entries: root's build, whose host owners are the image's.
+        if owned is None and (self.new_owner is not None or len(self.ledger)):
             origin = self._origin(rel, st)
             if origin is not None:
                 # There before the step (in place, moved or linked): it keeps the owner it had.
