@@ -1,10 +1,12 @@
-"""Owners and device nodes the image has but the host cannot give its files.
+"""Owners, device nodes and file capabilities the image has but the host cannot give its files.
 
-Without root (mode 3), or as a root whose user namespace maps only some ids, `chown` to an image's owner and
-`mknod` of a device node fail. The directory-root modes (trees.py) then keep what the image says in a ledger
-instead: the file stays the host user's, a device node becomes an empty regular file, and the scan index
-(scan.py) carries the image's owner and device into the layers it writes. With full privileges (overlay
-mode) there is no ledger and failures are errors, as before.
+Without root (mode 3), or as a root whose user namespace maps only some ids, `chown` to an image's owner,
+`mknod` of a device node and setting a security.* xattr fail. The directory-root modes (trees.py) then keep
+what the image says in a ledger instead: the file stays the host user's, a device node becomes an empty
+regular file, and the scan index (scan.py) carries the image's owner, device and xattrs into the layers it
+writes. In the overlay modes there is no ledger and a refused chown is an error; a device node the kernel
+refuses (the root of a user namespace has no CAP_MKNOD there) becomes an empty file that names the device
+in an xattr of dockyard's own, which the snapshot and COPY read back.
 """
 
 from __future__ import annotations
@@ -14,21 +16,26 @@ import os
 import stat
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 # chown: EPERM without CAP_CHOWN; EINVAL for an id the user namespace does not map.
 _CANNOT = (errno.EPERM, errno.EINVAL)
+# On a file standing in for a device node, without a ledger: "c MAJOR MINOR" or "b MAJOR MINOR". Never an
+# image's xattr (xattrs.py leaves it out of layers; a layer's own is not applied).
+DEVICE_XATTR = "user.dockyard.device"
 
 
 @dataclass(frozen=True)
 class Ownership:
-    """What the image says a path is, where the host file differs: its owner, and for a device node stood in
-    for by an empty file, ("c" or "b", major, minor)."""
+    """What the image says a path is, where the host file differs: its owner, for a device node stood in
+    for by an empty file ("c" or "b", major, minor), and the security.* xattrs the host refused (file
+    capabilities need CAP_SETFCAP), sorted by name."""
 
     uid: int
     gid: int
     device: tuple[str, int, int] | None = None
+    xattrs: tuple[tuple[str, bytes], ...] = ()
 
 
 class OwnershipLedger:
@@ -147,17 +154,36 @@ def chown(path: str, uid: int, gid: int) -> None:
 
 
 def mknod(path: str, mode: int, rdev: int) -> None:
-    """os.mknod; an empty placeholder file plus a ledger entry when the host refuses device nodes."""
+    """os.mknod; where the host refuses device nodes, an empty placeholder file instead, with a ledger entry
+    when a ledger is active, else (a user namespace's root, whose unpacked layers later builds reuse) with
+    the device written on the file itself, in DEVICE_XATTR."""
     ledger = _active.get()
     try:
         os.mknod(path, mode, rdev)
     except PermissionError:
-        if ledger is None or not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+        if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
             raise
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         kind = "c" if stat.S_ISCHR(mode) else "b"
-        st = os.lstat(path)
-        ledger.record(path, Ownership(st.st_uid, st.st_gid, (kind, os.major(rdev), os.minor(rdev))))
+        if ledger is not None:
+            st = os.lstat(path)
+            ledger.record(path, Ownership(st.st_uid, st.st_gid, (kind, os.major(rdev), os.minor(rdev))), st)
+            return
+        try:
+            os.setxattr(path, DEVICE_XATTR, f"{kind} {os.major(rdev)} {os.minor(rdev)}".encode(),
+                        follow_symlinks=False)
+        except OSError:
+            os.unlink(path)
+            raise PermissionError(errno.EPERM, "device nodes cannot be made here", path) from None
+
+
+def marked_device(path: str) -> tuple[str, int, int] | None:
+    """The device an empty file stands in for, as mknod wrote it in DEVICE_XATTR; None if it has none."""
+    try:
+        kind, major, minor = os.getxattr(path, DEVICE_XATTR, follow_symlinks=False).decode().split()
+        return (kind, int(major), int(minor)) if kind in ("c", "b") else None
+    except (OSError, ValueError):
+        return None
 
 
 def image_owner(path: str, st: os.stat_result) -> tuple[int, int]:
@@ -165,3 +191,39 @@ def image_owner(path: str, st: os.stat_result) -> tuple[int, int]:
     ledger = _active.get()
     recorded = ledger.lookup(path, st) if ledger is not None else None
     return (recorded.uid, recorded.gid) if recorded else (st.st_uid, st.st_gid)
+
+
+def stood_in_for(path: str, st: os.stat_result) -> tuple[int, int] | None:
+    """(mode, rdev) of the device node the image has where the host has only the empty file standing in for
+    it (see mknod); None for every other file."""
+    if not stat.S_ISREG(st.st_mode) or st.st_size:
+        return None
+    ledger = _active.get()
+    recorded = ledger.lookup(path, st) if ledger is not None else None
+    device = recorded.device if recorded is not None else marked_device(path)
+    if device is None:
+        return None
+    kind, major, minor = device
+    return (stat.S_IFCHR if kind == "c" else stat.S_IFBLK) | stat.S_IMODE(st.st_mode), os.makedev(major, minor)
+
+
+def setxattr(path: str, name: str, value: bytes) -> None:
+    """os.setxattr without following symlinks; a security.* xattr the host refuses is recorded when a ledger
+    is active. Other refusals are ignored, as docker ignores the kernel's refusal of user.* on a symlink."""
+    try:
+        os.setxattr(path, name, value, follow_symlinks=False)
+    except OSError as exc:
+        ledger = _active.get()
+        if ledger is None or exc.errno not in (errno.EPERM, errno.EACCES) or not name.startswith("security."):
+            return
+        st = os.lstat(path)
+        recorded = ledger.lookup(path, st) or Ownership(st.st_uid, st.st_gid)
+        xattrs = dict(recorded.xattrs) | {name: value}
+        ledger.record(path, replace(recorded, xattrs=tuple(sorted(xattrs.items()))), st)
+
+
+def recorded_xattrs(path: str, st: os.stat_result) -> dict[str, bytes]:
+    """The xattrs the image has for this file that the host refused (see setxattr)."""
+    ledger = _active.get()
+    recorded = ledger.lookup(path, st) if ledger is not None else None
+    return dict(recorded.xattrs) if recorded is not None else {}

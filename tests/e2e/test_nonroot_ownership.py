@@ -108,7 +108,8 @@ def _context(base: str, on_top: bool = False) -> Iterator[Path]:
 
 
 def _layers(layout: Path) -> tuple[str, list[list[tuple]], dict, dict[str, str]]:
-    """(manifest digest, every layer's tar entries as (name, type, mode, uid, gid, content, link), config, the
+    """(manifest digest, every layer's tar entries as (name, type, mode, uid, gid, content, link, device,
+    xattrs), config, the
     text of the image's .txt files)."""
     def blob(digest: str) -> bytes:
         return (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
@@ -127,8 +128,10 @@ def _layers(layout: Path) -> tuple[str, list[list[tuple]], dict, dict[str, str]]
                 content = tar.extractfile(m).read() if m.isreg() else None
                 if content is not None and m.name.endswith(".txt"):
                     texts[m.name] = content.decode()
+                xattrs = tuple(sorted((k, v) for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")))
                 entries.append((m.name, m.type, oct(m.mode), m.uid, m.gid,
-                                hashlib.sha256(content).hexdigest() if content is not None else None, m.linkname))
+                                hashlib.sha256(content).hexdigest() if content is not None else None, m.linkname,
+                                (m.devmajor, m.devminor) if m.ischr() or m.isblk() else None, xattrs))
         layers.append(entries)
     return digest, layers, json.loads(blob(manifest["config"]["digest"])), texts
 
@@ -137,7 +140,7 @@ def _image_files(layers: list[list[tuple]]) -> dict[str, tuple]:
     """The image's files (whiteouts applied): path -> (type, mode, uid, gid, content, link)."""
     files: dict[str, tuple] = {}
     for entries in layers:
-        for name, kind, mode, uid, gid, content, link in entries:
+        for name, kind, mode, uid, gid, content, link, *_ in entries:
             name = name.strip("/").removeprefix("./")
             parent, _, base = name.rpartition("/")
             if base.startswith(".wh."):
@@ -270,3 +273,55 @@ def test_the_proot_mode_gives_root_s_images(registry, busybox_base, reference, s
 def test_the_user_namespace_mode_gives_root_s_images(registry, busybox_base, reference, shared):
     with user_with_subordinate_ids() as (uid, gid):
         _nonroot_builds(Builder(shared, uid, gid), busybox_base, registry, reference, "namespaces")
+
+
+
+# The fidelity base (tests/support/images.py): device nodes, a FIFO, setuid/setgid bits, a file capability
+# (security.capability), a file of uid 1000 (the builder's), whiteouts; ADD unpacks more of the same.
+SPECIALS = """\
+FROM {fidelity} AS specials
+RUN echo changed >> /fid/owned && touch /fid/suid && mv /fid/sgid /fid/sgid-moved
+
+FROM {base}
+COPY --from=specials /fid /fid
+ADD specials.tar /added/
+RUN touch /fid/sgid-moved /added/cap
+"""
+
+
+def _specials_archive() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, mode, uid in (("null", tarfile.CHRTYPE, 0o666, 0), ("cap", tarfile.REGTYPE, 0o755, 0),
+                                      ("mine", tarfile.REGTYPE, 0o640, BUILDER_UID)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, uid, 5, 1600000000
+            if kind == tarfile.CHRTYPE:
+                info.devmajor, info.devminor = 1, 3
+            if name == "cap":  # cap_net_bind_service=ep
+                info.pax_headers = {"SCHILY.xattr.security.capability":
+                                    b"\x01\x00\x00\x02\x00\x04\x00\x00" .decode("latin-1") + "\x00" * 12}
+            tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+    return buffer.getvalue()
+
+
+def test_device_nodes_capabilities_and_special_bits_survive_a_non_root_builder(registry, busybox_base,
+                                                                               fidelity_base, shared):
+    with open_directory("dockyard-specials-") as root:
+        ctx = write_context(root / "ctx", {"Dockerfile": SPECIALS.format(fidelity=fidelity_base, base=busybox_base),
+                                           "specials.tar": _specials_archive()})
+        result, out = Builder(shared, None).build(ctx, "specials")
+        assert result.returncode == 0, result.stderr
+        reference = _layers(out)
+        files = _image_files(reference[1])
+        assert files["fid/dev/null"][0] == tarfile.CHRTYPE and files["added/null"][0] == tarfile.CHRTYPE
+        assert files["fid/owned"][2:4] == (1000, 50) and files["fid/sgid-moved"][1:4] == (oct(0o2755), 0, 50)
+        assert any(entry[0] == "added/cap" and entry[8] for entry in reference[1][-1])  # the RUN's layer
+        result, out = Builder(shared, BUILDER_UID).build(ctx, "specials")
+        assert result.returncode == 0, result.stderr
+        assert "isolation: proot" in result.stderr
+        _assert_same_image(_layers(out), reference)
+        with user_with_subordinate_ids() as (uid, gid):
+            result, out = Builder(shared, uid, gid).build(ctx, "specials")
+        assert result.returncode == 0, result.stderr
+        _assert_same_image(_layers(out), reference)
