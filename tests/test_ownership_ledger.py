@@ -153,3 +153,87 @@ def test_a_file_that_got_a_freed_inode_number_is_new(tmp_path):
             *before[:4], os.lstat(tmp_path / "new").st_ino, *before[5:]))
     result = scan(str(tmp_path), index, ledger=ledger, new_owner=Ownership(7, 8))
     assert _owners(result)["new"] == Ownership(7, 8)
+
+
+CAP_NET_BIND_SERVICE = b"\x01\x00\x00\x02\x00\x04\x00\x00" + b"\x00" * 12
+
+NON_ROOT_COPY = textwrap.dedent("""
+    import json, os, stat, sys
+    from dockyard.copy import Copier, CopyOptions
+    from dockyard.rootfs import ownership
+    from dockyard.rootfs.ownership import OwnershipLedger
+    stage, image = sys.argv[1], sys.argv[2]
+    ledger = OwnershipLedger()
+    with ownership.recording(ledger):
+        # A stage's root, as unpacking its layers leaves it for a builder that is not root.
+        ownership.mknod(f"{stage}/null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        ownership.chown(f"{stage}/null", 0, 5)
+        os.chmod(f"{stage}/null", 0o666)  # as unpacking does, after the chown
+        with open(f"{stage}/cap", "w") as f:
+            f.write("#!/bin/sh\\n")
+        ownership.chown(f"{stage}/cap", 0, 0)
+        ownership.setxattr(f"{stage}/cap", "security.capability", bytes.fromhex(sys.argv[3]))
+        with open(f"{stage}/a", "w") as f:
+            f.write("a")
+        ownership.chown(f"{stage}/a", 33, 44)
+        os.link(f"{stage}/a", f"{stage}/b")
+        copier = Copier(image, CopyOptions(keep_source_owner=True))
+        for name in ("null", "cap", "a", "b"):
+            copier.copy(f"{stage}/{name}", f"{image}/{name}")
+        seen = {}
+        for name in ("null", "cap", "a", "b"):
+            path = f"{image}/{name}"
+            st = os.lstat(path)
+            owned = ledger.lookup(path, st)
+            seen[name] = {"owner": [owned.uid, owned.gid], "device": owned.device,
+                          "stood_in_for": ownership.stood_in_for(path, st),
+                          "xattrs": {k: v.hex() for k, v in ownership.recorded_xattrs(path, st).items()},
+                          "host": [stat.S_ISREG(st.st_mode), st.st_uid, st.st_nlink]}
+    print(json.dumps(seen))
+""")
+
+
+def test_copying_a_stage_without_root_keeps_its_owners_devices_capabilities_and_links():
+    with open_directory("dockyard-ledger-") as shared:
+        stage, image = owned_directory(shared, "stage", 1000, 1000), owned_directory(shared, "image", 1000, 1000)
+        done = subprocess.run(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", sys.executable, "-c",
+                               NON_ROOT_COPY, str(stage), str(image), CAP_NET_BIND_SERVICE.hex()],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    # The host has an empty file where the image has /null, the builder's files everywhere, one file for a, b.
+    assert seen["null"] == {"owner": [0, 5], "device": ["c", 1, 3],
+                            "stood_in_for": [0o20666, os.makedev(1, 3)], "xattrs": {},
+                            "host": [True, 1000, 1]}
+    assert seen["cap"]["owner"] == [0, 0] and seen["cap"]["xattrs"] == {"security.capability":
+                                                                         CAP_NET_BIND_SERVICE.hex()}
+    assert seen["a"]["owner"] == seen["b"]["owner"] == [33, 44] and seen["b"]["host"] == [True, 1000, 2]
+
+
+NAMESPACE_ROOT_DEVICE = textwrap.dedent("""
+    import io, json, os, stat, sys, tarfile
+    from dockyard.copy import Copier, CopyOptions
+    from dockyard.image.blobs import BlobStore
+    from dockyard.rootfs import ownership
+    from dockyard.rootfs.snapshot import write_layer
+    from dockyard.rootfs.xattrs import image_xattrs
+    work = sys.argv[1]
+    os.makedirs(f"{work}/lower"), os.makedirs(f"{work}/upper")
+    ownership.mknod(f"{work}/lower/null", stat.S_IFCHR | 0o640, os.makedev(1, 3))  # no ledger: the overlay modes
+    Copier(f"{work}/upper", CopyOptions(keep_source_owner=True)).copy(f"{work}/lower/null", f"{work}/upper/null")
+    layer, _ = write_layer(f"{work}/upper", BlobStore(f"{work}/blobs"), compression="gzip")
+    with BlobStore(f"{work}/blobs").open(layer.digest) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+        entries = [[m.name, m.ischr(), m.devmajor, m.devminor, oct(m.mode), sorted(m.pax_headers)] for m in tar]
+    print(json.dumps({"marked": ownership.marked_device(f"{work}/lower/null"),
+                      "image_xattrs": sorted(image_xattrs(f"{work}/lower/null")), "layer": entries}))
+""")
+
+
+def test_a_device_node_a_user_namespace_s_root_cannot_make_is_marked_and_written_as_a_device(tmp_path):
+    done = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", NAMESPACE_ROOT_DEVICE,
+                           str(tmp_path / "work")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["marked"] == ["c", 1, 3]
+    assert seen["image_xattrs"] == []  # the mark is dockyard's, never the image's
+    assert seen["layer"] == [["null", True, 1, 3, oct(0o640), []]]

@@ -163,7 +163,7 @@ def mknod(path: str, mode: int, rdev: int) -> None:
     except PermissionError:
         if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
             raise
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, stat.S_IMODE(mode)))
         kind = "c" if stat.S_ISCHR(mode) else "b"
         if ledger is not None:
             st = os.lstat(path)
