@@ -75,9 +75,11 @@ RUN cd / && stat -c '%u:%g %a %n' app/etc/made.txt app/etc/hard app/etc/single a
 
 FILESYSTEM_STEPS = sum(1 for line in STAGES.splitlines() if line.startswith(("RUN ", "COPY ", "ADD ")))
 
-# A step on top of layers that came from the registry cache: the owners it sees, and the files it adds.
+# Steps on top of layers that came from the registry cache: a copy from a stage made of them, the owners a
+# RUN sees, and the files it adds.
 ON_TOP = """\
-RUN cd / && stat -c '%u:%g %a %n' app/etc/single app/owned/f unpacked/pkg/file u2000/f \\
+COPY --from=build /out/owned /owned-again
+RUN cd / && stat -c '%u:%g %a %n' app/etc/single app/owned/f unpacked/pkg/file u2000/f owned-again/f \\
  > /owners-on-top.txt && touch /app/etc/single && echo top > /top.txt
 """
 
@@ -265,7 +267,9 @@ def _nonroot_builds(builder: Builder, busybox_base: str, registry, reference: di
         assert fresh.stderr.count(" CACHED (from ") == FILESYSTEM_STEPS, fresh.stderr  # the step on top runs
         ours = _layers(out)
         _assert_same_image(ours, reference["on-top"])
-    assert ours[3]["owners-on-top.txt"].splitlines() == ["3:4 644 app/etc/single", "33:44 644 app/owned/f", "123:456 640 unpacked/pkg/file", "2000:3000 644 u2000/f"]
+    assert ours[3]["owners-on-top.txt"].splitlines() == [
+        "3:4 644 app/etc/single", "33:44 644 app/owned/f", "123:456 640 unpacked/pkg/file", "2000:3000 644 u2000/f",
+        "33:44 644 owned-again/f"]
 
 
 def test_the_proot_mode_gives_root_s_images(registry, busybox_base, reference, shared):
