@@ -10,8 +10,12 @@ that takes its layers from a registry cache (--cache-to/--cache-from on the loop
 step on top of them. RUN steps write what `stat` shows them, so the owners a step sees are compared too
 (not those of the builder's own uid: proot shows a file of that uid as the step user's, see README.md).
 
-Images are compared layer by layer (every tar entry's name, type, mode, owner, content and link target) and
-by digest: the builds are reproducible (SOURCE_DATE_EPOCH), so a non-root build must give root's digest.
+A second Dockerfile, on the fidelity base, covers device nodes, a file capability, setuid/setgid bits and a
+rename, through RUN, COPY --from and ADD. The root build of the first is also compared with buildah's.
+
+Images are compared layer by layer (every tar entry's name, type, mode, owner, content, link target, device
+numbers and xattrs) and by digest: the builds are reproducible (SOURCE_DATE_EPOCH), so a non-root build must
+give root's digest.
 """
 
 from __future__ import annotations
