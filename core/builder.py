@@ -210,7 +210,8 @@ class Builder:
             from .rootfs.trees import DirectoryRoots
 
             runner = self.runner or ProotRunner()
-            workspace.trees = DirectoryRoots(workspace.root / "trees", store)
+            workspace.trees = DirectoryRoots(workspace.root / "trees", store,
+                                             fetch=lambda layers: self._fetch_cached_layers(layers, store, None))
             recording.enter_context(ownership.recording(workspace.trees.ledger))
         self.layer_cache = LayerCache(opts.cache_root / "layers")
         # With --no-cache nothing remembered is trusted, not even file contents.

@@ -234,6 +234,11 @@ class Copier:
 
     def _create_node(self, source: str, dest_host: str, st: os.stat_result) -> None:
         key = (st.st_dev, st.st_ino)
+        device = ownership.stood_in_for(source, st)  # a stage's device node, made by a builder that is not root
+        if device is not None:
+            ownership.mknod(dest_host, *device)
+            self._set_metadata(source, dest_host, st)
+            return
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in self._links:
             os.link(self._links[key], dest_host)  # hard links within one copy stay hard links
             return
@@ -284,7 +289,11 @@ class Copier:
             try:
                 os.setxattr(write_to, name, value, **nofollow)
             except OSError:
-                pass  # e.g. user.* on a symlink: refused by the kernel, and ignored by BuildKit too
+                # e.g. user.* on a symlink: refused by the kernel, and ignored by BuildKit too; security.*
+                # without root: recorded (rootfs/ownership.py)
+                ownership.setxattr(dest_host, name, value)
+        for name, value in ownership.recorded_xattrs(source, st).items():  # a stage's, refused to its files
+            ownership.setxattr(dest_host, name, value)
         if not stat.S_ISLNK(st.st_mode):
             mode = stat.S_IMODE(st.st_mode)
             if self.options.mode is not None:

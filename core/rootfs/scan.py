@@ -96,8 +96,9 @@ class Scanner:
     """One scan of `root` against `previous` (None: the first scan, which only builds the index).
 
     `ledger` holds the image owners the host could not give (ownership.py); `new_owner` is who a file the
-    host user owns belongs to in the image when the ledger does not say (the identity a RUN ran as, in the
-    non-root mode: the file is the host user's only because the host user had to create it)."""
+    step made belongs to in the image when the ledger does not say (the identity a RUN ran as, in the
+    non-root mode: the file is the host user's only because the host user had to create it). A file that was
+    there before the step (changed in place, renamed, or given another name) keeps the owner it had."""
 
     def __init__(self, root: str, previous: Index | None, *, ledger: OwnershipLedger | None = None,
                  new_owner: Ownership | None = None):
@@ -108,6 +109,7 @@ class Scanner:
         self.index = Index(taken_ns=time.time_ns())
         self.stats = ScanStats()
         self.changed: set[str] = set()
+        self._old_names: dict[int, str] | None = None  # inode -> a path of the previous index, when needed
 
     def run(self) -> ScanResult:
         started = time.monotonic()
@@ -185,14 +187,45 @@ class Scanner:
             parent = _parent(parent)
 
     def _ownership(self, rel: str) -> Ownership | None:
+        """The image's owner of a changed path, where the host file cannot show it; recorded in the ledger, so
+        that later steps, `COPY --from` and the steps' own stat calls find it too."""
         path = os.path.join(self.root, rel)
         st = os.lstat(path)
-        recorded = self.ledger.lookup(path, st) if self.ledger is not None else None
-        if recorded is not None:
-            return recorded
-        if self.new_owner is not None and st.st_uid == os.geteuid():
-            return self.new_owner
-        return None
+        if self.ledger is None:
+            return self.new_owner if self.new_owner is not None and st.st_uid == os.geteuid() else None
+        owned = self.ledger.lookup(path, st)
+        # Neither a step user nor entries: root's build, whose host owners are the image's.
+        if owned is None and (self.new_owner is not None or len(self.ledger)):
+            origin = self._origin(rel, st)
+            if origin is not None:
+                # There before the step (in place, moved or linked): it keeps the owner it had.
+                owned = self.ledger.lookup(os.path.join(self.root, origin), st) if origin != rel else None
+            elif self.new_owner is not None and st.st_uid == os.geteuid():
+                owned = self.new_owner
+        if owned is not None:
+            self.ledger.record(path, owned, st)
+        return owned
+
+    def _origin(self, rel: str, st: os.stat_result) -> str | None:
+        """Where the previous scan saw the file now at `rel`: `rel` itself (changed in place), another name it
+        still has (a new hard link), or the name it had before a rename (the same inode, type and mtime: a new
+        file that happens to get a freed inode number has a new mtime). None: the step made it."""
+        if self.previous is None:
+            return None
+        old = self.previous.records.get(rel)
+        if old is not None and old.fingerprint[4] == st.st_ino:
+            return rel
+        if self._old_names is None:
+            self._old_names = {record.fingerprint[4]: name for name, record in self.previous.records.items()}
+        name = self._old_names.get(st.st_ino)
+        if name is None:
+            return None
+        now = self.index.records.get(name)
+        if now is not None and now.fingerprint[4] == st.st_ino:
+            return name
+        before = self.previous.records[name].fingerprint
+        same = stat.S_IFMT(before[0]) == stat.S_IFMT(st.st_mode) and before[2] == st.st_mtime_ns
+        return name if same else None
 
 
 def _parent(rel: str) -> str:

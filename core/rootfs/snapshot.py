@@ -23,7 +23,7 @@ from ..image.compression import compressor
 from ..image.model import Descriptor, Layer
 from ..image.tarwriter import Entry, TarWriter
 from .overlay import overlay_xattr_prefix
-from .ownership import Ownership
+from .ownership import Ownership, marked_device
 from .xattrs import image_xattrs
 
 
@@ -264,6 +264,8 @@ def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen
         return 1
     uid, gid = (ownership.uid, ownership.gid) if ownership else (st.st_uid, st.st_gid)
     xattrs = image_xattrs(path)
+    if ownership is not None and ownership.xattrs:  # those the host refused
+        xattrs = dict(sorted((xattrs | dict(ownership.xattrs)).items()))
     pax = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in xattrs.items()} if xattrs else {}
     entry = Entry(rel, tarfile.REGTYPE, mode=stat.S_IMODE(st.st_mode), uid=uid, gid=gid, mtime=mtime, pax=pax)
     if stat.S_ISDIR(st.st_mode):
@@ -277,9 +279,12 @@ def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen
         entry.type, entry.linkname = tarfile.SYMTYPE, os.readlink(path)
         archive.add(entry)
         return 1
-    if ownership is not None and ownership.device is not None:
-        # An empty file standing in for a device node the host user could not create.
-        kind, entry.devmajor, entry.devminor = ownership.device
+    device = ownership.device if ownership is not None else None
+    if device is None and stat.S_ISREG(st.st_mode) and not st.st_size:
+        device = marked_device(path)
+    if device is not None:
+        # An empty file standing in for a device node the host could not create.
+        kind, entry.devmajor, entry.devminor = device
         entry.type = tarfile.CHRTYPE if kind == "c" else tarfile.BLKTYPE
         archive.add(entry)
         return 1

@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..cache.layers import chain_id
 from ..image.blobs import BlobStore
@@ -38,10 +39,14 @@ class Tree:
 
 
 class DirectoryRoots:
-    def __init__(self, directory: Path, store: BlobStore):
+    """`fetch` makes layers' blobs present in `store` before they are unpacked (those of registry cache hits
+    are only downloaded when a root is needed)."""
+
+    def __init__(self, directory: Path, store: BlobStore, fetch: Callable[[list[Layer]], None] | None = None):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.store = store
+        self.fetch = fetch
         self.ledger = OwnershipLedger()
         self._clean: dict[str, Tree] = {}  # by ChainID: directories no step is changing
         self._taken: dict[str, Tree] = {}  # by ChainID: a step is changing them
@@ -84,6 +89,8 @@ class DirectoryRoots:
         path = str(self.directory / str(next(self._ids)))
         os.mkdir(path, 0o755)
         try:
+            if self.fetch is not None:
+                self.fetch([pending.layer for pending in rootfs.pending])
             with ownership.recording(self.ledger):
                 for pending in rootfs.pending:
                     with self.store.open(pending.layer.digest) as raw:

@@ -247,13 +247,10 @@ def _apply_metadata(member: tarfile.TarInfo, target: str, mode: int) -> None:
     for key, value in member.pax_headers.items():
         if key.startswith(_XATTR_PREFIX):
             name = key[len(_XATTR_PREFIX):]
-            if name.startswith("trusted.overlay."):
-                continue  # overlayfs's own bookkeeping must never be taken from a layer
-            raw = value.encode("utf-8", "surrogateescape")
-            try:
-                os.setxattr(target, name, raw, follow_symlinks=False)
-            except OSError:
-                pass  # e.g. user.* xattrs on a symlink: the kernel refuses them, as it does for docker
+            if name.startswith(("trusted.overlay.", "user.dockyard.")):
+                continue  # overlayfs's and dockyard's own bookkeeping must never be taken from a layer
+            # Refused: user.* on a symlink is ignored, as by docker; security.* without root is recorded.
+            ownership.setxattr(target, name, value.encode("utf-8", "surrogateescape"))
     if not member.issym():
         # chmod after chown: chown clears setuid/setgid bits.
         os.chmod(target, mode)

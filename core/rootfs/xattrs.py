@@ -1,8 +1,8 @@
 """The extended attributes of a file that belong to the image (layers, COPY, cache keys), in a fixed order.
 
-overlayfs bookkeeping (trusted.overlay.*, or user.overlay.* for mounts made in a user namespace) and SELinux
-labels belong to this machine, not to the image; listxattr's order is the filesystem's, and nothing derived from
-it may depend on that.
+overlayfs bookkeeping (trusted.overlay.*, or user.overlay.* for mounts made in a user namespace), dockyard's
+own (user.dockyard.*, see ownership.py) and SELinux labels belong to this machine, not to the image;
+listxattr's order is the filesystem's, and nothing derived from it may depend on that.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def image_xattrs(path: str | int) -> dict[str, bytes]:
         return {}
     found: dict[str, bytes] = {}
     for name in sorted(names):
-        if name.startswith(("trusted.overlay.", "user.overlay.")) or name == "security.selinux":
+        if name.startswith(("trusted.overlay.", "user.overlay.", "user.dockyard.")) or name == "security.selinux":
             continue
         try:
             found[name] = os.getxattr(path, name, **nofollow)
