@@ -1,0 +1,172 @@
+"""What a RUN step can reach of the builder and the CI job, and what it leaves running, in every execution mode.
+
+The "job" is a shell holding a secret in its environment that starts dockyard (which inherits it), with a
+docker config holding another secret in $DOCKER_CONFIG. The RUN tries every way through /proc and direct paths
+and writes what it read into the image; the layers are read back and must not contain either secret. Modes:
+namespaces (root), proot as root (--isolation proot), proot as uid 1000 (setpriv, no subordinate ids), and
+proot as root of a user namespace with one mapped id (`unshare -r`: setgroups denied).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import write_context
+from tests.support.users import open_directory, owned_directory
+
+JOB_SECRET = "job-secret-5f1c0a"
+CONFIG_SECRET = "config-secret-9b27e4"
+JOB_ENV = {**os.environ, "CI_REGISTRY_PASSWORD": JOB_SECRET}
+
+SNOOP = r"""
+RUN for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline /proc/[0-9]*/task/*/environ; do \
+      cat "$f" 2>/dev/null | tr '\0' '\n'; done > /environ.txt; \
+    for p in /proc/[0-9]*; do [ "$p" = /proc/$$ ] && continue; \
+      for fd in "$p"/fd/*; do [ -f "$fd" ] && cat "$fd"; done 2>/dev/null; \
+      cat "$p"/root{{{dirs}}}/config.json "$p"/cwd/config.json 2>/dev/null; \
+      ls -la "$p"/root/ "$p"/cwd/ 2>/dev/null; done > /through-proc.txt; \
+    cat {dirs_direct} 2>/dev/null > /direct.txt; \
+    grep -c . /environ.txt /through-proc.txt; true
+"""
+
+
+def _layers_text(layout: Path) -> bytes:
+    """Every layer of the image in an OCI layout, decompressed and concatenated."""
+    index = json.loads((layout / "index.json").read_text())
+    blob = lambda digest: (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()  # noqa: E731
+    manifest = json.loads(blob(index["manifests"][0]["digest"]))
+    data = b""
+    for layer in manifest["layers"]:
+        raw = blob(layer["digest"])
+        data += gzip.decompress(raw) if layer["mediaType"].endswith("gzip") else raw
+    return data + blob(manifest["config"]["digest"])
+
+
+def _job(docker_config: Path, out: Path, ctx: Path, isolation: str, wrap: list[str]) -> str:
+    """The CI job's script: a shell with the secret in its environment, running dockyard (not exec'd, so the
+    shell stays the builder's parent)."""
+    build = [*wrap, sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache",
+             "--isolation", isolation, "--output", f"type=oci,dest={out}", str(ctx)]
+    # The secret comes in the shell's environment (a job's variables do), never on a command line.
+    return (f"export CI_REGISTRY_PASSWORD DOCKER_CONFIG={shlex.quote(str(docker_config))} CI=true; "
+            + " ".join(shlex.quote(a) for a in build) + "; echo exit=$?")
+
+
+@pytest.fixture
+def job_files(busybox_base):
+    with open_directory("dockyard-confine-") as root:
+        config_dir = owned_directory(root, "docker", 1000, 1000)
+        (config_dir / "config.json").write_text(json.dumps({"auths": {"x": {"auth": CONFIG_SECRET}}}))
+        os.chown(config_dir / "config.json", 1000, 1000)
+        os.chmod(config_dir / "config.json", 0o600)
+        dirs = [str(config_dir), "/root/.docker"]
+        ctx = write_context(root / "ctx", {"Dockerfile": f"FROM {busybox_base}\n" + SNOOP.format(
+            dirs=",".join(dirs), dirs_direct=" ".join(f"{d}/config.json" for d in dirs))})
+        os.chmod(root / "ctx", 0o755)
+        os.chmod(ctx / "Dockerfile", 0o644)
+        out = owned_directory(root, "out", 1000, 1000)
+        home = owned_directory(root, "home", 1000, 1000)
+        yield config_dir, ctx, out, home
+
+
+def _check(result: subprocess.CompletedProcess, out: Path) -> None:
+    assert "exit=0" in result.stdout, result.stdout + result.stderr
+    assert JOB_SECRET in result.stdout or True  # the job's own shell holds it; the image must not
+    data = _layers_text(out / "image")
+    assert b"/environ.txt" in data or b"environ.txt" in data  # the step ran and wrote its findings
+    assert JOB_SECRET.encode() not in data
+    assert CONFIG_SECRET.encode() not in data
+
+
+@pytest.mark.parametrize("isolation", ["namespaces", "proot"])
+def test_a_root_build_keeps_the_job_secrets_out_of_the_image(job_files, isolation):
+    config_dir, ctx, out, _ = job_files
+    result = subprocess.run(["sh", "-c", _job(config_dir, out / "image", ctx, isolation, [])],
+                            capture_output=True, text=True, timeout=120, env=JOB_ENV)
+    _check(result, out)
+    assert f"isolation: {isolation}" in result.stderr
+
+
+def test_an_unprivileged_build_keeps_the_job_secrets_out_of_the_image(job_files):
+    config_dir, ctx, out, home = job_files
+    probe = subprocess.run(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", sys.executable, "-c",
+                            "import dockyard.cli"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"uid 1000 cannot load dockyard: {probe.stderr.strip()[-200:]}")
+    script = f"export HOME={home} XDG_CACHE_HOME={home}/cache DOCKYARD_WORK_DIR={home}; " + _job(
+        config_dir, out / "image", ctx, "proot", [])
+    result = subprocess.run(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=120, env=JOB_ENV)
+    _check(result, out)
+    assert "isolation: proot (asked for" in result.stderr
+
+
+def test_where_setgroups_is_denied_run_steps_run_and_keep_the_secrets_out(job_files):
+    config_dir, ctx, out, _ = job_files
+    result = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c",
+                             _job(config_dir, out / "image", ctx, "proot", [])],
+                            capture_output=True, text=True, timeout=120, env=JOB_ENV)
+    _check(result, out)
+    assert "cannot start proot" not in result.stderr
+
+
+def _sleeps(seconds: int) -> list[int]:
+    """Pids of `sleep SECONDS` processes (the tests pick durations no other process uses)."""
+    found = subprocess.run(["pgrep", "-f", f"^sleep {seconds}$"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
+
+
+def _end(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_build_through_proot_ends_what_a_step_leaves_running(busybox_base, tmp_path):
+    first = 700000 + os.getpid() % 100000
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
+        f"FROM {busybox_base}\n"
+        f"RUN (sleep {first} &); setsid sleep {first + 1} & echo started\n"
+        "RUN echo next\n")})
+    try:
+        result = subprocess.run([sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache",
+                                 "--isolation", "proot", str(ctx)], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "CI": "true"})
+        left = _sleeps(first) + _sleeps(first + 1)
+    finally:
+        _end(_sleeps(first) + _sleeps(first + 1))
+    assert result.returncode == 0, result.stderr
+    assert "started" in result.stderr and "next" in result.stderr
+    assert left == []
+
+
+def test_a_killed_proot_build_leaves_no_step_process(busybox_base, tmp_path):
+    first = 800000 + os.getpid() % 100000
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
+        f"FROM {busybox_base}\nRUN setsid sleep {first} & sleep {first + 1}\n")})
+    build = subprocess.Popen([sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache",
+                              "--isolation", "proot", str(ctx)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "CI": "true"})
+    try:
+        subprocess.run(["sh", "-c", f"until pgrep -f '^sleep {first + 1}$' >/dev/null; do sleep 0.05; done"],
+                       timeout=120)
+        build.kill()
+        build.wait()
+        # The reaper ends the step's groups once the builder's end of its pipe has closed.
+        subprocess.run(["sh", "-c", f"while pgrep -f '^sleep ({first}|{first + 1})$' >/dev/null; do sleep 0.05; "
+                                    "done"], timeout=60)
+        left = _sleeps(first) + _sleeps(first + 1)
+    finally:
+        build.kill()
+        _end(_sleeps(first) + _sleeps(first + 1))
+    assert left == []
