@@ -110,7 +110,9 @@ def test_an_unprivileged_build_keeps_the_job_secrets_out_of_the_image(job_files)
 
 
 def test_where_setgroups_is_denied_run_steps_run_and_keep_the_secrets_out(job_files):
-    config_dir, ctx, out, _ = job_files
+    config_dir, ctx, _, _ = job_files
+    out = ctx.parent / "root-out"  # written by the namespace's root, which is this test's uid
+    out.mkdir()
     result = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c",
                              _job(config_dir, out / "image", ctx, "proot", [])],
                             capture_output=True, text=True, timeout=120, env=JOB_ENV)
