@@ -9,7 +9,8 @@ kernel, with no cost per system call and no race with the step:
 
 * processes: a process in a domain may not ptrace, nor open /proc/PID/{environ,mem,root,cwd,fd,maps,...}
   (every access the kernel checks with ptrace_may_access: also process_vm_readv, pidfd_getfd, kcmp) of a
-  process outside it, even as root with CAP_SYS_PTRACE. The builder and the job's shell are outside;
+  process outside it. The builder and the job's shell are outside. (A caller with CAP_SYS_PTRACE was seen to
+  read /proc/PID/environ all the same on Linux 6.18: proot.py drops it, with every capability docker drops);
 * files: every access right is handled, and granted only beneath the step's root, its RUN --mount sources,
   proot's scratch directory, /dev, /proc and /sys (read-only), plus read and execute of the system's libraries
   (proot's own, under /usr and /lib). A file reached any other way, a /proc/PID/root path included, is refused;

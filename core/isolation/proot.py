@@ -133,9 +133,12 @@ def _switches_ids(spec: RunSpec) -> bool:
 
 
 def _capabilities_to_drop(spec: RunSpec, real_ids: bool) -> list[int]:
-    """For a root step: every capability outside docker's default set (CAP_SYS_ADMIN, CAP_SYS_PTRACE, ...), as
-    the namespaces mode drops them; a step of another user has none to drop."""
-    if not real_ids or spec.uid != 0:
+    """For a root builder: every capability outside docker's default set (CAP_SYS_ADMIN, CAP_SYS_PTRACE, ...), as
+    the namespaces mode drops them. Also what keeps a root step out of the builder's /proc entries: the kernel
+    refuses them to a process whose capabilities are not a superset of the target's, and CAP_SYS_PTRACE would
+    take a step past Landlock's check for /proc/PID/environ. (A step switched to another user has none left;
+    the drops then fail, harmlessly.)"""
+    if os.geteuid() != 0:
         return []
     keep = set(sandbox.DEFAULT_CAPS.values())
     return [cap for cap in range(sandbox.last_capability() + 1) if cap not in keep]
