@@ -2,8 +2,11 @@
 unshare: a docker container's default profile, or a non-root user without user namespaces.
 
 proot intercepts the step's system calls and translates paths, so the step sees the directory root as `/`
-with the host's /dev, /proc and /sys and the RUN --mount sources bound in, without any privilege. What it does
-not give: process, network and IPC isolation (the step shares the builder's; `--network=none` is refused),
+with the host's /dev, /proc and /sys and the RUN --mount sources bound in, without any privilege. proot and the
+step run in a Landlock domain (landlock.py: no access to other processes' /proc entries nor to files outside
+the step's own), a root step with docker's capabilities only, and the step's processes end when its command
+exits (proot_supervisor.py, lifecycle.py). What it does not give: pid, network and IPC namespaces (the step
+shares the builder's; `--network=none` is refused),
 and real ownership for a non-root builder: with `-0` the step believes it is root, and its chown/mknod are
 answered by proot_supervisor.py, which records in the image what the host cannot do (it also answers the
 statx calls Debian's proot 5.1 does not translate).
@@ -88,7 +91,7 @@ class ProotRunner:
                 # As root, switch to the step's user for real: its files then get their true owner.
                 user=spec.uid if real_ids else None, group=spec.gid if real_ids else None,
                 extra_groups=list(spec.groups) if set_groups else None,
-                preexec_fn=_child_setup(domain, supervisor, _capabilities_to_drop(spec, real_ids)))
+                preexec_fn=_child_setup(domain, supervisor, _capabilities_to_drop()))
             lifecycle.watch(process.pid, process.pid)
             try:
                 if supervisor is not None:
@@ -132,7 +135,7 @@ def _switches_ids(spec: RunSpec) -> bool:
     return os.geteuid() == 0 and ids.mapped(spec.uid, spec.gid)
 
 
-def _capabilities_to_drop(spec: RunSpec, real_ids: bool) -> list[int]:
+def _capabilities_to_drop() -> list[int]:
     """For a root builder: every capability outside docker's default set (CAP_SYS_ADMIN, CAP_SYS_PTRACE, ...), as
     the namespaces mode drops them. Also what keeps a root step out of the builder's /proc entries: the kernel
     refuses them to a process whose capabilities are not a superset of the target's, and CAP_SYS_PTRACE would
@@ -172,7 +175,12 @@ def _domain(spec: RunSpec, scratch: str, proot: str | None, say: Callable[[str],
         grants.append(landlock.Grant("/tmp", data))
     grants += [landlock.Grant(m.source, landlock.READ if m.readonly else data)
                for m in spec.mounts if m.kind == "bind"]
-    return landlock.Domain(grants)
+    try:
+        return landlock.Domain(grants)
+    except OSError as exc:
+        ids.notice_once(f"Landlock refused this step's rules ({exc.strerror}): RUN steps are not kept out of "
+                        "other processes of this user nor out of files outside their root", say)
+        return None
 
 
 @functools.cache

@@ -384,7 +384,8 @@ def _ours(pid: int, tracer: int) -> bool:
         return True  # the leader is gone: only members of the step's group can still carry its id
     except OSError:
         return False
-    return fields.get(b"TracerPid", b"").strip() == str(tracer).encode() or fields.get(b"State", b"").strip()[:1] == b"Z"
+    traced = fields.get(b"TracerPid", b"").strip() == str(tracer).encode()
+    return traced or fields.get(b"State", b"").strip()[:1] == b"Z"  # a zombie: the step's, not yet reaped
 
 
 def _show(data: bytearray, fields: dict[str, tuple[int, str]], owned: Ownership) -> None:
