@@ -28,7 +28,8 @@ succeeds without effect, as under proot alone.
   argument), which names the command's process; its exit_group gives the command's exit status, and then every
   process of the step is killed. They are found by process group: proot's own (a session of its own), and the
   groups the step made with setsid and setpgid, which the filter stops too and records (`groups`, passed on to
-  `on_group` as well, for the build's reaper: lifecycle.py). None of these calls is frequent.
+  `on_group` as well, for the build's reaper: lifecycle.py). None of these calls is frequent. A command killed
+  by a signal calls no exit_group: a pidfd of it, watched by a second thread, ends the rest then.
 
 One thing is lost in proot's translation: it replaces the id the step believes it has (0 with `-0`) by the
 builder's real one before the call reaches the filter, so `chown 0` and `chown <builder's uid>` arrive as the
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import stat
 import struct
@@ -119,6 +121,8 @@ class ProotSupervisor:
         self._memory = seccomp.ProcessMemory()
         self._stop_r, self._stop_w = -1, -1
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None  # waits for the command to die without exit_group
+        self._lock = threading.Lock()  # groups and exit_status, between the two threads
         self.failure: str | None = None  # an answer that went wrong, for the step's log
 
     def start(self, proot: int = 0) -> None:
@@ -135,6 +139,9 @@ class ProotSupervisor:
             return
         os.write(self._stop_w, b"x")
         self._thread.join()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         for fd in (self._stop_r, self._stop_w):
             os.close(fd)
         self._thread = None
@@ -193,12 +200,16 @@ class ProotSupervisor:
         if name == "ptrace":  # PTRACE_TRACEME: proot's first child, about to exec the command, is the first
             if self.command is None:
                 self.command = n.pid
+                self._watch_command(n.pid)
             return seccomp.CONTINUE
         if name != "exit_group":
             target = _int32(args[0]) if name == "setpgid" else 0
             group = (_int32(args[1]) if name == "setpgid" else 0) or target or n.pid
-            if group > 0 and group != self._proot and group not in self.groups:
-                self.groups.add(group)
+            with self._lock:
+                new = group > 0 and group != self._proot and group not in self.groups
+                if new:
+                    self.groups.add(group)
+            if new:
                 self._on_group(group, self._proot)
             return seccomp.CONTINUE
         if self.command is None or self.exit_status is not None or not (
@@ -206,10 +217,39 @@ class ProotSupervisor:
             return seccomp.CONTINUE
         # The command is leaving: what it leaves behind goes with it, as under docker. Killed from this thread,
         # the only one that answers setsid and setpgid, so no process can move to a group not yet known.
-        self.exit_status = args[0] & 0xFF
+        with self._lock:
+            self.exit_status = args[0] & 0xFF
         seccomp.reply(self._fd, n, seccomp.CONTINUE)
         self.end_processes()
         return None
+
+    def _watch_command(self, pid: int) -> None:
+        """A command killed by a signal calls no exit_group: a thread waits for its pidfd instead, and then
+        ends what it left, as exit_group does."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # before Linux 5.3, or already gone: proot then waits for what the command left
+        self._watcher = threading.Thread(target=self._await_command, args=(pidfd,), daemon=True,
+                                         name="dockyard-proot-command")
+        self._watcher.start()
+
+    def _await_command(self, pidfd: int) -> None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        try:
+            while not (events := dict(poller.poll())).get(pidfd) and self._stop_r not in events:
+                continue
+            if self._stop_r in events:
+                return
+            with self._lock:
+                if self.exit_status is not None:
+                    return  # it called exit_group: done there
+                self.exit_status = _killed_status(self.command or 0)
+                self.end_processes()
+        finally:
+            os.close(pidfd)
 
     def end_processes(self) -> None:
         """Kills every process of the step, proot included: the groups it made, then proot's."""
@@ -361,6 +401,18 @@ class ProotSupervisor:
         node = ("c" if kind == stat.S_IFCHR else "b", os.major(dev), os.minor(dev))
         self._record(path, st, Ownership(self._uid, self._gid, node))
         return 0
+
+
+def _killed_status(pid: int) -> int:
+    """128 + the signal that killed `pid`, read while it is a zombie (proot reaps it at once); 255, what proot
+    itself answers for a killed command, once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            fields = stat_file.read().rsplit(b")", 1)[1].split()
+        status = int(fields[49])  # field 52, exit_code: a wait status
+    except (OSError, IndexError, ValueError):
+        return 255
+    return 128 + (status & 0x7F) if status & 0x7F else (status >> 8) & 0xFF
 
 
 def kill_groups(tracer: int, groups: list[int]) -> None:

@@ -152,6 +152,22 @@ def test_a_build_through_proot_ends_what_a_step_leaves_running(busybox_base, tmp
     assert left == []
 
 
+def test_a_step_whose_command_is_killed_by_a_signal_ends_what_it_left(busybox_base, tmp_path):
+    """No exit_group then: the command's pidfd tells the builder, which ends the rest as after an exit."""
+    left = 750000 + os.getpid() % 100000
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
+        f"FROM {busybox_base}\nRUN (sleep {left} &); kill -KILL $$\n")})
+    try:
+        result = subprocess.run([sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache",
+                                 "--isolation", "proot", str(ctx)], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "CI": "true"})
+        remaining = _sleeps(left)
+    finally:
+        _end(_sleeps(left))
+    assert result.returncode != 0 and "RUN exited with" in result.stderr, result.stderr
+    assert remaining == []
+
+
 def test_a_killed_proot_build_leaves_no_step_process(busybox_base, tmp_path):
     first = 800000 + os.getpid() % 100000
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
