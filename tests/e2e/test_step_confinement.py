@@ -120,6 +120,44 @@ def test_where_setgroups_is_denied_run_steps_run_and_keep_the_secrets_out(job_fi
     assert "cannot start proot" not in result.stderr
 
 
+def test_a_container_profile_build_keeps_the_job_secrets_out_of_the_image(job_files):
+    """Root of a user namespace without CAP_SYS_ADMIN (a container's default profile, as the reference's recipe
+    makes it): the proot mode, chosen by itself."""
+    from tests.support.userns import run_as_namespace_root
+
+    config_dir, ctx, _, _ = job_files
+    out = ctx.parent / "root-out"
+    out.mkdir()
+    script = ("echo 0 > /proc/sys/user/max_user_namespaces && capsh --drop=cap_sys_admin -- -c "
+              + shlex.quote(_job(config_dir, out / "image", ctx, "auto", [])))
+    result = run_as_namespace_root(["sh", "-c", script], env=JOB_ENV, timeout=120)
+    _check(result, out)
+    assert "isolation: proot (no mount namespace allowed" in result.stderr
+
+
+def test_a_user_namespace_build_keeps_the_job_secrets_out_of_the_image(job_files):
+    """A non-root user with subordinate ids: the build re-enters itself as root of a user namespace."""
+    from tests.support.users import user_with_subordinate_ids
+
+    config_dir, ctx, _, _ = job_files
+    with user_with_subordinate_ids() as (uid, gid), open_directory("dockyard-confine-user-") as root:
+        home, out = owned_directory(root, "home", uid, gid), owned_directory(root, "out", uid, gid)
+        config = owned_directory(root, "docker", uid, gid)
+        (config / "config.json").write_text((config_dir / "config.json").read_text())
+        os.chown(config / "config.json", uid, gid)
+        probe = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "unshare",
+                                "--user", "--map-root-user", sys.executable, "-c", "import dockyard.cli"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip(f"{sys.executable} cannot be run in a user namespace by a plain user")
+        script = f"export HOME={home} XDG_CACHE_HOME={home}/cache DOCKYARD_WORK_DIR={home}; " + _job(
+            config, out / "image", ctx, "auto", [])
+        result = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "sh", "-c",
+                                 script], capture_output=True, text=True, timeout=120, env=JOB_ENV)
+        _check(result, out)
+    assert "isolation: namespaces (root of a user namespace" in result.stderr
+
+
 def _sleeps(seconds: int) -> list[int]:
     """Pids of `sleep SECONDS` processes (the tests pick durations no other process uses)."""
     found = subprocess.run(["pgrep", "-f", f"^sleep {seconds}$"], capture_output=True, text=True).stdout
