@@ -454,6 +454,10 @@ def _size(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        from .cmdline import hide_secrets
+
+        hide_secrets()  # build-arg values and passwords, out of /proc/PID/cmdline (a RUN step could read it)
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["kaniko"]:

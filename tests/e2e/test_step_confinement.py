@@ -231,7 +231,8 @@ def test_a_killed_proot_build_leaves_no_step_process(busybox_base, tmp_path):
 @pytest.mark.parametrize("isolation", ["namespaces", "proot"])
 def test_build_arg_and_secret_values_are_on_no_command_line_a_step_can_read(busybox_base, tmp_path, isolation):
     """Values given as `--build-arg NAME` (from the environment) and `--secret id=...,env=...` reach the step as
-    environment and files, never as arguments of dockyard's processes: /proc/*/cmdline is world-readable."""
+    environment and files, never as arguments of dockyard's processes: /proc/*/cmdline is world-readable. A
+    value given on dockyard's own command line (`--build-arg NAME=VALUE`) is masked there (core/cmdline.py)."""
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
         f"FROM {busybox_base}\nARG TOKEN\n"
         "RUN --mount=type=secret,id=pass for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done "
@@ -239,6 +240,7 @@ def test_build_arg_and_secret_values_are_on_no_command_line_a_step_can_read(busy
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache",
                              "--isolation", isolation, "--build-arg", "TOKEN", "--secret", "id=pass,env=PASS",
+                             "--build-arg", "INLINE=inline-value-5e21",
                              "--output", f"type=oci,dest={out}", str(ctx)], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "CI": "true", "TOKEN": "arg-value-71c3",
                                               "PASS": "secret-value-0d9a"})
@@ -248,3 +250,6 @@ def test_build_arg_and_secret_values_are_on_no_command_line_a_step_can_read(busy
     data = _layers_text(out, config=False)
     assert b"cmdlines.txt" in data
     assert b"arg-value-71c3" not in data and b"secret-value-0d9a" not in data
+    assert b"inline-value-5e21" not in data
+    if isolation == "proot":  # the step saw dockyard's command line, masked
+        assert b"INLINE=*****************" in data
