@@ -3,8 +3,11 @@
 The "job" is a shell holding a secret in its environment that starts dockyard (which inherits it), with a
 docker config holding another secret in $DOCKER_CONFIG. The RUN tries every way through /proc and direct paths
 and writes what it read into the image; the layers are read back and must not contain either secret. Modes:
-namespaces (root), proot as root (--isolation proot), proot as uid 1000 (setpriv, no subordinate ids), and
-proot as root of a user namespace with one mapped id (`unshare -r`: setgroups denied).
+namespaces (root), proot as root (--isolation proot), proot as uid 1000 (setpriv, no subordinate ids), proot
+as root of a user namespace with one mapped id (`unshare -r`: setgroups denied), proot chosen by itself in a
+container-like profile (no CAP_SYS_ADMIN), and a user with subordinate ids (namespaces in a user namespace).
+Then command lines, and the processes a proot step leaves: ended when its command exits (or is killed), and
+when the build is interrupted or killed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import gzip
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -206,8 +210,9 @@ def test_a_step_whose_command_is_killed_by_a_signal_ends_what_it_left(busybox_ba
     assert remaining == []
 
 
-def test_a_killed_proot_build_leaves_no_step_process(busybox_base, tmp_path):
-    first = 800000 + os.getpid() % 100000
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["KILL", "TERM", "INT"])
+def test_a_killed_proot_build_leaves_no_step_process(busybox_base, tmp_path, sig):
+    first = 800000 + os.getpid() % 100000 + 10 * int(sig)
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
         f"FROM {busybox_base}\nRUN setsid sleep {first} & sleep {first + 1}\n")})
     build = subprocess.Popen([sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache",
@@ -216,9 +221,10 @@ def test_a_killed_proot_build_leaves_no_step_process(busybox_base, tmp_path):
     try:
         subprocess.run(["sh", "-c", f"until pgrep -f '^sleep {first + 1}$' >/dev/null; do sleep 0.05; done"],
                        timeout=120)
-        build.kill()
+        build.send_signal(sig)
         build.wait()
-        # The reaper ends the step's groups once the builder's end of its pipe has closed.
+        # SIGINT and SIGTERM: the builder ends the step; SIGKILL: the reaper, once the builder's end of its pipe
+        # has closed.
         subprocess.run(["sh", "-c", f"while pgrep -f '^sleep ({first}|{first + 1})$' >/dev/null; do sleep 0.05; "
                                     "done"], timeout=60)
         left = _sleeps(first) + _sleeps(first + 1)
