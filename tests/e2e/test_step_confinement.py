@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -162,10 +163,27 @@ def test_a_user_namespace_build_keeps_the_job_secrets_out_of_the_image(job_files
     assert "isolation: namespaces (root of a user namespace" in result.stderr
 
 
-def _sleeps(seconds: int) -> list[int]:
-    """Pids of `sleep SECONDS` processes (the tests pick durations no other process uses)."""
-    found = subprocess.run(["pgrep", "-f", f"^sleep {seconds}$"], capture_output=True, text=True).stdout
-    return [int(pid) for pid in found.split()]
+def _sleeps(*durations: int) -> list[int]:
+    """Pids of live `sleep SECONDS` processes for these durations (the tests pick ones no other process uses;
+    a zombie has an empty command line)."""
+    wanted = {f"sleep\0{seconds}\0".encode() for seconds in durations}
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if entry.isdigit() and cmdline.read() in wanted:
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _wait_until(condition, what: str, limit: float = 120) -> None:
+    """Polls `condition` (a safety limit only: what is tested is the state reached, not how fast)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.05)
 
 
 def _end(pids: list[int]) -> None:
@@ -186,9 +204,9 @@ def test_a_build_through_proot_ends_what_a_step_leaves_running(busybox_base, tmp
         result = subprocess.run([sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache",
                                  "--isolation", "proot", str(ctx)], capture_output=True, text=True, timeout=300,
                                 env={**os.environ, "CI": "true"})
-        left = _sleeps(first) + _sleeps(first + 1)
+        left = _sleeps(first, first + 1)
     finally:
-        _end(_sleeps(first) + _sleeps(first + 1))
+        _end(_sleeps(first, first + 1))
     assert result.returncode == 0, result.stderr
     assert "started" in result.stderr and "next" in result.stderr
     assert left == []
@@ -219,19 +237,15 @@ def test_a_killed_proot_build_leaves_no_step_process(busybox_base, tmp_path, sig
                               "--isolation", "proot", str(ctx)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env={**os.environ, "CI": "true"})
     try:
-        subprocess.run(["sh", "-c", f"until pgrep -f '^sleep {first + 1}$' >/dev/null; do sleep 0.05; done"],
-                       timeout=120)
+        _wait_until(lambda: len(_sleeps(first, first + 1)) == 2, "the step's two processes")
         build.send_signal(sig)
         build.wait()
         # SIGINT and SIGTERM: the builder ends the step; SIGKILL: the reaper, once the builder's end of its pipe
-        # has closed.
-        subprocess.run(["sh", "-c", f"while pgrep -f '^sleep ({first}|{first + 1})$' >/dev/null; do sleep 0.05; "
-                                    "done"], timeout=60)
-        left = _sleeps(first) + _sleeps(first + 1)
+        # has closed (a moment after the builder is gone, hence the wait).
+        _wait_until(lambda: not _sleeps(first, first + 1), "the step's processes to end", limit=60)
     finally:
         build.kill()
-        _end(_sleeps(first) + _sleeps(first + 1))
-    assert left == []
+        _end(_sleeps(first, first + 1))
 
 
 @pytest.mark.parametrize("isolation", ["namespaces", "proot"])
