@@ -28,6 +28,7 @@ import ctypes
 import errno
 import os
 import stat
+import struct
 from dataclasses import dataclass
 from functools import cache
 
@@ -161,8 +162,6 @@ def proot_loaders(proot: str) -> dict[str, bytes]:
 
 def _elf_size(data: bytes, at: int) -> int:
     """The length of an ELF file at `at` inside `data` (its last program segment or section table), or 0."""
-    import struct
-
     elf_class, order = data[at + 4:at + 5], data[at + 5:at + 6]
     if order != b"\x01" or elf_class not in (b"\x01", b"\x02") or len(data) < at + 64:
         return 0
