@@ -14,8 +14,10 @@ statx calls Debian's proot 5.1 does not translate).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import glob
 import os
 import shutil
 import subprocess
@@ -28,6 +30,7 @@ from ..rootfs.ownership import active_ledger
 from . import RunResult, RunSpec, ids, landlock, lifecycle, sandbox
 from .proot_supervisor import ProotSupervisor, kill_groups
 
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -70,16 +73,19 @@ class ProotRunner:
         scratch = tempfile.mkdtemp(prefix="dockyard-proot-")
         os.chmod(scratch, 0o1777)  # proot writes its own files here, as whichever user the step runs as
         supervisor = _supervisor(spec)
-        env = {**dict(spec.env), "PROOT_TMP_DIR": scratch}
+        # proot 5.1 makes a missing mount point (/proc in a FROM scratch image) in the step's root, and removes
+        # it when it exits; a proot killed with the step's leftover processes cannot, and the directory would
+        # reach the layer. Not polluting the root, it resolves them through its "glue" directory in /tmp alone.
+        env = {**dict(spec.env), "PROOT_TMP_DIR": scratch, "PROOT_DONT_POLLUTE_ROOTFS": "1"}
         if supervisor is not None:
             env["PROOT_NO_SECCOMP"] = "1"  # proot's ptrace stop must come first: it translates the paths
         tail: deque[str] = deque(maxlen=self._tail_lines)
-        say = lambda text: _say(text, tail, on_line)  # noqa: E731
+        say = lambda line: (tail.append(line), on_line(line))  # noqa: E731  (ids.notice_once adds "dockyard: ")
         domain = None
         try:
             argv = self.command(spec, scratch)
             domain = _domain(spec, scratch, self._proot, say)
-            if domain is not None and self._proot:
+            if self._proot:
                 env.update(_loaders(self._proot, scratch))
             real_ids = _switches_ids(spec)
             set_groups = real_ids and ids.setgroups_allowed()
@@ -112,6 +118,7 @@ class ProotRunner:
                     for group in supervisor.groups:
                         lifecycle.unwatch(group, process.pid)
                 lifecycle.unwatch(process.pid, process.pid)
+                _remove_proot_files(process.pid)
             if supervisor is not None:
                 if supervisor.exit_status is not None:
                     code = supervisor.exit_status  # proot was killed with the processes the command left
@@ -153,8 +160,7 @@ def _domain(spec: RunSpec, scratch: str, proot: str | None, say: Callable[[str],
     once."""
     version = landlock.abi()
     if isinstance(version, str):
-        ids.notice_once(f"{version}: RUN steps are not kept out of other processes of this user (their "
-                        "environment through /proc) nor out of files outside their root", say)
+        _unconfined(version, say)
         return None
     everything, data = landlock.EVERYTHING, landlock.EVERYTHING & ~(landlock.MAKE_CHAR | landlock.MAKE_BLOCK)
     grants = [landlock.Grant(spec.rootfs, everything), landlock.Grant(scratch, data),
@@ -178,9 +184,19 @@ def _domain(spec: RunSpec, scratch: str, proot: str | None, say: Callable[[str],
     try:
         return landlock.Domain(grants)
     except OSError as exc:
-        ids.notice_once(f"Landlock refused this step's rules ({exc.strerror}): RUN steps are not kept out of "
-                        "other processes of this user nor out of files outside their root", say)
+        _unconfined(f"Landlock refused this step's rules ({exc.strerror})", say)
         return None
+
+
+def _unconfined(why: str, say: Callable[[str], None]) -> None:
+    """Without Landlock, a non-root builder at least makes itself not dumpable: the kernel then refuses its
+    /proc/PID/environ, mem, fd, root and cwd to processes of its uid without CAP_SYS_PTRACE, such as the step.
+    Its parents (the job's shell) stay readable, and the log says so once. (A root builder's steps are already
+    kept out by their lack of the builder's capabilities.)"""
+    if os.geteuid() != 0:
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    ids.notice_once(f"{why}: RUN steps are not kept out of files outside their root, nor out of the "
+                    "environment of this user's other processes (the CI job's shell among them)", say)
 
 
 @functools.cache
@@ -192,7 +208,8 @@ def _embedded_loaders(proot: str) -> dict[str, bytes]:
 
 
 def _loaders(proot: str, scratch: str) -> dict[str, str]:
-    """proot's loaders, written where the domain lets it exec them (landlock.proot_loaders says why)."""
+    """proot's loaders, written in the step's scratch directory: the domain lets proot exec them there, and they
+    go with it (landlock.proot_loaders says why)."""
     env = {}
     for variable, program in _embedded_loaders(os.path.realpath(proot)).items():
         path = os.path.join(scratch, variable.lower())
@@ -201,6 +218,17 @@ def _loaders(proot: str, scratch: str) -> dict[str, str]:
         os.chmod(path, 0o755)
         env[variable] = path
     return env
+
+
+def _remove_proot_files(proot: int) -> None:
+    """What proot 5.1 keeps in /tmp (hard-coded) while it runs and removes when it exits: its glue directory
+    and, without PROOT_LOADER, its loader; left behind when proot is killed with the step's processes."""
+    for path in glob.glob(f"/tmp/proot-{proot}-*") + glob.glob(f"/tmp/prooted-{proot}-*"):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _child_setup(domain: landlock.Domain | None, supervisor: ProotSupervisor | None,

@@ -16,6 +16,7 @@ import gzip
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,3 +274,26 @@ def test_build_arg_and_secret_values_are_on_no_command_line_a_step_can_read(busy
     assert b"inline-value-5e21" not in data
     if isolation == "proot":  # the step saw dockyard's command line, masked
         assert b"INLINE=*****************" in data
+
+
+def test_a_proot_step_of_an_image_without_proc_leaves_no_mount_points_in_its_layer(tmp_path):
+    """FROM scratch has no /dev, /proc or /sys: proot binds them through its glue directory, never by making
+    them in the root (a proot killed with the step's leftovers could not remove them again)."""
+    import tarfile
+
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", "
+        "\"/bin/busybox sleep 60 & /bin/busybox ls /proc/self/ > /seen\"]\n")})
+    shutil.copy("/usr/bin/busybox", ctx / "busybox")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache",
+                             "--isolation", "proot", "--output", f"type=oci,dest={out}", str(ctx)],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true"})
+    assert result.returncode == 0, result.stderr
+    index = json.loads((out / "index.json").read_text())
+    blob = lambda digest: out / "blobs" / "sha256" / digest.split(":")[1]  # noqa: E731
+    manifest = json.loads(blob(index["manifests"][0]["digest"]).read_text())
+    with tarfile.open(blob(manifest["layers"][-1]["digest"])) as layer:
+        names = {m.name.strip("/").removeprefix("./") for m in layer}
+    assert "seen" in names
+    assert not names & {"proc", "dev", "sys"}, names
