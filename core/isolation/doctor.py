@@ -32,8 +32,9 @@ PROOT_CONFINED = [
     "/sys and the system's libraries; other processes' command lines stay visible.",
 ]
 PROOT_UNCONFINED = [
-    "without Landlock, a step can read what any process of the builder's uid can: the builder's and the",
-    "job's environment through /proc/PID/environ (registry passwords, tokens) and the job's files.",
+    "without Landlock, a step can read what any process of the builder's uid can: the job's environment",
+    "through /proc/PID/environ (registry passwords, tokens) and its files (a non-root builder hides its own",
+    "/proc entries by making itself not dumpable).",
 ]
 PROOT_PROCESSES = [
     "when a step's command exits, the processes it left are killed (seccomp user notification tracks them);",
