@@ -65,8 +65,9 @@ class Dockyard:
     """The dockyard CLI, installed as users get it (benchmarks/installed.py), with a private blob store and work
     directory (HOME and the work dir in `scratch`)."""
 
-    def __init__(self, scratch: Path):
+    def __init__(self, scratch: Path, isolation: str = "auto"):
         self.scratch = scratch
+        self.isolation = isolation
         self.script = install(scratch / "dockyard-venv")
         self.env = {**os.environ, "HOME": str(scratch / "home"), "CI": "true"}
         self.env.pop("XDG_CACHE_HOME", None)
@@ -86,7 +87,8 @@ class Dockyard:
         context = Path(tempfile.mkdtemp(dir=self.scratch, prefix="ctx-"))
         (context / "Dockerfile").write_text(dockerfile)
         metadata = context.parent / (context.name + ".json")
-        elapsed = self.run("build", "-q", "--progress=plain", "--work-dir", str(self.scratch / "work"),
+        elapsed = self.run("build", "-q", "--progress=plain", "--isolation", self.isolation,
+                           "--work-dir", str(self.scratch / "work"),
                            "--metadata-file", str(metadata), *extra, str(context))
         return elapsed, json.loads(metadata.read_text())
 
@@ -125,12 +127,12 @@ def five_runs_cached(dockyard: Dockyard, base: str, registry_host: str, runs: in
                              for n in range(1, runs + 1))
 
 
-def measure(runs: int, scratch: Path) -> dict[str, float]:
+def measure(runs: int, scratch: Path, isolation: str = "auto") -> dict[str, float]:
     server = RegistryServer.start(scratch / "registry")
     try:
         busybox = images.push_busybox_base(server.host, scratch / "bases")
         big = push_big_base(server.host, scratch / "bases")
-        dockyard = Dockyard(scratch)
+        dockyard = Dockyard(scratch, isolation)
         for base in (busybox, big):  # warm the blob store: the figures are for builds, not pulls
             dockyard.build(run_steps(base, 1, "warm"))
         return {
@@ -147,6 +149,8 @@ def measure(runs: int, scratch: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (the median is printed)")
+    parser.add_argument("--isolation", choices=("auto", "namespaces", "proot"), default="auto",
+                        help="the builds' --isolation (proot: the figures of the unprivileged mode)")
     args = parser.parse_args()
     # Everything (registry, blob store, work dir) on a fresh ext4 filesystem, as compare_buildah.py gives each
     # run: on a disk with a history of deletions, ext4's inode allocator made a mkdir cost 0.2-0.4 ms in some
@@ -154,7 +158,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-", dir="/var/tmp") as parent:
         scratch = make_state(Path(parent) / "state")
         try:
-            figures = measure(args.runs, scratch)
+            figures = measure(args.runs, scratch, args.isolation)
         finally:
             remove_state(scratch)
     met = True

@@ -491,6 +491,10 @@ def _size(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        from .cmdline import hide_secrets
+
+        hide_secrets()  # build-arg values and passwords, out of /proc/PID/cmdline (a RUN step could read it)
     argv = sys.argv[1:] if argv is None else argv
     from .stopping import Stopped, stopping_on_signals
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from ..errors import IsolationError
-from . import sandbox
+from . import ids, sandbox
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ class NamespaceRunner:
         self._tail_lines = tail_lines
 
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunResult:
+        if spec.groups and not ids.setgroups_allowed():
+            ids.notice_once(ids.GROUPS_SKIPPED, on_line)
         output_r, output_w = os.pipe()
         status_r, status_w = os.pipe()
         try:

@@ -4,7 +4,7 @@ execution mode a build would pick (or why none can run)."""
 from __future__ import annotations
 
 from ..errors import IsolationError
-from . import proot_supervisor
+from . import ids, landlock, proot_supervisor
 from .detect import Environment, Mode, choose
 
 # What a build in each mode keeps and loses, in the words a user needs to decide whether that is enough.
@@ -20,11 +20,33 @@ MODE_EFFECTS = {
         "in the cache it makes there belong to your subordinate ids on this host.",
     ],
     "proot": [
-        "RUN runs through proot (ptrace): no process, network or IPC isolation from the builder, and",
+        "RUN runs through proot (ptrace): no pid, network or IPC namespace of its own, and",
         "--network=none is refused; snapshots are made by scanning the root (stat data, hashing only what",
         "stat cannot tell).",
     ],
 }
+# What a proot build keeps of the step's confinement, by whether Landlock and seccomp user notification work.
+PROOT_CONFINED = [
+    "a Landlock domain keeps each step out of the builder's and the job's processes (their environment,",
+    "memory, open files and root through /proc) and out of every file outside its root, mounts, /dev, /proc,",
+    "/sys and the system's libraries; other processes' command lines stay visible.",
+]
+PROOT_UNCONFINED = [
+    "without Landlock, a step can read what any process of the builder's uid can: the job's environment",
+    "through /proc/PID/environ (registry passwords, tokens) and its files (a non-root builder hides its own",
+    "/proc entries by making itself not dumpable).",
+]
+PROOT_PROCESSES = [
+    "when a step's command exits, the processes it left are killed (seccomp user notification tracks them);",
+    "a reaper ends them if the builder itself is killed.",
+]
+PROOT_PROCESSES_UNTRACKED = [
+    "seccomp user notification is refused: a step whose command leaves processes running waits for them.",
+]
+GROUPS_DENIED = [
+    "setgroups is denied (a user namespace with one mapped id): RUN steps run without their user's",
+    "supplementary groups (files only a supplementary group may read or write stay closed to them).",
+]
 NON_ROOT_PROOT = [
     "not root: proot shows the step the ids it expects; its chown, mknod and stat are answered by dockyard",
     "through seccomp user notification, recorded in the image and shown back to the step (files stay yours",
@@ -45,7 +67,8 @@ def _yes(flag: bool, yes: str, no: str) -> str:
 def findings(env: Environment, work_dir: str, notify_refused: str | None) -> list[tuple[str, str, str]]:
     """(what, found, what it means) for each probe; `notify_refused` is why seccomp user notification does not
     work here (proot_supervisor.available), or None."""
-    ids = env.subordinates
+    subordinate = env.subordinates
+    landlock_abi = landlock.abi()
     limit = "unknown" if env.max_user_namespaces is None else str(env.max_user_namespaces)
     return [
         ("user", f"uid {env.euid}" + _yes(env.euid == 0, " (root)", " (not root)")
@@ -62,9 +85,9 @@ def findings(env: Environment, work_dir: str, notify_refused: str | None) -> lis
         ("user namespaces", _yes(env.user_namespace, "allowed", "refused") + f" (max_user_namespaces={limit})",
          _yes(env.user_namespace, "a non-root user with subordinate ids can build as root of one",
               "a non-root user builds through proot")),
-        ("subordinate ids", f"uids {ids.uids.start}+{ids.uids.count}, gids {ids.gids.start}+{ids.gids.count}"
-         if ids else "none for this user",
-         "from /etc/subuid and /etc/subgid: the ids a user namespace maps" if ids else
+        ("subordinate ids", f"uids {subordinate.uids.start}+{subordinate.uids.count}, gids "
+         f"{subordinate.gids.start}+{subordinate.gids.count}" if subordinate else "none for this user",
+         "from /etc/subuid and /etc/subgid: the ids a user namespace maps" if subordinate else
          "a user namespace could map this user alone: RUN chown would fail"),
         ("newuidmap/newgidmap", _yes(env.id_map_tools, "installed", "missing"),
          _yes(env.id_map_tools, "can write a user namespace's id maps", "install Debian's uidmap package")),
@@ -76,6 +99,12 @@ def findings(env: Environment, work_dir: str, notify_refused: str | None) -> lis
               "through proot, statx fails (coreutils ls -l, stat) and a non-root build loses RUN's chown")),
         ("proot", env.proot or "missing",
          _yes(env.proot is not None, "RUN can run without any privilege", "install Debian's proot package")),
+        ("Landlock", f"ABI {landlock_abi}" if isinstance(landlock_abi, int) else landlock_abi,
+         _yes(isinstance(landlock_abi, int), "proot steps are kept out of other processes and outside files",
+              "proot steps can read other processes' environment")),
+        ("setgroups", _yes(ids.setgroups_allowed(), "allowed", "denied"),
+         _yes(ids.setgroups_allowed(), "RUN steps get their user's supplementary groups",
+              "RUN steps run without supplementary groups")),
     ]
 
 
@@ -96,7 +125,13 @@ def report(env: Environment, work_dir: str, wanted: str = "auto") -> tuple[list[
         return lines, False
     lines.append(f"mode: {mode.name} ({mode.reason})")
     lines += ["  " + line for line in MODE_EFFECTS[mode.name]]
+    if mode.name == "proot":
+        effects = PROOT_CONFINED if isinstance(landlock.abi(), int) else PROOT_UNCONFINED
+        effects += PROOT_PROCESSES if notify_refused is None else PROOT_PROCESSES_UNTRACKED
+        lines += ["  " + line for line in effects]
     if mode.name == "proot" and env.euid != 0:
         effects = NON_ROOT_PROOT if notify_refused is None else NON_ROOT_PROOT_UNRECORDED
         lines += ["  " + line for line in effects]
+    if not ids.setgroups_allowed():
+        lines += ["  " + line for line in GROUPS_DENIED]
     return lines, True

@@ -2,8 +2,11 @@
 unshare: a docker container's default profile, or a non-root user without user namespaces.
 
 proot intercepts the step's system calls and translates paths, so the step sees the directory root as `/`
-with the host's /dev, /proc and /sys and the RUN --mount sources bound in, without any privilege. What it does
-not give: process, network and IPC isolation (the step shares the builder's; `--network=none` is refused),
+with the host's /dev, /proc and /sys and the RUN --mount sources bound in, without any privilege. proot and the
+step run in a Landlock domain (landlock.py: no access to other processes' /proc entries nor to files outside
+the step's own), a root step with docker's capabilities only, and the step's processes end when its command
+exits (proot_supervisor.py, lifecycle.py). What it does not give: pid, network and IPC namespaces (the step
+shares the builder's; `--network=none` is refused),
 and real ownership for a non-root builder: with `-0` the step believes it is root, and its chown/mknod are
 answered by proot_supervisor.py, which records in the image what the host cannot do (it also answers the
 statx calls Debian's proot 5.1 does not translate).
@@ -11,9 +14,12 @@ statx calls Debian's proot 5.1 does not translate).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+import glob
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections import deque
@@ -21,8 +27,13 @@ from typing import Callable
 
 from ..errors import IsolationError
 from ..rootfs.ownership import active_ledger
-from . import RunResult, RunSpec
-from .proot_supervisor import ProotSupervisor
+from . import RunResult, RunSpec, ids, landlock, lifecycle, sandbox
+from .proot_supervisor import ProotSupervisor, kill_groups
+
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAPBSET_DROP = 24
+_libc = ctypes.CDLL(None, use_errno=True)
 
 HOST_PATHS = ("/dev", "/proc", "/sys")
 
@@ -48,7 +59,7 @@ class ProotRunner:
                 source = os.path.join(scratch, f"tmpfs{index}")
                 os.mkdir(source, 0o1777)
             argv += ["-b", f"{source}:{m.target}"]
-        if os.geteuid() != 0:
+        if not _switches_ids(spec):
             # The host user cannot become another: proot makes the step see the image user's ids instead.
             argv += ["-0"] if spec.uid == 0 else ["-i", f"{spec.uid}:{spec.gid}"]
         return argv + list(spec.argv)
@@ -62,23 +73,35 @@ class ProotRunner:
         scratch = tempfile.mkdtemp(prefix="dockyard-proot-")
         os.chmod(scratch, 0o1777)  # proot writes its own files here, as whichever user the step runs as
         supervisor = _supervisor(spec)
-        env = {**dict(spec.env), "PROOT_TMP_DIR": scratch}
+        # proot 5.1 makes a missing mount point (/proc in a FROM scratch image) in the step's root, and removes
+        # it when it exits; a proot killed with the step's leftover processes cannot, and the directory would
+        # reach the layer. Not polluting the root, it resolves them through its "glue" directory in /tmp alone.
+        env = {**dict(spec.env), "PROOT_TMP_DIR": scratch, "PROOT_DONT_POLLUTE_ROOTFS": "1"}
         if supervisor is not None:
             env["PROOT_NO_SECCOMP"] = "1"  # proot's ptrace stop must come first: it translates the paths
         tail: deque[str] = deque(maxlen=self._tail_lines)
+        say = lambda line: (tail.append(line), on_line(line))  # noqa: E731  (ids.notice_once adds "dockyard: ")
+        domain = None
         try:
             argv = self.command(spec, scratch)
-            as_root = os.geteuid() == 0
+            domain = _domain(spec, scratch, self._proot, say)
+            if self._proot:
+                env.update(_loaders(self._proot, scratch))
+            real_ids = _switches_ids(spec)
+            set_groups = real_ids and ids.setgroups_allowed()
+            if real_ids and spec.groups and not set_groups:
+                ids.notice_once(ids.GROUPS_SKIPPED, say)
             process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 env=env, start_new_session=True,
                 # As root, switch to the step's user for real: its files then get their true owner.
-                user=spec.uid if as_root else None, group=spec.gid if as_root else None,
-                extra_groups=list(spec.groups) if as_root else None,
-                preexec_fn=supervisor.listener.install if supervisor is not None else None)
+                user=spec.uid if real_ids else None, group=spec.gid if real_ids else None,
+                extra_groups=list(spec.groups) if set_groups else None,
+                preexec_fn=_child_setup(domain, supervisor, _capabilities_to_drop()))
+            lifecycle.watch(process.pid, process.pid)
             try:
                 if supervisor is not None:
-                    _start(supervisor, tail, on_line)
+                    _start(supervisor, process.pid, tail, on_line)
                 assert process.stdout is not None
                 for raw in process.stdout:
                     line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -86,36 +109,165 @@ class ProotRunner:
                     on_line(line)
                 code = process.wait()
             except BaseException:
-                os.killpg(process.pid, signal.SIGKILL)
+                _end(process.pid, supervisor)
                 process.wait()
                 raise
             finally:
                 if supervisor is not None:
                     supervisor.stop()
+                    for group in supervisor.groups:
+                        lifecycle.unwatch(group, process.pid)
+                lifecycle.unwatch(process.pid, process.pid)
+                _remove_proot_files(process.pid)
             if supervisor is not None:
+                if supervisor.exit_status is not None:
+                    code = supervisor.exit_status  # proot was killed with the processes the command left
                 _report(supervisor, tail, on_line)
         except OSError as exc:
             raise IsolationError(f"cannot start proot for the RUN step: {exc}") from None
+        except subprocess.SubprocessError as exc:  # raised by _child_setup, in the child
+            raise IsolationError(f"cannot start proot for the RUN step: {exc.__cause__ or exc}") from None
         finally:
             if supervisor is not None:
                 supervisor.listener.close()  # also when proot never started
+            if domain is not None:
+                domain.close()
             shutil.rmtree(scratch, ignore_errors=True)
         return RunResult(128 - code if code < 0 else code, tuple(tail))
 
 
+def _switches_ids(spec: RunSpec) -> bool:
+    """A root builder runs the step as its user for real, where the user namespace has the user's ids; otherwise
+    (a non-root builder, or a user namespace with one mapped id) proot shows the step the ids it expects."""
+    return os.geteuid() == 0 and ids.mapped(spec.uid, spec.gid)
+
+
+def _capabilities_to_drop() -> list[int]:
+    """For a root builder: every capability outside docker's default set (CAP_SYS_ADMIN, CAP_SYS_PTRACE, ...), as
+    the namespaces mode drops them. Also what keeps a root step out of the builder's /proc entries: the kernel
+    refuses them to a process whose capabilities are not a superset of the target's, and CAP_SYS_PTRACE would
+    take a step past Landlock's check for /proc/PID/environ. (A step switched to another user has none left;
+    the drops then fail, harmlessly.)"""
+    if os.geteuid() != 0:
+        return []
+    keep = set(sandbox.DEFAULT_CAPS.values())
+    return [cap for cap in range(sandbox.last_capability() + 1) if cap not in keep]
+
+
+def _domain(spec: RunSpec, scratch: str, proot: str | None, say: Callable[[str], None]) -> landlock.Domain | None:
+    """The Landlock domain the step and proot run in (landlock.py says what it keeps out), or None where the
+    kernel has none; then the step can read what every process of the builder's uid can, and the log says so
+    once."""
+    version = landlock.abi()
+    if isinstance(version, str):
+        _unconfined(version, say)
+        return None
+    everything, data = landlock.EVERYTHING, landlock.EVERYTHING & ~(landlock.MAKE_CHAR | landlock.MAKE_BLOCK)
+    grants = [landlock.Grant(spec.rootfs, everything), landlock.Grant(scratch, data),
+              landlock.Grant("/dev", landlock.READ_FILE | landlock.WRITE_FILE | landlock.READ_DIR
+                             | landlock.TRUNCATE | landlock.IOCTL_DEV),
+              landlock.Grant("/dev/shm", data),
+              landlock.Grant("/proc", landlock.READ_FILE | landlock.WRITE_FILE | landlock.READ_DIR
+                             | landlock.TRUNCATE),
+              landlock.Grant("/sys", landlock.READ_FILE | landlock.READ_DIR),
+              landlock.Grant("/etc/ld.so.cache", landlock.READ_FILE)]
+    # proot's own program and libraries: read and mapped where the system keeps them, never listed.
+    grants += [landlock.Grant(path, landlock.RUN_FROM) for path in ("/usr", "/lib", "/lib64", "/lib32", "/libx32")]
+    if proot:
+        grants.append(landlock.Grant(os.path.realpath(proot), landlock.RUN_FROM))
+    if not all(os.path.isdir(os.path.join(spec.rootfs, path.lstrip("/"))) for path in HOST_PATHS):
+        # proot 5.1 makes the missing mount points in a "glue" directory under /tmp, hard-coded. Only an image
+        # without /dev, /proc or /sys needs it (FROM scratch); its steps can then read /tmp's files.
+        grants.append(landlock.Grant("/tmp", data))
+    grants += [landlock.Grant(m.source, landlock.READ if m.readonly else data)
+               for m in spec.mounts if m.kind == "bind"]
+    try:
+        return landlock.Domain(grants)
+    except OSError as exc:
+        _unconfined(f"Landlock refused this step's rules ({exc.strerror})", say)
+        return None
+
+
+def _unconfined(why: str, say: Callable[[str], None]) -> None:
+    """Without Landlock, a non-root builder at least makes itself not dumpable: the kernel then refuses its
+    /proc/PID/environ, mem, fd, root and cwd to processes of its uid without CAP_SYS_PTRACE, such as the step.
+    Its parents (the job's shell) stay readable, and the log says so once. (A root builder's steps are already
+    kept out by their lack of the builder's capabilities.)"""
+    if os.geteuid() != 0:
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    ids.notice_once(f"{why}: RUN steps are not kept out of files outside their root, nor out of the "
+                    "environment of this user's other processes (the CI job's shell among them)", say)
+
+
+@functools.cache
+def _embedded_loaders(proot: str) -> dict[str, bytes]:
+    try:
+        return landlock.proot_loaders(proot)
+    except OSError:
+        return {}
+
+
+def _loaders(proot: str, scratch: str) -> dict[str, str]:
+    """proot's loaders, written in the step's scratch directory: the domain lets proot exec them there, and they
+    go with it (landlock.proot_loaders says why)."""
+    env = {}
+    for variable, program in _embedded_loaders(os.path.realpath(proot)).items():
+        path = os.path.join(scratch, variable.lower())
+        with open(path, "wb") as out:
+            out.write(program)
+        os.chmod(path, 0o755)
+        env[variable] = path
+    return env
+
+
+def _remove_proot_files(proot: int) -> None:
+    """What proot 5.1 keeps in /tmp (hard-coded) while it runs and removes when it exits: its glue directory
+    and, without PROOT_LOADER, its loader; left behind when proot is killed with the step's processes."""
+    for path in glob.glob(f"/tmp/proot-{proot}-*") + glob.glob(f"/tmp/prooted-{proot}-*"):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _child_setup(domain: landlock.Domain | None, supervisor: ProotSupervisor | None,
+                 drop: list[int]) -> Callable[[], None]:
+    """proot's preexec_fn (after the switch to the step's ids): docker's capabilities, the Landlock domain, then
+    the seccomp filter. Nothing here may allocate much or take a lock."""
+    def setup() -> None:
+        _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # Landlock wants it (the filter sets it again)
+        for cap in drop:
+            _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+        if domain is not None:
+            domain.enter()
+        if supervisor is not None:
+            supervisor.listener.install()
+    return setup
+
+
+def _end(proot: int, supervisor: ProotSupervisor | None) -> None:
+    """Ends a step the builder gives up on (an interrupted build): every process of it, proot last."""
+    if supervisor is not None:
+        kill_groups(proot, sorted(supervisor.groups))
+    kill_groups(proot, [proot])
+
+
 def _supervisor(spec: RunSpec) -> ProotSupervisor | None:
-    """What answers the calls proot gets wrong (proot_supervisor.py); for a builder that is not root, also
-    RUN's chown and mknod, into the build's ownership ledger."""
+    """What answers the calls proot gets wrong (proot_supervisor.py) and ends the step's processes when its
+    command exits; for a builder that is not root, also RUN's chown and mknod, into the build's ownership
+    ledger."""
     ledger = active_ledger() if os.geteuid() != 0 else None
     try:
-        return ProotSupervisor(spec.rootfs, ledger, spec.uid, spec.gid, tuple(spec.groups))
+        return ProotSupervisor(spec.rootfs, ledger, spec.uid, spec.gid, tuple(spec.groups),
+                               on_group=lifecycle.watch)
     except OSError:
         return None  # an architecture without a filter: the step runs as under proot alone
 
 
-def _start(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str], None]) -> None:
+def _start(supervisor: ProotSupervisor, proot: int, tail: deque[str], on_line: Callable[[str], None]) -> None:
     try:
-        supervisor.start()
+        supervisor.start(proot)
     except OSError as exc:
         lost = ", and the owners RUN's chown sets stay the step user's in the image" \
             if supervisor.records_ownership else ""

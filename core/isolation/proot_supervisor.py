@@ -22,6 +22,15 @@ filter, so the paths the supervisor reads are proot's translations, host paths i
 outside the root (the host's /dev, /proc, /sys and the RUN --mount sources) are not the image's: chown there
 succeeds without effect, as under proot alone.
 
+* the step's processes, in every proot run: docker ends every process of a step when its command exits, and
+  proot waits for all of them (`RUN (sleep 777 &)` would hold the build). The filter stops proot's first child
+  at its ptrace(PTRACE_TRACEME) (proot's own ptrace requests are not stopped: the filter checks the
+  argument), which names the command's process; its exit_group gives the command's exit status, and then every
+  process of the step is killed. They are found by process group: proot's own (a session of its own), and the
+  groups the step made with setsid and setpgid, which the filter stops too and records (`groups`, passed on to
+  `on_group` as well, for the build's reaper: lifecycle.py). None of these calls is frequent. A command killed
+  by a signal calls no exit_group: a pidfd of it, watched by a second thread, ends the rest then.
+
 One thing is lost in proot's translation: it replaces the id the step believes it has (0 with `-0`) by the
 builder's real one before the call reaches the filter, so `chown 0` and `chown <builder's uid>` arrive as the
 same number. The supervisor takes it for the step's id (dpkg chowns every file it unpacks to root); a RUN that
@@ -33,15 +42,19 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import signal
 import stat
 import struct
 import threading
+from typing import Callable
 
 from ..rootfs.ownership import Ownership, OwnershipLedger
 from ..rootfs.paths import PathEscape, resolve_in_root
 from . import seccomp
 
 OWNERSHIP_CALLS = ("chown", "fchown", "lchown", "fchownat", "mknod", "mknodat")
+LIFECYCLE_CALLS = ("exit_group", "setsid", "setpgid")
 STAT_CALLS = ("stat", "fstat", "lstat", "newfstatat")
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -82,12 +95,17 @@ class ProotSupervisor:
     is answered."""
 
     def __init__(self, rootfs: str, ledger: OwnershipLedger | None = None, uid: int = 0, gid: int = 0,
-                 groups: tuple[int, ...] = ()):
+                 groups: tuple[int, ...] = (), on_group: Callable[[int, int], None] = lambda group, proot: None):
         arch = seccomp.current_arch()
         if arch is None:
             raise OSError(errno.ENOSYS, f"no seccomp filter for the {os.uname().machine} architecture")
-        calls = ["statx"] + (list(OWNERSHIP_CALLS + STAT_CALLS) if ledger is not None else [])
-        self.listener = seccomp.Listener(arch, calls)
+        calls = ["statx", *LIFECYCLE_CALLS] + (list(OWNERSHIP_CALLS + STAT_CALLS) if ledger is not None else [])
+        self.listener = seccomp.Listener(arch, calls, zero_first_arg=["ptrace"])
+        self._on_group = on_group
+        self._proot = 0  # proot's pid, and its process group
+        self.command: int | None = None  # the pid of the step's command (proot's first child)
+        self.exit_status: int | None = None  # the command's, from its exit_group
+        self.groups: set[int] = set()  # process groups the step made (setsid, setpgid)
         self.records_ownership = ledger is not None
         self._arch = arch
         self._names = {number: name for name, number in arch.calls.items()}
@@ -103,10 +121,13 @@ class ProotSupervisor:
         self._memory = seccomp.ProcessMemory()
         self._stop_r, self._stop_w = -1, -1
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None  # waits for the command to die without exit_group
+        self._lock = threading.Lock()  # groups and exit_status, between the two threads
         self.failure: str | None = None  # an answer that went wrong, for the step's log
 
-    def start(self) -> None:
+    def start(self, proot: int = 0) -> None:
         """OSError if the child could not install the filter (the step then runs as under proot alone)."""
+        self._proot = proot
         self._fd = self.listener.receive()
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._serve, name="dockyard-proot-supervisor", daemon=True)
@@ -118,6 +139,9 @@ class ProotSupervisor:
             return
         os.write(self._stop_w, b"x")
         self._thread.join()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         for fd in (self._stop_r, self._stop_w):
             os.close(fd)
         self._thread = None
@@ -142,6 +166,8 @@ class ProotSupervisor:
     def _answer(self, n: seccomp.Notification) -> int | str | None:
         """The system call's result (or seccomp.CONTINUE), or None when its caller is gone (nobody to answer)."""
         name, args = self._names[n.nr], n.args
+        if name in LIFECYCLE_CALLS or name == "ptrace":
+            return self._lifecycle(n, name, args)
         if name == "statx":
             return -errno.ENOSYS  # the C library then asks newfstatat, which proot translates
         if name in STAT_CALLS:
@@ -169,6 +195,66 @@ class ProotSupervisor:
         if path is None:
             return None
         return self._mknod(path, args[at + 1] & 0xFFFFFFFF, args[at + 2] & 0xFFFFFFFF, _umask(n.pid))
+
+    def _lifecycle(self, n: seccomp.Notification, name: str, args: tuple[int, ...]) -> int | str | None:
+        if name == "ptrace":  # PTRACE_TRACEME: proot's first child, about to exec the command, is the first
+            if self.command is None:
+                self.command = n.pid
+                self._watch_command(n.pid)
+            return seccomp.CONTINUE
+        if name != "exit_group":
+            target = _int32(args[0]) if name == "setpgid" else 0
+            group = (_int32(args[1]) if name == "setpgid" else 0) or target or n.pid
+            with self._lock:
+                new = group > 0 and group != self._proot and group not in self.groups
+                if new:
+                    self.groups.add(group)
+            if new:
+                self._on_group(group, self._proot)
+            return seccomp.CONTINUE
+        if self.command is None or self.exit_status is not None or not (
+                n.pid == self.command or os.path.exists(f"/proc/{self.command}/task/{n.pid}")):
+            return seccomp.CONTINUE
+        # The command is leaving: what it leaves behind goes with it, as under docker. Killed from this thread,
+        # the only one that answers setsid and setpgid, so no process can move to a group not yet known.
+        with self._lock:
+            self.exit_status = args[0] & 0xFF
+        seccomp.reply(self._fd, n, seccomp.CONTINUE)
+        self.end_processes()
+        return None
+
+    def _watch_command(self, pid: int) -> None:
+        """A command killed by a signal calls no exit_group: a thread waits for its pidfd instead, and then
+        ends what it left, as exit_group does."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # before Linux 5.3, or already gone: proot then waits for what the command left
+        self._watcher = threading.Thread(target=self._await_command, args=(pidfd,), daemon=True,
+                                         name="dockyard-proot-command")
+        self._watcher.start()
+
+    def _await_command(self, pidfd: int) -> None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        try:
+            while not (events := dict(poller.poll())).get(pidfd) and self._stop_r not in events:
+                continue
+            if self._stop_r in events:
+                return
+            with self._lock:
+                if self.exit_status is not None:
+                    return  # it called exit_group: done there
+                self.exit_status = _killed_status(self.command or 0)
+                self.end_processes()
+        finally:
+            os.close(pidfd)
+
+    def end_processes(self) -> None:
+        """Kills every process of the step, proot included: the groups it made, then proot's."""
+        kill_groups(self._proot, sorted(self.groups))
+        kill_groups(self._proot, [self._proot])
 
     def _stat(self, n: seccomp.Notification, name: str, args: tuple[int, ...]) -> int | str | None:
         if name == "newfstatat":
@@ -315,6 +401,43 @@ class ProotSupervisor:
         node = ("c" if kind == stat.S_IFCHR else "b", os.major(dev), os.minor(dev))
         self._record(path, st, Ownership(self._uid, self._gid, node))
         return 0
+
+
+def _killed_status(pid: int) -> int:
+    """128 + the signal that killed `pid`, read while it is a zombie (proot reaps it at once); 255, what proot
+    itself answers for a killed command, once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            fields = stat_file.read().rsplit(b")", 1)[1].split()
+        status = int(fields[49])  # field 52, exit_code: a wait status
+    except (OSError, IndexError, ValueError):
+        return 255
+    return 128 + (status & 0x7F) if status & 0x7F else (status >> 8) & 0xFF
+
+
+def kill_groups(tracer: int, groups: list[int]) -> None:
+    """SIGKILL to each process group of a step that proot (pid `tracer`) traces. A group whose leader's pid now
+    belongs to a process proot does not trace is left alone: that pid was reused after the step's leader
+    died and its group emptied (a group's id cannot be reused while any member is alive)."""
+    for group in groups:
+        if group != tracer and not _ours(group, tracer):
+            continue
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def _ours(pid: int, tracer: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            fields = dict(line.split(b":", 1) for line in status.read().splitlines() if b":" in line)
+    except FileNotFoundError:
+        return True  # the leader is gone: only members of the step's group can still carry its id
+    except OSError:
+        return False
+    traced = fields.get(b"TracerPid", b"").strip() == str(tracer).encode()
+    return traced or fields.get(b"State", b"").strip()[:1] == b"Z"  # a zombie: the step's, not yet reaped
 
 
 def _show(data: bytearray, fields: dict[str, tuple[int, str]], owned: Ownership) -> None:

@@ -39,6 +39,8 @@ import stat
 import struct
 from functools import cache
 
+from . import ids
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -240,8 +242,9 @@ def set_capabilities(keep):
     _check(libc.capset(ctypes.byref(header), data), "set capabilities")
 
 
-def switch_user(spec):
-    os.setgroups(list(spec.groups))
+def switch_user(spec, set_groups):
+    if set_groups:  # denied in a user namespace with one mapped id (ids.py): the step keeps no extra groups
+        os.setgroups(list(spec.groups))
     os.setgid(spec.gid)
     os.setuid(spec.uid)
 
@@ -256,12 +259,13 @@ def start(spec, output_fd, status_fd):
     signal). `output_fd` receives the step's stdout and stderr; `status_fd` a setup error, if any. Both are
     the builder's to close after this returns; they must be close-on-exec (os.pipe makes them so)."""
     last_cap = last_capability()
+    set_groups = ids.setgroups_allowed()
     builder = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = SETUP_FAILED
         try:
-            code = keeper(spec, output_fd, status_fd, builder, last_cap)
+            code = keeper(spec, output_fd, status_fd, builder, last_cap, set_groups)
         except SetupError as exc:
             code = report(status_fd, str(exc), exc.code)
         except OSError as exc:
@@ -271,7 +275,7 @@ def start(spec, output_fd, status_fd):
     return pid
 
 
-def keeper(spec, output_fd, status_fd, builder, last_cap):
+def keeper(spec, output_fd, status_fd, builder, last_cap, set_groups):
     gc.disable()
     os.setsid()
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "tie the step to the builder")
@@ -286,7 +290,7 @@ def keeper(spec, output_fd, status_fd, builder, last_cap):
         loopback_up()
     pid = os.fork()
     if pid == 0:
-        step(spec, status_fd, last_cap)
+        step(spec, status_fd, last_cap, set_groups)
     os.close(status_fd)
     return exit_code(pid)
 
@@ -311,7 +315,7 @@ def exit_code(pid):
     return os.WEXITSTATUS(status)
 
 
-def step(spec, status_fd, last_cap):
+def step(spec, status_fd, last_cap, set_groups):
     """Pid 1 of the step's namespace: prepare the root, pivot into it, drop privileges, exec. Never returns."""
     root = spec.rootfs
     code = SETUP_FAILED
@@ -329,7 +333,7 @@ def step(spec, status_fd, last_cap):
         os.makedirs(cwd, exist_ok=True)
         os.chdir(cwd)
         keep = drop_capabilities(last_cap)
-        switch_user(spec)
+        switch_user(spec, set_groups)
         if spec.uid == 0:
             set_capabilities(keep)
         os.umask(0o022)

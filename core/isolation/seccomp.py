@@ -36,9 +36,10 @@ RESPONSE = struct.Struct("=QqiI")  # id, val, error, flags
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-# BPF opcodes: BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K; seccomp_data offsets.
+# BPF opcodes: BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K; seccomp_data offsets (the first
+# argument's low 32 bits: both architectures are little-endian).
 _LOAD, _JUMP_IF_EQUAL, _RETURN = 0x20, 0x15, 0x06
-_NR_OFFSET, _ARCH_OFFSET = 0, 4
+_NR_OFFSET, _ARCH_OFFSET, _ARG0_OFFSET = 0, 4, 16
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,13 @@ class Arch:
 ARCHES = {
     "x86_64": Arch(0xC000003E, 317,
                    {"chown": 92, "fchown": 93, "lchown": 94, "mknod": 133, "mknodat": 259, "fchownat": 260,
-                    "stat": 4, "fstat": 5, "lstat": 6, "newfstatat": 262, "statx": 332},
+                    "stat": 4, "fstat": 5, "lstat": 6, "newfstatat": 262, "statx": 332,
+                    "ptrace": 101, "setpgid": 109, "setsid": 112, "exit_group": 231},
                    144, {"ino": (8, "=Q"), "mode": (24, "=I"), "uid": (28, "=I"), "gid": (32, "=I"),
                          "rdev": (40, "=Q")}),
     "aarch64": Arch(0xC00000B7, 277,
-                    {"mknodat": 33, "fchownat": 54, "fchown": 55, "newfstatat": 79, "fstat": 80, "statx": 291},
+                    {"mknodat": 33, "fchownat": 54, "fchown": 55, "newfstatat": 79, "fstat": 80, "statx": 291,
+                     "exit_group": 94, "ptrace": 117, "setpgid": 154, "setsid": 157},
                     128, {"ino": (8, "=Q"), "mode": (16, "=I"), "uid": (24, "=I"), "gid": (28, "=I"),
                           "rdev": (32, "=Q")}),
 }
@@ -77,23 +80,31 @@ def current_arch() -> Arch | None:
     return ARCHES.get(os.uname().machine)
 
 
-def filter_program(arch: Arch, numbers: list[int]) -> list[tuple[int, int, int, int]]:
-    """A BPF program: the listed system calls of `arch` go to the supervisor, everything else (including
-    another architecture's calls, e.g. a 32-bit binary's) is allowed."""
-    count = len(numbers)
-    program = [(_LOAD, 0, 0, _ARCH_OFFSET), (_JUMP_IF_EQUAL, 0, count + 1, arch.audit), (_LOAD, 0, 0, _NR_OFFSET)]
-    # Instruction 3 + i jumps to the notify return at 4 + count when the number matches.
-    program += [(_JUMP_IF_EQUAL, count - i, 0, nr) for i, nr in enumerate(numbers)]
-    return program + [(_RETURN, 0, 0, SECCOMP_RET_ALLOW), (_RETURN, 0, 0, SECCOMP_RET_USER_NOTIF)]
+def filter_program(arch: Arch, numbers: list[int], zero_first_arg: list[int] = ()) -> list[tuple[int, int, int, int]]:
+    """A BPF program: the listed system calls of `arch` go to the supervisor, and those of `zero_first_arg` when
+    their first argument is 0 (ptrace's PTRACE_TRACEME, while proot's own ptrace requests run untouched);
+    everything else (including another architecture's calls, e.g. a 32-bit binary's) is allowed."""
+    allow, notify = "allow", "notify"
+    code: list[tuple[int, object, object, int]] = [(_LOAD, 0, 0, _ARCH_OFFSET), (_JUMP_IF_EQUAL, 0, allow, arch.audit),
+                                                   (_LOAD, 0, 0, _NR_OFFSET)]
+    code += [(_JUMP_IF_EQUAL, notify, 0, nr) for nr in numbers]
+    for nr in zero_first_arg:  # a call that matches goes no further: its argument decides
+        code += [(_JUMP_IF_EQUAL, 0, 2, nr), (_LOAD, 0, 0, _ARG0_OFFSET), (_JUMP_IF_EQUAL, notify, allow, 0)]
+    code += [(_RETURN, 0, 0, SECCOMP_RET_ALLOW), (_RETURN, 0, 0, SECCOMP_RET_USER_NOTIF)]
+    labels = {allow: len(code) - 2, notify: len(code) - 1}
+    # Jumps are relative to the next instruction; a label becomes the offset to its return.
+    return [(op, labels[jt] - i - 1 if jt in labels else jt, labels[jf] - i - 1 if jf in labels else jf, k)
+            for i, (op, jt, jf, k) in enumerate(code)]
 
 
 class Listener:
     """Made in the parent before the fork; `install` runs in the child (nothing there may allocate much or
     take a lock: it is a preexec_fn), `receive` in the parent after the child has started."""
 
-    def __init__(self, arch: Arch, names: list[str]):
+    def __init__(self, arch: Arch, names: list[str], zero_first_arg: list[str] = ()):
         self._arch = arch
-        program = filter_program(arch, [arch.calls[name] for name in names if name in arch.calls])
+        program = filter_program(arch, [arch.calls[name] for name in names if name in arch.calls],
+                                 [arch.calls[name] for name in zero_first_arg if name in arch.calls])
         self._filters = (_SockFilter * len(program))(*[_SockFilter(*insn) for insn in program])
         self._prog = _SockFprog(len(program), self._filters)
         self.parent_end, self.child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 
 from tests.e2e.helpers import dockyard
@@ -51,3 +52,17 @@ def test_doctor_as_a_plain_user_without_proot_reports_that_no_mode_works(tmp_pat
     assert "missing" in _row(result.stdout, "proot")
     assert "mode: none: RUN cannot be isolated here" in result.stdout
     assert "hint: install Debian's proot package" in result.stdout
+
+
+def test_doctor_says_what_a_denied_setgroups_and_landlock_mean():
+    """`unshare -r`: root of a user namespace with one mapped id, where setgroups is denied."""
+    result = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-m", "dockyard", "doctor",
+                             "--isolation", "proot"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert _row(result.stdout, "setgroups").split()[1] == "denied"
+    assert "RUN steps run without their user's" in result.stdout
+    landlock = _row(result.stdout, "Landlock")
+    if "ABI" in landlock:
+        assert "a Landlock domain keeps each step out of the builder's and the job's processes" in result.stdout
+    if _row(result.stdout, "seccomp user notification").split()[3] == "works":
+        assert "when a step's command exits, the processes it left are killed" in result.stdout
