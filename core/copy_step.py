@@ -83,11 +83,9 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
     if not sources and not inst.heredocs:
         raise DockerfileError(f"{inst.keyword} needs a source and a destination")
     workdir = executor.image.container_config.get("WorkingDir") or "/"
-    several = len(sources) + len(inst.heredocs) > 1 or any(has_wildcard(s) for s in sources)
     target = Target(image_path_join(workdir, dest), _names_directory(dest) or flags.parents)
-    if several and not target.is_dir:
-        raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a directory "
-                              f"ending in /: {dest!r}")
+    if len(sources) + len(inst.heredocs) > 1 and not target.is_dir:
+        _several_sources(inst, dest)
     upper = executor._take_upper()
     with ExitStack() as stack:
         source_root = _source_root(executor, inst, flags, stack)
@@ -95,12 +93,21 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
         options = CopyOptions(owner=_owner(step.merged, flags), mode=flags.mode,
                               keep_source_owner=flags.from_ref is not None)
         copy = _CopyRun(executor, inst, flags, source_root, step.merged, target, options)
-        for source in sources:
-            copy.add(source)
+        # Wildcards are expanded first (after .dockerignore): what counts is how many paths they matched.
+        found = [(source, copy.local_matches(source)) for source in sources]
+        if sum(1 if matches is None else len(matches) for _, matches in found) > 1 and not target.is_dir:
+            _several_sources(inst, dest)
+        for source, matches in found:
+            copy.add(source, matches)
         for heredoc in inst.heredocs:
             copy.write_heredoc(heredoc)
     shown = " ".join([*sources, *(f"<<{h.name}" for h in inst.heredocs)])
     return executor._commit(upper, f"{inst.keyword} {shown} {dest} # dockyard")
+
+
+def _several_sources(inst: ins.Copy, dest: str) -> None:
+    raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a directory "
+                          f"ending in /: {dest!r}")
 
 
 def _names_directory(dest: str) -> bool:
@@ -166,17 +173,22 @@ class _CopyRun:
         self.options = options
         self.from_context = flags.from_ref is None
 
-    def add(self, source: str) -> None:
+    def _is_remote(self, source: str) -> bool:
+        return self.inst.is_add and (fetch.parse_git_url(source) is not None or fetch.is_url(source))
+
+    def local_matches(self, source: str) -> list[tuple[str, str]] | None:
+        """The paths a local source names (see _find); None for a URL or git source."""
+        return None if self._is_remote(source) else self.add_sources(source)
+
+    def add(self, source: str, matches: list[tuple[str, str]] | None) -> None:
+        """Copy one source: a URL or git repository, or the local paths local_matches found for it."""
         git = fetch.parse_git_url(source) if self.inst.is_add else None
         if git is not None:
             self._add_git(git)
         elif self.inst.is_add and fetch.is_url(source):
             self._add_url(source)
         else:
-            if self.flags.checksum is not None:
-                raise DockerfileError(f"--checksum applies to URL and git sources, not to {source!r}",
-                                      hint="BuildKit verifies checksums of remote sources only")
-            for host_source, rel in self._find(source):
+            for host_source, rel in matches if matches is not None else self.add_sources(source):
                 self._copy_local(host_source, rel)
 
     def add_sources(self, source: str) -> list[tuple[str, str]]:
@@ -198,7 +210,7 @@ class _CopyRun:
             base_rel, _, pattern = ("/" + source).partition("/./")
             pattern = clean(pattern)
         base = resolve_in_root(self.source_root, clean(base_rel))
-        visible = self.executor.s.context.visible if self.from_context else (lambda p: True)
+        visible = (lambda p: True) if not self.from_context else ContextPresence(self.executor.s.context).present
         if has_wildcard(pattern):
             lexical = [os.path.relpath(m, base) for m in glob_in_root(base, pattern, visible)]
             lexical = [rel for rel in lexical if not self._excluded_match(rel)]
@@ -207,10 +219,11 @@ class _CopyRun:
         found = []
         for rel in lexical:
             host = resolve_in_root(base, rel)
-            # An ignored path is not there; an ignored directory still gives its re-included children.
-            if os.path.lexists(host) and (visible(host) or os.path.isdir(host)):
+            if os.path.lexists(host) and visible(host):
                 found.append((host, rel))
-        if not found:
+        # A wildcard that matches nothing is no error (BuildKit allows empty wildcards: the idiom
+        # `COPY package.json package-lock.json* ./` relies on it); a missing path is.
+        if not found and not has_wildcard(pattern):
             self._not_found(source)
         return found
 
@@ -248,7 +261,10 @@ class _CopyRun:
         if self.inst.is_add and is_archive(host_source):
             extract_archive(host_source, self.root, target.path, self.options.owner)  # unpacked into dest
             return
-        self._place(self._copier(host_source), host_source, os.path.basename(host_source), target)
+        # A source that is a symlink was followed, but the copy is named after the link (BuildKit names it after
+        # the path as written, or as the wildcard matched it).
+        self._place(self._copier(host_source), host_source, posixpath.basename(rel) or os.path.basename(host_source),
+                    target)
 
     def _make_parents(self, host_source: str, rel: str) -> None:
         """--parents: the source's parent directories are recreated under the destination, with their own
@@ -305,6 +321,26 @@ class _CopyRun:
 
     def _staging(self):
         return _StagingDir(self.executor.s.workspace.new_file_dir())
+
+
+class ContextPresence:
+    """Whether a context path is there for COPY once .dockerignore has been applied (BuildKit receives the
+    context already filtered, and expands wildcards in what it received): a path not ignored, or an ignored
+    directory that holds something an exception re-includes (it is sent as that thing's parent)."""
+
+    def __init__(self, context: BuildContext):
+        self.context = context
+
+    def present(self, host_path: str) -> bool:
+        if self.context.visible(host_path):
+            return True
+        if not os.path.isdir(host_path) or os.path.islink(host_path) or not self.context.walk_into(host_path):
+            return False
+        try:
+            entries = list(os.scandir(host_path))
+        except OSError:
+            return False
+        return any(self.present(entry.path) for entry in entries)
 
 
 class _StagingDir:
