@@ -170,6 +170,10 @@ class Copier:
                 continue
             if os.path.lexists(host):
                 raise StepFailed(f"cannot create directory {current}: a file is in the way")
+            if not os.path.isdir(os.path.dirname(host)):
+                # `current` is a symlink to a path whose parents are missing: they are made too (BuildKit's
+                # MkdirAll follows the link inside the root).
+                self.ensure_dir("/" + os.path.relpath(os.path.dirname(host), self.root))
             os.mkdir(host, 0o755)
             uid, gid = self.options.owner or (0, 0)
             ownership.chown(host, uid, gid)

@@ -43,6 +43,7 @@ class CopyFlags:
     parents: bool
     checksum: str | None
     keep_git_dir: bool
+    unpack: bool | None = None  # ADD --unpack: None extracts local archives only, as ADD always did
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
     workdir = executor.image.container_config.get("WorkingDir") or "/"
     target = Target(image_path_join(workdir, dest), _names_directory(dest) or flags.parents)
     if len(sources) + len(inst.heredocs) > 1 and not target.is_dir:
-        _several_sources(inst, dest)
+        raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a directory "
+                              f"ending in /: {dest!r}")
     upper = executor._take_upper()
     with ExitStack() as stack:
         source_root = _source_root(executor, inst, flags, stack)
@@ -93,21 +95,15 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
         options = CopyOptions(owner=_owner(step.merged, flags), mode=flags.mode,
                               keep_source_owner=flags.from_ref is not None)
         copy = _CopyRun(executor, inst, flags, source_root, step.merged, target, options)
-        # Wildcards are expanded first (after .dockerignore): what counts is how many paths they matched.
-        found = [(source, copy.local_matches(source)) for source in sources]
-        if sum(1 if matches is None else len(matches) for _, matches in found) > 1 and not target.is_dir:
-            _several_sources(inst, dest)
-        for source, matches in found:
-            copy.add(source, matches)
+        # A wildcard is expanded after .dockerignore, and what it matches is copied like a source named alone:
+        # BuildKit asks for a directory destination only of several sources written out (one match copies to
+        # the file `dest`; several archives are all extracted into `dest`).
+        for source in sources:
+            copy.add(source)
         for heredoc in inst.heredocs:
             copy.write_heredoc(heredoc)
     shown = " ".join([*sources, *(f"<<{h.name}" for h in inst.heredocs)])
     return executor._commit(upper, f"{inst.keyword} {shown} {dest} # dockyard")
-
-
-def _several_sources(inst: ins.Copy, dest: str) -> None:
-    raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a directory "
-                          f"ending in /: {dest!r}")
 
 
 def _names_directory(dest: str) -> bool:
@@ -121,6 +117,11 @@ def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
 
     if not inst.is_add and (inst.flag("checksum") is not None or inst.flag("keep-git-dir") is not None):
         raise DockerfileError("--checksum and --keep-git-dir are ADD flags", hint="use ADD for remote sources")
+    if not inst.is_add and inst.flag("unpack") is not None:
+        raise DockerfileError("--unpack is an ADD flag", hint="use ADD to extract an archive")
+    unpack = value("unpack")
+    if unpack not in (None, "true", "false"):
+        raise DockerfileError(f"invalid --unpack={unpack}: expected true or false")
     chmod = value("chmod")
     try:
         mode = parse_chmod(chmod) if chmod else None
@@ -130,7 +131,8 @@ def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
     checksum = value("checksum")
     return CopyFlags(from_ref=value("from"), chown=value("chown") or None, mode=mode,
                      excludes=PatternMatcher(excludes), parents=value("parents") == "true",
-                     checksum=checksum, keep_git_dir=value("keep-git-dir") == "true")
+                     checksum=checksum, keep_git_dir=value("keep-git-dir") == "true",
+                     unpack=None if unpack is None else unpack == "true")
 
 
 def _operands(executor: StageExecutor, inst: ins.Copy) -> tuple[list[str], str]:
@@ -173,22 +175,14 @@ class _CopyRun:
         self.options = options
         self.from_context = flags.from_ref is None
 
-    def _is_remote(self, source: str) -> bool:
-        return self.inst.is_add and (fetch.parse_git_url(source) is not None or fetch.is_url(source))
-
-    def local_matches(self, source: str) -> list[tuple[str, str]] | None:
-        """The paths a local source names (see _find); None for a URL or git source."""
-        return None if self._is_remote(source) else self.add_sources(source)
-
-    def add(self, source: str, matches: list[tuple[str, str]] | None) -> None:
-        """Copy one source: a URL or git repository, or the local paths local_matches found for it."""
+    def add(self, source: str) -> None:
         git = fetch.parse_git_url(source) if self.inst.is_add else None
         if git is not None:
             self._add_git(git)
         elif self.inst.is_add and fetch.is_url(source):
             self._add_url(source)
         else:
-            for host_source, rel in matches if matches is not None else self.add_sources(source):
+            for host_source, rel in self.add_sources(source):
                 self._copy_local(host_source, rel)
 
     def add_sources(self, source: str) -> list[tuple[str, str]]:
@@ -258,7 +252,7 @@ class _CopyRun:
             copier = self._copier(host_source)
             copier.copy_dir_contents(host_source, copier.ensure_dir(target.path))
             return
-        if self.inst.is_add and is_archive(host_source):
+        if self.inst.is_add and self.flags.unpack is not False and is_archive(host_source):
             extract_archive(host_source, self.root, target.path, self.options.owner)  # unpacked into dest
             return
         # A source that is a symlink was followed, but the copy is named after the link (BuildKit names it after
@@ -309,7 +303,10 @@ class _CopyRun:
             os.chmod(path, DOWNLOAD_MODE)
             if mtime is not None:
                 os.utime(path, (mtime, mtime))
-            # A download is never extracted, whatever it contains.
+            # A download is extracted only when --unpack=true asks for it, whatever it contains.
+            if self.flags.unpack and is_archive(path):
+                extract_archive(path, self.root, self.target.path, self.options.owner)
+                return
             self._place(Copier(self.root, self.options), path, name, self.target)
 
     def _add_git(self, git: fetch.GitRef) -> None:

@@ -225,6 +225,11 @@ def mount_from_refs(run: ins.Run) -> list[str]:
         except (csv.Error, StopIteration):
             continue  # reported when the step runs
         refs += [v for k, _, v in (f.partition("=") for f in fields) if k.strip().lower() == "from" and v]
+    for ref in refs:
+        if "$" in ref:  # the stage graph is known before any variable has a value
+            raise DockerfileError(f"'from' doesn't support variable expansion ({ref})", location=run.location,
+                                  hint="define an alias stage (`FROM ${ARG} AS name`, global ARGs work in FROM) "
+                                       "and mount from=name")
     return refs
 
 

@@ -5,8 +5,10 @@ FROM scratch images (no registry needed), read back with umoci."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -153,9 +155,31 @@ COPY nomatch* /nothing/
     assert sorted(os.listdir(rootfs / "app")) == ["package.json"]
 
 
-def test_wildcard_with_several_matches_still_needs_a_directory(tmp_path: Path):
-    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nCOPY ignore/* /foo\n",
-                                               "ignore/foo": "foo", "ignore/bar": "bar"})
+def _tar(members: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        for name, text in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            archive.addfile(info, io.BytesIO(text.encode()))
+    return buf.getvalue()
+
+
+def test_wildcard_matching_several_archives_extracts_them_all_into_dest(tmp_path: Path):
+    # BuildKit asks for a directory destination only of several sources written out, never of a wildcard's matches.
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nADD *.tar /dest\n"})
+    (context / "t.tar").write_bytes(_tar({"foo": "content0"}))
+    (context / "b.tar").write_bytes(_tar({"bar": "content1"}))
+    out = tmp_path / "oci"
+    result = dockyard("build", "--progress=plain", "--output", f"type=oci,dest={out}", str(context))
+    assert result.returncode == 0, result.stderr
+    rootfs = tmp_path / "rootfs"
+    subprocess.run(["umoci", "raw", "unpack", "--image", str(out), str(rootfs)], check=True, capture_output=True)
+    assert (rootfs / "dest" / "foo").read_text() == "content0" and (rootfs / "dest" / "bar").read_text() == "content1"
+
+
+def test_several_sources_written_out_need_a_directory(tmp_path: Path):
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nCOPY a b /foo\n", "a": "a", "b": "b"})
     result = dockyard("build", "--progress=plain", "--output", f"type=oci,dest={tmp_path / 'oci'}", str(context))
     assert result.returncode == 3, result.stderr
     assert "several sources the destination must be a directory" in result.stderr

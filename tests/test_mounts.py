@@ -96,6 +96,14 @@ def test_from_refs_for_the_plan():
     assert mount_from_refs(run) == ["build", "seed"]
 
 
+def test_from_with_a_variable_is_refused_for_the_plan():
+    run = ins.Run("RUN", SourceLocation("Dockerfile", 4), "RUN ...", command=ins.Command(False, shell_text="ls"),
+                  flags=(("mount", "from=$ttt,type=cache,target=/tmp"),))
+    with pytest.raises(DockerfileError, match="'from' doesn't support variable expansion") as caught:
+        mount_from_refs(run)
+    assert caught.value.location.start_line == 4
+
+
 def test_secret_sources_follow_buildx(tmp_path, monkeypatch):
     token = tmp_path / "token"
     token.write_text("t0k")
