@@ -159,7 +159,8 @@ class Copier:
         self._links: dict[tuple[int, int], str] = {}
 
     def ensure_dir(self, image_path: str) -> str:
-        """mkdir -p inside the root; created directories are 0755, owned like the copied files (docker)."""
+        """mkdir -p inside the root; created directories are owned like the copied files and get --chmod's mode
+        when there is one (BuildKit since fsutil applied it to the parents a copy creates), else 0755."""
         current = ""
         for part in clean(image_path).split("/"):
             if not part:
@@ -177,6 +178,8 @@ class Copier:
             os.mkdir(host, 0o755)
             uid, gid = self.options.owner or (0, 0)
             ownership.chown(host, uid, gid)
+            if self.options.mode is not None:
+                os.chmod(host, self.options.mode.apply(0o755, True))  # verbatim: no umask, as BuildKit
         return resolve_in_root(self.root, image_path)
 
     def copy(self, source: str, dest_host: str) -> None:

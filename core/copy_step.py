@@ -107,7 +107,7 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
 
 
 def _names_directory(dest: str) -> bool:
-    return dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
+    return dest.endswith("/") or dest in ("", ".", "..") or dest.endswith(("/.", "/.."))
 
 
 def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
@@ -138,10 +138,10 @@ def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
 def _operands(executor: StageExecutor, inst: ins.Copy) -> tuple[list[str], str]:
     if inst.json_form:
         return [executor.expand(inst, s) for s in inst.sources], executor.expand(inst, inst.dest)
-    words = [w for text in (*inst.sources, inst.dest) for w in executor.expand_words(inst, text)]
-    if not words:
-        raise DockerfileError(f"{inst.keyword} needs a destination")
-    return words[:-1], words[-1]
+    # The destination is one word even when it expands to nothing (BuildKit: an empty destination is the
+    # WORKDIR, as a directory), or to something with spaces.
+    words = [w for text in inst.sources for w in executor.expand_words(inst, text)]
+    return words, executor.expand(inst, inst.dest)
 
 
 def _source_root(executor: StageExecutor, inst: ins.Copy, flags: CopyFlags, stack: ExitStack) -> str:
