@@ -147,6 +147,7 @@ class CopyOptions:
     owner: tuple[int, int] | None = None  # --chown, resolved; None keeps the source's for --from, root for context
     mode: Mode | None = None  # --chmod
     keep_source_owner: bool = False  # COPY --from keeps the source's owners when no --chown
+    sockets_as_files: bool = False  # the context: BuildKit receives a socket there as an empty regular file
 
 
 class Copier:
@@ -253,8 +254,10 @@ class Copier:
             os.symlink(os.readlink(source), dest_host)
         elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
             ownership.mknod(dest_host, st.st_mode, st.st_rdev)
+        elif stat.S_ISSOCK(st.st_mode) and self.options.sockets_as_files:
+            os.close(os.open(dest_host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         else:
-            return  # sockets are skipped, as docker does
+            return  # a socket from a stage: no layer can hold one
         self._set_metadata(source, dest_host, st)
 
     def _copy_file(self, source: str, dest_host: str, st: os.stat_result) -> None:

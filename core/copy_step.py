@@ -93,7 +93,7 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
         source_root = _source_root(executor, inst, flags, stack)
         step = stack.enter_context(mounted_step(executor.rootfs, executor.s.workspace, upper=upper))
         options = CopyOptions(owner=_owner(step.merged, flags), mode=flags.mode,
-                              keep_source_owner=flags.from_ref is not None)
+                              keep_source_owner=flags.from_ref is not None, sockets_as_files=flags.from_ref is None)
         copy = _CopyRun(executor, inst, flags, source_root, step.merged, target, options)
         # A wildcard is expanded after .dockerignore, and what it matches is copied like a source named alone:
         # BuildKit asks for a directory destination only of several sources written out (one match copies to

@@ -188,3 +188,24 @@ def test_destination_through_a_symlink_to_a_missing_path_is_created_inside_the_r
     made = Copier(str(root), CopyOptions()).ensure_dir("/symlink/sub")
     assert made == str(root / "corpus" / "target" / "sub") and os.path.isdir(made)
     assert not (tmp_path / "corpus").exists()
+
+
+def test_a_context_socket_becomes_an_empty_file_and_a_stage_socket_is_left_out(tmp_path: Path):
+    import socket
+
+    src = tmp_path / "src"
+    src.mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(src / "app.sock"))
+    try:
+        for name, options in (("context", CopyOptions(sockets_as_files=True)), ("stage", CopyOptions())):
+            root = tmp_path / name
+            root.mkdir()
+            Copier(str(root), options).copy(str(src), str(root / "out"))
+            made = root / "out" / "app.sock"
+            if name == "context":
+                assert made.is_file() and made.stat().st_size == 0
+            else:
+                assert not os.path.lexists(made)
+    finally:
+        server.close()
