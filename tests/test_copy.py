@@ -162,7 +162,7 @@ def test_git_fragment_unknown_key():
 
 def test_url_file_name_and_checksum():
     assert url_file_name("https://h/dl/tool%20x.bin?sig=1#frag") == "tool x.bin"
-    assert url_file_name("https://h/") == "index.html"
+    assert url_file_name("https://h/") == "__unnamed__"
     assert parse_checksum("sha256:" + "AB" * 32) == ("sha256", "ab" * 32)
     with pytest.raises(DockerfileError, match="invalid --checksum"):
         parse_checksum("sha256:abc")
