@@ -207,7 +207,7 @@ class _CopyRun:
         visible = (lambda p: True) if not self.from_context else ContextPresence(self.executor.s.context).present
         if has_wildcard(pattern):
             lexical = [os.path.relpath(m, base) for m in glob_in_root(base, pattern, visible)]
-            lexical = [rel for rel in lexical if not self._excluded_match(rel)]
+            lexical = [rel for rel in lexical if not self._excluded_match(base, rel)]
         else:
             lexical = [pattern]
         found = []
@@ -221,9 +221,12 @@ class _CopyRun:
             self._not_found(source)
         return found
 
-    def _excluded_match(self, rel: str) -> bool:
-        """--exclude also filters what a wildcard matched, by the match's own name."""
-        return bool(self.flags.excludes) and self.flags.excludes.matches(posixpath.basename(rel))
+    def _excluded_match(self, base: str, rel: str) -> bool:
+        """--exclude also filters a file a wildcard matched, by its own name; a matched directory is copied (its
+        contents filtered), so `--exclude=* dir*` still makes the destination directory, as BuildKit does."""
+        if not self.flags.excludes or os.path.isdir(resolve_in_root(base, rel)):
+            return False
+        return self.flags.excludes.matches(posixpath.basename(rel))
 
     def _not_found(self, source: str) -> None:
         where = f"stage {self.flags.from_ref!r}" if self.flags.from_ref else \
