@@ -203,21 +203,28 @@ class _CopyRun:
         if self.flags.parents and "/./" in "/" + source:
             base_rel, _, pattern = ("/" + source).partition("/./")
             pattern = clean(pattern)
-        base = resolve_in_root(self.source_root, clean(base_rel))
         visible = (lambda p: True) if not self.from_context else ContextPresence(self.executor.s.context).present
-        if has_wildcard(pattern):
-            lexical = [os.path.relpath(m, base) for m in glob_in_root(base, pattern, visible)]
-            lexical = [rel for rel in lexical if not self._excluded_match(base, rel)]
-        else:
-            lexical = [pattern]
+        wildcard = has_wildcard(base_rel) or has_wildcard(pattern)
+        # --parents: the part before the pivot may hold wildcards too, and `**` spans directories (BuildKit
+        # matches --parents sources as include patterns).
+        bases = [resolve_in_root(self.source_root, clean(base_rel))]
+        if has_wildcard(base_rel):
+            bases = [b for b in glob_in_root(self.source_root, base_rel, visible) if os.path.isdir(b)]
         found = []
-        for rel in lexical:
-            host = resolve_in_root(base, rel)
-            if os.path.lexists(host) and visible(host):
-                found.append((host, rel))
+        for base in bases:
+            if self.flags.parents and "**" in pattern:
+                lexical = _doublestar_matches(base, pattern, visible)
+            elif has_wildcard(pattern):
+                lexical = [os.path.relpath(m, base) for m in glob_in_root(base, pattern, visible)]
+            else:
+                lexical = [pattern]
+            for rel in lexical:
+                host = resolve_in_root(base, rel)
+                if os.path.lexists(host) and visible(host) and not (wildcard and self._excluded_match(base, rel)):
+                    found.append((host, rel))
         # A wildcard that matches nothing is no error (BuildKit allows empty wildcards: the idiom
         # `COPY package.json package-lock.json* ./` relies on it); a missing path is.
-        if not found and not has_wildcard(pattern):
+        if not found and not wildcard:
             self._not_found(source)
         return found
 
@@ -321,6 +328,26 @@ class _CopyRun:
 
     def _staging(self):
         return _StagingDir(self.executor.s.workspace.new_file_dir())
+
+
+def _doublestar_matches(base: str, pattern: str, visible) -> list[str]:
+    """Paths under base (relative to it) that a pattern with `**` names, topmost first: what a matched
+    directory holds comes with it. Symlinks are not followed on the way down."""
+    regex = PatternMatcher([pattern]).patterns[0].regex
+    matches = []
+    for top, dirs, files in os.walk(base):
+        rel_top = os.path.relpath(top, base)
+        kept = []
+        for name in sorted(dirs) + sorted(files):
+            rel = name if rel_top == "." else f"{rel_top}/{name}"
+            if not visible(os.path.join(top, name)):
+                continue
+            if regex.match(rel):
+                matches.append(rel)
+            elif name in dirs:
+                kept.append(name)
+        dirs[:] = sorted(kept)
+    return matches
 
 
 class ContextPresence:
