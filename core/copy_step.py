@@ -95,9 +95,9 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
         options = CopyOptions(owner=_owner(step.merged, flags), mode=flags.mode,
                               keep_source_owner=flags.from_ref is not None, sockets_as_files=flags.from_ref is None)
         copy = _CopyRun(executor, inst, flags, source_root, step.merged, target, options)
-        # A wildcard is expanded after .dockerignore, and what it matches is copied like a source named alone:
-        # BuildKit asks for a directory destination only of several sources written out (one match copies to
-        # the file `dest`; several archives are all extracted into `dest`).
+        # A wildcard is expanded after .dockerignore and its matches are copied as BuildKit copies them: one
+        # file to the file `dest`, several archives all extracted into `dest`. Only several sources written
+        # out need a directory destination (docker's documented rule, checked above).
         for source in sources:
             copy.add(source)
         for heredoc in inst.heredocs:
