@@ -70,6 +70,8 @@ class PatternMatcher:
             exception = text.startswith("!")
             if exception:
                 text = text[1:].strip()
+                if not text:  # patternmatcher refuses it rather than reading it as "re-include everything"
+                    raise DockerfileError('illegal exclusion pattern: "!" (a `!` must be followed by a pattern)')
             text = _clean_pattern(text)
             if text:
                 self.patterns.append(Pattern(text, _pattern_regex(text), exception))
@@ -119,6 +121,8 @@ class DockerIgnore(PatternMatcher):
                     return cls.parse(path.read_text(encoding="utf-8", errors="replace"))
                 except OSError as exc:
                     raise ContextError(f"cannot read {path}: {exc.strerror}") from None
+                except DockerfileError as exc:
+                    raise ContextError(exc.message, subject=str(path), hint="fix or remove that line") from None
         return cls([])
 
     @classmethod

@@ -147,6 +147,7 @@ class CopyOptions:
     owner: tuple[int, int] | None = None  # --chown, resolved; None keeps the source's for --from, root for context
     mode: Mode | None = None  # --chmod
     keep_source_owner: bool = False  # COPY --from keeps the source's owners when no --chown
+    sockets_as_files: bool = False  # the context: BuildKit receives a socket there as an empty regular file
 
 
 class Copier:
@@ -159,7 +160,8 @@ class Copier:
         self._links: dict[tuple[int, int], str] = {}
 
     def ensure_dir(self, image_path: str) -> str:
-        """mkdir -p inside the root; created directories are 0755, owned like the copied files (docker)."""
+        """mkdir -p inside the root; created directories are owned like the copied files and get --chmod's mode
+        when there is one (BuildKit since fsutil applied it to the parents a copy creates), else 0755."""
         current = ""
         for part in clean(image_path).split("/"):
             if not part:
@@ -170,9 +172,15 @@ class Copier:
                 continue
             if os.path.lexists(host):
                 raise StepFailed(f"cannot create directory {current}: a file is in the way")
+            if not os.path.isdir(os.path.dirname(host)):
+                # `current` is a symlink to a path whose parents are missing: they are made too (BuildKit's
+                # MkdirAll follows the link inside the root).
+                self.ensure_dir("/" + os.path.relpath(os.path.dirname(host), self.root))
             os.mkdir(host, 0o755)
             uid, gid = self.options.owner or (0, 0)
             ownership.chown(host, uid, gid)
+            if self.options.mode is not None:
+                os.chmod(host, self.options.mode.apply(0o755, True))  # verbatim: no umask, as BuildKit
         return resolve_in_root(self.root, image_path)
 
     def copy(self, source: str, dest_host: str) -> None:
@@ -251,8 +259,10 @@ class Copier:
             os.symlink(os.readlink(source), dest_host)
         elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
             ownership.mknod(dest_host, st.st_mode, st.st_rdev)
+        elif stat.S_ISSOCK(st.st_mode) and self.options.sockets_as_files:
+            os.close(os.open(dest_host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         else:
-            return  # sockets are skipped, as docker does
+            return  # a socket from a stage: no layer can hold one
         self._set_metadata(source, dest_host, st)
 
     def _copy_file(self, source: str, dest_host: str, st: os.stat_result) -> None:

@@ -43,6 +43,7 @@ class CopyFlags:
     parents: bool
     checksum: str | None
     keep_git_dir: bool
+    unpack: bool | None = None  # ADD --unpack: None extracts local archives only, as ADD always did
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,8 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
     if not sources and not inst.heredocs:
         raise DockerfileError(f"{inst.keyword} needs a source and a destination")
     workdir = executor.image.container_config.get("WorkingDir") or "/"
-    several = len(sources) + len(inst.heredocs) > 1 or any(has_wildcard(s) for s in sources)
     target = Target(image_path_join(workdir, dest), _names_directory(dest) or flags.parents)
-    if several and not target.is_dir:
+    if len(sources) + len(inst.heredocs) > 1 and not target.is_dir:
         raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a directory "
                               f"ending in /: {dest!r}")
     upper = executor._take_upper()
@@ -93,8 +93,11 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
         source_root = _source_root(executor, inst, flags, stack)
         step = stack.enter_context(mounted_step(executor.rootfs, executor.s.workspace, upper=upper))
         options = CopyOptions(owner=_owner(step.merged, flags), mode=flags.mode,
-                              keep_source_owner=flags.from_ref is not None)
+                              keep_source_owner=flags.from_ref is not None, sockets_as_files=flags.from_ref is None)
         copy = _CopyRun(executor, inst, flags, source_root, step.merged, target, options)
+        # A wildcard is expanded after .dockerignore and its matches are copied as BuildKit copies them: one
+        # file to the file `dest`, several archives all extracted into `dest`. Only several sources written
+        # out need a directory destination (docker's documented rule, checked above).
         for source in sources:
             copy.add(source)
         for heredoc in inst.heredocs:
@@ -104,7 +107,7 @@ def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
 
 
 def _names_directory(dest: str) -> bool:
-    return dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
+    return dest.endswith("/") or dest in ("", ".", "..") or dest.endswith(("/.", "/.."))
 
 
 def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
@@ -114,6 +117,11 @@ def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
 
     if not inst.is_add and (inst.flag("checksum") is not None or inst.flag("keep-git-dir") is not None):
         raise DockerfileError("--checksum and --keep-git-dir are ADD flags", hint="use ADD for remote sources")
+    if not inst.is_add and inst.flag("unpack") is not None:
+        raise DockerfileError("--unpack is an ADD flag", hint="use ADD to extract an archive")
+    unpack = value("unpack")
+    if unpack not in (None, "true", "false"):
+        raise DockerfileError(f"invalid --unpack={unpack}: expected true or false")
     chmod = value("chmod")
     try:
         mode = parse_chmod(chmod) if chmod else None
@@ -123,16 +131,17 @@ def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
     checksum = value("checksum")
     return CopyFlags(from_ref=value("from"), chown=value("chown") or None, mode=mode,
                      excludes=PatternMatcher(excludes), parents=value("parents") == "true",
-                     checksum=checksum, keep_git_dir=value("keep-git-dir") == "true")
+                     checksum=checksum, keep_git_dir=value("keep-git-dir") == "true",
+                     unpack=None if unpack is None else unpack == "true")
 
 
 def _operands(executor: StageExecutor, inst: ins.Copy) -> tuple[list[str], str]:
     if inst.json_form:
         return [executor.expand(inst, s) for s in inst.sources], executor.expand(inst, inst.dest)
-    words = [w for text in (*inst.sources, inst.dest) for w in executor.expand_words(inst, text)]
-    if not words:
-        raise DockerfileError(f"{inst.keyword} needs a destination")
-    return words[:-1], words[-1]
+    # The destination is one word even when it expands to nothing (BuildKit: an empty destination is the
+    # WORKDIR, as a directory), or to something with spaces.
+    words = [w for text in inst.sources for w in executor.expand_words(inst, text)]
+    return words, executor.expand(inst, inst.dest)
 
 
 def _source_root(executor: StageExecutor, inst: ins.Copy, flags: CopyFlags, stack: ExitStack) -> str:
@@ -172,10 +181,7 @@ class _CopyRun:
         elif self.inst.is_add and fetch.is_url(source):
             self._add_url(source)
         else:
-            if self.flags.checksum is not None:
-                raise DockerfileError(f"--checksum applies to URL and git sources, not to {source!r}",
-                                      hint="BuildKit verifies checksums of remote sources only")
-            for host_source, rel in self._find(source):
+            for host_source, rel in self.add_sources(source):
                 self._copy_local(host_source, rel)
 
     def add_sources(self, source: str) -> list[tuple[str, str]]:
@@ -196,26 +202,37 @@ class _CopyRun:
         if self.flags.parents and "/./" in "/" + source:
             base_rel, _, pattern = ("/" + source).partition("/./")
             pattern = clean(pattern)
-        base = resolve_in_root(self.source_root, clean(base_rel))
-        visible = self.executor.s.context.visible if self.from_context else (lambda p: True)
-        if has_wildcard(pattern):
-            lexical = [os.path.relpath(m, base) for m in glob_in_root(base, pattern, visible)]
-            lexical = [rel for rel in lexical if not self._excluded_match(rel)]
-        else:
-            lexical = [pattern]
+        visible = (lambda p: True) if not self.from_context else ContextPresence(self.executor.s.context).present
+        wildcard = has_wildcard(base_rel) or has_wildcard(pattern)
+        # --parents: the part before the pivot may hold wildcards too, and `**` spans directories (BuildKit
+        # matches --parents sources as include patterns).
+        bases = [resolve_in_root(self.source_root, clean(base_rel))]
+        if has_wildcard(base_rel):
+            bases = [b for b in glob_in_root(self.source_root, base_rel, visible) if os.path.isdir(b)]
         found = []
-        for rel in lexical:
-            host = resolve_in_root(base, rel)
-            # An ignored path is not there; an ignored directory still gives its re-included children.
-            if os.path.lexists(host) and (visible(host) or os.path.isdir(host)):
-                found.append((host, rel))
-        if not found:
+        for base in bases:
+            if self.flags.parents and "**" in pattern:
+                lexical = _doublestar_matches(base, pattern, visible)
+            elif has_wildcard(pattern):
+                lexical = [os.path.relpath(m, base) for m in glob_in_root(base, pattern, visible)]
+            else:
+                lexical = [pattern]
+            for rel in lexical:
+                host = resolve_in_root(base, rel)
+                if os.path.lexists(host) and visible(host) and not (wildcard and self._excluded_match(base, rel)):
+                    found.append((host, rel))
+        # A wildcard that matches nothing is no error (BuildKit allows empty wildcards: the idiom
+        # `COPY package.json package-lock.json* ./` relies on it); a missing path is.
+        if not found and not wildcard:
             self._not_found(source)
         return found
 
-    def _excluded_match(self, rel: str) -> bool:
-        """--exclude also filters what a wildcard matched, by the match's own name."""
-        return bool(self.flags.excludes) and self.flags.excludes.matches(posixpath.basename(rel))
+    def _excluded_match(self, base: str, rel: str) -> bool:
+        """--exclude also filters a file a wildcard matched, by its own name; a matched directory is copied (its
+        contents filtered), so `--exclude=* dir*` still makes the destination directory, as BuildKit does."""
+        if not self.flags.excludes or os.path.isdir(resolve_in_root(base, rel)):
+            return False
+        return self.flags.excludes.matches(posixpath.basename(rel))
 
     def _not_found(self, source: str) -> None:
         where = f"stage {self.flags.from_ref!r}" if self.flags.from_ref else \
@@ -247,10 +264,13 @@ class _CopyRun:
             copier = self._copier(host_source)
             copier.copy_dir_contents(host_source, copier.ensure_dir(target.path))
             return
-        if self.inst.is_add and is_archive(host_source):
+        if self.inst.is_add and self.flags.unpack is not False and is_archive(host_source):
             extract_archive(host_source, self.root, target.path, self.options.owner)  # unpacked into dest
             return
-        self._place(self._copier(host_source), host_source, os.path.basename(host_source), target)
+        # A source that is a symlink was followed, but the copy is named after the link (BuildKit names it after
+        # the path as written, or as the wildcard matched it).
+        self._place(self._copier(host_source), host_source, posixpath.basename(rel) or os.path.basename(host_source),
+                    target)
 
     def _make_parents(self, host_source: str, rel: str) -> None:
         """--parents: the source's parent directories are recreated under the destination, with their own
@@ -295,7 +315,10 @@ class _CopyRun:
             os.chmod(path, DOWNLOAD_MODE)
             if mtime is not None:
                 os.utime(path, (mtime, mtime))
-            # A download is never extracted, whatever it contains.
+            # A download is extracted only when --unpack=true asks for it, whatever it contains.
+            if self.flags.unpack and is_archive(path):
+                extract_archive(path, self.root, self.target.path, self.options.owner)
+                return
             self._place(Copier(self.root, self.options), path, name, self.target)
 
     def _add_git(self, git: fetch.GitRef) -> None:
@@ -307,6 +330,46 @@ class _CopyRun:
 
     def _staging(self):
         return _StagingDir(self.executor.s.workspace.new_file_dir())
+
+
+def _doublestar_matches(base: str, pattern: str, visible) -> list[str]:
+    """Paths under base (relative to it) that a pattern with `**` names, topmost first: what a matched
+    directory holds comes with it. Symlinks are not followed on the way down."""
+    regex = PatternMatcher([pattern]).patterns[0].regex
+    matches = []
+    for top, dirs, files in os.walk(base):
+        rel_top = os.path.relpath(top, base)
+        kept = []
+        for name in sorted(dirs) + sorted(files):
+            rel = name if rel_top == "." else f"{rel_top}/{name}"
+            if not visible(os.path.join(top, name)):
+                continue
+            if regex.match(rel):
+                matches.append(rel)
+            elif name in dirs:
+                kept.append(name)
+        dirs[:] = sorted(kept)
+    return matches
+
+
+class ContextPresence:
+    """Whether a context path is there for COPY once .dockerignore has been applied (BuildKit receives the
+    context already filtered, and expands wildcards in what it received): a path not ignored, or an ignored
+    directory that holds something an exception re-includes (it is sent as that thing's parent)."""
+
+    def __init__(self, context: BuildContext):
+        self.context = context
+
+    def present(self, host_path: str) -> bool:
+        if self.context.visible(host_path):
+            return True
+        if not os.path.isdir(host_path) or os.path.islink(host_path) or not self.context.walk_into(host_path):
+            return False
+        try:
+            entries = list(os.scandir(host_path))
+        except OSError:
+            return False
+        return any(self.present(entry.path) for entry in entries)
 
 
 class _StagingDir:

@@ -31,7 +31,7 @@ from .rootfs.ownership import Ownership
 from .rootfs.paths import image_path_join
 from .rootfs.snapshot import write_layer
 from .run_step import execute_run, run_cache_inputs
-from .users import UnknownUser, resolve_chown
+from .users import resolve_mkdir_owner
 
 if TYPE_CHECKING:
     from .cache.remote import RemoteCache
@@ -451,14 +451,11 @@ class StageExecutor:
 
     @staticmethod
     def _workdir_owner(root: str, user: str | None) -> tuple[int, int] | None:
-        """BuildKit creates missing WORKDIR directories as the current USER (resolved like --chown)."""
+        """BuildKit creates missing WORKDIR directories as the current USER, resolved in this stage's root at the
+        time (a passwd file an earlier instruction wrote counts); an unknown name is not an error there."""
         if not user:
             return None
-        try:
-            return resolve_chown(root, user)
-        except UnknownUser as exc:
-            raise StepFailed(f"WORKDIR cannot create the directory as USER {user}: {exc}",
-                             hint="create the user in an earlier RUN, or use a numeric id") from None
+        return resolve_mkdir_owner(root, user)
 
     def do_stopsignal(self, inst: ins.Stopsignal) -> None:
         signal = self.expand(inst, inst.signal)

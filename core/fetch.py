@@ -67,7 +67,7 @@ def clean_subdir(subdir: str) -> str:
 def url_file_name(url: str) -> str:
     """The file name ADD gives a download: the last segment of the URL's path."""
     path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
-    return posixpath.basename(path.rstrip("/")) or "index.html"
+    return posixpath.basename(path.rstrip("/")) or "__unnamed__"  # BuildKit's name when the path has none
 
 
 def parse_checksum(text: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ workspace scaffold does for /proc and /dev), so nothing of them reaches the step
 from __future__ import annotations
 
 import csv
+import difflib
 import fcntl
 import hashlib
 import os
@@ -107,7 +108,8 @@ def _set_key(values: dict, key: str, value: str, item: str) -> None:
     kind = values["type"]
     if key == "type":
         if value.lower() not in MOUNT_TYPES:
-            raise DockerfileError(f"unsupported mount type {value!r}", hint=f"use one of {', '.join(MOUNT_TYPES)}")
+            raise DockerfileError(f"unsupported mount type {value!r}{_did_you_mean(value, MOUNT_TYPES)}",
+                                  hint=f"use one of {', '.join(MOUNT_TYPES)}")
         values["type"] = value.lower()
     elif key == "from":
         values["from_"] = value
@@ -138,7 +140,8 @@ def _set_key(values: dict, key: str, value: str, item: str) -> None:
     elif key in ("mode", "uid", "gid"):
         values[key] = _number(value, key)
     else:
-        raise DockerfileError(f"unexpected key {key!r} in {item!r}", hint=f"known keys: {', '.join(_KEYS)}")
+        raise DockerfileError(f"unexpected key {key!r} in {item!r}{_did_you_mean(key, _KEYS)}",
+                              hint=f"known keys: {', '.join(_KEYS)}")
 
 
 def _validated(values: dict, readonly_given: bool, workdir: str, text: str) -> MountSpec:
@@ -215,6 +218,12 @@ def _ram_bytes(value: str) -> int:
     return int(float(match.group(1)) * 1024 ** power)
 
 
+def _did_you_mean(word: str, known) -> str:
+    """BuildKit's suggestion of the closest known word, as a sentence ending the message (or nothing)."""
+    close = difflib.get_close_matches(word.lower(), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def mount_from_refs(run: ins.Run) -> list[str]:
     """The stages/images RUN --mount reads (`from=`), unexpanded, for the build plan: BuildKit resolves them
     before any ARG has a value."""
@@ -225,6 +234,11 @@ def mount_from_refs(run: ins.Run) -> list[str]:
         except (csv.Error, StopIteration):
             continue  # reported when the step runs
         refs += [v for k, _, v in (f.partition("=") for f in fields) if k.strip().lower() == "from" and v]
+    for ref in refs:
+        if "$" in ref:  # the stage graph is known before any variable has a value
+            raise DockerfileError(f"'from' doesn't support variable expansion ({ref})", location=run.location,
+                                  hint="define an alias stage (`FROM ${ARG} AS name`, global ARGs work in FROM) "
+                                       "and mount from=name")
     return refs
 
 

@@ -82,3 +82,28 @@ def resolve_chown(root: str, spec: str) -> tuple[int, int]:
     if sep and group:
         gid = resolve_group(_read_db(root, "/etc/group"), group)
     return uid, gid
+
+
+def resolve_mkdir_owner(root: str, spec: str) -> tuple[int, int]:
+    """The owner BuildKit gives the directories WORKDIR creates as the current USER (its file operations' rule,
+    unlike RUN's): `root` and numeric ids need no passwd file (a uid alone is also the gid); a name is looked up
+    in this root's /etc/passwd for its uid and primary gid, and a name that is not there (or no passwd file at
+    all) gives 0:0 rather than an error. A group, when given, is looked up the same way in /etc/group; a group
+    name that is not there leaves the gid as the user part set it."""
+    user, _, group = spec.partition(":")
+    if user == "root":
+        uid = gid = 0
+    elif user.isdigit():
+        uid = gid = int(user)
+    else:
+        entry = next((f for f in _read_db(root, "/etc/passwd") if len(f) >= 4 and f[0] == user), None)
+        uid, gid = (int(entry[2]), int(entry[3])) if entry and entry[2].isdigit() and entry[3].isdigit() else (0, 0)
+    if group == "root":
+        gid = 0
+    elif group.isdigit():
+        gid = int(group)
+    elif group:
+        found = next((f for f in _read_db(root, "/etc/group") if len(f) >= 3 and f[0] == group), None)
+        if found is not None and found[2].isdigit():
+            gid = int(found[2])
+    return uid, gid

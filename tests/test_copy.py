@@ -162,7 +162,50 @@ def test_git_fragment_unknown_key():
 
 def test_url_file_name_and_checksum():
     assert url_file_name("https://h/dl/tool%20x.bin?sig=1#frag") == "tool x.bin"
-    assert url_file_name("https://h/") == "index.html"
+    assert url_file_name("https://h/") == "__unnamed__"
     assert parse_checksum("sha256:" + "AB" * 32) == ("sha256", "ab" * 32)
     with pytest.raises(DockerfileError, match="invalid --checksum"):
         parse_checksum("sha256:abc")
+
+
+def test_created_parent_directories_get_the_chmod_mode_verbatim(tmp_path: Path):
+    # BuildKit (fsutil) applies --chmod to the directories a copy creates, without a umask; existing ones keep theirs.
+    root = tmp_path / "root"
+    (root / "existing").mkdir(parents=True)
+    os.chmod(root / "existing", 0o700)
+    Copier(str(root), CopyOptions(mode=parse_chmod("777"))).ensure_dir("/existing/new/deeper")
+    Copier(str(root), CopyOptions()).ensure_dir("/plain/dir")
+    modes = {p: os.stat(root / p).st_mode & 0o7777 for p in ("existing", "existing/new", "existing/new/deeper",
+                                                              "plain", "plain/dir")}
+    assert modes == {"existing": 0o700, "existing/new": 0o777, "existing/new/deeper": 0o777,
+                     "plain": 0o755, "plain/dir": 0o755}
+
+
+def test_destination_through_a_symlink_to_a_missing_path_is_created_inside_the_root(tmp_path: Path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "symlink").symlink_to("../corpus/target")  # `..` at the root stays at the root
+    made = Copier(str(root), CopyOptions()).ensure_dir("/symlink/sub")
+    assert made == str(root / "corpus" / "target" / "sub") and os.path.isdir(made)
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_a_context_socket_becomes_an_empty_file_and_a_stage_socket_is_left_out(tmp_path: Path):
+    import socket
+
+    src = tmp_path / "src"
+    src.mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(src / "app.sock"))
+    try:
+        for name, options in (("context", CopyOptions(sockets_as_files=True)), ("stage", CopyOptions())):
+            root = tmp_path / name
+            root.mkdir()
+            Copier(str(root), options).copy(str(src), str(root / "out"))
+            made = root / "out" / "app.sock"
+            if name == "context":
+                assert made.is_file() and made.stat().st_size == 0
+            else:
+                assert not os.path.lexists(made)
+    finally:
+        server.close()

@@ -291,7 +291,7 @@ def test_unknown_flag_names_the_known_ones():
     ("FROM --platfrom=linux/arm64 alpine", "unknown flag --platfrom for FROM (known: --platform)"),
     ("RUN --mnt=type=cache make", "unknown flag --mnt for RUN (known: --mount, --network, --security)"),
     ("ADD --from=x a b", "unknown flag --from for ADD (known: --chown, --chmod, --link, --exclude, --checksum, "
-                         "--keep-git-dir, --parents)"),
+                         "--keep-git-dir, --parents, --unpack)"),
     ("HEALTHCHECK --every=5s CMD true", "unknown flag --every for HEALTHCHECK"),
     ("CMD --help", "unknown flag --help for CMD (CMD takes no flags)"),
     ("ENV --x=1 a=b", "unknown flag --x for ENV (ENV takes no flags)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -83,9 +84,11 @@ def test_mode_uid_gid():
     ("type=ssh,source=x", "do not take a source"),
     ("type=cache,target=/c,env=X", "env is not allowed for cache"),
     ('"target=/x', "comma-separated"),
+    ("typ=tmpfs", "unexpected key 'typ' in 'typ=tmpfs' (did you mean type?)"),  # BuildKit's suggestions
+    ("type=tmp", "unsupported mount type 'tmp' (did you mean tmpfs?)"),
 ])
 def test_errors(text, message):
-    with pytest.raises(DockerfileError, match=message.replace("(", r"\(")):
+    with pytest.raises(DockerfileError, match=re.escape(message)):
         parse(text)
 
 
@@ -94,6 +97,14 @@ def test_from_refs_for_the_plan():
                   flags=(("mount", "type=bind,from=build,target=/b"), ("mount", "type=cache,target=/c"),
                          ("mount", "type=cache,from=seed,source=/x,target=/d")))
     assert mount_from_refs(run) == ["build", "seed"]
+
+
+def test_from_with_a_variable_is_refused_for_the_plan():
+    run = ins.Run("RUN", SourceLocation("Dockerfile", 4), "RUN ...", command=ins.Command(False, shell_text="ls"),
+                  flags=(("mount", "from=$ttt,type=cache,target=/tmp"),))
+    with pytest.raises(DockerfileError, match="'from' doesn't support variable expansion") as caught:
+        mount_from_refs(run)
+    assert caught.value.location.start_line == 4
 
 
 def test_secret_sources_follow_buildx(tmp_path, monkeypatch):

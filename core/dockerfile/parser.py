@@ -392,7 +392,7 @@ _FLAGS: dict[str, dict[str, str]] = {
     "COPY": {"from": _VALUE, "chown": _VALUE, "chmod": _VALUE, "link": _BOOL, "exclude": _REPEATED,
              "parents": _BOOL},
     "ADD": {"chown": _VALUE, "chmod": _VALUE, "link": _BOOL, "exclude": _REPEATED, "checksum": _VALUE,
-            "keep-git-dir": _BOOL, "parents": _BOOL},
+            "keep-git-dir": _BOOL, "parents": _BOOL, "unpack": _BOOL},
     "HEALTHCHECK": {"interval": _VALUE, "timeout": _VALUE, "start-period": _VALUE, "start-interval": _VALUE,
                     "retries": _VALUE},
 }

@@ -113,6 +113,20 @@ def test_add_url_mode_mtime_name_and_checksum(server, busybox_base, tmp_path):
     assert files["/dl/data.tar.gz"].type == "f" and "/dl/inside.txt" not in files
 
 
+def test_add_unpack_flag_and_a_url_without_a_file_name(server, busybox_base, tmp_path):
+    # ADD --unpack=true extracts a downloaded archive into the destination; --unpack=false keeps a local one.
+    _, url = server
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "local.tar.gz").write_bytes(_targz({"local.txt": b"local\n"}))
+    result, files = _build(tmp_path, busybox_base, f"ADD --unpack=true {url}/files/data.tar.gz /dl/\n"
+                                                   "ADD --unpack=false local.tar.gz /kept/\n"
+                                                   f"ADD {url}/ /root-url/\n")
+    assert result.returncode == 0, result.stderr
+    assert files["/dl/inside.txt"].type == "f" and "/dl/data.tar.gz" not in files
+    assert files["/kept/local.tar.gz"].type == "f" and "/kept/local.txt" not in files
+    assert files["/root-url/__unnamed__"].type == "f"  # a URL path with no name: BuildKit's placeholder name
+
+
 def test_add_url_checksum_mismatch_names_url_and_digests(server, busybox_base, tmp_path):
     _, url = server
     wrong = "0" * 64
