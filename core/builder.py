@@ -206,6 +206,9 @@ class Builder:
             from .rootfs.trees import DirectoryRoots
 
             runner = self.runner or ProotRunner()
+            # A root builder runs a USER step's proot as that user (proot.py), who must reach the step's root:
+            # the work directory is traversable, not listable (mkdtemp made it 0700).
+            os.chmod(workspace.root, 0o711)
             workspace.trees = DirectoryRoots(workspace.root / "trees", store)
             recording.enter_context(ownership.recording(workspace.trees.ledger))
         self.layer_cache = LayerCache(opts.cache_root / "layers")

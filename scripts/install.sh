@@ -17,6 +17,8 @@ APT_PACKAGES=(
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
   groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
   rsync                # gitlab-ci-local copies the checkout and artifacts with it
+  podman runc          # the container runtime the builder image's tests run it under
+  dpkg-dev             # dpkg-scanpackages: the loopback Debian repository of the builder image's tests
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -30,6 +32,14 @@ if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The Debian packages the builder image installs with apt (images/builder/Dockerfile): its tests serve them from a
+# loopback repository (tests/support/debian_repo.py), since no test may reach Debian's mirrors.
+DEBS=(proot libtalloc2 busybox-static)
+mkdir -p .ci/debs
+for p in "${DEBS[@]}"; do
+  compgen -G ".ci/debs/${p}_*.deb" >/dev/null || (cd .ci/debs && apt-get download -qq "$p")
+done
 
 PYTHON=${PYTHON:-/usr/bin/python3}
 if [ ! -x .venv/bin/python ]; then

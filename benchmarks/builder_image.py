@@ -1,0 +1,133 @@
+"""The builder image's size, and a build inside it (under podman, in each profile) next to the same build on the host.
+
+    .venv/bin/python benchmarks/builder_image.py [--runs 3]
+
+Sets up what tests/e2e/test_builder_image.py sets up (loopback registries, the busybox base, a Debian base with
+apt, the loopback Debian repository, both targets of images/builder/Dockerfile built by dockyard, podman), then:
+
+* prints each target's size: the layers the Dockerfile adds on top of its base, and the whole image, compressed
+  (what a pull transfers) and uncompressed (the layers' tar streams);
+* builds the test's two-stage Dockerfile `--runs` times in each way, alternating, and prints the median wall time:
+  on the host (`dockyard kaniko` as root, the namespaces mode, a fresh cache directory per run) and in the builder
+  image under podman in the default, restricted and GitLab-recipe profiles (a fresh container per run, so a cold
+  cache each time). Each run pushes to a repository of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.e2e import test_builder_image as t  # noqa: E402 - after the path set-up
+from tests.e2e.helpers import dockyard, write_context  # noqa: E402
+from tests.support import oracle, podman  # noqa: E402
+from tests.support.debian_base import PACKAGES, push_debian_python_base  # noqa: E402
+from tests.support.debian_repo import ServedRepo, cached_debs, make_repo  # noqa: E402
+from tests.support.images import push_busybox_base  # noqa: E402
+from tests.support.registry import RegistryServer  # noqa: E402
+
+MB = 1_000_000
+
+
+def image_sizes(ref: str, work: Path) -> tuple[list[int], list[int]]:
+    """Each layer's compressed and uncompressed size, bottom first."""
+    layout = oracle.fetch_oci(ref, work / ref.rsplit("/", 1)[-1].replace(":", "-"))
+    index = json.loads((layout / "index.json").read_text())
+    blob = lambda d: layout / "blobs" / d.replace(":", "/")  # noqa: E731
+    manifest = json.loads(blob(index["manifests"][0]["digest"]).read_text())
+    compressed = [layer["size"] for layer in manifest["layers"]]
+    uncompressed = [len(gzip.decompress(blob(layer["digest"]).read_bytes())) for layer in manifest["layers"]]
+    return compressed, uncompressed
+
+
+def timed(action) -> float:
+    start = time.monotonic()
+    action()
+    return time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="builder-image-bench-", dir="/var/tmp"))
+    registry = RegistryServer.start(work / "registry")
+    auth = RegistryServer.start(work / "auth-registry", htpasswd={t.USER: t.PASSWORD})
+    repo = ServedRepo.start(make_repo(cached_debs(t.IMAGE_DEBS), work / "debian-repo"))
+    try:
+        busybox = push_busybox_base(registry.host, work / "busybox")
+        base = push_debian_python_base(registry.host, work / "base", PACKAGES, tag="apt",
+                                       apt_sources=repo.sources_line)
+        staged = work / "context"
+        subprocess.run([sys.executable, str(REPO_ROOT / "images/builder/stage_context.py"), str(staged)],
+                       check=True)
+        images = {}
+        for target in ("executor", "debug"):
+            ref = f"{registry.host}/dockyard-builder:{target}"
+            seconds = timed(lambda: _check(dockyard(
+                "build", "-f", str(REPO_ROOT / "images/builder/Dockerfile"), "--build-arg", f"BASE={base}",
+                "--target", target, "-t", ref, "--push", str(staged), timeout=1800)))
+            images[target] = ref
+            print(f"built {target} in {seconds:.0f} s")
+        base_c, base_u = image_sizes(base, work / "sizes")
+        print(f"test base (Debian files with apt, python3): {sum(base_c) / MB:.1f} MB compressed, "
+              f"{sum(base_u) / MB:.1f} MB uncompressed")
+        for target, ref in images.items():
+            comp, unc = image_sizes(ref, work / "sizes")
+            print(f"{target}: adds {sum(comp[1:]) / MB:.1f} MB compressed, {sum(unc[1:]) / MB:.1f} MB uncompressed "
+                  f"to its base (layers: {', '.join(f'{c / MB:.2f}' for c in comp[1:])} MB compressed); "
+                  f"whole image {sum(comp) / MB:.1f} / {sum(unc) / MB:.1f} MB")
+
+        engine = podman.Podman(work / "podman", [registry.host, auth.host])
+        engine.pull(images["executor"])
+        engine.pull(images["debug"])
+        builder = t.BuilderImages(images["executor"], images["debug"])
+        ctx = write_context(work / "app", {"Dockerfile": t.APP_DOCKERFILE, "app.txt": "app\n"})
+        for path in (work, ctx, *ctx.iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        times: dict[str, list[float]] = {"host": [], "default": [], "restricted": [], "gitlab-debug": []}
+        for run in range(args.runs):
+            for way in times:
+                dest = f"{auth.host}/bench/{way}:{run}"
+                run_dir = work / f"run-{way}-{run}"
+                run_dir.mkdir()
+                if way == "host":
+                    secret = run_dir / "docker"
+                    secret.mkdir()
+                    (secret / "config.json").write_text(t.docker_config(auth))
+                    env = {"DOCKER_CONFIG": str(secret), "XDG_CACHE_HOME": str(run_dir / "cache")}
+                    seconds = timed(lambda: _check(dockyard(
+                        "kaniko", "--context", f"dir://{ctx}", "--dockerfile", "Dockerfile", "--destination", dest,
+                        "--build-arg", f"BASE={busybox}", env=env, timeout=900)))
+                else:
+                    seconds = timed(lambda: _check(t.run_profile(way, engine, builder, ctx, dest, auth, busybox,
+                                                                 run_dir)))
+                times[way].append(seconds)
+                print(f"run {run + 1}: {way} {seconds:.1f} s", flush=True)
+        for way, values in times.items():
+            print(f"{way}: median {statistics.median(values):.1f} s ({', '.join(f'{v:.1f}' for v in values)})")
+        engine.remove_all()
+    finally:
+        repo.stop()
+        auth.stop()
+        registry.stop()
+        subprocess.run(["rm", "-rf", str(work)])
+
+
+def _check(result) -> None:
+    if result.returncode != 0:
+        raise SystemExit(f"build failed:\n{result.stdout}\n{result.stderr}")
+
+
+if __name__ == "__main__":
+    main()
