@@ -1,9 +1,9 @@
 """A Debian base image made from this host's own Debian files (no internet here), for the builder image test
 (tests/e2e/test_builder_image.py) and the buildah comparison (benchmarks/compare_buildah.py).
 
-``push_debian_python_base(registry_host, workdir[, packages, tag, apt_sources]) -> "HOST/base/debian-python:TAG"`` writes a
-one-layer image holding the files of a few installed Debian packages (by default dash as /bin/sh, coreutils,
-findutils, python3) plus every shared library their ELF files need (found with ldd), laid out merged-/usr as
+``push_debian_python_base(registry_host, workdir[, packages, tag, apt_sources])
+-> "HOST/base/debian-python:TAG"`` writes a one-layer image holding the files of a few installed Debian packages
+(by default dash as /bin/sh, coreutils, findutils, python3) plus every shared library their ELF files need (found with ldd), laid out merged-/usr as
 Debian 12 is, and pushes it with skopeo.  The layer is written by tests/support/images.py's helpers
 (deterministic tar, numeric owners, fixed mtimes), so neither builder under test makes the base both of them start from.
 
