@@ -3,9 +3,10 @@
 
 ``push_debian_python_base(registry_host, workdir[, packages, tag, apt_sources])
 -> "HOST/base/debian-python:TAG"`` writes a one-layer image holding the files of a few installed Debian packages
-(by default dash as /bin/sh, coreutils, findutils, python3) plus every shared library their ELF files need (found with ldd), laid out merged-/usr as
-Debian 12 is, and pushes it with skopeo.  The layer is written by tests/support/images.py's helpers
-(deterministic tar, numeric owners, fixed mtimes), so neither builder under test makes the base both of them start from.
+(by default dash as /bin/sh, coreutils, findutils, python3) plus every shared library their ELF files need (found
+with ldd), laid out merged-/usr as Debian 12 is, and pushes it with skopeo.  The layer is written by
+tests/support/images.py's helpers (deterministic tar, numeric owners, fixed mtimes), so neither builder under test
+makes the base both of them start from.
 
 With ``apt_sources`` (a sources.list line, such as tests/support/debian_repo.py's loopback repository gives) the
 base also carries apt and dpkg as Debian's images do: their files, dpkg's status listing the packages the base holds
