@@ -37,8 +37,10 @@ fi
 # loopback repository (tests/support/debian_repo.py), since no test may reach Debian's mirrors.
 DEBS=(proot libtalloc2 busybox-static)
 mkdir -p .ci/debs
+download() { (cd .ci/debs && apt-get download -qq -o APT::Sandbox::User=root "$1"); }  # root: the checkout's dir
 for p in "${DEBS[@]}"; do
-  compgen -G ".ci/debs/${p}_*.deb" >/dev/null || (cd .ci/debs && apt-get download -qq "$p")
+  compgen -G ".ci/debs/${p}_*.deb" >/dev/null && continue
+  download "$p" || { apt-get update -qq && download "$p"; }
 done
 
 PYTHON=${PYTHON:-/usr/bin/python3}
