@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.e2e import test_builder_image as t  # noqa: E402 - after the path set-up
 from tests.e2e.helpers import dockyard, write_context  # noqa: E402
 from tests.support import oracle, podman  # noqa: E402
-from tests.support.debian_base import PACKAGES, push_debian_python_base  # noqa: E402
-from tests.support.debian_repo import ServedRepo, cached_debs, make_repo  # noqa: E402
+from tests.support.debian_apt_base import push_debian_apt_base  # noqa: E402
+from tests.support.debian_repo import cached_debs, make_repo, serve  # noqa: E402
 from tests.support.images import push_busybox_base  # noqa: E402
 from tests.support.registry import RegistryServer  # noqa: E402
 
@@ -65,11 +66,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="builder-image-bench-", dir="/var/tmp"))
     registry = RegistryServer.start(work / "registry")
     auth = RegistryServer.start(work / "auth-registry", htpasswd={t.USER: t.PASSWORD})
-    repo = ServedRepo.start(make_repo(cached_debs(t.IMAGE_DEBS), work / "debian-repo"))
+    debs = cached_debs(t.IMAGE_DEBS)
+    if debs is None:
+        raise SystemExit(f"the .deb files of {', '.join(t.IMAGE_DEBS)} are not cached: run scripts/install.sh")
+    servers = ExitStack()
+    url = servers.enter_context(serve(make_repo(work / "debian-repo", debs)))
     try:
         busybox = push_busybox_base(registry.host, work / "busybox")
-        base = push_debian_python_base(registry.host, work / "base", PACKAGES, tag="apt",
-                                       apt_sources=repo.sources_line)
+        base = push_debian_apt_base(registry.host, work / "base", f"deb [trusted=yes] {url} ./\n")
         staged = work / "context"
         subprocess.run([sys.executable, str(REPO_ROOT / "images/builder/stage_context.py"), str(staged)],
                        check=True)
@@ -137,7 +141,7 @@ def main() -> None:
             print(line)
         engine.remove_all()
     finally:
-        repo.stop()
+        servers.close()
         auth.stop()
         registry.stop()
         subprocess.run(["rm", "-rf", str(work)])

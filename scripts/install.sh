@@ -17,8 +17,8 @@ APT_PACKAGES=(
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
   groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
   rsync                # gitlab-ci-local copies the checkout and artifacts with it
+  dpkg-dev             # dpkg-scanpackages: the loopback Debian repository of the package-manager tests
   podman runc          # the container runtime the builder image's tests run it under
-  dpkg-dev             # dpkg-scanpackages: the loopback Debian repository of the builder image's tests
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -33,14 +33,14 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The Debian packages the builder image installs with apt (images/builder/Dockerfile): its tests serve them from a
-# loopback repository (tests/support/debian_repo.py), since no test may reach Debian's mirrors.
-DEBS=(proot libtalloc2 busybox-static)
-mkdir -p .ci/debs
-download() { (cd .ci/debs && apt-get download -qq -o APT::Sandbox::User=root "$1"); }  # root: the checkout's dir
-for p in "${DEBS[@]}"; do
-  compgen -G ".ci/debs/${p}_*.deb" >/dev/null && continue
-  download "$p" || { apt-get update -qq && download "$p"; }
+# .deb files of Debian's own that tests install from a loopback repository (tests/support/debian_repo.py), fetched
+# now because tests never reach Debian's mirror. Kept in .cache/debs (git-ignored). proot and libtalloc2: what the
+# builder image's apt installs (images/builder/Dockerfile, tests/e2e/test_builder_image.py).
+TEST_DEBS=(busybox-static proot libtalloc2)
+mkdir -p .cache/debs
+for p in "${TEST_DEBS[@]}"; do
+  compgen -G ".cache/debs/${p}_*.deb" >/dev/null || (cd .cache/debs && apt-get download -qq "$p" 2>/dev/null) ||
+    { apt-get update -qq && (cd .cache/debs && apt-get download -qq "$p"); }
 done
 
 PYTHON=${PYTHON:-/usr/bin/python3}

@@ -11,9 +11,10 @@ COPY --chown, USER, a RUN chown), pushes it to a loopback registry that demands 
 must equal buildah's build of the Dockerfile file by file (type, mode, owner, content, link target) and in its
 config, as tests/compat compares them.
 
-The builder image's base is made from this host's Debian files with apt in it (tests/support/debian_base.py), and
-its apt installs proot and busybox-static from a loopback Debian repository of the .deb files scripts/install.sh
-downloaded (tests/support/debian_repo.py): the Dockerfile's own apt steps run, no test reaches Debian's mirrors.
+The builder image's base is made from this host's Debian files with apt in it (tests/support/debian_apt_base.py),
+and its apt installs proot and busybox-static from a loopback Debian repository of the .deb files
+scripts/install.sh downloaded (tests/support/debian_repo.py): the Dockerfile's own apt steps run, and no test
+reaches Debian's mirrors.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import pytest
 
 from tests.e2e.helpers import dockyard, write_context
 from tests.support import oracle, podman, tree
-from tests.support.debian_base import PACKAGES, push_debian_python_base
-from tests.support.debian_repo import ServedRepo, cached_debs, make_repo
+from tests.support.debian_apt_base import push_debian_apt_base
+from tests.support.debian_repo import cached_debs, make_repo, serve
 from tests.support.registry import RegistryServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(podman.available() is not None,
@@ -97,18 +98,20 @@ def auth_registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def debian_repo(tmp_path_factory):
-    served = ServedRepo.start(make_repo(cached_debs(IMAGE_DEBS), tmp_path_factory.mktemp("debian-repo")))
-    yield served
-    served.stop()
+def debian_sources(tmp_path_factory):
+    """The sources.list line of a loopback repository holding IMAGE_DEBS."""
+    debs = cached_debs(IMAGE_DEBS)
+    if debs is None:
+        pytest.fail(f"the .deb files of {', '.join(IMAGE_DEBS)} are not cached: run scripts/install.sh")
+    with serve(make_repo(tmp_path_factory.mktemp("debian-repo"), debs)) as url:
+        yield f"deb [trusted=yes] {url} ./\n"
 
 
 @pytest.fixture(scope="module")
-def builder_images(registry, debian_repo, tmp_path_factory) -> BuilderImages:
+def builder_images(registry, debian_sources, tmp_path_factory) -> BuilderImages:
     """Both targets of images/builder/Dockerfile, built by dockyard on an apt-capable Debian base and pushed."""
     work = tmp_path_factory.mktemp("builder-image")
-    base = push_debian_python_base(registry.host, work / "base", PACKAGES, tag="apt",
-                                   apt_sources=debian_repo.sources_line)
+    base = push_debian_apt_base(registry.host, work / "base", debian_sources)
     staged = work / "context"
     subprocess.run([sys.executable, str(REPO_ROOT / "images/builder/stage_context.py"), str(staged)], check=True,
                    timeout=120)

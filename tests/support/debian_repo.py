@@ -1,93 +1,125 @@
-"""A Debian package repository on loopback, made from .deb files (no test may reach Debian's mirrors).
+"""A Debian package repository on loopback, for tests that run apt-get (and for anyone who needs to install
+.deb files into an image without the internet).
 
-* ``cached_debs(names) -> [Path]`` finds the .deb files of Debian packages that scripts/install.sh downloaded into
-  ``.ci/debs/`` (falling back to apt's own cache, /var/cache/apt/archives); a missing one fails with what to run.
-* ``make_repo(debs, dest) -> dest`` writes a flat repository (``deb [trusted=yes] URL ./``): the .deb files,
-  ``Packages`` and ``Packages.gz`` made by ``dpkg-scanpackages`` (dpkg-dev), and a ``Release`` file with their
-  checksums, which apt needs before it reads a repository at all.
-* ``ServedRepo.start(directory)`` serves that directory over HTTP on 127.0.0.1 (a free port, a thread of this
-  process); ``.url``, ``.sources_line`` (the line for ``/etc/apt/sources.list.d/*.list``) and ``.stop()``.
+``build_deb(directory, name, version, files, ...) -> Path`` makes a small binary package with dpkg-deb (package
+dpkg-dev): the files, owners and maintainer scripts a test needs. ``make_repo(directory, debs) -> Path`` lays
+.deb files out as a flat repository (``deb [trusted=yes] URL ./``): the packages, a Packages index written by
+dpkg-scanpackages (and its .gz), and an unsigned Release file listing their hashes, as apt-ftparchive would.
+``serve(directory)`` serves any directory over HTTP on 127.0.0.1 at a free port (a context manager yielding
+the base URL); the pip index and npm registry of the package-manager tests use it too.
+
+``cached_debs(names)`` finds .deb files of Debian packages fetched beforehand (scripts/install.sh runs `apt-get
+download` into DEB_CACHE, which git ignores; apt's own /var/cache/apt/archives is looked at too), so that
+tests never reach Debian's mirror themselves.
 """
 
 from __future__ import annotations
 
-import functools
+import glob
 import gzip
 import hashlib
 import http.server
+import os
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass
-from email.utils import formatdate
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Iterator, Mapping
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEB_CACHE = REPO_ROOT / ".ci" / "debs"  # filled by scripts/install.sh (`apt-get download ...`)
+# Where scripts/install.sh puts the .deb files it downloads (git-ignored).
+DEB_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "debs"
 APT_ARCHIVES = Path("/var/cache/apt/archives")
+# A fixed date, so the Release file (and any image that copies it) is the same every run.
+RELEASE_DATE = "Mon, 01 Jan 2024 00:00:00 UTC"
 
 
-def cached_debs(names: Iterable[str], arch: str = "amd64") -> list[Path]:
-    """The newest cached .deb of each package name (architecture `arch` or all)."""
+def build_deb(directory: Path, name: str, version: str, files: Mapping[str, bytes | tuple[bytes, int]], *,
+              depends: str = "", scripts: Mapping[str, str] | None = None, architecture: str = "all") -> Path:
+    """A .deb holding `files` (image path -> content, or (content, mode)), owned by root as Debian's packages
+    are (dpkg-deb --root-owner-group); `scripts` are maintainer scripts by name (postinst, preinst, ...)."""
+    tree = directory / f"{name}-tree"
+    if tree.exists():
+        shutil.rmtree(tree)
+    control_dir = tree / "DEBIAN"
+    control_dir.mkdir(parents=True)
+    for path, spec in files.items():
+        content, mode = spec if isinstance(spec, tuple) else (spec, 0o644)
+        target = tree / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        os.chmod(target, mode)
+    control = [f"Package: {name}", f"Version: {version}", f"Architecture: {architecture}",
+               "Maintainer: dockyard tests <tests@dockyard.invalid>", "Section: misc", "Priority: optional"]
+    if depends:
+        control.append(f"Depends: {depends}")
+    control.append(f"Description: {name}, made by dockyard's tests")
+    (control_dir / "control").write_text("\n".join(control) + "\n")
+    for script, text in (scripts or {}).items():
+        (control_dir / script).write_text(text)
+        os.chmod(control_dir / script, 0o755)
+    for path in tree.rglob("*"):
+        if path.is_dir():
+            os.chmod(path, 0o755)  # whatever the umask: dpkg-deb refuses a DEBIAN directory others can write
+    deb = directory / f"{name}_{version}_{architecture}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(tree), str(deb)], check=True,
+                   capture_output=True)
+    shutil.rmtree(tree)
+    return deb
+
+
+def cached_debs(names: tuple[str, ...]) -> list[Path] | None:
+    """The newest cached .deb of each package in `names` (this machine's architecture or `all`), or None if
+    one is missing (the caller skips: scripts/install.sh fetches them)."""
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=True).stdout.strip()
     found = []
     for name in names:
-        candidates = sorted(p for directory in (DEB_CACHE, APT_ARCHIVES) if directory.is_dir()
-                            for suffix in (arch, "all") for p in directory.glob(f"{name}_*_{suffix}.deb"))
+        candidates = [p for d in (DEB_CACHE, APT_ARCHIVES) for a in (arch, "all")
+                      for p in glob.glob(str(d / f"{name}_*_{a}.deb"))]
         if not candidates:
-            raise FileNotFoundError(f"no .deb of {name} in {DEB_CACHE} or {APT_ARCHIVES}: run scripts/install.sh "
-                                    "(it downloads the packages the tests serve from a loopback repository)")
-        found.append(candidates[-1])
+            return None
+        found.append(Path(max(candidates, key=os.path.getmtime)))
     return found
 
 
-def make_repo(debs: Iterable[Path], dest: Path) -> Path:
-    """A flat repository in `dest` holding `debs`, with Packages, Packages.gz and Release."""
-    dest.mkdir(parents=True, exist_ok=True)
+def make_repo(directory: Path, debs: list[Path]) -> Path:
+    """A flat repository of `debs` in `directory`: apt's line for it is `deb [trusted=yes] URL ./`."""
+    directory.mkdir(parents=True, exist_ok=True)
     for deb in debs:
-        shutil.copy2(deb, dest / deb.name)
-    packages = subprocess.run(["dpkg-scanpackages", "--multiversion", ".", "/dev/null"], cwd=dest,
-                              capture_output=True, check=True, timeout=120).stdout
-    (dest / "Packages").write_bytes(packages)
-    (dest / "Packages.gz").write_bytes(gzip.compress(packages, mtime=0))
-    lines = ["Origin: dockyard-tests", "Label: dockyard-tests", "Suite: tests", "Codename: tests",
-             f"Date: {formatdate(usegmt=True)}", "SHA256:"]
-    for index in ("Packages", "Packages.gz"):
-        data = (dest / index).read_bytes()
-        lines.append(f" {hashlib.sha256(data).hexdigest()} {len(data)} {index}")
-    (dest / "Release").write_text("\n".join(lines) + "\n")
-    return dest
+        shutil.copyfile(deb, directory / deb.name)
+    # -m: every version of a package is listed, as a real archive's pool does.
+    packages = subprocess.run(["dpkg-scanpackages", "-m", "."], cwd=directory, capture_output=True,
+                              check=True).stdout
+    (directory / "Packages").write_bytes(packages)
+    (directory / "Packages.gz").write_bytes(gzip.compress(packages, mtime=0))
+    lines = ["Origin: dockyard-tests", "Label: dockyard-tests", "Suite: ./", f"Date: {RELEASE_DATE}"]
+    for field, algorithm in (("MD5Sum", hashlib.md5), ("SHA256", hashlib.sha256)):
+        lines.append(f"{field}:")
+        for name in ("Packages", "Packages.gz"):
+            data = (directory / name).read_bytes()
+            lines.append(f" {algorithm(data).hexdigest()} {len(data)} {name}")
+    (directory / "Release").write_text("\n".join(lines) + "\n")
+    return directory
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-        pass  # apt's requests would flood the test output
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        pass
 
 
-@dataclass
-class ServedRepo:
-    directory: Path
-    server: http.server.ThreadingHTTPServer
-    thread: threading.Thread
-
-    @classmethod
-    def start(cls, directory: Path) -> "ServedRepo":
-        handler = functools.partial(_QuietHandler, directory=str(directory))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=server.serve_forever, name="debian-repo", daemon=True)
-        thread.start()
-        return cls(directory, server, thread)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-    @property
-    def sources_line(self) -> str:
-        # trusted=yes: the Release file is not signed (there is no key to sign it with that apt would trust).
-        return f"deb [trusted=yes] {self.url} ./\n"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+@contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """`directory` served read-only over HTTP on 127.0.0.1 (a free port) while the block runs; yields the
+    base URL, ending in a slash."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(directory)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="debian-repo-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
