@@ -17,7 +17,8 @@ APT_PACKAGES=(
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
   groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
   rsync                # gitlab-ci-local copies the checkout and artifacts with it
-  podman runc          # run the builder image and the Tekton Task's steps as a cluster would (tests)
+  dpkg-dev             # dpkg-scanpackages: the loopback Debian repository of the package-manager tests
+  podman runc          # runs the builder image (and the Tekton Task's steps) as a container runtime would
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -31,6 +32,16 @@ if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# .deb files of Debian's own that tests install from a loopback repository (tests/support/debian_repo.py), fetched
+# now because tests never reach Debian's mirror. Kept in .cache/debs (git-ignored). proot and libtalloc2: what the
+# builder image's apt installs (images/builder/Dockerfile, tests/e2e/test_builder_image.py).
+TEST_DEBS=(busybox-static proot libtalloc2)
+mkdir -p .cache/debs
+for p in "${TEST_DEBS[@]}"; do
+  compgen -G ".cache/debs/${p}_*.deb" >/dev/null || (cd .cache/debs && apt-get download -qq "$p" 2>/dev/null) ||
+    { apt-get update -qq && (cd .cache/debs && apt-get download -qq "$p"); }
+done
 
 PYTHON=${PYTHON:-/usr/bin/python3}
 if [ ! -x .venv/bin/python ]; then

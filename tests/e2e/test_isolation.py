@@ -159,3 +159,13 @@ def test_a_killed_builder_takes_its_step_and_the_step_s_children_along(busybox_b
         builder.wait()
         for pid in _processes_running(sleep):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_root_builder_in_the_proot_mode_runs_a_user_s_step_as_that_user(busybox_base, tmp_path):
+    # Root without CAP_SYS_ADMIN (a container's default profile) builds through proot and runs a USER step's proot
+    # as that user, who must reach the step's root inside the build's work directory.
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {busybox_base}\nUSER app\n"
+                                                             "RUN id -u > /tmp/uid && cat /tmp/uid\n"})
+    result = dockyard("build", "--progress=plain", "--isolation", "proot", str(context))
+    assert result.returncode == 0, result.stderr
+    assert _output(result.stderr, 3).strip() == "1000"

@@ -1,0 +1,288 @@
+"""dockyard's builder image (images/builder/Dockerfile), built by dockyard, run under a real container runtime as
+kaniko's users run the executor: Debian's podman (tests/support/podman.py) in three profiles,
+
+* docker's default: root, docker's default capabilities (no CAP_SYS_ADMIN), the default seccomp profile;
+* Kubernetes' "restricted" Pod Security: uid 1000, no capabilities, no_new_privs;
+* GitLab's kaniko recipe: the debug image with its entrypoint cleared, a script run by /busybox/sh that writes
+  /kaniko/.docker/config.json with echo and calls /kaniko/executor.
+
+Each builds the same two-stage Dockerfile (RUN-created files, setuid bits, symlinks, hard links, COPY --from,
+COPY --chown, USER, a RUN chown), pushes it to a loopback registry that demands a password, and the pushed image
+must equal buildah's build of the Dockerfile file by file (type, mode, owner, content, link target) and in its
+config, as tests/compat compares them.
+
+The builder image's base is made from this host's Debian files with apt in it (tests/support/debian_apt_base.py),
+and its apt installs proot and busybox-static from a loopback Debian repository of the .deb files
+scripts/install.sh downloaded (tests/support/debian_repo.py): the Dockerfile's own apt steps run, and no test
+reaches Debian's mirrors.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import dockyard, write_context
+from tests.support import oracle, podman, tree
+from tests.support.debian_apt_base import push_debian_apt_base
+from tests.support.debian_repo import cached_debs, make_repo, serve
+from tests.support.registry import RegistryServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(podman.available() is not None,
+                                                   reason=str(podman.available()))]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+USER, PASSWORD = "ci", "builder-Pa55word"
+# What the builder image's apt installs (proot; busybox-static for the debug target) and what they depend on
+# beyond the base.
+IMAGE_DEBS = ("proot", "libtalloc2", "busybox-static")
+
+APP_DOCKERFILE = """\
+ARG BASE
+FROM ${BASE} AS build
+RUN mkdir -p /out/bin /out/data /out/app \\
+ && echo "made by RUN" > /out/data/greeting \\
+ && cp /bin/busybox /out/bin/tool && chmod 4755 /out/bin/tool \\
+ && ln -s ../data/greeting /out/bin/greeting-link \\
+ && ln /out/data/greeting /out/data/greeting-hard \\
+ && echo "the app's" > /out/app/owned && chmod 2750 /out/app && chown -R 1000:1000 /out/app
+# The builder's own files and credentials are not in a RUN step's view.
+RUN (cat /kaniko/.docker/config.json; echo "exit=$?"; echo "DOCKER_CONFIG=$DOCKER_CONFIG"; ls /dockyard) \\
+    > /out/probe 2>&1 || true
+
+FROM ${BASE}
+RUN mkdir -p /srv /home/app && chown app:app /home/app && chmod 0750 /home/app
+COPY --from=build /out /opt/out
+COPY --from=build --chown=app:app /out/data/greeting /home/app/greeting
+COPY --chown=1000:50 app.txt /srv/app.txt
+USER app
+RUN id -u > /home/app/uid && ln -s greeting /home/app/greeting-link && ln /home/app/uid /home/app/uid-hard
+WORKDIR /home/app
+ENV GREETING=/home/app/greeting
+CMD ["cat", "/home/app/greeting"]
+"""
+
+# What APP_DOCKERFILE makes (type, mode, uid, gid), as docker and buildah make it.
+EXPECTED = {
+    "/opt/out/bin/tool": ("f", 0o4755, 0, 0),
+    "/opt/out/bin/greeting-link": ("l", 0o777, 0, 0),
+    "/opt/out/data/greeting": ("f", 0o644, 0, 0),
+    "/opt/out/data/greeting-hard": ("f", 0o644, 0, 0),
+    "/opt/out/app": ("d", 0o2750, 1000, 1000),
+    "/opt/out/app/owned": ("f", 0o644, 1000, 1000),
+    "/home/app": ("d", 0o750, 1000, 1000),
+    "/home/app/greeting": ("f", 0o644, 1000, 1000),
+    "/home/app/uid": ("f", 0o644, 1000, 1000),
+    "/home/app/greeting-link": ("l", 0o777, 1000, 1000),
+    "/srv/app.txt": ("f", 0o644, 1000, 50),
+}
+
+
+@dataclass(frozen=True)
+class BuilderImages:
+    executor: str  # references on the open loopback registry
+    debug: str
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory):
+    server = RegistryServer.start(tmp_path_factory.mktemp("builder-image-registry"), htpasswd={USER: PASSWORD})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def debian_sources(tmp_path_factory):
+    """The sources.list line of a loopback repository holding IMAGE_DEBS."""
+    debs = cached_debs(IMAGE_DEBS)
+    if debs is None:
+        pytest.fail(f"the .deb files of {', '.join(IMAGE_DEBS)} are not cached: run scripts/install.sh")
+    with serve(make_repo(tmp_path_factory.mktemp("debian-repo"), debs)) as url:
+        yield f"deb [trusted=yes] {url} ./\n"
+
+
+@pytest.fixture(scope="module")
+def builder_images(registry, debian_sources, tmp_path_factory) -> BuilderImages:
+    """Both targets of images/builder/Dockerfile, built by dockyard on an apt-capable Debian base and pushed."""
+    work = tmp_path_factory.mktemp("builder-image")
+    base = push_debian_apt_base(registry.host, work / "base", debian_sources)
+    staged = work / "context"
+    subprocess.run([sys.executable, str(REPO_ROOT / "images/builder/stage_context.py"), str(staged)], check=True,
+                   timeout=120)
+    refs = {}
+    for target, ref in (("executor", f"{registry.host}/dockyard-builder:test"),
+                        ("debug", f"{registry.host}/dockyard-builder:test-debug")):
+        built = dockyard("build", "-f", str(REPO_ROOT / "images/builder/Dockerfile"), "--build-arg", f"BASE={base}",
+                         "--target", target, "-t", ref, "--push", str(staged), timeout=900)
+        assert built.returncode == 0, built.stderr
+        refs[target] = ref
+    # The default target (the last stage) is the executor image.
+    default = dockyard("build", "-f", str(REPO_ROOT / "images/builder/Dockerfile"), "--build-arg", f"BASE={base}",
+                       "-t", f"{registry.host}/dockyard-builder:test-default", "--push", str(staged), timeout=900)
+    assert default.returncode == 0, default.stderr
+    assert (oracle.inspect_summary(f"{registry.host}/dockyard-builder:test-default")["Layers"]
+            == oracle.inspect_summary(refs["executor"])["Layers"])
+    return BuilderImages(refs["executor"], refs["debug"])
+
+
+@pytest.fixture(scope="module")
+def runtime(registry, auth_registry, builder_images, tmp_path_factory):
+    engine = podman.Podman(tmp_path_factory.mktemp("podman"), [registry.host, auth_registry.host])
+    engine.pull(builder_images.executor)
+    engine.pull(builder_images.debug)
+    yield engine
+    engine.remove_all()
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image read back: its flattened tree (tests/support/tree.py) and raw config."""
+
+    tree: dict
+    config: dict
+
+
+@pytest.fixture(scope="module")
+def app_context(tmp_path_factory) -> Path:
+    ctx = write_context(tmp_path_factory.mktemp("app") / "ctx", {"Dockerfile": APP_DOCKERFILE, "app.txt": "app\n"})
+    # Readable by the restricted profile's uid 1000, as a CI checkout is.
+    for path in (ctx, *ctx.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def buildah_reference(app_context, busybox_base, tmp_path_factory) -> BuiltImage:
+    work = tmp_path_factory.mktemp("buildah")
+    tag = "localhost/builder-image/app:buildah"
+    oracle.buildah_build(app_context, app_context / "Dockerfile", tag, work, {"BASE": busybox_base}, push=False)
+    oci = oracle.buildah_export_oci(tag, work, work / "oci")
+    return BuiltImage(tree.flatten(oracle.unpack(oci, work / "bundle")), oracle.buildah_config(tag, work))
+
+
+def docker_config(registry: RegistryServer) -> str:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    return json.dumps({"auths": {registry.host: {"auth": token}}})
+
+
+def pushed_image(ref: str, work: Path) -> BuiltImage:
+    """The image at `ref` (on the password-protected registry), unpacked as root, and its raw config."""
+    creds = f"{USER}:{PASSWORD}"
+    oracle.run_tool(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "--src-creds", creds,
+                     f"docker://{ref}", f"oci:{work / 'oci'}:latest"], oracle.SKOPEO_TIMEOUT)
+    config = oracle.run_tool(["skopeo", "inspect", "--tls-verify=false", "--creds", creds, "--raw", "--config",
+                              f"docker://{ref}"], oracle.SKOPEO_TIMEOUT).stdout
+    return BuiltImage(tree.flatten(oracle.unpack(work / "oci", work / "bundle")), json.loads(config))
+
+
+def run_profile(profile: str, runtime: podman.Podman, images: BuilderImages, ctx: Path, dest: str,
+                registry: RegistryServer, base: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """One kaniko-style build of `ctx` in the builder image under `profile`, pushing to `dest`."""
+    if profile == "gitlab-debug":
+        # GitLab's kaniko recipe (its docs' .gitlab-ci.yml), as the docker executor runs it: the debug image with
+        # `entrypoint: [""]`, the job's variables in the environment, the checkout mounted, a script in /busybox/sh.
+        script = (
+            'mkdir -p /kaniko/.docker\n'
+            'echo "{\\"auths\\":{\\"${CI_REGISTRY}\\":{\\"auth\\":\\"$(printf "%s:%s" "${CI_REGISTRY_USER}" '
+            '"${CI_REGISTRY_PASSWORD}" | base64 | tr -d \'\\n\')\\"}}}" > /kaniko/.docker/config.json\n'
+            '/kaniko/executor --context "${CI_PROJECT_DIR}" --dockerfile "${CI_PROJECT_DIR}/Dockerfile" '
+            '--destination "${CI_REGISTRY_IMAGE}:${CI_COMMIT_TAG}" --build-arg "BASE=${BASE}"\n'
+        )
+        repo, _, tag = dest.rpartition(":")
+        return runtime.run(images.debug, ["/busybox/sh", "-c", script], entrypoint="",
+                           volumes={ctx: "/builds/team/app"},
+                           env={"CI_REGISTRY": registry.host, "CI_REGISTRY_USER": USER,
+                                "CI_REGISTRY_PASSWORD": PASSWORD, "CI_PROJECT_DIR": "/builds/team/app",
+                                "CI_REGISTRY_IMAGE": repo, "CI_COMMIT_TAG": tag, "BASE": base})
+    # The Kubernetes way: the docker config from a Secret mounted at /kaniko/.docker, kaniko's arguments.
+    secret = tmp_path / "docker-secret"
+    secret.mkdir()
+    (secret / "config.json").write_text(docker_config(registry))
+    secret.chmod(0o755)
+    (secret / "config.json").chmod(0o644)
+    flags = podman.RESTRICTED_PROFILE if profile == "restricted" else podman.DEFAULT_PROFILE
+    return runtime.run(images.executor, ["--context", "dir:///workspace", "--dockerfile", "Dockerfile",
+                                         "--destination", dest, "--build-arg", f"BASE={base}"],
+                       flags=flags, volumes={ctx: "/workspace", secret: "/kaniko/.docker"})
+
+
+PROFILES = [
+    "default",
+    # Only the owners differ from buildah's here: the build as uid 1000 gives the files a root RUN step created
+    # and COPY --from carried into the next stage uid 1000, and records a RUN chown to the builder's own uid (1000)
+    # as root (proot shows the step root for the builder's uid, so chown(1000) reaches the filter as chown(0)).
+    # Remove the mark once core keeps owners right for a non-root builder in both cases.
+    pytest.param("restricted", marks=pytest.mark.xfail(
+        strict=False, reason="a non-root builder (uid 1000) gets owners wrong: RUN-made files carried by COPY --from "
+                             "come out uid 1000, a RUN chown to uid 1000 comes out root (being fixed in core)")),
+    "gitlab-debug",
+]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_builder_image_builds_what_buildah_builds(profile, runtime, builder_images, app_context, buildah_reference,
+                                                  auth_registry, busybox_base, tmp_path):
+    dest = f"{auth_registry.host}/team/app:{profile}"
+    ran = run_profile(profile, runtime, builder_images, app_context, dest, auth_registry, busybox_base, tmp_path)
+    assert ran.returncode == 0, f"the build in the {profile} profile failed:\n{ran.stdout}\n{ran.stderr}"
+    ours = pushed_image(dest, tmp_path)
+
+    # What the Dockerfile makes, checked on its own so that the comparison cannot pass with both builders wrong.
+    files = ours.tree
+    differences = [f"{path}: {files[path].describe() if path in files else 'missing'}, expected {kind} "
+                   f"{mode:04o} {uid}:{gid}" for path, (kind, mode, uid, gid) in EXPECTED.items()
+                   if path not in files or (files[path].type, files[path].mode, files[path].uid,
+                                            files[path].gid) != (kind, mode, uid, gid)]
+    if files.get("/opt/out/bin/greeting-link") and files["/opt/out/bin/greeting-link"].link != "../data/greeting":
+        differences.append(f"/opt/out/bin/greeting-link: {files['/opt/out/bin/greeting-link'].describe()}")
+    if files.get("/home/app/uid-hard") and files["/home/app/uid-hard"].nlink != 2:
+        differences.append("/home/app/uid-hard is not a hard link of /home/app/uid")
+    if ours.config["config"].get("User") != "app":
+        differences.append(f"config User {ours.config['config'].get('User')!r}, expected 'app'")
+    probes = [t.get("/opt/out/probe") for t in (files, buildah_reference.tree)]
+    if None in probes or probes[0].sha256 != probes[1].sha256:
+        differences.append("/opt/out/probe: a RUN step saw the builder's files or credentials")
+
+    ignore = tree.buildah_stubs_left(ours.tree, buildah_reference.tree)
+    differences += tree.diff_trees(ours.tree, buildah_reference.tree, ignore, f"dockyard ({profile})", "buildah")
+    differences += tree.compare_configs(ours.config, buildah_reference.config, tree.CONFIG_FIELDS,
+                                        f"dockyard ({profile})", "buildah")
+    assert not differences, "\n".join(differences)
+
+
+def test_builder_image_layout(runtime, builder_images):
+    """kaniko's paths and dockyard's CI adapters are where pipelines look for them, in both targets; only the
+    debug target has the busybox shell."""
+    check = ("import os, dockyard_integrations.gitlab.job; "
+             "assert os.path.realpath('/kaniko/executor') == '/dockyard/bin/kaniko-executor'; "
+             "assert os.path.isdir('/kaniko/.docker') and os.path.isdir('/workspace'); "
+             "assert os.environ['DOCKER_CONFIG'] == '/kaniko/.docker/'; "
+             "print(os.getcwd(), os.path.exists('/busybox/sh'))")
+    for image, shell in ((builder_images.executor, False), (builder_images.debug, True)):
+        ran = runtime.run(image, ["-c", check], entrypoint="/dockyard/venv/bin/python3",
+                          flags=podman.RESTRICTED_PROFILE)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.split() == ["/workspace", str(shell)]
+    version = runtime.run(builder_images.executor, ["--version"], entrypoint="/dockyard/bin/dockyard")
+    assert version.returncode == 0 and version.stdout.startswith("dockyard"), version.stdout + version.stderr
+    busybox = runtime.run(builder_images.debug, ["-c", "echo $0; readlink /busybox/wget"], entrypoint="/busybox/sh")
+    assert busybox.returncode == 0, busybox.stderr
+    assert busybox.stdout == "/busybox/sh\n/usr/bin/busybox\n"
+
+
+# What the Dockerfile may add to its base, compressed: 5.1 MB (executor) and 6.4 MB (debug) when measured, 10.5 MB
+# with the debug sections of a locally built zstandard wheel that stage_context.py strips.
+MAX_ADDED_BYTES = 9_000_000
+
+
+def test_builder_image_stays_small(builder_images):
+    for ref in (builder_images.executor, builder_images.debug):
+        layers = oracle.inspect_raw(ref)["layers"]
+        added = sum(layer["size"] for layer in layers[1:])  # the tests' Debian base is one layer
+        assert added < MAX_ADDED_BYTES, f"{ref} adds {added / 1e6:.1f} MB (compressed) to its base"
