@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -206,7 +207,15 @@ class Builder:
             from .rootfs.trees import DirectoryRoots
 
             runner = self.runner or ProotRunner()
-            workspace.trees = DirectoryRoots(workspace.root / "trees", store)
+            # proot leaves the step on the host's directory tree: each path it opens in its root goes through
+            # the work directory, and a step running as another user (a USER, or apt's download methods,
+            # which switch to `_apt`) must be able to pass through it, or apt falls back to downloading as
+            # root with a warning docker never prints. Others may pass (0711) but not list; the roots' own
+            # directory has a name they cannot guess.
+            os.chmod(workspace.root, 0o711)
+            trees = workspace.root / f"trees-{secrets.token_hex(8)}"
+            trees.mkdir(mode=0o711)
+            workspace.trees = DirectoryRoots(trees, store)
             recording.enter_context(ownership.recording(workspace.trees.ledger))
         self.layer_cache = LayerCache(opts.cache_root / "layers")
         # With --no-cache nothing remembered is trusted, not even file contents.

@@ -90,19 +90,34 @@ class RootfsCollector:
             self.add(os.path.join(directory, "__pycache__", name[:-3] + ".cpython-311.pyc"))
 
 
-def collect_packages(packages: tuple[str, ...] = PACKAGES) -> RootfsCollector:
+def collect_packages(packages: tuple[str, ...] = PACKAGES, host_paths: tuple[str, ...] = ()) -> RootfsCollector:
+    """The files of `packages`, and of `host_paths` (files, symlinks, or directories taken whole: what no
+    Debian package of this machine holds, such as a Node.js installed from elsewhere)."""
     collector = RootfsCollector()
     for package in packages:
         for path in package_files(package):
             # Directories (and symlinks to them, such as the merged-/usr /bin) come from the layer writer.
             if not os.path.isdir(path):
                 collector.add(path)
+    for path in host_paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            for directory, _, names in os.walk(path):
+                for name in names:
+                    collector.add(os.path.join(directory, name))
+        else:
+            collector.add(path)
     return collector
 
 
-def debian_python_layer(packages: tuple[str, ...] = PACKAGES) -> LayerBlob:
-    """The base's only layer: merged-/usr symlinks, the collected files (dash's /bin/sh among them), passwd, group."""
-    collector = collect_packages(packages)
+def debian_python_layer(packages: tuple[str, ...] = PACKAGES, *, passwd: str = PASSWD, group: str = GROUP,
+                        directories: tuple[tuple[str, int, int, int], ...] = (),
+                        files: tuple[tuple[str, bytes, int], ...] = (), host_paths: tuple[str, ...] = ()
+                        ) -> LayerBlob:
+    """The base's only layer: merged-/usr symlinks, the collected files (dash's /bin/sh among them), passwd, group.
+    `directories` (path, mode, uid, gid) and `files` (path, content, mode) are written too: what a package
+    manager finds in a Debian image and no package's file list has (apt's partial directories, dpkg's status).
+    `host_paths` are added as collect_packages says."""
+    collector = collect_packages(packages, host_paths)
     w = _LayerWriter()
     written_dirs: set[str] = set()
 
@@ -121,8 +136,15 @@ def debian_python_layer(packages: tuple[str, ...] = PACKAGES) -> LayerBlob:
         parents(directory)
         w.dir(directory, mode=mode)
         written_dirs.add(directory)
-    w.file("etc/passwd", PASSWD.encode())
-    w.file("etc/group", GROUP.encode())
+    for directory, mode, uid, gid in directories:
+        parents(directory)
+        w.dir(directory, mode=mode, uid=uid, gid=gid)
+        written_dirs.add(directory.strip("/"))
+    w.file("etc/passwd", passwd.encode())
+    w.file("etc/group", group.encode())
+    for path, content, mode in files:
+        parents(path)
+        w.file(path.lstrip("/"), content, mode=mode)
     entries = sorted([(p, None) for p in collector.files] + [(p, t) for p, t in collector.symlinks.items()])
     for path, link_target in entries:
         parents(path)
@@ -134,11 +156,13 @@ def debian_python_layer(packages: tuple[str, ...] = PACKAGES) -> LayerBlob:
 
 
 def push_debian_python_base(registry_host: str, workdir: Path, packages: tuple[str, ...] = PACKAGES,
-                            tag: str = DEBIAN_PYTHON_TAG) -> str:
-    """Writes the base as an OCI layout under `workdir` and pushes it; returns its reference."""
+                            tag: str = DEBIAN_PYTHON_TAG, **layer_options) -> str:
+    """Writes the base as an OCI layout under `workdir` and pushes it; returns its reference. `layer_options`
+    go to debian_python_layer (passwd, group, directories, files, host_paths)."""
     ref = f"{registry_host}/{DEBIAN_PYTHON_REPO}:{tag}"
     workdir.mkdir(parents=True, exist_ok=True)
     layout = _Layout(workdir / "debian-python-oci")
-    layout.tag(layout.image([debian_python_layer(packages)], _config("amd64", None, [HISTORY])), tag)
+    layout.tag(layout.image([debian_python_layer(packages, **layer_options)], _config("amd64", None, [HISTORY])),
+               tag)
     _skopeo_push(layout.root, tag, ref, all_images=False, workdir=workdir)
     return ref

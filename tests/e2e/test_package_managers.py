@@ -1,0 +1,217 @@
+"""Package managers in RUN, in every execution mode, as they behave under docker: apt (its download methods
+sandboxed as the `_apt` user, and no warning docker does not print), pip and npm, each installing from a
+package repository served on loopback (tests/support/debian_repo.py, package_indexes.py).
+
+One Debian base (tests/support/debian_base.py: dash, coreutils, python3, apt, dpkg, Node.js and npm from this
+machine, with `_apt` in /etc/passwd as Debian has it) and one Dockerfile are built in each mode:
+
+  namespaces    root with CAP_SYS_ADMIN;
+  proot-root    root, `--isolation proot`;
+  proot-user    a uid with no subordinate ids (`setpriv --reuid`), `--isolation proot`;
+  userns        a user with /etc/subuid and /etc/subgid ranges (user namespace, namespaces mode inside);
+  container     root of a user namespace without CAP_SYS_ADMIN and CAP_SYS_PTRACE: a container's default
+                profile (podman's, docker's), where dockyard picks proot by itself.
+
+and the images are compared file by file with the namespaces mode's.
+
+dnf and apk are not tested: Debian 12 has no apk-tools at all, and dnf (4.14) is in Debian but not installed
+by scripts/install.sh, which would need dnf, rpm and createrepo-c and a base made of their Python bindings;
+this module covers the package managers of the Debian-based images first.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.e2e.helpers import write_context
+from tests.e2e.test_execution_modes import _flatten, _image_files
+from tests.support.debian_base import PACKAGES, push_debian_python_base
+from tests.support.debian_repo import build_deb, cached_debs, make_repo, serve
+from tests.support.images import GROUP, PASSWD
+from tests.support.package_indexes import npm_registry, pure_wheel, simple_index
+from tests.support.users import open_directory, owned_directory, user_with_subordinate_ids
+from tests.support.userns import run_as_namespace_root
+from tests.support.wheelhouse import build_wheelhouse
+
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-scanpackages") is None or shutil.which("node") is None
+                                or shutil.which("npm") is None,
+                                reason="needs dpkg-dev (dpkg-scanpackages), node and npm: scripts/install.sh")
+
+# apt's programs and what dpkg looks for in PATH before it unpacks anything (tar, diff, ldconfig).
+APT_PACKAGES = ("apt", "libapt-pkg6.0", "dpkg", "tar", "diffutils", "libc-bin", "sed", "grep")
+# Debian's _apt (uid 42, group nogroup), as in every Debian image.
+APT_PASSWD = PASSWD + "_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n"
+# What Debian images have and no package's file list holds: apt's and dpkg's state directories.
+APT_DIRECTORIES = (
+    ("etc/apt/apt.conf.d", 0o755, 0, 0), ("etc/apt/sources.list.d", 0o755, 0, 0),
+    ("etc/apt/preferences.d", 0o755, 0, 0), ("etc/apt/trusted.gpg.d", 0o755, 0, 0),
+    ("var/lib/apt/lists/partial", 0o700, 42, 0), ("var/cache/apt/archives/partial", 0o700, 42, 0),
+    ("var/lib/dpkg/info", 0o755, 0, 0), ("var/lib/dpkg/updates", 0o755, 0, 0),
+    ("var/lib/dpkg/triggers", 0o755, 0, 0), ("var/lib/dpkg/alternatives", 0o755, 0, 0),
+    ("var/log/apt", 0o755, 0, 0), ("var/cache/debconf", 0o755, 0, 0),
+)
+APT_FILES = (("var/lib/dpkg/status", b"", 0o644), ("var/lib/dpkg/available", b"", 0o644))
+
+# A package with what apt and dpkg must get right: files, a directory, and a postinst that chowns to a
+# system user (as packages creating their service users do).
+REAL_PACKAGE = "busybox-static"
+DEMO_POSTINST = """#!/bin/sh
+set -e
+mkdir -p /var/lib/dockyard-demo
+echo configured > /var/lib/dockyard-demo/state
+chown _apt:nogroup /var/lib/dockyard-demo/state
+"""
+DOCKERFILE = """\
+FROM {base}
+ENV PIP_BREAK_SYSTEM_PACKAGES=1
+RUN echo 'deb [trusted=yes] {url}debian/ ./' > /etc/apt/sources.list \\
+ && apt-get update && apt-get install -y --no-install-recommends dockyard-demo {real} \\
+ && cd /root && apt-get download dockyard-demo && rm -f /root/*.deb \\
+ && rm -rf /var/lib/apt/lists/*_* /var/cache/apt/*.bin
+COPY pip/ /opt/pip/
+RUN python3 /opt/pip/{pip_wheel}/pip install --no-cache-dir --disable-pip-version-check --index-url {url}pypi/simple/ dockyard-greeting \\
+ && python3 -c 'import dockyard_greeting; print(dockyard_greeting.GREETING)'
+RUN mkdir /app && cd /app && echo '{{"name": "app", "version": "1.0.0"}}' > package.json \\
+ && npm install --registry {url}npm/ --no-audit --no-fund --no-update-notifier dockyard-left-pad \\
+ && node -e 'console.log(require("dockyard-left-pad")("x", 3))' && rm -rf /root/.npm
+"""
+
+
+def _node_paths() -> tuple[str, ...]:
+    """node and npm of this machine: NodeSource's npm lives in /usr/lib/node_modules/npm, Debian's npm in
+    /usr/share/nodejs with its dependencies beside it."""
+    npm_cli = os.path.realpath(shutil.which("npm"))
+    npm_root = os.path.dirname(os.path.dirname(npm_cli))
+    tree = "/usr/share/nodejs" if npm_root.startswith("/usr/share/nodejs/") else npm_root
+    return (shutil.which("node"), shutil.which("npm"), tree)
+
+
+def push_package_base(registry_host: str, workdir: Path) -> str:
+    return push_debian_python_base(registry_host, workdir, PACKAGES + APT_PACKAGES, tag="package-managers",
+                                   passwd=APT_PASSWD, group=GROUP, directories=APT_DIRECTORIES, files=APT_FILES,
+                                   host_paths=_node_paths())
+
+
+@contextmanager
+def served_indexes(root: Path) -> Iterator[str]:
+    """The loopback server's base URL: debian/ (a flat repository), pypi/ (a simple index), npm/ (a registry)."""
+    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    debs = [build_deb(root / "debs", "dockyard-demo", "1.0", {
+        "usr/share/dockyard-demo/hello": b"hello from a .deb\n",
+        "usr/bin/dockyard-demo": (b"#!/bin/sh\ncat /usr/share/dockyard-demo/hello\n", 0o755),
+    }, scripts={"postinst": DEMO_POSTINST})]
+    # A package of Debian's own, as this machine's apt fetched it (scripts/install.sh makes sure of one).
+    real = cached_debs((REAL_PACKAGE,))
+    if real is None:
+        pytest.skip(f"no {REAL_PACKAGE} .deb cached: run scripts/install.sh")
+    make_repo(root / "debian", debs + real)
+    simple_index(root / "pypi", [pure_wheel(root / "wheels", "dockyard-greeting", "1.0",
+                                            {"dockyard_greeting.py": "GREETING = 'hello from a wheel'\n"})])
+    with serve(root) as url:
+        npm_registry(root / "npm", f"{url}npm/", [
+            ({"name": "dockyard-left-pad", "version": "1.0.0", "main": "index.js"},
+             {"index.js": "module.exports = (s, n) => s.padStart(n, '.');\n"})])
+        yield url
+
+
+def write_package_context(root: Path, base: str, url: str) -> Path:
+    pip = build_wheelhouse(root / "pip", only=("pip",))
+    (pip_wheel,) = [p.name for p in pip.iterdir()]
+    return write_context(root, {"Dockerfile": DOCKERFILE.format(base=base, url=url, real=REAL_PACKAGE,
+                                                                pip_wheel=pip_wheel)})
+
+
+@pytest.fixture(scope="module")
+def context(registry, tmp_path_factory) -> Iterator[Path]:
+    base = push_package_base(registry.host, tmp_path_factory.mktemp("package-base"))
+    with open_directory("dockyard-pkg-") as root, served_indexes(root / "indexes") as url:
+        yield write_package_context(root / "ctx", base, url)
+
+
+def _build_cmd(ctx: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dockyard", "build", "--progress=plain", "--no-cache", *extra, "--output",
+            f"type=oci,dest={out}", str(ctx)]
+
+
+def _run(cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "CI": "true", **(env or {})})
+
+
+def _as_user(uid: int, gid: int, ctx: Path, extra: tuple[str, ...]) -> tuple[subprocess.CompletedProcess, dict]:
+    with open_directory("dockyard-pkg-user-") as shared:
+        home = owned_directory(shared, "home", uid, gid)
+        out = owned_directory(shared, "out", uid, gid)
+        env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)}
+        result = _run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                       *_build_cmd(ctx, out / "image", *extra)], env)
+        return result, (_image_files(_flatten(out / "image")[0]) if result.returncode == 0 else {})
+
+
+def _build(mode: str, ctx: Path, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    if mode == "namespaces":
+        result = _run(_build_cmd(ctx, out))
+    elif mode == "proot-root":
+        result = _run(_build_cmd(ctx, out, "--isolation", "proot"))
+    elif mode == "proot-user":
+        return _as_user(1000, 1000, ctx, ("--isolation", "proot"))
+    elif mode == "userns":
+        with user_with_subordinate_ids() as (uid, gid):
+            return _as_user(uid, gid, ctx, ())
+    else:
+        inner = shlex.join(_build_cmd(ctx, out))
+        result = run_as_namespace_root(
+            ["capsh", "--drop=cap_sys_admin,cap_sys_ptrace", "--", "-c", inner], timeout=600,
+            env={**os.environ, "CI": "true"})
+    return result, (_image_files(_flatten(out)[0]) if result.returncode == 0 else {})
+
+
+MODE_LINES = {"namespaces": "isolation: namespaces", "proot-root": "isolation: proot",
+              "proot-user": "isolation: proot (not root", "userns": "isolation: namespaces (root of a user namespace",
+              "container": "isolation: proot (no mount namespace allowed"}
+
+
+@pytest.fixture(scope="module")
+def reference(context, tmp_path_factory) -> dict:
+    result, files = _build("namespaces", context, tmp_path_factory.mktemp("reference") / "image")
+    assert result.returncode == 0, result.stderr
+    return files
+
+
+def _apt_notices(log: str) -> list[str]:
+    return [line for line in log.splitlines() if " W: " in f" {line}" or " N: " in f" {line}" or " E: " in f" {line}"]
+
+
+@pytest.mark.parametrize("mode", ["namespaces", "proot-root", "proot-user", "userns", "container"])
+def test_apt_pip_and_npm_install_from_loopback_as_under_docker(mode, context, reference, tmp_path):
+    result, files = _build(mode, context, tmp_path / "image")
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = result.stderr
+    assert MODE_LINES[mode] in log
+    # apt's http method ran as _apt: the one notice is the one docker prints too, for `apt-get download` into
+    # root's 0700 home, which _apt cannot write (a method running as root would have printed nothing).
+    notices = _apt_notices(log)
+    assert len(notices) == 1 and "Download is performed unsandboxed as root as file '/root/dockyard-demo_1.0_all.deb'" \
+        " couldn't be accessed by user '_apt'" in notices[0], notices
+    assert "hello from a wheel" in log and "..x" in log
+    assert files["usr/bin/dockyard-demo"][1:4] == (oct(0o100755), 0, 0)
+    assert files["var/lib/dockyard-demo/state"][2:4] == (42, 65534)
+    assert files["var/lib/apt/lists/partial"][1:4] == (oct(0o40700), 42, 0)
+    assert files["usr/bin/busybox"][0] == tarfile.REGTYPE
+    assert "app/node_modules/dockyard-left-pad/index.js" in files
+    assert any(name.endswith("site-packages/dockyard_greeting.py") or name.endswith("dist-packages/dockyard_greeting.py")
+               for name in files)
+    if mode != "namespaces":
+        different = {k: (files.get(k), reference.get(k)) for k in set(files) | set(reference)
+                     if files.get(k) != reference.get(k)}
+        assert not different, different
