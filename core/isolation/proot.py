@@ -25,6 +25,7 @@ from . import RunResult, RunSpec
 from .proot_supervisor import ProotSupervisor
 
 HOST_PATHS = ("/dev", "/proc", "/sys")
+CAP_SYS_PTRACE = 19
 
 
 class ProotRunner:
@@ -48,8 +49,9 @@ class ProotRunner:
                 source = os.path.join(scratch, f"tmpfs{index}")
                 os.mkdir(source, 0o1777)
             argv += ["-b", f"{source}:{m.target}"]
-        if os.geteuid() != 0:
-            # The host user cannot become another: proot makes the step see the image user's ids instead.
+        if os.geteuid() != 0 or not can_trace_other_ids():
+            # The host user cannot become another (or, see can_trace_other_ids, must not): proot makes the
+            # step see the image user's ids instead, and answers its setuid calls itself.
             argv += ["-0"] if spec.uid == 0 else ["-i", f"{spec.uid}:{spec.gid}"]
         return argv + list(spec.argv)
 
@@ -101,6 +103,23 @@ class ProotRunner:
                 supervisor.listener.close()  # also when proot never started
             shutil.rmtree(scratch, ignore_errors=True)
         return RunResult(128 - code if code < 0 else code, tuple(tail))
+
+
+def can_trace_other_ids() -> bool:
+    """Whether proot, run by this root builder, can still trace a step that switches to another uid.
+
+    A process that changes its uids becomes non-dumpable, and the kernel then lets its tracer read and write
+    its memory only with CAP_SYS_PTRACE (ptrace_access_vm). proot needs both for every path it translates, so
+    without that capability (a container's default profile: docker and podman drop it) each system call the
+    step makes after, e.g., apt's download methods switch to `_apt` fails with EFAULT, and `apt-get update`
+    waited forever for a method that could not work. Without it, the step's id changes are left to proot's
+    emulation (-0), as for a builder that is not root: the step stays one uid for the kernel."""
+    try:
+        with open("/proc/self/status") as status:
+            effective = next((int(line.split()[1], 16) for line in status if line.startswith("CapEff:")), 0)
+    except OSError:
+        return False
+    return bool(effective >> CAP_SYS_PTRACE & 1)
 
 
 def _supervisor(spec: RunSpec) -> ProotSupervisor | None:
