@@ -17,6 +17,8 @@ APT_PACKAGES=(
   python3 python3-venv # Debian's Python 3.11: world-readable, so tests can also run dockyard as a plain user
   groovy default-jre-headless # runs the Jenkins shared-library step in its tests (groovy 2.4, as Jenkins)
   rsync                # gitlab-ci-local copies the checkout and artifacts with it
+  dpkg-dev             # dpkg-scanpackages: the loopback Debian repository of the package-manager tests
+  dnf rpm createrepo-c # dnf in a test image (from this machine's files), rpmbuild and createrepo_c for its repository
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -30,6 +32,15 @@ if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# .deb files of Debian's own that tests install from a loopback repository (tests/support/debian_repo.py), fetched
+# now because tests never reach Debian's mirror. Kept in .cache/debs (git-ignored).
+TEST_DEBS=(busybox-static)
+mkdir -p .cache/debs
+for p in "${TEST_DEBS[@]}"; do
+  compgen -G ".cache/debs/${p}_*.deb" >/dev/null || (cd .cache/debs && apt-get download -qq "$p" 2>/dev/null) ||
+    { apt-get update -qq && (cd .cache/debs && apt-get download -qq "$p"); }
+done
 
 PYTHON=${PYTHON:-/usr/bin/python3}
 if [ ! -x .venv/bin/python ]; then

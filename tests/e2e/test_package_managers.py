@@ -14,9 +14,9 @@ machine, with `_apt` in /etc/passwd as Debian has it) and one Dockerfile are bui
 
 and the images are compared file by file with the namespaces mode's.
 
-dnf and apk are not tested: Debian 12 has no apk-tools at all, and dnf (4.14) is in Debian but not installed
-by scripts/install.sh, which would need dnf, rpm and createrepo-c and a base made of their Python bindings;
-this module covers the package managers of the Debian-based images first.
+dnf is Debian's (4.14, with its Python bindings in the same base), installing an rpm made with rpmbuild from
+a repository made with createrepo_c (tests/support/rpm_repo.py). apk is not tested: Debian 12 has no
+apk-tools, and no Alpine package index or apk binary can be had here without the internet.
 """
 
 from __future__ import annotations
@@ -34,21 +34,28 @@ from typing import Iterator
 import pytest
 
 from tests.e2e.helpers import write_context
-from tests.e2e.test_execution_modes import _flatten, _image_files
 from tests.support.debian_base import PACKAGES, push_debian_python_base
 from tests.support.debian_repo import build_deb, cached_debs, make_repo, serve
 from tests.support.images import GROUP, PASSWD
+from tests.support.oci_files import image_files
+from tests.support.rpm_repo import build_rpm, make_rpm_repo
 from tests.support.package_indexes import npm_registry, pure_wheel, simple_index
 from tests.support.users import open_directory, owned_directory, user_with_subordinate_ids
 from tests.support.userns import run_as_namespace_root
 from tests.support.wheelhouse import build_wheelhouse
 
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-scanpackages") is None or shutil.which("node") is None
-                                or shutil.which("npm") is None,
-                                reason="needs dpkg-dev (dpkg-scanpackages), node and npm: scripts/install.sh")
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(p) is None for p in ("dpkg-scanpackages", "node", "npm", "dnf", "rpmbuild", "createrepo_c")),
+    reason="needs dpkg-dev, node, npm, dnf, rpm and createrepo-c: scripts/install.sh")
 
 # apt's programs and what dpkg looks for in PATH before it unpacks anything (tar, diff, ldconfig).
 APT_PACKAGES = ("apt", "libapt-pkg6.0", "dpkg", "tar", "diffutils", "libc-bin", "sed", "grep")
+# dnf 4 from Debian with what it imports and reads (libraries come with their ELF files), and bash, which
+# dnf runs as rpm-based images have it.
+DNF_PACKAGES = ("dnf", "dnf-data", "python3-dnf", "python3-gpg", "python3-hawkey", "python3-libdnf",
+                "python3-libcomps", "python3-rpm", "python3-distutils", "libmodulemd2", "python3-dbus", "rpm-common",
+                "librpm9", "librpmio9", "libdnf2", "libdnf2-common", "librepo0", "libsolv1", "libsolvext1",
+                "libcomps0", "bash")
 # Debian's _apt (uid 42, group nogroup), as in every Debian image.
 APT_PASSWD = PASSWD + "_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n"
 # What Debian images have and no package's file list holds: apt's and dpkg's state directories.
@@ -60,7 +67,9 @@ APT_DIRECTORIES = (
     ("var/lib/dpkg/triggers", 0o755, 0, 0), ("var/lib/dpkg/alternatives", 0o755, 0, 0),
     ("var/log/apt", 0o755, 0, 0), ("var/cache/debconf", 0o755, 0, 0),
 )
-APT_FILES = (("var/lib/dpkg/status", b"", 0o644), ("var/lib/dpkg/available", b"", 0o644))
+APT_FILES = (("var/lib/dpkg/status", b"", 0o644), ("var/lib/dpkg/available", b"", 0o644),
+             # What an rpm-based image's system-release package gives dnf: $releasever.
+             ("etc/dnf/vars/releasever", b"1\n", 0o644))
 
 # A package with what apt and dpkg must get right: files, a directory, and a postinst that chowns to a
 # system user (as packages creating their service users do).
@@ -85,6 +94,8 @@ RUN python3 /opt/pip/{pip_wheel}/pip install --no-cache-dir --disable-pip-versio
 RUN mkdir /app && cd /app && echo '{{"name": "app", "version": "1.0.0"}}' > package.json \\
  && npm install --registry {url}npm/ --no-audit --no-fund --no-update-notifier dockyard-left-pad \\
  && node -e 'console.log(require("dockyard-left-pad")("x", 3))' && rm -rf /root/.npm
+RUN mkdir -p /etc/yum.repos.d && printf '[loop]\\nname=loop\\nbaseurl={url}rpm/\\ngpgcheck=0\\n' > /etc/yum.repos.d/loop.repo \\
+ && dnf -y install dockyard-rpmdemo && dnf clean all && cat /usr/share/dockyard-rpmdemo/hello
 """
 
 
@@ -98,14 +109,15 @@ def _node_paths() -> tuple[str, ...]:
 
 
 def push_package_base(registry_host: str, workdir: Path) -> str:
-    return push_debian_python_base(registry_host, workdir, PACKAGES + APT_PACKAGES, tag="package-managers",
+    return push_debian_python_base(registry_host, workdir, PACKAGES + APT_PACKAGES + DNF_PACKAGES, tag="package-managers",
                                    passwd=APT_PASSWD, group=GROUP, directories=APT_DIRECTORIES, files=APT_FILES,
                                    host_paths=_node_paths())
 
 
 @contextmanager
 def served_indexes(root: Path) -> Iterator[str]:
-    """The loopback server's base URL: debian/ (a flat repository), pypi/ (a simple index), npm/ (a registry)."""
+    """The loopback server's base URL: debian/ (a flat repository), rpm/ (dnf's), pypi/ (a simple index), npm/
+    (a registry)."""
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
     debs = [build_deb(root / "debs", "dockyard-demo", "1.0", {
         "usr/share/dockyard-demo/hello": b"hello from a .deb\n",
@@ -116,6 +128,8 @@ def served_indexes(root: Path) -> Iterator[str]:
     if real is None:
         pytest.skip(f"no {REAL_PACKAGE} .deb cached: run scripts/install.sh")
     make_repo(root / "debian", debs + real)
+    make_rpm_repo(root / "rpm", [build_rpm(root / "rpms", "dockyard-rpmdemo", "1.0", {
+        "/usr/share/dockyard-rpmdemo/hello": (b"hello from an rpm\n", 0o640)}, post_lua='print("post-install ran")')])
     simple_index(root / "pypi", [pure_wheel(root / "wheels", "dockyard-greeting", "1.0",
                                             {"dockyard_greeting.py": "GREETING = 'hello from a wheel'\n"})])
     with serve(root) as url:
@@ -156,7 +170,7 @@ def _as_user(uid: int, gid: int, ctx: Path, extra: tuple[str, ...]) -> tuple[sub
         env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)}
         result = _run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
                        *_build_cmd(ctx, out / "image", *extra)], env)
-        return result, (_image_files(_flatten(out / "image")[0]) if result.returncode == 0 else {})
+        return result, (image_files(out / "image") if result.returncode == 0 else {})
 
 
 def _build(mode: str, ctx: Path, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
@@ -174,7 +188,7 @@ def _build(mode: str, ctx: Path, out: Path) -> tuple[subprocess.CompletedProcess
         result = run_as_namespace_root(
             ["capsh", "--drop=cap_sys_admin,cap_sys_ptrace", "--", "-c", inner], timeout=600,
             env={**os.environ, "CI": "true"})
-    return result, (_image_files(_flatten(out)[0]) if result.returncode == 0 else {})
+    return result, (image_files(out) if result.returncode == 0 else {})
 
 
 MODE_LINES = {"namespaces": "isolation: namespaces", "proot-root": "isolation: proot (asked for",
@@ -200,11 +214,11 @@ DOWNLOAD_NOTICE = ("Download is performed unsandboxed as root as file '/root/doc
                    "accessed by user '_apt'")
 # What differs between any two runs of the same build, under docker too: logs with times, byte-compiled files
 # stamped with their source's mtime, npm's and pip's records of when. Their owners and modes are compared.
-VOLATILE = ("var/log/", "var/cache/debconf/", "var/lib/dpkg/lock")
+VOLATILE = ("var/log/", "var/cache/debconf/", "var/lib/dpkg/lock", "root/.rpmdb/", "var/lib/dnf/", "var/cache/dnf/")
 
 
 def _comparable(files: dict) -> dict:
-    return {name: (entry[:4] + entry[5:] if name.startswith(VOLATILE) or name.endswith(".pyc") else entry)
+    return {name: (entry._replace(sha256=None) if name.startswith(VOLATILE) or name.endswith(".pyc") else entry)
             for name, entry in files.items()}
 
 
@@ -229,11 +243,14 @@ def test_apt_pip_and_npm_install_from_loopback_as_under_docker(mode, context, re
     # glibc asks faccessat2 first, which proot 5.1 would let look at the host's file of that name (absent).
     assert "effective access: True" in log
     assert files["usr/bin/dockyard-demo"][1:4] == (oct(0o755), 0, 0)
-    assert files["usr/bin/busybox"][0] == tarfile.REGTYPE
+    assert files["usr/bin/busybox"].kind == tarfile.REGTYPE
     assert files["var/lib/dockyard-demo/state"][2:4] == (42, 65534)  # the postinst's chown
     assert files["var/lib/apt/lists/partial"][1:4] == (oct(0o700), 42, 0)
     assert "app/node_modules/dockyard-left-pad/index.js" in files
     assert "usr/local/lib/python3.11/dist-packages/dockyard_greeting.py" in files
+    assert "post-install ran" in log and "hello from an rpm" in log
+    assert "not found" not in log and "Unable to detect release version" not in log
+    assert files["usr/share/dockyard-rpmdemo/hello"][1:4] == (oct(0o640), 0, 0)
     if mode != "namespaces":
         ours, theirs = _comparable(files), _comparable(reference[1])
         different = {k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
