@@ -9,8 +9,8 @@ builder answers them.
   first, and proot lets it check the host's file of that name. Answered ENOSYS, glibc falls back to faccessat,
   which proot translates.
 * io_uring_setup: requests queued on an io_uring are carried out by the kernel without a system call proot
-  could stop, so their paths would name the host's files (Node.js 20's libuv makes its directories that way:
-  npm failed with EFAULT). Answered ENOSYS, as docker's default seccomp profile does; libuv and the other
+  could stop, so their paths would name the host's files (libuv opens, stats and makes directories that way
+  when UV_USE_IO_URING=1). Answered ENOSYS, as docker's default seccomp profile does; libuv and the other
   users of io_uring then make the ordinary calls.
 * clone3: proot 5.1 predates it too, and a thread glibc starts with it is traced without the state proot
   gives the threads it saw created (Node.js's worker threads then failed their mkdir with EFAULT or ENOENT:
