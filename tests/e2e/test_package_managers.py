@@ -15,8 +15,9 @@ machine, with `_apt` in /etc/passwd as Debian has it) and one Dockerfile are bui
 and the images are compared file by file with the namespaces mode's.
 
 dnf is Debian's (4.14, with its Python bindings in the same base), installing an rpm made with rpmbuild from
-a repository made with createrepo_c (tests/support/rpm_repo.py). apk is not tested: Debian 12 has no
-apk-tools, and no Alpine package index or apk binary can be had here without the internet.
+a repository made with createrepo_c (tests/support/rpm_repo.py). Not tested: apk and microdnf, which Debian 12
+does not have (`apt-cache policy apk-tools microdnf` knows neither), and whose binaries or an Alpine package
+index cannot be had here without the internet.
 """
 
 from __future__ import annotations
