@@ -10,7 +10,11 @@ machine, with `_apt` in /etc/passwd as Debian has it) and one Dockerfile are bui
   proot-user    a uid with no subordinate ids (`setpriv --reuid`), `--isolation proot`;
   userns        a user with /etc/subuid and /etc/subgid ranges (user namespace, namespaces mode inside);
   container     root of a user namespace without CAP_SYS_ADMIN and CAP_SYS_PTRACE: a container's default
-                profile (podman's, docker's), where dockyard picks proot by itself.
+                profile (podman's, docker's), where dockyard picks proot by itself, simulated;
+  podman-default, podman-restricted
+                the same dockyard in a real podman container (tests/support/host_container.py: the host's
+                own root filesystem as the container's), with docker's default profile and with Kubernetes'
+                "restricted" one (uid 1000, no capabilities, no_new_privs).
 
 and the images are compared file by file with the namespaces mode's.
 
@@ -36,6 +40,7 @@ import pytest
 
 from tests.e2e.helpers import write_context
 from tests.support.debian_base import PACKAGES, push_debian_python_base
+from tests.support import host_container
 from tests.support.debian_repo import build_deb, cached_debs, make_repo, serve
 from tests.support.images import GROUP, PASSWD
 from tests.support.oci_files import image_files
@@ -174,7 +179,25 @@ def _as_user(uid: int, gid: int, ctx: Path, extra: tuple[str, ...]) -> tuple[sub
         return result, (image_files(out / "image") if result.returncode == 0 else {})
 
 
+def _in_podman(ctx: Path, flags: tuple[str, ...], uid: int) -> tuple[subprocess.CompletedProcess, dict]:
+    reason = host_container.available()
+    if reason is not None:
+        pytest.skip(reason)
+    with open_directory("dockyard-pkg-podman-") as shared:
+        home, out = owned_directory(shared, "home", uid, uid), owned_directory(shared, "out", uid, uid)
+        env = {"CI": "true", "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)}
+        repo = Path(__file__).resolve().parents[2]
+        result = host_container.run_in_container(
+            shared / "podman", _build_cmd(ctx, out / "image"), flags=flags, env=env,
+            binds=sorted({str(shared), str(ctx.parent), str(repo), sys.prefix}))
+        return result, (image_files(out / "image") if result.returncode == 0 else {})
+
+
 def _build(mode: str, ctx: Path, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    if mode == "podman-default":
+        return _in_podman(ctx, host_container.DEFAULT_PROFILE, 0)
+    if mode == "podman-restricted":
+        return _in_podman(ctx, host_container.RESTRICTED_PROFILE, 1000)
     if mode == "namespaces":
         result = _run(_build_cmd(ctx, out))
     elif mode == "proot-root":
@@ -194,7 +217,9 @@ def _build(mode: str, ctx: Path, out: Path) -> tuple[subprocess.CompletedProcess
 
 MODE_LINES = {"namespaces": "isolation: namespaces", "proot-root": "isolation: proot (asked for",
               "proot-user": "isolation: proot (asked for", "userns": "isolation: namespaces (root of a user namespace",
-              "container": "isolation: proot (no mount namespace allowed"}
+              "container": "isolation: proot (no mount namespace allowed",
+              "podman-default": "isolation: proot (no mount namespace allowed",
+              "podman-restricted": "isolation: proot (not root"}
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +235,7 @@ def _apt_notices(log: str) -> list[str]:
 # Where the step is one uid for the kernel (proot's id emulation: a builder that is not root, or root without
 # CAP_SYS_PTRACE, see isolation/proot.py), apt's switch to _apt is emulated too and _apt can write wherever root
 # can: the notice docker prints for a download into root's home does not come. Nothing else differs.
-EMULATED_IDS = ("proot-user", "container")
+EMULATED_IDS = ("proot-user", "container", "podman-default", "podman-restricted")
 DOWNLOAD_NOTICE = ("Download is performed unsandboxed as root as file '/root/dockyard-demo_1.0_all.deb' couldn't be "
                    "accessed by user '_apt'")
 # What differs between any two runs of the same build, under docker too: logs with times, byte-compiled files
@@ -223,7 +248,8 @@ def _comparable(files: dict) -> dict:
             for name, entry in files.items()}
 
 
-@pytest.mark.parametrize("mode", ["namespaces", "proot-root", "proot-user", "userns", "container"])
+@pytest.mark.parametrize("mode", ["namespaces", "proot-root", "proot-user", "userns", "container", "podman-default",
+                                  "podman-restricted"])
 def test_apt_pip_and_npm_install_from_loopback_as_under_docker(mode, context, reference, tmp_path):
     if mode == "namespaces":
         result, files = reference
