@@ -138,8 +138,9 @@ def _start(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str
     except OSError as exc:
         lost = ", and the owners RUN's chown sets stay the step user's in the image" \
             if supervisor.records_ownership else ""
-        _say(f"seccomp user notification is refused here ({exc.strerror}): statx is not redirected to a "
-             f"call proot translates (coreutils' ls -l and stat fail){lost}", tail, on_line)
+        _say(f"seccomp user notification is refused here ({exc.strerror}): statx, faccessat2 and clone3 are "
+             f"not redirected to calls proot translates (coreutils' ls -l and stat fail, so may npm){lost}",
+             tail, on_line)
 
 
 def _report(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str], None]) -> None:
