@@ -19,6 +19,7 @@ APT_PACKAGES=(
   rsync                # gitlab-ci-local copies the checkout and artifacts with it
   dpkg-dev             # dpkg-scanpackages: the loopback Debian repository of the package-manager tests
   podman runc          # runs the builder image (and the Tekton Task's steps) as a container runtime would
+  dnf rpm createrepo-c # dnf in a test image (from this machine's files), rpmbuild and createrepo_c for its repository
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -9,6 +9,7 @@ are already host paths, which is what proot hands the filter after translating t
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -148,3 +149,44 @@ def test_statx_works_under_proot_for_guest_paths(as_user):
                               cwd="/")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "/only-here 1 regular file" in done.stdout
+
+
+STEP = """
+import os
+print("access", os.access("/only-here", os.R_OK, effective_ids=True))  # glibc: faccessat2 first
+os.setgroups([65534])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(42, 42, 42)  # as apt's download methods do: the process is no longer dumpable
+print("as 42", open("/only-here").read())
+"""
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["root", "root-without-cap-sys-ptrace"])
+def test_a_root_step_under_proot_sees_its_root_through_access_and_setuid(drop):
+    """faccessat2 would get past proot 5.1 to the host, where /only-here does not exist (the supervisor answers
+    ENOSYS); a step that switches uids cannot be traced further without CAP_SYS_PTRACE, and its open fails
+    with EFAULT (the runner then emulates ids). clone3 is tested by npm in tests/e2e/test_package_managers.py:
+    CPython's threads came through proot either way."""
+    if proot_supervisor.available() is not None or shutil.which("proot") is None or os.geteuid() != 0:
+        pytest.skip("needs root, proot and seccomp user notification")
+    with open_directory("dockyard-proot-step-") as shared:
+        root = shared / "root"
+        (root / "tmp").mkdir(parents=True)
+        (root / "only-here").write_text("x")
+        script = textwrap.dedent(f"""
+            import os, sys
+            sys.path[:0] = {sys.path!r}
+            from dockyard.isolation import RunSpec, SandboxMount
+            from dockyard.isolation.proot import ProotRunner
+            binds = tuple(SandboxMount(target=p, source=p) for p in ("/usr", "/lib", "/lib64", "/bin")
+                          if os.path.isdir(p))
+            spec = RunSpec(rootfs={str(root)!r}, argv=("/usr/bin/python3", "-c", {STEP!r}),
+                           env=(("PATH", "/usr/bin:/bin"),), mounts=binds)
+            sys.exit(ProotRunner().run(spec, print).exit_code)
+        """)
+        command = [sys.executable, "-c", script]
+        if drop:
+            command = ["capsh", "--drop=cap_sys_ptrace", "--", "-c", " ".join(map(shlex.quote, command))]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "access True" in done.stdout and "as 42 x" in done.stdout

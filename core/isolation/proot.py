@@ -59,9 +59,12 @@ class ProotRunner:
                 source = os.path.join(scratch, f"tmpfs{index}")
                 os.mkdir(source, 0o1777)
             argv += ["-b", f"{source}:{m.target}"]
-        if not _switches_ids(spec):
-            # The host user cannot become another: proot makes the step see the image user's ids instead.
-            argv += ["-0"] if spec.uid == 0 else ["-i", f"{spec.uid}:{spec.gid}"]
+        # proot emulates the step's own id changes (setuid, apt's switch to `_apt`); _switches_ids says which ids
+        # it starts with. A step that switched uids for real would become non-dumpable, and proot, which never
+        # keeps CAP_SYS_PTRACE (a container's default profile drops it, and so does dockyard for a root
+        # builder's steps), could then no longer read or write its memory: every path it translates after the
+        # switch fails with EFAULT, and `apt-get update` waited forever for a download method that could not work.
+        argv += ["-0"] if spec.uid == 0 else ["-i", f"{spec.uid}:{spec.gid}"]
         return argv + list(spec.argv)
 
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunResult:
@@ -271,8 +274,9 @@ def _start(supervisor: ProotSupervisor, proot: int, tail: deque[str], on_line: C
     except OSError as exc:
         lost = ", and the owners RUN's chown sets stay the step user's in the image" \
             if supervisor.records_ownership else ""
-        _say(f"seccomp user notification is refused here ({exc.strerror}): statx is not redirected to a "
-             f"call proot translates (coreutils' ls -l and stat fail){lost}", tail, on_line)
+        _say(f"seccomp user notification is refused here ({exc.strerror}): statx, faccessat2 and clone3 are "
+             f"not redirected to calls proot translates (coreutils' ls -l and stat fail, so may npm){lost}",
+             tail, on_line)
 
 
 def _report(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str], None]) -> None:

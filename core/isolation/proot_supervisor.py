@@ -5,6 +5,17 @@ builder answers them.
 * statx: proot 5.1 predates it and passes its path untranslated, so coreutils' `ls -l` and `stat` look on the
   host and fail. It is answered ENOSYS, in every proot run; glibc and musl then do the same through
   newfstatat, which proot translates.
+* faccessat2, for the same reason: glibc's faccessat(AT_EACCESS) (bash's and dash's `test -r`, apt) tries it
+  first, and proot lets it check the host's file of that name. Answered ENOSYS, glibc falls back to faccessat,
+  which proot translates.
+* io_uring_setup: requests queued on an io_uring are carried out by the kernel without a system call proot
+  could stop, so their paths would name the host's files (libuv opens, stats and makes directories that way
+  when UV_USE_IO_URING=1). Answered ENOSYS, as docker's default seccomp profile does; libuv and the other
+  users of io_uring then make the ordinary calls.
+* clone3: proot 5.1 predates it too, and a thread glibc starts with it is traced without the state proot
+  gives the threads it saw created (Node.js's worker threads then failed their mkdir with EFAULT or ENOENT:
+  npm could not install anything). Answered ENOSYS, as docker's default profile answers it; glibc then starts
+  threads with clone, which proot follows.
 * chown and mknod, for a builder that is not root and has no user namespace (proot `-0`): the host cannot give
   a file another owner or make a device node, and proot only turns the EPERM into success, so `RUN chown` would
   leave no trace in the image. They are answered as the kernel of a real root would have, for the image: the
@@ -55,6 +66,8 @@ from . import seccomp
 
 OWNERSHIP_CALLS = ("chown", "fchown", "lchown", "fchownat", "mknod", "mknodat")
 LIFECYCLE_CALLS = ("exit_group", "setsid", "setpgid")
+# Calls that would get past proot's path translation, answered ENOSYS in every proot run (see above).
+UNTRANSLATED_CALLS = ("statx", "faccessat2", "io_uring_setup", "clone3")
 STAT_CALLS = ("stat", "fstat", "lstat", "newfstatat")
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -91,15 +104,17 @@ def available() -> str | None:
 
 class ProotSupervisor:
     """For one RUN step through proot: `listener.install` is the child's preexec_fn; `start` after the child
-    has started, `stop` after it exited. Without a ledger (a root builder, which can chown for real) only statx
-    is answered."""
+    has started, `stop` after it exited. Without a ledger (a root builder, which can chown for real) only the
+    UNTRANSLATED_CALLS are answered."""
 
     def __init__(self, rootfs: str, ledger: OwnershipLedger | None = None, uid: int = 0, gid: int = 0,
                  groups: tuple[int, ...] = (), on_group: Callable[[int, int], None] = lambda group, proot: None):
         arch = seccomp.current_arch()
         if arch is None:
             raise OSError(errno.ENOSYS, f"no seccomp filter for the {os.uname().machine} architecture")
-        calls = ["statx", *LIFECYCLE_CALLS] + (list(OWNERSHIP_CALLS + STAT_CALLS) if ledger is not None else [])
+        calls = [*UNTRANSLATED_CALLS, *LIFECYCLE_CALLS]
+        if ledger is not None:
+            calls += [*OWNERSHIP_CALLS, *STAT_CALLS]
         self.listener = seccomp.Listener(arch, calls, zero_first_arg=["ptrace"])
         self._on_group = on_group
         self._proot = 0  # proot's pid, and its process group
@@ -168,8 +183,8 @@ class ProotSupervisor:
         name, args = self._names[n.nr], n.args
         if name in LIFECYCLE_CALLS or name == "ptrace":
             return self._lifecycle(n, name, args)
-        if name == "statx":
-            return -errno.ENOSYS  # the C library then asks newfstatat, which proot translates
+        if name in UNTRANSLATED_CALLS:
+            return -errno.ENOSYS  # the C library then makes a call proot translates (newfstatat, faccessat)
         if name in STAT_CALLS:
             if not self._shown_wrong and not self._ledger.recorded_in_step():
                 return seccomp.CONTINUE

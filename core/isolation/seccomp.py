@@ -48,7 +48,7 @@ class Arch:
 
     audit: int  # AUDIT_ARCH_* as seccomp_data.arch carries it
     seccomp: int  # the seccomp() system call's number
-    calls: dict[str, int]  # the ownership and stat system calls this architecture has
+    calls: dict[str, int]  # the system calls the proot supervisor answers, as this architecture numbers them
     stat_size: int  # sizeof(struct stat)
     stat_fields: dict[str, tuple[int, str]]  # struct stat: field -> (offset, struct format)
 
@@ -56,12 +56,13 @@ class Arch:
 ARCHES = {
     "x86_64": Arch(0xC000003E, 317,
                    {"chown": 92, "fchown": 93, "lchown": 94, "mknod": 133, "mknodat": 259, "fchownat": 260,
-                    "stat": 4, "fstat": 5, "lstat": 6, "newfstatat": 262, "statx": 332,
-                    "ptrace": 101, "setpgid": 109, "setsid": 112, "exit_group": 231},
+                    "stat": 4, "fstat": 5, "lstat": 6, "newfstatat": 262, "statx": 332, "io_uring_setup": 425,
+                    "clone3": 435, "faccessat2": 439, "ptrace": 101, "setpgid": 109, "setsid": 112, "exit_group": 231},
                    144, {"ino": (8, "=Q"), "mode": (24, "=I"), "uid": (28, "=I"), "gid": (32, "=I"),
                          "rdev": (40, "=Q")}),
     "aarch64": Arch(0xC00000B7, 277,
                     {"mknodat": 33, "fchownat": 54, "fchown": 55, "newfstatat": 79, "fstat": 80, "statx": 291,
+                     "io_uring_setup": 425, "clone3": 435, "faccessat2": 439,
                      "exit_group": 94, "ptrace": 117, "setpgid": 154, "setsid": 157},
                     128, {"ino": (8, "=Q"), "mode": (16, "=I"), "uid": (24, "=I"), "gid": (28, "=I"),
                           "rdev": (32, "=Q")}),

@@ -25,11 +25,14 @@ def _tag(dist: importlib.metadata.Distribution) -> str:
     return "-".join(".".join(sorted({t[i] for t in tags})) for i in range(3))
 
 
-def build_wheelhouse(target: Path) -> Path:
+def build_wheelhouse(target: Path, only: tuple[str, ...] | None = None) -> Path:
+    """Wheels of every installed distribution, or of those named in `only` (e.g. ("pip",))."""
     target.mkdir(parents=True, exist_ok=True)
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]
         if not name or name.lower() in SKIP or not dist.files:
+            continue
+        if only is not None and name.lower() not in only:
             continue
         normalized = name.replace("-", "_").replace(".", "_")
         path = target / f"{normalized}-{dist.version}-{_tag(dist)}.whl"
