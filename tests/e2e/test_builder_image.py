@@ -22,26 +22,20 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import dockyard, write_context
+from tests.e2e.helpers import write_context
 from tests.support import oracle, podman, tree
-from tests.support.debian_apt_base import push_debian_apt_base
-from tests.support.debian_repo import cached_debs, make_repo, serve
+from tests.support.builder_image import BuilderImages
 from tests.support.registry import RegistryServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(podman.available() is not None,
                                                    reason=str(podman.available()))]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "ci", "builder-Pa55word"
-# What the builder image's apt installs (proot; busybox-static for the debug target) and what they depend on
-# beyond the base.
-IMAGE_DEBS = ("proot", "libtalloc2", "busybox-static")
 
 APP_DOCKERFILE = """\
 ARG BASE
@@ -84,51 +78,11 @@ EXPECTED = {
 }
 
 
-@dataclass(frozen=True)
-class BuilderImages:
-    executor: str  # references on the open loopback registry
-    debug: str
-
-
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory):
     server = RegistryServer.start(tmp_path_factory.mktemp("builder-image-registry"), htpasswd={USER: PASSWORD})
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def debian_sources(tmp_path_factory):
-    """The sources.list line of a loopback repository holding IMAGE_DEBS."""
-    debs = cached_debs(IMAGE_DEBS)
-    if debs is None:
-        pytest.fail(f"the .deb files of {', '.join(IMAGE_DEBS)} are not cached: run scripts/install.sh")
-    with serve(make_repo(tmp_path_factory.mktemp("debian-repo"), debs)) as url:
-        yield f"deb [trusted=yes] {url} ./\n"
-
-
-@pytest.fixture(scope="module")
-def builder_images(registry, debian_sources, tmp_path_factory) -> BuilderImages:
-    """Both targets of images/builder/Dockerfile, built by dockyard on an apt-capable Debian base and pushed."""
-    work = tmp_path_factory.mktemp("builder-image")
-    base = push_debian_apt_base(registry.host, work / "base", debian_sources)
-    staged = work / "context"
-    subprocess.run([sys.executable, str(REPO_ROOT / "images/builder/stage_context.py"), str(staged)], check=True,
-                   timeout=120)
-    refs = {}
-    for target, ref in (("executor", f"{registry.host}/dockyard-builder:test"),
-                        ("debug", f"{registry.host}/dockyard-builder:test-debug")):
-        built = dockyard("build", "-f", str(REPO_ROOT / "images/builder/Dockerfile"), "--build-arg", f"BASE={base}",
-                         "--target", target, "-t", ref, "--push", str(staged), timeout=900)
-        assert built.returncode == 0, built.stderr
-        refs[target] = ref
-    # The default target (the last stage) is the executor image.
-    default = dockyard("build", "-f", str(REPO_ROOT / "images/builder/Dockerfile"), "--build-arg", f"BASE={base}",
-                       "-t", f"{registry.host}/dockyard-builder:test-default", "--push", str(staged), timeout=900)
-    assert default.returncode == 0, default.stderr
-    assert (oracle.inspect_summary(f"{registry.host}/dockyard-builder:test-default")["Layers"]
-            == oracle.inspect_summary(refs["executor"])["Layers"])
-    return BuilderImages(refs["executor"], refs["debug"])
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +240,27 @@ def test_builder_image_stays_small(builder_images):
         layers = oracle.inspect_raw(ref)["layers"]
         added = sum(layer["size"] for layer in layers[1:])  # the tests' Debian base is one layer
         assert added < MAX_ADDED_BYTES, f"{ref} adds {added / 1e6:.1f} MB (compressed) to its base"
+
+
+APT_DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+RUN apt-get update && apt-get install -y --no-install-recommends busybox-static && busybox true
+"""
+
+
+@pytest.mark.parametrize("profile", ["default", "restricted", "gitlab-debug"])
+def test_builder_image_runs_apt_as_docker_does(profile, runtime, builder_images, auth_registry, tmp_path):
+    """The most common RUN of all, in each profile: apt-get update and install from a loopback Debian repository
+    (the apt-capable base's sources), with apt's download methods sandboxed as `_apt` and none of the warnings
+    docker's builds do not print."""
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": APT_DOCKERFILE})
+    for path in (ctx, *ctx.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    dest = f"{auth_registry.host}/team/apt:{profile}"
+    ran = run_profile(profile, runtime, builder_images, ctx, dest, auth_registry, builder_images.base, tmp_path)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 0, f"the apt build in the {profile} profile failed:\n{output}"
+    assert "unsandboxed" not in output and "W: " not in output, output
+    files = pushed_image(dest, tmp_path).tree
+    assert any(path in files for path in ("/usr/bin/busybox", "/bin/busybox")), sorted(files)[:20]

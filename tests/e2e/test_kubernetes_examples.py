@@ -10,10 +10,8 @@
   ($(params.*), the EXTRA_ARGS array spliced in, $(workspaces.*.path), $(results.*.path)), workspaces are bind
   mounts under /workspace, /tekton/results is a directory, and the result files are read back.
 
-Where no mount namespace is allowed, dockyard needs proot, which images/builder/Dockerfile does not install
-in this checkout: the Debian base the test builds the image on carries Debian's proot (and the libraries it
-links), so the builder image has it as a published one is meant to. Once images/builder installs proot itself,
-the base needs none.
+The image is the one tests/support/builder_image.py builds (its Dockerfile installs proot with apt from a
+loopback repository), shared with tests/e2e/test_builder_image.py.
 """
 
 from __future__ import annotations
@@ -23,13 +21,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import dockyard, write_context
-from tests.support.podman_runtime import RESTRICTED, Podman, available
+from tests.e2e.helpers import write_context
+from tests.support.podman import RESTRICTED_PROFILE as RESTRICTED
+from tests.support.podman import Podman, available
 from tests.support.registry import RegistryServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +35,6 @@ JOB = REPO_ROOT / "examples/kubernetes/dockyard-job.yaml"
 TASK = REPO_ROOT / "examples/tekton/task/dockyard/0.1/dockyard.yaml"
 TASK_SCHEMA = REPO_ROOT / "tests/support/schemas/tekton-task-v1.json"
 USER, PASSWORD = "tekton", "Chains-Pa55word"
-BUILDER = "localhost/dockyard-builder:test"
 
 
 def _load(path: Path) -> dict:
@@ -196,11 +193,13 @@ def test_the_guides_pods_are_valid_and_restricted(guide):
 # --- running them ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory) -> Podman:
+def podman(registry, auth_registry, tmp_path_factory) -> Podman:
     why = available()
     if why:
         pytest.skip(why)
-    return Podman(tmp_path_factory.mktemp("podman"))
+    engine = Podman(tmp_path_factory.mktemp("podman"), [registry.host, auth_registry.host])
+    yield engine
+    engine.remove_all()
 
 
 @pytest.fixture(scope="module")
@@ -211,23 +210,10 @@ def auth_registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def builder_image(registry, podman, tmp_path_factory) -> str:
-    """dockyard's builder image, built by dockyard from images/builder/Dockerfile on a Debian base made here (as
-    tests/e2e/test_kaniko.py builds it), in podman's storage."""
-    from tests.support.debian_base import PACKAGES, push_debian_python_base
-
-    work = tmp_path_factory.mktemp("builder-image")
-    # libc6 whole (dockyard's C extensions link libpthread); proot for RUN without a mount namespace (above).
-    debian = push_debian_python_base(registry.host, work / "debian-base", PACKAGES + ("libc6", "proot"),
-                                     tag="proot")
-    staged = work / "context"
-    subprocess.run([sys.executable, str(REPO_ROOT / "images/builder/stage_context.py"), str(staged)], check=True,
-                   timeout=120)
-    layout = work / "oci"
-    built = dockyard("build", "-f", str(REPO_ROOT / "images/builder/Dockerfile"), "--build-arg", f"BASE={debian}",
-                     "-t", "dockyard-builder:test", "--output", f"type=oci,dest={layout}", str(staged), timeout=900)
-    assert built.returncode == 0, built.stderr
-    return podman.load_oci(layout, "test", BUILDER)
+def builder_image(podman, builder_images) -> str:
+    """dockyard's builder image (tests/e2e/conftest.py builds it once per session), in podman's storage."""
+    podman.pull(builder_images.executor)
+    return builder_images.executor
 
 
 def _docker_config(directory: Path, registry: RegistryServer) -> Path:
@@ -317,7 +303,7 @@ def test_the_job_s_container_builds_and_pushes_as_uid_1000(podman, builder_image
                for m in container["volumeMounts"]]
     security = _security_flags({**pod["securityContext"], **container["securityContext"]})
     assert security == list(RESTRICTED)  # where-builds-run.md's restricted profile, exactly
-    ran = podman.run(builder_image, *args, options=(
+    ran = podman.run(builder_image, args, flags=(
         *security, *_env_flags(container["env"]),
         *volumes, f"--volume={termination_log}:/dev/termination-log"))
     assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -377,7 +363,7 @@ def test_the_task_s_steps_run_as_tekton_runs_them(podman, builder_image, busybox
         if step.get("command"):
             options.append(f"--entrypoint={argv[0]}")
             argv = argv[1:]
-        ran = podman.run(_substitute(step["image"], values), *argv, options=tuple(options))
+        ran = podman.run(_substitute(step["image"], values), argv, flags=tuple(options))
         assert ran.returncode == 0, f"step {step['name']}: {ran.stdout}{ran.stderr}"
 
     digest = (results / "IMAGE_DIGEST").read_text()

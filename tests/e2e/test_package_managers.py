@@ -10,7 +10,7 @@ machine, with `_apt` in /etc/passwd as Debian has it) and one Dockerfile are bui
   proot-user    a uid with no subordinate ids (`setpriv --reuid`), `--isolation proot`;
   userns        a user with /etc/subuid and /etc/subgid ranges (user namespace, namespaces mode inside);
   podman-default, podman-restricted
-                the same dockyard in a real podman container (tests/support/host_container.py: the host's
+                the same dockyard in a real podman container (tests/support/podman.py run_with_host_root: the host's
                 own root filesystem as the container's), with docker's default profile (root without
                 CAP_SYS_ADMIN and CAP_SYS_PTRACE: dockyard picks proot by itself) and with Kubernetes'
                 "restricted" one (uid 1000, no capabilities, no_new_privs).
@@ -37,10 +37,11 @@ from typing import Iterator
 import pytest
 
 from tests.e2e.helpers import write_context
+from tests.support.debian_apt_base import APT_DIRECTORIES, APT_PACKAGES, APT_PASSWD
 from tests.support.debian_base import PACKAGES, push_debian_python_base
-from tests.support import host_container
+from tests.support import podman
 from tests.support.debian_repo import build_deb, cached_debs, make_repo, serve
-from tests.support.images import GROUP, PASSWD
+from tests.support.images import GROUP
 from tests.support.oci_files import image_files
 from tests.support.rpm_repo import build_rpm, make_rpm_repo
 from tests.support.package_indexes import npm_registry, pure_wheel, simple_index
@@ -51,25 +52,12 @@ pytestmark = pytest.mark.skipif(
     any(shutil.which(p) is None for p in ("dpkg-scanpackages", "node", "npm", "dnf", "rpmbuild", "createrepo_c")),
     reason="needs dpkg-dev, node, npm, dnf, rpm and createrepo-c: scripts/install.sh")
 
-# apt's programs and what dpkg looks for in PATH before it unpacks anything (tar, diff, ldconfig).
-APT_PACKAGES = ("apt", "libapt-pkg6.0", "dpkg", "tar", "diffutils", "libc-bin", "sed", "grep")
 # dnf 4 from Debian with what it imports and reads (libraries come with their ELF files), and bash, which
 # dnf runs as rpm-based images have it.
 DNF_PACKAGES = ("dnf", "dnf-data", "python3-dnf", "python3-gpg", "python3-hawkey", "python3-libdnf",
                 "python3-libcomps", "python3-rpm", "python3-distutils", "libmodulemd2", "python3-dbus", "rpm-common",
                 "librpm9", "librpmio9", "libdnf2", "libdnf2-common", "librepo0", "libsolv1", "libsolvext1",
                 "libcomps0", "bash")
-# Debian's _apt (uid 42, group nogroup), as in every Debian image.
-APT_PASSWD = PASSWD + "_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n"
-# What Debian images have and no package's file list holds: apt's and dpkg's state directories.
-APT_DIRECTORIES = (
-    ("etc/apt/apt.conf.d", 0o755, 0, 0), ("etc/apt/sources.list.d", 0o755, 0, 0),
-    ("etc/apt/preferences.d", 0o755, 0, 0), ("etc/apt/trusted.gpg.d", 0o755, 0, 0),
-    ("var/lib/apt/lists/partial", 0o700, 42, 0), ("var/cache/apt/archives/partial", 0o700, 42, 0),
-    ("var/lib/dpkg/info", 0o755, 0, 0), ("var/lib/dpkg/updates", 0o755, 0, 0),
-    ("var/lib/dpkg/triggers", 0o755, 0, 0), ("var/lib/dpkg/alternatives", 0o755, 0, 0),
-    ("var/log/apt", 0o755, 0, 0), ("var/cache/debconf", 0o755, 0, 0),
-)
 APT_FILES = (("var/lib/dpkg/status", b"", 0o644), ("var/lib/dpkg/available", b"", 0o644),
              # What an rpm-based image's system-release package gives dnf: $releasever.
              ("etc/dnf/vars/releasever", b"1\n", 0o644))
@@ -185,7 +173,7 @@ def _as_user(uid: int, gid: int, ctx: Path, extra: tuple[str, ...]) -> tuple[sub
 
 
 def _in_podman(ctx: Path, flags: tuple[str, ...], uid: int) -> tuple[subprocess.CompletedProcess, dict]:
-    reason = host_container.available()
+    reason = podman.available()
     if reason is not None:
         pytest.skip(reason)
     _skip_unless_loadable_by(uid, uid)
@@ -193,17 +181,17 @@ def _in_podman(ctx: Path, flags: tuple[str, ...], uid: int) -> tuple[subprocess.
         home, out = owned_directory(shared, "home", uid, uid), owned_directory(shared, "out", uid, uid)
         env = {"CI": "true", "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)}
         repo = Path(__file__).resolve().parents[2]
-        result = host_container.run_in_container(
-            shared / "podman", _build_cmd(ctx, out / "image"), flags=flags, env=env,
+        result = podman.Podman(shared / "podman").run_with_host_root(
+            _build_cmd(ctx, out / "image"), flags=flags, env=env,
             binds=sorted({str(shared), str(ctx.parent), str(repo), sys.prefix}))
         return result, (image_files(out / "image") if result.returncode == 0 else {})
 
 
 def _build(mode: str, ctx: Path, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
     if mode == "podman-default":
-        return _in_podman(ctx, host_container.DEFAULT_PROFILE, 0)
+        return _in_podman(ctx, podman.DEFAULT_PROFILE, 0)
     if mode == "podman-restricted":
-        return _in_podman(ctx, host_container.RESTRICTED_PROFILE, 1000)
+        return _in_podman(ctx, podman.RESTRICTED_PROFILE, 1000)
     if mode == "proot-user":
         return _as_user(1000, 1000, ctx, ("--isolation", "proot"))
     if mode == "userns":

@@ -30,6 +30,7 @@ APT_DIRECTORIES = (
     ("var/lib/dpkg/updates", 0o755, 0, 0), ("var/lib/dpkg/triggers", 0o755, 0, 0),
     ("var/lib/dpkg/alternatives", 0o755, 0, 0), ("var/lib/apt/lists/partial", 0o700, 42, 0),
     ("var/cache/apt/archives/partial", 0o700, 42, 0), ("var/log/apt", 0o755, 0, 0),
+    ("var/cache/debconf", 0o755, 0, 0),
 )
 # Debian's _apt (uid 42, group nogroup), as in every Debian image.
 APT_PASSWD = PASSWD + "_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n"

@@ -10,7 +10,9 @@ needs two workarounds (/work/shared/reference/where-builds-run.md), both outside
 * cgroups are a v1/v2 hybrid: ``--cgroup-manager cgroupfs`` (and runc, since crun refuses the hybrid).
 
 ``pull(ref)`` fetches an image from a loopback registry; ``run(image, args, flags=..., ...)`` runs a container
-with ``--network host`` (the registries listen on 127.0.0.1) and returns the finished process.  The profiles the
+with ``--network host`` (the registries listen on 127.0.0.1) and returns the finished process;
+``run_with_host_root(argv, ...)`` runs a command of this machine (the same dockyard and tools) in a container
+whose root filesystem is the host's own, for checks that need a profile rather than an image.  The profiles the
 builder image is tested in are podman flags: ``DEFAULT_PROFILE`` (docker's default: root, default
 capabilities, default seccomp profile), ``RESTRICTED_PROFILE`` (Kubernetes Pod Security "restricted").
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -123,3 +126,22 @@ class Podman:
     def remove_all(self) -> None:
         """Removes every container and image of this storage (vfs keeps full copies of every layer)."""
         run_tool(self.cmd("system", "reset", "--force"), PULL_TIMEOUT, env=self.env, check=False)
+
+    def run_with_host_root(self, argv: Sequence[str], *, flags: Sequence[str] = DEFAULT_PROFILE,
+                           binds: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                           timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+        """Runs `argv` in a container whose root is this host's / (bound without its submounts, in a private
+        mount namespace of the test) under `flags`; `binds` are host directories on other mounts (a tmpfs /tmp)
+        bound at the same path."""
+        rootfs = self.tmp.parent / "host-rootfs"
+        rootfs.mkdir(exist_ok=True)
+        cmd = ["run", "--rm", "--network", "host", *flags]
+        for path in binds:
+            cmd += ["--volume", f"{path}:{path}"]
+        for key, value in (env or {}).items():
+            cmd += ["--env", f"{key}={value}"]
+        run = self.cmd(*cmd, "--rootfs", str(rootfs), *argv)
+        script = f"mount --bind / {shlex.quote(str(rootfs))} && exec {shlex.join(run)}"
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                              env=self.env, capture_output=True, text=True, timeout=timeout)
+
