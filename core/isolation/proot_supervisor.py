@@ -12,10 +12,12 @@ builder answers them.
   could stop, so their paths would name the host's files (libuv opens, stats and makes directories that way
   when UV_USE_IO_URING=1). Answered ENOSYS, as docker's default seccomp profile does; libuv and the other
   users of io_uring then make the ordinary calls.
-* clone3: proot 5.1 predates it too, and a thread glibc starts with it is traced without the state proot
-  gives the threads it saw created (Node.js's worker threads then failed their mkdir with EFAULT or ENOENT:
-  npm could not install anything). Answered ENOSYS, as docker's default profile answers it; glibc then starts
-  threads with clone, which proot follows.
+* clone3 of a thread (CLONE_THREAD in its clone_args): proot 5.1 predates clone3 too, and a thread glibc
+  starts with it is traced without the state proot gives the threads it saw created (Node.js's worker threads
+  then failed their mkdir with EFAULT or ENOENT: npm could not install anything). Answered ENOSYS, as docker's
+  default profile answers every clone3; glibc then starts the thread with clone, which proot follows. Other
+  clone3 calls (posix_spawn's) run as they are: with those too answered ENOSYS, dnf crashed now and then as
+  it exited (a segmentation fault, or glibc's "double free").
 * chown and mknod, for a builder that is not root and has no user namespace (proot `-0`): the host cannot give
   a file another owner or make a device node, and proot only turns the EPERM into success, so `RUN chown` would
   leave no trace in the image. They are answered as the kernel of a real root would have, for the image: the
@@ -66,10 +68,12 @@ from . import seccomp
 
 OWNERSHIP_CALLS = ("chown", "fchown", "lchown", "fchownat", "mknod", "mknodat")
 LIFECYCLE_CALLS = ("exit_group", "setsid", "setpgid")
-# Calls that would get past proot's path translation, answered ENOSYS in every proot run (see above).
+# Calls that would get past proot's path translation, answered in every proot run (see above): ENOSYS, or
+# for clone3 as _clone3 decides.
 UNTRANSLATED_CALLS = ("statx", "faccessat2", "io_uring_setup", "clone3")
 STAT_CALLS = ("stat", "fstat", "lstat", "newfstatat")
 AT_FDCWD = -100
+CLONE_THREAD = 0x00010000
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 NO_ID = 0xFFFFFFFF  # (uid_t) -1: leave as it is
@@ -183,6 +187,8 @@ class ProotSupervisor:
         name, args = self._names[n.nr], n.args
         if name in LIFECYCLE_CALLS or name == "ptrace":
             return self._lifecycle(n, name, args)
+        if name == "clone3":
+            return self._clone3(n)
         if name in UNTRANSLATED_CALLS:
             return -errno.ENOSYS  # the C library then makes a call proot translates (newfstatat, faccessat)
         if name in STAT_CALLS:
@@ -270,6 +276,15 @@ class ProotSupervisor:
         """Kills every process of the step, proot included: the groups it made, then proot's."""
         kill_groups(self._proot, sorted(self.groups))
         kill_groups(self._proot, [self._proot])
+
+    def _clone3(self, n: seccomp.Notification) -> int | str:
+        """ENOSYS for a thread, the call as it is otherwise (see the module's docstring); clone_args begins with
+        its 64-bit flags."""
+        try:
+            flags = struct.unpack("=Q", self._memory.read(n.pid, n.args[0], 8))[0]
+        except OSError:
+            return -errno.ENOSYS
+        return -errno.ENOSYS if flags & CLONE_THREAD else seccomp.CONTINUE
 
     def _stat(self, n: seccomp.Notification, name: str, args: tuple[int, ...]) -> int | str | None:
         if name == "newfstatat":

@@ -231,6 +231,13 @@ class ProcessMemory:
                     raise
         raise OSError(errno.ENAMETOOLONG, "path too long or unreadable")
 
+    def read(self, pid: int, address: int, size: int) -> bytes:
+        """`size` bytes of the process's memory at `address` (a structure it passed to its system call)."""
+        data = os.pread(self._open(pid, True), size, address)
+        if len(data) != size:
+            raise OSError(errno.EFAULT, "short read from the caller's memory")
+        return data
+
     def write(self, pid: int, address: int, data: bytes) -> None:
         """Writes `data` into a buffer the process passed to its system call."""
         if os.pwrite(self._open(pid, True), data, address) != len(data):

@@ -79,13 +79,16 @@ RUN echo 'deb [trusted=yes] {url}debian/ ./' > /etc/apt/sources.list \\
  && cd /root && apt-get download dockyard-demo && rm -f /root/*.deb \\
  && rm -rf /var/lib/apt/lists/*_* /var/cache/apt/*.bin
 COPY pip/ /opt/pip/
-RUN python3 /opt/pip/{pip_wheel}/pip install --no-cache-dir --disable-pip-version-check --index-url {url}pypi/simple/ dockyard-greeting \\
+RUN python3 /opt/pip/{pip_wheel}/pip install --no-cache-dir --disable-pip-version-check \\
+      --index-url {url}pypi/simple/ dockyard-greeting \\
  && python3 -c 'import dockyard_greeting; print(dockyard_greeting.GREETING)' \\
- && python3 -c 'import os; print("effective access:", os.access("/usr/share/dockyard-demo/hello", os.R_OK, effective_ids=True))'
+ && python3 -c 'import os; print("effective access:", \\
+                                 os.access("/usr/share/dockyard-demo/hello", os.R_OK, effective_ids=True))'
 RUN mkdir /app && cd /app && echo '{{"name": "app", "version": "1.0.0"}}' > package.json \\
  && npm install --registry {url}npm/ --no-audit --no-fund --no-update-notifier dockyard-left-pad \\
  && node -e 'console.log(require("dockyard-left-pad")("x", 3))' && rm -rf /root/.npm
-RUN mkdir -p /etc/yum.repos.d && printf '[loop]\\nname=loop\\nbaseurl={url}rpm/\\ngpgcheck=0\\n' > /etc/yum.repos.d/loop.repo \\
+RUN mkdir -p /etc/yum.repos.d \\
+ && printf '[loop]\\nname=loop\\nbaseurl={url}rpm/\\ngpgcheck=0\\n' > /etc/yum.repos.d/loop.repo \\
  && dnf -y install dockyard-rpmdemo && dnf clean all && cat /usr/share/dockyard-rpmdemo/hello
 """
 
@@ -100,9 +103,9 @@ def _node_paths() -> tuple[str, ...]:
 
 
 def push_package_base(registry_host: str, workdir: Path) -> str:
-    return push_debian_python_base(registry_host, workdir, PACKAGES + APT_PACKAGES + DNF_PACKAGES, tag="package-managers",
-                                   passwd=APT_PASSWD, group=GROUP, directories=APT_DIRECTORIES, files=APT_FILES,
-                                   host_paths=_node_paths())
+    return push_debian_python_base(registry_host, workdir, PACKAGES + APT_PACKAGES + DNF_PACKAGES,
+                                   tag="package-managers", passwd=APT_PASSWD, group=GROUP,
+                                   directories=APT_DIRECTORIES, files=APT_FILES, host_paths=_node_paths())
 
 
 @contextmanager
@@ -235,7 +238,7 @@ def _comparable(files: dict) -> dict:
 
 @pytest.mark.parametrize("mode", ["namespaces", "proot-root", "proot-user", "userns", "podman-default",
                                   "podman-restricted"])
-def test_apt_pip_and_npm_install_from_loopback_as_under_docker(mode, context, reference, tmp_path):
+def test_apt_pip_npm_and_dnf_install_from_loopback_as_under_docker(mode, context, reference, tmp_path):
     if mode == "namespaces":
         result, files = reference
     else:
@@ -267,3 +270,4 @@ def test_apt_pip_and_npm_install_from_loopback_as_under_docker(mode, context, re
         ours, theirs = _comparable(files), _comparable(reference[1])
         different = {k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
         assert not different, different
+
