@@ -220,10 +220,10 @@ def _apt_notices(log: str) -> list[str]:
     return [line for line in log.splitlines() if any(f" {kind}: " in f" {line}" for kind in ("W", "N", "E"))]
 
 
-# Where the step is one uid for the kernel (proot's id emulation: a builder that is not root, or root without
+# Where the step is one uid for the kernel (proot's id emulation, in every proot run: proot never keeps
 # CAP_SYS_PTRACE, see isolation/proot.py), apt's switch to _apt is emulated too and _apt can write wherever root
 # can: the notice docker prints for a download into root's home does not come. Nothing else differs.
-EMULATED_IDS = ("proot-user", "podman-default", "podman-restricted")
+EMULATED_IDS = ("proot-root", "proot-user", "podman-default", "podman-restricted")
 DOWNLOAD_NOTICE = ("Download is performed unsandboxed as root as file '/root/dockyard-demo_1.0_all.deb' couldn't be "
                    "accessed by user '_apt'")
 # What differs between any two runs of the same build, under docker too: logs with times, byte-compiled files
