@@ -9,25 +9,16 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from core import workdirs
+from tests.support.processes import wait_for as _wait_for
 from tests.support.users import open_directory
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _leftover(parent: Path, files: dict[str, bytes] | None = None) -> Path:

@@ -7,13 +7,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.helpers import dockyard, write_context
+from tests.support.processes import processes_running as _processes_running
+from tests.support.processes import wait_for as _wait_for
 from tests.support.users import open_directory, owned_directory
 
 DOCKER_DEFAULT_CAPS = "00000000a80425fb"  # moby's default set: CHOWN, DAC_OVERRIDE, ..., SETFCAP
@@ -114,30 +115,6 @@ def test_a_missing_command_is_a_setup_error_naming_it(busybox_base, tmp_path):
     assert result.returncode == 5, result.stderr
     assert "Dockerfile:2: RUN could not start: /no/such/tool: no such file or directory in the image" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def _processes_running(argv: list[str]) -> list[int]:
-    """Pids whose command line is `argv`."""
-    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmdline == wanted:
-                found.append(int(entry))
-    return found
-
-
-def _wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_killed_builder_takes_its_step_and_the_step_s_children_along(busybox_base, tmp_path):

@@ -11,37 +11,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.helpers import dockyard, write_context
-from tests.support.users import open_directory, owned_directory, user_with_subordinate_ids
-
-
-def _processes_running(argv: list[str]) -> list[int]:
-    """Pids whose command line is `argv`."""
-    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
-def _wait_for(condition, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.support.processes import processes_running as _processes_running
+from tests.support.processes import wait_for as _wait_for
+from tests.support.users import (
+    open_directory,
+    owned_directory,
+    user_with_subordinate_ids,
+)
 
 
 def _work_dirs(parent: Path) -> set[Path]:
@@ -74,7 +56,7 @@ class SleepingBuild:
             [*prefix, sys.executable, "-m", "dockyard", "build", "--progress=plain", "--work-dir", str(work),
              *extra, str(context)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "CI": "true", **(env or {})})
-        if not _wait_for(lambda: self._running() or self.process.poll() is not None) or not self._running():
+        if not _wait_for(lambda: self._running() or self.process.poll() is not None, timeout=60) or not self._running():
             self.process.kill()
             pytest.fail(f"the RUN step never started: {self.process.communicate()[1][-2000:]}")
 
