@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import ContextError, RegistryError
 from .blobs import BlobStore
-from .model import Descriptor, Image, Layer, Platform
+from .model import Descriptor, Image, Layer, Platform, manifest_descriptors
 from .layout import INDEX_FILE, REF_NAME
 
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -46,9 +46,8 @@ def read_oci_layout(layout: Path, *, tag: str | None, digest: str | None, platfo
         manifest = reader.blob_document(chosen.digest)
         media_type = manifest.get("mediaType") or chosen.media_type
     try:
-        config_desc = Descriptor.from_json(manifest["config"])
-        layer_descs = [Descriptor.from_json(d) for d in manifest.get("layers") or []]
-    except (KeyError, TypeError, ValueError, AttributeError):
+        config_desc, layer_descs = manifest_descriptors(manifest)
+    except ValueError:
         raise ContextError(f"{what}: the manifest {manifest_digest} is not an image manifest (no valid config or "
                            "layer list)") from None
     reader.copy_blob(config_desc.digest, store)

@@ -110,6 +110,16 @@ class Descriptor:
         )
 
 
+def manifest_descriptors(manifest: dict) -> tuple[Descriptor, list[Descriptor]]:
+    """An image manifest's config and layer descriptors; ValueError when it has no valid config or layer list
+    (the caller names the manifest and where it came from)."""
+    try:
+        return (Descriptor.from_json(manifest["config"]),
+                [Descriptor.from_json(d) for d in manifest.get("layers") or []])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ValueError("no valid config or layer list") from None
+
+
 @dataclass(frozen=True)
 class Layer:
     """A compressed layer blob in a BlobStore, with the digest of its uncompressed tar (diff_id)."""

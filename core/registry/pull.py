@@ -19,7 +19,7 @@ from ..errors import RegistryError
 from ..events import Message
 from ..image.blobs import BlobStore, DigestMismatch
 from ..image.model import (DOCKER_CONFIG, INDEX_TYPES, LAYER_TYPES, MANIFEST_TYPES, OCI_CONFIG, Descriptor,
-                           Image, Layer, Platform)
+                           Image, Layer, Platform, manifest_descriptors)
 from ..image.reference import Reference
 from .client import SCHEMA1_TYPES, RegistryClient
 from .routing import Routes
@@ -80,9 +80,8 @@ def _pull_from(client: RegistryClient, ref: Reference, platform: Platform, store
                             hint="dockyard pulls OCI and Docker schema 2 images and indexes")
 
     try:
-        config_desc = Descriptor.from_json(doc["config"])
-        layer_descs = [Descriptor.from_json(d) for d in doc.get("layers") or []]
-    except (KeyError, TypeError, ValueError, AttributeError):
+        config_desc, layer_descs = manifest_descriptors(doc)
+    except ValueError:
         raise RegistryError(f"the manifest of {ref} ({digest}) is malformed: it lacks a valid config or layer "
                             "list") from None
     if config_desc.media_type and config_desc.media_type not in CONFIG_TYPES:
