@@ -22,11 +22,12 @@ builder answers them.
   new owner goes into the ownership ledger (rootfs/ownership.py) by inode, so that a file renamed afterwards
   (dpkg's `NAME.dpkg-new`) keeps it; a device node becomes an empty file with a ledger entry; a FIFO, socket or
   regular file is made for real. The snapshot then writes what the ledger says.
-* stat, for that same builder: proot shows every file of the builder's as the step user's. A stat of a file
-  whose image owner (or type, for a device) differs is answered with the host's stat data and the image's
-  owner and type written over it; all others run as they are (CONTINUE). A RUN therefore reads back the owner
-  a base layer or an earlier chown gave a file, as busybox's `chown USER FILE` (which passes the group it
-  read) and `cp -a` need.
+* stat, for that same builder: every file of its root is the builder's on the host. A stat of a file the
+  builder owns is answered with the host's stat data and the image's owner (and type, for a device) written
+  over it, the ledger's, or for a file it has none of (one the step made; a host file such as a pipe or
+  /proc/self) the ids proot shows as the caller's own (see below); all others run as they are (CONTINUE). A
+  RUN therefore reads back the owner a base layer or an earlier chown gave a file, as busybox's
+  `chown USER FILE` (which passes the group it read) and `cp -a` need.
 
 proot runs without its own seccomp acceleration here (PROOT_NO_SECCOMP): its ptrace stop then comes before our
 filter, so the paths the supervisor reads are proot's translations, host paths inside the step's root. Paths
@@ -64,7 +65,7 @@ import signal
 import stat
 import struct
 import threading
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..rootfs.ownership import Ownership, OwnershipLedger
 from ..rootfs.paths import PathEscape, resolve_in_root
@@ -304,16 +305,22 @@ class ProotSupervisor:
             rel = self._in_root(named) if named.startswith("/") else None
         else:
             return seccomp.CONTINUE  # an empty path without AT_EMPTY_PATH: the kernel's ENOENT
-        try:
-            inside = rel is not None and raw
-            st = os.stat(target, follow_symlinks=follow and not inside)
-            if inside and follow and stat.S_ISLNK(st.st_mode):
-                # proot resolves links while translating; one left over is resolved inside the root, never
-                # through the host's /.
-                target = named = resolve_in_root(self._root, rel)
-                st = os.lstat(target)
-        except (OSError, PathEscape):
+        inside = rel is not None and raw
+        data = seccomp.stat_call(self._arch, target, 0 if follow and not inside else AT_SYMLINK_NOFOLLOW)
+        if isinstance(data, int):
             return seccomp.CONTINUE  # the kernel gives the caller the same error
+        st = _StatData(*(_field(data, self._arch.stat_fields, name) for name in _StatData._fields))
+        if inside and follow and stat.S_ISLNK(st.st_mode):
+            # proot resolves links while translating; one left over is resolved inside the root, never
+            # through the host's /.
+            try:
+                target = named = resolve_in_root(self._root, rel)
+            except (OSError, PathEscape):
+                return seccomp.CONTINUE
+            data = seccomp.stat_call(self._arch, target, AT_SYMLINK_NOFOLLOW)
+            if isinstance(data, int):
+                return data
+            st = _StatData(*(_field(data, self._arch.stat_fields, name) for name in _StatData._fields))
         owned = self._ledger.lookup(named, st, remember=False) if rel is not None else None
         if owned is not None and owned.device is None and (owned.uid, owned.gid) == (st.st_uid, st.st_gid):
             return seccomp.CONTINUE  # the image's owner is the host's (the builder's uid): proot shows it as it is
@@ -323,9 +330,6 @@ class ProotSupervisor:
             if (uid, gid) == (st.st_uid, st.st_gid):
                 return seccomp.CONTINUE
             owned = Ownership(uid, gid)
-        data = seccomp.stat_call(self._arch, target, 0 if follow else AT_SYMLINK_NOFOLLOW)
-        if isinstance(data, int):
-            return data
         _show(data, self._arch.stat_fields, owned)
         if not seccomp.still_waiting(self._fd, n):
             return None
@@ -451,6 +455,22 @@ def _ours(pid: int, tracer: int) -> bool:
         return False
     traced = fields.get(b"TracerPid", b"").strip() == str(tracer).encode()
     return traced or fields.get(b"State", b"").strip()[:1] == b"Z"  # a zombie: the step's, not yet reaped
+
+
+class _StatData(NamedTuple):
+    """What the ledger's lookup reads of a stat result, decoded from the raw struct stat."""
+
+    st_dev: int
+    st_ino: int
+    st_nlink: int
+    st_mode: int
+    st_uid: int
+    st_gid: int
+
+
+def _field(data: bytearray, fields: dict[str, tuple[int, str]], name: str) -> int:
+    offset, fmt = fields[name.removeprefix("st_")]
+    return struct.unpack_from(fmt, data, offset)[0]
 
 
 def _show(data: bytearray, fields: dict[str, tuple[int, str]], owned: Ownership) -> None:

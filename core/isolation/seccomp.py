@@ -60,13 +60,15 @@ ARCHES = {
                     "stat": 4, "fstat": 5, "lstat": 6, "newfstatat": 262, "statx": 332, "io_uring_setup": 425,
                     "clone3": 435, "faccessat2": 439, "ptrace": 101, "setpgid": 109, "setsid": 112, "exit_group": 231,
                     "getuid": 102, "getgid": 104},
-                   144, {"ino": (8, "=Q"), "mode": (24, "=I"), "uid": (28, "=I"), "gid": (32, "=I"),
+                   144, {"dev": (0, "=Q"), "ino": (8, "=Q"), "nlink": (16, "=Q"), "mode": (24, "=I"),
+                         "uid": (28, "=I"), "gid": (32, "=I"),
                          "rdev": (40, "=Q")}),
     "aarch64": Arch(0xC00000B7, 277,
                     {"mknodat": 33, "fchownat": 54, "fchown": 55, "newfstatat": 79, "fstat": 80, "statx": 291,
                      "io_uring_setup": 425, "clone3": 435, "faccessat2": 439,
                      "exit_group": 94, "ptrace": 117, "setpgid": 154, "setsid": 157, "getuid": 174, "getgid": 176},
-                    128, {"ino": (8, "=Q"), "mode": (16, "=I"), "uid": (24, "=I"), "gid": (28, "=I"),
+                    128, {"dev": (0, "=Q"), "ino": (8, "=Q"), "mode": (16, "=I"), "nlink": (20, "=I"),
+                          "uid": (24, "=I"), "gid": (28, "=I"),
                           "rdev": (32, "=Q")}),
 }
 
@@ -244,9 +246,17 @@ class ProcessMemory:
         raise OSError(errno.ENAMETOOLONG, "path too long or unreadable")
 
     def write(self, pid: int, address: int, data: bytes) -> None:
-        """Writes `data` into a buffer the process passed to its system call."""
-        if os.pwrite(self._open(pid, True), data, address) != len(data):
-            raise OSError(errno.EFAULT, "short write into the caller's memory")
+        """Writes `data` into a buffer the process passed to its system call. A kept descriptor of an earlier
+        process with this pid (or of the process before an exec) has no memory left to write: nothing is
+        written through it, and a fresh one is opened."""
+        for fresh in (False, True):
+            try:
+                if os.pwrite(self._open(pid, fresh), data, address) == len(data):
+                    return
+            except OSError:
+                if fresh:
+                    raise
+        raise OSError(errno.EFAULT, "short write into the caller's memory")
 
     def _open(self, pid: int, fresh: bool) -> int:
         fd = self._fds.get(pid)
