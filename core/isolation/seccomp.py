@@ -246,17 +246,11 @@ class ProcessMemory:
         raise OSError(errno.ENAMETOOLONG, "path too long or unreadable")
 
     def write(self, pid: int, address: int, data: bytes) -> None:
-        """Writes `data` into a buffer the process passed to its system call. A kept descriptor of an earlier
-        process with this pid (or of the process before an exec) has no memory left to write: nothing is
-        written through it, and a fresh one is opened."""
-        for fresh in (False, True):
-            try:
-                if os.pwrite(self._open(pid, fresh), data, address) == len(data):
-                    return
-            except OSError:
-                if fresh:
-                    raise
-        raise OSError(errno.EFAULT, "short write into the caller's memory")
+        """Writes `data` into a buffer the process passed to its system call, through a descriptor opened for
+        it now: a kept one may name another process's memory (a vfork child's, kept from before its exec, is
+        its parent's)."""
+        if os.pwrite(self._open(pid, True), data, address) != len(data):
+            raise OSError(errno.EFAULT, "short write into the caller's memory")
 
     def _open(self, pid: int, fresh: bool) -> int:
         fd = self._fds.get(pid)
