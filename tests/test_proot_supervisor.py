@@ -190,3 +190,72 @@ def test_a_root_step_under_proot_sees_its_root_through_access_and_setuid(drop):
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "access True" in done.stdout and "as 42 x" in done.stdout
+
+
+OWN_UID_STEP = """
+import os
+for name in ("/f-root", "/f-app", "/f-new"):
+    open(name, "w").close()
+os.chown("/f-root", 0, 0)
+os.chown("/f-app", 1000, 1000)
+print("ids", os.getuid(), os.getgid())
+for name in ("/f-root", "/f-app", "/f-new"):
+    st = os.stat(name)
+    print(name, st.st_uid, st.st_gid)
+"""
+
+
+def test_a_builder_of_uid_1000_tells_chown_to_its_own_uid_from_chown_to_root():
+    """proot `-0` swaps the step's id 0 with proot's own uid in chown and stat; the filter makes that uid one no
+    file has (SENTINEL_ID), so through ProotRunner, as uid 1000 with a ledger, chown 0 and chown 1000 are
+    recorded as they were asked and the step reads them back, while its getuid still says 0."""
+    if proot_supervisor.available() is not None or shutil.which("proot") is None:
+        pytest.skip("needs proot and seccomp user notification")
+    with open_directory("dockyard-own-uid-") as shared:
+        root = shared / "root"
+        (root / "tmp").mkdir(parents=True)
+        for path in (root, root / "tmp"):
+            os.chown(path, 1000, 1000)
+        script = textwrap.dedent(f"""
+            import os, sys
+            sys.path[:0] = {sys.path!r}
+            from dockyard.isolation import RunSpec, SandboxMount
+            from dockyard.isolation.proot import ProotRunner
+            from dockyard.rootfs import ownership
+            binds = tuple(SandboxMount(target=p, source=p) for p in ("/usr", "/lib", "/lib64", "/bin")
+                          if os.path.isdir(p))
+            spec = RunSpec(rootfs={str(root)!r}, argv=("/usr/bin/python3", "-c", {OWN_UID_STEP!r}),
+                           env=(("PATH", "/usr/bin:/bin"),), mounts=binds)
+            ledger = ownership.OwnershipLedger()
+            with ownership.recording(ledger):
+                result = ProotRunner().run(spec, print)
+            for name in ("f-root", "f-app", "f-new"):
+                print("ledger", name, ledger.lookup_inode(os.lstat(os.path.join({str(root)!r}, name))))
+            sys.exit(result.exit_code)
+        """)
+        done = subprocess.run(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", sys.executable, "-c",
+                               script], capture_output=True, text=True, timeout=120, cwd="/")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "ids 0 0" in lines
+    assert {"/f-root 0 0", "/f-app 1000 1000", "/f-new 0 0"} <= set(lines), done.stdout
+    assert "ledger f-root Ownership(uid=0, gid=0, device=None, xattrs=())" in lines
+    assert "ledger f-app Ownership(uid=1000, gid=1000, device=None, xattrs=())" in lines
+    assert "ledger f-new None" in lines  # the step user's, as the snapshot says (no chown)
+
+
+def test_the_filter_answers_getuid_and_getgid_with_an_id_no_file_has(root):
+    """What proot itself reads with getuid/getgid under the filter, without proot: SENTINEL_ID; geteuid is
+    left alone."""
+    ledger = OwnershipLedger()
+    supervisor = ProotSupervisor(str(root), ledger)
+    child = subprocess.Popen([sys.executable, "-c", "import os; print(os.getuid(), os.getgid(), os.geteuid())"],
+                             stdout=subprocess.PIPE, text=True, preexec_fn=supervisor.listener.install)
+    try:
+        supervisor.start()
+        out, _ = child.communicate(timeout=60)
+    finally:
+        supervisor.stop()
+    sentinel = proot_supervisor.SENTINEL_ID
+    assert out.split() == [str(sentinel), str(sentinel), str(os.geteuid())]
+    assert sentinel == 4294967293

@@ -282,11 +282,6 @@ def _start(supervisor: ProotSupervisor, proot: int, tail: deque[str], on_line: C
 def _report(supervisor: ProotSupervisor, tail: deque[str], on_line: Callable[[str], None]) -> None:
     if supervisor.failure:
         _say(supervisor.failure, tail, on_line)
-    names = supervisor.ambiguous_names() if supervisor.host_id_chowns else []
-    if names:
-        _say(f"RUN chown to the builder's own uid or gid ({os.geteuid()}:{os.getegid()}) cannot be told from "
-             f"chown to root here and was recorded as the step user's; the image names it: {', '.join(names)}. "
-             "Run dockyard as another uid, or with user namespaces (`dockyard doctor`)", tail, on_line)
 
 
 def _say(text: str, tail: deque[str], on_line: Callable[[str], None]) -> None:

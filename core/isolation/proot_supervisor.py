@@ -24,11 +24,12 @@ builder answers them.
   new owner goes into the ownership ledger (rootfs/ownership.py) by inode, so that a file renamed afterwards
   (dpkg's `NAME.dpkg-new`) keeps it; a device node becomes an empty file with a ledger entry; a FIFO, socket or
   regular file is made for real. The snapshot then writes what the ledger says.
-* stat, for that same builder: proot shows every file of the builder's as the step user's. A stat of a file
-  whose image owner (or type, for a device) differs is answered with the host's stat data and the image's
-  owner and type written over it; all others run as they are (CONTINUE). A RUN therefore reads back the owner
-  a base layer or an earlier chown gave a file, as busybox's `chown USER FILE` (which passes the group it
-  read) and `cp -a` need.
+* stat, for that same builder: every file of its root is the builder's on the host. A stat of a file the
+  builder owns is answered with the host's stat data and the image's owner (and type, for a device) written
+  over it, the ledger's, or for a file it has none of (one the step made; a host file such as a pipe or
+  /proc/self) the ids proot shows as the caller's own (see below); all others run as they are (CONTINUE). A
+  RUN therefore reads back the owner a base layer or an earlier chown gave a file, as busybox's
+  `chown USER FILE` (which passes the group it read) and `cp -a` need.
 
 proot runs without its own seccomp acceleration here (PROOT_NO_SECCOMP): its ptrace stop then comes before our
 filter, so the paths the supervisor reads are proot's translations, host paths inside the step's root. Paths
@@ -44,11 +45,17 @@ succeeds without effect, as under proot alone.
   `on_group` as well, for the build's reaper: lifecycle.py). None of these calls is frequent. A command killed
   by a signal calls no exit_group: a pidfd of it, watched by a second thread, ends the rest then.
 
-One thing is lost in proot's translation: it replaces the id the step believes it has (0 with `-0`) by the
-builder's real one before the call reaches the filter, so `chown 0` and `chown <builder's uid>` arrive as the
-same number. The supervisor takes it for the step's id (dpkg chowns every file it unpacks to root); a RUN that
-chowns to the builder's own uid therefore records root, and the step's log says so when the image names that
-id (`ambiguous_names`).
+proot's fake-root emulation swaps ids itself: a chown to the id the step believes it has (0 with `-0`) becomes
+one to proot's own getuid() before the call reaches the filter, and a stat result owned by proot's getuid()
+is shown as the step's. Were that the builder's real uid, `chown 0` and `chown <builder's uid>` would arrive as
+the same number, and a file the image gives the builder's uid (uid 1000: Kubernetes' usual runAsUser and the
+usual `useradd app` alike) would show as root's. So the filter answers getuid and getgid itself, with
+HOST_ID_ERRNO: the kernel returns -HOST_ID_ERRNO, which is SENTINEL_ID as a uid_t (glibc's getuid has no
+error path), and no file has that owner. proot, which uses getuid and getgid for nothing else, then hands
+the supervisor a root chown as SENTINEL_ID and a chown to the builder's uid as itself, and never rewrites a
+stat result; the step's own get*id calls are answered by proot on their way out, as always. Every stat of a
+file the builder owns is therefore answered here: with the image's owner where the ledger has one, else with
+SENTINEL_ID, which proot turns into the caller's emulated ids, as it showed the builder's files before.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ import signal
 import stat
 import struct
 import threading
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..rootfs.ownership import Ownership, OwnershipLedger
 from ..rootfs.paths import PathEscape, resolve_in_root
@@ -77,6 +84,9 @@ CLONE_THREAD = 0x00010000
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 NO_ID = 0xFFFFFFFF  # (uid_t) -1: leave as it is
+HOST_ID_ERRNO = 3  # proot's getuid/getgid fail with it (see the module's docstring)
+SENTINEL_ID = (1 << 32) - HOST_ID_ERRNO  # what they then return: an id no file has
+ID_CALLS = ("getuid", "getgid")
 
 
 def _int32(value: int) -> int:
@@ -117,9 +127,11 @@ class ProotSupervisor:
         if arch is None:
             raise OSError(errno.ENOSYS, f"no seccomp filter for the {os.uname().machine} architecture")
         calls = [*UNTRANSLATED_CALLS, *LIFECYCLE_CALLS]
+        errors = {}
         if ledger is not None:
             calls += [*OWNERSHIP_CALLS, *STAT_CALLS]
-        self.listener = seccomp.Listener(arch, calls, zero_first_arg=["ptrace"])
+            errors = {name: HOST_ID_ERRNO for name in ID_CALLS}
+        self.listener = seccomp.Listener(arch, calls, zero_first_arg=["ptrace"], errors=errors)
         self._on_group = on_group
         self._proot = 0  # proot's pid, and its process group
         self.command: int | None = None  # the pid of the step's command (proot's first child)
@@ -132,10 +144,6 @@ class ProotSupervisor:
         self._root = os.path.realpath(rootfs)
         self._uid, self._gid, self._groups = uid, gid, groups
         self._host_ids = (os.geteuid(), os.getegid())
-        # Host path -> (inode, Ownership) where the image differs from what proot shows (the step's ids).
-        self._shown_wrong = {path: (ino, owned) for path, ino, owned in self._ledger.entries()
-                             if owned.device or (owned.uid, owned.gid) != (uid, gid)}
-        self.host_id_chowns = 0  # chowns whose id arrived as the builder's own (see the module's docstring)
         self._fd = -1
         self._memory = seccomp.ProcessMemory()
         self._stop_r, self._stop_w = -1, -1
@@ -192,8 +200,6 @@ class ProotSupervisor:
         if name in UNTRANSLATED_CALLS:
             return -errno.ENOSYS  # the C library then makes a call proot translates (newfstatat, faccessat)
         if name in STAT_CALLS:
-            if not self._shown_wrong and not self._ledger.recorded_in_step():
-                return seccomp.CONTINUE
             try:
                 return self._stat(n, name, args)
             except OSError:
@@ -287,6 +293,8 @@ class ProotSupervisor:
         return -errno.ENOSYS if flags & CLONE_THREAD else seccomp.CONTINUE
 
     def _stat(self, n: seccomp.Notification, name: str, args: tuple[int, ...]) -> int | str | None:
+        """Every stat of a file the builder owns on the host is answered: with the image's owner (the ledger's),
+        or SENTINEL_ID, which proot shows as the caller's emulated ids. Others run as they are (CONTINUE)."""
         if name == "newfstatat":
             dirfd, address, buffer, flags = _int32(args[0]), args[1], args[2], args[3] & 0xFFFFFFFF
         elif name == "fstat":
@@ -295,43 +303,53 @@ class ProotSupervisor:
             dirfd, address, buffer = AT_FDCWD, args[0], args[1]
             flags = AT_SYMLINK_NOFOLLOW if name == "lstat" else 0
         raw = self._memory.read_string(n.pid, address) if address else b""
-        # Most stats are of files nothing was recorded for: decided without confirming that the caller still
-        # waits (a wrong guess only lets a call run as it is), and without a system call of ours when this
-        # step recorded nothing yet; an answer written back is confirmed first.
+        # Decided without confirming that the caller still waits (a wrong guess only lets a call run as it
+        # is); an answer written back is confirmed first.
         follow = not flags & AT_SYMLINK_NOFOLLOW
         if raw:
             target = self._path(n, dirfd, address, raw, confirm=False)
-            rel = self._in_root(target) if target is not None else None
-            if rel is None or (target not in self._shown_wrong and not self._ledger.recorded_in_step()):
+            if target is None:
                 return seccomp.CONTINUE
+            named, rel = target, self._in_root(target)
         elif flags & AT_EMPTY_PATH:
-            target, rel, follow = f"/proc/{n.pid}/fd/{dirfd}", None, True
+            target, follow = f"/proc/{n.pid}/fd/{dirfd}", True
+            try:
+                named = os.readlink(target)
+            except OSError:
+                return seccomp.CONTINUE
+            rel = self._in_root(named) if named.startswith("/") else None
         else:
             return seccomp.CONTINUE  # an empty path without AT_EMPTY_PATH: the kernel's ENOENT
-        try:
-            st = os.stat(target, follow_symlinks=follow and rel is None)
-            if rel is not None and follow and stat.S_ISLNK(st.st_mode):
-                # proot resolves links while translating; one left over is resolved inside the root, never
-                # through the host's /.
-                target = resolve_in_root(self._root, rel)
-                st = os.lstat(target)
-        except (OSError, PathEscape):
-            return seccomp.CONTINUE  # the kernel gives the caller the same error
-        owned = self._ledger.lookup_inode(st) or self._shown_wrong_at(target, st)
-        if owned is None or (not owned.device and (owned.uid, owned.gid) == (self._uid, self._gid)):
-            return seccomp.CONTINUE
-        data = seccomp.stat_call(self._arch, target, 0 if follow else AT_SYMLINK_NOFOLLOW)
+        inside = rel is not None and raw
+        data = seccomp.stat_call(self._arch, target, 0 if follow and not inside else AT_SYMLINK_NOFOLLOW)
         if isinstance(data, int):
-            return data
+            return seccomp.CONTINUE  # the kernel gives the caller the same error
+        st = _StatData(*(_field(data, self._arch.stat_fields, name) for name in _StatData._fields))
+        if inside and follow and stat.S_ISLNK(st.st_mode):
+            # proot resolves links while translating; one left over is resolved inside the root, never
+            # through the host's /.
+            try:
+                target = named = resolve_in_root(self._root, rel)
+            except (OSError, PathEscape):
+                return seccomp.CONTINUE
+            data = seccomp.stat_call(self._arch, target, AT_SYMLINK_NOFOLLOW)
+            if isinstance(data, int):
+                return data
+            st = _StatData(*(_field(data, self._arch.stat_fields, name) for name in _StatData._fields))
+        owned = self._ledger.lookup(named, st, remember=False) if rel is not None else None
+        if owned is not None and owned.device is None and (owned.uid, owned.gid) == (st.st_uid, st.st_gid):
+            return seccomp.CONTINUE  # the image's owner is the host's (the builder's uid): proot shows it as it is
+        if owned is None:
+            uid = SENTINEL_ID if st.st_uid == self._host_ids[0] else st.st_uid
+            gid = SENTINEL_ID if st.st_gid == self._host_ids[1] else st.st_gid
+            if (uid, gid) == (st.st_uid, st.st_gid):
+                return seccomp.CONTINUE
+            owned = Ownership(uid, gid)
         _show(data, self._arch.stat_fields, owned)
         if not seccomp.still_waiting(self._fd, n):
             return None
         self._memory.write(n.pid, buffer, bytes(data))
         return 0
-
-    def _shown_wrong_at(self, path: str, st: os.stat_result) -> Ownership | None:
-        found = self._shown_wrong.get(path)
-        return found[1] if found and found[0] == st.st_ino else None
 
     def _path(self, n: seccomp.Notification, dirfd: int, address: int, raw: bytes | None = None,
               confirm: bool = True) -> str | None:
@@ -366,25 +384,9 @@ class ProotSupervisor:
             return 0
         return self._chown(target, st, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF)
 
-    def ambiguous_names(self) -> list[str]:
-        """The image's users and groups whose id is the builder's own uid or gid."""
-        found = []
-        for table, host_id in (("etc/passwd", self._host_ids[0]), ("etc/group", self._host_ids[1])):
-            try:
-                with open(resolve_in_root(self._root, table), encoding="utf-8", errors="replace") as entries:
-                    for entry in entries:
-                        fields = entry.split(":")
-                        if len(fields) > 2 and fields[2] == str(host_id):
-                            found.append(f"{fields[0]} ({table.removeprefix('etc/')} id {host_id})")
-            except (OSError, PathEscape):
-                continue
-        return found
-
     def _chown(self, path: str, st: os.stat_result, uid: int, gid: int) -> int:
-        if uid == self._host_ids[0] or gid == self._host_ids[1]:
-            self.host_id_chowns += 1
-        uid = self._uid if uid == self._host_ids[0] else uid  # proot's translation undone
-        gid = self._gid if gid == self._host_ids[1] else gid
+        uid = self._uid if uid == SENTINEL_ID else uid  # proot's swap of the step's own ids undone
+        gid = self._gid if gid == SENTINEL_ID else gid
         current = self._ledger.lookup(path, st)
         if current is not None:
             owner, device = (current.uid, current.gid), current.device
@@ -468,6 +470,22 @@ def _ours(pid: int, tracer: int) -> bool:
         return False
     traced = fields.get(b"TracerPid", b"").strip() == str(tracer).encode()
     return traced or fields.get(b"State", b"").strip()[:1] == b"Z"  # a zombie: the step's, not yet reaped
+
+
+class _StatData(NamedTuple):
+    """What the ledger's lookup reads of a stat result, decoded from the raw struct stat."""
+
+    st_dev: int
+    st_ino: int
+    st_nlink: int
+    st_mode: int
+    st_uid: int
+    st_gid: int
+
+
+def _field(data: bytearray, fields: dict[str, tuple[int, str]], name: str) -> int:
+    offset, fmt = fields[name.removeprefix("st_")]
+    return struct.unpack_from(fmt, data, offset)[0]
 
 
 def _show(data: bytearray, fields: dict[str, tuple[int, str]], owned: Ownership) -> None:

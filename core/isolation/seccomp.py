@@ -25,6 +25,7 @@ SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_USER_NOTIF = 0x7FC00000
+SECCOMP_RET_ERRNO = 0x00050000
 
 # ioctls of <linux/seccomp.h>: _IOWR('!', 0, struct seccomp_notif), _IOWR('!', 1, struct seccomp_notif_resp),
 # _IOW('!', 2, __u64).
@@ -57,14 +58,17 @@ ARCHES = {
     "x86_64": Arch(0xC000003E, 317,
                    {"chown": 92, "fchown": 93, "lchown": 94, "mknod": 133, "mknodat": 259, "fchownat": 260,
                     "stat": 4, "fstat": 5, "lstat": 6, "newfstatat": 262, "statx": 332, "io_uring_setup": 425,
-                    "clone3": 435, "faccessat2": 439, "ptrace": 101, "setpgid": 109, "setsid": 112, "exit_group": 231},
-                   144, {"ino": (8, "=Q"), "mode": (24, "=I"), "uid": (28, "=I"), "gid": (32, "=I"),
+                    "clone3": 435, "faccessat2": 439, "ptrace": 101, "setpgid": 109, "setsid": 112, "exit_group": 231,
+                    "getuid": 102, "getgid": 104},
+                   144, {"dev": (0, "=Q"), "ino": (8, "=Q"), "nlink": (16, "=Q"), "mode": (24, "=I"),
+                         "uid": (28, "=I"), "gid": (32, "=I"),
                          "rdev": (40, "=Q")}),
     "aarch64": Arch(0xC00000B7, 277,
                     {"mknodat": 33, "fchownat": 54, "fchown": 55, "newfstatat": 79, "fstat": 80, "statx": 291,
                      "io_uring_setup": 425, "clone3": 435, "faccessat2": 439,
-                     "exit_group": 94, "ptrace": 117, "setpgid": 154, "setsid": 157},
-                    128, {"ino": (8, "=Q"), "mode": (16, "=I"), "uid": (24, "=I"), "gid": (28, "=I"),
+                     "exit_group": 94, "ptrace": 117, "setpgid": 154, "setsid": 157, "getuid": 174, "getgid": 176},
+                    128, {"dev": (0, "=Q"), "ino": (8, "=Q"), "mode": (16, "=I"), "nlink": (20, "=I"),
+                          "uid": (24, "=I"), "gid": (28, "=I"),
                           "rdev": (32, "=Q")}),
 }
 
@@ -81,18 +85,25 @@ def current_arch() -> Arch | None:
     return ARCHES.get(os.uname().machine)
 
 
-def filter_program(arch: Arch, numbers: list[int], zero_first_arg: list[int] = ()) -> list[tuple[int, int, int, int]]:
+def filter_program(arch: Arch, numbers: list[int], zero_first_arg: list[int] = (),
+                   errors: dict[int, int] | None = None) -> list[tuple[int, int, int, int]]:
     """A BPF program: the listed system calls of `arch` go to the supervisor, and those of `zero_first_arg` when
-    their first argument is 0 (ptrace's PTRACE_TRACEME, while proot's own ptrace requests run untouched);
-    everything else (including another architecture's calls, e.g. a 32-bit binary's) is allowed."""
+    their first argument is 0 (ptrace's PTRACE_TRACEME, while proot's own ptrace requests run untouched); those
+    of `errors` (number -> errno) fail with that errno in the kernel, without a notification; everything else
+    (including another architecture's calls, e.g. a 32-bit binary's) is allowed."""
     allow, notify = "allow", "notify"
+    errors = errors or {}
     code: list[tuple[int, object, object, int]] = [(_LOAD, 0, 0, _ARCH_OFFSET), (_JUMP_IF_EQUAL, 0, allow, arch.audit),
                                                    (_LOAD, 0, 0, _NR_OFFSET)]
     code += [(_JUMP_IF_EQUAL, notify, 0, nr) for nr in numbers]
+    code += [(_JUMP_IF_EQUAL, f"errno {nr}", 0, nr) for nr in errors]
     for nr in zero_first_arg:  # a call that matches goes no further: its argument decides
         code += [(_JUMP_IF_EQUAL, 0, 2, nr), (_LOAD, 0, 0, _ARG0_OFFSET), (_JUMP_IF_EQUAL, notify, allow, 0)]
+    labels = {allow: len(code), notify: len(code) + 1}  # the returns, after the last check
     code += [(_RETURN, 0, 0, SECCOMP_RET_ALLOW), (_RETURN, 0, 0, SECCOMP_RET_USER_NOTIF)]
-    labels = {allow: len(code) - 2, notify: len(code) - 1}
+    for nr, error in errors.items():
+        labels[f"errno {nr}"] = len(code)
+        code.append((_RETURN, 0, 0, SECCOMP_RET_ERRNO | (error & 0xFFFF)))
     # Jumps are relative to the next instruction; a label becomes the offset to its return.
     return [(op, labels[jt] - i - 1 if jt in labels else jt, labels[jf] - i - 1 if jf in labels else jf, k)
             for i, (op, jt, jf, k) in enumerate(code)]
@@ -102,10 +113,13 @@ class Listener:
     """Made in the parent before the fork; `install` runs in the child (nothing there may allocate much or
     take a lock: it is a preexec_fn), `receive` in the parent after the child has started."""
 
-    def __init__(self, arch: Arch, names: list[str], zero_first_arg: list[str] = ()):
+    def __init__(self, arch: Arch, names: list[str], zero_first_arg: list[str] = (),
+                 errors: dict[str, int] | None = None):
         self._arch = arch
         program = filter_program(arch, [arch.calls[name] for name in names if name in arch.calls],
-                                 [arch.calls[name] for name in zero_first_arg if name in arch.calls])
+                                 [arch.calls[name] for name in zero_first_arg if name in arch.calls],
+                                 {arch.calls[name]: error for name, error in (errors or {}).items()
+                                  if name in arch.calls})
         self._filters = (_SockFilter * len(program))(*[_SockFilter(*insn) for insn in program])
         self._prog = _SockFprog(len(program), self._filters)
         self.parent_end, self.child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -239,7 +253,9 @@ class ProcessMemory:
         return data
 
     def write(self, pid: int, address: int, data: bytes) -> None:
-        """Writes `data` into a buffer the process passed to its system call."""
+        """Writes `data` into a buffer the process passed to its system call, through a descriptor opened for
+        it now: a kept one may name another process's memory (a vfork child's, kept from before its exec, is
+        its parent's)."""
         if os.pwrite(self._open(pid, True), data, address) != len(data):
             raise OSError(errno.EFAULT, "short write into the caller's memory")
 

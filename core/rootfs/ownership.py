@@ -84,10 +84,13 @@ class OwnershipLedger:
     def has_path(self, path: str) -> bool:
         return path in self._by_path
 
-    def lookup(self, path: str, st: os.stat_result) -> Ownership | None:
+    def lookup(self, path: str, st: os.stat_result, remember: bool = True) -> Ownership | None:
+        """`remember=False` (a step's own stat calls, answered while it runs): what the snapshot finds later
+        under this path is left to the snapshot."""
         by_inode = self._by_inode.get((st.st_dev, st.st_ino))
         if by_inode is not None:
-            self._seen[path] = (st, by_inode)
+            if remember:
+                self._seen[path] = (st, by_inode)
             return by_inode
         found = self._by_path.get(path)
         if found is not None and found[0] == st.st_ino:

@@ -168,13 +168,7 @@ def run_profile(profile: str, runtime: podman.Podman, images: BuilderImages, ctx
 
 PROFILES = [
     "default",
-    # Only the owners differ from buildah's here: the build as uid 1000 gives the files a root RUN step created
-    # and COPY --from carried into the next stage uid 1000, and records a RUN chown to the builder's own uid (1000)
-    # as root (proot shows the step root for the builder's uid, so chown(1000) reaches the filter as chown(0)).
-    # Remove the mark once core keeps owners right for a non-root builder in both cases.
-    pytest.param("restricted", marks=pytest.mark.xfail(
-        strict=False, reason="a non-root builder (uid 1000) gets owners wrong: RUN-made files carried by COPY --from "
-                             "come out uid 1000, a RUN chown to uid 1000 comes out root (being fixed in core)")),
+    "restricted",
     "gitlab-debug",
 ]
 

@@ -8,7 +8,7 @@ COPY and ADD (a local file, a tar unpacked) with and without --chown, COPY --fro
 bits, hard links and symlinks; then a rebuild that is all local cache hits, and a build with an empty cache
 that takes its layers from a registry cache (--cache-to/--cache-from on the loopback registry) and runs a
 step on top of them. RUN steps write what `stat` shows them, so the owners a step sees are compared too
-(not those of the builder's own uid: proot shows a file of that uid as the step user's, see README.md).
+(those of the builder's own uid too: test_chown_to_the_builder_s_own_uid_is_told_from_chown_to_root).
 
 A second Dockerfile, on the fidelity base, covers device nodes, a file capability, setuid/setgid bits and a
 rename, through RUN, COPY --from and ADD. The root build of the first is also compared with buildah's.
@@ -366,3 +366,34 @@ def test_the_reference_is_buildah_s_image(reference, busybox_base, tmp_path):
     differences = {path: (ours.get(path), theirs.get(path)) for path in set(ours) | set(theirs)
                    if ours.get(path) != theirs.get(path) and path not in ignored}
     assert differences == {}, "\n".join(f"{k}: {v}" for k, v in sorted(differences.items()))
+
+
+# The builder's own uid as an image owner: proot swaps the step's id (0) with proot's own uid in chown and stat,
+# so without dockyard's care `chown 1000` and `chown root` would come out alike for a builder of uid 1000, and a
+# file of uid 1000 would look root's to a later step (proot_supervisor.py says how they are told apart).
+OWN_UID = """\
+FROM {base}
+RUN echo a > /to-app && chown 1000:1000 /to-app && echo b > /to-root && chown 1000:1000 /to-root \\
+ && chown root:root /to-root && echo c > /app-then-gid && chown 1000 /app-then-gid && chgrp 0 /app-then-gid \\
+ && mkdir /d && chown app:app /d && touch /d/made-by-root
+USER app
+RUN echo u > /home/app/by-app.txt && chown app:app /home/app/by-app.txt
+USER root
+RUN cd / && stat -c '%u:%g %n' to-app to-root app-then-gid d d/made-by-root home/app home/app/by-app.txt \\
+ home/app/.profile > /own-uid-seen.txt
+"""
+
+
+def test_chown_to_the_builder_s_own_uid_is_told_from_chown_to_root(busybox_base, shared):
+    with open_directory("dockyard-own-uid-") as root:
+        ctx = write_context(root / "ctx", {"Dockerfile": OWN_UID.format(base=busybox_base)})
+        result, out = Builder(shared, None).build(ctx, "own-uid")
+        assert result.returncode == 0, result.stderr
+        reference = _layers(out)
+        assert reference[3]["own-uid-seen.txt"].splitlines() == [
+            "1000:1000 to-app", "0:0 to-root", "1000:0 app-then-gid", "1000:1000 d", "0:0 d/made-by-root",
+            "1000:1000 home/app", "1000:1000 home/app/by-app.txt", "1000:1000 home/app/.profile"]
+        result, out = Builder(shared, BUILDER_UID).build(ctx, "own-uid")
+        assert result.returncode == 0, result.stderr
+        assert "isolation: proot" in result.stderr
+        _assert_same_image(_layers(out), reference)
