@@ -159,6 +159,21 @@ def _toml_list(items: Sequence[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
+def write_containers_files(base: Path, root: Path, runroot: Path, driver: str,
+                           registries: Sequence[str]) -> tuple[Path, Path]:
+    """storage.conf and registries.conf under `base` for a private containers/storage world (buildah's, podman's):
+    no search registries, so nothing ever resolves to docker.io; the loopback `registries` are insecure (plain
+    http), which --tls-verify=false also says on the command line."""
+    storage_conf = base / "storage.conf"
+    storage_conf.write_text(f'[storage]\ndriver = "{driver}"\nrunroot = "{runroot}"\ngraphroot = "{root}"\n')
+    registries_conf = base / "registries.conf"
+    text = 'unqualified-search-registries = []\nshort-name-mode = "disabled"\n'
+    for host in sorted(set(registries)):
+        text += f'\n[[registry]]\nlocation = "{host}"\ninsecure = true\n'
+    registries_conf.write_text(text)
+    return storage_conf, registries_conf
+
+
 class _BuildahEnv:
     """buildah's private world under ``workdir``: storage, run root, tmp and config files."""
 
@@ -171,17 +186,7 @@ class _BuildahEnv:
         for d in (self.root, self.runroot, self.tmp, self.home):
             d.mkdir(parents=True, exist_ok=True)
         self.driver = driver
-        storage_conf = base / "storage.conf"
-        storage_conf.write_text(
-            f'[storage]\ndriver = "{driver}"\nrunroot = "{self.runroot}"\ngraphroot = "{self.root}"\n'
-        )
-        registries_conf = base / "registries.conf"
-        # No search registries, so nothing ever resolves to docker.io; the loopback registries are insecure
-        # (plain http), which --tls-verify=false also says on the command line.
-        text = "unqualified-search-registries = []\nshort-name-mode = \"disabled\"\n"
-        for host in sorted(set(registries)):
-            text += f'\n[[registry]]\nlocation = "{host}"\ninsecure = true\n'
-        registries_conf.write_text(text)
+        storage_conf, registries_conf = write_containers_files(base, self.root, self.runroot, driver, registries)
         containers_conf = base / "containers.conf"
         containers_conf.write_text(f"[containers]\ndefault_capabilities = {_toml_list(DOCKER_DEFAULT_CAPS)}\n")
         policy = base / "policy.json"

@@ -27,7 +27,7 @@ import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tests.support.oracle import run_tool
+from tests.support.oracle import run_tool, write_containers_files
 
 DEFAULT_PROFILE: tuple[str, ...] = ()
 RESTRICTED_PROFILE = ("--user", "1000:1000", "--cap-drop=all", "--security-opt", "no-new-privileges")
@@ -74,13 +74,7 @@ class Podman:
         self.runtime = base / "runc-wrapper"
         self.runtime.write_text(RUNC_WRAPPER)
         self.runtime.chmod(0o755)
-        storage_conf = base / "storage.conf"
-        storage_conf.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{self.runroot}"\ngraphroot = "{self.root}"\n')
-        registries_conf = base / "registries.conf"
-        text = 'unqualified-search-registries = []\nshort-name-mode = "disabled"\n'
-        for host in sorted(set(registries)):
-            text += f'\n[[registry]]\nlocation = "{host}"\ninsecure = true\n'
-        registries_conf.write_text(text)
+        storage_conf, registries_conf = write_containers_files(base, self.root, self.runroot, "vfs", registries)
         containers_conf = base / "containers.conf"
         containers_conf.write_text('[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
                                    f'events_logfile_path = "{base / "events.log"}"\n')
