@@ -12,8 +12,8 @@ import sys
 import textwrap
 
 import pytest
-
 from dockyard.isolation import landlock
+from dockyard.isolation import proot as proot_runner
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
@@ -103,7 +103,7 @@ def test_proots_loaders_are_found_in_its_file():
     proot = shutil.which("proot")
     if proot is None:
         pytest.skip("proot is not installed")
-    loaders = landlock.proot_loaders(proot)
+    loaders = proot_runner.embedded_loaders(proot)
     assert set(loaders) <= {"PROOT_LOADER", "PROOT_LOADER_32"}
     for program in loaders.values():
         assert program.startswith(b"\x7fELF")

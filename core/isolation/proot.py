@@ -20,6 +20,7 @@ import functools
 import glob
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 from collections import deque
@@ -205,14 +206,14 @@ def _unconfined(why: str, say: Callable[[str], None]) -> None:
 @functools.cache
 def _embedded_loaders(proot: str) -> dict[str, bytes]:
     try:
-        return landlock.proot_loaders(proot)
+        return embedded_loaders(proot)
     except OSError:
         return {}
 
 
 def _loaders(proot: str, scratch: str) -> dict[str, str]:
     """proot's loaders, written in the step's scratch directory: the domain lets proot exec them there, and they
-    go with it (landlock.proot_loaders says why)."""
+    go with it (embedded_loaders says why)."""
     env = {}
     for variable, program in _embedded_loaders(os.path.realpath(proot)).items():
         path = os.path.join(scratch, variable.lower())
@@ -288,3 +289,39 @@ def _say(text: str, tail: deque[str], on_line: Callable[[str], None]) -> None:
     line = f"dockyard: {text}"
     tail.append(line)
     on_line(line)
+
+
+def embedded_loaders(proot: str) -> dict[str, bytes]:
+    """The loader programs Debian's proot (5.1) carries inside its own file, by the variable that names an
+    extracted copy (PROOT_LOADER, PROOT_LOADER_32). proot 5.1 writes them to /tmp at each exec otherwise (it
+    knows no PROOT_TMP_DIR), and the Landlock domain grants nothing in /tmp: other processes keep files there. Empty if
+    none is found (a proot built otherwise: it then needs no /tmp, or the step's exec fails and says why)."""
+    with open(proot, "rb") as f:
+        data = f.read()
+    found: dict[str, bytes] = {}
+    start = data.find(b"\x7fELF", 1)
+    while start > 0:
+        size = _elf_size(data, start)
+        if size:
+            found.setdefault("PROOT_LOADER" if data[start + 4] == 2 else "PROOT_LOADER_32",
+                             data[start:start + size])
+        start = data.find(b"\x7fELF", start + 1)
+    return found
+
+
+def _elf_size(data: bytes, at: int) -> int:
+    """The length of an ELF file at `at` inside `data` (its last program segment or section table), or 0."""
+    elf_class, order = data[at + 4:at + 5], data[at + 5:at + 6]
+    if order != b"\x01" or elf_class not in (b"\x01", b"\x02") or len(data) < at + 64:
+        return 0
+    wide = elf_class == b"\x02"
+    header = struct.unpack_from("<HHIQQQIHHHHHH" if wide else "<HHIIIIIHHHHHH", data, at + 16)
+    _, _, _, _, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum, _ = header
+    end = shoff + shnum * shentsize
+    for index in range(phnum):
+        entry = at + phoff + index * phentsize
+        if entry + phentsize > len(data):
+            return 0
+        offset, filesz = struct.unpack_from("<8xQ16xQ" if wide else "<4xI8xI", data, entry)
+        end = max(end, offset + filesz)
+    return end if 0 < end <= len(data) - at else 0
