@@ -16,16 +16,18 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from . import workdirs
+from .build_args import unused_build_args
 from .cache.digests import FileDigests
 from .cache.keys import base_key
 from .cache.layers import LayerCache
 from .cache.locking import cache_lock_path, file_lock
 from .cache.store import StepCache, StepEntry
 from .context import BuildContext, DockerIgnore, check_context
+from .display import display_path
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
 from .errors import AuthenticationError, DockerfileError, DockyardError, OutputError, RegistryError, UsageError
-from .executor import PROXY_ARGS, BuildServices, StageExecutor, StageResult, StepRecord, created_time
+from .executor import BuildServices, StageExecutor, StageResult, StepRecord, created_time
 from .files import replace_file
 from .image.blobs import BlobStore
 from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer,
@@ -85,14 +87,6 @@ class BuildResult:
 # Docker's layer media types become their OCI twins when written into an OCI manifest (same bytes).
 _TO_OCI_LAYER = {DOCKER_LAYER_GZIP: OCI_LAYER_GZIP}
 
-
-
-def unused_build_args(build_args: dict[str, str], used: set[str]) -> list[str]:
-    """Build args no ARG consumed. The proxy args (any spelling, as BuildKit compares them) are used by RUN
-    without an ARG, and BUILDKIT_* args and SOURCE_DATE_EPOCH are the builder's own: docker reports none."""
-    return sorted(name for name in build_args
-                  if name not in used and name.upper() not in PROXY_ARGS and not name.startswith("BUILDKIT_")
-                  and name != EPOCH_ARG)
 
 
 def build_args_with_epoch(options: BuildOptions) -> dict[str, str]:
@@ -575,15 +569,6 @@ def _repo_tag(ref: Reference) -> str:
     if name.startswith("library/") and ref.registry == "docker.io":
         name = name[len("library/"):]
     return f"{name}:{ref.tag or 'latest'}"
-
-
-def display_path(path: Path) -> str:
-    """How messages and findings name a file: relative to the working directory when it is below it."""
-    try:
-        rel = os.path.relpath(path)
-        return rel if not rel.startswith("..") else str(path)
-    except ValueError:
-        return str(path)
 
 
 def build(options: BuildOptions, *, events: ev.Events = ev.NULL_EVENTS, runner: Runner | None = None,

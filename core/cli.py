@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from . import __version__
 from .errors import EXIT_CODES, DockyardError, IsolationError, UsageError
+from .version import __version__
 
 BUILD_EXAMPLES = """\
 examples:
@@ -204,8 +206,9 @@ def _add_login_commands(sub) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
-    from .options import (BuildOptions, OutputSpec, RegistryCache, SecretSource, SshSource, parse_annotations,
-                          parse_duration, parse_key_values, parse_registry_ca, parse_registry_client_cert)
+    from .options import (BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource,
+                          parse_annotations, parse_duration, parse_key_values, parse_registry_ca,
+                          parse_registry_client_cert)
 
     context = Path(args.context)
     cache_repo = (RegistryCache.from_cache_repo(args.cache_repo),) if args.cache_repo else ()
@@ -243,6 +246,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
         cache_ttl=parse_duration(args.cache_ttl, "--cache-ttl") if args.cache_ttl else None,
         cache_from=tuple(RegistryCache.parse(c, "--cache-from") for c in args.cache_from) + cache_repo,
         cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
+        check=args.check, fail_on=args.fail_on, reports=tuple(ReportSpec.parse(r) for r in args.report),
         environ=environ,
     )
 
@@ -256,55 +260,59 @@ def _build_contexts(values: list[str]) -> tuple:
 
 
 def run_build(args: argparse.Namespace, argv: list[str]) -> int:
-    options = options_from_args(args, dict(os.environ))
-    if options.isolation != "proot":
-        # Not root: with subordinate ids the whole build runs again as root of a user namespace (mode 1).
-        code = _in_user_namespace(argv, str(options.work_parent), options.isolation)
-        if code is not None:
-            return code
-        _start_overlay_probe(options.work_parent)
-    from .builder import build, display_path  # the bulk of dockyard's imports, while the probe runs
-    from .events import Events
-    from .progress import make_renderer
+    with failure_event_on_error(args.progress, quiet=args.quiet):
+        options = options_from_args(args, dict(os.environ))
+        if options.isolation != "proot":
+            # Not root: with subordinate ids the whole build runs again as root of a user namespace (mode 1).
+            code = _in_user_namespace(argv, str(options.work_parent), options.isolation)
+            if code is not None:
+                return code
+            _start_overlay_probe(options.work_parent)
+        from .api import build  # the bulk of dockyard's imports (the builder's), while the probe runs
+        from .events import Events
+        from .progress import make_renderer
 
-    # The diagnostics package is imported only when a build checks its Dockerfile or writes a report.
-    reports = []
-    if args.report:
-        from .diagnostics.reports import ReportSpec
-
-        reports = [ReportSpec.parse(r) for r in args.report]
-    renderer = make_renderer(args.progress, quiet=args.quiet)
-    events = Events(renderer)
-    findings = []
+        renderer = make_renderer(args.progress, quiet=args.quiet)
+    # From here on the API reports a failure itself (its BuildFailed event).
     try:
-        if args.check:
-            from .diagnostics import check_dockerfile
-            from .diagnostics.reports import check_fail_on
-
-            findings = check_dockerfile(options.dockerfile_path, context=options.context,
-                                        build_args=dict(options.build_args), target=options.target,
-                                        context_names=frozenset(c.name for c in options.build_contexts))
-            for finding in findings:
-                place = ":".join(str(p) for p in (finding.file, finding.line) if p is not None)
-                events.warning(f"{place}: {finding.rule}: {finding.message}")
-            check_fail_on(findings, args.fail_on, display_path(options.dockerfile_path))
-        result = build(options, events=events)
-    except DockyardError as exc:
-        if reports:
-            from .diagnostics import finding_from_error
-            from .diagnostics.reports import write_reports
-
-            failure = finding_from_error(exc)
-            write_reports(findings + ([failure] if failure else []), reports)
-        raise
+        result = build(options, events=Events(renderer))
     finally:
         renderer.close()
-    if reports:
-        from .diagnostics.reports import write_reports
-
-        write_reports(findings, reports)
     print(result.digest)
     return 0
+
+
+@contextmanager
+def failure_event_on_error(progress: str, *, quiet: bool) -> Iterator[None]:
+    """An error before the build starts (a bad flag) ends a `--progress json` stream with BuildFailed too, as the
+    API's build ends it for errors during the build. Other renderers would not show it: the CLI prints the error."""
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as exc:
+        if progress == "json" and not quiet:
+            from .events import BuildFailed
+            from .progress import make_renderer
+
+            renderer = make_renderer(progress)
+            renderer(BuildFailed.from_exception(exc))
+            renderer.close()
+        raise
+
+
+def progress_in_argv(argv: list[str]) -> tuple[str, bool]:
+    """`dockyard build`'s --progress mode and whether -q/--quiet was given, read from the raw arguments: what
+    an argv that argparse refused asked for."""
+    mode, quiet = "auto", False
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--progress" and index + 1 < len(argv):
+            mode = argv[index + 1]
+        elif arg.startswith("--progress="):
+            mode = arg.partition("=")[2]
+        elif arg in ("-q", "--quiet"):
+            quiet = True
+    return mode, quiet
 
 
 def run_doctor(args: argparse.Namespace) -> int:
@@ -318,19 +326,20 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    from .builder import display_path
-    from .diagnostics import check_dockerfile, render, render_text
-    from .diagnostics.reports import ReportSpec, check_fail_on, write_report, write_reports
-    from .options import parse_key_values
-
-    reports = [ReportSpec.parse(r) for r in args.report]
-    context = Path(args.context)
-    dockerfile = Path(args.file) if args.file else context / "Dockerfile"
+    from .api import check, conclude_checks
+    from .diagnostics import render, render_text
+    from .diagnostics.reports import write_report
     from .named_contexts import split_build_context
+    from .options import BuildOptions, ReportSpec, parse_key_values
 
-    findings = check_dockerfile(dockerfile, context=context, target=args.target, hadolint=not args.no_hadolint,
-                                build_args=dict(parse_key_values(args.build_arg, "--build-arg", dict(os.environ))),
-                                context_names=frozenset(split_build_context(c)[0] for c in args.build_context))
+    environ = dict(os.environ)
+    reports = tuple(ReportSpec.parse(r) for r in args.report)
+    options = BuildOptions(context=Path(args.context), dockerfile=Path(args.file) if args.file else None,
+                           build_args=parse_key_values(args.build_arg, "--build-arg", environ), target=args.target,
+                           fail_on=args.fail_on, reports=reports, environ=environ)
+    # Only the names: a named context's value is read by the build, not by the checks.
+    findings = check(options, hadolint=not args.no_hadolint,
+                     context_names=[split_build_context(c)[0] for c in args.build_context])
     if args.output:
         write_report(findings, args.format, Path(args.output))
     elif args.format == "text":
@@ -339,8 +348,7 @@ def run_lint(args: argparse.Namespace) -> int:
         Console(highlight=False, soft_wrap=True).print(render_text(findings), end="")
     else:
         sys.stdout.write(render(findings, args.format))
-    write_reports(findings, reports)
-    check_fail_on(findings, args.fail_on, display_path(dockerfile))
+    conclude_checks(findings, options)
     return 0
 
 
@@ -523,7 +531,13 @@ def _dispatch(argv: list[str]) -> int:
 
         return run_kaniko(argv[1:])
     parser = make_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["build"]:
+        # A bad flag ends a `--progress json` stream with BuildFailed too: read the mode from the raw arguments.
+        progress, quiet = progress_in_argv(argv[1:])
+        with failure_event_on_error(progress, quiet=quiet):
+            args = parser.parse_args(argv)
+    else:
+        args = parser.parse_args(argv)
     if args.command == "build":
         return run_build(args, argv)
     if args.command == "doctor":

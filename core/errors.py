@@ -1,12 +1,17 @@
 """Every failure a user can cause or meet, as a typed error with an exit code and a location.
 
 The CLI and every adapter render these; nothing user-facing should ever escape as a traceback. Each class
-maps to one documented exit code (see `dockyard build --help` and docs/exit-codes.md).
+maps to one documented exit code (see `dockyard build --help` and docs/exit-codes.md). A public module of
+dockyard's API: callers of `dockyard.build` catch these.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+__all__ = ["EXIT_CODES", "AuthenticationError", "ChecksFailed", "ContextError", "DockerfileError", "DockyardError",
+           "Interrupted", "IsolationError", "OutputError", "RegistryError", "SourceLocation", "StepFailed",
+           "UsageError"]
 
 
 @dataclass(frozen=True)

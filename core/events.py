@@ -1,14 +1,27 @@
 """Build events: what the builder reports while it works. Renderers (progress.py) turn them into output.
 
 The builder and the registry client only ever call `Events.emit(...)`; they know nothing of terminals.
+A public module of dockyard's API: a caller of `dockyard.build` subscribes to these events, and `--progress json`
+writes them one per line (`Event.to_json`, read back with `event_from_json`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Any, Callable
+
+from .errors import DockyardError, Interrupted
+from .stopping import Stopped
+
+__all__ = ["BuildFailed", "BuildFinished", "BuildStarted", "Event", "Events", "ImagePushed", "Listener", "Message",
+           "NULL_EVENTS", "StageStarted", "StepFinished", "StepLog", "StepStarted", "TransferFinished",
+           "TransferProgress", "TransferStarted", "event_from_json"]
+
+# What `dockyard` exits with for an exception that is no DockyardError: a bug (errors.EXIT_CODES).
+INTERNAL_ERROR_EXIT_CODE = 1
 
 
 @dataclass(frozen=True)
@@ -22,7 +35,7 @@ class Event:
         name = type(self).__name__
         return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["event"] = self.kind
         return d
@@ -130,7 +143,45 @@ class BuildFinished(Event):
     error: str | None = None
 
 
-def event_from_json(d: dict) -> Event | None:
+@dataclass(frozen=True)
+class BuildFailed(Event):
+    """The build failed: the last event of every failed build (BuildFinished is the success event). `error` is
+    the error's class name (errors.py; "InternalError" for an unexpected exception, "Interrupted" for a stop by
+    a signal), `message` its message without location or hint, `file`/`line`/`end_line` its Dockerfile lines."""
+
+    exit_code: int
+    error: str
+    message: str
+    hint: str | None = None
+    file: str | None = None
+    line: int | None = None
+    end_line: int | None = None
+    subject: str | None = None  # what the error is about when it is no Dockerfile line: an image, a file
+    details: str | None = None  # e.g. the last lines of a failed RUN's output
+
+    @classmethod
+    def from_error(cls, error: DockyardError) -> BuildFailed:
+        location = error.location
+        return cls(exit_code=error.exit_code, error=type(error).__name__, message=error.message, hint=error.hint,
+                   file=location.file if location else None, line=location.start_line if location else None,
+                   end_line=location.end_line if location else None, subject=error.subject,
+                   details=error.details)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> BuildFailed:
+        """Any exception that ended a build: a DockyardError as it is, a stop by a signal (stopping.py's Stopped
+        carries its exit code) or Ctrl-C as Interrupted, anything else as an InternalError with its traceback."""
+        if isinstance(exc, DockyardError):
+            return cls.from_error(exc)
+        if isinstance(exc, Stopped):
+            return cls(exit_code=exc.exit_code, error=Interrupted.__name__, message=f"stopped by {exc.name}")
+        if isinstance(exc, KeyboardInterrupt):
+            return cls(exit_code=Interrupted.exit_code, error=Interrupted.__name__, message="interrupted")
+        return cls(exit_code=INTERNAL_ERROR_EXIT_CODE, error="InternalError", message=f"{type(exc).__name__}: {exc}",
+                   details="".join(traceback.format_exception(exc)).rstrip())
+
+
+def event_from_json(d: dict[str, Any]) -> Event | None:
     """The inverse of `Event.to_json` (a `--progress json` line read back, e.g. by a CI adapter that renders it
     with progress.py's renderers); None for an event kind newer than this module."""
     kinds = {cls.__name__: cls for cls in Event.__subclasses__()}
@@ -146,7 +197,7 @@ Listener = Callable[[Event], None]
 class Events:
     """A thread-safe fan-out of events to listeners (transfers report from worker threads)."""
 
-    def __init__(self, *listeners: Listener):
+    def __init__(self, *listeners: Listener) -> None:
         self._listeners = list(listeners)
         self._lock = threading.Lock()
 

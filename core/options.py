@@ -47,6 +47,27 @@ class OutputSpec:
         return cls(kind, dest, tuple(sorted(attrs.items())))
 
 
+# The formats findings are written in (diagnostics/render.py), and the levels --fail-on takes.
+REPORT_FORMATS = ("text", "json", "sarif", "github", "gitlab", "jenkins")
+FAIL_ON_LEVELS = ("error", "warning", "info", "none")
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """A `--report FORMAT=FILE`: which report format to write, and where."""
+
+    format: str
+    path: Path
+
+    @classmethod
+    def parse(cls, text: str) -> ReportSpec:
+        fmt, sep, path = text.partition("=")
+        if not sep or not path or fmt not in REPORT_FORMATS:
+            raise UsageError(f"--report {text!r}: expected FORMAT=FILE with FORMAT one of {', '.join(REPORT_FORMATS)}",
+                             hint="e.g. --report sarif=dockyard.sarif --report gitlab=gl-code-quality.json")
+        return cls(fmt, Path(path))
+
+
 # kaniko's --cache-repo names a repository; the cache manifest goes under this tag in it.
 CACHE_REPO_TAG = "cache"
 _CACHE_KEYS = {"--cache-from": ("type", "ref"), "--cache-to": ("type", "ref", "mode", "ignore-error")}
@@ -345,6 +366,11 @@ class BuildOptions:
     build_contexts: tuple[NamedContext, ...] = ()
     # Where RUN --mount=type=cache directories persist between builds (default CACHE_ROOT/mounts).
     cache_mount_dir: Path | None = None
+    # --check: run the Dockerfile checks first and stop before building when one is at or above `fail_on`
+    # (error, warning, info or none); --report FORMAT=FILE: findings written there, a failed build's included.
+    check: bool = False
+    fail_on: str = "error"
+    reports: tuple[ReportSpec, ...] = ()
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), compare=False, repr=False)
 
     @property

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.builder import directive_notes, unused_build_args
+from dockyard.build_args import unused_build_args
+from dockyard.builder import directive_notes
 from dockyard.dockerfile.parser import parse_dockerfile
 from dockyard.errors import DockerfileError
 from dockyard.executor import exposed_ports, is_signal

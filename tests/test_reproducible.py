@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.builder import build_args_with_epoch, unused_build_args
+from dockyard.build_args import unused_build_args
+from dockyard.builder import build_args_with_epoch
 from dockyard.errors import UsageError
 from dockyard.executor import created_time
 from dockyard.image.blobs import BlobStore

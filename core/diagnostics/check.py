@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..builder import display_path
+from ..display import display_path
 from ..dockerfile.parser import load_dockerfile
 from ..errors import DockerfileError, DockyardError
 from .checks import dockerfile_findings, finding_for_dockerfile_error

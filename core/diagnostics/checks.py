@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..builder import unused_build_args
+from ..build_args import unused_build_args
 from ..context import DockerIgnore
 from ..dockerfile import instructions as ins
 from ..dockerfile.expand import Expander

@@ -10,15 +10,16 @@ from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .. import __version__
 from ..errors import UsageError
+from ..options import REPORT_FORMATS
+from ..version import __version__
 from .github import render_github
 from .model import Finding, Severity
 
 if TYPE_CHECKING:
     from rich.text import Text
 
-FORMATS = ("text", "json", "sarif", "github", "gitlab", "jenkins")
+FORMATS = REPORT_FORMATS
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _SARIF_LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _JENKINS_SEVERITIES = {Severity.ERROR: "ERROR", Severity.WARNING: "NORMAL", Severity.INFO: "LOW"}

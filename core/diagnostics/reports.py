@@ -3,31 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ChecksFailed, OutputError, UsageError
+from ..errors import ChecksFailed, OutputError
 from ..files import replace_file
+from ..options import ReportSpec
 from .model import Finding, Severity
-from .render import FORMATS, render
-
-FAIL_ON_LEVELS = ("error", "warning", "info", "none")
-
-
-@dataclass(frozen=True)
-class ReportSpec:
-    """A `--report FORMAT=FILE`: which report format to write, and where."""
-
-    format: str
-    path: Path
-
-    @classmethod
-    def parse(cls, text: str) -> ReportSpec:
-        fmt, sep, path = text.partition("=")
-        if not sep or not path or fmt not in FORMATS:
-            raise UsageError(f"--report {text!r}: expected FORMAT=FILE with FORMAT one of {', '.join(FORMATS)}",
-                             hint="e.g. --report sarif=dockyard.sarif --report gitlab=gl-code-quality.json")
-        return cls(fmt, Path(path))
+from .render import render
 
 
 def write_report(findings: list[Finding], fmt: str, path: Path) -> None:
@@ -38,7 +21,7 @@ def write_report(findings: list[Finding], fmt: str, path: Path) -> None:
         raise OutputError(f"cannot write the {fmt} report {path}: {exc.strerror}", subject=str(path)) from None
 
 
-def write_reports(findings: list[Finding], specs: list[ReportSpec]) -> None:
+def write_reports(findings: list[Finding], specs: Iterable[ReportSpec]) -> None:
     for spec in specs:
         write_report(findings, spec.format, spec.path)
 

@@ -23,7 +23,7 @@ other sources of `dockyard build`). Every flag, and what it maps to: docs/migrat
 
 
 def run_kaniko(argv: list[str]) -> int:
-    from ..builder import build
+    from ..api import build
     from ..events import Events
     from ..progress import make_renderer
 
