@@ -13,30 +13,44 @@ when the name is first used.
 from __future__ import annotations
 
 from importlib import import_module
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .version import __version__
 
-# Each public name and the module (`_module`'s key) it is defined in.
+if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use (__getattr__)
+    from . import errors, events
+    from .api import build, check
+    from .builder import BuildResult
+    from .diagnostics.model import Finding, Severity
+    from .errors import (AuthenticationError, ChecksFailed, ContextError, DockerfileError, DockyardError, Interrupted,
+                         IsolationError, OutputError, RegistryError, SourceLocation, StepFailed, UsageError)
+    from .events import (BuildFailed, BuildFinished, BuildStarted, Event, Events, ImagePushed, Message, StageStarted,
+                         StepFinished, StepLog, StepStarted, TransferFinished, TransferProgress, TransferStarted)
+    from .image.model import Platform
+    from .image.reference import Reference, parse_reference
+    from .named_contexts import NamedContext, parse_build_context
+    from .options import BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource
+
+# Each public name and the module (relative to this package) it is defined in.
 _MODULE_OF = {
-    "build": "api",
-    "check": "api",
+    "build": ".api",
+    "check": ".api",
     **dict.fromkeys(["BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource"],
-                    "options"),
-    "NamedContext": "named_contexts",
-    "parse_build_context": "named_contexts",
-    "BuildResult": "builder",
-    "Finding": "findings",
-    "Severity": "findings",
-    "Platform": "image_model",
-    "Reference": "reference",
-    "parse_reference": "reference",
+                    ".options"),
+    "NamedContext": ".named_contexts",
+    "parse_build_context": ".named_contexts",
+    "BuildResult": ".builder",
+    "Finding": ".diagnostics.model",
+    "Severity": ".diagnostics.model",
+    "Platform": ".image.model",
+    "Reference": ".image.reference",
+    "parse_reference": ".image.reference",
     **dict.fromkeys(["Event", "Events", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished",
                      "TransferStarted", "TransferProgress", "TransferFinished", "ImagePushed", "Message",
-                     "BuildFinished", "BuildFailed"], "events"),
+                     "BuildFinished", "BuildFailed"], ".events"),
     **dict.fromkeys(["DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
                      "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted",
-                     "SourceLocation"], "errors"),
+                     "SourceLocation"], ".errors"),
 }
 
 __all__ = [
@@ -63,40 +77,13 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     if name in ("events", "errors"):
-        # Not `from . import events`: that looks the name up on this package first, which lands here again.
         return import_module(f".{name}", __name__)
-    key = _MODULE_OF.get(name)
-    if key is None:
+    module = _MODULE_OF.get(name)
+    if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_module(key), name)
+    value = getattr(import_module(module, __name__), name)
     globals()[name] = value  # looked up once
     return value
-
-
-def _module(key: str) -> ModuleType:
-    """The module a public name is defined in, imported now (plain import statements, so that tools and the
-    architecture test see what this package depends on)."""
-    if key == "api":
-        from . import api as module
-    elif key == "options":
-        from . import options as module
-    elif key == "named_contexts":
-        from . import named_contexts as module
-    elif key == "builder":
-        from . import builder as module
-    elif key == "findings":
-        from .diagnostics import model as module
-    elif key == "image_model":
-        from .image import model as module
-    elif key == "reference":
-        from .image import reference as module
-    elif key == "events":
-        from . import events as module
-    elif key == "errors":
-        from . import errors as module
-    else:
-        raise AssertionError(key)
-    return module
 
 
 def __dir__() -> list[str]:

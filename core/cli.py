@@ -11,9 +11,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .errors import EXIT_CODES, DockyardError, IsolationError, UsageError
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .named_contexts import NamedContext
+    from .options import BuildOptions
 
 BUILD_EXAMPLES = """\
 examples:
@@ -37,8 +42,13 @@ exit codes:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own errors become our UsageError (exit 2, no traceback)
+    def error(self, message: str) -> NoReturn:  # argparse's own errors become our UsageError (exit 2, no traceback)
         raise UsageError(message, hint=f"see `{self.prog} --help`")
+
+
+if TYPE_CHECKING:
+    # What add_subparsers returns; argparse has no public name for its type.
+    SubParsers = argparse._SubParsersAction[_Parser]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -141,7 +151,7 @@ def _add_findings_options(parser: argparse.ArgumentParser) -> None:
                              "(repeatable)")
 
 
-def _add_lint_command(sub) -> None:
+def _add_lint_command(sub: SubParsers) -> None:
     lint = sub.add_parser("lint", help="check a Dockerfile: dockyard's build checks and hadolint's rules",
                           description="Check the Dockerfile of CONTEXT (or -f) without building it.")
     lint.add_argument("context", metavar="CONTEXT", nargs="?", default=".",
@@ -165,7 +175,7 @@ def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
                              "$XDG_CACHE_HOME/dockyard or ~/.cache/dockyard)")
 
 
-def _add_cache_commands(sub) -> None:
+def _add_cache_commands(sub: SubParsers) -> None:
     cache = sub.add_parser("cache", help="show or prune the local build cache",
                            description="The local cache: cached steps and unpacked layers.")
     actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser)
@@ -185,7 +195,7 @@ def _retry_count(text: str) -> int:
     return parse_retry_count(text)
 
 
-def _add_login_commands(sub) -> None:
+def _add_login_commands(sub: SubParsers) -> None:
     doctor = sub.add_parser("doctor", help="report what this environment allows for builds and the mode a build "
                                            "would use (capabilities, namespaces, overlayfs, seccomp, proot)")
     doctor.add_argument("--isolation", choices=("auto", "namespaces", "proot"), default="auto",
@@ -205,7 +215,7 @@ def _add_login_commands(sub) -> None:
                         help="the registry host[:port] (default docker.io)")
 
 
-def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
+def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> BuildOptions:
     from .options import (BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource,
                           parse_annotations, parse_duration, parse_key_values, parse_registry_ca,
                           parse_registry_client_cert)
@@ -251,7 +261,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]):
     )
 
 
-def _build_contexts(values: list[str]) -> tuple:
+def _build_contexts(values: list[str]) -> tuple[NamedContext, ...]:
     if not values:
         return ()
     from .named_contexts import parse_build_context
@@ -356,7 +366,7 @@ def run_lint(args: argparse.Namespace) -> int:
 PASSWORD_ARG_WARNING = "WARNING! Using --password via the CLI is insecure. Use --password-stdin."
 
 
-def read_login_password(args: argparse.Namespace, stdin) -> str:
+def read_login_password(args: argparse.Namespace, stdin: TextIO) -> str:
     """The password from -p, --password-stdin (without its trailing newline, as docker strips it) or a prompt."""
     if args.password is not None and args.password_stdin:
         raise UsageError("--password and --password-stdin are mutually exclusive")
@@ -364,7 +374,7 @@ def read_login_password(args: argparse.Namespace, stdin) -> str:
         password = stdin.read().removesuffix("\n").removesuffix("\r")
     elif args.password is not None:
         print(PASSWORD_ARG_WARNING, file=sys.stderr)
-        password = args.password
+        password = str(args.password)
     elif stdin.isatty():
         import getpass
 
@@ -377,9 +387,9 @@ def read_login_password(args: argparse.Namespace, stdin) -> str:
     return password
 
 
-def read_login_username(args: argparse.Namespace, stdin) -> str:
+def read_login_username(args: argparse.Namespace, stdin: TextIO) -> str:
     if args.username:
-        return args.username
+        return str(args.username)
     if args.password_stdin or not stdin.isatty():
         raise UsageError("must provide --username with --password-stdin" if args.password_stdin else
                          "no username given and standard input is not a terminal",
@@ -435,8 +445,8 @@ def _in_user_namespace(argv: list[str], work_dir: str, isolation: str = "auto") 
     from .isolation.userns import reenter
 
     environment = probe(work_dir)
-    if choose(environment, isolation).name != "userns":
-        return None
+    if choose(environment, isolation).name != "userns" or environment.subordinates is None:
+        return None  # (the userns mode is chosen only for a user with subordinate ids)
     return reenter(argv, environment.subordinates)
 
 
@@ -490,7 +500,7 @@ def _prune_work_dirs(parent: Path) -> int:
     return 0
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

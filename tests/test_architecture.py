@@ -29,6 +29,7 @@ ALLOWED_PRIVATE = {
     "os._exit",  # a forked child ends without running the parent's cleanup (atexit, buffers)
     "sys._getframe",  # the caller's frame, where no public equivalent exists
     "sys._current_frames",  # every thread's stack, for a diagnostic dump
+    "argparse._SubParsersAction",  # the type add_subparsers returns, which argparse gives no public name
     # namedtuple's methods and fields are public API despite their underscore (it keeps field names free)
     "*._replace", "*._asdict", "*._fields", "*._make",
 }
@@ -80,7 +81,7 @@ def imported_modules(module: Module, known: dict[str, Module]) -> Iterator[str]:
     TYPE_CHECKING. `from X import name` imports X.name when that is a module, else X (the name is an attribute
     X defines). Importing a.b.c imports the packages a.b too, except `module`'s own (they are imported first
     whatever it does)."""
-    direct = set()
+    direct: set[str] = set()
     for node in ast.walk(module.tree):
         if isinstance(node, ast.Import):
             direct.update(alias.name for alias in node.names)
@@ -147,12 +148,12 @@ def import_cycles() -> list[list[str]]:
     return strongly_connected(graph)
 
 
-def test_the_cycle_finder_finds_cycles_and_only_them():
+def test_the_cycle_finder_finds_cycles_and_only_them() -> None:
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert strongly_connected({"a": {"b"}, "b": set(), "c": {"b"}}) == []
 
 
-def test_the_import_reader_sees_every_kind_of_import(tmp_path):
+def test_the_import_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
     source = tmp_path / "core"
     (source / "pkg").mkdir(parents=True)
     (source / "__init__.py").write_text("")
@@ -174,13 +175,13 @@ def test_the_import_reader_sees_every_kind_of_import(tmp_path):
 
 @pytest.mark.xfail(strict=False, reason="the leaf packages' cycles (rootfs, dockerfile, registry, isolation) are "
                                         "being broken on another branch")
-def test_no_import_cycles_in_core():
+def test_no_import_cycles_in_core() -> None:
     cycles = import_cycles()
     assert not cycles, "import cycles in core/ (each line: the modules of one cycle):\n" + "\n".join(
         " ".join(cycle) for cycle in cycles)
 
 
-def test_no_import_cycle_through_the_package_or_the_api():
+def test_no_import_cycle_through_the_package_or_the_api() -> None:
     """What the public API is made of never imports it back: the package's lazy names and the api module."""
     cycles = [c for c in import_cycles()
               if {"dockyard", "dockyard.api", "dockyard.cli", "dockyard.diagnostics", "dockyard.builder"} & set(c)]
@@ -227,7 +228,7 @@ def private_uses(module: Module) -> Iterator[str]:
             yield f"{module.where}:{node.lineno}: {owner}.{node.attr}"
 
 
-def test_the_private_name_reader_finds_what_it_should(tmp_path):
+def test_the_private_name_reader_finds_what_it_should(tmp_path: Path) -> None:
     (tmp_path / "core").mkdir()
     (tmp_path / "core" / "m.py").write_text(
         "from .other import _hidden, shown\nimport os\n"
@@ -241,7 +242,7 @@ def test_the_private_name_reader_finds_what_it_should(tmp_path):
 
 @pytest.mark.xfail(strict=False, reason="modules of other areas still reach into each other's private names; "
                                         "they are being fixed on their branches")
-def test_no_module_uses_another_modules_private_names():
+def test_no_module_uses_another_modules_private_names() -> None:
     offenders = [use for directory in (CORE, INTEGRATIONS) for module in modules(directory).values()
                  for use in private_uses(module)]
     assert not offenders, "uses of another module's private names:\n" + "\n".join(offenders)
@@ -273,7 +274,7 @@ def adapter_imports_of_internals(module: Module) -> Iterator[str]:
                     yield f"{where}:{node.lineno}: from {source} import {alias.name}"
 
 
-def test_the_adapter_import_reader_tells_public_from_internal(tmp_path):
+def test_the_adapter_import_reader_tells_public_from_internal(tmp_path: Path) -> None:
     (tmp_path / "core").mkdir()
     (tmp_path / "core" / "m.py").write_text(
         "import dockyard\nimport dockyard.events\nimport dockyard.builder\nfrom dockyard import build, cli\n"
@@ -286,6 +287,6 @@ def test_the_adapter_import_reader_tells_public_from_internal(tmp_path):
 
 
 @pytest.mark.xfail(strict=False, reason="the adapters are being moved onto the public API on another branch")
-def test_adapters_import_only_dockyards_public_names():
+def test_adapters_import_only_dockyards_public_names() -> None:
     offenders = [use for module in modules(INTEGRATIONS).values() for use in adapter_imports_of_internals(module)]
     assert not offenders, "adapters importing dockyard's internals:\n" + "\n".join(offenders)

@@ -26,7 +26,7 @@ VALUE_TYPES = ["BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "Sec
 FUNCTIONS = ["build", "check", "parse_reference", "parse_build_context"]
 
 
-def test_every_public_name_resolves_and_is_listed_once():
+def test_every_public_name_resolves_and_is_listed_once() -> None:
     assert len(dockyard.__all__) == len(set(dockyard.__all__))
     for name in dockyard.__all__:
         assert getattr(dockyard, name) is not None, name
@@ -37,7 +37,7 @@ def test_every_public_name_resolves_and_is_listed_once():
                                                               "__version__"]) == set(dockyard.__all__)
 
 
-def test_each_name_is_what_it_claims():
+def test_each_name_is_what_it_claims() -> None:
     for name in EVENTS:
         cls = getattr(dockyard, name)
         assert cls is getattr(dockyard.events, name) and issubclass(cls, dockyard.Event), name
@@ -48,7 +48,8 @@ def test_each_name_is_what_it_claims():
     for name in VALUE_TYPES:
         cls = getattr(dockyard, name)
         assert inspect.isclass(cls) and dataclasses.is_dataclass(cls), name
-        assert dataclasses.fields(cls) and cls.__dataclass_params__.frozen, f"{name}: a small immutable type"
+        # frozen: the dataclass's own __setattr__ refuses every assignment
+        assert dataclasses.fields(cls) and cls.__setattr__ is not object.__setattr__, f"{name}: immutable"
     for name in FUNCTIONS:
         assert inspect.isfunction(getattr(dockyard, name)), name
     assert issubclass(dockyard.Severity, __import__("enum").Enum)
@@ -59,7 +60,7 @@ def test_each_name_is_what_it_claims():
     assert inspect.signature(dockyard.build).parameters["events"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
-def test_the_public_modules_list_every_event_and_error_class():
+def test_the_public_modules_list_every_event_and_error_class() -> None:
     """An event or error class added to events.py or errors.py is public: it must be in their `__all__` and in
     the package's (the CI adapters read every event kind, and catch every error)."""
     events = {n for n, v in vars(dockyard.events).items()
@@ -73,7 +74,7 @@ def test_the_public_modules_list_every_event_and_error_class():
     assert "SourceLocation" in dockyard.errors.__all__
 
 
-def test_importing_dockyard_imports_nothing_else():
+def test_importing_dockyard_imports_nothing_else() -> None:
     code = ("import json, sys, dockyard\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('dockyard', 'rich', 'requests'))))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
@@ -81,7 +82,7 @@ def test_importing_dockyard_imports_nothing_else():
     assert loaded == ["dockyard", "dockyard.version"]
 
 
-def test_build_failed_round_trips_through_json():
+def test_build_failed_round_trips_through_json() -> None:
     error = dockyard.StepFailed("RUN exited with 1", hint="read its output",
                                 location=dockyard.SourceLocation("Dockerfile", 3, 4), details="boom")
     event = dockyard.BuildFailed.from_error(error)
@@ -94,7 +95,7 @@ def test_build_failed_round_trips_through_json():
     assert (internal.error, internal.exit_code, internal.message) == ("InternalError", 1, "ValueError: bad")
 
 
-def test_the_api_page_shows_every_public_name():
+def test_the_api_page_shows_every_public_name() -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
     missing = [name for name in dockyard.__all__ if not re.search(rf"`[^`]*\b{re.escape(name)}\b[^`]*`", page)]
     assert not missing, f"docs/api.md does not mention {missing}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,12 +16,12 @@ from tests.e2e.helpers import CliResult, dockyard as run_dockyard, write_context
 from tests.support.registry import RegistryServer
 
 
-def events_of(result: CliResult) -> list[dict]:
+def events_of(result: CliResult) -> list[dict[str, Any]]:
     """The JSON events on standard error (the CLI's own `error: ...` text follows them)."""
     return [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
 
 
-def failure(result: CliResult, exit_code: int) -> dict:
+def failure(result: CliResult, exit_code: int) -> dict[str, Any]:
     """The build_failed event, after checking it is the last event, the only one, and says the exit code."""
     assert result.returncode == exit_code, result.stderr
     events = events_of(result)
@@ -33,7 +34,7 @@ def failure(result: CliResult, exit_code: int) -> dict:
     return event
 
 
-def test_a_failed_run_ends_with_its_step_and_line(busybox_base, tmp_path):
+def test_a_failed_run_ends_with_its_step_and_line(busybox_base: str, tmp_path: Path) -> None:
     context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {busybox_base}\nRUN echo preparing\n"
                                                              "RUN echo doomed; exit 3\n"})
     result = run_dockyard("build", "--progress", "json", "--no-cache", "--work-dir", str(tmp_path / "work"),
@@ -46,7 +47,7 @@ def test_a_failed_run_ends_with_its_step_and_line(busybox_base, tmp_path):
     assert kinds[0] == "build_started" and kinds[-2] == "step_finished"
 
 
-def test_a_bad_dockerfile_line_ends_with_that_line(tmp_path):
+def test_a_bad_dockerfile_line_ends_with_that_line(tmp_path: Path) -> None:
     context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nCOPY a /a\nFROBNICATE now\n",
                                                "a": "a"})
     event = failure(run_dockyard("build", "--progress=json", str(context)), dockyard.DockerfileError.exit_code)
@@ -54,7 +55,7 @@ def test_a_bad_dockerfile_line_ends_with_that_line(tmp_path):
     assert "FROBNICATE" in event["message"].upper()
 
 
-def test_a_refused_registry_ends_with_the_authentication_error(tmp_path):
+def test_a_refused_registry_ends_with_the_authentication_error(tmp_path: Path) -> None:
     server = RegistryServer.start(tmp_path / "registry", htpasswd={"builder": "builder-Pa55word"})
     try:
         context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {server.host}/base/busybox:1\nRUN true\n"})
@@ -70,7 +71,7 @@ def test_a_refused_registry_ends_with_the_authentication_error(tmp_path):
 
 @pytest.mark.parametrize("args", [["--no-such-flag"], ["--output", "type=floppy"], ["--progress", "json"]],
                          ids=["unknown-flag", "bad-output", "missing-context"])
-def test_a_usage_error_is_the_only_event(tmp_path, args):
+def test_a_usage_error_is_the_only_event(tmp_path: Path, args: list[str]) -> None:
     context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n"})
     argv = ["build", "--progress=json", *args] + ([] if args == ["--progress", "json"] else [str(context)])
     result = run_dockyard(*argv)
@@ -79,7 +80,7 @@ def test_a_usage_error_is_the_only_event(tmp_path, args):
     assert event["file"] is None and event["line"] is None
 
 
-def test_other_progress_modes_print_the_error_once(tmp_path):
+def test_other_progress_modes_print_the_error_once(tmp_path: Path) -> None:
     context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nFROBNICATE now\n"})
     for mode in ("plain", "auto"):
         result = run_dockyard("build", f"--progress={mode}", str(context))
@@ -91,7 +92,7 @@ def test_other_progress_modes_print_the_error_once(tmp_path):
 
 # --- the same through the Python API -----------------------------------------------------------------------
 
-def test_the_api_raises_and_ends_the_events_with_build_failed(tmp_path):
+def test_the_api_raises_and_ends_the_events_with_build_failed(tmp_path: Path) -> None:
     seen: list[dockyard.Event] = []
     context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nFROBNICATE now\n"})
     with pytest.raises(dockyard.DockerfileError) as raised:
@@ -102,7 +103,8 @@ def test_the_api_raises_and_ends_the_events_with_build_failed(tmp_path):
     assert (expected.error, expected.line, expected.exit_code) == ("DockerfileError", 2, 3)
 
 
-def test_the_api_reports_an_unexpected_exception_as_an_internal_error(tmp_path, monkeypatch):
+def test_the_api_reports_an_unexpected_exception_as_an_internal_error(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug cannot be made on purpose: the builder is replaced by one that raises (the only stand-in here)."""
     import dockyard.builder
 
@@ -112,7 +114,7 @@ def test_the_api_reports_an_unexpected_exception_as_an_internal_error(tmp_path, 
     monkeypatch.setattr(dockyard.builder, "build", broken)
     seen: list[dockyard.Event] = []
     with pytest.raises(KeyError):
-        dockyard.build(dockyard.BuildOptions(context=Path(tmp_path)), events=dockyard.Events(seen.append))
+        dockyard.build(dockyard.BuildOptions(context=tmp_path), events=dockyard.Events(seen.append))
     assert len(seen) == 1 and isinstance(seen[0], dockyard.BuildFailed)
     assert (seen[0].error, seen[0].exit_code) == ("InternalError", 1)
     assert "no such thing" in seen[0].message and "Traceback" in (seen[0].details or "")
