@@ -2,7 +2,8 @@
 
 A renderer is an `Events` listener (`renderer(event)`) plus `close()`, which the caller must call when the
 build is over, successful or not: it stops the live display and flushes. Renderers never print errors
-themselves beyond a one-line status; the CLI renders `DockyardError`s separately.
+themselves beyond a one-line status; the CLI renders `DockyardError`s separately. So the failure event
+(BuildFailed) is written by the JSON renderer, for machines, and left out by the others.
 
 rich is imported only inside `RichRenderer`, so `import dockyard.progress` (and `dockyard --version`) stays fast.
 """

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from dockyard.errors import UsageError
-from dockyard.events import (BuildFinished, BuildStarted, Events, ImagePushed, Message, StageStarted,
+from dockyard.events import (BuildFailed, BuildFinished, BuildStarted, Events, ImagePushed, Message, StageStarted,
                              StepFinished, StepLog, StepStarted, TransferFinished, TransferProgress,
                              TransferStarted, event_from_json)
 from dockyard.progress import (JsonRenderer, NullRenderer, PlainRenderer, RichRenderer, format_size,
@@ -180,6 +180,25 @@ def test_json_lines_read_back_render_as_the_events_did():
         replay(event_from_json(json.loads(line)))
     assert via_json.getvalue() == direct.getvalue() and direct.getvalue()
     assert event_from_json({"event": "from_the_future", "time": T0}) is None
+
+
+def test_build_failed_is_written_by_json_and_left_to_the_cli_by_the_others():
+    """The failure event is for machines: the terminal renderers leave the error to the CLI, which prints it."""
+    event = BuildFailed(exit_code=5, error="StepFailed", message="RUN exited with 1", hint="read its output",
+                        file="Dockerfile", line=3, end_line=4, details="the last lines", time=T0)
+    out = io.StringIO()
+    JsonRenderer(out)(event)
+    record = json.loads(out.getvalue())
+    assert record == {"event": "build_failed", "time": T0, "exit_code": 5, "error": "StepFailed",
+                      "message": "RUN exited with 1", "hint": "read its output", "file": "Dockerfile", "line": 3,
+                      "end_line": 4, "subject": None, "details": "the last lines"}
+    assert event_from_json(record) == event
+    plain, live = io.StringIO(), io.StringIO()
+    for renderer in (PlainRenderer(plain), RichRenderer(console=_rich_console(live))):
+        renderer(event)
+        renderer.close()
+    for stream in (plain, live):
+        assert "RUN exited with 1" not in stream.getvalue() and "last lines" not in stream.getvalue()
 
 
 # --- rich ----------------------------------------------------------------------------------------------------
