@@ -55,6 +55,17 @@ def test_a_bad_dockerfile_line_ends_with_that_line(tmp_path: Path) -> None:
     assert "FROBNICATE" in event["message"].upper()
 
 
+def test_failed_checks_end_with_checks_failed_and_the_report_is_written(tmp_path: Path) -> None:
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch AS a\nFROM scratch AS A\n"})
+    report = tmp_path / "findings.json"
+    result = run_dockyard("build", "--progress", "json", "--check", "--report", f"json={report}", str(context))
+    event = failure(result, dockyard.ChecksFailed.exit_code)
+    assert event["error"] == "ChecksFailed" and event["subject"].endswith("Dockerfile")
+    warnings = [e["text"] for e in events_of(result) if e["event"] == "message" and e["level"] == "warning"]
+    assert any("DuplicateStageName" in text for text in warnings)
+    assert json.loads(report.read_text())["findings"][0]["rule"] == "DuplicateStageName"
+
+
 def test_a_refused_registry_ends_with_the_authentication_error(tmp_path: Path) -> None:
     server = RegistryServer.start(tmp_path / "registry", htpasswd={"builder": "builder-Pa55word"})
     try:
