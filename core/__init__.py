@@ -13,10 +13,11 @@ when the name is first used.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
 
 from .version import __version__
 
+# typing.TYPE_CHECKING without importing typing, which `import dockyard` would pay for (type checkers know it).
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use (__getattr__)
     from . import errors, events
     from .api import build, check

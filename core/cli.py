@@ -11,12 +11,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .errors import EXIT_CODES, DockyardError, IsolationError, UsageError
 from .version import __version__
 
+# typing.TYPE_CHECKING without importing typing, which `dockyard --version` would pay for (type checkers know it).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import NoReturn, TextIO
+
     from .named_contexts import NamedContext
     from .options import BuildOptions
 
