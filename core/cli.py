@@ -296,6 +296,15 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
 
             failure = finding_from_error(exc)
             write_reports(findings + ([failure] if failure else []), reports)
+        # Minimal stand-in for the failure event's emission, which the api change owns (it also covers errors
+        # before the build starts): the CI adapters read it.
+        from .events import BuildFailed
+
+        where = exc.location
+        events.emit(BuildFailed(exit_code=exc.exit_code, error=type(exc).__name__, message=exc.message,
+                                hint=exc.hint, file=where.file if where else None,
+                                line=where.start_line if where else None, end_line=where.end_line if where else None,
+                                subject=exc.subject, details=exc.details))
         raise
     finally:
         renderer.close()

@@ -130,6 +130,23 @@ class BuildFinished(Event):
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class BuildFailed(Event):
+    """A build failed: the last event of every failed build, errors before it started included. `error` is the
+    error's class name ("StepFailed"; "InternalError" for an unexpected exception), `message` its message
+    without location or hint; `file`/`line`/`end_line` the Dockerfile lines it is about, if any."""
+
+    exit_code: int
+    error: str
+    message: str
+    hint: str | None = None
+    file: str | None = None
+    line: int | None = None
+    end_line: int | None = None
+    subject: str | None = None
+    details: str | None = None
+
+
 def event_from_json(d: dict) -> Event | None:
     """The inverse of `Event.to_json` (a `--progress json` line read back, e.g. by a CI adapter that renders it
     with progress.py's renderers); None for an event kind newer than this module."""
