@@ -205,8 +205,8 @@ def test_findings_reaching_a_level_are_counted_from_the_json_report(tmp_path):
 # --- the failure as each adapter renders it ----------------------------------------------------------------------
 
 def test_failure_text():
-    assert failure.paragraph(STEP_FAILED) == ("app/Dockerfile:3: RUN exited with 3: false\nlast output:\ngoing to fail\n"
-                                              "hint: look at its output")
+    assert failure.paragraph(STEP_FAILED) == (
+        "app/Dockerfile:3: RUN exited with 3: false\nlast output:\ngoing to fail\nhint: look at its output")
     assert failure.headline(NO_LOCATION) == "127.0.0.1:9/app:1: connection refused"
     assert failure.title(STEP_FAILED) == "StepFailed (exit code 5)"
 
@@ -258,7 +258,8 @@ def test_jenkins_result_file_holds_the_failure_escaped(tmp_path):
     text = step.result_text(step.result_values(5, files, "warning", STEP_FAILED))
     assert text.splitlines() == [
         "exit_code=5", "findings=2", "findings_reaching=2", "error=StepFailed", "message=RUN exited with 3: false",
-        "file=app/Dockerfile", "line=3", "hint=look at its output", "headline=app/Dockerfile:3: RUN exited with 3: false"]
+        "file=app/Dockerfile", "line=3", "hint=look at its output",
+        "headline=app/Dockerfile:3: RUN exited with 3: false"]
     assert step.escape("a\\b\nc") == "a\\\\b\\nc"
 
 
@@ -273,7 +274,8 @@ def test_jenkins_request_becomes_the_kernels(tmp_path):
     assert args[:4] == ["--progress", "json", "--metadata-file", str(tmp_path / "m")]
     assert "--fail-on none" in " ".join(args)  # the step makes the build UNSTABLE itself, at its `lint` level
     for pair in (["--build-arg", "FROM_ENV"], ["--label", "k=v w"], ["--build-context", "lib=libs"],
-                 ["--cache-to", "type=registry,ref=r/app:buildcache,mode=max"], ["--report", f"json={tmp_path / 'f.json'}"]):
+                 ["--cache-to", "type=registry,ref=r/app:buildcache,mode=max"],
+                 ["--report", f"json={tmp_path / 'f.json'}"]):
         assert any(args[i:i + 2] == pair for i in range(len(args))), pair
     assert step.cache_reference("r/app", "other/cache:1") == "other/cache:1"
     assert step.cache_reference("r/app", False) == ""

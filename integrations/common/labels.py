@@ -26,15 +26,15 @@ class ImageProvenance:
 
 
 def rfc3339(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def created_time(given: str, environ: Mapping[str, str], *, now: dt.datetime | None = None) -> str:
     """SOURCE_DATE_EPOCH's time, else `given`, else now."""
     epoch = environ.get("SOURCE_DATE_EPOCH", "").strip()
     if epoch.isdigit():
-        return rfc3339(dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc))
-    return given or rfc3339(now or dt.datetime.now(dt.timezone.utc))
+        return rfc3339(dt.datetime.fromtimestamp(int(epoch), dt.UTC))
+    return given or rfc3339(now or dt.datetime.now(dt.UTC))
 
 
 def standard_labels(provenance: ImageProvenance, environ: Mapping[str, str],

@@ -3,6 +3,7 @@ makes. One mapping, so every adapter passes an input to dockyard the same way.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,11 @@ class BuildRequest:
     extra_args: tuple[str, ...] = ()  # last before the context, so a flag given here wins over a derived one
 
 
+def repeated(flag: str, values: Sequence[str]) -> list[str]:
+    """`flag VALUE` for each value, in order."""
+    return [word for value in values for word in (flag, value)]
+
+
 def output_arguments(outputs: tuple[str, ...], *, subject: str = "input outputs") -> list[str]:
     """`--output` for each output, each checked as dockyard reads it: a type it cannot write fails here."""
     args: list[str] = []
@@ -82,10 +88,9 @@ def build_arguments(request: BuildRequest, *, host: Platform) -> list[str]:
         args += ["--report", f"{report.format}={report.path}"]
     if request.dockerfile:
         args += ["--file", request.dockerfile]
-    for flag, values in (("--tag", request.tags), ("--label", request.labels), ("--build-arg", request.build_args),
-                         ("--build-context", request.build_contexts), ("--annotation", request.annotations)):
-        for value in values:
-            args += [flag, value]
+    args += repeated("--tag", request.tags) + repeated("--label", request.labels)
+    args += repeated("--build-arg", request.build_args) + repeated("--build-context", request.build_contexts)
+    args += repeated("--annotation", request.annotations)
     if request.target:
         args += ["--target", request.target]
     cache_sources = list(request.cache_from)
@@ -94,9 +99,7 @@ def build_arguments(request: BuildRequest, *, host: Platform) -> list[str]:
         cache_sources.insert(0, cache_from(request.cache))
         if request.push:  # a build that does not push writes nothing to the registry, its cache included
             cache_destinations.insert(0, cache_to(request.cache))
-    for flag, values in (("--cache-from", cache_sources), ("--cache-to", cache_destinations)):
-        for value in values:
-            args += [flag, value]
+    args += repeated("--cache-from", cache_sources) + repeated("--cache-to", cache_destinations)
     if request.push:
         args.append("--push")
     if request.no_cache:
@@ -106,10 +109,8 @@ def build_arguments(request: BuildRequest, *, host: Platform) -> list[str]:
         args += ["--platform", platform]
     refuse_several(platforms_in_arguments(request.extra_args), host=host, subject="input extra-args")
     args += output_arguments(request.outputs)
-    for flag, values in (("--insecure-registry", request.insecure_registries),
-                         ("--registry-mirror", request.registry_mirrors), ("--secret", request.secrets)):
-        for value in values:
-            args += [flag, value]
+    args += repeated("--insecure-registry", request.insecure_registries)
+    args += repeated("--registry-mirror", request.registry_mirrors) + repeated("--secret", request.secrets)
     args += request.extra_args
     args.append(request.context)
     return args

@@ -38,14 +38,14 @@ def _bool(name: str) -> bool:
     if not _text(name):
         return False
     try:
-        return core.get_boolean_input(name.replace("-", "_"))
+        return bool(core.get_boolean_input(name.replace("-", "_")))
     except TypeError:
         raise UsageError(f"{core.get_input(name.replace('-', '_'))!r} is not a boolean", subject=f"input {name}",
                          hint="use true or false") from None
 
 
 def _text(name: str) -> str:
-    return core.get_input(name.replace("-", "_"))
+    return str(core.get_input(name.replace("-", "_")))
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class ActionInputs:
     extra_args: tuple[str, ...] = ()
 
     @classmethod
-    def from_environment(cls) -> "ActionInputs":
+    def from_environment(cls) -> ActionInputs:
         """The inputs as build-push-action splits them: tags, platforms and secret-envs by comma too; values that
         may hold commas (build args, build contexts, labels, annotations, secrets, cache and output specs) by line
         only."""

@@ -38,7 +38,7 @@ class GitContext:
     server_url: str = "https://github.com"
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "GitContext":
+    def from_environment(cls, environ: Mapping[str, str]) -> GitContext:
         event: Any = {}
         if path := environ.get("GITHUB_EVENT_PATH"):
             try:

@@ -37,7 +37,7 @@ class ComponentInputs:
     extra_args: tuple[str, ...] = ()
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "ComponentInputs":
+    def from_environment(cls, environ: Mapping[str, str]) -> ComponentInputs:
         def text(name: str) -> str:
             return environ.get(PREFIX + name, "").strip()
 

@@ -36,7 +36,7 @@ class Pipeline:
     created_at: str = ""
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "Pipeline":
+    def from_environment(cls, environ: Mapping[str, str]) -> Pipeline:
         return cls(ref_slug=environ.get("CI_COMMIT_REF_SLUG", ""), short_sha=environ.get("CI_COMMIT_SHORT_SHA", ""),
                    sha=environ.get("CI_COMMIT_SHA", ""), branch=environ.get("CI_COMMIT_BRANCH", ""),
                    tag=environ.get("CI_COMMIT_TAG", ""), default_branch=environ.get("CI_DEFAULT_BRANCH", ""),
