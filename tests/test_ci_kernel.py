@@ -125,6 +125,12 @@ def test_the_jenkins_step_checks_the_kernels_lint_levels():
     assert tuple(re.findall(r"'(\w+)'", groovy)) == levels.LINT_LEVELS
 
 
+def test_the_gitlab_template_offers_the_kernels_lint_levels():
+    template = (REPO / "templates" / "build.yml").read_text()
+    options = re.search(r"^    lint:\n(?:      .*\n)*?      options: \[([^\]]*)\]", template, re.M).group(1)
+    assert {item.strip() for item in options.split(",")} == set(levels.LINT_LEVELS)
+
+
 def test_labels_created_time_the_epoch_wins_then_the_platforms_time_then_now():
     provenance = labels.ImageProvenance(source="https://h/o/r", revision="f" * 40, created="2026-01-02T03:04:05Z")
     by_key = dict(item.split("=", 1) for item in labels.standard_labels(provenance, {}))

@@ -84,9 +84,13 @@ class PhasedLog:
     def observe(self, event: Event) -> None:
         """Called with every event, for what a subclass keeps (e.g. the steps, for a job summary)."""
 
+    def write(self, text: str) -> None:
+        """Writes to the log (a subclass's group markers, its failure)."""
+        self._stream.write(text)
+
     def show_failure(self, failure: BuildFailed) -> None:
         """Shows the failure in the log; by default dockyard's own error paragraph."""
-        self._stream.write(f"error: {paragraph(failure)}\n")
+        self.write(f"error: {paragraph(failure)}\n")
 
     def event(self, event: Event) -> None:
         if (phase := self._phases.enter(event)) is not None:

@@ -38,7 +38,7 @@ class GroupedLog(PhasedLog):
             self.finished[event.step] = event
 
     def show_failure(self, failure: BuildFailed) -> None:
-        self._stream.write(failure_annotation(failure) + "\n")
+        self.write(failure_annotation(failure) + "\n")
 
 
 def failure_annotation(failure: BuildFailed) -> str:

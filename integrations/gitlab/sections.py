@@ -40,14 +40,14 @@ class SectionedLog(PhasedLog):
     """Writes the job log, one collapsible section per phase."""
 
     def open_group(self, phase: Phase, when: float) -> None:
-        self._stream.write(section_start(section_name(phase), phase.title, when=when))
+        self.write(section_start(section_name(phase), phase.title, when=when))
 
     def close_group(self, phase: Phase, when: float | None) -> None:
-        self._stream.write(section_end(section_name(phase), when=when))
+        self.write(section_end(section_name(phase), when=when))
 
     def show_failure(self, failure: BuildFailed) -> None:
         where = location(failure)
         header = f"{RED}dockyard build failed: {title(failure)}" + (f" at {where}" if where else "") + RESET
-        self._stream.write(section_start(FAILURE_SECTION, header, when=failure.time, collapsed=False))
-        self._stream.write(f"error: {paragraph(failure)}\n")
-        self._stream.write(section_end(FAILURE_SECTION, when=failure.time))
+        self.write(section_start(FAILURE_SECTION, header, when=failure.time, collapsed=False))
+        self.write(f"error: {paragraph(failure)}\n")
+        self.write(section_end(FAILURE_SECTION, when=failure.time))
