@@ -128,8 +128,8 @@ def test_build_arguments_map_every_input(tmp_path):
                     "--file", "app/Dockerfile.prod", "--tag", "reg/g/app:main", "--label", "k=v",
                     "--build-arg", "A=1", "--build-context", "base=docker-image://alpine:3.20",
                     "--build-context", "lib=libs", "--target", "runtime",
-                    "--cache-from", "type=registry,ref=reg/g/app/cache",
-                    "--cache-to", "type=registry,ref=reg/g/app/cache,mode=max",
+                    "--cache-from", "type=registry,ref=reg/g/app:buildcache",
+                    "--cache-to", "type=registry,ref=reg/g/app:buildcache,mode=max",
                     "--push", "--no-cache", "app"]
 
 

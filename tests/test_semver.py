@@ -1,4 +1,4 @@
-from dockyard.semver import SemVer, parse_semver
+from dockyard_integrations.common.semver import SemVer, parse_semver
 
 
 def test_release_and_prerelease_tags():

@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from dockyard.errors import DockyardError
-from dockyard.plan import host_platform
 
+from ..common.platforms import host_platform
+from ..common.runner import dockyard_command, run_dockyard
 from . import metadata, privileges, summary, workflow
 from .flags import ResultFiles, build_arguments
 from .inputs import ActionInputs, key_value
 from .log import GroupedLog
 from .masking import secret_values
+
+# The findings the github report holds that come from the build itself: its failure, which the log annotated
+# from the failure event already (the report's annotations are titled `RULE (SOURCE)`).
+BUILD_SOURCE_TITLE = " (build)"
 
 
 def mask_secrets(inputs: ActionInputs, environ: dict[str, str]) -> None:
@@ -32,23 +37,24 @@ def resolve_tags_and_labels(inputs: ActionInputs, environ: dict[str, str]) -> tu
     return tags, labels
 
 
-def run_dockyard(command: list[str], log: GroupedLog) -> int:
-    # stdout carries only the digest (the metadata file has it too); stderr the JSON events and any error.
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          errors="replace") as proc:
-        assert proc.stderr is not None
-        log.feed(proc.stderr)
-    return proc.returncode
+def findings_annotations(report: str, log: GroupedLog) -> list[str]:
+    """The report's annotations, less the build's failure when the log annotated it from its event."""
+    lines = report.splitlines()
+    if log.failure is None:
+        return lines
+    return [line for line in lines
+            if not workflow.command_properties(line).get("title", "").endswith(BUILD_SOURCE_TITLE)]
 
 
 def publish(log: GroupedLog, files: ResultFiles, tags: list[str], code: int, environ: dict[str, str]) -> None:
     report = files.report.read_text() if files.report.exists() else ""
-    if report:
-        sys.stdout.write(report if report.endswith("\n") else report + "\n")
-    elif code != 0:
-        # Without a report the error has no Dockerfile location to attach to: the message alone.
+    for line in findings_annotations(report, log):
+        sys.stdout.write(line + "\n")
+    if code != 0 and log.failure is None and not report:
+        # No failure event (dockyard stopped before it could send one) and no report: the text it printed.
         workflow.error("\n".join(log.other_lines) or f"dockyard build failed (exit code {code})")
-    meta = json.loads(files.metadata.read_text()) if code == 0 and files.metadata.exists() else None
+    meta: dict[str, Any] | None = (json.loads(files.metadata.read_text())
+                                   if code == 0 and files.metadata.exists() else None)
     if meta is not None:
         workflow.set_outputs({"digest": meta["digest"], "imageid": meta["config_digest"],
                               "metadata": json.dumps(meta), "tags": "\n".join(tags)})
@@ -69,12 +75,13 @@ def main() -> int:
                                 has_sudo=os.geteuid() != 0 and privileges.sudo_works())
         print(how.note)
         print("tags: " + (", ".join(tags) or "(none)"))
+        sys.stdout.flush()
         log = GroupedLog()
-        code = run_dockyard([*how.prefix, sys.executable, "-m", "dockyard", "build", *args], log)
+        code = run_dockyard([*how.prefix, *dockyard_command(), "build", *args], log)
         publish(log, files, tags, code, environ)
         return code
     except DockyardError as exc:
         workflow.error(exc.render())
         return exc.exit_code
     finally:
-        shutil.rmtree(temp, ignore_errors=True)  # the secrets' files with it
+        shutil.rmtree(temp, ignore_errors=True)  # the secrets' directory with it

@@ -16,7 +16,7 @@ from actions_toolkit import core
 
 from dockyard.errors import UsageError
 
-LINT_LEVELS = ("error", "warning", "info", "none")
+from ..common.levels import parse_lint_level
 
 
 def split_list(text: str, *, ignore_comma: bool = False) -> list[str]:
@@ -38,14 +38,14 @@ def _bool(name: str) -> bool:
     if not _text(name):
         return False
     try:
-        return core.get_boolean_input(name.replace("-", "_"))
+        return bool(core.get_boolean_input(name.replace("-", "_")))
     except TypeError:
         raise UsageError(f"{core.get_input(name.replace('-', '_'))!r} is not a boolean", subject=f"input {name}",
                          hint="use true or false") from None
 
 
 def _text(name: str) -> str:
-    return core.get_input(name.replace("-", "_"))
+    return str(core.get_input(name.replace("-", "_")))
 
 
 @dataclass(frozen=True)
@@ -74,15 +74,11 @@ class ActionInputs:
     extra_args: tuple[str, ...] = ()
 
     @classmethod
-    def from_environment(cls) -> "ActionInputs":
+    def from_environment(cls) -> ActionInputs:
         """The inputs as build-push-action splits them: tags, platforms and secret-envs by comma too; values that
         may hold commas (build args, build contexts, labels, annotations, secrets, cache and output specs) by line
         only."""
-        lint = _text("lint").lower() or "error"
-        if lint not in LINT_LEVELS:
-            raise UsageError(f"unknown level {lint!r}", subject="input lint",
-                             hint="the level of Dockerfile check findings that fails the step: "
-                                  + ", ".join(LINT_LEVELS))
+        lint = parse_lint_level(_text("lint"))
         try:
             extra = tuple(shlex.split(_text("extra-args")))
         except ValueError as exc:

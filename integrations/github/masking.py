@@ -9,7 +9,7 @@ import binascii
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def docker_config_paths(environ: Mapping[str, str]) -> list[Path]:

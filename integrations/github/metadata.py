@@ -10,15 +10,17 @@ The image name comes from the `images` input (metadata-action's), default `ghcr.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 from dockyard.errors import UsageError
-from dockyard.semver import parse_semver
+
+from ..common import labels
+from ..common.semver import parse_semver
 
 _TAG_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_TAG = 128  # the distribution spec's limit for a tag
@@ -31,13 +33,13 @@ class GitContext:
     ref: str = ""
     sha: str = ""
     event_name: str = ""
-    event: dict = field(default_factory=dict)
+    event: dict[str, Any] = field(default_factory=dict)
     repository: str = ""
     server_url: str = "https://github.com"
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "GitContext":
-        event = {}
+    def from_environment(cls, environ: Mapping[str, str]) -> GitContext:
+        event: Any = {}
         if path := environ.get("GITHUB_EVENT_PATH"):
             try:
                 event = json.loads(Path(path).read_text())
@@ -101,17 +103,9 @@ def derive_tags(images: list[str] | tuple[str, ...], ctx: GitContext) -> list[st
     return [f"{image.lower()}:{name}" for image in (images or default_images(ctx)) for name in names]
 
 
-def standard_labels(ctx: GitContext, user_labels: list[str] | tuple[str, ...],
-                    environ: Mapping[str, str]) -> list[str]:
-    """org.opencontainers.image.{source,revision,created} as KEY=VALUE, leaving out the keys the user set.
-    `created` is SOURCE_DATE_EPOCH's time when it is set, so a reproducible build stays reproducible."""
-    given = {item.partition("=")[0].strip() for item in user_labels}
-    epoch = environ.get("SOURCE_DATE_EPOCH", "").strip()
-    when = (dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch.isdigit()
-            else dt.datetime.now(dt.timezone.utc))
-    labels = {
-        "org.opencontainers.image.source": f"{ctx.server_url}/{ctx.repository}" if ctx.repository else "",
-        "org.opencontainers.image.revision": ctx.sha,
-        "org.opencontainers.image.created": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    return [f"{k}={v}" for k, v in labels.items() if v and k not in given]
+def standard_labels(ctx: GitContext, user_labels: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """org.opencontainers.image.{source,revision,created} as KEY=VALUE, leaving out the keys the user set
+    (integrations/common/labels.py: `created` is SOURCE_DATE_EPOCH's time when it is set)."""
+    provenance = labels.ImageProvenance(source=f"{ctx.server_url}/{ctx.repository}" if ctx.repository else "",
+                                        revision=ctx.sha)
+    return labels.standard_labels(provenance, environ, user_labels)

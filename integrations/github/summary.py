@@ -1,13 +1,16 @@
 """The job summary (Markdown for $GITHUB_STEP_SUMMARY): the image, where it went, and every step.
 
 Image facts come from dockyard's `--metadata-file`; the step table from the build's events, which also exist
-when the build failed half-way (then there is no metadata file) and name each step's stage.
+when the build failed half-way (then there is no metadata file) and name each step's stage; a failure from its
+`BuildFailed` event.
 """
 
 from __future__ import annotations
 
-from dockyard.progress import format_duration, format_size
+from typing import Any
 
+from ..common.failure import location, paragraph, title
+from ..common.public import format_duration, format_size
 from .log import GroupedLog
 
 
@@ -15,7 +18,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(log: GroupedLog, metadata: dict | None) -> str:
+def render(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
     failed = metadata is None
     lines = ["## dockyard build " + ("failed" if failed else "succeeded"), ""]
     if metadata is not None:
@@ -27,6 +30,10 @@ def render(log: GroupedLog, metadata: dict | None) -> str:
         lines += [f"- cache: {cache.get('hits', 0)} hit(s), {cache.get('misses', 0)} miss(es)",
                   f"- layers: {len(metadata['layers'])}, "
                   f"{format_size(sum(layer['size'] for layer in metadata['layers']))} compressed", ""]
+    elif log.failure is not None:
+        where = location(log.failure)
+        lines += [f"**{title(log.failure)}**" + (f" at `{where}`" if where else ""), "",
+                  "```", *paragraph(log.failure, with_location=False).splitlines(), "```", ""]
     elif log.other_lines:
         lines += ["```", *log.other_lines, "```", ""]
     lines += ["| step | stage | instruction | result | duration | layer |", "| ---: | --- | --- | --- | ---: | ---: |"]

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any
 
 from dockyard.errors import UsageError
 
-LINT_LEVELS = ("error", "warning", "info", "none")
+from ..common.levels import parse_lint_level
+
 PREFIX = "DOCKYARD_INPUT_"
 
 
@@ -35,7 +37,7 @@ class ComponentInputs:
     extra_args: tuple[str, ...] = ()
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "ComponentInputs":
+    def from_environment(cls, environ: Mapping[str, str]) -> ComponentInputs:
         def text(name: str) -> str:
             return environ.get(PREFIX + name, "").strip()
 
@@ -45,9 +47,7 @@ class ComponentInputs:
             raise UsageError("no image to build: the input is empty", subject="input image",
                              hint="enable the project's container registry (CI_REGISTRY_IMAGE is then set), "
                                   "or give image: REGISTRY/PATH")
-        lint = text("LINT").lower() or "error"
-        if lint not in LINT_LEVELS:
-            raise UsageError(f"unknown level {lint!r}", subject="input lint", hint="one of " + ", ".join(LINT_LEVELS))
+        lint = parse_lint_level(text("LINT"))
         try:
             extra = tuple(shlex.split(text("EXTRA_ARGS")))
         except ValueError as exc:
@@ -59,7 +59,7 @@ class ComponentInputs:
                    lint=lint, extra_args=extra)
 
 
-def _typed(raw: str) -> dict:
+def _typed(raw: str) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
@@ -72,14 +72,14 @@ def _typed(raw: str) -> dict:
     return value
 
 
-def _strings(typed: dict, name: str) -> tuple[str, ...]:
+def _strings(typed: dict[str, Any], name: str) -> tuple[str, ...]:
     value = typed.get(name, [])
     if not isinstance(value, list) or not all(isinstance(item, (str, int, float)) for item in value):
         raise UsageError("must be an array of strings", subject=f"input {name}")
     return tuple(str(item).strip() for item in value if str(item).strip())
 
 
-def _boolean(typed: dict, name: str, default: bool) -> bool:
+def _boolean(typed: dict[str, Any], name: str, default: bool) -> bool:
     value = typed.get(name, default)
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"  # a variable set by hand rather than through the typed input

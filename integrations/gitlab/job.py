@@ -9,16 +9,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from dockyard.errors import DockyardError
-from dockyard.image.reference import parse_reference
 
+from ..common.cache import default_cache_reference
+from ..common.platforms import host_platform
+from ..common.public import parse_reference
+from ..common.request import BuildRequest, Report
+from ..common.request import build_arguments as request_arguments
+from ..common.runner import dockyard_command, run_dockyard
 from . import reports
 from .inputs import ComponentInputs
 from .login import registry_login
@@ -39,47 +43,23 @@ class WorkFiles:
     code_quality: Path
 
 
-def cache_reference(image: str) -> str:
-    return f"{image}/cache"
+def build_request(inputs: ComponentInputs, *, references: list[str], labels: list[str],
+                  files: WorkFiles) -> BuildRequest:
+    """The request the inputs make: the cache (when on) in integrations/common/cache.py's default place."""
+    return BuildRequest(
+        context=inputs.context, dockerfile=inputs.dockerfile, tags=tuple(references), labels=tuple(labels),
+        build_args=inputs.build_args, build_contexts=inputs.build_contexts, target=inputs.target, push=inputs.push,
+        cache=default_cache_reference(inputs.image) if inputs.cache else "",
+        # `lint` is the level that fails the job; every finding is in the code quality report.
+        lint=inputs.lint, reports=(Report("gitlab", files.code_quality),), metadata_file=files.metadata,
+        extra_args=inputs.extra_args)
 
 
 def build_arguments(inputs: ComponentInputs, *, references: list[str], labels: list[str],
                     files: WorkFiles) -> list[str]:
     """`dockyard build` arguments, the context last."""
-    args = ["--progress", "json", "--metadata-file", str(files.metadata),
-            # `lint` is the level that fails the job; every finding is in the code quality report.
-            "--check", "--fail-on", inputs.lint, "--report", f"gitlab={files.code_quality}"]
-    if inputs.dockerfile:
-        args += ["--file", inputs.dockerfile]
-    for reference in references:
-        args += ["--tag", reference]
-    for label in labels:
-        args += ["--label", label]
-    for build_arg in inputs.build_args:
-        args += ["--build-arg", build_arg]
-    for build_context in inputs.build_contexts:
-        args += ["--build-context", build_context]
-    if inputs.target:
-        args += ["--target", inputs.target]
-    if inputs.cache:
-        cache = cache_reference(inputs.image)
-        args += ["--cache-from", f"type=registry,ref={cache}"]
-        if inputs.push:  # a build that does not push writes nothing to the registry, its cache included
-            args += ["--cache-to", f"type=registry,ref={cache},mode=max"]
-    if inputs.push:
-        args.append("--push")
-    args += inputs.extra_args  # last, so a flag given here wins over one the component derived
-    args.append(inputs.context)
-    return args
-
-
-def run_dockyard(command: list[str], *, env: Mapping[str, str], cwd: Path, log: SectionedLog) -> int:
-    # stdout carries only the digest (the metadata file has it too); stderr the JSON events and any error.
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-                          env=dict(env), cwd=cwd) as proc:
-        assert proc.stderr is not None
-        log.feed(proc.stderr)
-    return proc.returncode
+    return request_arguments(build_request(inputs, references=references, labels=labels, files=files),
+                             host=host_platform())
 
 
 def clear_results(results: Path) -> None:
@@ -125,8 +105,8 @@ def main() -> int:
         print(login_note)
         print("tags: " + ", ".join(references))
         sys.stdout.flush()
-        code = run_dockyard([sys.executable, "-m", "dockyard", "build", *args], env={**environ, **env_changes},
-                            cwd=project_dir, log=SectionedLog())
+        code = run_dockyard([*dockyard_command(), "build", *args], SectionedLog(), env={**environ, **env_changes},
+                            cwd=project_dir)
         publish(results, files, inputs, references, environ)
         return code
     except DockyardError as exc:

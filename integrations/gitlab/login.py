@@ -13,7 +13,7 @@ import base64
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 from dockyard.registry.credentials import default_credential_store, docker_config_path, parse_config
 

@@ -8,13 +8,14 @@ pipeline, `latest` on the default branch; a tag pipeline whose CI_COMMIT_TAG is 
 
 from __future__ import annotations
 
-import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from dockyard.errors import UsageError
-from dockyard.semver import parse_semver
+
+from ..common import labels
+from ..common.semver import parse_semver
 
 # The distribution spec's tag grammar.
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -35,7 +36,7 @@ class Pipeline:
     created_at: str = ""
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "Pipeline":
+    def from_environment(cls, environ: Mapping[str, str]) -> Pipeline:
         return cls(ref_slug=environ.get("CI_COMMIT_REF_SLUG", ""), short_sha=environ.get("CI_COMMIT_SHORT_SHA", ""),
                    sha=environ.get("CI_COMMIT_SHA", ""), branch=environ.get("CI_COMMIT_BRANCH", ""),
                    tag=environ.get("CI_COMMIT_TAG", ""), default_branch=environ.get("CI_DEFAULT_BRANCH", ""),
@@ -78,19 +79,8 @@ def image_references(image: str, given: tuple[str, ...], pipeline: Pipeline) -> 
 
 
 def standard_labels(pipeline: Pipeline, environ: Mapping[str, str]) -> list[str]:
-    """org.opencontainers.image.* as KEY=VALUE. `created` is the pipeline's creation time, so every job of one
-    pipeline labels its images alike; SOURCE_DATE_EPOCH wins when set, so a reproducible build stays so."""
-    epoch = environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch.isdigit():
-        created = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    else:
-        created = pipeline.created_at or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    labels = {
-        "org.opencontainers.image.source": pipeline.project_url,
-        "org.opencontainers.image.url": pipeline.project_url,
-        "org.opencontainers.image.revision": pipeline.sha,
-        "org.opencontainers.image.created": created,
-        "org.opencontainers.image.title": pipeline.project_name,
-        "org.opencontainers.image.version": pipeline.tag,
-    }
-    return [f"{key}={value}" for key, value in labels.items() if value]
+    """org.opencontainers.image.* as KEY=VALUE (integrations/common/labels.py). `created` is the pipeline's
+    creation time, so every job of one pipeline labels its images alike; SOURCE_DATE_EPOCH wins when set."""
+    return labels.standard_labels(labels.ImageProvenance(
+        source=pipeline.project_url, url=pipeline.project_url, revision=pipeline.sha, title=pipeline.project_name,
+        version=pipeline.tag, created=pipeline.created_at), environ)

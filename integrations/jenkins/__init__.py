@@ -1,1 +1,4 @@
-"""CI adapter (see the issue tracker: a later issue fills this)."""
+"""The Jenkins shared library (vars/dockyardBuild.groovy, src/, resources/ here): the step checks its arguments in
+Groovy, then runs `python -m dockyard_integrations.jenkins REQUEST.json RESULT` (step.py), which runs
+`dockyard build` through the kernel (integrations/common), prints its log and leaves a result file the step
+reads. docs/jenkins.md documents the step."""

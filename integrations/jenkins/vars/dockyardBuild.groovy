@@ -1,10 +1,13 @@
+import io.dockyard.jenkins.BuildOutcome
 import io.dockyard.jenkins.BuildRequest
 import io.dockyard.jenkins.ExitStatus
-import io.dockyard.jenkins.FindingCounts
 import io.dockyard.jenkins.Shell
 
 /*
  * dockyardBuild: build (and push) an image with dockyard, record its Dockerfile findings, return the digest.
+ * The step checks its arguments, then its Python half (integrations/jenkins/step.py, through the CI adapters'
+ * kernel) runs `dockyard build`, prints the log and leaves a result file: the digest, the findings at the `lint`
+ * level, and a failure as dockyard's failure event gave it.
  * The step is a singleton shared by every call in a build: all state lives in locals, never on `this`.
  * Arguments, defaults and examples: dockyardBuild.txt and docs/jenkins.md.
  */
@@ -23,28 +26,30 @@ def call(Map args = [:]) {
     String workDir = sh(script: "mkdir -p ${Shell.quote(tmp)} && mktemp -d ${Shell.quote(tmp + '/dockyard.XXXXXX')}",
                         returnStdout: true).trim()
     try {
-        Map<String, String> outputs = [sarif: "${workDir}/dockyard.sarif".toString(),
-                                       text: "${workDir}/findings.txt".toString(),
-                                       digest: "${workDir}/digest".toString(),
-                                       metadata: "${workDir}/metadata.json".toString()]
-        String command = request.command(outputs)
+        // The Python half writes dockyard's reports (dockyard.sarif, findings.txt) and the result beside it.
+        String requestFile = "${workDir}/request.json".toString()
+        String resultFile = "${workDir}/result".toString()
+        writeFile(file: requestFile, text: request.toJson())
+        String command = request.helperCommand() + ' ' + Shell.join([requestFile, resultFile])
         int status
         if (request.credentialsId) {
             status = buildWithCredentials(request, command, "${workDir}/docker".toString())
         } else {
             status = sh(script: command, returnStatus: true)
         }
+        BuildOutcome outcome = BuildOutcome.parse(fileExists(resultFile) ? readFile(resultFile) : '')
         // Recorded before a failure is raised: the report then holds the failure at its Dockerfile line.
-        FindingCounts counts = recordFindings(request, workDir, outputs)
+        recordFindings(request, workDir)
         if (status != 0) {
             error "dockyardBuild: dockyard build of ${request.image} exited with ${status}: " +
-                  "${ExitStatus.describe(status)} (its message is in the log above)"
+                  "${ExitStatus.describe(status)}" +
+                  (outcome.failure ? ": ${outcome.failure}" : ' (its message is in the log above)')
         }
-        int reached = counts.atOrAbove(request.lint)
+        int reached = outcome.findingsReaching
         if (reached > 0) {
             unstable "dockyardBuild: ${reached} Dockerfile finding(s) at or above '${request.lint}' in ${request.image}"
         }
-        return [digest: readFile(outputs.digest).trim(), image: request.image, tags: request.references()]
+        return [digest: outcome.digest, image: request.image, tags: request.references()]
     } finally {
         sh "rm -rf ${Shell.quote(workDir)}"
     }
@@ -76,21 +81,20 @@ private int buildWithCredentials(BuildRequest request, String command, String au
 }
 
 /*
- * Hands the SARIF report to Warnings NG when it is installed, else prints the findings; returns the counts.
+ * Hands the SARIF report to Warnings NG when it is installed, else prints the findings.
  * A step no plugin provides raises NoSuchMethodError ("No such DSL method ..."), the usual way to detect one.
  */
-private FindingCounts recordFindings(BuildRequest request, String workDir, Map<String, String> outputs) {
-    if (!fileExists(outputs.text)) {
+private void recordFindings(BuildRequest request, String workDir) {
+    String sarifFile = "${workDir}/dockyard.sarif".toString()
+    if (!fileExists(sarifFile)) {
         // dockyard stopped before it could check anything (e.g. bad options): its message is in the log.
-        return new FindingCounts()
+        return
     }
-    String findings = readFile(outputs.text)
-    FindingCounts counts = FindingCounts.parse(findings)
     // Warnings NG reads report patterns relative to the workspace: the report is copied in just for the call.
     // Its ID must be unique within the build: the work directory's random suffix, lower-cased as IDs are.
     String id = 'dockyard-' + workDir.substring(workDir.lastIndexOf('.') + 1).toLowerCase()
     String pattern = ".dockyard/${id}.sarif"
-    writeFile(file: pattern, text: readFile(outputs.sarif))
+    writeFile(file: pattern, text: readFile(sarifFile))
     try {
         recordIssues(tools: [sarif(pattern: pattern, id: id, name: "dockyard ${request.image}")],
                      enabledForFailure: true)
@@ -99,9 +103,8 @@ private FindingCounts recordFindings(BuildRequest request, String workDir, Map<S
             throw e
         }
         echo "dockyardBuild: Dockerfile findings (install the Warnings Next Generation plugin to record them):\n" +
-             findings
+             readFile("${workDir}/findings.txt".toString())
     } finally {
         sh "rm -f ${Shell.quote(pattern)} && rmdir .dockyard 2>/dev/null || true"
     }
-    return counts
 }

@@ -1,17 +1,21 @@
 package io.dockyard.jenkins
 
+import groovy.json.JsonOutput
+
 /**
- * The arguments of the dockyardBuild step, checked and normalised, and the dockyard command line they make.
- * Checking here, before anything runs, turns a typo in a Jenkinsfile into one clear `error` instead of a
- * dockyard usage message halfway through a build. Invalid arguments throw IllegalArgumentException with a
- * message the step prefixes with its name.
+ * The arguments of the dockyardBuild step, checked and normalised, and the request they make for the step's
+ * Python half (integrations/jenkins/step.py), which maps it onto `dockyard build` through the CI adapters'
+ * shared kernel (integrations/common). Checking here, before anything runs, turns a typo in a Jenkinsfile into
+ * one clear `error` instead of a dockyard usage message halfway through a build. Invalid arguments throw
+ * IllegalArgumentException with a message the step prefixes with its name.
  */
 class BuildRequest implements Serializable {
 
     static final List<String> ARGUMENTS = ['image', 'tags', 'context', 'dockerfile', 'buildArgs', 'buildContexts',
                                            'labels', 'push', 'target', 'cache', 'credentialsId', 'registry', 'lint',
                                            'extraArgs', 'dockyard']
-    // dockyard's --fail-on levels, least severe first except `none`, which nothing reaches.
+    // The kernel's lint levels (integrations/common/levels.py LINT_LEVELS, in its order; a test keeps them equal),
+    // checked here too so a bad level fails before anything runs.
     static final List<String> LINT_LEVELS = ['info', 'warning', 'error', 'none']
 
     // The distribution spec's grammar for repository path components and tags.
@@ -31,7 +35,7 @@ class BuildRequest implements Serializable {
     Map<String, String> labels
     boolean push
     String target
-    String cacheRef
+    Object cache
     String credentialsId
     String registry
     String lint
@@ -67,7 +71,7 @@ class BuildRequest implements Serializable {
         request.labels = pairs(args, 'labels')
         request.push = flag(args, 'push', false)
         request.target = text(args, 'target', null)
-        request.cacheRef = cacheRef(args.cache, request.image)
+        request.cache = cache(args.cache)
         request.credentialsId = text(args, 'credentialsId', null)
         request.registry = text(args, 'registry', null) ?: registryOf(request.image)
         if (request.registry != DOCKER_HUB_KEY && !request.registry.matches(HOST)) {
@@ -92,43 +96,27 @@ class BuildRequest implements Serializable {
     }
 
     /**
-     * The shell command: `dockyard` as given (it may be a path or `python3 -m dockyard`), every other word
-     * quoted. The checks always run with --fail-on none so the build goes on and the step sees every finding;
-     * the `lint` level is applied by the step, as UNSTABLE rather than a failed build.
+     * The request for the step's Python half, as JSON: the references to tag, and the arguments as given (the
+     * kernel makes the `dockyard build` arguments, and the cache's default reference for `cache: true`).
      */
-    String command(Map<String, String> outputs) {
-        List<String> words = ['build', '--progress', 'plain']
-        if (dockerfile) {
-            words.addAll(['--file', dockerfile])
+    String toJson() {
+        Map<String, Object> request = [image: image, references: references(), context: context,
+                                       dockerfile: dockerfile, buildArgs: buildArgs, buildContexts: buildContexts,
+                                       labels: labels, push: push, target: target, cache: cache, lint: lint,
+                                       extraArgs: extraArgs]
+        return JsonOutput.toJson(request)
+    }
+
+    /**
+     * The command that runs the step's Python half, from the one that runs dockyard (used as written): the
+     * module beside dockyard's for `PYTHON -m dockyard`, else the `dockyard-jenkins` command beside `dockyard`.
+     */
+    String helperCommand() {
+        String trimmed = dockyard.trim()
+        if (trimmed ==~ /(?s).*\s-m\s+dockyard/) {
+            return trimmed.substring(0, trimmed.lastIndexOf('dockyard')) + 'dockyard_integrations.jenkins'
         }
-        for (String ref : references()) {
-            words.addAll(['--tag', ref])
-        }
-        for (Map.Entry<String, String> arg : buildArgs.entrySet()) {
-            words.addAll(['--build-arg', arg.value == null ? arg.key : "${arg.key}=${arg.value}".toString()])
-        }
-        for (Map.Entry<String, String> named : buildContexts.entrySet()) {
-            words.addAll(['--build-context', "${named.key}=${named.value}".toString()])
-        }
-        for (Map.Entry<String, String> label : labels.entrySet()) {
-            words.addAll(['--label', "${label.key}=${label.value}".toString()])
-        }
-        if (target) {
-            words.addAll(['--target', target])
-        }
-        if (push) {
-            words.add('--push')
-        }
-        if (cacheRef) {
-            words.addAll(['--cache-from', "type=registry,ref=${cacheRef}".toString(),
-                          '--cache-to', "type=registry,ref=${cacheRef},mode=max".toString()])
-        }
-        words.addAll(['--check', '--fail-on', 'none',
-                      '--report', "sarif=${outputs.sarif}".toString(), '--report', "text=${outputs.text}".toString(),
-                      '--digest-file', outputs.digest, '--metadata-file', outputs.metadata])
-        words.addAll(extraArgs)
-        words.add(context)
-        return dockyard + ' ' + Shell.join(words)
+        return trimmed + '-jenkins'
     }
 
     /** The registry an image lives in, as docker decides: a first component with a dot or a port, or
@@ -155,14 +143,14 @@ class BuildRequest implements Serializable {
         return path.matches("${COMPONENT}(?:/${COMPONENT})*")
     }
 
-    /** `cache: true` uses `IMAGE:buildcache` (the tag BuildKit's documentation uses for a registry cache),
+    /** `cache: true` uses the kernel's default reference (integrations/common/cache.py: IMAGE:buildcache),
      *  a string is the cache's reference, false or absent means no registry cache. */
-    private static String cacheRef(Object cache, String image) {
+    private static Object cache(Object cache) {
         if (cache == null || cache == false) {
-            return null
+            return false
         }
         if (cache == true) {
-            return "${image}:buildcache".toString()
+            return true
         }
         if (cache instanceof CharSequence && cache.toString() && !cache.toString().contains(',')) {
             return cache.toString()

@@ -1,15 +1,21 @@
 """Which part of a build an event belongs to — one of its stages, or the push — so a CI adapter can fold each
-part of the log into a group or section of its own (GitHub's `::group::`, GitLab's collapsible sections)."""
+part of the log into a group or section of its own (GitHub's `::group::`, GitLab's collapsible sections).
+
+The lines inside are rendered by dockyard's plain renderer, so a CI log reads as `--progress plain` does."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, TextIO
+from typing import TextIO
 
-from .events import (BuildFinished, Event, StageStarted, StepFinished, StepStarted, TransferFinished, TransferStarted,
-                     event_from_json)
+from dockyard.events import (BuildFailed, BuildFinished, Event, StageStarted, StepFinished, StepStarted,
+                             TransferFinished, TransferStarted, event_from_json)
+
+from .failure import paragraph
+from .public import PlainRenderer
 
 
 @dataclass(frozen=True)
@@ -55,17 +61,18 @@ class PhaseTracker:
 class PhasedLog:
     """dockyard's `--progress json` stderr (fed line by line), rendered by the plain renderer so a CI log reads
     as `--progress plain` does, each phase inside a group of the platform's: subclasses write its markers
-    (`open_group`, `close_group`). Lines that are not events (dockyard's error paragraph) belong to no group
-    and are kept in `other_lines`."""
+    (`open_group`, `close_group`). A failed build ends with its `BuildFailed` event, kept in `failure`;
+    subclasses show it (`show_failure`). Lines that are not events belong to no group and are kept in
+    `other_lines`: once the failure event is in, they are dockyard's text for the same error, and not printed
+    again; without one (a dockyard that stopped before it could send it) they are the only word of the error."""
 
-    def __init__(self, stream: TextIO | None = None):
-        from .progress import PlainRenderer
-
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
         self._plain = PlainRenderer(self._stream)
         self._phases = PhaseTracker()
         self._open: Phase | None = None
         self.outcome: BuildFinished | None = None
+        self.failure: BuildFailed | None = None
         self.other_lines: list[str] = []
 
     def open_group(self, phase: Phase, when: float) -> None:
@@ -77,6 +84,14 @@ class PhasedLog:
     def observe(self, event: Event) -> None:
         """Called with every event, for what a subclass keeps (e.g. the steps, for a job summary)."""
 
+    def write(self, text: str) -> None:
+        """Writes to the log (a subclass's group markers, its failure)."""
+        self._stream.write(text)
+
+    def show_failure(self, failure: BuildFailed) -> None:
+        """Shows the failure in the log; by default dockyard's own error paragraph."""
+        self.write(f"error: {paragraph(failure)}\n")
+
     def event(self, event: Event) -> None:
         if (phase := self._phases.enter(event)) is not None:
             self._close(event.time)
@@ -86,8 +101,14 @@ class PhasedLog:
         elif isinstance(event, BuildFinished):
             self._close(event.time)
             self.outcome = event
+        elif isinstance(event, BuildFailed):
+            self._close(event.time)
+            self.failure = event
         self.observe(event)
         self._plain(event)
+        if isinstance(event, BuildFailed):
+            self.show_failure(event)
+            self._stream.flush()
 
     def line(self, text: str) -> None:
         text = text.rstrip("\n")
@@ -101,8 +122,9 @@ class PhasedLog:
                 return
         self._close()  # the error paragraph belongs to no stage
         self.other_lines.append(text)
-        self._stream.write(text + "\n")
-        self._stream.flush()
+        if self.failure is None:
+            self._stream.write(text + "\n")
+            self._stream.flush()
 
     def feed(self, lines: Iterable[str]) -> None:
         for text in lines:

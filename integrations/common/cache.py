@@ -1,0 +1,24 @@
+"""The registry cache an adapter reads and writes when its user asks for "the cache" without naming one.
+
+`IMAGE:buildcache`: the tag BuildKit's documentation (and dockyard's README) uses for a registry cache. A tag
+of the image's own repository needs no second repository, which some registries (Docker Hub, ECR) make people
+create, and whatever can push the image can push its cache."""
+
+from __future__ import annotations
+
+CACHE_TAG = "buildcache"
+
+
+def default_cache_reference(image: str) -> str:
+    """The cache of `image`, a repository without tag or digest."""
+    return f"{image}:{CACHE_TAG}"
+
+
+def cache_from(reference: str) -> str:
+    """The `--cache-from` value that reads the registry cache at `reference`."""
+    return f"type=registry,ref={reference}"
+
+
+def cache_to(reference: str) -> str:
+    """The `--cache-to` value that writes every stage's steps (mode=max) to the registry cache at `reference`."""
+    return f"type=registry,ref={reference},mode=max"

@@ -1,0 +1,116 @@
+"""The build request: what every adapter fills from its platform's inputs, and the `dockyard build` arguments it
+makes. One mapping, so every adapter passes an input to dockyard the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.errors import UsageError
+
+from .cache import cache_from, cache_to
+from .levels import DEFAULT_LINT_LEVEL
+from .platforms import check_platforms, platforms_in_arguments, refuse_several
+from .public import OutputSpec, Platform
+
+
+@dataclass(frozen=True)
+class Report:
+    """A findings report dockyard writes (`--report FORMAT=FILE`): the findings, and a build's failure at its
+    Dockerfile line."""
+
+    format: str  # text, json, sarif, github, gitlab or jenkins
+    path: Path
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One `dockyard build`, as an adapter asks for it. Values are as dockyard's options take them (KEY=VALUE,
+    type=registry,ref=REF, id=ID,src=FILE ...)."""
+
+    context: str = "."
+    dockerfile: str = ""
+    tags: tuple[str, ...] = ()  # whole references
+    labels: tuple[str, ...] = ()
+    build_args: tuple[str, ...] = ()  # KEY=VALUE, or a bare KEY that takes the environment's value
+    build_contexts: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
+    target: str = ""
+    push: bool = False
+    no_cache: bool = False
+    cache: str = ""  # a registry cache read, and written when the build pushes (`cache_from`/`cache_to` besides)
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()  # the adapter's platforms input: one at most
+    outputs: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()  # --secret values
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    lint: str = DEFAULT_LINT_LEVEL  # the check level that fails the build (`none`: checks never do)
+    reports: tuple[Report, ...] = ()
+    metadata_file: Path | None = None
+    digest_file: Path | None = None
+    extra_args: tuple[str, ...] = ()  # last before the context, so a flag given here wins over a derived one
+
+
+def repeated(flag: str, values: Sequence[str]) -> list[str]:
+    """`flag VALUE` for each value, in order."""
+    return [word for value in values for word in (flag, value)]
+
+
+def output_arguments(outputs: tuple[str, ...], *, subject: str = "input outputs") -> list[str]:
+    """`--output` for each output, each checked as dockyard reads it: a type it cannot write fails here."""
+    args: list[str] = []
+    for output in outputs:
+        try:
+            OutputSpec.parse(output)  # registry, oci,dest=DIR, docker,dest=FILE.tar (image,push=true)
+        except UsageError as exc:
+            raise UsageError(exc.message, subject=subject,
+                             hint="dockyard writes type=registry, type=oci,dest=DIR and type=docker,dest=FILE.tar "
+                                  "(there is no docker daemon to load into)") from None
+        args += ["--output", output]
+    return args
+
+
+def build_arguments(request: BuildRequest, *, host: Platform) -> list[str]:
+    """The `dockyard build` arguments (after `build`), the context last. The events go to stderr as JSON lines,
+    which runner.py reads. Raises UsageError for what dockyard cannot do (several platforms, an output type it
+    cannot write), naming the input."""
+    args = ["--progress", "json"]
+    if request.metadata_file is not None:
+        args += ["--metadata-file", str(request.metadata_file)]
+    if request.digest_file is not None:
+        args += ["--digest-file", str(request.digest_file)]
+    # `lint` is the level that fails the build; every finding is in the reports whatever the level.
+    args += ["--check", "--fail-on", request.lint]
+    for report in request.reports:
+        args += ["--report", f"{report.format}={report.path}"]
+    if request.dockerfile:
+        args += ["--file", request.dockerfile]
+    args += repeated("--tag", request.tags) + repeated("--label", request.labels)
+    args += repeated("--build-arg", request.build_args) + repeated("--build-context", request.build_contexts)
+    args += repeated("--annotation", request.annotations)
+    if request.target:
+        args += ["--target", request.target]
+    cache_sources = list(request.cache_from)
+    cache_destinations = list(request.cache_to)
+    if request.cache:
+        cache_sources.insert(0, cache_from(request.cache))
+        if request.push:  # a build that does not push writes nothing to the registry, its cache included
+            cache_destinations.insert(0, cache_to(request.cache))
+    args += repeated("--cache-from", cache_sources) + repeated("--cache-to", cache_destinations)
+    if request.push:
+        args.append("--push")
+    if request.no_cache:
+        args.append("--no-cache")
+    platform = check_platforms(request.platforms, host=host)
+    if platform is not None:
+        args += ["--platform", platform]
+    refuse_several(platforms_in_arguments(request.extra_args), host=host, subject="input extra-args")
+    args += output_arguments(request.outputs)
+    args += repeated("--insecure-registry", request.insecure_registries)
+    args += repeated("--registry-mirror", request.registry_mirrors) + repeated("--secret", request.secrets)
+    args += request.extra_args
+    args.append(request.context)
+    return args

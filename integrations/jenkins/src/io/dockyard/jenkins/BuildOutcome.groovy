@@ -1,0 +1,54 @@
+package io.dockyard.jenkins
+
+/**
+ * What the step's Python half (integrations/jenkins/step.py) leaves in its result file: dockyard's exit code,
+ * the digest, how many findings reach the `lint` level, and for a failed build its failure event's fields.
+ * The file is KEY=VALUE lines with `\\` and `\n` escaped, read with string methods alone: parsing JSON would
+ * need readJSON (the Pipeline Utility Steps plugin) or JsonSlurperClassic (a script approval in sandboxed
+ * libraries), and the step should work on a bare Jenkins.
+ */
+class BuildOutcome implements Serializable {
+
+    Map<String, String> values = [:]
+
+    static BuildOutcome parse(String text) {
+        BuildOutcome outcome = new BuildOutcome()
+        for (String line : text.split('\n')) {
+            int equals = line.indexOf('=')
+            if (equals > 0) {
+                outcome.values[line.substring(0, equals)] = unescape(line.substring(equals + 1))
+            }
+        }
+        return outcome
+    }
+
+    private static String unescape(String value) {
+        StringBuilder out = new StringBuilder()
+        int i = 0
+        while (i < value.length()) {
+            char c = value.charAt(i)
+            if (c == '\\' as char && i + 1 < value.length()) {
+                char next = value.charAt(i + 1)
+                out.append(next == 'n' as char ? '\n' : String.valueOf(next))
+                i += 2
+            } else {
+                out.append(c)
+                i += 1
+            }
+        }
+        return out.toString()
+    }
+
+    String getDigest() {
+        return values.digest
+    }
+
+    int getFindingsReaching() {
+        return (values.findings_reaching ?: '0').toInteger()
+    }
+
+    /** The failure in one line (`FILE:LINE: message`), or null when the build did not fail with an event. */
+    String getFailure() {
+        return values.headline ? "${values.error}: ${values.headline}".toString() : null
+    }
+}
