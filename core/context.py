@@ -112,7 +112,7 @@ def _clean_pattern(text: str) -> str:
 
 class DockerIgnore(PatternMatcher):
     @classmethod
-    def load(cls, context: Path, dockerfile: Path) -> "DockerIgnore":
+    def load(cls, context: Path, dockerfile: Path) -> DockerIgnore:
         # The per-Dockerfile NAME.dockerignore (next to the Dockerfile) wins over CONTEXT/.dockerignore.
         candidates = [dockerfile.parent / (dockerfile.name + ".dockerignore"), context / ".dockerignore"]
         for path in candidates:
@@ -126,7 +126,7 @@ class DockerIgnore(PatternMatcher):
         return cls([])
 
     @classmethod
-    def parse(cls, text: str) -> "DockerIgnore":
+    def parse(cls, text: str) -> DockerIgnore:
         """The file format of moby/patternmatcher/ignorefile: a line starting with `#` is a comment (only at
         its very start), blank lines are skipped, surrounding whitespace is trimmed."""
         lines = text.removeprefix("\ufeff").splitlines()

@@ -221,7 +221,7 @@ class Copier:
         self._set_metadata(source, dest_host, os.lstat(source))
 
     def _prepare_dir(self, dest_host: str) -> None:
-        if os.path.islink(dest_host) or os.path.lexists(dest_host) and not os.path.isdir(dest_host):
+        if os.path.islink(dest_host) or (os.path.lexists(dest_host) and not os.path.isdir(dest_host)):
             remove_path(dest_host)
         if not os.path.isdir(dest_host):
             os.mkdir(dest_host, 0o700)

@@ -31,7 +31,7 @@ def test_reads_of_any_size_see_the_stream_and_its_digest():
 def test_a_wrong_digest_fails_and_is_named():
     with DiffIdReader(io.BytesIO(DATA)) as reader:
         reader.read(100)
-        with pytest.raises(LayerError, match="not the diff_id sha256:0+ the image claims"):
+        with pytest.raises(LayerError, match=r"not the diff_id sha256:0+ the image claims"):
             reader.verify("sha256:" + "0" * 64, "layer x")
 
 

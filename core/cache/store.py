@@ -38,7 +38,7 @@ class StepEntry:
                 "history": self.history.to_json() if self.history else None, "config": self.config}
 
     @classmethod
-    def from_json(cls, doc: dict) -> "StepEntry":
+    def from_json(cls, doc: dict) -> StepEntry:
         layer = doc.get("layer")
         return cls(key=doc["key"], created=float(doc["created"]), instruction=doc.get("instruction", ""),
                    layer=None if layer is None else Layer(Descriptor(layer["mediaType"], layer["digest"],

@@ -217,7 +217,7 @@ class _Checker:
             # defines elsewhere (a global ARG not redeclared here, another stage's ENV) are known to be missing.
             if image_base and name not in self.declared_names:
                 continue
-            hint = (" (a global ARG: declare it again with `ARG {0}` inside the stage)".format(name)
+            hint = (f" (a global ARG: declare it again with `ARG {name}` inside the stage)"
                     if name in self.global_names else _suggestion(name, missing[name] - _ALWAYS_DEFINED))
             self.report("UndefinedVar", inst, f"Usage of undefined variable '${name}'{hint}")
 

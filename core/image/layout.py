@@ -89,7 +89,7 @@ def _ref_names(ref_names: list[str]) -> list[str]:
             try:
                 ref = parse_reference(raw)
             except UsageError:
-                raise UsageError(f"invalid OCI layout ref name {raw!r}: expected a tag or an image reference")
+                raise UsageError(f"invalid OCI layout ref name {raw!r}: expected a tag or an image reference") from None
             if not ref.tag:
                 raise UsageError(f"invalid OCI layout ref name {raw!r}: a digest-only reference has no tag to "
                                  "name the image by")

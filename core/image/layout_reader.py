@@ -66,7 +66,7 @@ def read_oci_layout(layout: Path, *, tag: str | None, digest: str | None, platfo
     return LayoutImage(image, manifest_digest)
 
 
-def _pick(index: dict, tag: str | None, digest: str | None, reader: "_Layout") -> Descriptor:
+def _pick(index: dict, tag: str | None, digest: str | None, reader: _Layout) -> Descriptor:
     entries = index.get("manifests") if isinstance(index.get("manifests"), list) else []
     parsed = []
     for entry in entries:

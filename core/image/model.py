@@ -48,7 +48,7 @@ class Platform:
     variant: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Platform":
+    def parse(cls, text: str) -> Platform:
         parts = text.strip().lower().split("/")
         if len(parts) == 1:
             return cls("linux", _normalize_arch(parts[0])[0], _normalize_arch(parts[0])[1])
@@ -99,7 +99,7 @@ class Descriptor:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Descriptor":
+    def from_json(cls, d: dict) -> Descriptor:
         platform = d.get("platform") or {}
         return cls(
             media_type=d.get("mediaType", ""),
@@ -164,7 +164,7 @@ class HistoryEntry:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "HistoryEntry":
+    def from_json(cls, d: dict) -> HistoryEntry:
         return cls(created_by=d.get("created_by", ""), empty_layer=bool(d.get("empty_layer")),
                    created=d.get("created"), comment=d.get("comment"), author=d.get("author"))
 
@@ -186,7 +186,7 @@ class Image:
     annotations: tuple[tuple[str, str], ...] = ()
 
     # --- mutation returns a new value ---
-    def with_config(self, **changes: Any) -> "Image":
+    def with_config(self, **changes: Any) -> Image:
         cfg = dict(self.container_config)
         for k, v in changes.items():
             if v is None:
@@ -195,13 +195,13 @@ class Image:
                 cfg[k] = v
         return replace(self, container_config=cfg)
 
-    def with_layer(self, layer: Layer, history: HistoryEntry) -> "Image":
+    def with_layer(self, layer: Layer, history: HistoryEntry) -> Image:
         return replace(self, layers=self.layers + (layer,), history=self.history + (history,))
 
-    def with_history(self, history: HistoryEntry) -> "Image":
+    def with_history(self, history: HistoryEntry) -> Image:
         return replace(self, history=self.history + (history,))
 
-    def with_meta(self, **changes: Any) -> "Image":
+    def with_meta(self, **changes: Any) -> Image:
         meta = dict(self.meta)
         for k, v in changes.items():
             if v is None:
@@ -251,7 +251,7 @@ class Image:
 
     @classmethod
     def from_documents(cls, manifest: dict, config: dict, layers: Iterable[Layer],
-                       manifest_media_type: str | None = None) -> "Image":
+                       manifest_media_type: str | None = None) -> Image:
         meta = {k: config[k] for k in ("created", "author", "architecture", "os", "os.version", "variant")
                 if config.get(k)}
         return cls(

@@ -87,7 +87,7 @@ class TLSSettings:
         self._remove_bundles: weakref.finalize | None = None
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str], **kwargs) -> "TLSSettings":
+    def from_environment(cls, environ: Mapping[str, str], **kwargs) -> TLSSettings:
         return cls(certs_dirs=certs_dirs_from_env(environ), system_cas=system_ca_bundle(environ), **kwargs)
 
     def for_registry(self, host: str) -> TLSConfig:

@@ -47,7 +47,7 @@ class _Interrupted(Exception):
 
 
 class BlobUpload:
-    def __init__(self, client: "RegistryClient", repo: Reference, digest: str, size: int, store: BlobStore):
+    def __init__(self, client: RegistryClient, repo: Reference, digest: str, size: int, store: BlobStore):
         self.client = client
         self.repo = repo
         self.digest = digest

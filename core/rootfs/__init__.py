@@ -112,18 +112,18 @@ class RootFS:
             return None
         return chain_id(self.chain, diff_id)
 
-    def with_layer(self, directory: str, diff_id: str | None = None) -> "RootFS":
+    def with_layer(self, directory: str, diff_id: str | None = None) -> RootFS:
         root = self.resolved()
         return replace(root, layers=root.layers + (directory,), chain=root.next_chain(diff_id))
 
-    def with_pending(self, layer: Layer) -> "RootFS":
+    def with_pending(self, layer: Layer) -> RootFS:
         """The root with `layer` on top, to be unpacked when needed (needs a known ChainID below)."""
         if self.chain is None and (self.layers or self.pending):
             raise ValueError("a pending layer needs the ChainID of the layers below it")
         chain = chain_id(self.chain, layer.diff_id)
         return replace(self, pending=self.pending + (PendingLayer(layer, chain),), chain=chain)
 
-    def resolved(self) -> "RootFS":
+    def resolved(self) -> RootFS:
         """This root with every pending layer unpacked."""
         if not self.pending:
             return self

@@ -94,7 +94,7 @@ class _TarSink:
         self._compress = _Worker(self._compress_batch, "layer-compress")
         self.size = 0
 
-    def __enter__(self) -> "_TarSink":
+    def __enter__(self) -> _TarSink:
         return self
 
     def __exit__(self, *exc) -> None:

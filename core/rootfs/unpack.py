@@ -93,7 +93,7 @@ class DiffIdReader:
                              hint="the blob, or the image or cache that names it, is corrupt or was tampered with; "
                                   "nothing of it was kept")
 
-    def __enter__(self) -> "DiffIdReader":
+    def __enter__(self) -> DiffIdReader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -105,7 +105,7 @@ def make_repo(directory: Path, debs: list[Path]) -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args) -> None:  # `format`: the base class's name
         pass
 
 
