@@ -18,10 +18,10 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Protocol
 
-from .errors import StepFailed
+from .errors import LayerError, StepFailed
 from .rootfs import ownership
 from .rootfs.paths import PathEscape, clean, resolve_in_root
-from .rootfs.unpack import LayerError, remove_path, write_member
+from .rootfs.unpack import remove_path, write_member
 from .rootfs.xattrs import image_xattrs
 
 

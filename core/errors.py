@@ -98,6 +98,15 @@ class AuthenticationError(RegistryError):
     exit_code = 7
 
 
+class LayerError(DockyardError):
+    """A layer cannot be unpacked as it is: not a valid tar, an entry outside the image root, a hard link to
+    nothing, or content that does not match the diff_id the image claims."""
+
+    # RegistryError's code, which a bad layer has always exited with (most come from a registry; tests and users'
+    # scripts rely on it). Not a RegistryError itself, so that handlers of registry failures leave it alone.
+    exit_code = RegistryError.exit_code
+
+
 class IsolationError(DockyardError):
     """This environment does not allow the isolation a build needs (no root, no namespaces, no overlayfs)."""
 

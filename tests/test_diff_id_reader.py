@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from dockyard.rootfs.unpack import DiffIdReader, LayerError
+from dockyard.errors import LayerError
+from dockyard.rootfs.unpack import DiffIdReader
 
 DATA = os.urandom(5 * DiffIdReader.FILL + 12345)
 DIFF_ID = "sha256:" + hashlib.sha256(DATA).hexdigest()

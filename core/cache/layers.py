@@ -20,7 +20,6 @@ versions, when they were unmounted.)
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -32,13 +31,6 @@ from ..image.blobs import BlobStore
 from ..image.compression import open_decompressed
 from ..image.model import Layer
 from .locking import file_lock
-
-
-def chain_id(parent_chain: str | None, diff_id: str) -> str:
-    """The OCI ChainID: the diff_id for a bottom layer, else sha256 of "PARENT_CHAIN DIFF_ID"."""
-    if parent_chain is None:
-        return diff_id
-    return "sha256:" + hashlib.sha256(f"{parent_chain} {diff_id}".encode()).hexdigest()
 
 
 class LayerCache:

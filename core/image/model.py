@@ -120,6 +120,13 @@ def manifest_descriptors(manifest: dict) -> tuple[Descriptor, list[Descriptor]]:
         raise ValueError("no valid config or layer list") from None
 
 
+def chain_id(parent_chain: str | None, diff_id: str) -> str:
+    """The OCI ChainID: the diff_id for a bottom layer, else sha256 of "PARENT_CHAIN DIFF_ID"."""
+    if parent_chain is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent_chain} {diff_id}".encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Layer:
     """A compressed layer blob in a BlobStore, with the digest of its uncompressed tar (diff_id)."""

@@ -28,8 +28,9 @@ from typing import Callable
 
 from ..errors import IsolationError
 from ..rootfs.ownership import active_ledger
-from . import RunResult, RunSpec, ids, landlock, lifecycle, sandbox
+from . import ids, landlock, lifecycle, sandbox
 from .proot_supervisor import ProotSupervisor, kill_groups
+from .runner import RunResult, RunSpec
 
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38

@@ -39,7 +39,7 @@ import stat
 import struct
 from functools import cache
 
-from . import ids
+from .ids import setgroups_allowed
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -259,7 +259,7 @@ def start(spec, output_fd, status_fd):
     signal). `output_fd` receives the step's stdout and stderr; `status_fd` a setup error, if any. Both are
     the builder's to close after this returns; they must be close-on-exec (os.pipe makes them so)."""
     last_cap = last_capability()
-    set_groups = ids.setgroups_allowed()
+    set_groups = setgroups_allowed()
     builder = os.getpid()
     pid = os.fork()
     if pid == 0:

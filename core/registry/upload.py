@@ -19,17 +19,17 @@ Bodies are slices of the blob store's file, streamed: memory stays constant what
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from ..errors import AuthenticationError, RegistryError
 from ..events import Events, TransferProgress, TransferStarted
 from ..image.blobs import CHUNK, BlobStore
 from ..image.reference import Reference
-from .retry import TransientRegistryError, attempts_text, is_retryable_status
+from .retry import RetryPolicy, TransientRegistryError, attempts_text, is_retryable_status
 
 if TYPE_CHECKING:
-    from .client import RegistryClient
+    import requests
 
 # Blobs up to this size go in one request; bigger ones in chunks of it (a lost connection costs one chunk).
 DEFAULT_CHUNK_SIZE = 32 << 20
@@ -46,8 +46,31 @@ class _Interrupted(Exception):
         self.retry_after = retry_after
 
 
+class UploadClient(Protocol):
+    """What an upload asks of the registry client (client.py's RegistryClient, which starts the uploads)."""
+
+    events: Events
+    push_policy: RetryPolicy
+    upload_chunk_size: int
+
+    def url_for(self, ref: Reference, path: str) -> str: ...
+
+    def blob_source(self, repo: Reference, digest: str) -> str | None: ...
+
+    def blob_exists(self, repo: Reference, digest: str) -> bool: ...
+
+    def send_request(self, method: str, url: str, ref: Reference, actions: str, *, what: str,
+                     headers: dict[str, str] | None = None,
+                     body: bytes | Callable[[], BinaryIO] | None = None, stream: bool = False,
+                     follow_redirects: bool = False, retry: bool = True,
+                     extra_scope: str | None = None) -> requests.Response: ...
+
+    def check(self, resp: requests.Response, ref: Reference, actions: str, *, what: str,
+              ok: tuple[int, ...] = (200,)) -> None: ...
+
+
 class BlobUpload:
-    def __init__(self, client: RegistryClient, repo: Reference, digest: str, size: int, store: BlobStore):
+    def __init__(self, client: UploadClient, repo: Reference, digest: str, size: int, store: BlobStore):
         self.client = client
         self.repo = repo
         self.digest = digest

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from ..cache.layers import chain_id
-from ..image.model import Layer
+from ..image.model import Layer, chain_id
 from .overlay import overlay_mount, umount
 
 if TYPE_CHECKING:  # the proot modes' roots: imported by the builder in those modes only

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..cache.layers import chain_id
 from ..image.blobs import BlobStore
 from ..image.compression import open_decompressed
-from ..image.model import Layer
-from . import ownership
-from .ownership import Ownership, OwnershipLedger
+from ..image.model import Layer, chain_id
+from .ownership import Ownership, OwnershipLedger, recording
 from .scan import RACY_NS, Index, ScanStats, scan
 from .snapshot import write_changes
 from .unpack import apply_layer
@@ -91,7 +89,7 @@ class DirectoryRoots:
         try:
             if self.fetch is not None:
                 self.fetch([pending.layer for pending in rootfs.pending])
-            with ownership.recording(self.ledger):
+            with recording(self.ledger):
                 for pending in rootfs.pending:
                     with self.store.open(pending.layer.digest) as raw:
                         apply_layer(open_decompressed(raw), path, layer_name=f"layer {pending.layer.digest}")

@@ -17,17 +17,13 @@ import tarfile
 import threading
 from typing import BinaryIO, Callable
 
-from ..errors import DockyardError
-from . import ownership
+from ..errors import LayerError
+from .ownership import chown, mknod, setxattr
 from .paths import PathEscape, clean, resolve_in_root
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _XATTR_PREFIX = "SCHILY.xattr."
-
-
-class LayerError(DockyardError):
-    exit_code = 6
 
 
 class DiffIdReader:
@@ -234,7 +230,7 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
         return  # a hard link shares its target's metadata
     elif member.ischr() or member.isblk():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        ownership.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
     elif member.isfifo():
         os.mkfifo(target, 0o600)
     else:
@@ -243,14 +239,14 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
 
 
 def _apply_metadata(member: tarfile.TarInfo, target: str, mode: int) -> None:
-    ownership.chown(target, member.uid, member.gid)
+    chown(target, member.uid, member.gid)
     for key, value in member.pax_headers.items():
         if key.startswith(_XATTR_PREFIX):
             name = key[len(_XATTR_PREFIX):]
             if name.startswith(("trusted.overlay.", "user.dockyard.")):
                 continue  # overlayfs's and dockyard's own bookkeeping must never be taken from a layer
             # Refused: user.* on a symlink is ignored, as by docker; security.* without root is recorded.
-            ownership.setxattr(target, name, value.encode("utf-8", "surrogateescape"))
+            setxattr(target, name, value.encode("utf-8", "surrogateescape"))
     if not member.issym():
         # chmod after chown: chown clears setuid/setgid bits.
         os.chmod(target, mode)
