@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Event:
         name = type(self).__name__
         return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["event"] = self.kind
         return d
@@ -130,7 +130,7 @@ class BuildFinished(Event):
     error: str | None = None
 
 
-def event_from_json(d: dict) -> Event | None:
+def event_from_json(d: dict[str, Any]) -> Event | None:
     """The inverse of `Event.to_json` (a `--progress json` line read back, e.g. by a CI adapter that renders it
     with progress.py's renderers); None for an event kind newer than this module."""
     kinds = {cls.__name__: cls for cls in Event.__subclasses__()}

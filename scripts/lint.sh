@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-.venv/bin/ruff check --quiet
+failed=0
+.venv/bin/ruff check --quiet || failed=1
 
 # core/ and integrations/ import as `dockyard` and `dockyard_integrations` (setuptools' package-dir, through an
 # import hook mypy does not follow): these links give mypy those names (pyproject.toml's mypy_path).
@@ -13,4 +14,6 @@ ln -sfn ../../core .cache/mypy-path/dockyard
 ln -sfn ../../integrations .cache/mypy-path/dockyard_integrations
 # mypy names a file by the link's path; the sed gives it back its path in the checkout.
 .venv/bin/mypy -p dockyard -p dockyard_integrations -p tests.support |
-  sed -e 's|^\.cache/mypy-path/dockyard/|core/|' -e 's|^\.cache/mypy-path/dockyard_integrations/|integrations/|'
+  sed -e 's|^\.cache/mypy-path/dockyard/|core/|' -e 's|^\.cache/mypy-path/dockyard_integrations/|integrations/|' ||
+  failed=1
+exit "$failed"

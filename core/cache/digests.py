@@ -19,6 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from ..files import replace_file
 
@@ -33,8 +34,8 @@ class FileDigests:
     def __init__(self, directory: Path, context_root: str):
         self.path = Path(directory) / (hashlib.sha256(os.path.realpath(context_root).encode()).hexdigest()
                                        + ".json")
-        self._known: dict[str, list] = {}
-        self._used: dict[str, list] = {}
+        self._known: dict[str, list[Any]] = {}
+        self._used: dict[str, list[Any]] = {}
 
     def load(self) -> None:
         """Read the memo; a missing, unreadable or older-format one is an empty memo."""

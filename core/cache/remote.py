@@ -15,6 +15,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import DockyardError
 from ..events import Events
@@ -106,7 +107,7 @@ def read_cache(client, ref: Reference, store: BlobStore) -> list[StepEntry]:
         raise CorruptCache("its config is malformed") from None
 
 
-def _entry(item: dict, layers: list[Descriptor]) -> StepEntry:
+def _entry(item: dict[str, Any], layers: list[Descriptor]) -> StepEntry:
     index = item["layer"]
     if index is not None and (not isinstance(index, int) or index < 0):
         raise ValueError("layer index")

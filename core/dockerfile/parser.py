@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockerfile_parse import DockerfileParser
+from typing import Any
 
 from ..errors import ContextError, DockerfileError, SourceLocation
 from . import instructions as ins
@@ -579,7 +580,7 @@ def _require(condition: bool, message: str, hint: str | None = None) -> None:
         raise _Problem(message, hint)
 
 
-def _base(parts: _Parts) -> dict:
+def _base(parts: _Parts) -> dict[str, Any]:
     return {"keyword": parts.keyword, "location": parts.location, "original": parts.original,
             "flags": parts.flags}
 

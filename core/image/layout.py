@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..errors import OutputError, UsageError
 from ..files import replace_file
@@ -118,7 +119,7 @@ def _prepare(dest: Path) -> None:
         raise OutputError(f"cannot create the OCI layout directory {dest}: {exc.strerror}") from None
 
 
-def _read_index(dest: Path) -> dict:
+def _read_index(dest: Path) -> dict[str, Any]:
     path = dest / INDEX_FILE
     if not path.exists():
         return {}

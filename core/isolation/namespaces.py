@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import deque
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from ..errors import IsolationError
 from .ids import GROUPS_SKIPPED, notice_once, setgroups_allowed
@@ -47,7 +47,7 @@ class NamespaceRunner:
             report = status.read().decode("utf-8", "replace").strip()
         return RunResult(code, tuple(tail), report.splitlines()[-1] if report else None)
 
-    def _relay(self, output, on_line: Callable[[str], None]) -> deque[str]:
+    def _relay(self, output: BinaryIO, on_line: Callable[[str], None]) -> deque[str]:
         """Passes every output line on, until the step and everything it started have exited."""
         tail: deque[str] = deque(maxlen=self._tail_lines)
         for raw in output:

@@ -85,7 +85,11 @@ class ProotRunner:
         if supervisor is not None:
             env["PROOT_NO_SECCOMP"] = "1"  # proot's ptrace stop must come first: it translates the paths
         tail: deque[str] = deque(maxlen=self._tail_lines)
-        say = lambda line: (tail.append(line), on_line(line))  # noqa: E731  (ids.notice_once adds "dockyard: ")
+
+        def say(line: str) -> None:  # (ids.notice_once adds "dockyard: ")
+            tail.append(line)
+            on_line(line)
+
         domain = None
         try:
             argv = self.command(spec, scratch)

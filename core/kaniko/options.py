@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import ContextError, UsageError
 from ..image.reference import parse_reference
@@ -139,7 +140,7 @@ def _path(flags: KanikoFlags, name: str) -> Path | None:
     return Path(flags.value(name)) if flags.given(name) else None
 
 
-def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict:
+def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict[str, Any]:
     from ..image.reference import parse_reference
 
     # kaniko's --insecure and --skip-tls-verify apply to the push destinations' registries.
@@ -171,7 +172,7 @@ def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict
     )
 
 
-def _compression(flags: KanikoFlags) -> dict:
+def _compression(flags: KanikoFlags) -> dict[str, Any]:
     kind = flags.value("compression", "gzip")
     if kind not in ("gzip", "zstd"):
         raise UsageError(f"invalid --compression {kind!r}: kaniko's values are gzip and zstd")

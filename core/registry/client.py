@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import BinaryIO, Callable, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -392,7 +392,7 @@ class RegistryClient:
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         raise RegistryError(f"registry {ref.registry} redirected more than {MAX_REDIRECTS} times")
 
-    def _tls_for(self, url: str) -> dict:
+    def _tls_for(self, url: str) -> dict[str, Any]:
         """requests' verify=/cert= for the host `url` points at (a redirect target gets its own)."""
         parts = urlsplit(url)
         if self.tls is None or parts.scheme != "https":

@@ -41,7 +41,7 @@ class DiffIdReader:
 
     def __init__(self, stream: BinaryIO):
         self._hash = hashlib.sha256()
-        self._chunks: queue.Queue = queue.Queue(maxsize=self._AHEAD)
+        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=self._AHEAD)
         self._stop = threading.Event()
         self._buffer = b""
         self._pos = 0
@@ -92,7 +92,7 @@ class DiffIdReader:
     def __enter__(self) -> DiffIdReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         while self._thread.is_alive():  # unblock a producer waiting on a full queue
             try:
@@ -223,10 +223,10 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
     elif member.issym():
         os.symlink(member.linkname, target)
     elif member.islnk():
-        source = link_source(member.linkname)
-        if not os.path.lexists(source):
+        linked = link_source(member.linkname)
+        if not os.path.lexists(linked):
             raise LayerError(f"hard link {member.name!r} points to {member.linkname!r}, which does not exist")
-        os.link(source, target, follow_symlinks=False)
+        os.link(linked, target, follow_symlinks=False)
         return  # a hard link shares its target's metadata
     elif member.ischr() or member.isblk():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
