@@ -7,6 +7,7 @@ maps to one documented exit code (see `dockyard build --help` and docs/exit-code
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class DockerfileError(DockyardError):
 
     exit_code = 3
 
-    def __init__(self, message: str, *, rule: str | None = None, **details):
+    def __init__(self, message: str, *, rule: str | None = None, **details: Any):
         super().__init__(message, **details)
         # The build check's name when BuildKit reports this problem as one (e.g. DuplicateStageName), so the
         # diagnostics report it under the name users know and can look up.

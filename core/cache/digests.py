@@ -51,9 +51,10 @@ class FileDigests:
         fields = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
         entry = self._known.get(path)
         settled = entry is not None and max(st.st_mtime_ns, st.st_ctime_ns) < entry[5] - RACY_MARGIN_NS
-        if settled and entry[:5] == fields:
+        if entry is not None and settled and entry[:5] == fields:
             self._used[path] = entry
-            return entry[6]
+            digest: str = entry[6]
+            return digest
         hashed_at = time.time_ns()  # before reading: a write during the read is newer than this
         digest = hash_file(path)
         self._used[path] = [*fields, hashed_at, digest]

@@ -26,6 +26,7 @@ import tempfile
 from contextlib import ExitStack
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from ..image.blobs import BlobStore
 from ..image.compression import open_decompressed
@@ -97,7 +98,7 @@ class LayerCache:
                                                                  volatile=True))
                     content = stack.enter_context(
                         DiffIdReader(open_decompressed(stack.enter_context(store.open(layer.digest)))))
-                    apply_layer(content, root, layer_name=name)
+                    apply_layer(cast(BinaryIO, content), root, layer_name=name)  # a DiffIdReader reads as a file
                     content.verify(layer.diff_id, name)
                 (self.unsynced / final.name).write_text(_boot_id())
                 os.rename(upper, final)
@@ -130,8 +131,8 @@ class LayerCache:
         if not adopted:
             return
         try:
-            for directory in (self.dirs, self.unsynced):
-                directory.mkdir(parents=True, exist_ok=True)
+            for needed in (self.dirs, self.unsynced):
+                needed.mkdir(parents=True, exist_ok=True)
             device = os.stat(self.dirs).st_dev
             boot = _boot_id()
         except OSError:

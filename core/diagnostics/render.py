@@ -122,7 +122,7 @@ def _gitlab(findings: list[Finding]) -> str:
 def _jenkins(findings: list[Finding]) -> str:
     issues = []
     for finding, fingerprint in zip(findings, fingerprints(findings)):
-        issue = {"fileName": finding.file, "severity": _JENKINS_SEVERITIES[finding.severity],
+        issue: dict[str, Any] = {"fileName": finding.file, "severity": _JENKINS_SEVERITIES[finding.severity],
                  "message": finding.message, "category": finding.source, "type": finding.rule,
                  "fingerprint": fingerprint, "description": finding.help_url}
         if finding.line is not None:

@@ -26,7 +26,7 @@ class LayoutImage:
     digest: str
 
 
-def read_oci_layout(layout: Path, *, tag: str | None, digest: str | None, platform: Platform,
+def read_oci_layout(layout: str | Path, *, tag: str | None, digest: str | None, platform: Platform,
                     store: BlobStore, what: str) -> LayoutImage:
     """The image `tag` (default latest) or `digest` names in the layout at `layout`. `what` names the layout
     in errors (e.g. the --build-context it came from)."""
@@ -68,7 +68,7 @@ def read_oci_layout(layout: Path, *, tag: str | None, digest: str | None, platfo
 
 
 def _pick(index: dict[str, Any], tag: str | None, digest: str | None, reader: _Layout) -> Descriptor:
-    entries = index.get("manifests") if isinstance(index.get("manifests"), list) else []
+    entries: list[Any] = index["manifests"] if isinstance(index.get("manifests"), list) else []
     parsed = []
     for entry in entries:
         try:

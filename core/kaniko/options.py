@@ -109,8 +109,8 @@ def kaniko_run(flags: KanikoFlags, context_dir: Path, environ: dict[str, str], c
         **_registry_options(flags, destinations),
         **_compression(flags),
         reproducible=flags.flag("reproducible"),
-        cache_dir=Path(flags.value("cache-dir")) if flags.given("cache-dir") else None,
-        cache_ttl=parse_duration(flags.value("cache-ttl"), "--cache-ttl") if flags.given("cache-ttl") else None,
+        cache_dir=Path(flags.value("cache-dir", "")) if flags.given("cache-dir") else None,
+        cache_ttl=parse_duration(flags.value("cache-ttl", ""), "--cache-ttl") if flags.given("cache-ttl") else None,
         environ=environ,
     )
     cache = RegistryCacheRequest(flags.flag("cache"), flags.value("cache-repo"), not flags.flag("no-push-cache"))
@@ -137,7 +137,7 @@ def dockerfile_path(text: str, context_dir: Path, cwd: Path) -> Path:
 
 
 def _path(flags: KanikoFlags, name: str) -> Path | None:
-    return Path(flags.value(name)) if flags.given(name) else None
+    return Path(flags.value(name, "")) if flags.given(name) else None
 
 
 def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict
         push_registries if flags.flag("skip-tls-verify") else [])
 
     def retries(name: str) -> int | None:
-        return parse_retry_count(flags.value(name)) if flags.given(name) else None
+        return parse_retry_count(flags.value(name, "")) if flags.given(name) else None
 
     return dict(
         insecure_registries=tuple(insecure),

@@ -106,6 +106,7 @@ def parse_www_authenticate(value: str) -> list[Challenge]:
             else:
                 # Lenient: some servers send unquoted URLs, which are not RFC tokens.
                 m = _UNQUOTED_RE.match(value, pos)
+                assert m is not None  # the pattern matches the empty string too
                 current[word.lower()] = m.group()
                 pos = m.end()
             continue
@@ -180,7 +181,8 @@ class Authenticator:
     # What we call ourselves in OAuth2 requests (the spec requires a client_id; registries only log it).
     CLIENT_ID = "dockyard"
 
-    def __init__(self, session: requests.Session, credentials: CredentialStore, *, timeout=None,
+    def __init__(self, session: requests.Session, credentials: CredentialStore, *,
+                 timeout: float | tuple[float, float] | None = None,
                  connection_error: Callable[[Exception, str], Exception] | None = None,
                  tls_for: Callable[[str], dict[str, Any]] | None = None):
         """`tls_for(url)` gives requests' verify=/cert= for a token service URL (its host's CA settings)."""

@@ -108,7 +108,7 @@ def check_credentials(client: RegistryClient, registry: str) -> None:
 def _ping(client: RegistryClient, url: str, registry: str, authorization: str | None) -> requests.Response:
     headers = {"Authorization": authorization} if authorization else {}
     tls = client.tls.for_registry(registry) if client.tls is not None and url.startswith("https:") else None
-    options = {"verify": tls.verify, "cert": tls.cert} if tls is not None else {}
+    options: dict[str, Any] = {"verify": tls.verify, "cert": tls.cert} if tls is not None else {}
     try:
         resp = client.session.get(url, headers=headers, timeout=client.timeout, proxies=proxies_for(url),
                                   allow_redirects=False, **options)

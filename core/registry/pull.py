@@ -96,7 +96,7 @@ def _pull_from(client: RegistryClient, ref: Reference, platform: Platform, store
 
     client.fetch_blob(ref, config_desc.digest, store, size=config_desc.size)
     config = _parse_document(store.read_bytes(config_desc.digest), ref, f"config {config_desc.digest}")
-    rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
+    rootfs: dict[str, Any] = config["rootfs"] if isinstance(config.get("rootfs"), dict) else {}
     diff_ids = rootfs.get("diff_ids") or []
     if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_descs):
         raise RegistryError(f"{ref} is broken: its manifest lists {len(layer_descs)} layers but its config's "

@@ -22,6 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -144,7 +145,7 @@ class RegistryServer:
     # --- internals ---
     @classmethod
     def _config(cls, workdir: Path, port: int, setup: AuthSetup) -> dict:
-        config = {
+        config: dict[str, Any] = {
             "version": 0.1,
             # Errors only: the access log would flood the test output and the stderr file.
             "log": {"level": "error", "accesslog": {"disabled": True}},
