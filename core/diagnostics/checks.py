@@ -234,7 +234,7 @@ class _Checker:
             refs = [inst.flag("from")] if isinstance(inst, ins.Copy) and inst.flag("from") else (
                 mount_from_refs(inst) if isinstance(inst, ins.Run) else [])
             for ref in refs:
-                if ref is None:  # not so: a COPY's is given, a mount's from= too
+                if ref is None:  # never: a COPY above has --from, and a mount's from= is given
                     continue
                 lowered = ref.lower()
                 if lowered in earlier or ref.isdigit() or not _BARE_IMAGE_NAME.fullmatch(lowered):
