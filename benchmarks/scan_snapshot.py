@@ -6,8 +6,8 @@ Unpacks the base into a directory root, takes its first index (as trees.py does)
 typical steps: none changed, one config file edited, a package-like tree of 200 files added, and a directory
 removed. The base has about 2,000 paths; --min-paths copies its /usr under /srv until the root has at least
 that many (10,000 by default, the size of a Debian image with a few packages), since a scan's cost grows
-with the number of paths. For scale it also times reading every file's content once (what re-hashing the filesystem after each
-step would cost). Prints the medians; nothing leaves the machine.
+with the number of paths. For scale it also times reading every file's content once (what re-hashing the filesystem
+after each step would cost). Prints the medians; nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.debian_base import debian_python_layer  # noqa: E402
-from dockyard.cache.digests import hash_file  # noqa: E402
-from dockyard.rootfs.scan import RACY_NS, scan  # noqa: E402
-from dockyard.rootfs.unpack import apply_layer  # noqa: E402
+from tests.support.debian_base import debian_python_layer
+from dockyard.cache.digests import hash_file
+from dockyard.rootfs.scan import RACY_NS, scan
+from dockyard.rootfs.unpack import apply_layer
 
 
 def _edit_one(root: Path) -> None:
@@ -69,7 +69,8 @@ def main() -> int:
         time.sleep(RACY_NS / 1e9 * 1.5)
         started = time.perf_counter()
         first = scan(str(root), None)
-        print(f"Debian base with {copies} extra copies of /usr: {first.stats.paths} paths; first index {1000 * (time.perf_counter() - started):.0f} ms")
+        print(f"Debian base with {copies} extra copies of /usr: {first.stats.paths} paths; "
+              f"first index {1000 * (time.perf_counter() - started):.0f} ms")
         timings: dict[str, list[float]] = {name: [] for name, _ in STEPS}
         hashed: dict[str, int] = {}
         changed: dict[str, int] = {}

@@ -13,6 +13,7 @@ import os
 import posixpath
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .errors import ContextError, DockerfileError
 from .rootfs.paths import clean, resolve_in_root
 
 
-def _pattern_regex(pattern: str) -> re.Pattern:
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
     """patternmatcher's translation of one cleaned pattern into an anchored regular expression."""
     out = ""
     i = 0
@@ -56,7 +57,7 @@ class Pattern:
     """One .dockerignore (or COPY --exclude) pattern, cleaned and compiled to a regular expression."""
 
     text: str  # cleaned, without the leading `!`
-    regex: re.Pattern
+    regex: re.Pattern[str]
     exception: bool  # `!pattern`: re-includes what earlier patterns excluded
 
 
@@ -112,7 +113,7 @@ def _clean_pattern(text: str) -> str:
 
 class DockerIgnore(PatternMatcher):
     @classmethod
-    def load(cls, context: Path, dockerfile: Path) -> "DockerIgnore":
+    def load(cls, context: Path, dockerfile: Path) -> DockerIgnore:
         # The per-Dockerfile NAME.dockerignore (next to the Dockerfile) wins over CONTEXT/.dockerignore.
         candidates = [dockerfile.parent / (dockerfile.name + ".dockerignore"), context / ".dockerignore"]
         for path in candidates:
@@ -126,7 +127,7 @@ class DockerIgnore(PatternMatcher):
         return cls([])
 
     @classmethod
-    def parse(cls, text: str) -> "DockerIgnore":
+    def parse(cls, text: str) -> DockerIgnore:
         """The file format of moby/patternmatcher/ignorefile: a line starting with `#` is a comment (only at
         its very start), blank lines are skipped, surrounding whitespace is trimmed."""
         lines = text.removeprefix("\ufeff").splitlines()
@@ -190,7 +191,7 @@ def has_wildcard(path: str) -> bool:
     return any(c in path for c in "*?[")
 
 
-def glob_in_root(root: str, pattern: str, visible=lambda p: True) -> list[str]:
+def glob_in_root(root: str, pattern: str, visible: Callable[[str], bool] = lambda p: True) -> list[str]:
     """Paths under root matching a COPY source with wildcards (Go's filepath.Match per path component).
     Intermediate directories are followed inside the root; the matches themselves are not resolved."""
     # Go's filepath.Match negates a character class with `[^...]`, Python's fnmatch with `[!...]`.
@@ -198,7 +199,7 @@ def glob_in_root(root: str, pattern: str, visible=lambda p: True) -> list[str]:
     matches = [root]
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
-        found = []
+        found: list[str] = []
         for base in matches:
             if has_wildcard(part):
                 try:

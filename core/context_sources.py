@@ -70,7 +70,7 @@ class NamedContextLoader:
 
     def __init__(self, contexts: NamedContexts, *, store: BlobStore, workspace: Workspace,
                  pull: Callable[[str, Platform], ContextImage], new_root: Callable[[], RootFS],
-                 platform: Platform = Platform(), layers: LayerSettings = LayerSettings()):
+                 platform: Platform = Platform(), layers: LayerSettings = LayerSettings()):  # noqa: B008 (frozen)
         self.contexts = contexts
         self.platform = platform  # the build's: what COPY --from and RUN --mount from= read
         self.store = store

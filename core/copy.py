@@ -16,12 +16,12 @@ import shutil
 import stat
 import tarfile
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Protocol
+from typing import Any, BinaryIO, Callable, Protocol, cast
 
-from .errors import StepFailed
+from .errors import LayerError, StepFailed
 from .rootfs import ownership
 from .rootfs.paths import PathEscape, clean, resolve_in_root
-from .rootfs.unpack import LayerError, remove_path, write_member
+from .rootfs.unpack import remove_path, write_member
 from .rootfs.xattrs import image_xattrs
 
 
@@ -221,7 +221,7 @@ class Copier:
         self._set_metadata(source, dest_host, os.lstat(source))
 
     def _prepare_dir(self, dest_host: str) -> None:
-        if os.path.islink(dest_host) or os.path.lexists(dest_host) and not os.path.isdir(dest_host):
+        if os.path.islink(dest_host) or (os.path.lexists(dest_host) and not os.path.isdir(dest_host)):
             remove_path(dest_host)
         if not os.path.isdir(dest_host):
             os.mkdir(dest_host, 0o700)
@@ -293,7 +293,7 @@ class Copier:
         # By path: without root, a refused chown is recorded for the path (rootfs/ownership.py).
         ownership.chown(dest_host, *self.owner_for(source, st))
         read_from, write_to = open_files if open_files is not None else (source, dest_host)
-        nofollow = {} if open_files is not None else {"follow_symlinks": False}
+        nofollow: dict[str, Any] = {} if open_files is not None else {"follow_symlinks": False}
         # BuildKit copies xattrs (user.*, security.capability) from the context and from stages alike.
         for name, value in image_xattrs(read_from).items():
             try:
@@ -331,8 +331,8 @@ def write_file(source: BinaryIO, dest_host: str) -> None:
 
 _DECOMPRESSORS: tuple[tuple[bytes, Callable[[BinaryIO], BinaryIO]], ...] = (
     (b"\x1f\x8b", lambda f: _gzip_reader(f)),
-    (b"BZh", lambda f: bz2.BZ2File(f)),  # type: ignore[dict-item]
-    (b"\xfd7zXZ\x00", lambda f: lzma.LZMAFile(f)),  # type: ignore[dict-item]
+    (b"BZh", lambda f: cast(BinaryIO, bz2.BZ2File(f))),
+    (b"\xfd7zXZ\x00", lambda f: cast(BinaryIO, lzma.LZMAFile(f))),
     (b"\x28\xb5\x2f\xfd", lambda f: _zstd_reader(f)),
 )
 
@@ -346,17 +346,17 @@ def _gzip_reader(raw: BinaryIO) -> BinaryIO:
 def _zstd_reader(raw: BinaryIO) -> BinaryIO:
     import zstandard
 
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
 
 
 def _open_tar_stream(raw: BinaryIO) -> BinaryIO:
     """The tar stream inside raw: uncompressed, gzip, bzip2, xz or zstd, told apart by magic bytes."""
-    buffered = io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+    buffered = io.BufferedReader(cast(io.RawIOBase, raw), buffer_size=1 << 20)
     head = buffered.peek(6)[:6]
     for magic, reader in _DECOMPRESSORS:
         if head.startswith(magic):
             return reader(buffered)
-    return buffered  # type: ignore[return-value]
+    return buffered
 
 
 def is_archive(path: str) -> bool:

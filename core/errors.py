@@ -8,6 +8,7 @@ dockyard's API: callers of `dockyard.build` catch these.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["EXIT_CODES", "AuthenticationError", "ChecksFailed", "ContextError", "DockerfileError", "DockyardError",
            "Interrupted", "IsolationError", "OutputError", "RegistryError", "SourceLocation", "StepFailed",
@@ -72,7 +73,7 @@ class DockerfileError(DockyardError):
 
     exit_code = 3
 
-    def __init__(self, message: str, *, rule: str | None = None, **details):
+    def __init__(self, message: str, *, rule: str | None = None, **details: Any):
         super().__init__(message, **details)
         # The build check's name when BuildKit reports this problem as one (e.g. DuplicateStageName), so the
         # diagnostics report it under the name users know and can look up.
@@ -101,6 +102,15 @@ class AuthenticationError(RegistryError):
     """A registry refused our credentials (401/403)."""
 
     exit_code = 7
+
+
+class LayerError(DockyardError):
+    """A layer cannot be unpacked as it is: not a valid tar, an entry outside the image root, a hard link to
+    nothing, or content that does not match the diff_id the image claims."""
+
+    # RegistryError's code, which a bad layer has always exited with (most come from a registry; tests and users'
+    # scripts rely on it). Not a RegistryError itself, so that handlers of registry failures leave it alone.
+    exit_code = RegistryError.exit_code
 
 
 class IsolationError(DockyardError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ContextError, DockerfileError, UsageError
 
@@ -101,7 +102,7 @@ def split_build_context(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _source(name: str, value: str, text: str, cwd: Path) -> tuple:
+def _source(name: str, value: str, text: str, cwd: Path) -> tuple[Any, ...]:
     from . import fetch  # its imports are paid for by builds with a named context only
 
     if value.startswith("docker-image://"):

@@ -24,7 +24,7 @@ class OutputSpec:
     attrs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "OutputSpec":
+    def parse(cls, text: str) -> OutputSpec:
         attrs: dict[str, str] = {}
         for part in text.split(","):
             part = part.strip()
@@ -84,7 +84,7 @@ class RegistryCache:
     ignore_error: bool = False
 
     @classmethod
-    def parse(cls, text: str, flag: str) -> "RegistryCache":
+    def parse(cls, text: str, flag: str) -> RegistryCache:
         if "=" not in text and flag == "--cache-from":
             return cls(cls._checked_ref(text.strip(), text, flag))  # buildx: a bare reference is a registry cache
         values: dict[str, str] = {}
@@ -118,7 +118,7 @@ class RegistryCache:
         return cls(cls._checked_ref(values["ref"], text, flag), mode, ignore == "true")
 
     @classmethod
-    def from_cache_repo(cls, text: str) -> "RegistryCache":
+    def from_cache_repo(cls, text: str) -> RegistryCache:
         """kaniko's `--cache-repo REG/REPO`: the cache at REG/REPO:cache, every stage's steps (kaniko caches
         the layers of every stage it builds)."""
         if "@" in text or ":" in text.strip().rsplit("/", 1)[-1]:
@@ -166,7 +166,7 @@ class SecretSource:
     env: str | None = None
 
     @classmethod
-    def parse(cls, text: str, environ: dict[str, str]) -> "SecretSource":
+    def parse(cls, text: str, environ: dict[str, str]) -> SecretSource:
         values: dict[str, str] = {}
         for item in _csv_fields(text, "--secret"):
             key, eq, value = item.partition("=")
@@ -229,7 +229,7 @@ class SshSource:
     socket: str
 
     @classmethod
-    def parse(cls, text: str, environ: dict[str, str]) -> "SshSource":
+    def parse(cls, text: str, environ: dict[str, str]) -> SshSource:
         ssh_id, eq, paths = text.partition("=")
         ssh_id = ssh_id.strip()
         if not ssh_id:

@@ -17,11 +17,18 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Mapping, Protocol, TextIO
+from typing import TYPE_CHECKING, Mapping, Protocol, Self, TextIO
 
 from .errors import UsageError
 from .events import (BuildFinished, BuildStarted, Event, ImagePushed, Message, StageStarted, StepFinished,
                      StepLog, StepStarted, TransferFinished, TransferProgress, TransferStarted)
+
+if TYPE_CHECKING:  # rich is imported only when a terminal asks for the live view
+    from rich.console import Console, Group, RenderableType
+    from rich.live import Live
+    from rich.progress import TaskID
+    from rich.spinner import Spinner
+    from rich.text import Text
 
 MODES = ("auto", "plain", "json")
 
@@ -139,10 +146,10 @@ class _Base:
     def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -232,8 +239,8 @@ class _Running:
 
     label: str
     started: float
-    spinner: object  # rich.spinner.Spinner, kept per step so its animation doesn't restart on every refresh
-    tail: deque
+    spinner: Spinner  # kept per step so its animation doesn't restart on every refresh
+    tail: deque[Text]
 
 
 class RichRenderer(_Base):
@@ -248,7 +255,7 @@ class RichRenderer(_Base):
 
     TAIL_LINES = 5
 
-    def __init__(self, stream: TextIO | None = None, *, console=None):
+    def __init__(self, stream: TextIO | None = None, *, console: Console | None = None):
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
@@ -259,11 +266,12 @@ class RichRenderer(_Base):
                                   auto_refresh=False)
         self._lock = threading.Lock()
         self._live_lock = threading.Lock()  # serialises starting/stopping the Live; never held with _lock
-        self._live = None  # started on the first event: no refresh thread or hidden cursor before there's work
+        # Started on the first event: no refresh thread or hidden cursor before there's work.
+        self._live: Live | None = None
         self._closed = False
         self._running: dict[int, _Running] = {}
         self._transfers = _Transfers()
-        self._task_ids: dict[str, object] = {}
+        self._task_ids: dict[str, TaskID] = {}
 
     # Events -> state (under _lock) -> things to print (outside it).
     def __call__(self, event: Event) -> None:
@@ -323,7 +331,7 @@ class RichRenderer(_Base):
         for line in lines:
             self.console.print(line)  # above the live region while it runs
 
-    def __rich__(self):
+    def __rich__(self) -> Group:
         """The live region, rebuilt on each refresh from a snapshot of the state."""
         from rich.console import Group
         from rich.table import Table
@@ -331,7 +339,7 @@ class RichRenderer(_Base):
 
         now = time.time()
         with self._lock:
-            parts = []
+            parts: list[RenderableType] = []
             if self._running:
                 table = Table.grid(padding=(0, 1), expand=True)
                 table.add_column(width=1)

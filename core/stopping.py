@@ -39,7 +39,7 @@ def stopping_on_signals() -> Iterator[None]:
     come back afterwards (main() may run inside a test). Outside the main thread, nothing changes."""
     stopping = False
 
-    def handle(signum: int, _frame) -> None:
+    def handle(signum: int, _frame: object) -> None:
         nonlocal stopping
         if stopping:
             return

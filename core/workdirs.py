@@ -214,6 +214,6 @@ def _remove_tree(top: Path) -> int:
     return freed
 
 
-def _entries(directory: str) -> list[os.DirEntry]:
+def _entries(directory: str) -> list[os.DirEntry[str]]:
     with os.scandir(directory) as it:
         return list(it)

@@ -49,6 +49,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+# The test extra: pytest and its plugins, the tools tests run, and the static checks (scripts/lint.sh: ruff, mypy).
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 # An editable install leaves dockyard's modules uncompiled, and with PYTHONDONTWRITEBYTECODE (CI images often set
 # it) every command compiled them all again: 0.15 s per build. A regular pip install compiles them; so do we.

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/lint.sh  # ruff and mypy first: a failure there fails the run
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -10,12 +10,12 @@ import time
 import pytest
 
 from dockyard.cache.keys import base_key, step_key, tree_digest
-from dockyard.cache.layers import LayerCache, chain_id
+from dockyard.cache.layers import LayerCache
 from dockyard.cache.locking import CacheBusy, file_lock
 from dockyard.cache.store import StepCache, new_entry
 from dockyard.errors import UsageError
 from dockyard.image.blobs import BlobStore
-from dockyard.image.model import HistoryEntry, Layer
+from dockyard.image.model import HistoryEntry, Layer, chain_id
 from dockyard.options import parse_duration
 from dockyard.rootfs.snapshot import write_layer
 

@@ -34,7 +34,8 @@ def rules(findings: list[Finding]) -> set[tuple[str, int | None]]:
 # --- dockyard's checks: each positive and negative ------------------------------------------------------------
 @pytest.mark.parametrize("rule, bad, good", [
     ("UndefinedArgInFrom", "FROM busybox:${TAG}\n", "ARG TAG=1\nFROM busybox:${TAG}\n"),
-    ("UndefinedVar", "ARG DIR=/app\nFROM busybox\nWORKDIR $DIR\n", "ARG DIR=/app\nFROM busybox\nARG DIR\nWORKDIR $DIR\n"),
+    ("UndefinedVar", "ARG DIR=/app\nFROM busybox\nWORKDIR $DIR\n",
+     "ARG DIR=/app\nFROM busybox\nARG DIR\nWORKDIR $DIR\n"),
     ("InvalidDefaultArgInFrom", "ARG TAG\nFROM busybox:${TAG}\n", "ARG TAG=1\nFROM busybox:${TAG}\n"),
     ("StageNameCasing", "FROM busybox AS Build\n", "FROM busybox AS build\n"),
     ("FromAsCasing", "FROM busybox as build\n", "FROM busybox AS build\n"),
@@ -351,4 +352,4 @@ def test_build_report_puts_a_failing_run_at_its_line(tmp_path, busybox_base):
     failed = [r for r in results if r["ruleId"] == "StepFailed"]
     assert len(failed) == 1 and failed[0]["level"] == "error"
     assert failed[0]["locations"][0]["physicalLocation"]["region"]["startLine"] == 3
-    assert [i for i in json.loads(gitlab.read_text()) if i["check_name"] == "StepFailed"][0]["severity"] == "blocker"
+    assert next(i for i in json.loads(gitlab.read_text()) if i["check_name"] == "StepFailed")["severity"] == "blocker"

@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from dockyard.rootfs.unpack import DiffIdReader, LayerError
+from dockyard.errors import LayerError
+from dockyard.rootfs.unpack import DiffIdReader
 
 DATA = os.urandom(5 * DiffIdReader.FILL + 12345)
 DIFF_ID = "sha256:" + hashlib.sha256(DATA).hexdigest()
@@ -31,7 +32,7 @@ def test_reads_of_any_size_see_the_stream_and_its_digest():
 def test_a_wrong_digest_fails_and_is_named():
     with DiffIdReader(io.BytesIO(DATA)) as reader:
         reader.read(100)
-        with pytest.raises(LayerError, match="not the diff_id sha256:0+ the image claims"):
+        with pytest.raises(LayerError, match=r"not the diff_id sha256:0+ the image claims"):
             reader.verify("sha256:" + "0" * 64, "layer x")
 
 

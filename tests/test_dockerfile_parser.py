@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.dockerfile import instructions as ins
-from dockyard.dockerfile import load_dockerfile, parse_dockerfile, parse_instruction
+from dockyard.dockerfile.parser import load_dockerfile, parse_dockerfile, parse_instruction
 from dockyard.errors import ContextError, DockerfileError, SourceLocation
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dockyard.dockerfile import instructions as ins
-from dockyard.dockerfile import parse_dockerfile
+from dockyard.dockerfile.parser import parse_dockerfile
 from dockyard.dockerfile.expand import Expander
 from dockyard.dockerfile.heredoc import (RunCommand, ScriptFile, heredoc_content, heredoc_words, parse_heredoc_word,
                                          run_command)

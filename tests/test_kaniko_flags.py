@@ -177,8 +177,8 @@ def test_flags_without_meaning_are_accepted_with_one_note(ctx, flag):
 def test_every_flag_is_mapped_or_noted():
     mapped = {"context", "context-sub-path", "dockerfile", "destination", "no-push", "tar-path", "oci-layout-path",
               "digest-file", "image-name-with-digest-file", "image-name-tag-with-digest-file", "build-arg",
-              "target", "label", "cache", "cache-repo", "no-push-cache", "cache-dir", "cache-ttl", "reproducible", "compression",
-              "compression-level", "insecure", "insecure-pull", "insecure-registry", "skip-tls-verify",
+              "target", "label", "cache", "cache-repo", "no-push-cache", "cache-dir", "cache-ttl", "reproducible",
+              "compression", "compression-level", "insecure", "insecure-pull", "insecure-registry", "skip-tls-verify",
               "skip-tls-verify-pull", "skip-tls-verify-registry", "registry-certificate", "registry-client-cert",
               "registry-mirror", "registry-map", "skip-default-registry-fallback", "push-retry",
               "image-download-retry", "custom-platform", "verbosity", "log-format"}

@@ -158,7 +158,7 @@ def test_layout_reader_by_tag_digest_and_its_errors(tmp_path):
     with pytest.raises(ContextError, match="no image tagged 'latest'") as raised:
         read_oci_layout(layout, tag=None, digest=None, platform=Platform(), store=store, what="ctx")
     assert "v1, v2" in (raised.value.hint or "")
-    with pytest.raises(ContextError, match="no manifest sha256:0+"):
+    with pytest.raises(ContextError, match=r"no manifest sha256:0+"):
         read_oci_layout(layout, tag=None, digest="sha256:" + "0" * 64, platform=Platform(), store=store, what="ctx")
     # A corrupt layer blob is refused, and nothing under its digest enters the store.
     blob = layout / "blobs" / "sha256" / image.layers[0].digest.split(":")[1]

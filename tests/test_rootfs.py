@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.errors import LayerError
 from dockyard.image.blobs import BlobStore
 from dockyard.image.compression import open_decompressed
 from dockyard.rootfs import RootFS, Workspace, mounted_step
 from dockyard.rootfs.overlay import enter_private_mount_namespace
 from dockyard.rootfs.snapshot import write_layer
-from dockyard.rootfs.unpack import LayerError, apply_layer
+from dockyard.rootfs.unpack import apply_layer
 from tests.support import images, tree
 
 

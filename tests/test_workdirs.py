@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from core import workdirs
+from dockyard import workdirs
 from tests.support.processes import wait_for as _wait_for
 from tests.support.users import open_directory
 

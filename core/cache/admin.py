@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from .locking import cache_lock_path, file_lock
@@ -63,7 +64,7 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
     removed = freed = 0
     refused: list[tuple[str, OSError]] = []
 
-    def note(_function, path, exc_info) -> None:
+    def note(_function: object, path: str, exc_info: Any) -> None:
         refused.append((path, exc_info[1]))
     with file_lock(cache_lock_path(cache_root)):
         now = time.time()
@@ -100,8 +101,8 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
                     freed += _tree_size(cache_root / sub)
                     shutil.rmtree(cache_root / sub, onerror=note)
     if refused:
-        path, exc = refused[0]
-        raise UsageError(f"cache prune could not remove {len(refused)} path(s) under {cache_root}, e.g. {path}: "
+        first, exc = refused[0]
+        raise UsageError(f"cache prune could not remove {len(refused)} path(s) under {cache_root}, e.g. {first}: "
                          f"{exc.strerror or exc}",
                          hint="files a build made as root (or in a user namespace) need the same user to remove "
                               "them: run `dockyard cache prune` as that user")

@@ -19,6 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from ..files import replace_file
 
@@ -33,8 +34,8 @@ class FileDigests:
     def __init__(self, directory: Path, context_root: str):
         self.path = Path(directory) / (hashlib.sha256(os.path.realpath(context_root).encode()).hexdigest()
                                        + ".json")
-        self._known: dict[str, list] = {}
-        self._used: dict[str, list] = {}
+        self._known: dict[str, list[Any]] = {}
+        self._used: dict[str, list[Any]] = {}
 
     def load(self) -> None:
         """Read the memo; a missing, unreadable or older-format one is an empty memo."""
@@ -50,9 +51,10 @@ class FileDigests:
         fields = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
         entry = self._known.get(path)
         settled = entry is not None and max(st.st_mtime_ns, st.st_ctime_ns) < entry[5] - RACY_MARGIN_NS
-        if settled and entry[:5] == fields:
+        if entry is not None and settled and entry[:5] == fields:
             self._used[path] = entry
-            return entry[6]
+            digest: str = entry[6]
+            return digest
         hashed_at = time.time_ns()  # before reading: a write during the read is newer than this
         digest = hash_file(path)
         self._used[path] = [*fields, hashed_at, digest]

@@ -54,7 +54,14 @@ def tree_digest(path: str, source_filter: TreeFilter | None = None, digests: Fil
     return "sha256:" + digest.hexdigest()
 
 
-def _hash_entry(digest, path: str, rel: str, source_filter: TreeFilter | None, digests: FileDigests | None, *,
+
+class _Hasher(Protocol):
+    """A hashlib object, as far as the tree's hashing uses it."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+def _hash_entry(digest: _Hasher, path: str, rel: str, source_filter: TreeFilter | None, digests: FileDigests | None, *,
                 top: bool = False) -> None:
     st = os.lstat(path)
     mode = st.st_mode

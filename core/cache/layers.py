@@ -20,25 +20,18 @@ versions, when they were unmounted.)
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import ExitStack
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from ..image.blobs import BlobStore
 from ..image.compression import open_decompressed
 from ..image.model import Layer
 from .locking import file_lock
-
-
-def chain_id(parent_chain: str | None, diff_id: str) -> str:
-    """The OCI ChainID: the diff_id for a bottom layer, else sha256 of "PARENT_CHAIN DIFF_ID"."""
-    if parent_chain is None:
-        return diff_id
-    return "sha256:" + hashlib.sha256(f"{parent_chain} {diff_id}".encode()).hexdigest()
 
 
 class LayerCache:
@@ -105,7 +98,7 @@ class LayerCache:
                                                                  volatile=True))
                     content = stack.enter_context(
                         DiffIdReader(open_decompressed(stack.enter_context(store.open(layer.digest)))))
-                    apply_layer(content, root, layer_name=name)
+                    apply_layer(cast(BinaryIO, content), root, layer_name=name)  # a DiffIdReader reads as a file
                     content.verify(layer.diff_id, name)
                 (self.unsynced / final.name).write_text(_boot_id())
                 os.rename(upper, final)
@@ -138,8 +131,8 @@ class LayerCache:
         if not adopted:
             return
         try:
-            for directory in (self.dirs, self.unsynced):
-                directory.mkdir(parents=True, exist_ok=True)
+            for needed in (self.dirs, self.unsynced):
+                needed.mkdir(parents=True, exist_ok=True)
             device = os.stat(self.dirs).st_dev
             boot = _boot_id()
         except OSError:

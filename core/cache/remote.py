@@ -15,6 +15,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DockyardError
 from ..events import Events
@@ -23,6 +24,9 @@ from ..image.model import OCI_MANIFEST, Descriptor, HistoryEntry, Layer
 from ..image.reference import Reference, parse_reference
 from .keys import KEY_FORMAT
 from .store import StepEntry
+
+if TYPE_CHECKING:  # the client comes from the builder; importing it here would cost every build requests' import
+    from ..registry.client import RegistryClient
 
 CACHE_CONFIG = "application/vnd.dockyard.cache.config.v1+json"
 CACHE_FORMAT = "dockyard-registry-cache/1"
@@ -67,7 +71,8 @@ class RemoteCache:
         return self._sources.get(digest)
 
 
-def import_caches(client, refs: list[str], store: BlobStore, events: Events, ttl: float | None) -> RemoteCache:
+def import_caches(client: RegistryClient, refs: list[str], store: BlobStore, events: Events,
+                  ttl: float | None) -> RemoteCache:
     """Read every cache ref; one that is missing, unreadable, refused or corrupt is a warning (as BuildKit
     warns and builds on), never a failed build."""
     cache = RemoteCache(ttl)
@@ -86,7 +91,7 @@ def import_caches(client, refs: list[str], store: BlobStore, events: Events, ttl
     return cache
 
 
-def read_cache(client, ref: Reference, store: BlobStore) -> list[StepEntry]:
+def read_cache(client: RegistryClient, ref: Reference, store: BlobStore) -> list[StepEntry]:
     body, media_type, _digest = client.get_manifest(ref, accept=(OCI_MANIFEST,))
     try:
         manifest = json.loads(body)
@@ -106,7 +111,7 @@ def read_cache(client, ref: Reference, store: BlobStore) -> list[StepEntry]:
         raise CorruptCache("its config is malformed") from None
 
 
-def _entry(item: dict, layers: list[Descriptor]) -> StepEntry:
+def _entry(item: dict[str, Any], layers: list[Descriptor]) -> StepEntry:
     index = item["layer"]
     if index is not None and (not isinstance(index, int) or index < 0):
         raise ValueError("layer index")
@@ -139,7 +144,7 @@ def cache_documents(entries: list[StepEntry]) -> tuple[bytes, list[Descriptor]]:
     return json.dumps(config, sort_keys=True, separators=(",", ":")).encode(), layers
 
 
-def export_cache(client, store: BlobStore, ref: Reference, entries: list[StepEntry]) -> str:
+def export_cache(client: RegistryClient, store: BlobStore, ref: Reference, entries: list[StepEntry]) -> str:
     """Write `entries` as the cache at `ref`: blobs the repository lacks (mounted when the registry has them in
     another repository), the config, then one manifest PUT. Returns the manifest's digest."""
     repo = Reference(ref.registry, ref.repository)
@@ -151,4 +156,5 @@ def export_cache(client, store: BlobStore, ref: Reference, entries: list[StepEnt
             future.result()  # the first failure raises; the manifest is not put
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.to_json(),
                 "layers": [d.to_json() for d in layers]}
+    assert ref.tag is not None  # a cache is written under a tag: options.py refuses a digest
     return client.put_manifest(repo, ref.tag, json.dumps(manifest, separators=(",", ":")).encode(), OCI_MANIFEST)

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..files import replace_file
 from ..image.blobs import BlobStore
@@ -27,18 +27,18 @@ class StepEntry:
     key: str
     layer: Layer | None  # None: the step changed no file (e.g. a WORKDIR that already existed)
     history: HistoryEntry | None
-    config: dict
+    config: dict[str, Any]
     created: float
     instruction: str = ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         layer = None if self.layer is None else {"mediaType": self.layer.media_type, "digest": self.layer.digest,
                                                    "size": self.layer.size, "diff_id": self.layer.diff_id}
         return {"key": self.key, "created": self.created, "instruction": self.instruction, "layer": layer,
                 "history": self.history.to_json() if self.history else None, "config": self.config}
 
     @classmethod
-    def from_json(cls, doc: dict) -> "StepEntry":
+    def from_json(cls, doc: dict[str, Any]) -> StepEntry:
         layer = doc.get("layer")
         return cls(key=doc["key"], created=float(doc["created"]), instruction=doc.get("instruction", ""),
                    layer=None if layer is None else Layer(Descriptor(layer["mediaType"], layer["digest"],
@@ -86,7 +86,7 @@ class StepCache:
                 continue
 
 
-def new_entry(key: str, layer: Layer | None, history: HistoryEntry | None, config: dict,
+def new_entry(key: str, layer: Layer | None, history: HistoryEntry | None, config: dict[str, Any],
               instruction: str) -> StepEntry:
     return StepEntry(key=key, layer=layer, history=history, config=config, created=time.time(),
                      instruction=instruction)

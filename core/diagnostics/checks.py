@@ -217,7 +217,7 @@ class _Checker:
             # defines elsewhere (a global ARG not redeclared here, another stage's ENV) are known to be missing.
             if image_base and name not in self.declared_names:
                 continue
-            hint = (" (a global ARG: declare it again with `ARG {0}` inside the stage)".format(name)
+            hint = (f" (a global ARG: declare it again with `ARG {name}` inside the stage)"
                     if name in self.global_names else _suggestion(name, missing[name] - _ALWAYS_DEFINED))
             self.report("UndefinedVar", inst, f"Usage of undefined variable '${name}'{hint}")
 
@@ -234,6 +234,8 @@ class _Checker:
             refs = [inst.flag("from")] if isinstance(inst, ins.Copy) and inst.flag("from") else (
                 mount_from_refs(inst) if isinstance(inst, ins.Run) else [])
             for ref in refs:
+                if ref is None:  # never: a COPY above has --from, and a mount's from= is given
+                    continue
                 lowered = ref.lower()
                 if lowered in earlier or ref.isdigit() or not _BARE_IMAGE_NAME.fullmatch(lowered):
                     continue

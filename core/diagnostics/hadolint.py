@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .model import Finding, Severity, hadolint_help_url
 
@@ -61,10 +62,10 @@ def hadolint_findings(dockerfile: Path, display_path: str, binary: str | None = 
     return findings
 
 
-def _finding(item: dict, display_path: str) -> Finding:
+def _finding(item: dict[str, Any], display_path: str) -> Finding:
     code = str(item["code"])
     column = item.get("column")
-    return Finding(rule=code, severity=_LEVELS.get(item.get("level"), Severity.WARNING), file=display_path,
+    return Finding(rule=code, severity=_LEVELS.get(str(item.get("level")), Severity.WARNING), file=display_path,
                    line=int(item["line"]), end_line=int(item["line"]),
                    column=int(column) if isinstance(column, int) and column > 0 else None,
                    message=str(item["message"]), help_url=hadolint_help_url(code), source="hadolint")

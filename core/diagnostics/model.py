@@ -51,7 +51,7 @@ class Finding:
     source: str = "dockyard"
 
     @property
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[int, str, int, int, str]:
         """Most severe first, then in file order."""
         return (-self.severity.rank, self.file, self.line or 0, self.column or 0, self.rule)
 
@@ -69,3 +69,4 @@ def hadolint_help_url(code: str) -> str:
     if code.startswith("SC"):
         return f"https://www.shellcheck.net/wiki/{code}"
     return f"https://github.com/hadolint/hadolint/wiki/{code}"
+

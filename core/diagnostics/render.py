@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..errors import UsageError
@@ -75,7 +75,7 @@ def _json(findings: list[Finding], tool_version: str) -> str:
 
 
 def _sarif(findings: list[Finding], tool_version: str) -> str:
-    rules: dict[str, dict] = {}
+    rules: dict[str, dict[str, Any]] = {}
     for finding in findings:
         rule = rules.setdefault(finding.rule, {"id": finding.rule, "properties": {"source": finding.source}})
         if finding.help_url:
@@ -83,7 +83,7 @@ def _sarif(findings: list[Finding], tool_version: str) -> str:
     rule_index = {rule_id: index for index, rule_id in enumerate(rules)}
     results = []
     for finding, fingerprint in zip(findings, fingerprints(findings)):
-        physical: dict = {"artifactLocation": {"uri": quote(_repo_path(finding.file))}}
+        physical: dict[str, Any] = {"artifactLocation": {"uri": quote(_repo_path(finding.file))}}
         if finding.line is not None:
             region = {"startLine": finding.line, "endLine": finding.end_line or finding.line}
             if finding.column is not None:
@@ -123,7 +123,7 @@ def _gitlab(findings: list[Finding]) -> str:
 def _jenkins(findings: list[Finding]) -> str:
     issues = []
     for finding, fingerprint in zip(findings, fingerprints(findings)):
-        issue = {"fileName": finding.file, "severity": _JENKINS_SEVERITIES[finding.severity],
+        issue: dict[str, Any] = {"fileName": finding.file, "severity": _JENKINS_SEVERITIES[finding.severity],
                  "message": finding.message, "category": finding.source, "type": finding.rule,
                  "fingerprint": fingerprint, "description": finding.help_url}
         if finding.line is not None:

@@ -217,7 +217,8 @@ class _Lexer:
                 if following is None:
                     continue  # reported as the missing closing quote on the next turn
                 if following in ('"', "$", self.escape):
-                    ch = self._next()
+                    self._next()
+                    ch = following
             result.append(ch)
 
     def _name(self) -> str:

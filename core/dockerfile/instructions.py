@@ -97,7 +97,7 @@ class Run(Instruction):
 
     command: Command
     # --mount, --network, --security as raw flag values are in `flags`; parsed by the executor (issue 3).
-    heredocs: tuple["Heredoc", ...] = ()  # in the order their markers appear; see heredoc.run_command
+    heredocs: tuple[Heredoc, ...] = ()  # in the order their markers appear; see heredoc.run_command
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class Copy(Instruction):
     json_form: bool = False  # `COPY ["a", "b"]`: no word splitting
     # Inline files (`COPY <<EOF /dest`), written after the `sources` as BuildKit does, each as a file named
     # after its delimiter; their bytes come from heredoc.heredoc_content.
-    heredocs: tuple["Heredoc", ...] = ()
+    heredocs: tuple[Heredoc, ...] = ()
 
     @property
     def is_add(self) -> bool:

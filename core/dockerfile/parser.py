@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockerfile_parse import DockerfileParser
+from typing import Any
 
 from ..errors import ContextError, DockerfileError, SourceLocation
 from . import instructions as ins
@@ -501,7 +502,8 @@ def _json_array(args: str) -> list[str] | None:
     if not all(isinstance(item, str) for item in value):
         raise _Problem("when using JSON array syntax, arrays must be comprised of strings only",
                        hint='quote every element, e.g. ["sleep", "10"]')
-    return value
+    strings: list[str] = value
+    return strings
 
 
 def _command(args: str) -> ins.Command:
@@ -579,7 +581,7 @@ def _require(condition: bool, message: str, hint: str | None = None) -> None:
         raise _Problem(message, hint)
 
 
-def _base(parts: _Parts) -> dict:
+def _base(parts: _Parts) -> dict[str, Any]:
     return {"keyword": parts.keyword, "location": parts.location, "original": parts.original,
             "flags": parts.flags}
 
@@ -635,7 +637,7 @@ def _parse_shell(parts: _Parts) -> ins.Shell:
     _require(shell is not None, "SHELL requires the arguments to be in JSON form",
              hint='e.g. SHELL ["/bin/bash", "-o", "pipefail", "-c"]')
     _require(bool(shell), "SHELL requires at least one argument", hint='e.g. SHELL ["/bin/bash", "-c"]')
-    return ins.Shell(**_base(parts), args=tuple(shell))
+    return ins.Shell(**_base(parts), args=tuple(shell or ()))
 
 
 def _parse_healthcheck(parts: _Parts) -> ins.Healthcheck:

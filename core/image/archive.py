@@ -82,7 +82,8 @@ def _write_entries(tar: tarfile.TarFile, image: Image, store: BlobStore, refs: l
             _add_bytes(tar, _blob_path(digest), data)
 
     index_entries = []
-    for ref in refs or [None]:
+    no_ref: list[Reference | None] = [None]  # the image, without a name
+    for ref in refs or no_ref:
         entry = {"mediaType": image.manifest_media_type, "digest": manifest_digest, "size": len(manifest)}
         if ref is not None:
             entry["annotations"] = {CONTAINERD_IMAGE_NAME: str(ref), REF_NAME: ref.tag}

@@ -26,7 +26,7 @@ class DigestMismatch(RegistryError):
 class BlobWriter:
     """A file-like sink that hashes and counts what it is given; `commit()` moves it into the store."""
 
-    def __init__(self, store: "BlobStore", expected_digest: str | None = None):
+    def __init__(self, store: BlobStore, expected_digest: str | None = None):
         self._store = store
         self._expected = expected_digest
         store.root.joinpath("tmp").mkdir(parents=True, exist_ok=True)
@@ -67,16 +67,16 @@ class BlobWriter:
         if os.path.exists(self._tmp):
             os.unlink(self._tmp)
 
-    def __enter__(self) -> "BlobWriter":
+    def __enter__(self) -> BlobWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None or self.digest is None:
             self.abort()
 
 
 class BlobStore:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
 

@@ -6,7 +6,7 @@ Nothing here holds a whole layer: compressors are fed chunk by chunk and decompr
 from __future__ import annotations
 
 import io
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 from .model import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 
@@ -15,12 +15,12 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class Compressor(Protocol):
-    def compress(self, data: bytes) -> bytes: ...
+    def compress(self, data: bytes | memoryview) -> bytes | memoryview: ...
     def flush(self) -> bytes: ...
 
 
 class _Identity:
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes | memoryview:
         return data
 
     def flush(self) -> bytes:
@@ -33,7 +33,7 @@ class _Zstd:
 
         self._c = zstandard.ZstdCompressor(level=level).compressobj()
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes:
         return self._c.compress(data)
 
     def flush(self) -> bytes:
@@ -58,7 +58,8 @@ def compressor(kind: str, level: int | None = None) -> tuple[Compressor, str]:
 
 def open_decompressed(raw: BinaryIO) -> BinaryIO:
     """Wrap a compressed layer stream in a reader of its tar, detecting the format by its magic bytes."""
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, buffer_size=1 << 20)
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, raw),
+                                                                                  buffer_size=1 << 20)
     head = buffered.peek(4)[:4]
     if head.startswith(GZIP_MAGIC):
         from isal import igzip
@@ -67,5 +68,5 @@ def open_decompressed(raw: BinaryIO) -> BinaryIO:
     if head.startswith(ZSTD_MAGIC):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)  # type: ignore
+        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
     return buffered

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..errors import OutputError, UsageError
 from ..files import replace_file
@@ -89,7 +90,7 @@ def _ref_names(ref_names: list[str]) -> list[str]:
             try:
                 ref = parse_reference(raw)
             except UsageError:
-                raise UsageError(f"invalid OCI layout ref name {raw!r}: expected a tag or an image reference")
+                raise UsageError(f"invalid OCI layout ref name {raw!r}: expected a tag or an image reference") from None
             if not ref.tag:
                 raise UsageError(f"invalid OCI layout ref name {raw!r}: a digest-only reference has no tag to "
                                  "name the image by")
@@ -118,7 +119,7 @@ def _prepare(dest: Path) -> None:
         raise OutputError(f"cannot create the OCI layout directory {dest}: {exc.strerror}") from None
 
 
-def _read_index(dest: Path) -> dict:
+def _read_index(dest: Path) -> dict[str, Any]:
     path = dest / INDEX_FILE
     if not path.exists():
         return {}

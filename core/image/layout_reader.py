@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ContextError, RegistryError
 from .blobs import BlobStore
@@ -25,7 +26,7 @@ class LayoutImage:
     digest: str
 
 
-def read_oci_layout(layout: Path, *, tag: str | None, digest: str | None, platform: Platform,
+def read_oci_layout(layout: str | Path, *, tag: str | None, digest: str | None, platform: Platform,
                     store: BlobStore, what: str) -> LayoutImage:
     """The image `tag` (default latest) or `digest` names in the layout at `layout`. `what` names the layout
     in errors (e.g. the --build-context it came from)."""
@@ -66,8 +67,8 @@ def read_oci_layout(layout: Path, *, tag: str | None, digest: str | None, platfo
     return LayoutImage(image, manifest_digest)
 
 
-def _pick(index: dict, tag: str | None, digest: str | None, reader: "_Layout") -> Descriptor:
-    entries = index.get("manifests") if isinstance(index.get("manifests"), list) else []
+def _pick(index: dict[str, Any], tag: str | None, digest: str | None, reader: _Layout) -> Descriptor:
+    entries: list[Any] = index["manifests"] if isinstance(index.get("manifests"), list) else []
     parsed = []
     for entry in entries:
         try:
@@ -102,7 +103,7 @@ class _Layout:
         algorithm, _, hexdigest = digest.partition(":")
         return self.root / "blobs" / algorithm / hexdigest
 
-    def document(self, path: Path, shown: str) -> dict:
+    def document(self, path: Path, shown: str) -> dict[str, Any]:
         try:
             data = json.loads(path.read_bytes())
         except OSError as exc:
@@ -115,7 +116,7 @@ class _Layout:
             raise ContextError(f"{self.what}: {shown} is not a JSON object", hint="write the layout again")
         return data
 
-    def blob_document(self, digest: str) -> dict:
+    def blob_document(self, digest: str) -> dict[str, Any]:
         path = self.blob_path(digest)
         document = self.document(path, f"blob {digest}")
         from .model import sha256_digest

@@ -48,7 +48,7 @@ class Platform:
     variant: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Platform":
+    def parse(cls, text: str) -> Platform:
         parts = text.strip().lower().split("/")
         if len(parts) == 1:
             return cls("linux", _normalize_arch(parts[0])[0], _normalize_arch(parts[0])[1])
@@ -59,7 +59,7 @@ class Platform:
             variant = parts[2]
         return cls(parts[0], arch, variant)
 
-    def matches(self, other: dict) -> bool:
+    def matches(self, other: dict[str, Any]) -> bool:
         """Does an index entry's platform object fit this platform? (variant only when both say one)."""
         if other.get("os") != self.os:
             return False
@@ -90,7 +90,7 @@ class Descriptor:
     annotations: tuple[tuple[str, str], ...] = ()
     platform: tuple[tuple[str, str], ...] = ()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
         if self.platform:
             d["platform"] = dict(self.platform)
@@ -99,7 +99,7 @@ class Descriptor:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Descriptor":
+    def from_json(cls, d: dict[str, Any]) -> Descriptor:
         platform = d.get("platform") or {}
         return cls(
             media_type=d.get("mediaType", ""),
@@ -110,7 +110,7 @@ class Descriptor:
         )
 
 
-def manifest_descriptors(manifest: dict) -> tuple[Descriptor, list[Descriptor]]:
+def manifest_descriptors(manifest: dict[str, Any]) -> tuple[Descriptor, list[Descriptor]]:
     """An image manifest's config and layer descriptors; ValueError when it has no valid config or layer list
     (the caller names the manifest and where it came from)."""
     try:
@@ -118,6 +118,13 @@ def manifest_descriptors(manifest: dict) -> tuple[Descriptor, list[Descriptor]]:
                 [Descriptor.from_json(d) for d in manifest.get("layers") or []])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ValueError("no valid config or layer list") from None
+
+
+def chain_id(parent_chain: str | None, diff_id: str) -> str:
+    """The OCI ChainID: the diff_id for a bottom layer, else sha256 of "PARENT_CHAIN DIFF_ID"."""
+    if parent_chain is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent_chain} {diff_id}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,7 @@ class HistoryEntry:
     comment: str | None = None
     author: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         if self.created:
             d["created"] = self.created
@@ -164,7 +171,7 @@ class HistoryEntry:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "HistoryEntry":
+    def from_json(cls, d: dict[str, Any]) -> HistoryEntry:
         return cls(created_by=d.get("created_by", ""), empty_layer=bool(d.get("empty_layer")),
                    created=d.get("created"), comment=d.get("comment"), author=d.get("author"))
 
@@ -177,16 +184,16 @@ class Image:
     fields (architecture, os, variant, created, author) are kept in `meta`.
     """
 
-    container_config: dict = field(default_factory=dict)
+    container_config: dict[str, Any] = field(default_factory=dict)
     layers: tuple[Layer, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
-    meta: dict = field(default_factory=lambda: {"architecture": "amd64", "os": "linux"})
+    meta: dict[str, Any] = field(default_factory=lambda: {"architecture": "amd64", "os": "linux"})
     manifest_media_type: str = OCI_MANIFEST
     # Annotations for the manifest (org.opencontainers.image.base.name/digest, ...).
     annotations: tuple[tuple[str, str], ...] = ()
 
     # --- mutation returns a new value ---
-    def with_config(self, **changes: Any) -> "Image":
+    def with_config(self, **changes: Any) -> Image:
         cfg = dict(self.container_config)
         for k, v in changes.items():
             if v is None:
@@ -195,13 +202,13 @@ class Image:
                 cfg[k] = v
         return replace(self, container_config=cfg)
 
-    def with_layer(self, layer: Layer, history: HistoryEntry) -> "Image":
+    def with_layer(self, layer: Layer, history: HistoryEntry) -> Image:
         return replace(self, layers=self.layers + (layer,), history=self.history + (history,))
 
-    def with_history(self, history: HistoryEntry) -> "Image":
+    def with_history(self, history: HistoryEntry) -> Image:
         return replace(self, history=self.history + (history,))
 
-    def with_meta(self, **changes: Any) -> "Image":
+    def with_meta(self, **changes: Any) -> Image:
         meta = dict(self.meta)
         for k, v in changes.items():
             if v is None:
@@ -216,7 +223,7 @@ class Image:
                         self.meta.get("variant"))
 
     # --- serialization ---
-    def config_json(self) -> dict:
+    def config_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
         for key in ("created", "author", "architecture", "os", "os.version", "variant"):
             if self.meta.get(key):
@@ -234,7 +241,7 @@ class Image:
         media = OCI_CONFIG if self.manifest_media_type == OCI_MANIFEST else DOCKER_CONFIG
         return Descriptor(media, sha256_digest(data), len(data))
 
-    def manifest_json(self) -> dict:
+    def manifest_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.manifest_media_type,
                                "config": self.config_descriptor().to_json(),
                                "layers": [layer.descriptor.to_json() for layer in self.layers]}
@@ -250,8 +257,8 @@ class Image:
         return sha256_digest(self.manifest_bytes())
 
     @classmethod
-    def from_documents(cls, manifest: dict, config: dict, layers: Iterable[Layer],
-                       manifest_media_type: str | None = None) -> "Image":
+    def from_documents(cls, manifest: dict[str, Any], config: dict[str, Any], layers: Iterable[Layer],
+                       manifest_media_type: str | None = None) -> Image:
         meta = {k: config[k] for k in ("created", "author", "architecture", "os", "os.version", "variant")
                 if config.get(k)}
         return cls(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tarfile
 from dataclasses import dataclass, field
+from typing import Protocol
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
@@ -43,11 +44,15 @@ class Entry:
     pax: dict[str, str] = field(default_factory=dict)  # e.g. SCHILY.xattr.* records
 
 
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
 class TarWriter:
     """Streams tar members into `sink` (anything with `write(bytes)`), then the end-of-archive blocks. Writes
     are as small as a header: a sink that hashes or compresses should gather them (snapshot.py's does)."""
 
-    def __init__(self, sink):
+    def __init__(self, sink: Sink):
         self._sink = sink
         self._offset = 0
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..rootfs.overlay import OVERLAY_OPTIONS, USERNS_OVERLAY_OPTIONS, in_user_namespace
@@ -59,12 +60,12 @@ class Mode:
     reason: str
 
 
-def _in_child(probe) -> bool:
+def _in_child(probe: Callable[[], bool]) -> bool:
     """Runs `probe` in a forked child (namespaces it enters die with it); True if it returned True."""
     return _child_result(_start_child(probe))
 
 
-def _start_child(probe) -> int:
+def _start_child(probe: Callable[[], bool]) -> int:
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -93,7 +94,7 @@ def start_overlay_probe(work_dir: str) -> None:
 
 
 def _mount_namespace() -> bool:
-    return _libc.unshare(CLONE_NEWNS) == 0
+    return int(_libc.unshare(CLONE_NEWNS)) == 0
 
 
 def _overlay(work_dir: str) -> bool:
@@ -199,6 +200,7 @@ def choose(env: Environment, wanted: str = "auto", *, reentry: bool = True) -> M
         return Mode("namespaces", _namespaces_reason(env.in_user_namespace))
     if wanted in ("auto", "namespaces") and reentry and env.can_reenter:
         ids = env.subordinates
+        assert ids is not None  # can_reenter says so
         return Mode("userns", f"not root: re-entering a user namespace with uids {ids.uids.start}.."
                               f"{ids.uids.start + ids.uids.count - 1} from /etc/subuid")
     if wanted == "namespaces":

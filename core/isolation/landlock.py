@@ -18,8 +18,8 @@ kernel, with no cost per system call and no race with the step:
   builder nor connect to an abstract socket outside (containerd-shim's, an X server's).
 
 What it does not hide: /proc/PID/cmdline and stat/status of every process (world-readable; dockyard keeps
-secrets out of its children's command lines and masks them on its own: cmdline.py), the network, and a unix socket bound to a path
-(connecting is not a file access Landlock checks).
+secrets out of its children's command lines and masks them on its own: cmdline.py), the network, and a unix socket
+bound to a path (connecting is not a file access Landlock checks).
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ from typing import Callable
 
 from ..errors import IsolationError
 from ..rootfs.ownership import active_ledger
-from . import RunResult, RunSpec, ids, landlock, lifecycle, sandbox
+from . import ids, landlock, lifecycle, sandbox
 from .proot_supervisor import ProotSupervisor, kill_groups
+from .runner import RunResult, RunSpec
 
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
@@ -84,7 +85,11 @@ class ProotRunner:
         if supervisor is not None:
             env["PROOT_NO_SECCOMP"] = "1"  # proot's ptrace stop must come first: it translates the paths
         tail: deque[str] = deque(maxlen=self._tail_lines)
-        say = lambda line: (tail.append(line), on_line(line))  # noqa: E731  (ids.notice_once adds "dockyard: ")
+
+        def say(line: str) -> None:  # (ids.notice_once adds "dockyard: ")
+            tail.append(line)
+            on_line(line)
+
         domain = None
         try:
             argv = self.command(spec, scratch)

@@ -67,7 +67,7 @@ import signal
 import stat
 import struct
 import threading
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, cast
 
 from ..rootfs.ownership import Ownership, OwnershipLedger
 from ..rootfs.paths import PathEscape, resolve_in_root
@@ -207,8 +207,8 @@ class ProotSupervisor:
         if name == "fchown":
             return self._chown_fd(n, _int32(args[0]), args[1], args[2])
         if name == "fchownat" and args[4] & AT_EMPTY_PATH:
-            path = self._memory.read_string(n.pid, args[1])
-            if not path:
+            given = self._memory.read_string(n.pid, args[1])
+            if not given:
                 return self._chown_fd(n, _int32(args[0]), args[2], args[3])
         if name in ("chown", "lchown", "fchownat"):
             dirfd, at = (_int32(args[0]), 1) if name == "fchownat" else (AT_FDCWD, 0)
@@ -325,7 +325,7 @@ class ProotSupervisor:
         if isinstance(data, int):
             return seccomp.CONTINUE  # the kernel gives the caller the same error
         st = _StatData(*(_field(data, self._arch.stat_fields, name) for name in _StatData._fields))
-        if inside and follow and stat.S_ISLNK(st.st_mode):
+        if inside and follow and rel is not None and stat.S_ISLNK(st.st_mode):
             # proot resolves links while translating; one left over is resolved inside the root, never
             # through the host's /.
             try:
@@ -336,7 +336,8 @@ class ProotSupervisor:
             if isinstance(data, int):
                 return data
             st = _StatData(*(_field(data, self._arch.stat_fields, name) for name in _StatData._fields))
-        owned = self._ledger.lookup(named, st, remember=False) if rel is not None else None
+        # _StatData has every field a lookup that remembers nothing reads.
+        owned = self._ledger.lookup(named, cast(os.stat_result, st), remember=False) if rel is not None else None
         if owned is not None and owned.device is None and (owned.uid, owned.gid) == (st.st_uid, st.st_gid):
             return seccomp.CONTINUE  # the image's owner is the host's (the builder's uid): proot shows it as it is
         if owned is None:
@@ -485,7 +486,7 @@ class _StatData(NamedTuple):
 
 def _field(data: bytearray, fields: dict[str, tuple[int, str]], name: str) -> int:
     offset, fmt = fields[name.removeprefix("st_")]
-    return struct.unpack_from(fmt, data, offset)[0]
+    return int(struct.unpack_from(fmt, data, offset)[0])
 
 
 def _show(data: bytearray, fields: dict[str, tuple[int, str]], owned: Ownership) -> None:

@@ -28,6 +28,8 @@ A failure before exec is written to the status pipe (closed by a successful exec
 125 (setup), 126 (not executable) or 127 (not found), as docker does.
 """
 
+from __future__ import annotations
+
 import ctypes
 import errno
 import fcntl
@@ -37,9 +39,14 @@ import signal
 import socket
 import stat
 import struct
+from collections.abc import Iterable
 from functools import cache
+from typing import TYPE_CHECKING, NoReturn
 
-from . import ids
+from .ids import setgroups_allowed
+
+if TYPE_CHECKING:
+    from .runner import RunSpec, SandboxMount
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -77,29 +84,31 @@ libc.syscall.restype = ctypes.c_long
 
 
 class SetupError(Exception):
-    def __init__(self, message, code=SETUP_FAILED):
+    def __init__(self, message: str, code: int = SETUP_FAILED):
         super().__init__(message)
         self.code = code
 
 
-def _check(result, what):
+def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise SetupError(f"{what}: {os.strerror(err)}")
 
 
-def mount(source, target, fstype, flags=0, data=None):
-    enc = lambda s: s.encode() if isinstance(s, str) else s  # noqa: E731
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    def enc(s: str | None) -> bytes | None:
+        return s.encode() if isinstance(s, str) else s
+
     _check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
-def bind(source, target, readonly=False):
+def bind(source: str, target: str, readonly: bool = False) -> None:
     mount(source, target, None, MS_BIND | MS_REC)
     if readonly:
         mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
 
 
-def setup_proc(root):
+def setup_proc(root: str) -> None:
     proc = os.path.join(root, "proc")
     mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for name in PROC_READONLY:
@@ -114,7 +123,7 @@ def setup_proc(root):
             bind("/dev/null", path)
 
 
-def protect_root(root):
+def protect_root(root: str) -> None:
     """Make the image root `nodev`: CAP_MKNOD (in docker's set) lets a step create device nodes, which
     belong in layers; docker's device cgroup stops them being opened, and nodev does the same here, so a
     step cannot create and read the host's disk."""
@@ -122,7 +131,7 @@ def protect_root(root):
     mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV | MS_REC)
 
 
-def setup_dev(root):
+def setup_dev(root: str) -> None:
     dev = os.path.join(root, "dev")
     # nodev too: the device files below are bind mounts of the host's, which keep their own mount flags.
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=65536k")
@@ -142,7 +151,7 @@ def setup_dev(root):
         os.symlink(target, os.path.join(dev, link))
 
 
-def setup_sys(root):
+def setup_sys(root: str) -> None:
     target = os.path.join(root, "sys")
     flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     try:
@@ -155,7 +164,7 @@ def setup_sys(root):
         mount(None, target, None, MS_BIND | MS_REMOUNT | flags)
 
 
-def make_mountpoint(root, target, is_file):
+def make_mountpoint(root: str, target: str, is_file: bool) -> str:
     """The host path of `target` below `root`, created if missing (a directory, or an empty file for a
     bound file). No component may be a symlink: a mount point inside another mount (a cache directory
     filled by earlier builds) must not lead outside the root."""
@@ -179,7 +188,7 @@ def make_mountpoint(root, target, is_file):
     return path
 
 
-def setup_mounts(root, mounts):
+def setup_mounts(root: str, mounts: Iterable[SandboxMount]) -> None:
     for m in mounts:
         path = make_mountpoint(root, m.target, m.file)
         if m.kind == "tmpfs":
@@ -188,7 +197,7 @@ def setup_mounts(root, mounts):
             bind(m.source, path, readonly=m.readonly)
 
 
-def loopback_up():
+def loopback_up() -> None:
     """A new network namespace starts with `lo` down; docker's "none" network has it up."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sh", b"lo", 0)
@@ -196,7 +205,7 @@ def loopback_up():
         fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
 
 
-def pivot_into(root):
+def pivot_into(root: str) -> None:
     os.chdir(root)
     # pivot_root(".", "."): the old root ends up stacked on "/", and is then detached (runc's approach).
     _check(libc.syscall(pivot_syscall_number(), b".", b"."), "pivot_root")
@@ -204,7 +213,7 @@ def pivot_into(root):
     os.chdir("/")
 
 
-def pivot_syscall_number():
+def pivot_syscall_number() -> int:
     return {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}.get(os.uname().machine, 155)
 
 
@@ -217,13 +226,13 @@ class CapData(ctypes.Structure):
 
 
 @cache
-def last_capability():
+def last_capability() -> int:
     """The highest capability number this kernel knows (read in the builder: the step cannot see it)."""
     with open("/proc/sys/kernel/cap_last_cap") as f:
         return int(f.read())
 
 
-def drop_capabilities(last_cap):
+def drop_capabilities(last_cap: int) -> set[int]:
     keep = set(DEFAULT_CAPS.values())
     for cap in range(last_cap + 1):
         if cap not in keep:
@@ -232,7 +241,7 @@ def drop_capabilities(last_cap):
     return keep
 
 
-def set_capabilities(keep):
+def set_capabilities(keep: set[int]) -> None:
     """For a root step: effective = permitted = docker's set, nothing inheritable (CVE-2022-24769)."""
     mask = 0
     for cap in keep:
@@ -242,24 +251,24 @@ def set_capabilities(keep):
     _check(libc.capset(ctypes.byref(header), data), "set capabilities")
 
 
-def switch_user(spec, set_groups):
+def switch_user(spec: RunSpec, set_groups: bool) -> None:
     if set_groups:  # denied in a user namespace with one mapped id (ids.py): the step keeps no extra groups
         os.setgroups(list(spec.groups))
     os.setgid(spec.gid)
     os.setuid(spec.uid)
 
 
-def namespace_flags(spec):
+def namespace_flags(spec: RunSpec) -> int:
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     return flags | CLONE_NEWNET if spec.network == "none" else flags
 
 
-def start(spec, output_fd, status_fd):
+def start(spec: RunSpec, output_fd: int, status_fd: int) -> int:
     """Forks the keeper, which runs `spec`; returns its pid. Its exit status is the step's (128+N for a
     signal). `output_fd` receives the step's stdout and stderr; `status_fd` a setup error, if any. Both are
     the builder's to close after this returns; they must be close-on-exec (os.pipe makes them so)."""
     last_cap = last_capability()
-    set_groups = ids.setgroups_allowed()
+    set_groups = setgroups_allowed()
     builder = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -275,7 +284,7 @@ def start(spec, output_fd, status_fd):
     return pid
 
 
-def keeper(spec, output_fd, status_fd, builder, last_cap, set_groups):
+def keeper(spec: RunSpec, output_fd: int, status_fd: int, builder: int, last_cap: int, set_groups: bool) -> int:
     gc.disable()
     os.setsid()
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "tie the step to the builder")
@@ -295,7 +304,7 @@ def keeper(spec, output_fd, status_fd, builder, last_cap, set_groups):
     return exit_code(pid)
 
 
-def redirect_output(output_fd):
+def redirect_output(output_fd: int) -> None:
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -303,7 +312,7 @@ def redirect_output(output_fd):
     os.dup2(output_fd, 2)
 
 
-def exit_code(pid):
+def exit_code(pid: int) -> int:
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -315,7 +324,7 @@ def exit_code(pid):
     return os.WEXITSTATUS(status)
 
 
-def step(spec, status_fd, last_cap, set_groups):
+def step(spec: RunSpec, status_fd: int, last_cap: int, set_groups: bool) -> NoReturn:
     """Pid 1 of the step's namespace: prepare the root, pivot into it, drop privileges, exec. Never returns."""
     root = spec.rootfs
     code = SETUP_FAILED
@@ -349,7 +358,7 @@ def step(spec, status_fd, last_cap, set_groups):
         os._exit(code)
 
 
-def exec_command(spec):
+def exec_command(spec: RunSpec) -> NoReturn:
     argv = list(spec.argv)
     try:
         os.execvpe(argv[0], argv, dict(spec.env))
@@ -361,7 +370,7 @@ def exec_command(spec):
         raise SetupError(f"cannot run {argv[0]}: {exc.strerror}", NOT_EXECUTABLE) from None
 
 
-def report(status_fd, message, code):
+def report(status_fd: int, message: str, code: int) -> int:
     """Writes a setup error to the status pipe; returns the exit code to leave with."""
     try:
         os.write(status_fd, (message + "\n").encode("utf-8", "replace"))

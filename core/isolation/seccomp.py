@@ -18,6 +18,7 @@ import os
 import select
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -85,7 +86,7 @@ def current_arch() -> Arch | None:
     return ARCHES.get(os.uname().machine)
 
 
-def filter_program(arch: Arch, numbers: list[int], zero_first_arg: list[int] = (),
+def filter_program(arch: Arch, numbers: list[int], zero_first_arg: Sequence[int] = (),
                    errors: dict[int, int] | None = None) -> list[tuple[int, int, int, int]]:
     """A BPF program: the listed system calls of `arch` go to the supervisor, and those of `zero_first_arg` when
     their first argument is 0 (ptrace's PTRACE_TRACEME, while proot's own ptrace requests run untouched); those
@@ -93,8 +94,8 @@ def filter_program(arch: Arch, numbers: list[int], zero_first_arg: list[int] = (
     (including another architecture's calls, e.g. a 32-bit binary's) is allowed."""
     allow, notify = "allow", "notify"
     errors = errors or {}
-    code: list[tuple[int, object, object, int]] = [(_LOAD, 0, 0, _ARCH_OFFSET), (_JUMP_IF_EQUAL, 0, allow, arch.audit),
-                                                   (_LOAD, 0, 0, _NR_OFFSET)]
+    code: list[tuple[int, int | str, int | str, int]] = [
+        (_LOAD, 0, 0, _ARCH_OFFSET), (_JUMP_IF_EQUAL, 0, allow, arch.audit), (_LOAD, 0, 0, _NR_OFFSET)]
     code += [(_JUMP_IF_EQUAL, notify, 0, nr) for nr in numbers]
     code += [(_JUMP_IF_EQUAL, f"errno {nr}", 0, nr) for nr in errors]
     for nr in zero_first_arg:  # a call that matches goes no further: its argument decides
@@ -105,7 +106,8 @@ def filter_program(arch: Arch, numbers: list[int], zero_first_arg: list[int] = (
         labels[f"errno {nr}"] = len(code)
         code.append((_RETURN, 0, 0, SECCOMP_RET_ERRNO | (error & 0xFFFF)))
     # Jumps are relative to the next instruction; a label becomes the offset to its return.
-    return [(op, labels[jt] - i - 1 if jt in labels else jt, labels[jf] - i - 1 if jf in labels else jf, k)
+    return [(op, labels[jt] - i - 1 if isinstance(jt, str) else jt,
+             labels[jf] - i - 1 if isinstance(jf, str) else jf, k)
             for i, (op, jt, jf, k) in enumerate(code)]
 
 
@@ -113,7 +115,7 @@ class Listener:
     """Made in the parent before the fork; `install` runs in the child (nothing there may allocate much or
     take a lock: it is a preexec_fn), `receive` in the parent after the child has started."""
 
-    def __init__(self, arch: Arch, names: list[str], zero_first_arg: list[str] = (),
+    def __init__(self, arch: Arch, names: list[str], zero_first_arg: Sequence[str] = (),
                  errors: dict[str, int] | None = None):
         self._arch = arch
         program = filter_program(arch, [arch.calls[name] for name in names if name in arch.calls],
@@ -208,7 +210,7 @@ CONTINUE = "continue"  # `reply`'s result for: let the kernel run the call as it
 def reply(listener: int, notification: Notification, result: int | str) -> None:
     """Ends the system call with `result` (0 or more for success, -errno for a failure), or lets it run
     (CONTINUE)."""
-    if result == CONTINUE:
+    if isinstance(result, str):  # CONTINUE, the one string result
         response = RESPONSE.pack(notification.id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
     else:
         response = RESPONSE.pack(notification.id, result if result >= 0 else 0, result if result < 0 else 0, 0)

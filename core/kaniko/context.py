@@ -31,7 +31,7 @@ class ContextSource:
     sub_path: str = ""
 
     @classmethod
-    def parse(cls, text: str, sub_path: str = "") -> "ContextSource":
+    def parse(cls, text: str, sub_path: str = "") -> ContextSource:
         scheme, sep, rest = text.partition("://")
         if not sep:
             return cls("dir", text, sub_path)

@@ -8,6 +8,7 @@ collect every occurrence; `-c`, `-f`, `-d`, `-v` are short for context, dockerfi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import overload
 
 from ..errors import UsageError
 
@@ -41,6 +42,12 @@ class KanikoFlags:
     values: dict[str, str] = field(default_factory=dict)
     lists: dict[str, list[str]] = field(default_factory=dict)
     bools: dict[str, bool] = field(default_factory=dict)
+
+    @overload
+    def value(self, name: str) -> str | None: ...
+
+    @overload
+    def value(self, name: str, default: str) -> str: ...
 
     def value(self, name: str, default: str | None = None) -> str | None:
         return self.values.get(name, default)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import ContextError, UsageError
 from ..image.reference import parse_reference
@@ -108,8 +109,8 @@ def kaniko_run(flags: KanikoFlags, context_dir: Path, environ: dict[str, str], c
         **_registry_options(flags, destinations),
         **_compression(flags),
         reproducible=flags.flag("reproducible"),
-        cache_dir=Path(flags.value("cache-dir")) if flags.given("cache-dir") else None,
-        cache_ttl=parse_duration(flags.value("cache-ttl"), "--cache-ttl") if flags.given("cache-ttl") else None,
+        cache_dir=Path(flags.value("cache-dir", "")) if flags.given("cache-dir") else None,
+        cache_ttl=parse_duration(flags.value("cache-ttl", ""), "--cache-ttl") if flags.given("cache-ttl") else None,
         environ=environ,
     )
     cache = RegistryCacheRequest(flags.flag("cache"), flags.value("cache-repo"), not flags.flag("no-push-cache"))
@@ -136,10 +137,10 @@ def dockerfile_path(text: str, context_dir: Path, cwd: Path) -> Path:
 
 
 def _path(flags: KanikoFlags, name: str) -> Path | None:
-    return Path(flags.value(name)) if flags.given(name) else None
+    return Path(flags.value(name, "")) if flags.given(name) else None
 
 
-def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict:
+def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict[str, Any]:
     from ..image.reference import parse_reference
 
     # kaniko's --insecure and --skip-tls-verify apply to the push destinations' registries.
@@ -156,7 +157,7 @@ def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict
         push_registries if flags.flag("skip-tls-verify") else [])
 
     def retries(name: str) -> int | None:
-        return parse_retry_count(flags.value(name)) if flags.given(name) else None
+        return parse_retry_count(flags.value(name, "")) if flags.given(name) else None
 
     return dict(
         insecure_registries=tuple(insecure),
@@ -171,7 +172,7 @@ def _registry_options(flags: KanikoFlags, destinations: tuple[str, ...]) -> dict
     )
 
 
-def _compression(flags: KanikoFlags) -> dict:
+def _compression(flags: KanikoFlags) -> dict[str, Any]:
     kind = flags.value("compression", "gzip")
     if kind not in ("gzip", "zstd"):
         raise UsageError(f"invalid --compression {kind!r}: kaniko's values are gzip and zstd")

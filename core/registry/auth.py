@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import requests
 
@@ -40,7 +40,7 @@ _DOCKER_HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 _NO_PROXIES = {"http": None, "https": None, "all": None}
 
 
-def proxies_for(url: str) -> dict | None:
+def proxies_for(url: str) -> dict[str, Any] | None:
     """Never send loopback traffic through a proxy, as docker and containerd (Go's net/http) don't: a CI
     runner's HTTP_PROXY would otherwise swallow requests to a registry on 127.0.0.1."""
     from urllib.parse import urlsplit
@@ -106,6 +106,7 @@ def parse_www_authenticate(value: str) -> list[Challenge]:
             else:
                 # Lenient: some servers send unquoted URLs, which are not RFC tokens.
                 m = _UNQUOTED_RE.match(value, pos)
+                assert m is not None  # the pattern matches the empty string too
                 current[word.lower()] = m.group()
                 pos = m.end()
             continue
@@ -180,9 +181,10 @@ class Authenticator:
     # What we call ourselves in OAuth2 requests (the spec requires a client_id; registries only log it).
     CLIENT_ID = "dockyard"
 
-    def __init__(self, session: requests.Session, credentials: CredentialStore, *, timeout=None,
+    def __init__(self, session: requests.Session, credentials: CredentialStore, *,
+                 timeout: float | tuple[float, float] | None = None,
                  connection_error: Callable[[Exception, str], Exception] | None = None,
-                 tls_for: Callable[[str], dict] | None = None):
+                 tls_for: Callable[[str], dict[str, Any]] | None = None):
         """`tls_for(url)` gives requests' verify=/cert= for a token service URL (its host's CA settings)."""
         self.session = session
         self.credentials = credentials

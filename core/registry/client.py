@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import BinaryIO, Callable, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -29,7 +29,7 @@ from .auth import (Authenticator, CredentialStore, default_credential_store, nor
 from .retry import (DEFAULT_BASE_DELAY, DEFAULT_RETRIES, RetryPolicy, TransientRegistryError, attempts_text,
                     is_retryable_network_kind, is_retryable_status)
 from .tls import TLSSettings, untrusted_certificate_hint
-from .upload import DEFAULT_CHUNK_SIZE, BlobUpload, Progress
+from .upload import DEFAULT_CHUNK_SIZE, BlobUpload, FileSlice, Progress
 
 ALL_MANIFEST_TYPES: tuple[str, ...] = MANIFEST_TYPES + INDEX_TYPES
 SCHEMA1_TYPES = ("application/vnd.docker.distribution.manifest.v1+json",
@@ -59,7 +59,8 @@ class _BodyCut(Exception):
 class RegistryClient:
     def __init__(self, *, insecure_registries: tuple[str, ...] | list[str] = (),
                  session: requests.Session | None = None, environ: Mapping[str, str] | None = None,
-                 events: Events = NULL_EVENTS, max_parallel: int = 4, timeout=DEFAULT_TIMEOUT,
+                 events: Events = NULL_EVENTS, max_parallel: int = 4,
+                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
                  credentials: CredentialStore | None = None, retries: int = DEFAULT_RETRIES,
                  pull_retries: int | None = None, backoff: float = DEFAULT_BASE_DELAY,
                  upload_chunk_size: int = DEFAULT_CHUNK_SIZE, tls: TLSSettings | None = None):
@@ -309,7 +310,7 @@ class RegistryClient:
     # --- the request core ----------------------------------------------------------------------------------
     def send_request(self, method: str, url: str, ref: Reference, actions: str, *, what: str,
                      headers: dict[str, str] | None = None,
-                     body: bytes | Callable[[], BinaryIO] | None = None, stream: bool = False,
+                     body: bytes | Callable[[], BinaryIO | FileSlice] | None = None, stream: bool = False,
                      follow_redirects: bool = False, retry: bool = True,
                      extra_scope: str | None = None) -> requests.Response:
         """Send with authorization, retrying connection failures, 5xx and 429 with backoff (unless `retry` is
@@ -348,7 +349,8 @@ class RegistryClient:
         policy.sleep(delay)
 
     def _authorized(self, method: str, url: str, ref: Reference, scope: str, headers: dict[str, str] | None,
-                    body, stream: bool, follow_redirects: bool) -> requests.Response:
+                    body: bytes | Callable[[], BinaryIO | FileSlice] | None, stream: bool,
+                    follow_redirects: bool) -> requests.Response:
         """Send with cached authorization; on a 401, answer the challenge once and resend."""
         for attempt in range(2):
             hdrs = dict(headers or {})
@@ -370,7 +372,8 @@ class RegistryClient:
             resp.close()
         raise AssertionError("unreachable")
 
-    def _send(self, method: str, url: str, headers: dict[str, str], data, stream: bool, follow_redirects: bool,
+    def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | BinaryIO | FileSlice | None,
+              stream: bool, follow_redirects: bool,
               ref: Reference) -> requests.Response:
         # Redirects are followed here, not by requests, to control what goes along: blob downloads are
         # commonly redirected to a CDN or object store, which must never see the registry's Authorization.
@@ -392,7 +395,7 @@ class RegistryClient:
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         raise RegistryError(f"registry {ref.registry} redirected more than {MAX_REDIRECTS} times")
 
-    def _tls_for(self, url: str) -> dict:
+    def _tls_for(self, url: str) -> dict[str, Any]:
         """requests' verify=/cert= for the host `url` points at (a redirect target gets its own)."""
         parts = urlsplit(url)
         if self.tls is None or parts.scheme != "https":
@@ -501,7 +504,8 @@ def sniff_manifest_type(body: bytes) -> str | None:
     if doc.get("schemaVersion") == 1:
         return SCHEMA1_TYPES[1] if "signatures" in doc else SCHEMA1_TYPES[0]
     if isinstance(doc.get("mediaType"), str) and doc["mediaType"]:
-        return doc["mediaType"]
+        media_type: str = doc["mediaType"]
+        return media_type
     if "manifests" in doc:
         return OCI_INDEX
     if "config" in doc and "layers" in doc:

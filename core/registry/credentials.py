@@ -29,7 +29,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 from ..errors import AuthenticationError
 
@@ -142,7 +142,7 @@ class CredentialHelper:
         if result.returncode != 0 and _HELPER_NOT_FOUND not in (result.stdout + result.stderr).lower():
             raise self._failure("erase", result)
 
-    def _run(self, action: str, stdin: str) -> subprocess.CompletedProcess:
+    def _run(self, action: str, stdin: str) -> subprocess.CompletedProcess[str]:
         path = shutil.which(self.program, path=self.environ.get("PATH", os.defpath))
         if path is None:
             raise AuthenticationError(
@@ -160,7 +160,7 @@ class CredentialHelper:
             raise AuthenticationError(f"cannot run the {self.describe()}: {exc.strerror}",
                                       hint=f"check that {path} is executable") from None
 
-    def _failure(self, action: str, result: subprocess.CompletedProcess) -> AuthenticationError:
+    def _failure(self, action: str, result: subprocess.CompletedProcess[str]) -> AuthenticationError:
         # Helpers print their error on stdout or stderr; a secret is never in a failure message we pass on
         # because we show only the first line, and helpers print errors, not credentials, when they fail.
         said = (result.stderr.strip() or result.stdout.strip()).splitlines()
@@ -184,7 +184,7 @@ class DockerConfigProvider:
     def describe(self) -> str:
         return str(self.path)
 
-    def load(self) -> dict:
+    def load(self) -> dict[str, Any]:
         """The config document; {} when the file does not exist."""
         try:
             text = self.path.read_text()
@@ -203,9 +203,9 @@ class DockerConfigProvider:
                 return creds
         return self._from_auths(doc, registry)
 
-    def helper_for(self, doc: dict, registry: str) -> CredentialHelper | None:
+    def helper_for(self, doc: dict[str, Any], registry: str) -> CredentialHelper | None:
         """The helper docker would use for `registry`: its credHelpers entry, else the credsStore."""
-        helpers = doc.get("credHelpers") if isinstance(doc.get("credHelpers"), dict) else {}
+        helpers: dict[str, Any] = doc["credHelpers"] if isinstance(doc.get("credHelpers"), dict) else {}
         for alias in registry_aliases(registry):
             for key, name in helpers.items():
                 if isinstance(name, str) and name and normalize_registry_key(key) == normalize_registry_key(alias):
@@ -215,10 +215,10 @@ class DockerConfigProvider:
             return CredentialHelper(store, self.environ, f"credsStore in {self.describe()}")
         return None
 
-    def _from_auths(self, doc: dict, registry: str) -> Credentials | None:
-        auths = doc.get("auths") if isinstance(doc.get("auths"), dict) else {}
+    def _from_auths(self, doc: dict[str, Any], registry: str) -> Credentials | None:
+        auths: dict[str, Any] = doc["auths"] if isinstance(doc.get("auths"), dict) else {}
         # Keys may be URLs (`https://host/v1/`, what old docker versions wrote): match on host[:port], exactly.
-        by_host: dict[str, tuple[str, dict]] = {}
+        by_host: dict[str, tuple[str, dict[str, Any]]] = {}
         for key, entry in auths.items():
             if isinstance(entry, dict) and not is_namespaced_key(key):
                 by_host.setdefault(normalize_registry_key(key), (key, entry))
@@ -231,7 +231,7 @@ class DockerConfigProvider:
                     return creds
         return None
 
-    def _from_entry(self, entry: dict, key: str) -> Credentials | None:
+    def _from_entry(self, entry: dict[str, Any], key: str) -> Credentials | None:
         source = f"{self.describe()} (auths entry {key!r})"
         user, password = "", ""
         if entry.get("auth"):
@@ -247,7 +247,7 @@ class DockerConfigProvider:
         # An entry without a secret (docker writes `{}` when a credsStore holds the password): not usable here.
         return None
 
-    def _decode_auth(self, value, key: str) -> tuple[str, str]:
+    def _decode_auth(self, value: object, key: str) -> tuple[str, str]:
         hint = f"log in again: docker login {normalize_registry_key(key)}"
         try:
             decoded = base64.b64decode(str(value), validate=False).decode()
@@ -271,11 +271,11 @@ class EnvironmentConfigProvider(DockerConfigProvider):
     def describe(self) -> str:
         return f"the {self.variable} variable"
 
-    def load(self) -> dict:
+    def load(self) -> dict[str, Any]:
         return parse_config(self.environ.get(self.variable, ""), self.describe())
 
 
-def parse_config(text: str, where: str) -> dict:
+def parse_config(text: str, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(text) if text.strip() else {}
     except ValueError as exc:

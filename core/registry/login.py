@@ -13,7 +13,7 @@ import base64
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import requests
 
@@ -108,7 +108,7 @@ def check_credentials(client: RegistryClient, registry: str) -> None:
 def _ping(client: RegistryClient, url: str, registry: str, authorization: str | None) -> requests.Response:
     headers = {"Authorization": authorization} if authorization else {}
     tls = client.tls.for_registry(registry) if client.tls is not None and url.startswith("https:") else None
-    options = {"verify": tls.verify, "cert": tls.cert} if tls is not None else {}
+    options: dict[str, Any] = {"verify": tls.verify, "cert": tls.cert} if tls is not None else {}
     try:
         resp = client.session.get(url, headers=headers, timeout=client.timeout, proxies=proxies_for(url),
                                   allow_redirects=False, **options)
@@ -120,14 +120,14 @@ def _ping(client: RegistryClient, url: str, registry: str, authorization: str | 
     return resp
 
 
-def _auths(doc: dict, path: Path) -> dict:
+def _auths(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     auths = doc.setdefault("auths", {})
     if not isinstance(auths, dict):
         raise OutputError(f"cannot update {path}: its 'auths' is not a JSON object", hint="fix or remove the file")
     return auths
 
 
-def write_config(path: Path, doc: dict) -> None:
+def write_config(path: Path, doc: dict[str, Any]) -> None:
     """Replace the config atomically (a crash leaves the old file or the new one, never half of one), 0600.
     A symlinked config (dotfile managers) is written through the link, as docker does."""
     target = Path(os.path.realpath(path))

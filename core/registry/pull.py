@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import RegistryError
 from ..events import Message
@@ -95,7 +96,7 @@ def _pull_from(client: RegistryClient, ref: Reference, platform: Platform, store
 
     client.fetch_blob(ref, config_desc.digest, store, size=config_desc.size)
     config = _parse_document(store.read_bytes(config_desc.digest), ref, f"config {config_desc.digest}")
-    rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
+    rootfs: dict[str, Any] = config["rootfs"] if isinstance(config.get("rootfs"), dict) else {}
     diff_ids = rootfs.get("diff_ids") or []
     if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_descs):
         raise RegistryError(f"{ref} is broken: its manifest lists {len(layer_descs)} layers but its config's "
@@ -108,12 +109,12 @@ def _pull_from(client: RegistryClient, ref: Reference, platform: Platform, store
     return PulledImage(image=image, reference=ref, digest=digest, index_digest=index_digest)
 
 
-def select_platform(index: dict, platform: Platform, ref: Reference) -> Descriptor:
+def select_platform(index: dict[str, Any], platform: Platform, ref: Reference) -> Descriptor:
     """The index entry for `platform`: an exact variant match is preferred over an entry without a variant."""
     manifests = index.get("manifests")
     if not isinstance(manifests, list):
         raise RegistryError(f"the index of {ref} is malformed: it has no manifest list")
-    candidates: list[tuple[Descriptor, dict]] = []
+    candidates: list[tuple[Descriptor, dict[str, Any]]] = []
     available: list[str] = []
     for entry in manifests:
         if not isinstance(entry, dict) or not isinstance(entry.get("platform"), dict):
@@ -157,7 +158,7 @@ def _fetch_all(client: RegistryClient, ref: Reference, descs: list[Descriptor], 
                 raise future.exception()  # type: ignore[misc]
 
 
-def _parse_document(data: bytes, ref: Reference, what: str) -> dict:
+def _parse_document(data: bytes, ref: Reference, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
@@ -167,7 +168,7 @@ def _parse_document(data: bytes, ref: Reference, what: str) -> dict:
     return doc
 
 
-def _reject_schema1(media_type: str, doc: dict, ref: Reference) -> None:
+def _reject_schema1(media_type: str, doc: dict[str, Any], ref: Reference) -> None:
     if media_type in SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
         raise RegistryError(f"{ref} uses the Docker image manifest schema 1, which dockyard does not support",
                             hint="schema 1 was deprecated in 2017; re-push the image with a current docker, "

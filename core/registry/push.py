@@ -45,7 +45,7 @@ class EarlyUploads:
         self._store = store
         self._repositories = _repositories(refs)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="early-push")
-        self._started: dict[str, Future] = {}
+        self._started: dict[str, Future[None]] = {}
 
     def add(self, layer: Layer) -> None:
         # A registry cache hit's layer is not in the store: push_image mounts or fetches it.

@@ -75,7 +75,7 @@ class RetryPolicy:
         if asked is not None:
             return min(asked, MAX_RETRY_AFTER)
         ceiling = min(self.max_delay, self.base_delay * (2 ** retry))
-        return ceiling * random.uniform(0.5, 1.0)  # "equal jitter": never less than half the ceiling
+        return float(ceiling * random.uniform(0.5, 1.0))  # "equal jitter": never less than half the ceiling
 
     def wait(self, retry: int, retry_after: str | None = None) -> None:
         self.sleep(self.delay(retry, retry_after))

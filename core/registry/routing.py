@@ -30,7 +30,7 @@ class Mirror:
     prefix: str = ""  # a path put before the repository, without slashes around it
 
     @classmethod
-    def parse(cls, text: str, what: str) -> "Mirror":
+    def parse(cls, text: str, what: str) -> Mirror:
         """`HOST[:PORT][/PATH]`; an `https://` in front is accepted, as docker's daemon.json writes mirrors."""
         bare = _SCHEME_RE.sub("", text.strip()).strip("/")
         registry, _, prefix = bare.partition("/")
@@ -63,7 +63,7 @@ class Routes:
 
     @classmethod
     def parse(cls, registry_mirrors: tuple[str, ...] | list[str] = (),
-              registry_maps: tuple[str, ...] | list[str] = (), *, fallback: bool = True) -> "Routes":
+              registry_maps: tuple[str, ...] | list[str] = (), *, fallback: bool = True) -> Routes:
         table: dict[str, list[Mirror]] = {}
         for text in registry_maps:
             if not text.strip():

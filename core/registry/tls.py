@@ -27,7 +27,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..errors import RegistryError
 from ..events import NULL_EVENTS, Events
@@ -84,10 +84,10 @@ class TLSSettings:
         self._lock = threading.Lock()
         self._configs: dict[str, TLSConfig] = {}
         self._bundle_dir: str | None = None
-        self._remove_bundles: weakref.finalize | None = None
+        self._remove_bundles: weakref.finalize[Any, Any] | None = None
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str], **kwargs) -> "TLSSettings":
+    def from_environment(cls, environ: Mapping[str, str], **kwargs: Any) -> TLSSettings:
         return cls(certs_dirs=certs_dirs_from_env(environ), system_cas=system_ca_bundle(environ), **kwargs)
 
     def for_registry(self, host: str) -> TLSConfig:

@@ -19,17 +19,17 @@ Bodies are slices of the blob store's file, streamed: memory stays constant what
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from ..errors import AuthenticationError, RegistryError
 from ..events import Events, TransferProgress, TransferStarted
 from ..image.blobs import CHUNK, BlobStore
 from ..image.reference import Reference
-from .retry import TransientRegistryError, attempts_text, is_retryable_status
+from .retry import RetryPolicy, TransientRegistryError, attempts_text, is_retryable_status
 
 if TYPE_CHECKING:
-    from .client import RegistryClient
+    import requests
 
 # Blobs up to this size go in one request; bigger ones in chunks of it (a lost connection costs one chunk).
 DEFAULT_CHUNK_SIZE = 32 << 20
@@ -46,8 +46,31 @@ class _Interrupted(Exception):
         self.retry_after = retry_after
 
 
+class UploadClient(Protocol):
+    """What an upload asks of the registry client (client.py's RegistryClient, which starts the uploads)."""
+
+    events: Events
+    push_policy: RetryPolicy
+    upload_chunk_size: int
+
+    def url_for(self, ref: Reference, path: str) -> str: ...
+
+    def blob_source(self, repo: Reference, digest: str) -> str | None: ...
+
+    def blob_exists(self, repo: Reference, digest: str) -> bool: ...
+
+    def send_request(self, method: str, url: str, ref: Reference, actions: str, *, what: str,
+                     headers: dict[str, str] | None = None,
+                     body: bytes | Callable[[], BinaryIO | FileSlice] | None = None, stream: bool = False,
+                     follow_redirects: bool = False, retry: bool = True,
+                     extra_scope: str | None = None) -> requests.Response: ...
+
+    def check(self, resp: requests.Response, ref: Reference, actions: str, *, what: str,
+              ok: tuple[int, ...] = (200,)) -> None: ...
+
+
 class BlobUpload:
-    def __init__(self, client: "RegistryClient", repo: Reference, digest: str, size: int, store: BlobStore):
+    def __init__(self, client: UploadClient, repo: Reference, digest: str, size: int, store: BlobStore):
         self.client = client
         self.repo = repo
         self.digest = digest
@@ -131,7 +154,7 @@ class BlobUpload:
     def _patch(self) -> None:
         end = min(self.offset + self.client.upload_chunk_size, self.size)
         headers = {**_OCTET_STREAM, "Content-Range": f"{self.offset}-{end - 1}"}
-        resp = self._send("PATCH", self.location, headers, self._body(self.offset, end - self.offset))
+        resp = self._send("PATCH", self._session(), headers, self._body(self.offset, end - self.offset))
         with resp:
             self._raise_for(resp, ok=(202,))
             self._follow(resp)
@@ -140,8 +163,8 @@ class BlobUpload:
             raise _Interrupted(f"the registry accepted a chunk but holds {offset} bytes, not {end}")
         self.offset = offset
 
-    def _put(self, body: Callable[[], BinaryIO] | None) -> None:
-        url = add_query(self.location, digest=self.digest)
+    def _put(self, body: Callable[[], FileSlice] | None) -> None:
+        url = add_query(self._session(), digest=self.digest)
         resp = self._send("PUT", url, dict(_OCTET_STREAM), body)
         with resp:
             self._raise_for(resp, ok=(201, 204))
@@ -152,7 +175,7 @@ class BlobUpload:
         if self.client.blob_exists(self.repo, self.digest):
             self.finished = True  # the final PUT got through; only its answer was lost
             return
-        resp = self.client.send_request("GET", self.location, self.repo, "pull,push", what=self.what)
+        resp = self.client.send_request("GET", self._session(), self.repo, "pull,push", what=self.what)
         with resp:
             if resp.status_code in (200, 204):
                 self._follow(resp)
@@ -161,14 +184,20 @@ class BlobUpload:
         self._start()  # the session is gone or invalid: start over
 
     # --- helpers -------------------------------------------------------------------------------------------
-    def _send(self, method: str, url: str, headers: dict[str, str], body):
+    def _session(self) -> str:
+        """The upload session's URL, which every request after `_start` goes to."""
+        assert self.location is not None, "no upload session started"
+        return self.location
+
+    def _send(self, method: str, url: str, headers: dict[str, str],
+              body: bytes | Callable[[], BinaryIO | FileSlice] | None) -> requests.Response:
         try:
             return self.client.send_request(method, url, self.repo, "pull,push", what=self.what,
                                             headers=headers, body=body, retry=False)
         except TransientRegistryError as exc:
             raise _Interrupted(exc.reason) from None
 
-    def _raise_for(self, resp, ok: tuple[int, ...]) -> None:
+    def _raise_for(self, resp: requests.Response, ok: tuple[int, ...]) -> None:
         status = resp.status_code
         if status in ok:
             return
@@ -179,11 +208,11 @@ class BlobUpload:
             raise _Interrupted("the registry no longer knows the upload session")
         self.client.check(resp, self.repo, "push", what=self.what, ok=ok)
 
-    def _follow(self, resp) -> None:
+    def _follow(self, resp: requests.Response) -> None:
         if resp.headers.get("Location"):
-            self.location = urljoin(self.location, resp.headers["Location"])
+            self.location = urljoin(self.location or "", resp.headers["Location"])
 
-    def _body(self, start: int, length: int) -> Callable[[], BinaryIO]:
+    def _body(self, start: int, length: int) -> Callable[[], FileSlice]:
         def open_slice() -> FileSlice:
             return FileSlice(self.store.open(self.digest), start, length, self.progress.update)
         return open_slice

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from ..cache.layers import chain_id
-from ..image.model import Layer
+from ..image.model import Layer, chain_id
 from .overlay import overlay_mount, umount
 
 if TYPE_CHECKING:  # the proot modes' roots: imported by the builder in those modes only
@@ -112,18 +111,18 @@ class RootFS:
             return None
         return chain_id(self.chain, diff_id)
 
-    def with_layer(self, directory: str, diff_id: str | None = None) -> "RootFS":
+    def with_layer(self, directory: str, diff_id: str | None = None) -> RootFS:
         root = self.resolved()
         return replace(root, layers=root.layers + (directory,), chain=root.next_chain(diff_id))
 
-    def with_pending(self, layer: Layer) -> "RootFS":
+    def with_pending(self, layer: Layer) -> RootFS:
         """The root with `layer` on top, to be unpacked when needed (needs a known ChainID below)."""
         if self.chain is None and (self.layers or self.pending):
             raise ValueError("a pending layer needs the ChainID of the layers below it")
         chain = chain_id(self.chain, layer.diff_id)
         return replace(self, pending=self.pending + (PendingLayer(layer, chain),), chain=chain)
 
-    def resolved(self) -> "RootFS":
+    def resolved(self) -> RootFS:
         """This root with every pending layer unpacked."""
         if not self.pending:
             return self

@@ -101,7 +101,7 @@ class OwnershipLedger:
         """The entry of another name of the file at `path`, while that name still is the same file."""
         other = self._named.get((st.st_dev, st.st_ino))
         found = self._by_path.get(other) if other is not None and other != path else None
-        if found is None or found[0] != st.st_ino:
+        if found is None or other is None or found[0] != st.st_ino:
             return None
         try:
             other_st = os.lstat(other)

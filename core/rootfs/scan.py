@@ -26,6 +26,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..cache.digests import hash_file
 from .ownership import Ownership, OwnershipLedger
@@ -242,5 +243,5 @@ def _only_ctime(old: tuple[int, ...], new: tuple[int, ...]) -> bool:
     return old[:3] == new[:3] and old[4:] == new[4:]
 
 
-def scan(root: str, previous: Index | None, **kwargs) -> ScanResult:
+def scan(root: str, previous: Index | None, **kwargs: Any) -> ScanResult:
     return Scanner(root, previous, **kwargs).run()

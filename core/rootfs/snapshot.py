@@ -16,10 +16,11 @@ import queue
 import stat
 import tarfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..image.blobs import BlobStore
-from ..image.compression import compressor
+from ..image.blobs import BlobStore, BlobWriter
+from ..image.compression import Compressor, compressor
 from ..image.model import Descriptor, Layer
 from ..image.tarwriter import Entry, TarWriter
 from .overlay import overlay_xattr_prefix
@@ -43,9 +44,9 @@ class _Worker:
 
     _IN_FLIGHT = 4
 
-    def __init__(self, consume, name: str):
+    def __init__(self, consume: Callable[[bytes], object], name: str):
         self._consume = consume
-        self._queue: queue.Queue = queue.Queue(maxsize=self._IN_FLIGHT)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=self._IN_FLIGHT)
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -58,7 +59,7 @@ class _Worker:
                 except BaseException as exc:  # handed to the producer's thread, which raises it
                     self.error = exc
 
-    def put(self, item) -> None:
+    def put(self, item: bytes) -> None:
         if self.error is not None:
             raise self.error  # e.g. the disk filled up: stop archiving now
         self._queue.put(item)
@@ -86,7 +87,7 @@ class _TarSink:
     CHUNK = 1 << 16  # the compression unit: part of the output format, never to change
     BATCH = 16 * CHUNK  # what the compressing thread takes at a time
 
-    def __init__(self, writer, comp):
+    def __init__(self, writer: BlobWriter, comp: Compressor):
         self._comp = comp
         self._hash = hashlib.sha256()
         self._pending = bytearray()
@@ -94,10 +95,10 @@ class _TarSink:
         self._compress = _Worker(self._compress_batch, "layer-compress")
         self.size = 0
 
-    def __enter__(self) -> "_TarSink":
+    def __enter__(self) -> _TarSink:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for worker in (self._compress, self._blob):
             try:
                 worker.close()
@@ -164,7 +165,7 @@ def write_layer(upper: str, store: BlobStore, *, compression: str = "gzip", leve
     """Write the change set in `upper` (an overlay upper directory) as a compressed layer into `store`. With
     `source_date_epoch`, no entry is dated later than it (BuildKit's rewrite-timestamp), so a rebuild gives
     the same bytes."""
-    def entries(archive: TarWriter, seen_inodes: dict) -> int:
+    def entries(archive: TarWriter, seen_inodes: dict[tuple[int, int], str]) -> int:
         count = 0
         for path, rel, st in _walk(upper):
             count += _add_entry(archive, path, rel, st, seen_inodes, source_date_epoch)
@@ -177,7 +178,7 @@ def write_changes(root: str, changes: list[Change], store: BlobStore, *, compres
                   level: int | None = None, source_date_epoch: int | None = None,
                   deleted_mtime: int = 0) -> tuple[Layer, LayerStats]:
     """Write scanned `changes` (parents before children) of the directory `root` as a layer into `store`."""
-    def entries(archive: TarWriter, seen_inodes: dict) -> int:
+    def entries(archive: TarWriter, seen_inodes: dict[tuple[int, int], str]) -> int:
         count = 0
         for change in changes:
             if change.deleted:
@@ -193,7 +194,8 @@ def write_changes(root: str, changes: list[Change], store: BlobStore, *, compres
     return _write(entries, store, compression, level)
 
 
-def _write(entries, store: BlobStore, compression: str, level: int | None) -> tuple[Layer, LayerStats]:
+def _write(entries: Callable[[TarWriter, dict[tuple[int, int], str]], int], store: BlobStore,
+           compression: str, level: int | None) -> tuple[Layer, LayerStats]:
     comp, media_type = compressor(compression, level)
     with store.writer() as blob, _TarSink(blob, comp) as sink:
         # PAX carries long names and xattrs; names of users/groups are left out (they belong to this host).
@@ -207,7 +209,7 @@ def _write(entries, store: BlobStore, compression: str, level: int | None) -> tu
     return layer, LayerStats(count, sink.size)
 
 
-def _walk(top: str):
+def _walk(top: str) -> Iterator[tuple[str, str, os.stat_result]]:
     """(host path, root-relative path, lstat) under top in a fixed order (sorted, depth-first), parents before
     children. A stack of listings rather than nested generators: an entry deep down would otherwise pass
     through a generator per level on its way out, and a layer can hold tens of thousands."""
@@ -225,12 +227,12 @@ def _walk(top: str):
             stack.append((_listing(entry.path), rel + "/"))
 
 
-def _listing(directory: str):
+def _listing(directory: str) -> Iterator[os.DirEntry[str]]:
     with os.scandir(directory) as listing:
         return iter(sorted(listing, key=_entry_name))
 
 
-def _entry_name(entry: os.DirEntry) -> str:
+def _entry_name(entry: os.DirEntry[str]) -> str:
     return entry.name
 
 
@@ -253,7 +255,7 @@ def _marker(name: str, mtime: int) -> Entry:
     return Entry(name, tarfile.REGTYPE, mtime=mtime)
 
 
-def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen_inodes: dict,
+def _add_entry(archive: TarWriter, path: str, rel: str, st: os.stat_result, seen_inodes: dict[tuple[int, int], str],
                source_date_epoch: int | None, ownership: Ownership | None = None) -> int:
     mtime = int(st.st_mtime)
     if source_date_epoch is not None and mtime > source_date_epoch:

@@ -15,14 +15,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
-from ..cache.layers import chain_id
 from ..image.blobs import BlobStore
 from ..image.compression import open_decompressed
-from ..image.model import Layer
-from . import ownership
-from .ownership import Ownership, OwnershipLedger
+from ..image.model import Layer, chain_id
+from .ownership import Ownership, OwnershipLedger, recording
 from .scan import RACY_NS, Index, ScanStats, scan
 from .snapshot import write_changes
 from .unpack import apply_layer
@@ -36,6 +34,25 @@ class Tree:
 
     path: str
     index: Index
+
+
+class _PendingLayer(Protocol):
+    @property
+    def layer(self) -> Layer: ...
+
+
+class _Root(Protocol):
+    """What DirectoryRoots reads of a root: rootfs/__init__.py's RootFS, which that package (importing this
+    module) defines."""
+
+    @property
+    def layers(self) -> tuple[str, ...]: ...
+
+    @property
+    def pending(self) -> tuple[_PendingLayer, ...]: ...
+
+    @property
+    def chain(self) -> str | None: ...
 
 
 class DirectoryRoots:
@@ -53,20 +70,21 @@ class DirectoryRoots:
         self._ids = itertools.count(1)
         self.last_scan: ScanStats | None = None
 
-    def readable(self, rootfs) -> str:
+    def readable(self, rootfs: _Root) -> str:
         key = rootfs.chain or SCRATCH
         tree = self._taken.get(key) or self._clean.get(key)
         if tree is None:
             tree = self._clean[key] = self._materialize(rootfs)
         return tree.path
 
-    def writable(self, rootfs) -> str:
+    def writable(self, rootfs: _Root) -> str:
         key = rootfs.chain or SCRATCH
         if key not in self._taken:
-            self._taken[key] = self._clean.pop(key, None) or self._materialize(rootfs)
+            clean = self._clean.pop(key, None)
+            self._taken[key] = clean or self._materialize(rootfs)
         return self._taken[key].path
 
-    def commit(self, rootfs, *, compression: str, level: int | None, source_date_epoch: int | None,
+    def commit(self, rootfs: _Root, *, compression: str, level: int | None, source_date_epoch: int | None,
                new_owner: Ownership | None = None) -> Layer:
         """The layer of what changed in `rootfs`'s directory since its last snapshot; the directory is then
         the root with that layer on top."""
@@ -83,7 +101,7 @@ class DirectoryRoots:
         self._clean[chain_id(rootfs.chain, layer.diff_id)] = tree
         return layer
 
-    def _materialize(self, rootfs) -> Tree:
+    def _materialize(self, rootfs: _Root) -> Tree:
         if rootfs.layers:
             raise ValueError("a directory root is made from layer blobs, not layer directories")
         path = str(self.directory / str(next(self._ids)))
@@ -91,7 +109,7 @@ class DirectoryRoots:
         try:
             if self.fetch is not None:
                 self.fetch([pending.layer for pending in rootfs.pending])
-            with ownership.recording(self.ledger):
+            with recording(self.ledger):
                 for pending in rootfs.pending:
                     with self.store.open(pending.layer.digest) as raw:
                         apply_layer(open_decompressed(raw), path, layer_name=f"layer {pending.layer.digest}")

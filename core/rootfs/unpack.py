@@ -17,17 +17,13 @@ import tarfile
 import threading
 from typing import BinaryIO, Callable
 
-from ..errors import DockyardError
-from . import ownership
+from ..errors import LayerError
+from .ownership import chown, mknod, setxattr
 from .paths import PathEscape, clean, resolve_in_root
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _XATTR_PREFIX = "SCHILY.xattr."
-
-
-class LayerError(DockyardError):
-    exit_code = 6
 
 
 class DiffIdReader:
@@ -45,7 +41,7 @@ class DiffIdReader:
 
     def __init__(self, stream: BinaryIO):
         self._hash = hashlib.sha256()
-        self._chunks: queue.Queue = queue.Queue(maxsize=self._AHEAD)
+        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=self._AHEAD)
         self._stop = threading.Event()
         self._buffer = b""
         self._pos = 0
@@ -93,10 +89,10 @@ class DiffIdReader:
                              hint="the blob, or the image or cache that names it, is corrupt or was tampered with; "
                                   "nothing of it was kept")
 
-    def __enter__(self) -> "DiffIdReader":
+    def __enter__(self) -> DiffIdReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         while self._thread.is_alive():  # unblock a producer waiting on a full queue
             try:
@@ -227,14 +223,14 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
     elif member.issym():
         os.symlink(member.linkname, target)
     elif member.islnk():
-        source = link_source(member.linkname)
-        if not os.path.lexists(source):
+        linked = link_source(member.linkname)
+        if not os.path.lexists(linked):
             raise LayerError(f"hard link {member.name!r} points to {member.linkname!r}, which does not exist")
-        os.link(source, target, follow_symlinks=False)
+        os.link(linked, target, follow_symlinks=False)
         return  # a hard link shares its target's metadata
     elif member.ischr() or member.isblk():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        ownership.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
     elif member.isfifo():
         os.mkfifo(target, 0o600)
     else:
@@ -243,14 +239,14 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
 
 
 def _apply_metadata(member: tarfile.TarInfo, target: str, mode: int) -> None:
-    ownership.chown(target, member.uid, member.gid)
+    chown(target, member.uid, member.gid)
     for key, value in member.pax_headers.items():
         if key.startswith(_XATTR_PREFIX):
             name = key[len(_XATTR_PREFIX):]
             if name.startswith(("trusted.overlay.", "user.dockyard.")):
                 continue  # overlayfs's and dockyard's own bookkeeping must never be taken from a layer
             # Refused: user.* on a symlink is ignored, as by docker; security.* without root is recorded.
-            ownership.setxattr(target, name, value.encode("utf-8", "surrogateescape"))
+            setxattr(target, name, value.encode("utf-8", "surrogateescape"))
     if not member.issym():
         # chmod after chown: chown clears setuid/setgid bits.
         os.chmod(target, mode)

@@ -19,7 +19,8 @@ CASES_DIR = Path(__file__).parent / "cases"
 _STR_MAP = "a table of strings"
 _STR_LIST = "a list of strings"
 _TOP_KEYS = {"about": "a string", "dockerfile": "a string", "target": "a string", "build_args": _STR_MAP,
-             "secrets": _STR_LIST, "build_contexts": _STR_LIST, "env": _STR_MAP, "expect": "a table", "exception": "a table"}
+             "secrets": _STR_LIST, "build_contexts": _STR_LIST, "env": _STR_MAP, "expect": "a table",
+             "exception": "a table"}
 _EXPECT_KEYS = {"files": _STR_MAP, "modes": _STR_MAP, "owners": _STR_MAP, "types": _STR_MAP, "links": _STR_MAP,
                 "absent": _STR_LIST, "present": _STR_LIST, "config": "a table", "history_excludes": _STR_LIST,
                 "layers_exclude": _STR_LIST, "log_excludes": _STR_LIST, "error": "a string", "exit_code": "an integer"}

@@ -72,7 +72,7 @@ def _restricted_violations(pod: dict, containers: list[dict]) -> list[str]:
             found.append(f"volume {volume['name']} is of a kind the profile refuses: {sorted(kinds)}")
     for container in containers:
         context, name = container.get("securityContext", {}), container.get("name")
-        setting = lambda key: context.get(key, pod_context.get(key))  # noqa: E731
+        setting = lambda key: context.get(key, pod_context.get(key))  # noqa: E731, B023 (used in this iteration)
         if context.get("privileged"):
             found.append(f"{name}: privileged")
         if context.get("allowPrivilegeEscalation") is not False:
@@ -276,7 +276,7 @@ def _pushed_file(ref: str, path: str, workdir: Path) -> bytes:
 
 def _open_tree(path: Path) -> None:
     """World-readable, as a volume's files are to the pod's user."""
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         os.chmod(root, 0o755)
         for name in files:
             os.chmod(os.path.join(root, name), 0o644)

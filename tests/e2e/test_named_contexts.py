@@ -320,7 +320,8 @@ def test_an_unprivileged_build_gets_root_owned_context_files(busybox_base, tmp_p
         oci = home / "oci"
         result = dockyard("build", "--progress=plain", "-t", "contexts/user:latest", "--output", f"type=oci,dest={oci}",
                           "--build-context", f"shared={shared}", str(context), user=uid,
-                          env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)})
+                          env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
+                               "DOCKYARD_WORK_DIR": str(home)})
         assert result.returncode == 0, result.stderr
         assert "isolation: proot" in result.stderr
         files = tree.flatten(oracle.unpack(oci, tmp_path / "bundle"))

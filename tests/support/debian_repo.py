@@ -59,9 +59,9 @@ def build_deb(directory: Path, name: str, version: str, files: Mapping[str, byte
     for script, text in (scripts or {}).items():
         (control_dir / script).write_text(text)
         os.chmod(control_dir / script, 0o755)
-    for path in tree.rglob("*"):
-        if path.is_dir():
-            os.chmod(path, 0o755)  # whatever the umask: dpkg-deb refuses a DEBIAN directory others can write
+    for made in tree.rglob("*"):
+        if made.is_dir():
+            os.chmod(made, 0o755)  # whatever the umask: dpkg-deb refuses a DEBIAN directory others can write
     deb = directory / f"{name}_{version}_{architecture}.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(tree), str(deb)], check=True,
                    capture_output=True)
@@ -105,7 +105,7 @@ def make_repo(directory: Path, debs: list[Path]) -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args) -> None:  # `format`: the base class's name
         pass
 
 

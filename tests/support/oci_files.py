@@ -54,7 +54,8 @@ def image_files(layout: Path) -> dict[str, FileEntry]:
                 else:
                     if not member.isdir():
                         remove(name, children_only=True)
-                    content = tar.extractfile(member).read() if member.isreg() else None
+                    content_file = tar.extractfile(member) if member.isreg() else None
+                    content = content_file.read() if content_file is not None else None
                     files[name] = FileEntry(member.type, oct(member.mode), member.uid, member.gid,
                                             hashlib.sha256(content).hexdigest() if content is not None else None,
                                             member.linkname if member.issym() or member.islnk() else None,

@@ -236,13 +236,13 @@ def buildah_build(
     dockerfile: Path,
     tag: str,
     workdir: Path,
-    build_args: Mapping[str, str] = {},  # noqa: B006 - never mutated
+    build_args: Mapping[str, str] = {},  # never mutated
     target: str | None = None,
     *,
     fmt: str = "docker",
     extra_args: Sequence[str] = (),
     secrets: Sequence[str] = (),
-    env: Mapping[str, str] = {},  # noqa: B006 - never mutated
+    env: Mapping[str, str] = {},  # never mutated
     push: bool = True,
 ) -> None:
     """Builds ``dockerfile`` in ``context`` with buildah and, when ``push``, pushes the result to ``docker://tag``.

@@ -22,6 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -99,7 +100,7 @@ class RegistryServer:
 
     @classmethod
     def start(cls, workdir: Path, *, htpasswd: dict[str, str] | None = None, tls: bool = False,
-              token: TokenIssuer | None = None, timeout: float = STARTUP_TIMEOUT) -> "RegistryServer":
+              token: TokenIssuer | None = None, timeout: float = STARTUP_TIMEOUT) -> RegistryServer:
         """Start a registry; `token`'s issuer is started here if it is not running, and stopped by stop()."""
         if shutil.which(BINARY) is None:
             raise RuntimeError(f"{BINARY} is not installed (apt-get install -y docker-registry)")
@@ -144,7 +145,7 @@ class RegistryServer:
     # --- internals ---
     @classmethod
     def _config(cls, workdir: Path, port: int, setup: AuthSetup) -> dict:
-        config = {
+        config: dict[str, Any] = {
             "version": 0.1,
             # Errors only: the access log would flood the test output and the stderr file.
             "log": {"level": "error", "accesslog": {"disabled": True}},
@@ -168,7 +169,7 @@ class RegistryServer:
         return config
 
     @classmethod
-    def _launch(cls, workdir: Path, port: int, timeout: float, setup: AuthSetup) -> "RegistryServer":
+    def _launch(cls, workdir: Path, port: int, timeout: float, setup: AuthSetup) -> RegistryServer:
         config_path = workdir / "config.yml"
         # YAML is a superset of JSON, so the config needs no YAML library.
         config_path.write_text(json.dumps(cls._config(workdir, port, setup), indent=2))

@@ -80,7 +80,7 @@ class TokenIssuer:
     def running(self) -> bool:
         return self._server is not None
 
-    def start(self) -> "TokenIssuer":
+    def start(self) -> TokenIssuer:
         issuer = self
 
         class Handler(_Handler):
@@ -164,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
     owner: TokenIssuer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+    def log_message(self, format, *args):  # BaseHTTPRequestHandler's signature
         pass  # the request log is `owner.requests`; stderr noise would only clutter test output
 
     def do_GET(self):

@@ -179,6 +179,7 @@ def diff_trees(a: Mapping[str, Entry], b: Mapping[str, Entry], ignore: Iterable[
             continue
         ea, eb = a.get(path), b.get(path)
         if ea is None:
+            assert eb is not None  # the path is in one of the two
             out.append(f"{path}: only in {b_name} ({eb.describe()})")
         elif eb is None:
             out.append(f"{path}: only in {a_name} ({ea.describe()})")

@@ -42,7 +42,7 @@ def build_wheelhouse(target: Path, only: tuple[str, ...] | None = None) -> Path:
             for file in dist.files:
                 if str(file).startswith("..") or "__pycache__" in file.parts:
                     continue
-                source = Path(dist.locate_file(file))
+                source = Path(str(dist.locate_file(file)))
                 if source.is_file():
                     whl.write(source, str(file))
     return target

@@ -1,0 +1,72 @@
+"""The namespace backend: each RUN step in namespaces of its own with pivot_root into its root, for root with
+CAP_SYS_ADMIN (also inside a user namespace)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import deque
+from typing import BinaryIO, Callable
+
+from ..errors import IsolationError
+from .ids import GROUPS_SKIPPED, notice_once, setgroups_allowed
+from .runner import RunResult, RunSpec
+from .sandbox import start as start_sandbox
+
+
+class NamespaceRunner:
+    """Runs each step in a child forked from the builder (sandbox.py says what the child does, and why a
+    fork rather than a new interpreter)."""
+
+    name = "namespaces"
+
+    def __init__(self, tail_lines: int = 20):
+        self._tail_lines = tail_lines
+
+    def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunResult:
+        if spec.groups and not setgroups_allowed():
+            notice_once(GROUPS_SKIPPED, on_line)
+        output_r, output_w = os.pipe()
+        status_r, status_w = os.pipe()
+        try:
+            pid = start_sandbox(spec, output_w, status_w)
+        except OSError as exc:
+            for fd in (output_r, status_r):
+                os.close(fd)
+            raise IsolationError(f"cannot start the RUN sandbox: {exc}") from None
+        finally:
+            os.close(output_w)
+            os.close(status_w)
+        with os.fdopen(output_r, "rb") as output, os.fdopen(status_r, "rb") as status:
+            try:
+                tail = self._relay(output, on_line)
+                code = _exit_code(pid)
+            except BaseException:
+                _kill(pid)
+                raise
+            report = status.read().decode("utf-8", "replace").strip()
+        return RunResult(code, tuple(tail), report.splitlines()[-1] if report else None)
+
+    def _relay(self, output: BinaryIO, on_line: Callable[[str], None]) -> deque[str]:
+        """Passes every output line on, until the step and everything it started have exited."""
+        tail: deque[str] = deque(maxlen=self._tail_lines)
+        for raw in output:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(line)
+            on_line(line)
+        return tail
+
+
+def _exit_code(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _kill(pid: int) -> None:
+    """Ends a step the builder gives up on: the keeper's process group (the keeper and the step, pid 1 of its
+    namespace, whose death ends every process in it), or the keeper alone if it has no group of its own yet."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
