@@ -21,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use (__getattr__)
     from . import errors, events
     from .api import build, check
-    from .builder import BuildResult
+    from .result import BuildResult
     from .diagnostics.model import Finding, Severity
     from .errors import (AuthenticationError, ChecksFailed, ContextError, DockerfileError, DockyardError, Interrupted,
                          IsolationError, OutputError, RegistryError, SourceLocation, StepFailed, UsageError)
@@ -40,7 +40,7 @@ _MODULE_OF = {
                     ".options"),
     "NamedContext": ".named_contexts",
     "parse_build_context": ".named_contexts",
-    "BuildResult": ".builder",
+    "BuildResult": ".result",
     "Finding": ".diagnostics.model",
     "Severity": ".diagnostics.model",
     "Platform": ".image.model",

@@ -18,7 +18,7 @@ from .named_contexts import normalized_name
 from .options import FAIL_ON_LEVELS, BuildOptions
 
 if TYPE_CHECKING:
-    from .builder import BuildResult
+    from .result import BuildResult
     from .diagnostics.model import Finding
 
 
