@@ -24,11 +24,13 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported o
     from .result import BuildResult
     from .diagnostics.model import Finding, Severity
     from .errors import (AuthenticationError, ChecksFailed, ContextError, DockerfileError, DockyardError, Interrupted,
-                         IsolationError, OutputError, RegistryError, SourceLocation, StepFailed, UsageError)
+                         IsolationError, LayerError, OutputError, RegistryError, SourceLocation, StepFailed, UsageError)
     from .events import (BuildFailed, BuildFinished, BuildStarted, Event, Events, ImagePushed, Message, StageStarted,
                          StepFinished, StepLog, StepStarted, TransferFinished, TransferProgress, TransferStarted)
     from .image.model import Platform
     from .image.reference import Reference, parse_reference
+    from .progress import PlainRenderer, format_duration, format_size
+    from .registry.credentials import credential_source, read_docker_config
     from .named_contexts import NamedContext, parse_build_context
     from .options import BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource
 
@@ -46,12 +48,14 @@ _MODULE_OF = {
     "Platform": ".image.model",
     "Reference": ".image.reference",
     "parse_reference": ".image.reference",
+    **dict.fromkeys(["PlainRenderer", "format_duration", "format_size"], ".progress"),
+    **dict.fromkeys(["credential_source", "read_docker_config"], ".registry.credentials"),
     **dict.fromkeys(["Event", "Events", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished",
                      "TransferStarted", "TransferProgress", "TransferFinished", "ImagePushed", "Message",
                      "BuildFinished", "BuildFailed"], ".events"),
     **dict.fromkeys(["DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
                      "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted",
-                     "SourceLocation"], ".errors"),
+                     "LayerError", "SourceLocation"], ".errors"),
 }
 
 __all__ = [
@@ -65,12 +69,17 @@ __all__ = [
     "BuildResult", "Finding", "Severity",
     # images
     "Platform", "Reference", "parse_reference",
+    # registry credentials as a build finds them (for a CI job's own login)
+    "credential_source", "read_docker_config",
+    # events rendered as `--progress plain` writes them
+    "PlainRenderer", "format_duration", "format_size",
     # events (dockyard.events)
     "Event", "Events", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished", "TransferStarted",
     "TransferProgress", "TransferFinished", "ImagePushed", "Message", "BuildFinished", "BuildFailed",
     # errors (dockyard.errors)
     "DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
-    "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "SourceLocation",
+    "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError",
+    "SourceLocation",
     # the public modules
     "events", "errors",
 ]

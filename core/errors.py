@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["EXIT_CODES", "AuthenticationError", "ChecksFailed", "ContextError", "DockerfileError", "DockyardError",
-           "Interrupted", "IsolationError", "OutputError", "RegistryError", "SourceLocation", "StepFailed",
+           "Interrupted", "IsolationError", "LayerError", "OutputError", "RegistryError", "SourceLocation", "StepFailed",
            "UsageError"]
 
 

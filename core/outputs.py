@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .cache.store import StepEntry
 from .errors import AuthenticationError, DockyardError, OutputError, RegistryError
@@ -154,7 +154,7 @@ class OutputWriter:
         """--digest-file and --metadata-file, each replaced whole (a reader never sees half a file)."""
         files: tuple[tuple[str | Path | None, str], ...] = (
             (self.options.digest_file, result.digest),
-            (self.options.metadata_file, json.dumps(result_metadata(result), indent=2)))
+            (self.options.metadata_file, json.dumps(result.metadata(), indent=2)))
         for path, text in files:
             if path is None:
                 continue
@@ -165,26 +165,6 @@ class OutputWriter:
                 raise OutputError(f"cannot write {path}: {exc.strerror}", subject=str(path)) from None
 
 
-def result_metadata(result: BuildResult) -> dict[str, Any]:
-    """--metadata-file's document: BuildKit's containerimage.* keys, then dockyard's own account of the build."""
-    return {
-        "containerimage.digest": result.digest,
-        "containerimage.config.digest": result.config_digest,
-        "image.name": ",".join(result.tags),
-        "digest": result.digest,
-        "config_digest": result.config_digest,
-        "tags": list(result.tags),
-        "pushed": list(result.pushed),
-        "platform": str(result.image.platform),
-        "layers": [{"digest": layer.digest, "size": layer.size, "mediaType": layer.media_type,
-                    "diff_id": layer.diff_id} for layer in result.image.layers],
-        "steps": [{"step": s.step, "instruction": s.instruction, "file": s.file, "line": s.line,
-                   "duration": round(s.duration, 4), "cached": s.cached, "cache_source": s.cache_source,
-                   "layer": s.layer.digest if s.layer else None} for s in result.steps],
-        "cache": {"hits": sum(s.cached is True for s in result.steps),
-                  "misses": sum(s.cached is False for s in result.steps)},
-        "duration": round(result.duration, 4),
-    }
 
 
 def repo_tag(ref: Reference) -> str:

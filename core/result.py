@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .executor import StepRecord
 from .image.model import Image
@@ -23,3 +24,24 @@ class BuildResult:
     @property
     def config_digest(self) -> str:
         return self.image.config_descriptor().digest
+
+    def metadata(self) -> dict[str, Any]:
+        """--metadata-file's document: BuildKit's containerimage.* keys, then dockyard's own account of the build."""
+        return {
+            "containerimage.digest": self.digest,
+            "containerimage.config.digest": self.config_digest,
+            "image.name": ",".join(self.tags),
+            "digest": self.digest,
+            "config_digest": self.config_digest,
+            "tags": list(self.tags),
+            "pushed": list(self.pushed),
+            "platform": str(self.image.platform),
+            "layers": [{"digest": layer.digest, "size": layer.size, "mediaType": layer.media_type,
+                        "diff_id": layer.diff_id} for layer in self.image.layers],
+            "steps": [{"step": s.step, "instruction": s.instruction, "file": s.file, "line": s.line,
+                       "duration": round(s.duration, 4), "cached": s.cached, "cache_source": s.cache_source,
+                       "layer": s.layer.digest if s.layer else None} for s in self.steps],
+            "cache": {"hits": sum(s.cached is True for s in self.steps),
+                      "misses": sum(s.cached is False for s in self.steps)},
+            "duration": round(self.duration, 4),
+        }

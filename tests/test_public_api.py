@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import io
 import json
 import re
 import subprocess
@@ -20,10 +21,11 @@ import dockyard.events
 EVENTS = ["Event", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished", "TransferStarted",
           "TransferProgress", "TransferFinished", "ImagePushed", "Message", "BuildFinished", "BuildFailed"]
 ERRORS = ["DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
-          "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted"]
+          "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError"]
 VALUE_TYPES = ["BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource", "NamedContext",
                "BuildResult", "Finding", "Platform", "Reference", "SourceLocation"]
-FUNCTIONS = ["build", "check", "parse_reference", "parse_build_context"]
+FUNCTIONS = ["build", "check", "parse_reference", "parse_build_context", "credential_source", "read_docker_config",
+             "format_duration", "format_size"]
 
 
 def test_every_public_name_resolves_and_is_listed_once() -> None:
@@ -33,8 +35,8 @@ def test_every_public_name_resolves_and_is_listed_once() -> None:
     assert set(dockyard.__all__) <= set(dir(dockyard))
     with pytest.raises(AttributeError):
         dockyard.no_such_name  # noqa: B018 (the lookup is the test)
-    assert set(EVENTS + ERRORS + VALUE_TYPES + FUNCTIONS + ["Events", "Severity", "events", "errors",
-                                                              "__version__"]) == set(dockyard.__all__)
+    assert set(EVENTS + ERRORS + VALUE_TYPES + FUNCTIONS + ["Events", "Severity", "PlainRenderer", "events",
+                                                              "errors", "__version__"]) == set(dockyard.__all__)
 
 
 def test_each_name_is_what_it_claims() -> None:
@@ -54,6 +56,7 @@ def test_each_name_is_what_it_claims() -> None:
         assert inspect.isfunction(getattr(dockyard, name)), name
     assert issubclass(dockyard.Severity, __import__("enum").Enum)
     assert callable(dockyard.Events().emit)
+    assert inspect.isclass(dockyard.PlainRenderer) and callable(dockyard.PlainRenderer(io.StringIO()))
     assert dockyard.events is sys.modules["dockyard.events"] and dockyard.errors is sys.modules["dockyard.errors"]
     assert dockyard.__version__.count(".") == 2
     assert list(inspect.signature(dockyard.build).parameters) == ["options", "events"]

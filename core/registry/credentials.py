@@ -354,3 +354,22 @@ def credential_providers(environ: Mapping[str, str], *,
 def default_credential_store(environ: Mapping[str, str], *,
                              kaniko_config: Path = KANIKO_CONFIG) -> CredentialStore:
     return CredentialStore(credential_providers(environ, kaniko_config=kaniko_config))
+
+
+# --- public helpers (exported by the `dockyard` package for the CI adapters' logins) ------------------------
+
+def credential_source(registry: str, environ: Mapping[str, str]) -> str | None:
+    """Where a build with `environ` would take credentials for `registry` from (a file, a helper, an
+    environment variable), or None when no source of the chain knows it."""
+    known = default_credential_store(environ).lookup(registry)
+    return known.source if known is not None else None
+
+
+def read_docker_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The docker config a build with `environ` reads ($DOCKER_CONFIG/config.json, else ~/.docker/config.json),
+    parsed; {} when there is none or it cannot be read (the build reports an unreadable one itself)."""
+    source = docker_config_path(environ)
+    try:
+        return parse_config(source.read_text(), str(source))
+    except OSError:
+        return {}

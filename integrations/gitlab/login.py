@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from collections.abc import Mapping
 
-from dockyard.registry.credentials import default_credential_store, docker_config_path, parse_config
+from dockyard import credential_source, read_docker_config
 
 
 def registry_login(environ: Mapping[str, str], private_dir: Path) -> tuple[dict[str, str], str]:
@@ -25,14 +25,10 @@ def registry_login(environ: Mapping[str, str], private_dir: Path) -> tuple[dict[
     password = environ.get("CI_REGISTRY_PASSWORD", "")
     if not registry or not user or not password:
         return {}, "CI_REGISTRY and its credentials are not set: using the configured registry credentials only"
-    known = default_credential_store(environ).lookup(registry)
+    known = credential_source(registry, environ)
     if known is not None:
-        return {}, f"credentials for {registry} from {known.source}"
-    source = docker_config_path(environ)
-    try:
-        config = parse_config(source.read_text(), str(source))
-    except OSError:
-        config = {}  # none (or unreadable: dockyard reports that itself if it needs the file)
+        return {}, f"credentials for {registry} from {known}"
+    config = read_docker_config(environ)
     auths = config.setdefault("auths", {})
     if not isinstance(auths, dict):
         config["auths"] = auths = {}
