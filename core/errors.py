@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["EXIT_CODES", "AuthenticationError", "ChecksFailed", "ContextError", "DockerfileError", "DockyardError",
-           "Interrupted", "IsolationError", "LayerError", "OutputError", "RegistryError", "SourceLocation", "StepFailed",
-           "UsageError"]
+           "Interrupted", "IsolationError", "LayerError", "OutputError", "RegistryError", "SourceLocation",
+           "StepFailed", "UsageError"]
 
 
 @dataclass(frozen=True)
