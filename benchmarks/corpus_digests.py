@@ -54,6 +54,9 @@ PACKAGE_FILES = ("pyproject.toml", "README.md", "core", "integrations")
 
 # Cases whose image differs between two builds of the same code (found with `--all . .`), and why. None at
 # 5f2df09: all 179 cases gave the same digests twice (a RUN writing `date` or /dev/urandom bytes does not).
+# A case's inputs must not depend on when they were made either: setup.sh scripts that make an archive the
+# image holds as is give its members a fixed mtime (`tar --mtime=@...`), so that runs made at different
+# times (--compare) agree.
 NOT_REPRODUCIBLE: dict[str, str] = {}
 
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
