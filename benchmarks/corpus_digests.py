@@ -143,11 +143,12 @@ def push_bases(registry: RegistryServer, workdir: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- builds
 
 
-def build(checkout: Checkout, case: corpus.Case, context: Path, bases: Mapping[str, str], scratch: Path) -> Result:
-    """The case built by the checkout's dockyard into an OCI layout, as tests/compat/test_corpus.py builds it,
-    reproducibly and with a cache directory of its own."""
+def build(checkout: Checkout, case: corpus.Case, context: Path, bases: Mapping[str, str], scratch: Path,
+          keep: Path | None = None) -> Result:
+    """The case built by the checkout's dockyard into an OCI layout (`keep` if given, else a scratch directory),
+    as tests/compat/test_corpus.py builds it, reproducibly and with a cache directory of its own."""
     build_args = {**bases, **case.build_args}
-    oci_dir = scratch / "oci"
+    oci_dir = keep or scratch / "oci"
     cmd = [str(checkout.dockyard), "build", "--progress=plain", "--reproducible",
            "-f", str(context / case.dockerfile), "-t", f"compat/{case.name}:latest",
            "--output", f"type=oci,dest={oci_dir}"]
@@ -179,14 +180,16 @@ def selected_cases(only: Sequence[str], include_all: bool) -> list[corpus.Case]:
 
 
 def build_corpus(checkouts: Sequence[Checkout], cases: Sequence[corpus.Case], bases: Mapping[str, str],
-                 scratch: Path) -> list[dict[str, Result]]:
-    """Every case built by every checkout: one {case: result} per checkout. Each context is prepared once."""
+                 scratch: Path, keep: Path | None = None) -> list[dict[str, Result]]:
+    """Every case built by every checkout: one {case: result} per checkout. Each context is prepared once.
+    With `keep`, the images stay there as OCI layouts, `keep/N/CASE` (N: the checkout's place, from 1)."""
     results: list[dict[str, Result]] = [{} for _ in checkouts]
     for number, case in enumerate(cases, 1):
         context = corpus.prepare_context(case, scratch / "context")
         try:
             for n, checkout in enumerate(checkouts):
-                results[n][case.name] = build(checkout, case, context, bases, scratch / f"build-{n}")
+                kept = keep / str(n + 1) / case.name if keep else None
+                results[n][case.name] = build(checkout, case, context, bases, scratch / f"build-{n}", kept)
         finally:
             shutil.rmtree(scratch / "context", ignore_errors=True)
         shown = "  ".join(results[n][case.name].short() for n in range(len(checkouts)))
@@ -255,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="only the cases whose name contains TEXT (repeatable)")
     parser.add_argument("--all", action="store_true", help="build the non-reproducible cases too")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep every image as an OCI layout, DIR/N/CASE (N: 1 or 2, the checkout), to look "
+                             "into a difference")
     parser.add_argument("--registry-port", type=int, default=REGISTRY_PORT,
                         help=f"the loopback registry's port (default {REGISTRY_PORT}; files made with different "
                              "ports differ in every digest)")
@@ -278,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pinned = {arg: f"{ref}@{manifest_digest(registry, ref)}" for arg, ref in bases.items()}
             cases = selected_cases(args.only, args.all)
             build_started = time.monotonic()
-            results = build_corpus(checkouts, cases, bases, scratch / "builds")
+            results = build_corpus(checkouts, cases, bases, scratch / "builds", args.keep)
             build_time = time.monotonic() - build_started
         finally:
             registry.stop()
