@@ -25,15 +25,16 @@ def _site_packages(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-def install(target: Path) -> Path:
-    """A virtualenv at `target` with this checkout installed the regular way; returns its `dockyard` script."""
+def install(target: Path, source: Path = REPO_ROOT) -> Path:
+    """A virtualenv at `target` with this checkout (or the dockyard sources at `source`) installed the regular
+    way; returns its `dockyard` script."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True)
     python = target / "bin" / "python"
     (_site_packages(python) / "dockyard-benchmark-dependencies.pth").write_text(
         f"{_site_packages(DEVELOPMENT_PYTHON)}\n")
     subprocess.run([str(DEVELOPMENT_PYTHON), "-m", "pip", "--python", str(python), "install", "-q",
                     "--disable-pip-version-check", "--no-deps", "--no-build-isolation", "--no-index",
-                    str(REPO_ROOT)], check=True)
+                    str(source)], check=True)
     script = target / "bin" / "dockyard"
     check = subprocess.run([str(python), "-c", "import dockyard, sys; print(dockyard.__file__)"],
                            check=True, capture_output=True, text=True).stdout.strip()

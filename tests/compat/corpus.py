@@ -7,12 +7,13 @@ readable failures for everything ``[expect]`` states about dockyard's image.
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from tests.support import tree
+from tests.support import oracle, tree
 
 CASES_DIR = Path(__file__).parent / "cases"
 
@@ -117,6 +118,46 @@ def load_case(case_dir: Path) -> Case:
         build_contexts=tuple(raw.get("build_contexts", ())), env=raw.get("env", {}),
         expect=expect, exception=_exception(where, raw["exception"]) if "exception" in raw else None,
     )
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+# What a build of a case is given, the same for every builder (test_corpus.py, benchmarks/corpus_digests.py).
+
+
+def prepare_context(case: Case, dest: Path) -> Path:
+    """The case's build context at `dest`: a copy of its directory after its setup.sh ran there (as root), without
+    setup.sh and case.toml."""
+    shutil.copytree(case.dir, dest, symlinks=True)
+    setup = dest / "setup.sh"
+    if setup.exists():
+        oracle.run_tool(["sh", "-e", str(setup)], 120, cwd=dest)
+        setup.unlink()
+    (dest / "case.toml").unlink()  # the harness's file, not part of the build context
+    return dest
+
+
+def absolute_secrets(secrets: tuple[str, ...], context: Path) -> list[str]:
+    """``--secret`` values with ``src=`` made absolute (the README says src is relative to the context)."""
+    out = []
+    for spec in secrets:
+        parts = []
+        for part in spec.split(","):
+            key, _, value = part.partition("=")
+            parts.append(f"src={context / value}" if key in ("src", "source") else part)
+        out.append(",".join(parts))
+    return out
+
+
+def build_context_values(case: Case, context: Path, build_args: Mapping[str, str]) -> list[str]:
+    """``--build-context`` values: ``${NAME}`` replaced by the build arg, a directory made absolute (relative to
+    the context, as the README says)."""
+    out = []
+    for spec in case.build_contexts:
+        for key, value in build_args.items():
+            spec = spec.replace("${" + key + "}", value)
+        name, _, value = spec.partition("=")
+        out.append(f"{name}={value}" if "://" in value else f"{name}={context / value}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- [expect]

@@ -43,43 +43,6 @@ class _Timer:
             self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - start
 
 
-# ---------------------------------------------------------------------------------------------- inputs
-
-
-def _prepare_context(case: corpus.Case, dest: Path) -> Path:
-    shutil.copytree(case.dir, dest, symlinks=True)
-    setup = dest / "setup.sh"
-    if setup.exists():
-        oracle.run_tool(["sh", "-e", str(setup)], 120, cwd=dest)
-        setup.unlink()
-    (dest / "case.toml").unlink()  # the harness's file, not part of the build context
-    return dest
-
-
-def _absolute_secrets(secrets: tuple[str, ...], context: Path) -> list[str]:
-    """``--secret`` values with ``src=`` made absolute (the README says src is relative to the context)."""
-    out = []
-    for spec in secrets:
-        parts = []
-        for part in spec.split(","):
-            key, _, value = part.partition("=")
-            parts.append(f"src={context / value}" if key in ("src", "source") else part)
-        out.append(",".join(parts))
-    return out
-
-
-def _build_contexts(case: corpus.Case, context: Path, build_args: dict) -> list[str]:
-    """``--build-context`` values: ``${NAME}`` replaced by the build arg, a directory made absolute (relative to
-    the context, as the README says)."""
-    out = []
-    for spec in case.build_contexts:
-        for key, value in build_args.items():
-            spec = spec.replace("${" + key + "}", value)
-        name, _, value = spec.partition("=")
-        out.append(f"{name}={value}" if "://" in value else f"{name}={context / value}")
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- builds
 
 
@@ -89,8 +52,8 @@ def _run_dockyard(case: corpus.Case, context: Path, build_args: dict, oci_dir: P
            "-t", f"compat/{case.name}:latest", "--output", f"type=oci,dest={oci_dir}"]
     cmd += [f"--build-arg={k}={v}" for k, v in build_args.items()]
     cmd += ["--target", case.target] if case.target else []
-    cmd += [f"--secret={s}" for s in _absolute_secrets(case.secrets, context)]
-    cmd += [f"--build-context={c}" for c in _build_contexts(case, context, build_args)]
+    cmd += [f"--secret={s}" for s in corpus.absolute_secrets(case.secrets, context)]
+    cmd += [f"--build-context={c}" for c in corpus.build_context_values(case, context, build_args)]
     env = {**os.environ, "CI": "true", "XDG_CACHE_HOME": str(session.dockyard_cache), **case.env}
     return subprocess.run([*cmd, str(context)], cwd=context, env=env, capture_output=True, text=True,
                           timeout=DOCKYARD_TIMEOUT)
@@ -104,9 +67,10 @@ def _run_buildah(case: corpus.Case, context: Path, build_args: dict, session: Co
     """Builds with buildah; returns None on success, buildah's error output on failure."""
     try:
         oracle.buildah_build(context, context / case.dockerfile, _buildah_tag(case), session.buildah_workdir,
-                             build_args, case.target, secrets=_absolute_secrets(case.secrets, context),
+                             build_args, case.target, secrets=corpus.absolute_secrets(case.secrets, context),
                              env=case.env, push=False,
-                             extra_args=[f"--build-context={c}" for c in _build_contexts(case, context, build_args)])
+                             extra_args=[f"--build-context={c}"
+                                         for c in corpus.build_context_values(case, context, build_args)])
     except oracle.ToolError as exc:
         return str(exc)
     return None
@@ -193,7 +157,7 @@ def test_case(name: str, corpus_session: CorpusSession, tmp_path: Path) -> None:
     case = corpus.load_case(corpus.CASES_DIR / name)
     timer = _Timer()
     corpus_session.timings.append((name, timer.phases))
-    context = _prepare_context(case, tmp_path / "context")
+    context = corpus.prepare_context(case, tmp_path / "context")
     build_args = {**corpus_session.bases, **case.build_args}
     skip_buildah = bool(case.exception and case.exception.skip_buildah)
 

@@ -100,8 +100,11 @@ class RegistryServer:
 
     @classmethod
     def start(cls, workdir: Path, *, htpasswd: dict[str, str] | None = None, tls: bool = False,
-              token: TokenIssuer | None = None, timeout: float = STARTUP_TIMEOUT) -> RegistryServer:
-        """Start a registry; `token`'s issuer is started here if it is not running, and stopped by stop()."""
+              token: TokenIssuer | None = None, timeout: float = STARTUP_TIMEOUT,
+              port: int | None = None) -> RegistryServer:
+        """Start a registry; `token`'s issuer is started here if it is not running, and stopped by stop().
+        `port`: listen there instead of on a free port (a reference to an image in it, which a built image can
+        record, is then the same in every run); an error if the port is taken."""
         if shutil.which(BINARY) is None:
             raise RuntimeError(f"{BINARY} is not installed (apt-get install -y docker-registry)")
         if htpasswd and token:
@@ -115,6 +118,11 @@ class RegistryServer:
             make_server_cert(workdir / "tls", make_ca(workdir / "tls"))
         if token is not None and not token.running:
             token.start()
+        if port is not None:
+            try:
+                return cls._launch(workdir, port, timeout, setup)
+            except _PortTaken as exc:
+                raise RuntimeError(f"could not start {BINARY}: {exc}") from None
         last_error: Exception | None = None
         # Another process can take the free port between free_port() and the server's bind: retry a few times.
         for _attempt in range(3):
