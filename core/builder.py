@@ -25,7 +25,6 @@ from .context import BuildContext, DockerIgnore, check_context
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
 from .errors import AuthenticationError, DockerfileError, DockyardError, OutputError, RegistryError, UsageError
-from .executor import PROXY_ARGS, BuildServices, StageExecutor, StageResult, StepRecord, created_time
 from .files import replace_file
 from .image.blobs import BlobStore
 from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer,
@@ -33,13 +32,18 @@ from .image.model import (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descr
 from .image.reference import Reference, parse_reference
 from .isolation import NamespaceRunner, Runner
 from .isolation.detect import select
-from .mounts import MountSources
 from .named_contexts import NamedContexts
 from .options import EPOCH_ARG, BuildOptions, check_compression
 from .plan import StagePlan, make_plan
 from .registry.routing import Routes
 from .rootfs import PendingLayer, RootFS, Workspace, ownership
 from .rootfs.overlay import enter_private_mount_namespace
+from .stage.executor import StageExecutor, StageInputs
+from .stage.history import created_time
+from .stage.mounts import MountSources
+from .stage.services import BuildServices, StepRecord
+from .stage.sources import StageResult
+from .stage.state import PROXY_ARGS, ArgScope
 
 if TYPE_CHECKING:  # imported where used: a build without them does not pay for their import
     from .cache.remote import RemoteCache
@@ -229,7 +233,7 @@ class Builder:
             file_digests.load()
         publishing: threading.Thread | None = None
         early_uploads = None  # with --push: the final image's layers, sent while the build goes on
-        # One layer at a time is written while the next RUN runs (executor.py _Writing).
+        # One layer at a time is written while the next RUN runs (stage/layer_writing.py).
         snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         try:
             services = BuildServices(
@@ -337,6 +341,8 @@ class Builder:
         def next_step() -> tuple[int, int]:
             return next(counter, total), total
 
+        inputs = StageInputs(dockerfile, ArgScope(build_args, plan.global_args), results, next_step, used_args)
+
         for stage_plan in plan.stages:
             stage = stage_plan.stage
             base = (f"context {stage_plan.base_context}" if stage_plan.base_context is not None
@@ -359,8 +365,7 @@ class Builder:
             if stage_plan.replaced:  # the stage is the named context of its name: nothing of it runs
                 results[stage.index] = StageResult(image, rootfs, key)
                 continue
-            executor = StageExecutor(stage, image, rootfs, services, build_args, used_args, results, dockerfile,
-                                     next_step, plan.global_args, cache_key=key)
+            executor = StageExecutor(stage, StageResult(image, rootfs, key), services, inputs)
             results[stage.index] = executor.run()
         return results[plan.target_index].image
 

@@ -14,7 +14,7 @@ import pytest
 
 from dockyard.builder import build_args_with_epoch, unused_build_args
 from dockyard.errors import UsageError
-from dockyard.executor import created_time
+from dockyard.stage.history import created_time
 from dockyard.image.blobs import BlobStore
 from dockyard.image.compression import compressor, open_decompressed
 from dockyard.image.model import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
