@@ -160,7 +160,7 @@ def _heredoc_text(inst: ins.Copy, heredoc: ins.Heredoc, state: StageState) -> st
 
 
 def _names_directory(dest: str) -> bool:
-    return dest.endswith("/") or dest in ("", ".", "..") or dest.endswith(("/.", "/.."))
+    return dest.endswith(("/", "/.", "/..")) or dest in ("", ".", "..")
 
 
 def _read_flags(inst: ins.Copy, state: StageState) -> CopyFlags:

@@ -86,7 +86,7 @@ class ExposeOp:
 
     def apply(self, state: StageState) -> StageState:
         ports = dict(state.config.get("ExposedPorts") or {})
-        ports.update(dict.fromkeys(self.ports, {}))
+        ports.update({port: {} for port in self.ports})
         return state.with_config(ExposedPorts=ports)
 
 
@@ -97,7 +97,7 @@ class VolumeOp:
 
     def apply(self, state: StageState) -> StageState:
         volumes = dict(state.config.get("Volumes") or {})
-        volumes.update(dict.fromkeys(self.paths, {}))
+        volumes.update({path: {} for path in self.paths})
         return state.with_config(Volumes=volumes)
 
 
