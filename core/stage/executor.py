@@ -50,7 +50,7 @@ class StageInputs:
 
 
 class StageExecutor:
-    def __init__(self, stage: ins.Stage, base: StageResult, services: BuildServices, inputs: StageInputs):
+    def __init__(self, stage: ins.Stage, base: StageResult, services: BuildServices, inputs: StageInputs) -> None:
         self.stage = stage
         self.s = services
         self.inputs = inputs

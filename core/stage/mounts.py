@@ -66,7 +66,7 @@ class PreparedMounts:
 class MountPreparer:
     """Prepares one RUN step's mounts; everything it makes is released by `stack` when the step ends."""
 
-    def __init__(self, sources: StageSources, host: MountSources, inst: ins.Run, view: str, stack: ExitStack):
+    def __init__(self, sources: StageSources, host: MountSources, inst: ins.Run, view: str, stack: ExitStack) -> None:
         self.sources = sources  # the context, other stages, images: what bind and cache mounts read
         self.host = host
         self.inst = inst
