@@ -12,7 +12,7 @@ from .cache.keys import base_key
 from .cache.layers import LayerCache
 from .dockerfile import instructions as ins
 from .errors import DockerfileError, DockyardError, UsageError
-from .executor import StageResult
+from .stage.sources import StageResult
 from .image.blobs import BlobStore
 from .image.model import Image, Layer, Platform
 from .image.reference import parse_reference

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .executor import PROXY_ARGS
+from .stage.state import PROXY_ARGS
 from .options import EPOCH_ARG
 
 

@@ -19,10 +19,10 @@ import stat
 from dataclasses import dataclass
 from typing import Callable
 
-from . import fetch
 from .cache.keys import tree_digest
 from .context import BuildContext, DockerIgnore
 from .errors import ContextError, DockyardError
+from .fetch import clone, download, parse_git_url
 from .image.blobs import BlobStore
 from .image.layout_reader import read_oci_layout
 from .image.model import HistoryEntry, Image, Platform
@@ -104,14 +104,14 @@ class NamedContextLoader:
                 directory = os.path.join(staging, "tree")
                 copy_visible(local_context(context), context.value, directory)
             elif context.kind == GIT:
-                git = fetch.parse_git_url(context.value)
+                git = parse_git_url(context.value)
                 assert git is not None  # parse_build_context said it is a git URL
-                directory = fetch.clone(git, os.path.join(staging, "checkout"), keep_git_dir=False)
+                directory = clone(git, os.path.join(staging, "checkout"), keep_git_dir=False)
             elif context.kind == URL:
                 directory = os.path.join(staging, "tree")
                 os.mkdir(directory, 0o755)
                 path = os.path.join(directory, DOWNLOAD_NAME)
-                mtime = fetch.download(context.value, path)
+                mtime = download(context.value, path)
                 os.chmod(path, DOWNLOAD_MODE)
                 if mtime is not None:
                     os.utime(path, (mtime, mtime))

@@ -103,19 +103,20 @@ def split_build_context(text: str) -> tuple[str, str]:
 
 
 def _source(name: str, value: str, text: str, cwd: Path) -> tuple[Any, ...]:
-    from . import fetch  # its imports are paid for by builds with a named context only
+    # fetch's imports are paid for by builds with a named context only.
+    from .fetch import is_url, parse_git_url
 
     if value.startswith("docker-image://"):
         return DOCKER_IMAGE, _image_reference(value[len("docker-image://"):], text)
     if value.startswith("oci-layout://"):
         return (OCI_LAYOUT, *_oci_layout(name, value[len("oci-layout://"):], text, cwd))
     try:
-        git = fetch.parse_git_url(value)
+        git = parse_git_url(value)
     except DockerfileError as exc:
         raise UsageError(f"invalid --build-context {text!r}: {exc.message}", hint=exc.hint) from None
     if git is not None:
         return GIT, value
-    if fetch.is_url(value):
+    if is_url(value):
         return URL, value
     if "://" in value or value.startswith(("target:", "input:")):
         kind = value.split("://", 1)[0] if "://" in value else value.split(":", 1)[0]

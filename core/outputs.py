@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .cache.store import StepEntry
 from .errors import AuthenticationError, DockyardError, OutputError, RegistryError
 from .events import Events
-from .executor import created_time
+from .stage.history import created_time
 from .files import replace_file
 from .image.blobs import BlobStore
 from .image.model import DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer

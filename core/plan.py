@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from .dockerfile import instructions as ins
 from .dockerfile.expand import Expander
+from .dockerfile.mounts import mount_from_refs
 from .errors import DockerfileError, UsageError
 from .image.model import Platform
-from .mounts import mount_from_refs
 from .named_contexts import NamedContexts
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .executor import StepRecord
+from .stage.services import StepRecord
 from .image.model import Image
 
 

@@ -26,13 +26,11 @@ from .cache.store import StepCache, StepEntry
 from .context import BuildContext, DockerIgnore
 from .errors import UsageError
 from .events import NULL_EVENTS, Events, Message, StageStarted, StepFinished, StepStarted
-from .executor import BuildServices, StageExecutor, StageResult, StepRecord
 from .image.blobs import BlobStore
 from .image.model import Image, Platform
 from .image.reference import parse_reference
 from .isolation import NamespaceRunner, Runner
 from .isolation.detect import select
-from .mounts import MountSources
 from .named_contexts import NamedContexts
 from .options import BuildOptions
 from .outputs import CachedLayers, OutputWriter, target_chain
@@ -40,6 +38,11 @@ from .plan import BuildPlan
 from .registry.routing import Routes
 from .rootfs import Workspace, ownership
 from .rootfs.overlay import enter_private_mount_namespace
+from .stage.executor import StageExecutor, StageInputs
+from .stage.mounts import MountSources
+from .stage.services import BuildServices, StepRecord
+from .stage.sources import StageResult
+from .stage.state import ArgScope
 from .workdirs import Leftover, sweep
 from .workdirs import create as create_work_dir
 
@@ -260,6 +263,8 @@ class BuildSession:
         def next_step() -> tuple[int, int]:
             return next(counter, total), total
 
+        inputs = StageInputs(dockerfile, ArgScope(build_args, plan.global_args), results, next_step, used_args)
+
         for stage_plan in plan.stages:
             stage = stage_plan.stage
             base = (f"context {stage_plan.base_context}" if stage_plan.base_context is not None
@@ -282,8 +287,7 @@ class BuildSession:
             if stage_plan.replaced:  # the stage is the named context of its name: nothing of it runs
                 results[stage.index] = StageResult(image, rootfs, key)
                 continue
-            executor = StageExecutor(stage, image, rootfs, services, build_args, used_args, results, dockerfile,
-                                     next_step, plan.global_args, cache_key=key)
+            executor = StageExecutor(stage, StageResult(image, rootfs, key), services, inputs)
             results[stage.index] = executor.run()
         return results[plan.target_index].image
 

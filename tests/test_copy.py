@@ -12,7 +12,7 @@ import pytest
 
 from dockyard.context import BuildContext, DockerIgnore, PatternMatcher
 from dockyard.copy import Copier, CopyOptions, extract_archive, is_archive, parse_chmod
-from dockyard.copy_step import SourceFilter
+from dockyard.stage.source_filter import SourceFilter
 from dockyard.errors import DockerfileError
 from dockyard.fetch import GitRef, parse_checksum, parse_git_url, url_file_name
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.context import BuildContext, DockerIgnore, glob_in_root
-from dockyard.copy_step import ContextPresence
+from dockyard.stage.source_filter import ContextPresence
 from dockyard.users import resolve_mkdir_owner
 
 from tests.e2e.helpers import dockyard, write_context

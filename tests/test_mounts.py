@@ -12,7 +12,10 @@ import pytest
 
 from dockyard.dockerfile import instructions as ins
 from dockyard.errors import DockerfileError, SourceLocation, UsageError
-from dockyard.mounts import AgentRelay, MountSpec, cache_directory, mount_from_refs, parse_mount
+from dockyard.cache.mount_dirs import cache_directory
+from dockyard.dockerfile.mounts import RunMount as MountSpec
+from dockyard.dockerfile.mounts import mount_from_refs, parse_mount
+from dockyard.ssh_agent import AgentRelay
 from dockyard.options import SecretSource, SshSource
 
 

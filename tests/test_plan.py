@@ -8,7 +8,7 @@ from dockyard.build_args import unused_build_args
 from dockyard.builder import directive_notes
 from dockyard.dockerfile.parser import parse_dockerfile
 from dockyard.errors import DockerfileError
-from dockyard.executor import exposed_ports, is_signal
+from dockyard.stage.ops import exposed_ports, is_signal
 from dockyard.image.model import Platform
 from dockyard.plan import make_plan, predefined_args
 

@@ -15,7 +15,7 @@ import pytest
 from dockyard.build_args import unused_build_args
 from dockyard.builder import build_args_with_epoch
 from dockyard.errors import UsageError
-from dockyard.executor import created_time
+from dockyard.stage.history import created_time
 from dockyard.image.blobs import BlobStore
 from dockyard.image.compression import compressor, open_decompressed
 from dockyard.image.model import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD

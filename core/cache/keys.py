@@ -38,7 +38,7 @@ def base_key(base: str, *, platform: str, source_date_epoch: int | None, compres
 
 
 class TreeFilter(Protocol):
-    """What a COPY would leave out (.dockerignore, --exclude): copy_step.SourceFilter."""
+    """What a COPY would leave out (.dockerignore, --exclude): stage/source_filter.py's SourceFilter."""
 
     def excluded(self, host_path: str) -> bool: ...
 

@@ -16,10 +16,10 @@ from ..build_args import unused_build_args
 from ..context import DockerIgnore
 from ..dockerfile import instructions as ins
 from ..dockerfile.expand import Expander
+from ..dockerfile.mounts import mount_from_refs
 from ..errors import DockerfileError, UsageError
 from ..image.model import Platform
 from ..image.reference import parse_reference
-from ..mounts import mount_from_refs
 from ..named_contexts import NamedContext, NamedContexts
 from ..plan import global_arg_values, make_plan, predefined_args
 from .model import Finding, Severity, buildkit_help_url

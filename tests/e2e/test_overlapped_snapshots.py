@@ -1,4 +1,4 @@
-"""A step's layer is written while the next RUN runs (executor.py _Writing): each step is still reported once,
+"""A step's layer is written while the next RUN runs (stage/layer_writing.py): each step is still reported once,
 with its own layer and duration, the cache still records every step, and a failure is reported after the step
 before it finished."""
 

@@ -1,6 +1,7 @@
-"""COPY and ADD as instructions: reading the flags, expanding sources and destination, finding the sources
-(the context, a stage, an image, a URL, a git repository, a heredoc), docker's destination rules, and
-committing the result as one layer. File operations are in copy.py, downloads and clones in fetch.py."""
+"""COPY and ADD: resolved once with the stage's state (flags, sources and destination expanded, heredoc texts)
+into a CopyOp, which gives the step's cache inputs and copies the sources (the context, a stage, an image, a
+URL, a git repository, a heredoc) into the step's upper directory with docker's destination rules; the
+executor commits the result as one layer. File operations are in copy.py, downloads and clones in fetch.py."""
 
 from __future__ import annotations
 
@@ -8,28 +9,31 @@ import io
 import os
 import posixpath
 import shutil
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import Any, Generic, TypeVar
 
-from . import fetch
-from .context import PatternMatcher, glob_in_root, has_wildcard
-from .copy import Copier, CopyOptions, Mode, extract_archive, is_archive, parse_chmod, write_file
-from .dockerfile import instructions as ins
-from .dockerfile.heredoc import heredoc_content
-from .cache.keys import tree_digest
-from .errors import ContextError, DockerfileError, StepFailed
-from .image.model import Layer
-from .rootfs import mounted_step
-from .rootfs.paths import clean, image_path_join, resolve_in_root
-from .users import UnknownUser, resolve_chown
-
-if TYPE_CHECKING:
-    from .context import BuildContext
-    from .executor import StageExecutor
+from ..cache.keys import tree_digest
+from ..context import PatternMatcher, glob_in_root, has_wildcard
+from ..copy import Copier, CopyOptions, Mode, extract_archive, is_archive, parse_chmod, write_file
+from ..dockerfile import instructions as ins
+from ..dockerfile.heredoc import heredoc_content
+from ..errors import ContextError, DockerfileError, StepFailed
+from ..fetch import GitRef, clone, download, is_url, parse_git_url, url_file_name
+from ..rootfs import mounted_step
+from ..rootfs.paths import clean, image_path_join, resolve_in_root
+from ..users import UnknownUser, resolve_chown
+from .source_filter import ContextPresence, SourceFilter
+from .sources import StageSources
+from .state import StageState
+from .step import StepChanges, StepResources
 
 HEREDOC_FILE_MODE = 0o644
 DOWNLOAD_MODE = 0o600  # docker: a file ADD downloads is 0600 (before --chmod)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,66 +58,115 @@ class Target:
     is_dir: bool
 
 
-class SourceFilter:
-    """.dockerignore (context sources only) and --exclude (paths relative to the source being copied)."""
+@dataclass(frozen=True)
+class Expanded(Generic[T]):
+    """A text expanded when the instruction was resolved, or the expansion's error. The error is raised where
+    the step first uses the text (after the errors of its sources, as when it was expanded on use), or not at
+    all when the step never uses it."""
 
-    def __init__(self, context: BuildContext | None, excludes: PatternMatcher, base: str):
-        self.context = context
-        self.excludes = excludes
-        self.base = base
+    value: T | None = None
+    error: DockerfileError | None = None
 
-    def _excluded_by_flag(self, host_path: str) -> bool:
-        return bool(self.excludes) and self.excludes.matches(os.path.relpath(host_path, self.base))
+    @classmethod
+    def of(cls, make: Callable[[], T]) -> Expanded[T]:
+        try:
+            return cls(make())
+        except DockerfileError as exc:
+            return cls(error=exc)
 
-    def excluded(self, host_path: str) -> bool:
-        ignored = self.context is not None and not self.context.visible(host_path)
-        return ignored or self._excluded_by_flag(host_path)
-
-    def walk_into(self, host_dir: str) -> bool:
-        ignored = self.context is not None and not self.context.visible(host_dir)
-        if ignored and not self.context.walk_into(host_dir):
-            return False
-        if self._excluded_by_flag(host_dir):
-            return self.excludes.may_include_below(os.path.relpath(host_dir, self.base))
-        return True
+    def get(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
 
 
-def execute_copy(executor: StageExecutor, inst: ins.Copy) -> Layer:
-    flags = _read_flags(executor, inst)
-    sources, dest = _operands(executor, inst)
-    if not sources and not inst.heredocs:
-        raise DockerfileError(f"{inst.keyword} needs a source and a destination")
-    workdir = executor.image.container_config.get("WorkingDir") or "/"
-    target = Target(image_path_join(workdir, dest), _names_directory(dest) or flags.parents)
-    if len(sources) + len(inst.heredocs) > 1 and not target.is_dir:
-        raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a directory "
-                              f"ending in /: {dest!r}")
-    upper = executor._take_upper()
-    with ExitStack() as stack:
-        source_root = _source_root(executor, inst, flags, stack)
-        step = stack.enter_context(mounted_step(executor.rootfs, executor.s.workspace, upper=upper))
-        options = CopyOptions(owner=_owner(step.merged, flags), mode=flags.mode,
-                              keep_source_owner=flags.from_ref is not None, sockets_as_files=flags.from_ref is None)
-        copy = _CopyRun(executor, inst, flags, source_root, step.merged, target, options)
-        # A wildcard is expanded after .dockerignore and its matches are copied as BuildKit copies them: one
-        # file to the file `dest`, several archives all extracted into `dest`. Only several sources written
-        # out need a directory destination (docker's documented rule, checked above).
-        for source in sources:
-            copy.add(source)
-        for heredoc in inst.heredocs:
-            copy.write_heredoc(heredoc)
-    shown = " ".join([*sources, *(f"<<{h.name}" for h in inst.heredocs)])
-    return executor._commit(upper, f"{inst.keyword} {shown} {dest} # dockyard")
+@dataclass(frozen=True)
+class CopyOp:
+    """One COPY or ADD as the stage's state made it."""
+
+    inst: ins.Copy
+    flags: CopyFlags
+    sources: tuple[str, ...]  # expanded, split into words unless in JSON form
+    dest: str  # expanded
+    workdir: str
+    heredoc_texts: tuple[Expanded[str], ...]  # what each of inst.heredocs writes
+    raw_flags: Expanded[list[list[str | None]]]  # every flag as written, its value expanded: in the cache key
+
+    def cache_inputs(self, sources: StageSources) -> dict[str, Any] | None:
+        """What the COPY/ADD reads, for its cache key: its expanded operands and flags, and the content of its
+        sources (context files after .dockerignore and --exclude, by content; a stage by its key; an image by
+        its digest). None when it cannot be known without doing the step: ADD of a URL or git repository without
+        --checksum is fetched again on every build, as docker does."""
+        flags, inst = self.flags, self.inst
+        contents: list[dict[str, Any]] = []
+        if flags.from_ref is not None:
+            contents.append({"from": sources.key_of(inst, flags.from_ref)})
+        for source in self.sources:
+            remote = inst.is_add and (parse_git_url(source) is not None or is_url(source))
+            if remote:
+                if flags.checksum is None:
+                    return None
+                contents.append({"remote": source, "checksum": flags.checksum})
+            elif flags.from_ref is None:
+                finder = _CopyRun(sources, inst, flags, sources.context.root, "", Target("/", True), CopyOptions())
+                for host, rel in finder.add_sources(source):
+                    digest = tree_digest(host, finder.source_filter(host), sources.file_digests)
+                    contents.append({"source": rel, "digest": digest})
+        heredocs = [[h.name, text.get()] for h, text in zip(inst.heredocs, self.heredoc_texts)]
+        return {"instruction": inst.keyword, "sources": list(self.sources), "dest": self.dest,
+                "flags": self.raw_flags.get(), "workdir": self.workdir, "heredocs": heredocs,
+                "contents": contents}
+
+    def apply(self, step: StepResources) -> StepChanges:
+        """Copy the sources into the upper directory `step.take_upper` gives."""
+        inst, flags, sources, dest = self.inst, self.flags, self.sources, self.dest
+        if not sources and not inst.heredocs:
+            raise DockerfileError(f"{inst.keyword} needs a source and a destination")
+        target = Target(image_path_join(self.workdir, dest), _names_directory(dest) or flags.parents)
+        if len(sources) + len(inst.heredocs) > 1 and not target.is_dir:
+            raise DockerfileError(f"when {inst.keyword} has several sources the destination must be a directory "
+                                  f"ending in /: {dest!r}")
+        upper = step.take_upper()
+        with ExitStack() as stack:
+            source_root = _source_root(step.sources, inst, flags, stack)
+            mounted = stack.enter_context(mounted_step(step.rootfs, step.workspace, upper=upper))
+            options = CopyOptions(owner=_owner(mounted.merged, flags), mode=flags.mode,
+                                  keep_source_owner=flags.from_ref is not None,
+                                  sockets_as_files=flags.from_ref is None)
+            copy = _CopyRun(step.sources, inst, flags, source_root, mounted.merged, target, options)
+            # A wildcard is expanded after .dockerignore and its matches are copied as BuildKit copies them: one
+            # file to the file `dest`, several archives all extracted into `dest`. Only several sources written
+            # out need a directory destination (docker's documented rule, checked above).
+            for source in sources:
+                copy.add(source)
+            for heredoc, text in zip(inst.heredocs, self.heredoc_texts):
+                copy.write_heredoc(heredoc, text.get())
+        shown = " ".join([*sources, *(f"<<{h.name}" for h in inst.heredocs)])
+        return StepChanges(upper, f"{inst.keyword} {shown} {dest} # dockyard")
+
+
+def resolve_copy(inst: ins.Copy, state: StageState) -> CopyOp:
+    """The COPY/ADD as the current stage state makes it."""
+    flags = _read_flags(inst, state)
+    sources, dest = _operands(inst, state)
+    texts = tuple(Expanded.of(partial(_heredoc_text, inst, heredoc, state)) for heredoc in inst.heredocs)
+    raw_flags = Expanded.of(lambda: sorted([name, state.expand(inst, value) if value is not None else None]
+                                           for name, value in inst.flags))
+    return CopyOp(inst, flags, tuple(sources), dest, state.workdir, texts, raw_flags)
+
+
+def _heredoc_text(inst: ins.Copy, heredoc: ins.Heredoc, state: StageState) -> str:
+    return heredoc_content(heredoc, lambda ref: state.expand(inst, ref))
 
 
 def _names_directory(dest: str) -> bool:
-    return dest.endswith("/") or dest in ("", ".", "..") or dest.endswith(("/.", "/.."))
+    return dest.endswith(("/", "/.", "/..")) or dest in ("", ".", "..")
 
 
-def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
+def _read_flags(inst: ins.Copy, state: StageState) -> CopyFlags:
     def value(name: str) -> str | None:
         raw = inst.flag(name)
-        return None if raw is None else executor.expand(inst, raw)
+        return None if raw is None else state.expand(inst, raw)
 
     if not inst.is_add and (inst.flag("checksum") is not None or inst.flag("keep-git-dir") is not None):
         raise DockerfileError("--checksum and --keep-git-dir are ADD flags", hint="use ADD for remote sources")
@@ -127,7 +180,7 @@ def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
         mode = parse_chmod(chmod) if chmod else None
     except ValueError as exc:
         raise DockerfileError(str(exc)) from None
-    excludes = [executor.expand(inst, p) for p in inst.flag_values("exclude")]
+    excludes = [state.expand(inst, p) for p in inst.flag_values("exclude")]
     checksum = value("checksum")
     return CopyFlags(from_ref=value("from"), chown=value("chown") or None, mode=mode,
                      excludes=PatternMatcher(excludes), parents=value("parents") == "true",
@@ -135,19 +188,19 @@ def _read_flags(executor: StageExecutor, inst: ins.Copy) -> CopyFlags:
                      unpack=None if unpack is None else unpack == "true")
 
 
-def _operands(executor: StageExecutor, inst: ins.Copy) -> tuple[list[str], str]:
+def _operands(inst: ins.Copy, state: StageState) -> tuple[list[str], str]:
     if inst.json_form:
-        return [executor.expand(inst, s) for s in inst.sources], executor.expand(inst, inst.dest)
+        return [state.expand(inst, s) for s in inst.sources], state.expand(inst, inst.dest)
     # The destination is one word even when it expands to nothing (BuildKit: an empty destination is the
     # WORKDIR, as a directory), or to something with spaces.
-    words = [w for text in inst.sources for w in executor.expand_words(inst, text)]
-    return words, executor.expand(inst, inst.dest)
+    words = [w for text in inst.sources for w in state.expand_words(inst, text)]
+    return words, state.expand(inst, inst.dest)
 
 
-def _source_root(executor: StageExecutor, inst: ins.Copy, flags: CopyFlags, stack: ExitStack) -> str:
+def _source_root(sources: StageSources, inst: ins.Copy, flags: CopyFlags, stack: ExitStack) -> str:
     if flags.from_ref is None:
-        return executor.s.context.root
-    return executor.source_root(inst, flags.from_ref, "--from", stack)
+        return sources.context.root
+    return sources.root(inst, flags.from_ref, "--from", stack)
 
 
 def _owner(root: str, flags: CopyFlags) -> tuple[int, int] | None:
@@ -163,9 +216,9 @@ def _owner(root: str, flags: CopyFlags) -> tuple[int, int] | None:
 class _CopyRun:
     """One COPY/ADD's sources going into the image root."""
 
-    def __init__(self, executor: StageExecutor, inst: ins.Copy, flags: CopyFlags, source_root: str, root: str,
-                 target: Target, options: CopyOptions):
-        self.executor = executor
+    def __init__(self, sources: StageSources, inst: ins.Copy, flags: CopyFlags, source_root: str, root: str,
+                 target: Target, options: CopyOptions) -> None:
+        self.sources = sources
         self.inst = inst
         self.flags = flags
         self.source_root = source_root
@@ -175,10 +228,10 @@ class _CopyRun:
         self.from_context = flags.from_ref is None
 
     def add(self, source: str) -> None:
-        git = fetch.parse_git_url(source) if self.inst.is_add else None
+        git = parse_git_url(source) if self.inst.is_add else None
         if git is not None:
             self._add_git(git)
-        elif self.inst.is_add and fetch.is_url(source):
+        elif self.inst.is_add and is_url(source):
             self._add_url(source)
         else:
             for host_source, rel in self.add_sources(source):
@@ -192,7 +245,7 @@ class _CopyRun:
         return self._find(source)
 
     def source_filter(self, host_source: str) -> SourceFilter:
-        return self._copier(host_source).filter
+        return self._filter(host_source)
 
     # --- local sources (context, stage, image) -----------------------------------------------------------
     def _find(self, source: str) -> list[tuple[str, str]]:
@@ -202,7 +255,7 @@ class _CopyRun:
         if self.flags.parents and "/./" in "/" + source:
             base_rel, _, pattern = ("/" + source).partition("/./")
             pattern = clean(pattern)
-        visible = (lambda p: True) if not self.from_context else ContextPresence(self.executor.s.context).present
+        visible = (lambda p: True) if not self.from_context else ContextPresence(self.sources.context).present
         wildcard = has_wildcard(base_rel) or has_wildcard(pattern)
         # --parents: the part before the pivot may hold wildcards too, and `**` spans directories (BuildKit
         # matches --parents sources as include patterns).
@@ -236,19 +289,22 @@ class _CopyRun:
 
     def _not_found(self, source: str) -> None:
         where = f"stage {self.flags.from_ref!r}" if self.flags.from_ref else \
-            f"the build context ({self.executor.s.context.root})"
-        named = self.executor.named_context(self.flags.from_ref) if self.flags.from_ref else None
+            f"the build context ({self.sources.context.root})"
+        named = self.sources.named_context(self.flags.from_ref) if self.flags.from_ref else None
         if named is not None:
             where = f"the named context {named.name!r} ({named.describe()})"
         hint = "check the path (it is relative to the context)"
-        if self.from_context and self.executor.s.context.ignore:
+        if self.from_context and self.sources.context.ignore:
             hint += "; is it excluded by .dockerignore?"
         raise ContextError(f"{self.inst.keyword} source {source!r} not found in {where}", hint=hint)
 
     def _copier(self, base: str, *, ignore_file: bool = True) -> Copier:
         """A copier for the tree at base: --exclude relative to it, .dockerignore for context sources."""
-        context = self.executor.s.context if self.from_context and ignore_file else None
-        return Copier(self.root, self.options, SourceFilter(context, self.flags.excludes, base))
+        return Copier(self.root, self.options, self._filter(base, ignore_file=ignore_file))
+
+    def _filter(self, base: str, *, ignore_file: bool = True) -> SourceFilter:
+        context = self.sources.context if self.from_context and ignore_file else None
+        return SourceFilter(context, self.flags.excludes, base)
 
     def _copy_local(self, host_source: str, rel: str) -> None:
         target = self.target
@@ -297,9 +353,8 @@ class _CopyRun:
             copier.copy(host_file, resolve_in_root(self.root, target.path, follow_final=False))
 
     # --- heredocs ------------------------------------------------------------------------------------------
-    def write_heredoc(self, heredoc: ins.Heredoc) -> None:
-        """`COPY <<NAME dest`: a 0644 file named NAME (or dest itself) with the heredoc's text."""
-        text = heredoc_content(heredoc, lambda ref: self.executor.expand(self.inst, ref))
+    def write_heredoc(self, heredoc: ins.Heredoc, text: str) -> None:
+        """`COPY <<NAME dest`: a 0644 file named NAME (or dest itself) with the heredoc's `text`."""
         with self._staging() as staging:
             path = os.path.join(staging, posixpath.basename(heredoc.name) or "heredoc")
             write_file(io.BytesIO(text.encode()), path)
@@ -308,10 +363,10 @@ class _CopyRun:
 
     # --- remote sources --------------------------------------------------------------------------------------
     def _add_url(self, url: str) -> None:
-        name = fetch.url_file_name(url)
+        name = url_file_name(url)
         with self._staging() as staging:
             path = os.path.join(staging, name)
-            mtime = fetch.download(url, path, self.flags.checksum)
+            mtime = download(url, path, self.flags.checksum)
             os.chmod(path, DOWNLOAD_MODE)
             if mtime is not None:
                 os.utime(path, (mtime, mtime))
@@ -321,22 +376,22 @@ class _CopyRun:
                 return
             self._place(Copier(self.root, self.options), path, name, self.target)
 
-    def _add_git(self, git: fetch.GitRef) -> None:
+    def _add_git(self, git: GitRef) -> None:
         with self._staging() as staging:
-            checkout = fetch.clone(git, os.path.join(staging, "checkout"), self.flags.keep_git_dir,
+            checkout = clone(git, os.path.join(staging, "checkout"), self.flags.keep_git_dir,
                                    self.flags.checksum)
             copier = self._copier(checkout, ignore_file=False)  # .dockerignore is about the context only
             copier.copy_dir_contents(checkout, copier.ensure_dir(self.target.path))
 
-    def _staging(self):
-        return _StagingDir(self.executor.s.workspace.new_file_dir())
+    def _staging(self) -> _StagingDir:
+        return _StagingDir(self.sources.workspace.new_file_dir())
 
 
-def _doublestar_matches(base: str, pattern: str, visible) -> list[str]:
+def _doublestar_matches(base: str, pattern: str, visible: Callable[[str], bool]) -> list[str]:
     """Paths under base (relative to it) that a pattern with `**` names, topmost first: what a matched
     directory holds comes with it. Symlinks are not followed on the way down."""
     regex = PatternMatcher([pattern]).patterns[0].regex
-    matches = []
+    matches: list[str] = []
     for top, dirs, files in os.walk(base):
         rel_top = os.path.relpath(top, base)
         kept = []
@@ -352,82 +407,14 @@ def _doublestar_matches(base: str, pattern: str, visible) -> list[str]:
     return matches
 
 
-class ContextPresence:
-    """Whether a context path is there for COPY once .dockerignore has been applied (BuildKit receives the
-    context already filtered, and expands wildcards in what it received): a path not ignored, or an ignored
-    directory that holds something an exception re-includes (it is sent as that thing's parent)."""
-
-    def __init__(self, context: BuildContext):
-        self.context = context
-
-    def present(self, host_path: str) -> bool:
-        if self.context.visible(host_path):
-            return True
-        if not os.path.isdir(host_path) or os.path.islink(host_path) or not self.context.walk_into(host_path):
-            return False
-        try:
-            entries = list(os.scandir(host_path))
-        except OSError:
-            return False
-        return any(self.present(entry.path) for entry in entries)
-
-
 class _StagingDir:
     """A scratch directory in the build's workspace, removed when the source has been copied."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str) -> None:
         self.path = path
 
     def __enter__(self) -> str:
         return self.path
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def copy_cache_inputs(executor: StageExecutor, inst: ins.Copy) -> dict | None:
-    """What a COPY/ADD reads, for its cache key: its expanded operands and flags, and the content of its sources
-    (context files after .dockerignore and --exclude, by content; a stage by its key; an image by its digest).
-    None when it cannot be known without doing the step: ADD of a URL or git repository without --checksum is
-    fetched again on every build, as docker does."""
-    flags = _read_flags(executor, inst)
-    sources, dest = _operands(executor, inst)
-    contents: list = []
-    if flags.from_ref is not None:
-        contents.append({"from": _from_key(executor, inst, flags.from_ref)})
-    for source in sources:
-        remote = inst.is_add and (fetch.parse_git_url(source) is not None or fetch.is_url(source))
-        if remote:
-            if flags.checksum is None:
-                return None
-            contents.append({"remote": source, "checksum": flags.checksum})
-        elif flags.from_ref is None:
-            finder = _CopyRun(executor, inst, flags, executor.s.context.root, "", Target("/", True), CopyOptions())
-            for host, rel in finder.add_sources(source):
-                digest = tree_digest(host, finder.source_filter(host), executor.s.file_digests)
-                contents.append({"source": rel, "digest": digest})
-    heredocs = [[h.name, heredoc_content(h, lambda ref: executor.expand(inst, ref))] for h in inst.heredocs]
-    raw_flags = sorted([name, executor.expand(inst, value) if value is not None else None]
-                       for name, value in inst.flags)
-    return {"instruction": inst.keyword, "sources": sources, "dest": dest, "flags": raw_flags,
-            "workdir": executor.image.container_config.get("WorkingDir") or "/", "heredocs": heredocs,
-            "contents": contents}
-
-
-def _from_key(executor: StageExecutor, inst: ins.Instruction, ref: str) -> str:
-    """A --from source for a cache key: a stage's final key, a named context's digest (a tree's content or an
-    image's manifest), or an image's manifest digest. A stage that is not built yet gets a placeholder: the
-    step misses and reports the error when it runs."""
-    stage = executor.stage_named(ref)
-    if stage is None and ref.isdigit():
-        return f"unknown stage {ref}"
-    if stage is not None:
-        result = executor.stages.get(stage.index)
-        return result.key if result is not None and stage.index < executor.stage.index else f"stage {ref} not built"
-    context = executor.named_context(ref)
-    if context is not None:
-        assert executor.s.named_contexts is not None
-        return f"context {executor.s.named_contexts.digest(context)}"
-    if executor.s.image_digest is None:
-        raise DockerfileError(f"--from={ref}: no such stage")
-    return executor.s.image_digest(ref, inst)
