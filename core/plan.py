@@ -110,19 +110,20 @@ def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[s
         if not image:
             raise DockerfileError("FROM names no image (did a build arg expand to nothing?)",
                                   location=stage.base.location)
-        platform = expand(stage.base, stage.base.platform) if stage.base.platform else None
+        stage_platform = expand(stage.base, stage.base.platform) if stage.base.platform else None
         for inst in stage.instructions:  # every stage, as BuildKit, not only the ones the target needs
-            if isinstance(inst, ins.Copy) and inst.flag("from") is not None:
-                _check_from_is_literal(expander, inst, inst.flag("from"))
+            copy_from = inst.flag("from") if isinstance(inst, ins.Copy) else None
+            if copy_from is not None:
+                _check_from_is_literal(expander, inst, copy_from)
         own_context = contexts.lookup(stage.name) if stage.name else None
         base_stage = names.get(image.lower())
         context = contexts.lookup(image) if own_context is None and base_stage is None else None
         if own_context is not None:
-            plans.append(StagePlan(stage, None, None, platform, base_context=own_context.name, replaced=True))
+            plans.append(StagePlan(stage, None, None, stage_platform, base_context=own_context.name, replaced=True))
         elif context is not None:
-            plans.append(StagePlan(stage, None, None, platform, base_context=context.name))
+            plans.append(StagePlan(stage, None, None, stage_platform, base_context=context.name))
         else:
-            plans.append(StagePlan(stage, base_stage, None if base_stage is not None else image, platform))
+            plans.append(StagePlan(stage, base_stage, None if base_stage is not None else image, stage_platform))
         if stage.name:
             names[stage.name] = stage.index
 
@@ -154,7 +155,8 @@ def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[s
 def _from_refs(inst: ins.Instruction) -> list[str]:
     """The stages/images an instruction reads: COPY --from, RUN --mount from=."""
     if isinstance(inst, ins.Copy):
-        return [inst.flag("from")] if inst.flag("from") is not None else []
+        copy_from = inst.flag("from")
+        return [copy_from] if copy_from is not None else []
     return mount_from_refs(inst) if isinstance(inst, ins.Run) else []
 
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 import dockyard
 import dockyard.errors
@@ -173,8 +172,6 @@ def test_the_import_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
     assert set(imported_modules(known["dockyard.pkg.sibling"], known)) == {"dockyard.pkg.leaf", "dockyard.pkg"}
 
 
-@pytest.mark.xfail(strict=False, reason="the leaf packages' cycles (rootfs, dockerfile, registry, isolation) are "
-                                        "being broken on another branch")
 def test_no_import_cycles_in_core() -> None:
     cycles = import_cycles()
     assert not cycles, "import cycles in core/ (each line: the modules of one cycle):\n" + "\n".join(
@@ -240,8 +237,6 @@ def test_the_private_name_reader_finds_what_it_should(tmp_path: Path) -> None:
     assert found == ["from dockyard.other import _hidden", "thing._secret", "thing.part._inner"]
 
 
-@pytest.mark.xfail(strict=False, reason="modules of other areas still reach into each other's private names; "
-                                        "they are being fixed on their branches")
 def test_no_module_uses_another_modules_private_names() -> None:
     offenders = [use for directory in (CORE, INTEGRATIONS) for module in modules(directory).values()
                  for use in private_uses(module)]
@@ -286,7 +281,6 @@ def test_the_adapter_import_reader_tells_public_from_internal(tmp_path: Path) ->
                              "from dockyard.progress import format_size", "import dockyard.builder"]
 
 
-@pytest.mark.xfail(strict=False, reason="the adapters are being moved onto the public API on another branch")
 def test_adapters_import_only_dockyards_public_names() -> None:
     offenders = [use for module in modules(INTEGRATIONS).values() for use in adapter_imports_of_internals(module)]
     assert not offenders, "adapters importing dockyard's internals:\n" + "\n".join(offenders)
