@@ -284,3 +284,14 @@ def test_the_adapter_import_reader_tells_public_from_internal(tmp_path: Path) ->
 def test_adapters_import_only_dockyards_public_names() -> None:
     offenders = [use for module in modules(INTEGRATIONS).values() for use in adapter_imports_of_internals(module)]
     assert not offenders, "adapters importing dockyard's internals:\n" + "\n".join(offenders)
+
+
+def test_every_package_directory_is_installed() -> None:
+    """pyproject.toml lists the packages a regular install (the GitHub Action's, the builder image's) ships; a
+    package directory missing there works in the editable install of the tests and breaks every real one."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    # A directory of modules is a package (one without __init__.py is a namespace package, installed as well).
+    on_disk = {module.package for directory in PACKAGES for module in modules(directory).values()}
+    assert on_disk == listed, f"pyproject.toml's packages differ from the package directories: {on_disk ^ listed}"
