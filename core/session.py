@@ -161,7 +161,7 @@ class BuildSession:
         if self.file_digests is not None:
             self.file_digests.load()
         stack.callback(self._cancel_early_uploads)  # after the snapshot thread stops, which may still add layers
-        # One layer at a time is written while the next RUN runs (executor.py _Writing).
+        # One layer at a time is written while the next RUN runs (stage/layer_writing.py).
         self.snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         stack.callback(self.snapshots.shutdown, wait=True)  # before the workspace (the step directories it reads)
         # What the stages of every platform share.
