@@ -194,6 +194,26 @@ def test_adopted_step_directories_are_used_in_place_then_published(tmp_path):
     assert again.exists() and (cache.path(chain) / "file").exists()
 
 
+def test_publishing_waits_for_a_build_unpacking_the_same_layer(tmp_path):
+    """A build unpacking a layer from its blob renames its directory into place under the entry's lock; another
+    build publishing its step's directory of the same layer takes that lock too, so neither finds the name
+    taken between its check and its rename (the unpacking build failed with ENOTEMPTY)."""
+    cache = LayerCache(tmp_path / "layers")
+    step = tmp_path / "work" / "l" / "1"
+    step.mkdir(parents=True)
+    (step / "file").write_text("made by a step")
+    chain = "sha256:" + "d" * 64
+    cache.adopt(str(step), chain)
+    entry_lock = tmp_path / "layers" / "locks" / (cache.path(chain).name + ".lock")
+    with file_lock(entry_lock):  # what `unpacked` holds while it unpacks and renames
+        publishing = threading.Thread(target=cache.publish)
+        publishing.start()
+        publishing.join(timeout=0.5)
+        assert publishing.is_alive() and not cache.path(chain).exists()
+    publishing.join()
+    assert (cache.path(chain) / "file").read_text() == "made by a step"
+
+
 def test_prune_waits_for_no_build_and_busy_is_reported(tmp_path):
     lock = tmp_path / "lock"
     with file_lock(lock, shared=True):

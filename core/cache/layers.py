@@ -140,12 +140,15 @@ class LayerCache:
         for chain, directory in adopted.items():
             final = self.path(chain)
             try:
-                if final.is_dir() or os.stat(directory).st_dev != device:
-                    continue
-                (self.unsynced / final.name).write_text(boot)
-                os.rename(directory, final)
+                # Under the entry's lock, as `unpacked` renames into place: without it a build unpacking the
+                # same layer from its blob found the name taken between its check and its rename.
+                with file_lock(self.locks / (final.name + ".lock")):
+                    if final.is_dir() or os.stat(directory).st_dev != device:
+                        continue
+                    (self.unsynced / final.name).write_text(boot)
+                    os.rename(directory, final)
             except OSError:
-                continue  # e.g. another build renamed its copy into place first (its marker says the same boot)
+                continue  # the cache only saves time: a directory that cannot join it stays out
             self._mark_used(final.name)
 
 
