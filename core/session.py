@@ -13,10 +13,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, NamedTuple, Self, TYPE_CHECKING
 
 from .bases import BaseResolver
 from .cache.digests import FileDigests
@@ -52,8 +51,7 @@ if TYPE_CHECKING:  # imported where used: a build without them does not pay for 
     from .registry.tls import TLSSettings
 
 
-@dataclass(frozen=True)
-class BuiltPlatform:
+class BuiltPlatform(NamedTuple):
     """What building a plan's stages for one platform made: the target's image (not yet finalized), what each
     step did, and the step-cache entries used or made (with their stage's index), for --cache-to."""
 
@@ -304,8 +302,7 @@ class BuildSession:
         return self.early_uploads.finish() if self.early_uploads is not None else frozenset()
 
 
-@dataclass(frozen=True)
-class HostFiles:
+class HostFiles(NamedTuple):
     """Private copies of the host's resolv.conf and hosts for RUN steps (bound read-only); None: the host has none."""
 
     resolv_conf: str | None = None

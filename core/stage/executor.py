@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any, NamedTuple, TYPE_CHECKING
 
 from ..cache.keys import step_key
 from ..cache.store import StepEntry, new_entry
@@ -36,8 +36,7 @@ if TYPE_CHECKING:
 _FILESYSTEM_INSTRUCTIONS = frozenset({"RUN", "COPY", "ADD"})
 
 
-@dataclass(frozen=True)
-class StageInputs:
+class StageInputs(NamedTuple):
     """What every stage of one build shares: the Dockerfile, the ARG values outside the stages, the stages built
     so far (the builder adds each as it finishes), the step counter, and the set where the --build-arg names
     an ARG used are recorded (the builder warns about the others)."""

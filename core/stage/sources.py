@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import NamedTuple, TYPE_CHECKING
 
 from ..cache.digests import FileDigests
 from ..context import BuildContext
@@ -29,8 +29,7 @@ class StageResult:
     key: str = ""
 
 
-@dataclass(frozen=True)
-class StageSources:
+class StageSources(NamedTuple):
     """The sources of one stage's steps. `stages` is the build's own record of finished stages, filled as they
     finish: a stage reads only the ones before it."""
 
@@ -45,7 +44,7 @@ class StageSources:
     # COPY --from=IMAGE / RUN --mount=from=IMAGE in a cache key: that image's manifest digest.
     image_digest: Callable[[str, ins.Instruction], str] | None = None
     # Content digests of context files remembered between builds, for COPY/ADD and bind-mount cache keys.
-    file_digests: FileDigests | None = field(default=None, repr=False)
+    file_digests: FileDigests | None = None
 
     def stage_named(self, ref: str) -> ins.Stage | None:
         """The stage `ref` names, by name or index; None when it names an image. (The plan has already refused

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..dockerfile import instructions as ins
 from ..dockerfile.expand import Expander
@@ -37,8 +37,7 @@ class ArgScope:
         return env
 
 
-@dataclass(frozen=True)
-class PendingWorkdir:
+class PendingWorkdir(NamedTuple):
     """A WORKDIR's directory, made in the next layer the stage makes: as the USER of the time, errors at its line."""
 
     path: str

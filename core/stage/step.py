@@ -5,8 +5,7 @@ commit as the step's layer."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..dockerfile import instructions as ins
 from ..isolation import Runner
@@ -15,8 +14,7 @@ from .mounts import MountSources
 from .sources import StageSources
 
 
-@dataclass(frozen=True)
-class StepResources:
+class StepResources(NamedTuple):
     """For one step: its sources, the stage's root as it is below the step, the runner, RUN --mount's host
     side and the host's resolv.conf and hosts copies. `take_upper` gives the directory the step writes its
     changes in (the pending WORKDIR directories already made there); `log` reports a line of the step's output."""
@@ -35,8 +33,7 @@ class StepResources:
         return self.sources.workspace
 
 
-@dataclass(frozen=True)
-class StepChanges:
+class StepChanges(NamedTuple):
     """A step's changes in `upper`, to become its layer: its history text, and for a RUN, the user it ran as
     (the owner, in the image, of what it made without root)."""
 
