@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported o
     from .events import (BuildFailed, BuildFinished, BuildStarted, Event, Events, ImagePushed, Message, StageStarted,
                          StepFinished, StepLog, StepStarted, TransferFinished, TransferProgress, TransferStarted)
     from .image.model import Platform
-    from .image.reference import Reference, parse_reference
+    from .files import replace_file
+    from .image.reference import Reference, is_loopback_registry, parse_reference
     from .progress import PlainRenderer, format_duration, format_size
     from .registry.credentials import credential_source, read_docker_config
     from .named_contexts import NamedContext, parse_build_context
@@ -48,6 +49,8 @@ _MODULE_OF = {
     "Platform": ".image.model",
     "Reference": ".image.reference",
     "parse_reference": ".image.reference",
+    "is_loopback_registry": ".image.reference",
+    "replace_file": ".files",
     **dict.fromkeys(["PlainRenderer", "format_duration", "format_size"], ".progress"),
     **dict.fromkeys(["credential_source", "read_docker_config"], ".registry.credentials"),
     **dict.fromkeys(["Event", "Events", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished",
@@ -68,7 +71,9 @@ __all__ = [
     # what a build makes, and what the checks find
     "BuildResult", "Finding", "Severity",
     # images
-    "Platform", "Reference", "parse_reference",
+    "Platform", "Reference", "parse_reference", "is_loopback_registry",
+    # a result file written whole or not at all (the CI adapters' reports)
+    "replace_file",
     # registry credentials as a build finds them (for a CI job's own login)
     "credential_source", "read_docker_config",
     # events rendered as `--progress plain` writes them

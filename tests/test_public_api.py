@@ -25,7 +25,7 @@ ERRORS = ["DockyardError", "UsageError", "DockerfileError", "ContextError", "Ste
 VALUE_TYPES = ["BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource", "NamedContext",
                "BuildResult", "Finding", "Platform", "Reference", "SourceLocation"]
 FUNCTIONS = ["build", "check", "parse_reference", "parse_build_context", "credential_source", "read_docker_config",
-             "format_duration", "format_size"]
+             "format_duration", "format_size", "is_loopback_registry", "replace_file"]
 
 
 def test_every_public_name_resolves_and_is_listed_once() -> None:

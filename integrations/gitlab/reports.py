@@ -3,28 +3,18 @@ the dotenv report that hands the image to later jobs, and the annotations report
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from pathlib import Path
 
+from dockyard import is_loopback_registry, replace_file
 from dockyard.errors import OutputError
-
-from ..common.files import replace_file
 
 # GitLab's rules for artifacts:reports:dotenv: KEY=value lines, keys of letters, digits and '_', values without
 # whitespace (no quoting is understood), and the whole file at most 5 KB.
 DOTENV_LIMIT = 5 * 1024
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-
-def is_loopback(registry: str) -> bool:
-    """A registry on this machine (localhost, 127.0.0.0/8, ::1), which dockyard reaches over plain HTTP."""
-    host = registry.partition("]")[0].lstrip("[") if registry.startswith("[") else registry.partition(":")[0]
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def dotenv_text(values: dict[str, str], optional: dict[str, str] | None = None) -> str:
@@ -57,7 +47,7 @@ def image_link(repository: str, digest: str, *, registry_image: str, project_url
                                            repository.startswith(registry_image + "/")):
         return f"{project_url}/container_registry"
     host, _, path = repository.partition("/")
-    scheme = "http" if is_loopback(host) else "https"  # as dockyard reaches it
+    scheme = "http" if is_loopback_registry(host) else "https"  # as dockyard reaches it
     return f"{scheme}://{host}/v2/{path}/manifests/{digest}"
 
 
@@ -70,6 +60,7 @@ def annotations_report(repository: str, digest: str, tags: list[str], *, link: s
 
 def write(path: Path, text: str) -> None:
     try:
-        replace_file(path, text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, text.encode())
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror}", subject=str(path)) from None
