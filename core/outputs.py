@@ -4,10 +4,10 @@ OCI layout or a docker tarball, its build cache exported (--cache-to), and the r
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NamedTuple, TYPE_CHECKING
 
 from .cache.store import StepEntry
 from .errors import AuthenticationError, DockyardError, OutputError, RegistryError
@@ -23,6 +23,7 @@ from .result import BuildResult
 
 if TYPE_CHECKING:  # imported where used: a build without them does not pay for their import
     from .cache.remote import RemoteCache
+    from .image.index import ImageIndex
     from .registry.client import RegistryClient
 
 # Docker's layer media types become their OCI twins when written into an OCI manifest (same bytes).
@@ -81,6 +82,15 @@ class CachedLayers:
                 self._client().fetch_blob(source, layer.digest, self._store, size=layer.size)
 
 
+class Written(NamedTuple):
+    """What `OutputWriter.write` wrote: the digest (the index's for an index, else the manifest's), the refs
+    pushed to, and the image index when there is one."""
+
+    digest: str
+    pushed: list[str]
+    index: ImageIndex | None
+
+
 class OutputWriter:
     """Writes a build's finished image where the options say, then its cache exports and result files."""
 
@@ -92,11 +102,16 @@ class OutputWriter:
         self._store = store
         self._cached_layers = cached_layers
 
-    def write(self, image: Image, tags: tuple[str, ...], uploaded: frozenset[str]) -> list[str]:
+    def write(self, images: Sequence[Image], tags: tuple[str, ...], uploaded: frozenset[str]) -> Written:
         """Pushes (the layers in `uploaded` are already there) and writes the --output's; returns the refs
         pushed to."""
         pushed: list[str] = []
         opts = self.options
+        # Until the image index is written: one platform's image, or several with nothing to write.
+        if len(images) > 1 and (opts.wants_push or opts.outputs):
+            raise OutputError("writing the image index of several platforms is not supported yet",
+                              hint="build one --platform at a time")
+        image = images[0]
         refs = [parse_reference(t) for t in tags]
         # Layers of registry cache hits: mounted into the pushed repositories when they are all on the cache's
         # registry and nothing else is written, else downloaded now.
@@ -124,7 +139,7 @@ class OutputWriter:
         if not opts.wants_push and not opts.outputs:
             self.events.warning("no output requested: the image was built but is only kept in dockyard's blob "
                                 "store; use --push or --output type=oci,dest=DIR")
-        return pushed
+        return Written(image.digest, pushed, None)
 
     def export_caches(self, plan: BuildPlan, entries: list[tuple[int, StepEntry]], pushed: list[str]) -> None:
         """--cache-to: the steps of the final image (mode=min) or of every stage (max) to each cache ref. A

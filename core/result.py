@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from .stage.services import StepRecord
 from .image.model import Image
+
+if TYPE_CHECKING:
+    from .image.index import ImageIndex
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,8 @@ class BuildResult:
     pushed: tuple[str, ...] = ()
     duration: float = 0.0
     warnings: tuple[str, ...] = field(default=())
+    images: tuple[Image, ...] = ()  # one per platform, in --platform order (`image` is the first)
+    index: ImageIndex | None = None  # the image index of a build of several platforms
 
     @property
     def config_digest(self) -> str:
