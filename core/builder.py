@@ -20,7 +20,7 @@ from .image.reference import parse_reference
 from .isolation import Runner
 from .named_contexts import NamedContexts
 from .options import EPOCH_ARG, BuildOptions, check_compression, parse_platforms
-from .outputs import finalize
+from .outputs import check_outputs, finalize
 from .plan import BuildPlan, make_plan, run_platforms
 from .result import BuildResult
 from .session import BuildSession, BuiltPlatform, StepNumbers
@@ -81,7 +81,7 @@ def plan_build(options: BuildOptions, contexts: NamedContexts, events: Events) -
     platforms = tuple(parse_platform(text) for text in parse_platforms(given))
     check_context(options.context)
     check_compression(options.compression, options.compression_level)
-    tags = check_tags(options)
+    tags = check_tags(options, platforms)
     dockerfile_path = options.dockerfile_path
     dockerfile = load_dockerfile(dockerfile_path, display_path(dockerfile_path))
     build_args = build_args_with_epoch(options)
@@ -96,13 +96,12 @@ def plan_build(options: BuildOptions, contexts: NamedContexts, events: Events) -
     return PlannedBuild(plans, platforms, tags, build_args, used_args)
 
 
-def check_tags(options: BuildOptions) -> tuple[str, ...]:
-    """The --tag's, each a valid reference; --push needs one."""
+def check_tags(options: BuildOptions, platforms: tuple[Platform, ...]) -> tuple[str, ...]:
+    """The --tag's, each a valid reference; the outputs able to hold the images of `platforms` (a push has
+    somewhere to go; a docker tarball holds one platform)."""
     for tag in options.tags:
         parse_reference(tag)  # raises UsageError naming the bad tag
-    if options.wants_push and not options.tags:
-        raise UsageError("--push needs at least one --tag naming where to push",
-                         hint="e.g. -t registry.example.com/team/app:1.0")
+    check_outputs(options, platforms)
     return tuple(options.tags)
 
 
@@ -128,8 +127,9 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
         if unused:
             warnings.append(f"build arguments were not consumed by any ARG: {', '.join(unused)}")
             events.warning(warnings[-1])
-        result = BuildResult(digest=written.digest, image=images[0], images=tuple(images), index=written.index,
-                             tags=planned.tags, steps=tuple(step for b in built for step in b.steps),
+        # The images as written (Docker media types when asked); `image` is the first platform's.
+        result = BuildResult(digest=written.digest, image=written.images[0], images=written.images,
+                             index=written.index, tags=planned.tags, steps=tuple(step for b in built for step in b.steps),
                              pushed=tuple(written.pushed), duration=time.monotonic() - started,
                              warnings=tuple(warnings))
         session.outputs.write_result_files(result)
