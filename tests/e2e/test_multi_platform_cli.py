@@ -5,6 +5,7 @@ The plain progress says which platform each step is for, and the RUN's output ap
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -52,8 +53,32 @@ def test_a_platform_list_with_a_bad_entry_is_refused_before_any_work(tmp_path, c
     assert not (tmp_path / "cache").exists()
 
 
-def _skopeo_inspect(ref: str, arch: str, *extra: str) -> dict:
-    done = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--override-os", "linux", "--override-arch",
-                           arch, *extra, f"docker://{ref}"], capture_output=True, text=True, timeout=120)
+def test_two_platforms_pushed_as_one_index_skopeo_reads_for_each(tmp_path, cross_context, registry):
+    ref = f"{registry.host}/multi/cross:1"
+    digest_file = tmp_path / "digest"
+    done = dockyard("build", "--platform", "linux/amd64", "--platform", "linux/arm64", "--push", "-t", ref,
+                    "--progress", "plain", "--digest-file", str(digest_file), "--cache-dir", str(tmp_path / "cache"),
+                    str(cross_context))
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    index = json.loads(raw)
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [(m["platform"]["os"], m["platform"]["architecture"]) for m in index["manifests"]] == [
+        ("linux", "amd64"), ("linux", "arm64")]
+    assert digest_file.read_text().strip() == "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    for arch in ("amd64", "arm64"):
+        config = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", "--override-os", "linux", "--override-arch", arch, "--config",
+             f"docker://{ref}"], capture_output=True, text=True, timeout=120, check=True).stdout)
+        assert (config["os"], config["architecture"]) == ("linux", arch)
+        # Each platform's filesystem: the one file its target copied from the shared build stage.
+        layout = tmp_path / f"layout-{arch}"
+        subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--override-os", "linux", "--override-arch", arch,
+                        f"docker://{ref}", f"oci:{layout}:x"], capture_output=True, text=True, timeout=120,
+                       check=True)
+        rootfs = tmp_path / f"rootfs-{arch}"
+        subprocess.run(["umoci", "raw", "unpack", "--image", f"{layout}:x", str(rootfs)],
+                       capture_output=True, text=True, timeout=120, check=True)
+        assert sorted(p.name for p in rootfs.iterdir()) == ["arch"]
+        assert (rootfs / "arch").read_text() == f"{arch}\n"
