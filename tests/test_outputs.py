@@ -317,6 +317,25 @@ def test_oci_layout_of_an_index(store, tmp_path):
         assert (tmp_path / "bundle/rootfs/arch").read_bytes() == b"arm64"
 
 
+def test_oci_layout_in_docker_media_types(store, tmp_path):
+    dest = tmp_path / "layout"
+    options = options_for(tmp_path, tags=("app:v1",), outputs=(OutputSpec.parse(f"type=oci,dest={dest},oci-mediatypes=false"),))
+    written = writer_for(options, store).write(two_platforms(store, options), options.tags, frozenset())
+    [entry] = json.loads((dest / "index.json").read_text())["manifests"]
+    assert entry["mediaType"] == DOCKER_MANIFEST_LIST and entry["digest"] == written.digest
+    # Read by hand: skopeo's oci: transport only follows index.json entries of OCI media types (buildx's oci
+    # exporter writes the same Docker-typed entry with oci-mediatypes=false).
+    blobs = dest / "blobs/sha256"
+    listing = json.loads((blobs / written.digest.split(":")[1]).read_bytes())
+    assert listing == written.index.to_json() and listing["mediaType"] == DOCKER_MANIFEST_LIST
+    for entry, image in zip(listing["manifests"], written.images):
+        manifest = json.loads((blobs / entry["digest"].split(":")[1]).read_bytes())
+        assert manifest["mediaType"] == DOCKER_MANIFEST and manifest["config"]["mediaType"] == DOCKER_CONFIG
+        config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_bytes())
+        assert config["architecture"] == entry["platform"]["architecture"] == image.platform.architecture
+        assert all((blobs / layer["digest"].split(":")[1]).exists() for layer in manifest["layers"])
+
+
 def test_index_annotation_makes_one_platform_an_index(registry, store, tmp_path):
     ref = f"{registry.host}/outputs/oneindex:1"
     options = options_for(tmp_path, tags=(ref,), push=True, annotations=parse_annotations(["index:k=v"]))
@@ -418,6 +437,6 @@ def test_output_attributes():
     assert replace(options, tags=("r.example/t:1",)).push_targets == ("r.example/t:1",)
     for text, message in [("type=registry,push-by-digest=maybe", "push-by-digest must be true or false"),
                           ("type=image,name=r.example/a", "type=image without push=true"),
-                          ("type=registry,name=bad@@ref", "invalid --output name")]:
+                          ("type=registry,name=bad@@ref", "name 'bad@@ref'")]:
         with pytest.raises(UsageError, match=message):
             OutputSpec.parse(text)
