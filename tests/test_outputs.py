@@ -200,7 +200,8 @@ def options_for(tmp_path: Path, **kwargs) -> BuildOptions:
 
 def test_one_image_is_written_as_its_manifest_as_before(registry, store, tmp_path):
     ref = f"{registry.host}/outputs/single:1"
-    options = options_for(tmp_path, tags=(ref,), push=True, outputs=(OutputSpec.parse(f"type=oci,dest={tmp_path / 'l'}"),))
+    options = options_for(tmp_path, tags=(ref,), push=True,
+                          outputs=(OutputSpec.parse(f"type=oci,dest={tmp_path / 'l'}"),))
     image = finalize(one_layer_image(store, {"f": b"single"}), options)
     written = writer_for(options, store).write([image], (ref,), frozenset())
     assert written == Written(image.digest, [ref], None, (image,))
@@ -319,7 +320,8 @@ def test_oci_layout_of_an_index(store, tmp_path):
 
 def test_oci_layout_in_docker_media_types(store, tmp_path):
     dest = tmp_path / "layout"
-    options = options_for(tmp_path, tags=("app:v1",), outputs=(OutputSpec.parse(f"type=oci,dest={dest},oci-mediatypes=false"),))
+    options = options_for(tmp_path, tags=("app:v1",),
+                          outputs=(OutputSpec.parse(f"type=oci,dest={dest},oci-mediatypes=false"),))
     written = writer_for(options, store).write(two_platforms(store, options), options.tags, frozenset())
     [entry] = json.loads((dest / "index.json").read_text())["manifests"]
     assert entry["mediaType"] == DOCKER_MANIFEST_LIST and entry["digest"] == written.digest
@@ -348,17 +350,17 @@ def test_index_annotation_makes_one_platform_an_index(registry, store, tmp_path)
 
 def test_outputs_that_cannot_hold_the_build_are_refused_before_it(tmp_path):
     tarball = OutputSpec.parse(f"type=docker,dest={tmp_path / 'x.tar'}")
-    with pytest.raises(UsageError, match="holds the image of one platform.*linux/amd64, linux/arm64"):
+    with pytest.raises(UsageError, match=r"holds the image of one platform.*linux/amd64, linux/arm64"):
         check_outputs(options_for(tmp_path, outputs=(tarball,)), ["linux/amd64", "linux/arm64"])
     check_outputs(options_for(tmp_path, outputs=(tarball,)), ["linux/arm64"])  # one platform: fine
     with pytest.raises(UsageError, match="index annotations"):
         check_outputs(options_for(tmp_path, outputs=(tarball,), annotations=parse_annotations(["index:k=v"])))
 
     docker_push = OutputSpec.parse("type=registry,oci-mediatypes=false")
-    with pytest.raises(UsageError, match="Docker manifest list .* cannot carry annotations"):
+    with pytest.raises(UsageError, match=r"Docker manifest list .* cannot carry annotations"):
         check_outputs(options_for(tmp_path, tags=("r/a:1",), outputs=(docker_push,),
                                   annotations=parse_annotations(["index:k=v"])), ["linux/amd64", "linux/arm64"])
-    with pytest.raises(UsageError, match="Docker manifest .* cannot carry annotations"):
+    with pytest.raises(UsageError, match=r"Docker manifest .* cannot carry annotations"):
         check_outputs(options_for(tmp_path, tags=("r/a:1",), outputs=(docker_push,), annotations=(("k", "v"),)))
     with pytest.raises(UsageError, match="zstd"):
         check_outputs(options_for(tmp_path, tags=("r/a:1",), outputs=(docker_push,), compression="zstd"))
