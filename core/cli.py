@@ -215,7 +215,8 @@ def _add_manifest_commands(sub: SubParsers) -> None:
                     "manifests included. Entries are copied into the target repository when they are elsewhere; "
                     "the tags move last.")
     create.add_argument("sources", metavar="SOURCE", nargs="*",
-                        help="an image or index in a registry: NAME:TAG or NAME@sha256:DIGEST")
+                        help="an image or index in a registry: NAME:TAG, NAME@sha256:DIGEST, or sha256:DIGEST "
+                             "in the first -t's repository")
     create.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
                         help="where to push the index (repeatable)")
     create.add_argument("--append", action="store_true",

@@ -31,7 +31,7 @@ from .image.blobs import BlobStore
 from .image.index import REFERENCE_DIGEST, ImageIndex, descriptor_platform, is_attestation
 from .image.model import (DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX_TYPES, MANIFEST_TYPES,
                           OCI_CONFIG, OCI_INDEX, Descriptor, Platform, sha256_digest)
-from .image.reference import Reference
+from .image.reference import Reference, parse_reference
 from .registry.client import SCHEMA1_TYPES, RegistryClient
 from .registry.copy import copy_manifest, manifest_exists, repository_of
 
@@ -342,6 +342,20 @@ class Created:
     @property
     def digest(self) -> str:
         return self.assembled.digest
+
+
+_BARE_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def source_reference(text: str, targets: Sequence[Reference]) -> Reference:
+    """A SOURCE argument: NAME:TAG, NAME@DIGEST, or a bare `sha256:...` digest of the first target's repository
+    (as imagetools takes it: the matrix jobs pushed by digest to the repository the index goes to)."""
+    if _BARE_DIGEST_RE.match(text):
+        if not targets:
+            raise UsageError(f"source {text} is a bare digest, but there is no -t to say which repository holds it",
+                             hint="write it as NAME@sha256:..., or give the target with -t NAME:TAG")
+        return repository_of(targets[0]).with_digest(text)
+    return parse_reference(text)
 
 
 def check_request(request: CreateRequest) -> None:

@@ -128,8 +128,9 @@ def test_create_from_digests_gives_an_index_skopeo_reads_for_each_platform(regis
     amd64 = push_platform_image(registry.host, "app/two", "amd64", tmp_path / "store")
     arm64 = push_platform_image(registry.host, "app/two", "arm64", tmp_path / "store")
     digest_file = tmp_path / "out" / "digest.txt"
+    # A bare digest is in the first target's repository, as imagetools takes it.
     result = dockyard("manifest", "create", "-t", f"{registry.host}/app/two:1", "--digest-file", str(digest_file),
-                      amd64, arm64)
+                      amd64, digest_of(arm64))
     assert result.returncode == 0, result.stderr
     digest = result.stdout.strip()
     raw = skopeo_raw(f"{registry.host}/app/two:1")
