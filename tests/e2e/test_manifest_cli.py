@@ -312,6 +312,11 @@ def test_a_missing_source_is_named_and_no_tag_is_pushed(registry, tmp_path):
     assert result.returncode == 6, result.stderr
     assert missing in result.stderr and "Traceback" not in result.stderr
     assert requests.head(f"http://{registry.host}/v2/app/missing/manifests/1", timeout=10).status_code == 404
+    # A JSON event stream ends with the failure, as a build's does (CI adapters read it).
+    streamed = dockyard("manifest", "create", "--progress", "json", "-t", f"{registry.host}/app/missing:1", missing)
+    # (the CLI's own error text follows the events)
+    last = json.loads([line for line in streamed.stderr.splitlines() if line.startswith("{")][-1])
+    assert (last["event"], last["exit_code"], last["error"]) == ("build_failed", 6, "RegistryError")
 
 
 def test_two_sources_of_one_platform_are_refused(registry, tmp_path):
