@@ -210,9 +210,9 @@ def _add_manifest_commands(sub: SubParsers) -> None:
     create = actions.add_parser(
         "create", help="assemble images already pushed (by tag or digest) into one index, and push it",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MANIFEST_EXAMPLES,
-        description="Assemble SOURCE images into one image index and push it under every -t. An image manifest "
-                    "becomes one entry (its platform from its config); an index gives all its entries, attestation "
-                    "manifests included. Entries are copied into the target repository when they are elsewhere; "
+        description="Assemble SOURCE images into one image index and push it under every -t. An image manifest\n"
+                    "becomes one entry (its platform from its config); an index gives all its entries, attestation\n"
+                    "manifests included. Entries are copied into the target repository when they are elsewhere;\n"
                     "the tags move last.")
     create.add_argument("sources", metavar="SOURCE", nargs="*",
                         help="an image or index in a registry: NAME:TAG, NAME@sha256:DIGEST, or sha256:DIGEST "
