@@ -26,7 +26,7 @@ from tests.e2e.helpers import dockyard
 from tests.support.fault_proxy import FaultProxy
 from tests.support.images import one_layer_image
 from tests.support.oracle import SKOPEO_TIMEOUT, ToolError, buildah_manifest_index, run_tool
-from tests.support.registry import RegistryServer
+from tests.support.registry import RegistryServer, start_tls_htpasswd_registry
 
 IN_TOTO = "application/vnd.in-toto+json"
 
@@ -364,7 +364,8 @@ def test_no_sources_or_no_target_is_a_usage_error(registry):
 
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory):
-    server = RegistryServer.start(tmp_path_factory.mktemp("manifest-auth-registry"), htpasswd={"ci": "s3cret"})
+    """A typical private registry: HTTPS with a certificate of the test CA, and Basic auth."""
+    server = start_tls_htpasswd_registry(tmp_path_factory.mktemp("manifest-auth-registry"), {"ci": "s3cret"})
     yield server
     server.stop()
 
@@ -378,25 +379,37 @@ def docker_config(tmp_path: Path, host: str, user: str, password: str) -> dict:
             "DOCKER_AUTH_CONFIG": ""}
 
 
-def test_credentials_come_from_the_docker_config_and_bad_ones_exit_7_naming_the_registry(auth_registry, tmp_path):
+def test_credentials_from_the_docker_config_and_the_registry_ca_option_as_for_build(auth_registry, tmp_path):
     from core.registry.credentials import Credentials, CredentialStore, StaticProvider
+    from core.registry.tls import TLSSettings
 
-    client = RegistryClient(credentials=CredentialStore([StaticProvider(auth_registry.host,
-                                                                        Credentials("ci", "s3cret", "test"))]))
-    amd64 = push_platform_image(auth_registry.host, "app/private", "amd64", tmp_path / "store", client=client)
-    arm64 = push_platform_image(auth_registry.host, "app/private", "arm64", tmp_path / "store", client=client)
-    target = f"{auth_registry.host}/app/private:1"
-    good = docker_config(tmp_path / "good", auth_registry.host, "ci", "s3cret")
-    result = dockyard("manifest", "create", "-t", target, amd64, arm64, env=good)
+    host, ca = auth_registry.host, str(auth_registry.ca_path)
+    client = RegistryClient(credentials=CredentialStore([StaticProvider(host, Credentials("ci", "s3cret", "test"))]),
+                            tls=TLSSettings(ca_files=[(host, ca)]))
+    amd64 = push_platform_image(host, "app/private", "amd64", tmp_path / "store", client=client)
+    arm64 = push_platform_image(host, "app/private", "arm64", tmp_path / "store", client=client)
+    target = f"{host}/app/private:1"
+    good = docker_config(tmp_path / "good", host, "ci", "s3cret")
+    result = dockyard("manifest", "create", "--registry-ca", f"{host}={ca}", "-t", target, amd64, arm64, env=good)
     assert result.returncode == 0, result.stderr
-    inspected = dockyard("manifest", "inspect", "--format", "json", target, env=good)
+    inspected = dockyard("manifest", "inspect", "--registry-certificate", f"{host}={ca}", "--format", "json", target,
+                         env=good)
     assert inspected.returncode == 0, inspected.stderr
     assert {e["platform"] for e in json.loads(inspected.stdout)["manifests"]} == {"linux/amd64", "linux/arm64"}
 
-    bad = docker_config(tmp_path / "bad", auth_registry.host, "ci", "wrong-password")
-    result = dockyard("manifest", "create", "-t", target, amd64, env=bad)
+    # Without the CA the loopback registry is spoken to in plain HTTP, as docker does, which it refuses.
+    without_ca = dockyard("manifest", "inspect", target, env=good)
+    assert without_ca.returncode == 6 and "HTTPS" in without_ca.stderr and host in without_ca.stderr
+
+
+def test_bad_credentials_exit_7_naming_the_registry(auth_registry, tmp_path):
+    host, ca = auth_registry.host, str(auth_registry.ca_path)
+    amd64 = f"{host}/app/private@sha256:{'2' * 64}"
+    bad = docker_config(tmp_path / "bad", host, "ci", "wrong-password")
+    result = dockyard("manifest", "create", "--registry-ca", f"{host}={ca}", "-t", f"{host}/app/private:1", amd64,
+                      env=bad)
     assert result.returncode == 7, result.stderr
-    assert auth_registry.host in result.stderr and "wrong-password" not in result.stderr
+    assert host in result.stderr and "wrong-password" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
