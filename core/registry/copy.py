@@ -80,13 +80,14 @@ def copy_blob(client: RegistryClient, source: Reference, target: Reference, blob
     """One blob into `target`'s repository: mounted from `source`'s on the same registry, else streamed through
     the blob store. Foreign layers (`urls`) are not in any registry: the manifest points elsewhere for them."""
     target_repo = repository_of(target)
-    if client.blob_exists(target_repo, blob.digest):
+    if source.registry == target.registry:
+        # upload_blob checks the target first, then mounts from the repository remembered here (and downloads
+        # the blob only if the registry declines the mount).
+        client.remember_source(repository_of(source), blob.digest)
+    elif client.blob_exists(target_repo, blob.digest):
         client.remember_source(target_repo, blob.digest)
         client.events.emit(TransferFinished(digest=blob.digest, skipped="exists"))
         return
-    if source.registry == target.registry:
-        # upload_blob mounts from the repository remembered here, and downloads only if the registry declines.
-        client.remember_source(repository_of(source), blob.digest)
     else:
         client.fetch_blob(repository_of(source), blob.digest, store, blob.size)
     client.upload_blob(target_repo, blob.digest, blob.size, store)

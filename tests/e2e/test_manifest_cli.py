@@ -172,8 +172,16 @@ def test_sources_in_other_repositories_are_copied_with_their_blobs(registry, tmp
     amd64 = push_platform_image(registry.host, "src/amd64", "amd64", tmp_path / "store")
     arm64 = push_platform_image(registry.host, "src/arm64", "arm64", tmp_path / "store")
     result = dockyard("manifest", "create", "-t", f"{registry.host}/app/merged:1", "-t",
-                      f"{registry.host}/app/merged-too:1", "--progress", "plain", amd64, arm64)
+                      f"{registry.host}/app/merged-too:1", "--progress", "json", amd64, arm64)
     assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    # Within one registry every blob is mounted: no byte of a layer is uploaded.
+    assert not [e for e in events if e["event"] == "transfer_started" and e["direction"] == "push"]
+    mounted = [e["digest"] for e in events if e["event"] == "transfer_finished" and e["skipped"] == "mounted"]
+    for layer in layer_digests(amd64) + layer_digests(arm64):
+        assert mounted.count(layer) == 2  # into each target repository
+    pushed = [e["reference"] for e in events if e["event"] == "image_pushed"]
+    assert pushed[-2:] == [f"{registry.host}/app/merged:1", f"{registry.host}/app/merged-too:1"]
     for repo in ("app/merged", "app/merged-too"):
         for source in (amd64, arm64):
             entry = f"{registry.host}/{repo}@{digest_of(source)}"
