@@ -30,7 +30,7 @@ from tests.support.sbom_images import (BUSYBOX_CREATED_BY, UPGRADED_OPENSSL, Lay
                                        debian_image_layers, distroless_layers, dpkg_query, rpm_database,
                                        status_text, upgraded_status, write_layout)
 
-CREATED = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+CREATED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 def catalog_of(tmp_path, layers, name="test"):
@@ -75,7 +75,7 @@ def test_the_deb_list_is_what_dpkg_query_reads_from_the_same_status(debian, tmp_
 def test_each_package_names_the_layer_that_brought_it_in(debian):
     debs, pys = by_name(debian, "deb"), by_name(debian, "pypi")
     layers = debian.layers
-    assert [l.index for l in layers] == [0, 1, 2, 3]
+    assert [l.position for l in layers] == [0, 1, 2, 3]
     assert layers[0].created_by == BUSYBOX_CREATED_BY
     # Rewritten in layer 4 but unchanged: still layer 2's. Upgraded in layer 4: layer 4's.
     assert debs["base-files"].layer == layers[1] and debs["zlib1g"].layer == layers[1]
@@ -134,7 +134,7 @@ def test_alpine_installed_database(tmp_path):
     assert result.distro.id == "alpine" and result.distro.version_id == "3.20.3"
     assert apks["busybox"].purl == "pkg:apk/alpine/busybox@1.36.1-r29?arch=x86_64&distro=alpine-3.20"
     assert apks["ssl_client"].purl.endswith("&upstream=busybox")  # its origin
-    assert apks["zlib"].licenses == ("Zlib",) and apks["zlib"].layer.index == 1
+    assert apks["zlib"].licenses == ("Zlib",) and apks["zlib"].layer.position == 1
 
 
 def test_rpm_sqlite_database(tmp_path):
@@ -169,7 +169,7 @@ def test_a_package_removed_then_added_again_belongs_to_the_later_layer(tmp_path)
         layer.file("var/lib/dpkg/status", status_text({k: stanzas[k] for k in keep}))
         layers.append((layer.finish(), f"status with {' '.join(keep)}"))
     debs = by_name(catalog_of(tmp_path, layers), "deb")
-    assert debs["base-files"].layer.index == 0 and debs["bash"].layer.index == 2
+    assert debs["base-files"].layer.position == 0 and debs["bash"].layer.position == 2
 
 
 def test_a_corrupt_layer_is_a_layer_error(tmp_path):

@@ -68,7 +68,7 @@ def table(result: Catalog) -> str:
     """NAME VERSION TYPE LAYER, as syft's table lists packages (plus the layer that added each)."""
     rows = [("NAME", "VERSION", "TYPE", "LAYER")]
     for package in result.packages:
-        layer = f"{package.layer.index + 1} {package.layer.digest[7:19]}" if package.layer is not None else ""
+        layer = f"{package.layer.position + 1} {package.layer.digest[7:19]}" if package.layer is not None else ""
         rows.append((package.name, package.version, package.kind, layer))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]

@@ -71,7 +71,7 @@ def _component(package: Package) -> dict[str, Any]:
     if package.layer is not None:
         properties += [{"name": "dockyard:layer:digest", "value": package.layer.digest},
                        {"name": "dockyard:layer:diff_id", "value": package.layer.diff_id},
-                       {"name": "dockyard:layer:index", "value": str(package.layer.index)}]
+                       {"name": "dockyard:layer:index", "value": str(package.layer.position)}]
         if package.layer.created_by:
             properties.append({"name": "dockyard:layer:created_by", "value": package.layer.created_by})
     component["properties"] = properties

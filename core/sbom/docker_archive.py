@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 import tarfile
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..errors import ContextError
 from ..image.model import OCI_LAYER, Descriptor, Image, Layer
@@ -84,7 +84,7 @@ class DockerArchive:
         member = self._tar.extractfile(name) if name is not None else None
         if member is None:
             raise FileNotFoundError(digest)
-        return member
+        return cast(BinaryIO, member)
 
 
 def _choose(entries: list[Any], tag: str | None, path: str) -> dict[str, Any]:

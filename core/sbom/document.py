@@ -27,12 +27,12 @@ def creation_time(environ: Mapping[str, str]) -> dt.datetime:
     if epoch:
         from ..options import parse_source_date_epoch
 
-        return dt.datetime.fromtimestamp(parse_source_date_epoch(epoch, "the environment"), dt.timezone.utc)
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        return dt.datetime.fromtimestamp(parse_source_date_epoch(epoch, "the environment"), dt.UTC)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def timestamp(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def document_uuid(catalog: Catalog, document_format: str) -> uuid.UUID:

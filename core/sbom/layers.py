@@ -29,10 +29,10 @@ class BlobSource(Protocol):
 
 
 class LayerInfo(NamedTuple):
-    """A layer as an SBOM names it: its position (0 = bottom), blob digest, diff_id and the instruction that
+    """A layer as an SBOM names it: its position (0 = the bottom layer), blob digest, diff_id and the instruction that
     made it (the matching non-empty history entry's created_by, '' when the history does not say)."""
 
-    index: int
+    position: int
     digest: str
     diff_id: str
     created_by: str
@@ -119,13 +119,13 @@ def walk_layers(image: Image, blobs: BlobSource, wanted: Callable[[str], bool]) 
 
 def _apply(layer: Layer, info: LayerInfo, blobs: BlobSource, wanted: Callable[[str], bool], view: _View) -> set[str]:
     changed: set[str] = set()
-    name_of_layer = f"layer {info.index + 1} ({layer.digest})"
+    name_of_layer = f"layer {info.position + 1} ({layer.digest})"
     try:
         with blobs.open(layer.digest) as raw:
             archive = tarfile.open(fileobj=open_decompressed(raw), mode="r|", errorlevel=2)
             try:
                 for member in archive:
-                    _apply_member(archive, member, info.index, wanted, view, changed)
+                    _apply_member(archive, member, info.position, wanted, view, changed)
             finally:
                 archive.close()
     except FileNotFoundError:
@@ -163,9 +163,9 @@ def _apply_member(archive: tarfile.TarFile, member: tarfile.TarInfo, layer: int,
         view.put(name, ImageFile(source.read() if source is not None else b"", None, layer))
         changed.add(name)
     elif member.islnk():
-        target = view.files.get(clean(member.linkname))
-        if target is not None:
-            view.put(name, ImageFile(target.data, target.link, layer))
+        linked = view.files.get(clean(member.linkname))
+        if linked is not None:
+            view.put(name, ImageFile(linked.data, linked.link, layer))
             changed.add(name)
 
 

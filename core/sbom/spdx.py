@@ -113,7 +113,7 @@ def _package(package: Package, when: str, annotator: str) -> dict[str, Any]:
         layer = package.layer
         entry["annotations"] = [{
             "annotationDate": when, "annotationType": "OTHER", "annotator": annotator,
-            "comment": f"layer={layer.digest}; diff_id={layer.diff_id}; layer_index={layer.index}; "
+            "comment": f"layer={layer.digest}; diff_id={layer.diff_id}; layer_index={layer.position}; "
                        f"created_by={layer.created_by}"}]
     return entry
 

@@ -183,11 +183,12 @@ def write_layout(directory: Path, layers: list[tuple[LayerBlob, str]], tag: str 
     config = {"created": CREATED, "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
               "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer, _ in layers]},
               "history": [{"created": CREATED, "created_by": created_by} for _, created_by in layers]}
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    manifest_type = "application/vnd.oci.image.manifest.v1+json"
+    manifest = {"schemaVersion": 2, "mediaType": manifest_type,
                 "config": blob(json.dumps(config, sort_keys=True).encode(),
                                "application/vnd.oci.image.config.v1+json"),
                 "layers": [blob(layer.blob, "application/vnd.oci.image.layer.v1.tar+gzip") for layer, _ in layers]}
-    descriptor = blob(json.dumps(manifest, sort_keys=True).encode(), manifest["mediaType"])
+    descriptor = blob(json.dumps(manifest, sort_keys=True).encode(), manifest_type)
     descriptor["annotations"] = {"org.opencontainers.image.ref.name": tag}
     (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
     return descriptor["digest"]
