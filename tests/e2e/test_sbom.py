@@ -58,10 +58,11 @@ def test_sbom_of_pushed_images_and_a_layout(registry, tmp_path):
     assert layout_document["packages"][1:] == document["packages"][1:]
 
     # An image dockyard builds on it: the package a RUN adds is attributed to that RUN.
+    dist_info = "/usr/lib/python3/dist-packages/six-1.16.0.dist-info"
     context = write_context(tmp_path / "context", {"Dockerfile": (
         f"FROM {reference}\n"
-        "RUN mkdir -p /usr/lib/python3/dist-packages/six-1.16.0.dist-info && printf 'Metadata-Version: 2.1\\n"
-        "Name: six\\nVersion: 1.16.0\\nLicense: MIT\\n' > /usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA\n")})
+        f"RUN mkdir -p {dist_info} && printf 'Metadata-Version: 2.1\\nName: six\\nVersion: 1.16.0\\n"
+        f"License: MIT\\n' > {dist_info}/METADATA\n")})
     built = f"{registry.host}/sbom/built:1"
     build = dockyard("build", "-q", "--push", "-t", built, str(context))
     assert build.returncode == 0, build.stderr
