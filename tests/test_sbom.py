@@ -28,7 +28,7 @@ from dockyard.sbom.spdx import spdx_document
 from tests.support import sbom_images
 from tests.support.sbom_images import (BUSYBOX_CREATED_BY, UPGRADED_OPENSSL, LayerTar, alpine_layers,
                                        debian_image_layers, distroless_layers, dpkg_query, rpm_database,
-                                       status_text, upgraded_status, write_layout)
+                                       status_text, upgraded_status, write_index_layout, write_layout)
 
 CREATED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -180,6 +180,29 @@ def test_a_corrupt_layer_is_a_layer_error(tmp_path):
     image = Image().with_layer(layer, HistoryEntry("RUN broken"))
     with pytest.raises(LayerError, match="layer 1"):
         catalog(image, store)
+
+
+def test_a_layer_that_is_not_its_diff_id_is_a_layer_error(tmp_path):
+    """The SBOM describes exactly the layers the config names: a tampered layer is refused, not cataloged."""
+    store = BlobStore(tmp_path / "store")
+    honest, other = LayerTar(), LayerTar()
+    honest.file("var/lib/dpkg/status", status_text(sbom_images.status_stanzas()))
+    other.file("var/lib/dpkg/status", b"Package: evil\nVersion: 1\n")
+    claimed, served = honest.finish(), other.finish()
+    layer = Layer(Descriptor(OCI_LAYER_GZIP, store.put_bytes(served.blob), len(served.blob)), claimed.diff_id)
+    with pytest.raises(LayerError, match="not the diff_id"):
+        catalog(Image().with_layer(layer, HistoryEntry("RUN x")), store)
+
+
+def test_platform_of_a_multi_platform_layout(tmp_path, capsys):
+    digests = write_index_layout(tmp_path / "index", [(debian_image_layers(), "amd64"), (alpine_layers(), "arm64")])
+    assert main(["sbom", f"oci:{tmp_path / 'index'}:1", "--platform", "linux/arm64", "--format", "spdx-json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["packages"][0]["versionInfo"] == digests[1]
+    assert document["packages"][0]["comment"] == "platform linux/arm64"
+    assert {p["name"] for p in document["packages"][2:]} == {"musl", "busybox", "zlib", "ssl_client"}
+    assert main(["sbom", f"oci:{tmp_path / 'index'}:1", "--platform", "linux/s390x"]) == ContextError.exit_code
+    assert "has no image for platform linux/s390x; it has: linux/amd64, linux/arm64" in capsys.readouterr().err
 
 
 def test_catalog_of_an_image_in_a_blob_store(tmp_path):

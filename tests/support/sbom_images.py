@@ -11,7 +11,8 @@ METADATA files, and an RPM sqlite database made at test time by rpmbuild and rpm
   3. python: requests (dist-packages) and attrs (site-packages) METADATA;
   4. upgrade: openssl and libssl3 upgraded (status rewritten), bash removed from the status and its doc
      directory whited out, attrs' dist-info directory whited out.
-``write_layout(directory, layers, tag)`` writes an OCI layout; ``push_layout`` pushes it with skopeo.
+``write_layout(directory, layers, tag)`` writes an OCI layout (``write_index_layout``: an image index of several
+platforms); ``push_layout`` pushes it with skopeo.
 """
 
 from __future__ import annotations
@@ -170,28 +171,56 @@ def rpm_database(workdir: Path) -> bytes:
 
 def write_layout(directory: Path, layers: list[tuple[LayerBlob, str]], tag: str = "1") -> str:
     """An OCI layout of one linux/amd64 image of `layers` tagged `tag`; returns the manifest's digest."""
+    _new_layout(directory)
+    descriptor = _write_image(directory, layers, "amd64")
+    _tag(directory, descriptor, tag)
+    return descriptor["digest"]
+
+
+def write_index_layout(directory: Path, images: list[tuple[list[tuple[LayerBlob, str]], str]], tag: str = "1"
+                       ) -> list[str]:
+    """An OCI layout whose `tag` is an image index of one image per (layers, architecture); returns the
+    manifests' digests."""
+    _new_layout(directory)
+    descriptors = []
+    for layers, architecture in images:
+        descriptor = _write_image(directory, layers, architecture)
+        descriptor["platform"] = {"architecture": architecture, "os": "linux"}
+        descriptors.append(descriptor)
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descriptors}
+    _tag(directory, _blob(directory, json.dumps(index, sort_keys=True).encode(), index["mediaType"]), tag)
+    return [d["digest"] for d in descriptors]
+
+
+def _new_layout(directory: Path) -> None:
     if directory.exists():
         shutil.rmtree(directory)
     (directory / "blobs" / "sha256").mkdir(parents=True)
     (directory / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
 
-    def blob(content: bytes, media_type: str) -> dict:
-        digest = hashlib.sha256(content).hexdigest()
-        (directory / "blobs" / "sha256" / digest).write_bytes(content)
-        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(content)}
 
-    config = {"created": CREATED, "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+def _blob(directory: Path, content: bytes, media_type: str) -> dict:
+    digest = hashlib.sha256(content).hexdigest()
+    (directory / "blobs" / "sha256" / digest).write_bytes(content)
+    return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(content)}
+
+
+def _write_image(directory: Path, layers: list[tuple[LayerBlob, str]], architecture: str) -> dict:
+    config = {"created": CREATED, "architecture": architecture, "os": "linux", "config": {"Cmd": ["sh"]},
               "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer, _ in layers]},
               "history": [{"created": CREATED, "created_by": created_by} for _, created_by in layers]}
     manifest_type = "application/vnd.oci.image.manifest.v1+json"
     manifest = {"schemaVersion": 2, "mediaType": manifest_type,
-                "config": blob(json.dumps(config, sort_keys=True).encode(),
-                               "application/vnd.oci.image.config.v1+json"),
-                "layers": [blob(layer.blob, "application/vnd.oci.image.layer.v1.tar+gzip") for layer, _ in layers]}
-    descriptor = blob(json.dumps(manifest, sort_keys=True).encode(), manifest_type)
-    descriptor["annotations"] = {"org.opencontainers.image.ref.name": tag}
+                "config": _blob(directory, json.dumps(config, sort_keys=True).encode(),
+                                "application/vnd.oci.image.config.v1+json"),
+                "layers": [_blob(directory, layer.blob, "application/vnd.oci.image.layer.v1.tar+gzip")
+                           for layer, _ in layers]}
+    return _blob(directory, json.dumps(manifest, sort_keys=True).encode(), manifest_type)
+
+
+def _tag(directory: Path, descriptor: dict, tag: str) -> None:
+    descriptor = {**descriptor, "annotations": {"org.opencontainers.image.ref.name": tag}}
     (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
-    return descriptor["digest"]
 
 
 def push_layout(directory: Path, tag: str, reference: str) -> None:
