@@ -187,8 +187,9 @@ def write_index_layout(directory: Path, images: list[tuple[list[tuple[LayerBlob,
         descriptor = _write_image(directory, layers, architecture)
         descriptor["platform"] = {"architecture": architecture, "os": "linux"}
         descriptors.append(descriptor)
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descriptors}
-    _tag(directory, _blob(directory, json.dumps(index, sort_keys=True).encode(), index["mediaType"]), tag)
+    index_type = "application/vnd.oci.image.index.v1+json"
+    index = {"schemaVersion": 2, "mediaType": index_type, "manifests": descriptors}
+    _tag(directory, _blob(directory, json.dumps(index, sort_keys=True).encode(), index_type), tag)
     return [d["digest"] for d in descriptors]
 
 
