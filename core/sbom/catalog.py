@@ -39,7 +39,7 @@ def _parser(path: str) -> Parser | None:
 
 def wanted(path: str) -> bool:
     """The files a catalog reads: package databases, Debian copyright files, os-release."""
-    return (_parser(path) is not None or dpkg.copyright_package(path) is not None
+    return (_parser(path) is not None or dpkg.copyright_package(path) is not None or dpkg.is_doc_link(path)
             or path in osrelease.PATHS)
 
 

@@ -21,6 +21,11 @@ def is_database(path: str) -> bool:
     return path.startswith(STATUS_DIR) and "/" not in path[len(STATUS_DIR):] and not path.endswith(".md5sums")
 
 
+def is_doc_link(path: str) -> bool:
+    """usr/share/doc/NAME itself: a symlink there makes NAME's copyright another package's (kept to follow it)."""
+    return path.startswith(DOC_DIR) and "/" not in path[len(DOC_DIR):]
+
+
 def copyright_package(path: str) -> str | None:
     """The package whose copyright file `path` is (usr/share/doc/NAME/copyright), else None."""
     if path.startswith(DOC_DIR) and path.endswith("/copyright"):

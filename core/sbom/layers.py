@@ -176,14 +176,26 @@ def _apply_member(archive: tarfile.TarFile, member: tarfile.TarInfo, layer: int,
 
 
 def resolve(files: dict[str, ImageFile], path: str) -> tuple[str, ImageFile] | None:
-    """The file at `path` after following symlinks among the wanted files (e.g. /etc/os-release ->
-    ../usr/lib/os-release); None when it is missing or a link leads outside what was kept."""
+    """The file at `path` after following symlinks among the wanted files, the file's own (/etc/os-release ->
+    ../usr/lib/os-release) and its directories' (/usr/share/doc/PKG -> OTHER); None when it is missing or a
+    link leads outside what was kept."""
     for _ in range(16):
         entry = files.get(path)
-        if entry is None:
-            return None
-        if entry.link is None:
+        if entry is not None and entry.link is None:
             return path, entry
-        parent = path.rpartition("/")[0]
-        path = clean(entry.link if entry.link.startswith("/") else f"{parent}/{entry.link}")
+        link_path = path if entry is not None else _linked_parent(files, path)
+        if link_path is None:
+            return None
+        link = files[link_path].link or ""
+        parent = link_path.rpartition("/")[0]
+        target = clean(link if link.startswith("/") else f"{parent}/{link}")
+        path = target + path[len(link_path):]
+    return None
+
+
+def _linked_parent(files: dict[str, ImageFile], path: str) -> str | None:
+    for directory in _parents(path):
+        entry = files.get(directory)
+        if entry is not None and entry.link is not None:
+            return directory
     return None

@@ -7,7 +7,8 @@ METADATA files, and an RPM sqlite database made at test time by rpmbuild and rpm
 
 ``debian_image_layers() -> [(LayerBlob, created_by)]``: the busybox base plus
   2. dpkg: os-release (Debian 12, /etc/os-release a symlink as in Debian), the status of base-files, libc6,
-     libssl3, openssl, zlib1g, tzdata and bash, and copyright files;
+     libssl3, openssl, zlib1g, tzdata and bash, and copyright files (libssl3's doc directory a symlink to
+     openssl's);
   3. python: requests (dist-packages) and attrs (site-packages) METADATA;
   4. upgrade: openssl and libssl3 upgraded (status rewritten), bash removed from the status and its doc
      directory whited out, attrs' dist-info directory whited out.
@@ -116,6 +117,7 @@ def debian_image_layers() -> list[tuple[LayerBlob, str]]:
     for package in ("openssl", "zlib1g", "tzdata", "libc6"):
         dpkg.file(f"usr/share/doc/{package}/copyright", data(f"copyright-{package}"))
     dpkg.file("usr/share/doc/bash/copyright", data("copyright-tzdata"))
+    dpkg.symlink("usr/share/doc/libssl3", "openssl")  # as Debian links a binary's docs to its sibling's
     python = LayerTar()
     python.file("usr/lib/python3/dist-packages/requests-2.34.2.dist-info/METADATA", data("METADATA-requests"))
     python.file("usr/local/lib/python3.11/site-packages/attrs-26.1.0.dist-info/METADATA", data("METADATA-attrs"))
