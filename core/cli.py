@@ -206,6 +206,9 @@ def _add_sbom_command(sub: SubParsers) -> None:
     sbom.add_argument("--output", "-o", metavar="FILE", help="write the SBOM to FILE instead of standard output")
     sbom.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                       help="the platform to take from a multi-platform image (default: this machine's)")
+    sbom.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                      help="pull from this registry over plain HTTP or without verifying its certificate "
+                           "(repeatable)")
 
 
 def _retry_count(text: str) -> int:
@@ -583,7 +586,7 @@ def _dispatch(argv: list[str]) -> int:
         from .sbom.command import run_sbom
 
         return run_sbom(args.source, output_format=args.format, output=args.output, platform=args.platform,
-                        environ=dict(os.environ))
+                        environ=dict(os.environ), insecure_registries=tuple(args.insecure_registry))
     parser.print_help(sys.stderr)
     return UsageError.exit_code
 

@@ -24,7 +24,7 @@ def host_platform() -> Platform:
 
 
 def run_sbom(source: str, *, output_format: str, output: str | None, platform: str | None,
-             environ: Mapping[str, str]) -> int:
+             environ: Mapping[str, str], insecure_registries: tuple[str, ...] = ()) -> int:
     from .document import creation_time
     from .source import open_image
 
@@ -35,7 +35,7 @@ def run_sbom(source: str, *, output_format: str, output: str | None, platform: s
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     created = creation_time(environ)
-    with open_image(source, platform=chosen, environ=environ) as opened:
+    with open_image(source, platform=chosen, environ=environ, insecure_registries=insecure_registries) as opened:
         result = catalog(opened.image, opened.blobs, name=opened.name, digest=opened.digest)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -26,10 +26,10 @@ class OpenedImage(NamedTuple):
 
 
 @contextmanager
-def open_image(source: str, *, platform: Platform, environ: Mapping[str, str],
-               store_root: Path | None = None) -> Iterator[OpenedImage]:
+def open_image(source: str, *, platform: Platform, environ: Mapping[str, str], store_root: Path | None = None,
+               insecure_registries: tuple[str, ...] = ()) -> Iterator[OpenedImage]:
     """Opens SOURCE for `platform` (an index is resolved to it). `store_root`: where pulled blobs go (default
-    dockyard's cache)."""
+    dockyard's cache); `insecure_registries`: registries reached over plain HTTP or unverified TLS."""
     if source.startswith("oci:"):
         yield _open_layout(source[len("oci:"):], platform)
     elif source.startswith("docker-archive:"):
@@ -45,7 +45,8 @@ def open_image(source: str, *, platform: Platform, environ: Mapping[str, str],
         raise UsageError(f"unsupported image source {source!r}",
                          hint="use a registry reference, oci:DIR[:TAG] or docker-archive:FILE")
     else:
-        yield _pull(source.removeprefix("docker://").removeprefix("registry:"), platform, environ, store_root)
+        yield _pull(source.removeprefix("docker://").removeprefix("registry:"), platform, environ, store_root,
+                    insecure_registries)
 
 
 def _open_layout(spec: str, platform: Platform) -> OpenedImage:
@@ -85,7 +86,8 @@ def _only_manifest(directory: Path) -> str | None:
     return None
 
 
-def _pull(text: str, platform: Platform, environ: Mapping[str, str], store_root: Path | None) -> OpenedImage:
+def _pull(text: str, platform: Platform, environ: Mapping[str, str], store_root: Path | None,
+          insecure_registries: tuple[str, ...]) -> OpenedImage:
     from ..image.reference import parse_reference
     from ..options import default_cache_root
     from ..registry.client import RegistryClient
@@ -94,9 +96,9 @@ def _pull(text: str, platform: Platform, environ: Mapping[str, str], store_root:
 
     reference = parse_reference(text)
     store = BlobStore(store_root or default_cache_root(dict(environ)) / "store")
-    tls = TLSSettings.from_environment(environ)
+    tls = TLSSettings.from_environment(environ, insecure=insecure_registries)
     try:
-        client = RegistryClient(environ=environ, tls=tls)
+        client = RegistryClient(environ=environ, tls=tls, insecure_registries=insecure_registries)
         pulled = pull_image(client, reference, platform, store)
     finally:
         tls.close()
