@@ -149,6 +149,28 @@ def test_rpm_sqlite_database(tmp_path):
     assert package.licenses == ("MIT or GPL-2.0-or-later",) and package.supplier == "Dockyard Tests"
 
 
+def test_rpm_databases_that_cannot_be_read_are_warnings(tmp_path):
+    import sqlite3
+
+    from dockyard.sbom.rpmdb import parse_rpmdb
+
+    berkeley = parse_rpmdb("var/lib/rpm/Packages", b"\0" * 4096)
+    assert berkeley.packages == () and "BerkeleyDB" in berkeley.warnings[0]
+    assert berkeley.warnings[0].startswith("/var/lib/rpm/Packages: ")
+    good = rpm_database(tmp_path / "rpm")
+    path = tmp_path / "broken.sqlite"
+    path.write_bytes(good)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=DELETE")
+        connection.execute("INSERT INTO Packages (hnum, blob) VALUES (999, x'0000000500000010')")
+    connection.close()
+    parsed = parse_rpmdb("var/lib/rpm/rpmdb.sqlite", path.read_bytes())
+    assert [p.name for p in parsed.packages] == ["hello-sbom"]
+    assert parsed.warnings == ("/var/lib/rpm/rpmdb.sqlite: skipped the malformed package header 999: its index "
+                               "does not fit the blob",)
+    assert "cannot be read" in parse_rpmdb("var/lib/rpm/rpmdb.sqlite", b"not sqlite" * 100).warnings[0]
+
+
 def test_a_deleted_or_hidden_database_lists_nothing(tmp_path):
     first = LayerTar()
     first.file("var/lib/dpkg/status", status_text(sbom_images.status_stanzas()))
