@@ -197,7 +197,7 @@ def _add_sbom_command(sub: SubParsers) -> None:
     sbom = sub.add_parser("sbom", help="list an image's packages as an SBOM (SPDX 2.3 JSON, CycloneDX 1.5 JSON "
                                        "or a table)",
                           description="Catalog the packages of an image (dpkg, apk, rpm's sqlite database, Python "
-                                      "distributions), read from its layers, and write its SBOM.")
+                                      "distributions, Node.js modules), read from its layers, and write its SBOM.")
     sbom.add_argument("source", metavar="SOURCE",
                       help="a registry reference (REGISTRY/REPO:TAG), oci:DIR[:TAG] or oci:DIR@DIGEST (an OCI "
                            "layout), or docker-archive:FILE[:NAME:TAG] (a docker save tarball)")

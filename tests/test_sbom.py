@@ -128,6 +128,24 @@ def test_distroless_status_d_and_a_malformed_stanza_is_a_warning(tmp_path):
     assert "line 2" in result.warnings[0]
 
 
+def test_node_modules(tmp_path):
+    layer = LayerTar()
+    layer.file("app/node_modules/semver/package.json", sbom_images.data("package.json-semver"))
+    layer.file("app/node_modules/@action-validator/core/package.json",
+               sbom_images.data("package.json-action-validator-core"))
+    layer.file("app/node_modules/semver/functions/package.json", b'{"name": "inner", "version": "1"}')  # no package
+    layer.file("app/package.json", b'{"name": "app", "version": "1.0.0"}')  # the application, not installed
+    layer.file("app/node_modules/broken/package.json", b"{not json")
+    result = catalog_of(tmp_path, [(layer.finish(), "RUN npm ci")])
+    assert [(p.name, p.version, p.purl, p.licenses) for p in result.packages] == [
+        ("@action-validator/core", "0.6.0", "pkg:npm/%40action-validator/core@0.6.0", ("GPL-3.0-only",)),
+        ("semver", "7.8.6", "pkg:npm/semver@7.8.6", ("ISC",))]
+    assert result.warnings == ("/app/node_modules/broken/package.json: skipped a Node.js package whose "
+                               "package.json is not valid JSON",)
+    assert validate_spdx(spdx_document(result, created=CREATED), tmp_path) == []
+    assert_cyclonedx_valid(cyclonedx_document(result, created=CREATED))
+
+
 def test_alpine_installed_database(tmp_path):
     result = catalog_of(tmp_path, alpine_layers())
     apks = by_name(result, "apk")
@@ -181,7 +199,9 @@ def test_a_deleted_or_hidden_database_lists_nothing(tmp_path):
     second.opaque("lib/apk")
     second.file("lib/apk/kept", b"")
     result = catalog_of(tmp_path, [(first.finish(), "one"), (second.finish(), "two")])
-    assert result.packages == ()
+    assert result.packages == () and result.distro is None
+    assert validate_spdx(spdx_document(result, created=CREATED), tmp_path) == []
+    assert_cyclonedx_valid(cyclonedx_document(result, created=CREATED))
 
 
 def test_a_package_removed_then_added_again_belongs_to_the_later_layer(tmp_path):

@@ -15,10 +15,10 @@ from typing import Callable
 from packageurl import PackageURL
 
 from ..image.model import Image
-from . import apk, dpkg, osrelease, pythondist, rpmdb
+from . import apk, dpkg, npm, osrelease, pythondist, rpmdb
 from .licenses import dep5_licenses
 from .layers import BlobSource, ImageFile, LayerInfo, layer_infos, resolve, walk_layers
-from .model import APK, DEB, PYPI, RPM, Catalog, Distro, Package, Parsed
+from .model import APK, DEB, NPM, PYPI, RPM, Catalog, Distro, Package, Parsed
 
 __all__ = ["catalog", "package_url"]
 
@@ -34,11 +34,14 @@ def _parser(path: str) -> Parser | None:
         return rpmdb.parse_rpmdb
     if pythondist.is_metadata(path):
         return pythondist.parse_metadata
+    if npm.is_manifest(path):
+        return npm.parse_package_json
     return None
 
 
 def wanted(path: str) -> bool:
-    """The files a catalog reads: package databases, Debian copyright files, os-release."""
+    """The files a catalog reads: package databases (and package manifests), Debian copyright files and doc
+    directory links, os-release."""
     return (_parser(path) is not None or dpkg.copyright_package(path) is not None or dpkg.is_doc_link(path)
             or path in osrelease.PATHS)
 
@@ -95,10 +98,13 @@ def _copyright_licenses(files: dict[str, ImageFile], package: str) -> tuple[str,
 
 def package_url(package: Package, distro: Distro | None) -> str:
     """The package URL (purl) of a package of an image of `distro`: pkg:deb/debian/NAME@VERSION?arch=..&distro=..,
-    pkg:apk/alpine/..., pkg:rpm/fedora/...?epoch=.., pkg:pypi/NAME@VERSION."""
+    pkg:apk/alpine/..., pkg:rpm/fedora/...?epoch=.., pkg:pypi/NAME@VERSION, pkg:npm/%40SCOPE/NAME@VERSION."""
     if package.kind == PYPI:
         return PackageURL(type="pypi", name=re.sub(r"[-_.]+", "-", package.name).lower(),
                           version=package.version).to_string()
+    if package.kind == NPM:
+        scope, _, name = package.name.rpartition("/")
+        return PackageURL(type="npm", namespace=scope or None, name=name, version=package.version).to_string()
     default_namespace = {DEB: "debian", APK: "alpine", RPM: "redhat"}[package.kind]
     namespace = distro.id if distro is not None else default_namespace
     version = package.version

@@ -13,6 +13,7 @@ DEB = "deb"
 APK = "apk"
 RPM = "rpm"
 PYPI = "pypi"
+NPM = "npm"
 
 
 class Distro(NamedTuple):
@@ -40,7 +41,7 @@ class Package(NamedTuple):
     License: short names, a METADATA License-Expression or classifier, an apk L: field), unconverted; `location`
     is the database file (root-relative path) it was read from; `layer` the layer that brought it in."""
 
-    kind: str  # DEB, APK, RPM, PYPI
+    kind: str  # DEB, APK, RPM, PYPI, NPM
     name: str
     version: str
     arch: str | None = None

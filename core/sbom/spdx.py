@@ -14,13 +14,14 @@ from packageurl import PackageURL
 from .document import (TOOL_NAME, TOOL_VERSION, document_uuid, is_organization, package_id, split_contact,
                        timestamp)
 from .licenses import NOASSERTION, declared_licensing
-from .model import APK, DEB, PYPI, RPM, Catalog, Package
+from .model import APK, DEB, NPM, PYPI, RPM, Catalog, Package
 
 __all__ = ["spdx_document", "image_purl"]
 
 LICENSE_LIST_VERSION = "3.22"
 _SOURCE_INFO = {DEB: "acquired package info from DPKG DB", APK: "acquired package info from APK DB",
-                RPM: "acquired package info from RPM DB", PYPI: "acquired package info from installed python package"}
+                RPM: "acquired package info from RPM DB", PYPI: "acquired package info from installed python package",
+                NPM: "acquired package info from installed node module manifest file"}
 _URL = re.compile(r"^(https?|ftp)://[^\s]+$")
 
 
