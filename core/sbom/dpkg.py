@@ -9,6 +9,7 @@ from .model import DEB, Package, Parsed
 STATUS = "var/lib/dpkg/status"
 STATUS_DIR = "var/lib/dpkg/status.d/"
 DOC_DIR = "usr/share/doc/"
+_COMPANIONS = (".md5sums", ".sha256sums", ".list", ".conffiles")
 # dpkg states in which a package's files are on the disk (`config-files` and `not-installed` have none).
 _PRESENT_STATES = frozenset({"installed", "half-configured", "unpacked", "half-installed", "triggers-awaited",
                              "triggers-pending"})
@@ -17,8 +18,9 @@ _PRESENT_STATES = frozenset({"installed", "half-configured", "unpacked", "half-i
 def is_database(path: str) -> bool:
     if path == STATUS:
         return True
-    # status.d holds NAME (the stanza) and NAME.md5sums (file digests) per package.
-    return path.startswith(STATUS_DIR) and "/" not in path[len(STATUS_DIR):] and not path.endswith(".md5sums")
+    # status.d holds NAME (the stanza) and NAME.md5sums (file digests) per package; a package name may hold dots,
+    # so only the companions' known suffixes are left out.
+    return path.startswith(STATUS_DIR) and "/" not in path[len(STATUS_DIR):] and not path.endswith(_COMPANIONS)
 
 
 def is_doc_link(path: str) -> bool:
