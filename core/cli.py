@@ -147,6 +147,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub.add_parser("kaniko", add_help=False, help="build with kaniko's executor flags (the builder image's entrypoint)")
     _add_login_commands(sub)
     _add_cache_commands(sub)
+    _add_sbom_command(sub)
     return parser
 
 
@@ -257,6 +258,24 @@ def _add_cache_commands(sub: SubParsers) -> None:
     prune.add_argument("--all", action="store_true", help="everything, blobs included")
     prune.add_argument("--work-dir", metavar="DIR", help="where builds make their scratch directories, whose "
                        "leftovers from killed builds are removed too (default $DOCKYARD_WORK_DIR or /var/tmp)")
+
+
+def _add_sbom_command(sub: SubParsers) -> None:
+    sbom = sub.add_parser("sbom", help="list an image's packages as an SBOM (SPDX 2.3 JSON, CycloneDX 1.5 JSON "
+                                       "or a table)",
+                          description="Catalog the packages of an image (dpkg, apk, rpm's sqlite database, Python "
+                                      "distributions, Node.js modules), read from its layers, and write its SBOM.")
+    sbom.add_argument("source", metavar="SOURCE",
+                      help="a registry reference (REGISTRY/REPO:TAG), oci:DIR[:TAG] or oci:DIR@DIGEST (an OCI "
+                           "layout), or docker-archive:FILE[:NAME:TAG] (a docker save tarball)")
+    sbom.add_argument("--format", choices=("spdx-json", "cyclonedx-json", "table"), default="spdx-json",
+                      help="the SBOM's format (default spdx-json)")
+    sbom.add_argument("--output", "-o", metavar="FILE", help="write the SBOM to FILE instead of standard output")
+    sbom.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                      help="the platform to take from a multi-platform image (default: this machine's)")
+    sbom.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                      help="pull from this registry over plain HTTP or without verifying its certificate "
+                           "(repeatable)")
 
 
 def _retry_count(text: str) -> int:
@@ -634,6 +653,11 @@ def _dispatch(argv: list[str]) -> int:
         return run_logout(args)
     if args.command == "cache":
         return run_cache(args, argv)
+    if args.command == "sbom":
+        from .sbom.command import run_sbom
+
+        return run_sbom(args.source, output_format=args.format, output=args.output, platform=args.platform,
+                        environ=dict(os.environ), insecure_registries=tuple(args.insecure_registry))
     parser.print_help(sys.stderr)
     return UsageError.exit_code
 
