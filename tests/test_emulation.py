@@ -127,6 +127,8 @@ def test_proot_mode_runs_what_qemu_is_found_for(qemu_dir):
     assert "apt-get install qemu-user-static" in riscv.hint and "dockyard manifest create" in riscv.hint
     unknown = emulation.emulation(Platform.parse("linux/sparc64"), "proot")
     assert unknown.how == "none" and "knows no emulator for the sparc64 CPU" in unknown.detail
+    windows = emulation.emulation(Platform.parse("windows/amd64"), "proot")
+    assert windows.how == "none" and "Linux programs only, not windows ones" in windows.detail
     assert emulation.qemu_for("linux/arm64") == str(qemu_dir / "qemu-aarch64-static")
     assert emulation.qemu_for(f"linux/{emulation.host_architecture()}") is None
 

@@ -374,6 +374,9 @@ def emulation(platform: Platform, mode: str, entries: list[BinfmtEntry] | Ellips
     if why_native is not None:
         return Emulation(name, "native", why_native)
     cpu = cpu_of(platform)
+    if platform.os != "linux":
+        return Emulation(name, "none", f"RUN steps run Linux programs only, not {platform.os} ones",
+                         hint=f"build {name} with a builder of that system")
     if cpu is None:
         return Emulation(name, "none", f"dockyard knows no emulator for the {platform.architecture} CPU",
                          hint=f"build {name} on a machine of that CPU (a native CI runner) and join the images "

@@ -192,6 +192,17 @@ def test_namespaces_mode_without_an_emulator_to_register_stops_the_build(context
     assert emulation.emulation(Platform.parse(platform), "namespaces").how != "binfmt"  # nothing registered
 
 
+def test_a_program_the_kernel_cannot_start_in_a_foreign_step_says_what_it_needs(emulators, bases, tmp_path):
+    """The namespaces mode's exec of a program no binfmt_misc entry serves (here: not a program at all)."""
+    context_dir = write_context(tmp_path / "ctx", {"Dockerfile": 'ARG BASE\nFROM ${BASE}\nCOPY notelf /notelf\n'
+                                                                 'RUN ["/notelf"]\n', "notelf": "not a program\n"})
+    (context_dir / "notelf").chmod(0o755)
+    result = _build(context_dir, bases[ARM64], ARM64, tmp_path / "image")
+    assert result.returncode == 5, result.stderr
+    assert "cannot run /notelf: Exec format error (a linux/arm64 program needs QEMU registered in binfmt_misc" \
+        in result.stderr
+
+
 @pytest.mark.slow
 def test_same_run_results_as_buildah(emulators, registry, context, bases, tmp_path):
     result = _build(context, bases[ARM64], ARM64, tmp_path / "image")
