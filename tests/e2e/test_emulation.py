@@ -118,6 +118,16 @@ def test_proot_mode_as_root_runs_a_foreign_step_through_proot_q(context, bases, 
     _check(platform, tmp_path / "image")
 
 
+def test_proot_mode_ends_what_a_foreign_step_left_running(bases, tmp_path):
+    """proot_supervisor.py sees QEMU's exit_group for the step's command and ends the processes it left (here a
+    sleep that would hold the build for 777 s, past the helper's timeout)."""
+    context_dir = write_context(tmp_path / "ctx", {"Dockerfile": "ARG BASE\nFROM ${BASE}\n"
+                                                                 "RUN (sleep 777 &) ; uname -m > /machine\n"})
+    result = _build(context_dir, bases[ARM64], ARM64, tmp_path / "image", "--isolation", "proot")
+    assert result.returncode == 0, result.stderr
+    assert _read_layout(tmp_path / "image")[1]["/machine"][1] == b"aarch64\n"
+
+
 def _probe_user(uid: int, gid: int) -> None:
     probe = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", sys.executable, "-c",
                             "import dockyard.cli"], capture_output=True, text=True, timeout=60)
