@@ -181,6 +181,35 @@ def test_a_missing_emulator_stops_the_build_before_any_step(context, bases, tmp_
     assert not (tmp_path / "image").exists()
 
 
+def test_root_registers_debians_definition_with_f_and_says_so():
+    """What a root build does for a CPU no entry serves: Debian's definition into binfmt_misc (global to the
+    machine; an entry already there, from an earlier run, is used as it is and the build says so instead)."""
+    from dockyard.events import Events, Message
+    from dockyard.image.model import Platform
+    from dockyard.isolation import emulation
+
+    if emulation.may_register() is not None:
+        pytest.skip(f"this process may not register binfmt_misc entries: {emulation.may_register()}")
+    platform = Platform.parse("linux/riscv64")
+    definition = emulation.debian_definition(emulation.CPUS["riscv64"])
+    if definition is None or emulation.qemu_program(emulation.CPUS["riscv64"]) is None:
+        pytest.skip("qemu-user-static's riscv64 emulator and definition are not installed")
+    before = emulation.emulation(platform, "namespaces").how
+    messages: list[str] = []
+    events = Events(lambda event: messages.append(event.text) if isinstance(event, Message) else None)
+    emulation.require_emulation([platform], "namespaces", events=events)
+    entry = Path(emulation.BINFMT_DIR, "qemu-riscv64").read_text()
+    assert "enabled" in entry.splitlines() and f"interpreter {definition.interpreter}" in entry
+    assert "F" in next(line for line in entry.splitlines() if line.startswith("flags:"))
+    assert emulation.emulation(platform, "namespaces").how == "binfmt"
+    if before == "register":
+        assert len(messages) == 1 and messages[0].startswith(
+            f"emulation: registered qemu-riscv64 in binfmt_misc for linux/riscv64 ({definition.interpreter}, flags ")
+        assert messages[0].endswith("): RUN steps for linux/riscv64 run through QEMU")
+    else:
+        assert messages[0].startswith("emulation: RUN steps for linux/riscv64 run through QEMU (binfmt_misc: ")
+
+
 def test_namespaces_mode_without_an_emulator_to_register_stops_the_build(context, bases, tmp_path):
     """A CPU no entry serves yet, whose emulator is not found (DOCKYARD_QEMU_DIR): nothing to register."""
     from dockyard.image.model import Platform
