@@ -389,7 +389,8 @@ def emulation(platform: Platform, mode: str, entries: list[BinfmtEntry] | Ellips
             where = os.environ.get(QEMU_DIR_VARIABLE)
             return Emulation(name, "none", f"no QEMU emulator qemu-{cpu.qemu}-static "
                                            + (f"in {where} ({QEMU_DIR_VARIABLE})" if where else "is installed"),
-                             hint=install)
+                             hint=install + f"; in a container, mount a directory holding qemu-{cpu.qemu}-static "
+                                            f"(the host's /usr/bin) and name it in {QEMU_DIR_VARIABLE}")
         return Emulation(name, "proot", f"proot -q {program}", qemu=program)
     return _binfmt_emulation(platform, cpu, mode, binfmt_entries() if entries is ... else entries,
                              registrable_in(mode) if registrable is ... else registrable, install)

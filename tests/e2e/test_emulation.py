@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -116,6 +117,18 @@ def test_proot_mode_as_root_runs_a_foreign_step_through_proot_q(context, bases, 
     assert f"emulation: RUN steps for {platform} run through QEMU (proot -q /usr/bin/{qemu})" in result.stderr
     assert "proot error" not in result.stderr  # (proot's notes about its glue directory are not the step's)
     _check(platform, tmp_path / "image")
+
+
+def test_proot_mode_runs_qemu_from_where_dockyard_qemu_dir_says(context, bases, tmp_path):
+    """An emulator outside /usr (a container's mounted directory): the Landlock domain lets QEMU be mapped there."""
+    qemu_dir = tmp_path / "emulators"
+    qemu_dir.mkdir()
+    shutil.copy2("/usr/bin/qemu-aarch64-static", qemu_dir)
+    result = _build(context, bases[ARM64], ARM64, tmp_path / "image", "--isolation", "proot",
+                    env={"DOCKYARD_QEMU_DIR": str(qemu_dir)})
+    assert result.returncode == 0, result.stderr
+    assert f"run through QEMU (proot -q {qemu_dir}/qemu-aarch64-static)" in result.stderr
+    _check(ARM64, tmp_path / "image")
 
 
 def test_proot_mode_ends_what_a_foreign_step_left_running(bases, tmp_path):
