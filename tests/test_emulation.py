@@ -183,8 +183,9 @@ def test_the_preflight_names_the_platform_and_the_fix_before_anything_else(qemu_
         emulation.require_emulation({Platform.parse("linux/arm64"), Platform.parse("linux/arm/v7")}, "proot",
                                     events=events)
     error = caught.value
-    assert error.exit_code == 8 and error.subject == "linux/arm/v7"
-    assert error.render().startswith("linux/arm/v7: RUN steps for linux/arm/v7 need an emulator of that CPU")
+    assert error.exit_code == 8
+    assert error.render().startswith("RUN steps for linux/arm/v7 need an emulator of that CPU, and none can run "
+                                     "here: no QEMU emulator qemu-arm-static in ")
     assert "hint: install QEMU's user-mode emulators (apt-get install qemu-user-static)" in error.render()
 
 

@@ -473,7 +473,7 @@ def require_emulation(platforms: Collection[Platform], mode: str, *, events: Eve
             entries = binfmt_entries()
         if not found.runs:
             raise IsolationError(f"RUN steps for {found.platform} need an emulator of that CPU, and none can run "
-                                 f"here: {found.detail}", hint=found.hint or None, subject=found.platform)
+                                 f"here: {found.detail}", hint=found.hint or None)
         if found.how == "registered":
             text = f"emulation: registered {found.detail}: RUN steps for {found.platform} run through QEMU"
         else:

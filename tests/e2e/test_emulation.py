@@ -189,7 +189,7 @@ def test_a_missing_emulator_stops_the_build_before_any_step(context, bases, tmp_
     result = _build(context, bases[ARM64], ARM64, tmp_path / "image", "--isolation", "proot",
                     env={"DOCKYARD_QEMU_DIR": str(empty)})
     assert result.returncode == 8, result.stderr
-    assert f"{ARM64}: RUN steps for {ARM64} need an emulator of that CPU" in result.stderr
+    assert f"error: RUN steps for {ARM64} need an emulator of that CPU" in result.stderr
     assert f"no QEMU emulator qemu-aarch64-static in {empty}" in result.stderr
     assert "hint: install QEMU's user-mode emulators (apt-get install qemu-user-static)" in result.stderr
     assert "FROM" not in result.stderr and "RUN" not in result.stderr.replace("RUN steps", "")  # no step began
