@@ -29,10 +29,12 @@ def cross_context(tmp_path, busybox_base):
     return write_context(tmp_path / "ctx", {"Dockerfile": CROSS.format(base=busybox_base)})
 
 
-def test_two_platforms_build_from_the_cli_running_the_native_stage_once(tmp_path, cross_context):
+@pytest.mark.parametrize("isolation", ["namespaces", "proot"])
+def test_two_platforms_build_from_the_cli_running_the_native_stage_once(tmp_path, cross_context, isolation):
     metadata = tmp_path / "build.json"
     done = dockyard("build", "--platform", "linux/amd64,linux/arm64", "--progress", "plain", "--no-cache",
-                    "--cache-dir", str(tmp_path / "cache"), "--metadata-file", str(metadata), str(cross_context))
+                    "--isolation", isolation, "--cache-dir", str(tmp_path / "cache"), "--metadata-file", str(metadata),
+                    "--output", f"type=oci,dest={tmp_path / 'layout'}", str(cross_context))
     assert done.returncode == 0, done.stderr
     log = done.stderr
     assert log.count("compiling on x86_64") == 1  # the BUILDPLATFORM stage ran once for both targets
@@ -43,6 +45,26 @@ def test_two_platforms_build_from_the_cli_running_the_native_stage_once(tmp_path
     assert "CACHED (from this build, for linux/amd64)" in log
     steps = json.loads(metadata.read_text())["steps"]
     assert [s["step"] for s in steps] == list(range(1, 11))
+    # The OCI layout's index.json points at the image index, whose manifests are the two platforms' images.
+    index = _layout_blob(tmp_path / "layout", json.loads((tmp_path / "layout" / "index.json").read_text())
+                         ["manifests"][0]["digest"])
+    arches = []
+    for entry in index["manifests"]:
+        manifest = _layout_blob(tmp_path / "layout", entry["digest"])
+        layers = [_layout_blob_path(tmp_path / "layout", layer["digest"]) for layer in manifest["layers"]]
+        listing = subprocess.run(["tar", "-tzvf", str(layers[-1])], capture_output=True, text=True, check=True)
+        content = subprocess.run(["tar", "-xzOf", str(layers[-1]), "arch"], capture_output=True, text=True,
+                                 check=True).stdout
+        arches.append((entry["platform"]["architecture"], content.strip(), len(listing.stdout.splitlines())))
+    assert arches == [("amd64", "amd64", 1), ("arm64", "arm64", 1)]
+
+
+def _layout_blob_path(layout, digest: str):
+    return layout / "blobs" / "sha256" / digest.partition(":")[2]
+
+
+def _layout_blob(layout, digest: str) -> dict:
+    return json.loads(_layout_blob_path(layout, digest).read_text())
 
 
 def test_a_platform_list_with_a_bad_entry_is_refused_before_any_work(tmp_path, cross_context):
