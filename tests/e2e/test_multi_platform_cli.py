@@ -104,3 +104,23 @@ def test_two_platforms_pushed_as_one_index_skopeo_reads_for_each(tmp_path, cross
                        capture_output=True, text=True, timeout=120, check=True)
         assert sorted(p.name for p in rootfs.iterdir()) == ["arch"]
         assert (rootfs / "arch").read_text() == f"{arch}\n"
+
+
+def test_cache_to_exports_every_platforms_steps(tmp_path, cross_context, registry):
+    cache_ref = f"{registry.host}/multi/cache:buildcache"
+    first = dockyard("build", "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
+                     "--cache-to", f"type=registry,ref={cache_ref},mode=max", "--cache-dir", str(tmp_path / "one"),
+                     str(cross_context))
+    assert first.returncode == 0, first.stderr
+    # A fresh local cache: every step the second build finds comes from the registry cache.
+    metadata = tmp_path / "build.json"
+    second = dockyard("build", "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
+                      "--cache-from", f"type=registry,ref={cache_ref}", "--cache-dir", str(tmp_path / "two"),
+                      "--metadata-file", str(metadata), str(cross_context))
+    assert second.returncode == 0, second.stderr
+    assert "compiling on x86_64" not in second.stderr  # the RUN did not run
+    filesystem_steps = [s for s in json.loads(metadata.read_text())["steps"]
+                        if s["instruction"].split()[0] in ("RUN", "COPY")]
+    # Both targets' COPY of their own /out/$TARGETARCH were exported, and the shared RUN once.
+    assert [(s["instruction"].split()[0], s["cached"], s["cache_source"]) for s in filesystem_steps] == [
+        ("RUN", True, cache_ref), ("COPY", True, cache_ref), ("RUN", True, cache_ref), ("COPY", True, cache_ref)]
