@@ -37,8 +37,8 @@ BUILD = textwrap.dedent("""
             env = dict(spec.env)
             with log.open("a") as f:
                 f.write(json.dumps({"command": spec.argv[-1], "env": env}) + "\\n")
-            done = subprocess.run(["sh", "-c", spec.argv[-1]], cwd=spec.rootfs, env={**env, "PATH": os.environ["PATH"]},
-                                  capture_output=True, text=True)
+            done = subprocess.run(["sh", "-c", spec.argv[-1]], cwd=spec.rootfs,
+                                  env={**env, "PATH": os.environ["PATH"]}, capture_output=True, text=True)
             for line in done.stdout.splitlines():
                 on_line(line)
             return RunResult(exit_code=done.returncode, tail=tuple(done.stderr.splitlines()[-5:]))
@@ -78,7 +78,8 @@ def run_build(tmp_path: Path, dockerfile: str, platforms: str, *, no_cache: bool
     log.write_text("")
     cache = cache or tmp_path / "cache"
     done = subprocess.run([sys.executable, "-c", BUILD, str(context), str(cache), str(log), platforms,
-                           "1" if no_cache else "0", json.dumps(build_args or {})], capture_output=True, text=True, timeout=300, check=False)
+                           "1" if no_cache else "0", json.dumps(build_args or {})],
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     runs = [json.loads(line) for line in log.read_text().splitlines()]
     return json.loads(done.stdout.splitlines()[-1]), runs
@@ -93,7 +94,8 @@ def root_only():
 
 
 def test_target_args_reach_each_targets_run(tmp_path):
-    dockerfile = "FROM scratch\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDPLATFORM\nRUN echo $TARGETARCH > arch\n"
+    dockerfile = ("FROM scratch\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDPLATFORM\n"
+                  "RUN echo $TARGETARCH > arch\n")
     result, runs = run_build(tmp_path, dockerfile, "linux/amd64,linux/arm/v7")
     assert [(r["env"]["TARGETPLATFORM"], r["env"]["TARGETARCH"], r["env"]["TARGETVARIANT"]) for r in runs] == [
         ("linux/amd64", "amd64", ""), ("linux/arm/v7", "arm", "v7")]
