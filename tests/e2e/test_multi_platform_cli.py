@@ -124,3 +124,38 @@ def test_cache_to_exports_every_platforms_steps(tmp_path, cross_context, registr
     # Both targets' COPY of their own /out/$TARGETARCH were exported, and the shared RUN once.
     assert [(s["instruction"].split()[0], s["cached"], s["cache_source"]) for s in filesystem_steps] == [
         ("RUN", True, cache_ref), ("COPY", True, cache_ref), ("RUN", True, cache_ref), ("COPY", True, cache_ref)]
+
+
+MIXED = """\
+FROM --platform=$BUILDPLATFORM {base} AS build
+RUN echo compiling on $(uname -m) && mkdir /out && echo generated > /out/generated
+FROM {base}
+ARG TARGETARCH
+COPY --from=build /out /out
+RUN uname -m > /out/machine && echo $TARGETARCH > /out/targetarch
+"""
+
+
+@pytest.mark.parametrize("isolation", ["namespaces", "proot"])
+def test_the_target_stage_runs_per_platform_emulated_and_the_native_stage_once(tmp_path, registry, isolation):
+    from tests.support.binfmt import ensure_registered
+    from tests.support.foreign_images import push_busybox_index
+
+    if isolation == "namespaces" and (why := ensure_registered(("linux/arm64",))) is not None:
+        pytest.skip(why)
+    base = push_busybox_index(registry.host, tmp_path / "base", ("linux/amd64", "linux/arm64"))
+    context = write_context(tmp_path / "ctx", {"Dockerfile": MIXED.format(base=base)})
+    layout = tmp_path / "layout"
+    done = dockyard("build", "--platform", "linux/amd64,linux/arm64", "--progress", "plain", "--isolation", isolation,
+                    "--cache-dir", str(tmp_path / "cache"), "--output", f"type=oci,dest={layout}", str(context))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("compiling on x86_64") == 1
+    index = _layout_blob(layout, json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
+    found = []
+    for entry in index["manifests"]:
+        manifest = _layout_blob(layout, entry["digest"])
+        top = _layout_blob_path(layout, manifest["layers"][-1]["digest"])
+        machine = subprocess.run(["tar", "-xzOf", str(top), "out/machine"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        found.append((entry["platform"]["architecture"], machine))
+    assert found == [("amd64", "x86_64"), ("arm64", "aarch64")]
