@@ -1,7 +1,7 @@
 """The CI adapters' kernel (integrations/common): the build request's `dockyard build` arguments, the lint levels,
 the OCI labels, the default cache, the platforms inputs, the merge's `dockyard manifest create` arguments, the
-runner that reads dockyard's JSON events (with the
-real CLI), and a failure event as each adapter renders it (GitHub, GitLab, Jenkins' result file)."""
+runner that reads dockyard's JSON events (with the real CLI), and a failure event as each adapter renders it
+(GitHub, GitLab, Jenkins' result file)."""
 
 from __future__ import annotations
 

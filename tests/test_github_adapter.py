@@ -361,6 +361,22 @@ def test_every_input_reaches_the_adapter():
     assert all(f'"{name}"' in source for name in inputs)
 
 
+def test_the_matrix_and_merge_example_is_a_valid_workflow_using_the_actions_inputs():
+    """examples/github-actions/multi-platform-runners.yml (docs/github-action.md's distributed build): valid for
+    @action-validator/cli, and every input it gives the action is one action.yml declares."""
+    import yaml
+
+    example = REPO / "examples" / "github-actions" / "multi-platform-runners.yml"
+    validator = REPO / ".ci" / "node" / "node_modules" / ".bin" / "action-validator"
+    result = subprocess.run([str(validator), str(example)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    declared = yaml.safe_load((REPO / "action.yml").read_text())["inputs"]
+    steps = [step for job in yaml.safe_load(example.read_text())["jobs"].values() for step in job["steps"]]
+    ours = [step for step in steps if step.get("uses", "").startswith("OWNER/dockyard@")]
+    assert len(ours) == 2 and all(set(step["with"]) <= set(declared) for step in ours)
+    assert "merge-digests" in ours[1]["with"] and "push-by-digest=true" in ours[0]["with"]["outputs"]
+
+
 def test_action_yml_never_interpolates_expressions_into_scripts():
     """Inputs reach the scripts only through `env:` (script injection otherwise): no `${{` in any `run:` body."""
     lines = (REPO / "action.yml").read_text().splitlines()
