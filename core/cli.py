@@ -69,16 +69,20 @@ def make_parser() -> argparse.ArgumentParser:
                    help="set a build argument; a bare KEY takes its value from the environment (repeatable)")
     b.add_argument("--target", help="build only up to this stage")
     b.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add a label (repeatable)")
-    b.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
-                   help="add an annotation to the image manifest (repeatable)")
-    b.add_argument("--platform", default="linux/amd64", help="the platform to build for (default linux/amd64)")
+    b.add_argument("--annotation", action="append", default=[], metavar="[TYPE:]KEY=VALUE",
+                   help="add an annotation (repeatable); TYPE is manifest (the default), index, manifest-descriptor "
+                        "or index-descriptor, optionally for one platform: manifest[linux/arm64]:KEY=VALUE")
+    b.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT][,...]",
+                   help="the platform(s) to build for, comma-separated or repeated (default linux/amd64); "
+                        "several make one image index")
     b.add_argument("--build-context", action="append", default=[], metavar="NAME=VALUE",
                    help="a named context for FROM NAME, COPY --from=NAME and RUN --mount=from=NAME: a directory, "
                         "docker-image://REF, oci-layout://PATH[:TAG|@DIGEST], a git URL or an http(s) URL; a "
                         "stage or image of that name is replaced (repeatable)")
     b.add_argument("--push", action="store_true", help="push every tag to its registry")
     b.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
-                   help="type=registry | type=oci,dest=DIR | type=docker,dest=FILE.tar (repeatable)")
+                   help="type=registry[,name=REF][,push-by-digest=true] | type=oci,dest=DIR | "
+                        "type=docker,dest=FILE.tar; oci-mediatypes=false writes Docker media types (repeatable)")
     b.add_argument("--digest-file", metavar="FILE", help="write the image digest to FILE")
     b.add_argument("--metadata-file", metavar="FILE", help="write build metadata (JSON) to FILE")
     b.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
@@ -220,8 +224,8 @@ def _add_login_commands(sub: SubParsers) -> None:
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> BuildOptions:
     from .options import (BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource,
-                          parse_annotations, parse_duration, parse_key_values, parse_registry_ca,
-                          parse_registry_client_cert)
+                          parse_annotations, parse_duration, parse_key_values, parse_platforms,
+                          parse_registry_ca, parse_registry_client_cert)
 
     context = Path(args.context)
     cache_repo = (RegistryCache.from_cache_repo(args.cache_repo),) if args.cache_repo else ()
@@ -233,7 +237,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Buil
         target=args.target,
         labels=parse_key_values(args.label, "--label"),
         annotations=parse_annotations(args.annotation),
-        platform=args.platform,
+        platforms=parse_platforms(args.platform),
         push=args.push,
         outputs=tuple(OutputSpec.parse(o) for o in args.output),
         digest_file=Path(args.digest_file) if args.digest_file else None,
