@@ -232,7 +232,8 @@ class OutputWriter:
         # Layers of registry cache hits: mounted into the pushed repositories when they are all on the cache's
         # registry and nothing else is written, else downloaded now.
         registries = {r.registry for r in names}
-        mount_to = registries.pop() if opts.wants_push and not opts.outputs and len(registries) == 1 else None
+        files = any(o.type != "registry" for o in opts.outputs)
+        mount_to = registries.pop() if opts.wants_push and not files and len(registries) == 1 else None
         self._cached_layers.fetch([layer for image in images for layer in image.layers], mount_to)
         sets: dict[bool, ImageSet] = {}
 
