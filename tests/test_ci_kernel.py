@@ -136,12 +136,14 @@ def test_manifest_create_arguments(tmp_path):
     request = manifest.ManifestRequest(tags=("r:5000/g/app:1", "r:5000/g/app:latest"),
                                        sources=(f"r:5000/g/app@{DIGEST_A}", "r:5000/g/app:arm64"),
                                        annotations=("index:org.opencontainers.image.title=app",), append=True,
-                                       digest_file=tmp_path / "d", extra_args=("--x",))
+                                       digest_file=tmp_path / "d", insecure_registries=("r:5000",),
+                                       extra_args=("--x",))
     assert manifest.manifest_arguments(request) == [
-        "-t", "r:5000/g/app:1", "-t", "r:5000/g/app:latest", "--annotation", "index:org.opencontainers.image.title=app",
-        "--append", "--digest-file", str(tmp_path / "d"), "--x", f"r:5000/g/app@{DIGEST_A}", "r:5000/g/app:arm64"]
+        "--progress", "json", "--tag", "r:5000/g/app:1", "--tag", "r:5000/g/app:latest",
+        "--annotation", "index:org.opencontainers.image.title=app", "--append", "--digest-file", str(tmp_path / "d"),
+        "--insecure-registry", "r:5000", "--x", f"r:5000/g/app@{DIGEST_A}", "r:5000/g/app:arm64"]
     dry = manifest.ManifestRequest(tags=("r/a:1",), sources=(f"r/a@{DIGEST_A}",), dry_run=True)
-    assert manifest.manifest_arguments(dry) == ["-t", "r/a:1", "--dry-run", f"r/a@{DIGEST_A}"]
+    assert manifest.manifest_arguments(dry) == ["--progress", "json", "--tag", "r/a:1", "--dry-run", f"r/a@{DIGEST_A}"]
 
 
 @pytest.mark.parametrize("tags, sources, subject", [
@@ -373,8 +375,9 @@ def test_the_jenkins_merge_request_becomes_manifest_create(tmp_path):
     request = step.manifest_request({"kind": "manifest", "image": "r/app", "references": ["r/app:1"],
                                      "sources": [f"r/app@{DIGEST_A}"], "annotations": ["index:k=v"],
                                      "append": False, "push": False}, tmp_path / "d")
-    assert manifest.manifest_arguments(request) == ["-t", "r/app:1", "--annotation", "index:k=v", "--dry-run",
-                                                    "--digest-file", str(tmp_path / "d"), f"r/app@{DIGEST_A}"]
+    assert manifest.manifest_arguments(request) == ["--progress", "json", "--tag", "r/app:1", "--annotation",
+                                                    "index:k=v", "--dry-run", "--digest-file", str(tmp_path / "d"),
+                                                    f"r/app@{DIGEST_A}"]
 
 
 def test_the_jenkins_helper_runs_as_a_module(tmp_path):

@@ -236,7 +236,8 @@ def test_whole_merge_run_writes_the_index_outputs_and_summary(tmp_path, monkeypa
     assert action.main() == 0
     [command] = commands
     assert command[3:5] == ["manifest", "create"]
-    assert command[5:13] == ["-t", "r/a:1.2.3", "-t", "r/a:1.2", "-t", "r/a:1", "-t", "r/a:latest"]
+    assert command[5:15] == ["--progress", "json", "--tag", "r/a:1.2.3", "--tag", "r/a:1.2", "--tag", "r/a:1",
+                             "--tag", "r/a:latest"]
     assert command[-2:] == [f"r/a@{DIGEST_A}", f"r/a@{DIGEST_B}"]
     text = output.read_text()
     digest = re.search(r"^digest<<(\S+)\n(.*?)\n\1$", text, re.M | re.S).group(2)

@@ -30,6 +30,7 @@ class ManifestRequest:
     append: bool = False  # merge into the index already at the first tag (same platform: replaced)
     dry_run: bool = False  # print the index, push nothing
     digest_file: Path | None = None
+    insecure_registries: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()  # last before the sources, so a flag given here wins over a derived one
 
 
@@ -87,8 +88,9 @@ def check_references(references: Sequence[str], *, subject: str) -> None:
 
 def manifest_arguments(request: ManifestRequest, *, tags_subject: str = "input tags",
                        sources_subject: str = "input sources") -> list[str]:
-    """The `dockyard manifest create` arguments (after `manifest create`), the sources last. A UsageError naming
-    the input for no tag, no source or a reference that is not one."""
+    """The `dockyard manifest create` arguments (after `manifest create`), the sources last; its events go to
+    stderr as JSON lines (runner.py reads them, a failure as its `BuildFailed` event). A UsageError naming the
+    input for no tag, no source or a reference that is not one."""
     if not request.tags:
         raise UsageError("no tag for the index", subject=tags_subject,
                          hint="the index is what users pull: give it the tags the image goes by")
@@ -97,7 +99,8 @@ def manifest_arguments(request: ManifestRequest, *, tags_subject: str = "input t
                          hint="the images the build jobs pushed by digest, REGISTRY/PATH@sha256:DIGEST")
     check_references(request.tags, subject=tags_subject)
     check_references(request.sources, subject=sources_subject)
-    args = [word for tag in request.tags for word in ("-t", tag)]
+    args = ["--progress", "json"]
+    args += [word for tag in request.tags for word in ("--tag", tag)]
     args += [word for annotation in request.annotations for word in ("--annotation", annotation)]
     if request.append:
         args.append("--append")
@@ -105,6 +108,7 @@ def manifest_arguments(request: ManifestRequest, *, tags_subject: str = "input t
         args.append("--dry-run")
     if request.digest_file is not None:
         args += ["--digest-file", str(request.digest_file)]
+    args += [word for registry in request.insecure_registries for word in ("--insecure-registry", registry)]
     args += request.extra_args
     args += request.sources
     return args

@@ -62,7 +62,8 @@ def manifest_request(inputs: ActionInputs, *, tags: list[str], files: MergeFiles
     """The merge the inputs ask for. `push: false` (a pull request) assembles the index without pushing it."""
     refuse_build_inputs(inputs)
     return ManifestRequest(tags=tuple(tags), sources=tuple(merge_sources(inputs)), annotations=inputs.annotations,
-                           dry_run=not inputs.push, digest_file=files.digest, extra_args=inputs.extra_args)
+                           dry_run=not inputs.push, digest_file=files.digest,
+                           insecure_registries=inputs.insecure_registries, extra_args=inputs.extra_args)
 
 
 def metadata(request: ManifestRequest, digest: str, index: dict[str, Any] | None) -> dict[str, Any]:
