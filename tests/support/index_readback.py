@@ -60,6 +60,7 @@ def config_of(repository: str, digest: str, *, creds: str | None = None) -> dict
 
 def rootfs_of(repository: str, digest: str, workdir: Path, *, creds: str | None = None) -> Path:
     """The filesystem of the image `repository@digest`, unpacked under `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
     layout = workdir / f"oci-{digest[7:19]}"
     command = ["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
                *(["--src-creds", creds] if creds else []), f"docker://{repository}@{digest}", f"oci:{layout}:latest"]
