@@ -230,7 +230,7 @@ def test_whole_merge_run_writes_the_index_outputs_and_summary(tmp_path, monkeypa
     index = {"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
         {"digest": DIGEST_A, "platform": {"os": "linux", "architecture": "amd64"}},
         {"digest": DIGEST_B, "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}]}
-    monkeypatch.setattr(action, "read_back", lambda tag: index)
+    monkeypatch.setattr(action, "read_back", lambda tag, insecure: index)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     assert action.main() == 0

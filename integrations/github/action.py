@@ -68,11 +68,12 @@ def publish(log: GroupedLog, files: ResultFiles, tags: list[str], code: int, env
     workflow.append_summary(summary.render(log, meta), environ)
 
 
-def read_back(tag: str) -> dict[str, Any] | None:
+def read_back(tag: str, insecure_registries: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The index pushed at `tag`, as `dockyard manifest inspect --raw` reads it back; None when it cannot."""
+    insecure = [word for registry in insecure_registries for word in ("--insecure-registry", registry)]
     try:
-        result = subprocess.run([*dockyard_command(), "manifest", "inspect", "--raw", tag], capture_output=True,
-                                text=True, timeout=300)
+        result = subprocess.run([*dockyard_command(), "manifest", "inspect", "--raw", *insecure, tag],
+                                capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return merge.read_index(result.stdout) if result.returncode == 0 else None
@@ -86,7 +87,7 @@ def publish_merge(log: GroupedLog, request: ManifestRequest, files: merge.MergeF
         workflow.append_summary(summary.render_merge(log, None), environ)
         return
     digest = files.digest.read_text().strip() if files.digest.exists() else ""
-    index = None if request.dry_run else read_back(request.tags[0])
+    index = None if request.dry_run else read_back(request.tags[0], request.insecure_registries)
     meta = merge.metadata(request, digest, index)
     workflow.set_outputs({"digest": digest, "metadata": json.dumps(meta), "tags": "\n".join(request.tags)})
     workflow.append_summary(summary.render_merge(log, meta), environ)
