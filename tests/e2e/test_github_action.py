@@ -313,3 +313,38 @@ def test_matrix_jobs_push_by_digest_and_the_merge_mode_assembles_the_index(regis
     assert {f"sha256:{path.name}" for path in digests.iterdir()} == set(entries.values())
     assert read_index(f"{repository}:1.0")["annotations"]["org.opencontainers.image.description"] == "two runners"
     assert "dockyard manifest create succeeded" in log
+
+
+@pytest.fixture(scope="module")
+def amd64_arm64_base(registry, tmp_path_factory) -> str:
+    """A busybox index for linux/amd64 and linux/arm64 (Debian's arm64 busybox), with QEMU registered for arm64
+    in binfmt_misc as dockyard registers it (or already there): what docker/setup-qemu-action does on a runner."""
+    from tests.support.binfmt import ensure_registered
+    from tests.support.foreign_images import push_busybox_index
+
+    why = ensure_registered(("linux/arm64",))
+    if why is not None:
+        pytest.skip(f"QEMU cannot be registered in binfmt_misc here: {why}")
+    return push_busybox_index(registry.host, tmp_path_factory.mktemp("busybox-index"), tuple(TWO_PLATFORMS))
+
+
+def test_platforms_with_an_emulated_run(registry, amd64_arm64_base, wheelhouse, tmp_path):
+    """`platforms` one per line over a base index: the arm64 image's RUN ran under QEMU, as that CPU."""
+    from tests.support.index_readback import check_emulated_index, emulated_dockerfile
+
+    image = f"{registry.host}/action/emulated:ci"
+    steps = """\
+        - uses: ./
+          with:
+            context: app
+            tags: @IMAGE@
+            platforms: |
+              linux/amd64
+              linux/arm64
+            push: true
+        """
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image),
+                     {"Dockerfile": emulated_dockerfile(amd64_arm64_base)})
+    result = run_act(repo, wheelhouse, tmp_path)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    check_emulated_index(image, TWO_PLATFORMS, tmp_path / "readback")

@@ -269,3 +269,38 @@ def test_a_parallel_matrix_pushes_by_digest_and_the_merge_component_assembles_th
                                        f"docker://{image}:v2"], capture_output=True, text=True, check=True,
                                       timeout=120).stdout)
     assert index["annotations"]["org.opencontainers.image.description"] == "two runners"
+
+
+@pytest.fixture(scope="module")
+def amd64_arm64_base(registry, tmp_path_factory) -> str:
+    """A busybox index for linux/amd64 and linux/arm64 (Debian's arm64 busybox), with QEMU registered for arm64
+    in binfmt_misc as dockyard registers it (or already there)."""
+    from tests.support.binfmt import ensure_registered
+    from tests.support.foreign_images import push_busybox_index
+
+    why = ensure_registered(("linux/arm64",))
+    if why is not None:
+        pytest.skip(f"QEMU cannot be registered in binfmt_misc here: {why}")
+    return push_busybox_index(registry.host, tmp_path_factory.mktemp("busybox-index"), tuple(TWO_PLATFORMS))
+
+
+def test_platforms_with_an_emulated_run(project_registry, amd64_arm64_base, tmp_path):
+    """The component building both platforms of a base index in one job, the arm64 RUN under QEMU: each image's
+    RUN ran as its own CPU."""
+    from tests.support.index_readback import check_emulated_index, emulated_dockerfile
+
+    image = f"{project_registry.host}/group/emulated"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {image}
+              context: app
+              tags: [v1]
+              platforms: [linux/amd64, linux/arm64]
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": emulated_dockerfile(amd64_arm64_base)})
+    result = run_pipeline(project, project_registry.host, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    check_emulated_index(f"{image}:v1", TWO_PLATFORMS, tmp_path / "readback", creds=CREDS)

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import write_context
-from tests.support.index_readback import check_native_only_index, native_only_dockerfile, read_index
+from tests.support.binfmt import ensure_registered
+from tests.support.foreign_images import push_busybox_index
+from tests.support.index_readback import (check_emulated_index, check_native_only_index, emulated_dockerfile,
+                                          native_only_dockerfile, read_index)
 from tests.support.registry import RegistryServer
 
 LIBRARY = Path(__file__).resolve().parents[2] / "integrations" / "jenkins"
@@ -126,6 +129,13 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
         _bad("push-string", tmp, {"image": "app", "push": "yes"}),
         _bad("extra-args-string", tmp, {"image": "app", "extraArgs": "--no-cache"}),
     ]
+    # A two-platform build whose arm64 RUN runs under QEMU, when binfmt_misc can serve it here.
+    if ensure_registered(("linux/arm64",)) is None:
+        base = push_busybox_index(registry.host, tmp / "busybox-index", ("linux/amd64", "linux/arm64"))
+        workspace = write_context(tmp / "ws-emulated", {"Dockerfile": emulated_dockerfile(base)})
+        scenarios.append(_scenario("emulated", workspace, {"dockyard": DOCKYARD, "push": True,
+                                                           "image": f"{registry.host}/jenkins/emulated",
+                                                           "platforms": "linux/amd64,linux/arm64"}))
     scenarios_file, results_file = tmp / "scenarios.json", tmp / "results.json"
     scenarios_file.write_text(json.dumps(scenarios))
     run = subprocess.run(["groovy", str(STAND_IN), str(LIBRARY), str(scenarios_file), str(results_file)],
@@ -275,6 +285,16 @@ def test_parallel_branches_push_by_digest_and_dockyard_manifest_assembles_the_in
     for platform in ("linux-amd64", "linux-arm64"):
         assert _inspect(f"{image}:buildcache-{platform}", "--raw")["config"]["mediaType"] == (
             "application/vnd.dockyard.cache.config.v1+json")
+
+
+def test_platforms_with_an_emulated_run(pipeline, tmp_path):
+    """`platforms: 'linux/amd64,linux/arm64'` (a comma list) over a base index: the arm64 RUN ran under QEMU."""
+    if "emulated" not in pipeline["results"]:
+        pytest.skip("QEMU cannot be registered in binfmt_misc here")
+    outcome = pipeline["results"]["emulated"]
+    assert "error" not in outcome, outcome["log"]
+    [ref] = outcome["returned"]["tags"]
+    check_emulated_index(ref, TWO_PLATFORMS, tmp_path)
 
 
 def _digest_of_raw(ref: str) -> str:

@@ -86,3 +86,25 @@ def check_native_only_index(reference: str, platforms: list[str], workdir: Path,
         # The RUN ran once, natively, for every target: the file says for which, and on which machine.
         assert (rootfs / architecture).read_text() == f"{platform} built on {os.uname().machine}\n"
     return entries
+
+
+# uname -m of each architecture, as a RUN step run for it (under QEMU when foreign) prints it.
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64", "arm": "armv7l"}
+
+
+def emulated_dockerfile(base: str) -> str:
+    """A RUN for each target platform itself: foreign ones run under QEMU user emulation."""
+    return f"FROM {base}\nRUN uname -m > /machine\n"
+
+
+def check_emulated_index(reference: str, platforms: list[str], workdir: Path, *,
+                         creds: str | None = None) -> None:
+    """Asserts that `reference` is an index of exactly `platforms`, each image's RUN having run as its CPU."""
+    repository = parse_reference(reference).name
+    entries = platform_entries(read_index(reference, creds=creds))
+    assert sorted(entries) == sorted(platforms), entries
+    for platform, digest in entries.items():
+        architecture = platform.split("/")[1]
+        assert config_of(repository, digest, creds=creds)["architecture"] == architecture
+        rootfs = rootfs_of(repository, digest, workdir, creds=creds)
+        assert (rootfs / "machine").read_text() == MACHINES[architecture] + "\n"
