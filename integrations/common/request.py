@@ -80,7 +80,7 @@ def output_attributes(output: str) -> dict[str, str]:
     attributes = {}
     for field in next(csv.reader([output]), []):
         key, _, value = field.partition("=")
-        attributes[key.strip()] = value.strip()
+        attributes[key.strip().lower()] = value.strip()
     return attributes
 
 
@@ -128,8 +128,9 @@ def build_arguments(request: BuildRequest) -> list[str]:
     cache_destinations = list(request.cache_to)
     if request.cache:
         cache_sources.insert(0, cache_from(request.cache))
-        if request.push or pushes(request.outputs):  # a build that does not push writes nothing to the registry,
-            cache_destinations.insert(0, cache_to(request.cache))  # its cache included
+        # A build that does not push writes nothing to the registry, its cache included.
+        if request.push or pushes(request.outputs):
+            cache_destinations.insert(0, cache_to(request.cache))
     args += repeated("--cache-from", cache_sources) + repeated("--cache-to", cache_destinations)
     if request.push:
         args.append("--push")
