@@ -58,8 +58,13 @@ class OutputSpec:
         if kind in ("oci", "docker") and not dest:
             raise UsageError(f"invalid --output {text!r}: type={kind} needs dest=PATH")
         if kind == "registry":
+            from .image.reference import parse_reference
+
             for name in cls._names(attrs.get("name", "")):
-                RegistryCache._checked_ref(name, text, "--output name")
+                try:
+                    parse_reference(name)
+                except UsageError as exc:
+                    raise UsageError(f"invalid --output {text!r}: name {name!r}: {exc.message}") from None
         return cls(kind, dest, tuple(sorted(attrs.items())))
 
     @staticmethod
