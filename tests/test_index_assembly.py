@@ -163,3 +163,15 @@ def test_a_bare_digest_source_is_in_the_first_targets_repository():
     assert str(source_reference(f"{HOST}/x@{bare}", targets)) == f"{HOST}/x@{bare}"
     with pytest.raises(UsageError, match="no -t"):
         source_reference(bare, ())
+
+
+def test_one_index_source_with_two_entries_of_a_platform_is_taken_as_it_is():
+    ltsc2019 = Descriptor(OCI_MANIFEST, digest("2019"), 100, platform=(
+        ("architecture", "amd64"), ("os", "windows"), ("os.version", "10.0.17763.5329")))
+    ltsc2022 = Descriptor(OCI_MANIFEST, digest("2022"), 100, platform=(
+        ("architecture", "amd64"), ("os", "windows"), ("os.version", "10.0.20348.2227")))
+    linux = image("linux", "linux/amd64")
+    assembled = assemble([index_source("win", [ltsc2019, ltsc2022]), manifest_source("linux", linux)])
+    assert assembled.index.manifests == (ltsc2019, ltsc2022, linux)
+    with pytest.raises(UsageError, match="two sources give platform windows/amd64"):
+        assemble([index_source("win", [ltsc2019]), index_source("win2", [ltsc2022])])
