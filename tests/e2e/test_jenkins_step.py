@@ -133,9 +133,10 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
     if ensure_registered(("linux/arm64",)) is None:
         base = push_busybox_index(registry.host, tmp / "busybox-index", ("linux/amd64", "linux/arm64"))
         workspace = write_context(tmp / "ws-emulated", {"Dockerfile": emulated_dockerfile(base)})
-        scenarios.append(_scenario("emulated", workspace, {"dockyard": DOCKYARD, "push": True,
-                                                           "image": f"{registry.host}/jenkins/emulated",
-                                                           "platforms": "linux/amd64,linux/arm64"}))
+        for mode in ("namespaces", "proot"):
+            scenarios.append(_scenario(f"emulated-{mode}", workspace, {
+                "dockyard": DOCKYARD, "push": True, "image": f"{registry.host}/jenkins/emulated-{mode}",
+                "platforms": "linux/amd64,linux/arm64", "extraArgs": ["--isolation", mode]}))
     scenarios_file, results_file = tmp / "scenarios.json", tmp / "results.json"
     scenarios_file.write_text(json.dumps(scenarios))
     run = subprocess.run(["groovy", str(STAND_IN), str(LIBRARY), str(scenarios_file), str(results_file)],
@@ -287,11 +288,13 @@ def test_parallel_branches_push_by_digest_and_dockyard_manifest_assembles_the_in
             "application/vnd.dockyard.cache.config.v1+json")
 
 
-def test_platforms_with_an_emulated_run(pipeline, tmp_path):
-    """`platforms: 'linux/amd64,linux/arm64'` (a comma list) over a base index: the arm64 RUN ran under QEMU."""
-    if "emulated" not in pipeline["results"]:
+@pytest.mark.parametrize("mode", ["namespaces", "proot"])
+def test_platforms_with_an_emulated_run(pipeline, mode, tmp_path):
+    """`platforms: 'linux/amd64,linux/arm64'` (a comma list) over a base index: the arm64 RUN ran under QEMU, in
+    both isolation modes (binfmt_misc; proot's own QEMU support)."""
+    if f"emulated-{mode}" not in pipeline["results"]:
         pytest.skip("QEMU cannot be registered in binfmt_misc here")
-    outcome = pipeline["results"]["emulated"]
+    outcome = pipeline["results"][f"emulated-{mode}"]
     assert "error" not in outcome, outcome["log"]
     [ref] = outcome["returned"]["tags"]
     check_emulated_index(ref, TWO_PLATFORMS, tmp_path)
