@@ -250,6 +250,37 @@ def test_whole_merge_run_writes_the_index_outputs_and_summary(tmp_path, monkeypa
     assert "assembled r/a@" in out.getvalue()
 
 
+FAILING_MANIFEST = r'''
+import json, sys
+print(json.dumps({"event": "build_failed", "exit_code": 6, "error": "RegistryError", "time": 1.0,
+                  "message": "manifest sha256:aaaa not found", "subject": "r/a@sha256:aaaa",
+                  "hint": "did every build job push?"}), file=sys.stderr)
+print("error: r/a@sha256:aaaa: manifest sha256:aaaa not found", file=sys.stderr)
+sys.exit(6)
+'''
+
+
+def test_a_failed_merge_is_one_error_annotation_and_no_outputs(tmp_path, monkeypatch):
+    fake = tmp_path / "failing_manifest.py"
+    fake.write_text(FAILING_MANIFEST)
+    output, step_summary = tmp_path / "output", tmp_path / "summary.md"
+    output.touch()
+    for name, value in {"GITHUB_OUTPUT": output, "GITHUB_STEP_SUMMARY": step_summary, "RUNNER_TEMP": tmp_path,
+                        "HOME": tmp_path}.items():
+        monkeypatch.setenv(name, str(value))
+    set_inputs(monkeypatch, tags="r/a:1", sources=f"r/a@{DIGEST_A}", push="true")
+    monkeypatch.setattr(action, "run_dockyard",
+                        lambda command, log: _run_fake([sys.executable, str(fake), *command[3:]], log))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert action.main() == 6
+    errors = [line for line in out.getvalue().splitlines() if line.startswith("::error")]
+    assert errors == ["::error title=RegistryError (exit code 6)::r/a@sha256:aaaa: manifest sha256:aaaa not found"
+                      "%0Ahint: did every build job push?"]
+    assert output.read_text() == ""  # no digest of an index that was not made
+    assert step_summary.read_text().startswith("## dockyard manifest create failed")
+
+
 def test_privileges():
     root = privileges.choose({}, euid=0, has_sudo=False)
     assert root.prefix == () and "as root" in root.note
