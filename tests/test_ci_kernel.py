@@ -1,6 +1,7 @@
 """The CI adapters' kernel (integrations/common): the build request's `dockyard build` arguments, the lint levels,
-the OCI labels, the default cache, the one-platform check, the runner that reads dockyard's JSON events (with the
-real CLI), and a failure event as each adapter renders it (GitHub, GitLab, Jenkins' result file)."""
+the OCI labels, the default cache, the platforms inputs, the merge's `dockyard manifest create` arguments, the
+runner that reads dockyard's JSON events (with the real CLI), and a failure event as each adapter renders it
+(GitHub, GitLab, Jenkins' result file)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import pytest
 
 from dockyard.errors import UsageError
 from dockyard.events import BuildFailed, StageStarted, StepFinished, StepLog, StepStarted, event_from_json
-from dockyard_integrations.common import cache, failure, findings, labels, levels, platforms
+from dockyard_integrations.common import cache, failure, findings, labels, levels, manifest, platforms
 from dockyard_integrations.common.phases import PhasedLog
 from dockyard_integrations.common.public import Platform
-from dockyard_integrations.common.request import BuildRequest, Report, build_arguments
+from dockyard_integrations.common.request import (BuildRequest, Report, build_arguments, push_by_digest_output,
+                                                  pushes, pushes_by_digest)
 from dockyard_integrations.common.runner import COMMAND_NOT_FOUND, dockyard_command, run_dockyard
 from dockyard_integrations.github import action, summary
 from dockyard_integrations.github.log import GroupedLog, failure_annotation
@@ -43,11 +45,11 @@ def test_every_request_field_becomes_its_flag_the_context_last(tmp_path):
         build_args=("A=1,2", "BARE"), build_contexts=("base=docker-image://alpine:3.20",),
         annotations=("manifest:k=v",), target="release", push=True, no_cache=True, cache="r/a:buildcache",
         cache_from=("type=registry,ref=r/other",), cache_to=("type=registry,ref=r/other,mode=min",),
-        platforms=("linux/amd64",), outputs=("type=oci,dest=out",), secrets=("id=t,env=TOKEN",),
+        platforms=("linux/amd64", "linux/arm64"), outputs=("type=oci,dest=out",), secrets=("id=t,env=TOKEN",),
         insecure_registries=("reg:5000",), registry_mirrors=("mirror.io",), lint="warning",
         reports=(Report("sarif", tmp_path / "r.sarif"), Report("text", tmp_path / "r.txt")),
         metadata_file=tmp_path / "m.json", digest_file=tmp_path / "d", extra_args=("--compression", "zstd"))
-    assert build_arguments(request, host=AMD64) == [
+    assert build_arguments(request) == [
         "--progress", "json", "--metadata-file", str(tmp_path / "m.json"), "--digest-file", str(tmp_path / "d"),
         "--check", "--fail-on", "warning", "--report", f"sarif={tmp_path / 'r.sarif'}",
         "--report", f"text={tmp_path / 'r.txt'}", "--file", "app/Containerfile", "--tag", "r/a:1", "--tag", "r/a:2",
@@ -55,56 +57,122 @@ def test_every_request_field_becomes_its_flag_the_context_last(tmp_path):
         "--build-context", "base=docker-image://alpine:3.20", "--annotation", "manifest:k=v", "--target", "release",
         "--cache-from", "type=registry,ref=r/a:buildcache", "--cache-from", "type=registry,ref=r/other",
         "--cache-to", "type=registry,ref=r/a:buildcache,mode=max", "--cache-to", "type=registry,ref=r/other,mode=min",
-        "--push", "--no-cache", "--platform", "linux/amd64", "--output", "type=oci,dest=out",
+        "--push", "--no-cache", "--platform", "linux/amd64,linux/arm64", "--output", "type=oci,dest=out",
         "--insecure-registry", "reg:5000", "--registry-mirror", "mirror.io", "--secret", "id=t,env=TOKEN",
         "--compression", "zstd", "app"]
 
 
 def test_the_smallest_request_checks_at_the_default_level():
-    assert build_arguments(BuildRequest(), host=AMD64) == ["--progress", "json", "--check", "--fail-on", "error", "."]
+    assert build_arguments(BuildRequest()) == ["--progress", "json", "--check", "--fail-on", "error", "."]
 
 
 def test_the_cache_is_written_only_by_a_build_that_pushes():
-    args = build_arguments(BuildRequest(cache="r/a:buildcache"), host=AMD64)
+    args = build_arguments(BuildRequest(cache="r/a:buildcache"))
     assert "type=registry,ref=r/a:buildcache" in args and not any("mode=max" in a for a in args)
 
 
 def test_an_output_dockyard_cannot_write_fails_naming_the_input():
     with pytest.raises(UsageError) as info:
-        build_arguments(BuildRequest(outputs=("type=local,dest=out",)), host=AMD64)
+        build_arguments(BuildRequest(outputs=("type=local,dest=out",)))
     assert info.value.subject == "input outputs" and "type=docker,dest=FILE.tar" in (info.value.hint or "")
 
 
-# --- one platform ------------------------------------------------------------------------------------------------
+# --- platforms -----------------------------------------------------------------------------------------------
 
-def test_several_platforms_are_refused_until_dockyard_builds_them():
+def test_any_number_of_platforms_become_one_comma_list():
+    request = BuildRequest(platforms=("linux/amd64,linux/arm64", " linux/arm/v7 ", "linux/s390x", "linux/amd64"))
+    args = build_arguments(request)
+    assert args[args.index("--platform") + 1] == "linux/amd64,linux/arm64,linux/arm/v7,linux/s390x"
+    assert args.count("--platform") == 1
+
+
+@pytest.mark.parametrize("given, normalised", [
+    ("linux/amd64", "linux/amd64"), ("linux/x86_64", "linux/amd64"), ("Linux/AArch64", "linux/arm64"),
+    ("linux/arm/v7", "linux/arm/v7"), ("linux/armhf", "linux/arm/v7"), ("linux/ppc64le", "linux/ppc64le"),
+    ("linux/riscv64", "linux/riscv64"), ("linux/386", "linux/386"), ("windows/amd64", "windows/amd64")])
+def test_platform_syntax_and_aliases_as_docker_reads_them(given, normalised):
+    assert platforms.check_platforms((given,)) == (normalised,)
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("amd64", "expected OS/ARCH[/VARIANT]"), ("linux/", "expected OS/ARCH[/VARIANT]"),
+    ("linux/arm64/v8/x", "expected OS/ARCH[/VARIANT]"), ("linux/amd46", "unknown architecture 'amd46'"),
+    ("lniux/amd64", "unknown operating system 'lniux'"), ("linux/arm/v-7", "invalid variant 'v-7'")])
+def test_a_bad_platform_is_an_error_naming_it_and_the_input(bad, words):
     with pytest.raises(UsageError) as info:
-        build_arguments(BuildRequest(platforms=("linux/amd64", "linux/arm64")), host=AMD64)
-    assert info.value.message == "2 platforms given (linux/amd64, linux/arm64): dockyard builds one platform per run"
-    assert info.value.subject == "input platforms"
-
-
-@pytest.mark.parametrize("extra", [("--platform", "linux/amd64,linux/arm64"), ("--platform=linux/amd64,linux/arm64",)])
-def test_several_platforms_in_extra_args_are_refused_too(extra):
+        build_arguments(BuildRequest(platforms=("linux/amd64", bad)))
+    assert words in info.value.message and repr(bad) in info.value.message
+    assert info.value.subject == "input platforms" and "linux/arm64" in (info.value.hint or "")
     with pytest.raises(UsageError) as info:
-        build_arguments(BuildRequest(extra_args=extra), host=AMD64)
-    assert "dockyard builds one platform per run" in info.value.message
-    assert info.value.subject == "input extra-args"
+        platforms.check_platforms((bad,), subject="platforms")
+    assert info.value.subject == "platforms"
 
 
-def test_one_platform_in_extra_args_is_left_to_dockyard():
-    assert build_arguments(BuildRequest(extra_args=("--platform", "linux/arm64")), host=AMD64)[-3:] == [
-        "--platform", "linux/arm64", "."]
+def test_no_platform_is_dockyards_default_and_platforms_in_extra_args_are_dockyards_to_read():
+    assert "--platform" not in build_arguments(BuildRequest(platforms=("", " , ")))
+    assert build_arguments(BuildRequest(extra_args=("--platform", "linux/amd64,linux/arm64")))[-3:] == [
+        "--platform", "linux/amd64,linux/arm64", "."]
 
 
-def test_the_platforms_input_is_amd64_or_the_hosts():
-    assert platforms.check_platforms(("linux/arm64",), host=ARM64) == "linux/arm64"
-    assert platforms.check_platforms((), host=AMD64) is None
-    with pytest.raises(UsageError, match="cannot build linux/s390x"):
-        platforms.check_platforms(("linux/s390x",), host=AMD64)
+def test_outputs_that_push_by_digest():
+    output = push_by_digest_output("reg:5000/g/app")
+    assert output == "type=image,name=reg:5000/g/app,push-by-digest=true,push=true"
+    assert pushes_by_digest([output]) and pushes([output])
+    assert pushes_by_digest(['type=image,"name=reg/a,reg/b",push-by-digest=true,push=true'])
+    assert not pushes_by_digest(["type=registry"]) and pushes(["type=registry"])
+    assert not pushes(["type=oci,dest=out", "type=image,name=r/a"])
+    # the build writes its cache when an output pushes, as when it is asked to push
+    args = build_arguments(BuildRequest(cache="reg:5000/g/app:buildcache-linux-arm64", outputs=(output,)))
+    assert args[args.index("--cache-to") + 1] == "type=registry,ref=reg:5000/g/app:buildcache-linux-arm64,mode=max"
+    assert args[args.index("--output") + 1] == output and "--push" not in args
+
+
+# --- the merge of a distributed build ----------------------------------------------------------------------------
+
+DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def test_manifest_create_arguments(tmp_path):
+    request = manifest.ManifestRequest(tags=("r:5000/g/app:1", "r:5000/g/app:latest"),
+                                       sources=(f"r:5000/g/app@{DIGEST_A}", "r:5000/g/app:arm64"),
+                                       annotations=("index:org.opencontainers.image.title=app",), append=True,
+                                       digest_file=tmp_path / "d", insecure_registries=("r:5000",),
+                                       extra_args=("--x",))
+    assert manifest.manifest_arguments(request) == [
+        "--progress", "json", "--tag", "r:5000/g/app:1", "--tag", "r:5000/g/app:latest",
+        "--annotation", "index:org.opencontainers.image.title=app", "--append", "--digest-file", str(tmp_path / "d"),
+        "--insecure-registry", "r:5000", "--x", f"r:5000/g/app@{DIGEST_A}", "r:5000/g/app:arm64"]
+    dry = manifest.ManifestRequest(tags=("r/a:1",), sources=(f"r/a@{DIGEST_A}",), dry_run=True)
+    assert manifest.manifest_arguments(dry) == ["--progress", "json", "--tag", "r/a:1", "--dry-run", f"r/a@{DIGEST_A}"]
+
+
+@pytest.mark.parametrize("tags, sources, subject", [
+    ((), (f"r/a@{DIGEST_A}",), "input tags"), (("r/a:1",), (), "input sources"),
+    (("r/a:has space",), (f"r/a@{DIGEST_A}",), "input tags"), (("r/a:1",), ("r/a@latest",), "input sources")])
+def test_a_merge_without_tags_or_sources_or_with_a_bad_reference_fails_naming_the_input(tags, sources, subject):
     with pytest.raises(UsageError) as info:
-        platforms.check_platforms(("linux/arm64",), host=AMD64, subject="input platform")
-    assert info.value.subject == "input platform" and "no emulation" in (info.value.hint or "")
+        manifest.manifest_arguments(manifest.ManifestRequest(tags=tags, sources=sources))
+    assert info.value.subject == subject
+
+
+def test_digest_files_hand_the_digests_to_the_merge(tmp_path):
+    directory = tmp_path / "digests"
+    assert manifest.write_digest_file(directory, DIGEST_B).name == "b" * 64
+    manifest.write_digest_file(directory, DIGEST_A)
+    manifest.write_digest_file(directory, DIGEST_A)  # a retried job: the same digest once
+    assert manifest.digests_in(directory, subject="input merge-digests") == [DIGEST_A, DIGEST_B]
+    assert manifest.sources_by_digest("r/a", [DIGEST_A]) == [f"r/a@{DIGEST_A}"]
+    with pytest.raises(UsageError) as info:
+        manifest.write_digest_file(directory, "md5:abc")
+    (directory / "notes.txt").write_text("x")
+    with pytest.raises(UsageError, match=r"'notes.txt' .* is not named by a digest") as info:
+        manifest.digests_in(directory, subject="input merge-digests")
+    assert info.value.subject == "input merge-digests"
+    (tmp_path / "empty").mkdir()
+    for missing in (tmp_path / "empty", tmp_path / "absent"):
+        with pytest.raises(UsageError) as info:
+            manifest.digests_in(missing, subject="input merge-digests")
+        assert info.value.subject == "input merge-digests"
 
 
 # --- lint levels, labels, cache ----------------------------------------------------------------------------------
@@ -153,6 +221,7 @@ def test_labels_the_user_set_are_left_alone():
 
 def test_the_default_cache_is_a_tag_of_the_image():
     assert cache.default_cache_reference("reg:5000/g/app") == "reg:5000/g/app:buildcache"
+    assert cache.default_cache_reference("reg:5000/g/app", "linux/arm/v7") == "reg:5000/g/app:buildcache-linux-arm-v7"
     assert cache.cache_from("r/a:c") == "type=registry,ref=r/a:c"
     assert cache.cache_to("r/a:c") == "type=registry,ref=r/a:c,mode=max"
 
@@ -177,7 +246,7 @@ def test_a_failed_build_ends_with_its_failure_event_which_the_runner_hands_on(tm
     its exit code, class, file and line, and dockyard's text for it is not printed twice."""
     (tmp_path / "Dockerfile").write_text("FROM scratch\nFOO bar\n")
     log = RecordingLog()
-    args = build_arguments(BuildRequest(context=str(tmp_path), lint="none"), host=AMD64)
+    args = build_arguments(BuildRequest(context=str(tmp_path), lint="none"))
     code = run_dockyard([*dockyard_command(), "build", *args], log, cwd=tmp_path)
     assert code == 3
     assert log.failure is not None
@@ -276,7 +345,7 @@ def test_jenkins_request_becomes_the_kernels(tmp_path):
                                   "buildArgs": {"A": "1", "FROM_ENV": None}, "buildContexts": {"lib": "libs"},
                                   "labels": {"k": "v w"}, "push": True, "target": None, "cache": True,
                                   "lint": "warning", "extraArgs": ["--no-cache"]}, files)
-    args = build_arguments(request, host=AMD64)
+    args = build_arguments(request)
     assert args[:4] == ["--progress", "json", "--metadata-file", str(tmp_path / "m")]
     assert "--fail-on none" in " ".join(args)  # the step makes the build UNSTABLE itself, at its `lint` level
     for pair in (["--build-arg", "FROM_ENV"], ["--label", "k=v w"], ["--build-context", "lib=libs"],
@@ -287,15 +356,44 @@ def test_jenkins_request_becomes_the_kernels(tmp_path):
     assert step.cache_reference("r/app", False) == ""
 
 
+def test_a_jenkins_branch_of_a_distributed_build_pushes_by_digest_with_a_cache_of_its_own(tmp_path):
+    files = step.StepFiles(sarif=tmp_path / "s", text=tmp_path / "t", findings=tmp_path / "f.json",
+                           digest=tmp_path / "d", metadata=tmp_path / "m")
+    request = step.build_request({"image": "r/app", "references": [], "push": True, "cache": True,
+                                  "platforms": ["linux/arm64"], "pushByDigest": True}, files)
+    args = build_arguments(request)
+    for pair in (["--platform", "linux/arm64"], ["--output", "type=image,name=r/app,push-by-digest=true,push=true"],
+                 ["--cache-to", "type=registry,ref=r/app:buildcache-linux-arm64,mode=max"]):
+        assert any(args[i:i + 2] == pair for i in range(len(args))), pair
+    assert "--push" not in args and "--tag" not in args
+    several = step.build_request({"image": "r/app", "references": ["r/app:1"], "push": True, "cache": True,
+                                  "platforms": ["linux/amd64", "linux/arm64"]}, files)
+    assert several.platforms == ("linux/amd64", "linux/arm64") and several.cache == "r/app:buildcache"
+
+
+def test_the_jenkins_merge_request_becomes_manifest_create(tmp_path):
+    request = step.manifest_request({"kind": "manifest", "image": "r/app", "references": ["r/app:1"],
+                                     "sources": [f"r/app@{DIGEST_A}"], "annotations": ["index:k=v"],
+                                     "append": False, "push": False}, tmp_path / "d")
+    assert manifest.manifest_arguments(request) == ["--progress", "json", "--tag", "r/app:1", "--annotation",
+                                                    "index:k=v", "--dry-run", "--digest-file", str(tmp_path / "d"),
+                                                    f"r/app@{DIGEST_A}"]
+
+
 def test_the_jenkins_helper_runs_as_a_module(tmp_path):
-    """`python -m dockyard_integrations.jenkins` with a request the kernel refuses: a usage error in the result."""
+    """`python -m dockyard_integrations.jenkins` with requests the kernel refuses (a platform that is not one, a
+    merge without sources): a usage error naming the argument in the result file, before dockyard runs."""
     import subprocess
 
-    (tmp_path / "request.json").write_text(json.dumps({"image": "r/app", "references": ["r/app:1"],
-                                                       "extraArgs": ["--platform", "linux/amd64,linux/arm64"]}))
-    result = subprocess.run([sys.executable, "-m", "dockyard_integrations.jenkins", str(tmp_path / "request.json"),
-                             str(tmp_path / "result")], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stdout + result.stderr
-    values = dict(line.split("=", 1) for line in (tmp_path / "result").read_text().splitlines())
-    assert values["exit_code"] == "2" and values["error"] == "UsageError"
-    assert "dockyard builds one platform per run" in values["message"]
+    for request, subject in (({"image": "r/app", "references": ["r/app:1"], "platforms": ["linux/amd64", "arm"]},
+                              "platforms"),
+                             ({"kind": "manifest", "image": "r/app", "references": ["r/app:1"], "sources": []},
+                              "sources")):
+        (tmp_path / "request.json").write_text(json.dumps(request))
+        result = subprocess.run([sys.executable, "-m", "dockyard_integrations.jenkins",
+                                 str(tmp_path / "request.json"), str(tmp_path / "result")],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stdout + result.stderr
+        values = dict(line.split("=", 1) for line in (tmp_path / "result").read_text().splitlines())
+        assert values["exit_code"] == "2" and values["error"] == "UsageError"
+        assert values["headline"].startswith(f"{subject}: ")

@@ -15,15 +15,13 @@ import pytest
 
 from dockyard.errors import UsageError
 from dockyard.events import BuildFinished, StageStarted, StepFinished, StepLog, StepStarted
-from dockyard.image.model import Platform
-from dockyard_integrations.github import action, metadata, privileges, summary
+from dockyard_integrations.github import action, merge, metadata, privileges, summary
 from dockyard_integrations.github.flags import ResultFiles, build_arguments
 from dockyard_integrations.github.inputs import ActionInputs, split_list
 from dockyard_integrations.github.log import GroupedLog
 from dockyard_integrations.github.metadata import GitContext
 
 REPO = Path(__file__).resolve().parent.parent
-AMD64 = Platform("linux", "amd64")
 
 
 def set_inputs(monkeypatch, **inputs: str) -> None:
@@ -104,7 +102,7 @@ def test_standard_labels_unless_the_user_set_them():
 def _args(tmp_path, **fields) -> list[str]:
     files = ResultFiles(metadata=tmp_path / "m.json", report=tmp_path / "r.github")
     return build_arguments(ActionInputs(**fields), tags=["r/a:1"], labels=["l=1"], secret_dir=tmp_path / "s",
-                           files=files, host=AMD64)
+                           files=files)
 
 
 def test_flag_mapping(tmp_path):
@@ -132,8 +130,8 @@ def test_flag_mapping(tmp_path):
 
 
 @pytest.mark.parametrize("fields, words", [
-    ({"platforms": ("linux/amd64", "linux/arm64")}, "dockyard builds one platform"),
-    ({"platforms": ("linux/s390x",)}, "cannot build linux/s390x"),
+    ({"platforms": ("linux/amd64", "linux/amd46")}, "unknown architecture 'amd46'"),
+    ({"platforms": ("arm64",)}, "expected OS/ARCH[/VARIANT]"),
     ({"outputs": ("type=local,dest=out",)}, "type must be registry, oci or docker"),
     ({"secrets": ("no-equals-sign-here",)}, "item 1 is not KEY=VALUE"),
 ])
@@ -142,6 +140,145 @@ def test_unsupported_values_fail_clearly(tmp_path, fields, words):
         _args(tmp_path, **fields)
     assert words in err.value.message and err.value.subject.startswith("input ")
     assert "no-equals-sign-here" not in err.value.render()  # a malformed secret is named by position only
+
+
+def test_platforms_as_build_push_action_lists_them(tmp_path, monkeypatch):
+    """Comma- or newline-separated, as build-push-action's `platforms`: one `--platform` list, one index."""
+    set_inputs(monkeypatch, platforms="linux/amd64,linux/arm64\nlinux/arm/v7\n")
+    inputs = ActionInputs.from_environment()
+    assert inputs.platforms == ("linux/amd64", "linux/arm64", "linux/arm/v7")
+    args = _args(tmp_path, platforms=inputs.platforms)
+    assert args[args.index("--platform") + 1] == "linux/amd64,linux/arm64,linux/arm/v7"
+
+
+PUSH_BY_DIGEST = "type=image,name=ghcr.io/octo/app,push-by-digest=true,name-canonical=true,push=true"
+
+
+def test_a_matrix_job_pushing_by_digest_gets_no_derived_tags(tmp_path, monkeypatch):
+    """Its image is tagged only on the index the merge job assembles; a build without that output derives them."""
+    environ = {"GITHUB_REF": "refs/heads/main", "GITHUB_SHA": SHA, "GITHUB_REPOSITORY": "octo/app"}
+    by_digest = ActionInputs(outputs=(PUSH_BY_DIGEST,), platforms=("linux/arm64",))
+    assert action.resolve_tags_and_labels(by_digest, environ)[0] == []
+    assert action.resolve_tags_and_labels(ActionInputs(), environ)[0] == [
+        "ghcr.io/octo/app:main", "ghcr.io/octo/app:sha-0123456"]
+    args = _args(tmp_path, outputs=by_digest.outputs, platforms=by_digest.platforms)
+    assert args[args.index("--output") + 1] == PUSH_BY_DIGEST and "--push" not in args
+
+
+# --- merge mode ---------------------------------------------------------------------------------------------------
+
+DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def test_sources_or_merge_digests_switch_the_action_to_merging(tmp_path, monkeypatch):
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    for digest in (DIGEST_B, DIGEST_A):
+        (digests / digest.removeprefix("sha256:")).touch()
+    set_inputs(monkeypatch, images="ghcr.io/octo/app", merge_digests=str(digests), push="true",
+               sources="ghcr.io/octo/app:extra", annotations="index:org.opencontainers.image.title=app")
+    inputs = ActionInputs.from_environment()
+    assert inputs.merges and not ActionInputs().merges
+    request = merge.manifest_request(inputs, tags=["ghcr.io/octo/app:1"], files=merge.MergeFiles(tmp_path / "d"))
+    assert request.sources == ("ghcr.io/octo/app:extra", f"ghcr.io/octo/app@{DIGEST_A}",
+                               f"ghcr.io/octo/app@{DIGEST_B}")
+    assert request.annotations == ("index:org.opencontainers.image.title=app",) and not request.dry_run
+    unpushed = merge.manifest_request(ActionInputs(sources=(f"r/a@{DIGEST_A}",)), tags=["r/a:1"],
+                                      files=merge.MergeFiles(tmp_path / "d"))
+    assert unpushed.dry_run  # push: false (a pull request) assembles the index and pushes nothing
+
+
+@pytest.mark.parametrize("fields, subject", [
+    ({"sources": (f"r/a@{DIGEST_A}",), "platforms": ("linux/arm64",)}, "input platforms"),
+    ({"sources": (f"r/a@{DIGEST_A}",), "build_args": ("A=1",)}, "input build-args"),
+    ({"merge_digests": "/nonexistent", "images": ("r/a",)}, "input merge-digests"),
+    ({"merge_digests": "/tmp"}, "input images"),
+])
+def test_merge_mode_refuses_what_it_cannot_do_naming_the_input(tmp_path, fields, subject):
+    with pytest.raises(UsageError) as err:
+        merge.manifest_request(ActionInputs(**fields), tags=["r/a:1"], files=merge.MergeFiles(tmp_path / "d"))
+    assert err.value.subject == subject
+
+
+FAKE_MANIFEST = r'''
+import sys
+args = sys.argv[1:]
+digest_file = args[args.index("--digest-file") + 1]
+open(digest_file, "w").write("sha256:" + "e" * 64 + "\n")
+print("assembled " + " ".join(a for a in args if "@" in a), file=sys.stderr)
+'''
+
+
+def test_whole_merge_run_writes_the_index_outputs_and_summary(tmp_path, monkeypatch):
+    """main() in merge mode with a stand-in for `dockyard manifest create` (the real one under a runner is the e2e
+    test's): it is given the tags and sources, and the index's digest becomes the `digest` output."""
+    fake = tmp_path / "fake_manifest.py"
+    fake.write_text(FAKE_MANIFEST)
+    output, step_summary = tmp_path / "output", tmp_path / "summary.md"
+    output.touch()
+    for name, value in {"GITHUB_OUTPUT": output, "GITHUB_STEP_SUMMARY": step_summary, "RUNNER_TEMP": tmp_path,
+                        "HOME": tmp_path, "GITHUB_REF": "refs/tags/v1.2.3", "GITHUB_SHA": SHA}.items():
+        monkeypatch.setenv(name, str(value))
+    set_inputs(monkeypatch, images="r/a", sources=f"r/a@{DIGEST_A},r/a@{DIGEST_B}", push="true")
+    commands = []
+
+    def fake_run(command, log):
+        commands.append(command)
+        return _run_fake([sys.executable, str(fake), *command[3:]], log)
+
+    monkeypatch.setattr(action, "run_dockyard", fake_run)
+    index = {"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"digest": DIGEST_A, "platform": {"os": "linux", "architecture": "amd64"}},
+        {"digest": DIGEST_B, "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}]}
+    monkeypatch.setattr(action, "read_back", lambda tag, insecure: index)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert action.main() == 0
+    [command] = commands
+    assert command[3:5] == ["manifest", "create"]
+    assert command[5:15] == ["--progress", "json", "--tag", "r/a:1.2.3", "--tag", "r/a:1.2", "--tag", "r/a:1",
+                             "--tag", "r/a:latest"]
+    assert command[-2:] == [f"r/a@{DIGEST_A}", f"r/a@{DIGEST_B}"]
+    text = output.read_text()
+    digest = re.search(r"^digest<<(\S+)\n(.*?)\n\1$", text, re.M | re.S).group(2)
+    assert digest == "sha256:" + "e" * 64
+    meta = json.loads(re.search(r"^metadata<<(\S+)\n(.*?)\n\1$", text, re.M | re.S).group(2))
+    assert meta["containerimage.digest"] == digest and meta["sources"] == [f"r/a@{DIGEST_A}", f"r/a@{DIGEST_B}"]
+    assert [p["platform"] for p in meta["platforms"]] == ["linux/amd64", "linux/arm/v7"]
+    md = step_summary.read_text()
+    assert f"- index: `{digest}`" in md and "| linux/arm/v7 | `" + DIGEST_B + "` |" in md
+    assert "assembled r/a@" in out.getvalue()
+
+
+FAILING_MANIFEST = r'''
+import json, sys
+print(json.dumps({"event": "build_failed", "exit_code": 6, "error": "RegistryError", "time": 1.0,
+                  "message": "manifest sha256:aaaa not found", "subject": "r/a@sha256:aaaa",
+                  "hint": "did every build job push?"}), file=sys.stderr)
+print("error: r/a@sha256:aaaa: manifest sha256:aaaa not found", file=sys.stderr)
+sys.exit(6)
+'''
+
+
+def test_a_failed_merge_is_one_error_annotation_and_no_outputs(tmp_path, monkeypatch):
+    fake = tmp_path / "failing_manifest.py"
+    fake.write_text(FAILING_MANIFEST)
+    output, step_summary = tmp_path / "output", tmp_path / "summary.md"
+    output.touch()
+    for name, value in {"GITHUB_OUTPUT": output, "GITHUB_STEP_SUMMARY": step_summary, "RUNNER_TEMP": tmp_path,
+                        "HOME": tmp_path}.items():
+        monkeypatch.setenv(name, str(value))
+    set_inputs(monkeypatch, tags="r/a:1", sources=f"r/a@{DIGEST_A}", push="true")
+    monkeypatch.setattr(action, "run_dockyard",
+                        lambda command, log: _run_fake([sys.executable, str(fake), *command[3:]], log))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert action.main() == 6
+    errors = [line for line in out.getvalue().splitlines() if line.startswith("::error")]
+    assert errors == ["::error title=RegistryError (exit code 6)::r/a@sha256:aaaa: manifest sha256:aaaa not found"
+                      "%0Ahint: did every build job push?"]
+    assert output.read_text() == ""  # no digest of an index that was not made
+    assert step_summary.read_text().startswith("## dockyard manifest create failed")
 
 
 def test_privileges():
@@ -243,6 +380,33 @@ def test_action_yml_is_valid():
     assert validator.exists(), "run scripts/install.sh (npm ci --prefix .ci/node)"
     result = subprocess.run([str(validator), str(REPO / "action.yml")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_input_reaches_the_adapter():
+    """Each input of action.yml is passed to the build step as INPUT_<NAME>, and the adapter reads each one."""
+    text = (REPO / "action.yml").read_text()
+    inputs = re.findall(r"^  ([a-z-]+):\n    description:", text.split("\noutputs:")[0], re.M)
+    passed = dict(re.findall(r"^        INPUT_([A-Z_]+): \$\{\{ inputs\.([a-z-]+) \}\}$", text, re.M))
+    assert sorted(passed.values()) == sorted(inputs)
+    assert all(name == value.upper().replace("-", "_") for name, value in passed.items())
+    source = (REPO / "integrations" / "github" / "inputs.py").read_text()
+    assert all(f'"{name}"' in source for name in inputs)
+
+
+def test_the_matrix_and_merge_example_is_a_valid_workflow_using_the_actions_inputs():
+    """examples/github-actions/multi-platform-runners.yml (docs/github-action.md's distributed build): valid for
+    @action-validator/cli, and every input it gives the action is one action.yml declares."""
+    import yaml
+
+    example = REPO / "examples" / "github-actions" / "multi-platform-runners.yml"
+    validator = REPO / ".ci" / "node" / "node_modules" / ".bin" / "action-validator"
+    result = subprocess.run([str(validator), str(example)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    declared = yaml.safe_load((REPO / "action.yml").read_text())["inputs"]
+    steps = [step for job in yaml.safe_load(example.read_text())["jobs"].values() for step in job["steps"]]
+    ours = [step for step in steps if step.get("uses", "").startswith("OWNER/dockyard@")]
+    assert len(ours) == 2 and all(set(step["with"]) <= set(declared) for step in ours)
+    assert "merge-digests" in ours[1]["with"] and "push-by-digest=true" in ours[0]["with"]["outputs"]
 
 
 def test_action_yml_never_interpolates_expressions_into_scripts():

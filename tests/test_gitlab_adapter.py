@@ -20,7 +20,7 @@ import pytest
 from dockyard.errors import OutputError, UsageError
 from dockyard.events import (BuildFinished, StageStarted, StepFinished, StepStarted, TransferFinished,
                              TransferStarted)
-from dockyard_integrations.gitlab import job, reports
+from dockyard_integrations.gitlab import job, merge, reports
 from dockyard_integrations.gitlab.inputs import ComponentInputs
 from dockyard_integrations.gitlab.login import registry_login
 from dockyard_integrations.gitlab.sections import SectionedLog, section_end, section_start
@@ -28,6 +28,7 @@ from dockyard_integrations.gitlab.tags import Pipeline, default_tag_names, image
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "templates" / "build.yml"
+MERGE_TEMPLATE = REPO / "templates" / "merge.yml"
 
 
 # --- tags -----------------------------------------------------------------------------------------------------
@@ -93,12 +94,14 @@ def test_inputs_are_read_from_the_job_variables_the_template_sets():
         "DOCKYARD_INPUT_EXTRA_ARGS": "--platform linux/amd64 --label 'a=b c'",
         # what the template's DOCKYARD_INPUT_TYPED becomes once GitLab has interpolated the inputs
         "DOCKYARD_INPUT_TYPED": '{"push": false, "cache": true, "tags": ["v1"],\n"build-args": ["A=1", "B=two words"], '
-                                '"build-contexts": ["base=docker-image://alpine:3.20", "lib=libs/common"]}',
+                                '"build-contexts": ["base=docker-image://alpine:3.20", "lib=libs/common"],\n'
+                                '"platforms": ["linux/amd64", "linux/arm64"], "push-by-digest": false}',
     })
     assert inputs == ComponentInputs(image="reg/g/app", context="app", tags=("v1",), build_args=("A=1", "B=two words"),
                                      build_contexts=("base=docker-image://alpine:3.20", "lib=libs/common"),
                                      push=False, target="runtime", cache=True, lint="warning",
-                                     extra_args=("--platform", "linux/amd64", "--label", "a=b c"))
+                                     extra_args=("--platform", "linux/amd64", "--label", "a=b c"),
+                                     platforms=("linux/amd64", "linux/arm64"))
 
 
 @pytest.mark.parametrize("environ, subject", [
@@ -110,6 +113,8 @@ def test_inputs_are_read_from_the_job_variables_the_template_sets():
     ({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_TYPED": typed(tags="v1")}, "input tags"),
     ({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_TYPED": typed(**{"build-contexts": "a=b"})},
      "input build-contexts"),
+    ({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_TYPED": typed(platforms="linux/amd64")}, "input platforms"),
+    ({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_TYPED": typed(**{"push-by-digest": 1})}, "input push-by-digest"),
 ])
 def test_bad_inputs_are_usage_errors_naming_the_input(environ, subject):
     with pytest.raises(UsageError) as info:
@@ -141,6 +146,84 @@ def test_without_push_nothing_is_written_to_the_registry_and_without_cache_nothi
     args = job.build_arguments(ComponentInputs(image="reg/g/app", cache=False), references=["reg/g/app:x"],
                                labels=[], files=files)
     assert "--cache-from" not in args and "--cache-to" not in args and "--push" in args
+
+
+def test_platforms_make_one_platform_list(tmp_path):
+    files = job.WorkFiles(metadata=tmp_path / "m.json", code_quality=tmp_path / "cq.json")
+    inputs = ComponentInputs(image="reg/g/app", platforms=("linux/amd64", "linux/arm64,linux/arm/v7"))
+    args = job.build_arguments(inputs, references=["reg/g/app:x"], labels=[], files=files)
+    assert args[args.index("--platform") + 1] == "linux/amd64,linux/arm64,linux/arm/v7"
+    with pytest.raises(UsageError) as info:
+        job.build_arguments(ComponentInputs(image="reg/g/app", platforms=("linux/arm65",)), references=["r/a:x"],
+                            labels=[], files=files)
+    assert info.value.subject == "input platforms" and "unknown architecture 'arm65'" in info.value.message
+
+
+def test_a_matrix_job_pushes_by_digest_untagged_with_a_cache_of_its_own(tmp_path):
+    files = job.WorkFiles(metadata=tmp_path / "m.json", code_quality=tmp_path / "cq.json")
+    inputs = ComponentInputs(image="reg/g/app", platforms=("linux/arm64",), push_by_digest=True)
+    args = job.build_arguments(inputs, references=[], labels=[], files=files)
+    for pair in (["--output", "type=image,name=reg/g/app,push-by-digest=true,push=true"],
+                 ["--platform", "linux/arm64"], ["--cache-from", "type=registry,ref=reg/g/app:buildcache-linux-arm64"],
+                 ["--cache-to", "type=registry,ref=reg/g/app:buildcache-linux-arm64,mode=max"]):
+        assert any(args[i:i + 2] == pair for i in range(len(args))), pair
+    assert "--push" not in args and "--tag" not in args
+    for bad, subject in (({"push": False}, "input push-by-digest"), ({"tags": ("v1",)}, "input tags")):
+        with pytest.raises(UsageError) as info:
+            job.build_arguments(ComponentInputs(image="reg/g/app", push_by_digest=True, **bad), references=[],
+                                labels=[], files=files)
+        assert info.value.subject == subject
+
+
+def test_a_matrix_job_leaves_its_digest_for_the_merge(tmp_path):
+    files = job.WorkFiles(metadata=tmp_path / "m.json", code_quality=tmp_path / "cq.json")
+    files.metadata.write_text(json.dumps({"digest": "sha256:" + "a" * 64}))
+    inputs = ComponentInputs(image="reg/g/app", platforms=("linux/arm64",), push_by_digest=True)
+    job.publish(tmp_path / ".dockyard", files, inputs, [], {})
+    assert [p.name for p in (tmp_path / ".dockyard" / "digests").iterdir()] == ["a" * 64]
+    dotenv = (tmp_path / ".dockyard" / job.DOTENV).read_text()
+    assert f"DOCKYARD_IMAGE_REF=reg/g/app@sha256:{'a' * 64}" in dotenv
+
+
+# --- the merge component ------------------------------------------------------------------------------------------
+
+DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def test_the_merge_assembles_the_matrix_digests_under_the_tags(tmp_path):
+    inputs = merge.MergeInputs.from_environment({
+        "DOCKYARD_INPUT_IMAGE": "reg/g/app",
+        "DOCKYARD_INPUT_TYPED": typed(tags=["v1"], sources=["other/img@" + DIGEST_A], annotations=["index:k=v"],
+                                      append=True, push=True)})
+    assert inputs == merge.MergeInputs(image="reg/g/app", tags=("v1",), sources=("other/img@" + DIGEST_A,),
+                                       annotations=("index:k=v",), append=True, push=True)
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    (digests / ("b" * 64)).touch()
+    (digests / ("a" * 64)).touch()
+    request = merge.manifest_request(inputs, references=["reg/g/app:v1"], digests_dir=digests,
+                                     digest_file=tmp_path / "d")
+    assert request.sources == ("other/img@" + DIGEST_A, "reg/g/app@" + DIGEST_A, "reg/g/app@" + DIGEST_B)
+    assert request.append and not request.dry_run and request.annotations == ("index:k=v",)
+    # sources alone need no digests; neither is an error naming the artifact directory
+    assert merge.merge_sources(merge.MergeInputs(image="r/a", sources=("r/a:x",)), tmp_path / "none") == ["r/a:x"]
+    with pytest.raises(UsageError) as info:
+        merge.merge_sources(merge.MergeInputs(image="r/a"), tmp_path / "none")
+    assert info.value.subject == ".dockyard/digests"
+
+
+def test_a_failed_merge_hands_no_index_on(tmp_path):
+    """`python -m dockyard_integrations.gitlab merge` for real, up to dockyard: no registry answers on the port, so
+    manifest create fails, and the job with it, without a dotenv report passing for the index."""
+    (tmp_path / ".dockyard" / "digests").mkdir(parents=True)
+    (tmp_path / ".dockyard" / "digests" / ("a" * 64)).touch()
+    env = {**os.environ, "DOCKYARD_INPUT_IMAGE": "127.0.0.1:9/g/app",
+           "DOCKYARD_INPUT_TYPED": typed(tags=["v1"], push=True)}
+    result = subprocess.run([sys.executable, "-m", "dockyard_integrations.gitlab", "merge"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert f"sources: 127.0.0.1:9/g/app@{DIGEST_A}" in result.stdout
+    assert not (tmp_path / ".dockyard" / job.DOTENV).exists()
 
 
 # --- registry login ---------------------------------------------------------------------------------------------
@@ -274,7 +357,19 @@ def test_the_template_declares_every_input_it_uses_with_a_description():
         assert f'"{name}"' in source or f"$DOCKYARD_INPUT_{name}" in body  # PYTHON: read by the script
 
 
+def test_the_merge_template_declares_every_input_it_uses_and_the_adapter_reads_them():
+    header, _, body = MERGE_TEMPLATE.read_text().partition("\n---\n")
+    declared = re.findall(r"^    ([a-z-]+):\n      description: \S", header, re.M)
+    used = set(re.findall(r"\$\[\[ inputs\.([a-z-]+) \]\]", body))
+    assert used == set(declared) and len(declared) == len(re.findall(r"^    [a-z-]+:$", header, re.M))
+    assert re.findall(r"^(\S[^:]*):", body, re.M) == ['"$[[ inputs.job-name ]]"']
+    source = (REPO / "integrations" / "gitlab" / "merge.py").read_text()
+    typed_names = re.findall(r'"([a-z-]+)": \$\[\[ inputs', body)
+    assert typed_names and all(f'"{name}"' in source for name in typed_names)
+
+
 def test_the_builder_image_is_pinned_to_this_version():
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    default = re.search(r"builder-image:\n.*\n      default: (\S+)", TEMPLATE.read_text()).group(1)
-    assert default.endswith(f"/dockyard-builder:{version}")
+    for template in (TEMPLATE, MERGE_TEMPLATE):
+        default = re.search(r"builder-image:\n.*\n      default: (\S+)", template.read_text()).group(1)
+        assert default.endswith(f"/dockyard-builder:{version}")

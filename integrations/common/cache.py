@@ -6,12 +6,16 @@ create, and whatever can push the image can push its cache."""
 
 from __future__ import annotations
 
+from .platforms import platform_slug
+
 CACHE_TAG = "buildcache"
 
 
-def default_cache_reference(image: str) -> str:
-    """The cache of `image`, a repository without tag or digest."""
-    return f"{image}:{CACHE_TAG}"
+def default_cache_reference(image: str, platform: str = "") -> str:
+    """The cache of `image`, a repository without tag or digest; with `platform`, the cache of that platform's
+    build (`buildcache-linux-arm64`): the runners of a distributed build run at the same time, and a cache
+    manifest of their own keeps each from overwriting the others'."""
+    return f"{image}:{CACHE_TAG}" + (f"-{platform_slug(platform)}" if platform else "")
 
 
 def cache_from(reference: str) -> str:

@@ -3,6 +3,7 @@ makes. One mapping, so every adapter passes an input to dockyard the same way.""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,8 @@ from dockyard.errors import UsageError
 
 from .cache import cache_from, cache_to
 from .levels import DEFAULT_LINT_LEVEL
-from .platforms import check_platforms, platforms_in_arguments, refuse_several
-from .public import OutputSpec, Platform
+from .platforms import check_platforms
+from .public import OutputSpec
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class BuildRequest:
     cache: str = ""  # a registry cache read, and written when the build pushes (`cache_from`/`cache_to` besides)
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
-    platforms: tuple[str, ...] = ()  # the adapter's platforms input: one at most
+    platforms: tuple[str, ...] = ()  # the adapter's platforms input (items may be comma lists); several: an index
     outputs: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()  # --secret values
     insecure_registries: tuple[str, ...] = ()
@@ -67,15 +68,45 @@ def output_arguments(outputs: tuple[str, ...], *, subject: str = "input outputs"
             OutputSpec.parse(output)  # registry, oci,dest=DIR, docker,dest=FILE.tar (image,push=true)
         except UsageError as exc:
             raise UsageError(exc.message, subject=subject,
-                             hint="dockyard writes type=registry, type=oci,dest=DIR and type=docker,dest=FILE.tar "
-                                  "(there is no docker daemon to load into)") from None
+                             hint="dockyard writes type=registry, type=image,name=REPO,push-by-digest=true,push=true, "
+                                  "type=oci,dest=DIR and type=docker,dest=FILE.tar (there is no docker daemon to load "
+                                  "into)") from None
         args += ["--output", output]
     return args
 
 
-def build_arguments(request: BuildRequest, *, host: Platform) -> list[str]:
+def output_attributes(output: str) -> dict[str, str]:
+    """An `--output` value's KEY=VALUE attributes as buildx reads them (a quoted CSV field keeps its commas)."""
+    attributes = {}
+    for field in next(csv.reader([output]), []):
+        key, _, value = field.partition("=")
+        attributes[key.strip().lower()] = value.strip()
+    return attributes
+
+
+def pushes(outputs: Sequence[str]) -> bool:
+    """Whether an output pushes to a registry (type=registry, or type=image with push=true)."""
+    for output in outputs:
+        attributes = output_attributes(output)
+        if attributes.get("type") == "registry" or attributes.get("push", "").lower() == "true":
+            return True
+    return False
+
+
+def pushes_by_digest(outputs: Sequence[str]) -> bool:
+    """Whether an output pushes the image by digest alone (buildx's `push-by-digest=true`): the image of one
+    runner of a distributed build, which gets its tags on the index that assembles them."""
+    return any(output_attributes(output).get("push-by-digest", "").lower() == "true" for output in outputs)
+
+
+def push_by_digest_output(repository: str) -> str:
+    """The `--output` that pushes to `repository` by digest, without a tag (buildx's spelling)."""
+    return f"type=image,name={repository},push-by-digest=true,push=true"
+
+
+def build_arguments(request: BuildRequest) -> list[str]:
     """The `dockyard build` arguments (after `build`), the context last. The events go to stderr as JSON lines,
-    which runner.py reads. Raises UsageError for what dockyard cannot do (several platforms, an output type it
+    which runner.py reads. Raises UsageError for what dockyard cannot do (an invalid platform, an output type it
     cannot write), naming the input."""
     args = ["--progress", "json"]
     if request.metadata_file is not None:
@@ -97,17 +128,17 @@ def build_arguments(request: BuildRequest, *, host: Platform) -> list[str]:
     cache_destinations = list(request.cache_to)
     if request.cache:
         cache_sources.insert(0, cache_from(request.cache))
-        if request.push:  # a build that does not push writes nothing to the registry, its cache included
+        # A build that does not push writes nothing to the registry, its cache included.
+        if request.push or pushes(request.outputs):
             cache_destinations.insert(0, cache_to(request.cache))
     args += repeated("--cache-from", cache_sources) + repeated("--cache-to", cache_destinations)
     if request.push:
         args.append("--push")
     if request.no_cache:
         args.append("--no-cache")
-    platform = check_platforms(request.platforms, host=host)
-    if platform is not None:
-        args += ["--platform", platform]
-    refuse_several(platforms_in_arguments(request.extra_args), host=host, subject="input extra-args")
+    platforms = check_platforms(request.platforms)
+    if platforms:
+        args += ["--platform", ",".join(platforms)]
     args += output_arguments(request.outputs)
     args += repeated("--insecure-registry", request.insecure_registries)
     args += repeated("--registry-mirror", request.registry_mirrors) + repeated("--secret", request.secrets)

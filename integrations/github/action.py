@@ -1,10 +1,12 @@
-"""The action's one step: inputs → masks → `dockyard build` → log, annotations, outputs, summary."""
+"""The action's one step: inputs → masks → `dockyard build` → log, annotations, outputs, summary; or, in merge
+mode (merge.py), `dockyard manifest create` of the images a matrix of build jobs pushed by digest."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -12,9 +14,10 @@ from typing import Any
 
 from dockyard.errors import DockyardError
 
-from ..common.platforms import host_platform
+from ..common.manifest import ManifestRequest, manifest_arguments
+from ..common.request import pushes_by_digest
 from ..common.runner import dockyard_command, run_dockyard
-from . import metadata, privileges, summary, workflow
+from . import merge, metadata, privileges, summary, workflow
 from .flags import ResultFiles, build_arguments
 from .inputs import ActionInputs, key_value
 from .log import GroupedLog
@@ -32,7 +35,11 @@ def mask_secrets(inputs: ActionInputs, environ: dict[str, str]) -> None:
 
 def resolve_tags_and_labels(inputs: ActionInputs, environ: dict[str, str]) -> tuple[list[str], list[str]]:
     ctx = metadata.GitContext.from_environment(environ)
-    tags = list(inputs.tags) or metadata.derive_tags(inputs.images, ctx)
+    if inputs.tags or (pushes_by_digest(inputs.outputs) and not inputs.merges):
+        # A build job of a distributed build pushes by digest alone: its tags go on the index the merge makes.
+        tags = list(inputs.tags)
+    else:
+        tags = metadata.derive_tags(inputs.images, ctx)
     labels = list(inputs.labels) + metadata.standard_labels(ctx, inputs.labels, environ)
     return tags, labels
 
@@ -56,9 +63,49 @@ def publish(log: GroupedLog, files: ResultFiles, tags: list[str], code: int, env
     meta: dict[str, Any] | None = (json.loads(files.metadata.read_text())
                                    if code == 0 and files.metadata.exists() else None)
     if meta is not None:
-        workflow.set_outputs({"digest": meta["digest"], "imageid": meta["config_digest"],
+        workflow.set_outputs({"digest": meta["digest"], "imageid": meta.get("config_digest", ""),
                               "metadata": json.dumps(meta), "tags": "\n".join(tags)})
     workflow.append_summary(summary.render(log, meta), environ)
+
+
+def read_back(tag: str, insecure_registries: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The index pushed at `tag`, as `dockyard manifest inspect --raw` reads it back; None when it cannot."""
+    insecure = [word for registry in insecure_registries for word in ("--insecure-registry", registry)]
+    try:
+        result = subprocess.run([*dockyard_command(), "manifest", "inspect", "--raw", *insecure, tag],
+                                capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return merge.read_index(result.stdout) if result.returncode == 0 else None
+
+
+def publish_merge(log: GroupedLog, request: ManifestRequest, files: merge.MergeFiles, code: int,
+                  environ: dict[str, str]) -> None:
+    if code != 0:
+        if log.failure is None:
+            workflow.error("\n".join(log.other_lines) or f"dockyard manifest create failed (exit code {code})")
+        workflow.append_summary(summary.render_merge(log, None), environ)
+        return
+    digest = files.digest.read_text().strip() if files.digest.exists() else ""
+    index = None if request.dry_run else read_back(request.tags[0], request.insecure_registries)
+    meta = merge.metadata(request, digest, index)
+    workflow.set_outputs({"digest": digest, "metadata": json.dumps(meta), "tags": "\n".join(request.tags)})
+    workflow.append_summary(summary.render_merge(log, meta), environ)
+
+
+def run_merge(inputs: ActionInputs, tags: list[str], temp: Path, environ: dict[str, str]) -> int:
+    """Merge mode: the images the build jobs pushed, assembled into one index under the tags. It runs as the
+    job's user (it only talks to registries), with the credentials docker/login-action wrote."""
+    files = merge.MergeFiles(digest=temp / "index-digest")
+    request = merge.manifest_request(inputs, tags=tags, files=files)
+    args = manifest_arguments(request)
+    print("merging " + ", ".join(request.sources))
+    print("tags: " + ", ".join(request.tags) + (" (push is false: not pushed)" if request.dry_run else ""))
+    sys.stdout.flush()
+    log = GroupedLog()
+    code = run_dockyard([*dockyard_command(), "manifest", "create", *args], log)
+    publish_merge(log, request, files, code, environ)
+    return code
 
 
 def main() -> int:
@@ -68,9 +115,10 @@ def main() -> int:
         inputs = ActionInputs.from_environment()
         mask_secrets(inputs, environ)  # before anything else is printed
         tags, labels = resolve_tags_and_labels(inputs, environ)
+        if inputs.merges:
+            return run_merge(inputs, tags, temp, environ)
         files = ResultFiles(metadata=temp / "metadata.json", report=temp / "report.github")
-        args = build_arguments(inputs, tags=tags, labels=labels, secret_dir=temp / "secrets", files=files,
-                               host=host_platform())
+        args = build_arguments(inputs, tags=tags, labels=labels, secret_dir=temp / "secrets", files=files)
         how = privileges.choose(environ, euid=os.geteuid(),
                                 has_sudo=os.geteuid() != 0 and privileges.sudo_works())
         print(how.note)

@@ -8,7 +8,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common.public import Platform
 from ..common.request import BuildRequest, Report
 from ..common.request import build_arguments as request_arguments
 from .inputs import ActionInputs, key_value
@@ -57,7 +56,7 @@ def build_request(inputs: ActionInputs, *, tags: list[str], labels: list[str], s
 
 
 def build_arguments(inputs: ActionInputs, *, tags: list[str], labels: list[str], secret_dir: Path,
-                    files: ResultFiles, host: Platform) -> list[str]:
+                    files: ResultFiles) -> list[str]:
     """`dockyard build` arguments, the context last. Writes the `secrets` values into `secret_dir`."""
     request = build_request(inputs, tags=tags, labels=labels, secret_dir=secret_dir, files=files)
-    return request_arguments(request, host=host)
+    return request_arguments(request)

@@ -72,12 +72,20 @@ class ActionInputs:
     registry_mirrors: tuple[str, ...] = ()
     lint: str = "error"
     extra_args: tuple[str, ...] = ()
+    # The merge of a distributed build (either switches the action from building to assembling an index):
+    sources: tuple[str, ...] = ()  # image references
+    merge_digests: str = ""  # a directory of the build jobs' digest files, for the first of `images`
+
+    @property
+    def merges(self) -> bool:
+        """Whether the action assembles an index from images already pushed rather than building one."""
+        return bool(self.sources or self.merge_digests)
 
     @classmethod
     def from_environment(cls) -> ActionInputs:
-        """The inputs as build-push-action splits them: tags, platforms and secret-envs by comma too; values that
-        may hold commas (build args, build contexts, labels, annotations, secrets, cache and output specs) by line
-        only."""
+        """The inputs as build-push-action splits them: tags, platforms, secret-envs and sources by comma too;
+        values that may hold commas (build args, build contexts, labels, annotations, secrets, cache and output
+        specs) by line only."""
         lint = parse_lint_level(_text("lint"))
         try:
             extra = tuple(shlex.split(_text("extra-args")))
@@ -98,7 +106,8 @@ class ActionInputs:
             cache_from=lines("cache-from"), cache_to=lines("cache-to"), secrets=lines("secrets"),
             secret_envs=items("secret-envs"), secret_files=lines("secret-files"), outputs=lines("outputs"),
             platforms=items("platforms"), insecure_registries=items("insecure-registries"),
-            registry_mirrors=items("registry-mirrors"), lint=lint, extra_args=extra)
+            registry_mirrors=items("registry-mirrors"), lint=lint, extra_args=extra, sources=items("sources"),
+            merge_digests=_text("merge-digests").strip())
 
 
 def key_value(items: tuple[str, ...], input_name: str) -> list[tuple[str, str]]:

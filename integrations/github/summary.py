@@ -22,8 +22,12 @@ def render(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
     failed = metadata is None
     lines = ["## dockyard build " + ("failed" if failed else "succeeded"), ""]
     if metadata is not None:
-        lines += [f"- digest: `{metadata['digest']}`", f"- image id: `{metadata['config_digest']}`",
-                  f"- platform: `{metadata['platform']}`"]
+        platforms = metadata.get("platforms") or []
+        lines.append(f"- digest: `{metadata['digest']}`" + (" (the image index)" if len(platforms) > 1 else ""))
+        if len(platforms) > 1:
+            lines += [f"- platform `{entry['platform']}`: `{entry['digest']}`" for entry in platforms]
+        else:
+            lines += [f"- image id: `{metadata['config_digest']}`", f"- platform: `{metadata['platform']}`"]
         lines += [f"- pushed: `{ref}`" for ref in metadata.get("pushed", [])]
         lines += [f"- tag (not pushed): `{t}`" for t in metadata.get("tags", []) if t not in metadata.get("pushed", [])]
         cache = metadata.get("cache") or {}
@@ -47,4 +51,24 @@ def render(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
             layer = format_size(done.layer_size) if done.layer_size is not None else ""
         lines.append(f"| {number} | {_cell(started.stage)} | `{_cell(started.text)}` | {result} | {duration} "
                      f"| {layer} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_merge(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
+    """The summary of merge mode: the index, its tags, the sources, and each platform's entry."""
+    if metadata is None:
+        lines = ["## dockyard manifest create failed", ""]
+        if log.failure is not None:
+            lines += ["```", *paragraph(log.failure).splitlines(), "```"]
+        elif log.other_lines:
+            lines += ["```", *log.other_lines, "```"]
+        return "\n".join(lines) + "\n"
+    lines = ["## dockyard manifest create succeeded", "", f"- index: `{metadata['digest']}`"]
+    lines += [f"- pushed: `{ref}`" for ref in metadata["pushed"]]
+    lines += [f"- tag (not pushed): `{t}`" for t in metadata["tags"] if t not in metadata["pushed"]]
+    lines += [f"- source: `{source}`" for source in metadata["sources"]]
+    if metadata["platforms"]:
+        lines += ["", "| platform | manifest |", "| --- | --- |"]
+        lines += [f"| {_cell(entry['platform'] or '(none: an attestation)')} | `{entry['digest']}` |"
+                  for entry in metadata["platforms"]]
     return "\n".join(lines) + "\n"

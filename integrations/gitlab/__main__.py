@@ -1,5 +1,6 @@
 import sys
 
-from .job import main
+from . import job, merge
 
-sys.exit(main())
+# `python -m dockyard_integrations.gitlab` runs the build component's job; `... merge` the merge component's.
+sys.exit(merge.main() if sys.argv[1:] == ["merge"] else job.main())

@@ -35,13 +35,15 @@ class ComponentInputs:
     cache: bool = True
     lint: str = "error"
     extra_args: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    push_by_digest: bool = False  # one job of a `parallel: matrix`: the image goes untagged, its digest to the merge
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> ComponentInputs:
         def text(name: str) -> str:
             return environ.get(PREFIX + name, "").strip()
 
-        typed = _typed(environ.get(PREFIX + "TYPED", ""))
+        typed = typed_inputs(environ.get(PREFIX + "TYPED", ""))
         image = text("IMAGE")
         if not image:
             raise UsageError("no image to build: the input is empty", subject="input image",
@@ -53,13 +55,14 @@ class ComponentInputs:
         except ValueError as exc:
             raise UsageError(f"cannot split it as a shell would: {exc}", subject="input extra-args") from None
         return cls(image=image, context=text("CONTEXT") or ".", dockerfile=text("DOCKERFILE"),
-                   tags=_strings(typed, "tags"), build_args=_strings(typed, "build-args"),
-                   build_contexts=_strings(typed, "build-contexts"),
-                   push=_boolean(typed, "push", True), target=text("TARGET"), cache=_boolean(typed, "cache", True),
-                   lint=lint, extra_args=extra)
+                   tags=strings(typed, "tags"), build_args=strings(typed, "build-args"),
+                   build_contexts=strings(typed, "build-contexts"),
+                   push=boolean(typed, "push", True), target=text("TARGET"), cache=boolean(typed, "cache", True),
+                   lint=lint, extra_args=extra, platforms=strings(typed, "platforms"),
+                   push_by_digest=boolean(typed, "push-by-digest", False))
 
 
-def _typed(raw: str) -> dict[str, Any]:
+def typed_inputs(raw: str) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
@@ -72,14 +75,14 @@ def _typed(raw: str) -> dict[str, Any]:
     return value
 
 
-def _strings(typed: dict[str, Any], name: str) -> tuple[str, ...]:
+def strings(typed: dict[str, Any], name: str) -> tuple[str, ...]:
     value = typed.get(name, [])
     if not isinstance(value, list) or not all(isinstance(item, (str, int, float)) for item in value):
         raise UsageError("must be an array of strings", subject=f"input {name}")
     return tuple(str(item).strip() for item in value if str(item).strip())
 
 
-def _boolean(typed: dict[str, Any], name: str, default: bool) -> bool:
+def boolean(typed: dict[str, Any], name: str, default: bool) -> bool:
     value = typed.get(name, default)
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"  # a variable set by hand rather than through the typed input

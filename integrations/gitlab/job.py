@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, UsageError
 
 from ..common.cache import default_cache_reference
-from ..common.platforms import host_platform
+from ..common.manifest import write_digest_file
+from ..common.platforms import check_platforms
 from ..common.public import parse_reference
-from ..common.request import BuildRequest, Report
+from ..common.request import BuildRequest, Report, push_by_digest_output
 from ..common.request import build_arguments as request_arguments
 from ..common.runner import dockyard_command, run_dockyard
 from . import reports
@@ -33,6 +34,9 @@ RESULTS_DIR = ".dockyard"
 CODE_QUALITY = "gl-code-quality-report.json"
 DOTENV = "dockyard.env"
 ANNOTATIONS = "annotations.json"
+# Where a job of a distributed build leaves its digest for the merge job (templates/merge.yml): an artifact
+# holding one empty file per image, named by the digest's hex, as Docker's recipe hands them on.
+DIGESTS = "digests"
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,38 @@ class WorkFiles:
     code_quality: Path
 
 
+def check_push_by_digest(inputs: ComponentInputs) -> None:
+    """push-by-digest is a job of a distributed build: it pushes, and its image gets tags only on the index."""
+    if not inputs.push_by_digest:
+        return
+    if not inputs.push:
+        raise UsageError("push-by-digest pushes the image, and push is false", subject="input push-by-digest",
+                         hint="set push: true, or leave push-by-digest out to build without pushing")
+    if inputs.tags:
+        raise UsageError("an image pushed by digest has no tags: they go on the index the merge job assembles",
+                         subject="input tags", hint="give the tags to the merge component (templates/merge.yml)")
+
+
+def cache_reference(inputs: ComponentInputs) -> str:
+    """integrations/common/cache.py's default place; one of its own for a job that builds one platform of a
+    distributed build, so that the matrix's jobs do not overwrite each other's cache."""
+    if not inputs.cache:
+        return ""
+    platforms = check_platforms(inputs.platforms)
+    single = platforms[0] if inputs.push_by_digest and len(platforms) == 1 else ""
+    return default_cache_reference(inputs.image, single)
+
+
 def build_request(inputs: ComponentInputs, *, references: list[str], labels: list[str],
                   files: WorkFiles) -> BuildRequest:
-    """The request the inputs make: the cache (when on) in integrations/common/cache.py's default place."""
+    """The request the inputs make. With push-by-digest the image goes to `image` untagged (buildx's
+    `type=image,push-by-digest=true` output) instead of under the tags."""
+    check_push_by_digest(inputs)
     return BuildRequest(
         context=inputs.context, dockerfile=inputs.dockerfile, tags=tuple(references), labels=tuple(labels),
-        build_args=inputs.build_args, build_contexts=inputs.build_contexts, target=inputs.target, push=inputs.push,
-        cache=default_cache_reference(inputs.image) if inputs.cache else "",
+        build_args=inputs.build_args, build_contexts=inputs.build_contexts, target=inputs.target,
+        push=inputs.push and not inputs.push_by_digest, cache=cache_reference(inputs), platforms=inputs.platforms,
+        outputs=(push_by_digest_output(inputs.image),) if inputs.push_by_digest else (),
         # `lint` is the level that fails the job; every finding is in the code quality report.
         lint=inputs.lint, reports=(Report("gitlab", files.code_quality),), metadata_file=files.metadata,
         extra_args=inputs.extra_args)
@@ -58,8 +87,7 @@ def build_request(inputs: ComponentInputs, *, references: list[str], labels: lis
 def build_arguments(inputs: ComponentInputs, *, references: list[str], labels: list[str],
                     files: WorkFiles) -> list[str]:
     """`dockyard build` arguments, the context last."""
-    return request_arguments(build_request(inputs, references=references, labels=labels, files=files),
-                             host=host_platform())
+    return request_arguments(build_request(inputs, references=references, labels=labels, files=files))
 
 
 def clear_results(results: Path) -> None:
@@ -75,7 +103,9 @@ def publish(results: Path, files: WorkFiles, inputs: ComponentInputs, references
     if not files.metadata.exists():
         return  # the build failed: no image to hand on
     digest = json.loads(files.metadata.read_text())["digest"]
-    repository = parse_reference(references[0]).name
+    repository = parse_reference(references[0]).name if references else inputs.image
+    if inputs.push_by_digest:
+        write_digest_file(results / DIGESTS, digest)
     values = {"DOCKYARD_DIGEST": digest, "DOCKYARD_IMAGE": repository, "DOCKYARD_IMAGE_REF": f"{repository}@{digest}",
               "DOCKYARD_PUSHED": "true" if inputs.push else "false"}
     reports.write(results / DOTENV, reports.dotenv_text(values, {"DOCKYARD_TAGS": ",".join(references)}))
@@ -97,13 +127,14 @@ def main() -> int:
         clear_results(results)
         inputs = ComponentInputs.from_environment(environ)
         pipeline = Pipeline.from_environment(environ)
-        references = image_references(inputs.image, inputs.tags, pipeline)
+        # A job of a distributed build pushes by digest alone: the merge job tags the index.
+        references = [] if inputs.push_by_digest else image_references(inputs.image, inputs.tags, pipeline)
         env_changes, login_note = registry_login(environ, temp)
         files = WorkFiles(metadata=temp / "metadata.json", code_quality=temp / CODE_QUALITY)
         args = build_arguments(inputs, references=references, labels=standard_labels(pipeline, environ),
                                files=files)
         print(login_note)
-        print("tags: " + ", ".join(references))
+        print("tags: " + (", ".join(references) or f"none: {inputs.image} pushed by digest, for the merge job"))
         sys.stdout.flush()
         code = run_dockyard([*dockyard_command(), "build", *args], SectionedLog(), env={**environ, **env_changes},
                             cwd=project_dir)

@@ -1,5 +1,6 @@
-"""The Jenkins step's Python half: the request the Groovy step wrote (JSON) → `dockyard build` → the log on
-stdout (the `sh` step's output) → a result file for the Groovy step.
+"""The Jenkins steps' Python half: the request the Groovy step wrote (JSON) → `dockyard build` (dockyardBuild)
+or `dockyard manifest create` (dockyardManifest, a request of kind `manifest`) → the log on stdout (the `sh`
+step's output) → a result file for the Groovy step.
 
 The result file is `KEY=VALUE` lines, a value's backslashes and newlines escaped (`\\\\`, `\\n`): the step reads it
 with plain string methods, as parsing JSON needs a plugin (readJSON) or a script approval on Jenkins. Keys:
@@ -23,9 +24,10 @@ from ..common.cache import default_cache_reference
 from ..common.failure import headline
 from ..common.findings import count_reaching
 from ..common.levels import parse_lint_level
+from ..common.manifest import ManifestRequest, manifest_arguments
 from ..common.phases import Phase, PhasedLog
-from ..common.platforms import host_platform
-from ..common.request import BuildRequest, Report, build_arguments
+from ..common.platforms import check_platforms
+from ..common.request import BuildRequest, Report, build_arguments, push_by_digest_output
 from ..common.runner import dockyard_command, run_dockyard
 
 
@@ -65,10 +67,11 @@ def _pairs(request: Mapping[str, Any], name: str) -> tuple[str, ...]:
     return tuple(key if item is None else f"{key}={item}" for key, item in value.items())
 
 
-def cache_reference(image: str, cache: object) -> str:
-    """The step's `cache`: true for the kernel's default reference, a string for that reference, false for none."""
+def cache_reference(image: str, cache: object, platform: str = "") -> str:
+    """The step's `cache`: true for the kernel's default reference (`platform`'s own for one branch of a
+    distributed build), a string for that reference, false for none."""
     if cache is True:
-        return default_cache_reference(image)
+        return default_cache_reference(image, platform)
     if isinstance(cache, str):
         return cache
     return ""
@@ -78,13 +81,27 @@ def build_request(request: Mapping[str, Any], files: StepFiles) -> BuildRequest:
     """The build the step asks for. Checks never fail the build (`--fail-on none`): the step sees every finding
     and makes the build UNSTABLE at its `lint` level."""
     image = str(request["image"])
+    by_digest = request.get("pushByDigest") is True
+    platforms = check_platforms(_strings(request, "platforms"), subject="platforms")
+    # One branch of a distributed build (pushByDigest, one platform) keeps a cache of its own: the branches run at
+    # the same time and would overwrite each other's.
+    own_cache = platforms[0] if by_digest and len(platforms) == 1 else ""
     return BuildRequest(
         context=str(request.get("context") or "."), dockerfile=str(request.get("dockerfile") or ""),
         tags=_strings(request, "references"), labels=_pairs(request, "labels"), build_args=_pairs(request, "buildArgs"),
         build_contexts=_pairs(request, "buildContexts"), target=str(request.get("target") or ""),
-        push=request.get("push") is True, cache=cache_reference(image, request.get("cache")), lint="none",
+        push=request.get("push") is True and not by_digest,
+        cache=cache_reference(image, request.get("cache"), own_cache), platforms=platforms,
+        outputs=(push_by_digest_output(image),) if by_digest else (), lint="none",
         reports=(Report("sarif", files.sarif), Report("text", files.text), Report("json", files.findings)),
         digest_file=files.digest, metadata_file=files.metadata, extra_args=_strings(request, "extraArgs"))
+
+
+def manifest_request(request: Mapping[str, Any], digest_file: Path) -> ManifestRequest:
+    """The merge dockyardManifest asks for; `push: false` assembles the index without pushing it."""
+    return ManifestRequest(tags=_strings(request, "references"), sources=_strings(request, "sources"),
+                           annotations=_strings(request, "annotations"), append=request.get("append") is True,
+                           dry_run=request.get("push") is False, digest_file=digest_file)
 
 
 def escape(value: object) -> str:
@@ -106,19 +123,46 @@ def result_values(code: int, files: StepFiles, lint: str, failure: BuildFailed |
     return values
 
 
+def usage_failure(exc: DockyardError, result_file: Path, stream: TextIO) -> int:
+    """A request dockyard cannot carry out, refused before it runs: the error in the log and the result file."""
+    print(f"error: {exc.render()}", file=stream)
+    result_file.write_text(result_text({"exit_code": exc.exit_code, "error": type(exc).__name__,
+                                        "message": exc.message, "headline": exc.render().splitlines()[0]}))
+    return exc.exit_code
+
+
+def run_manifest(request: Mapping[str, Any], result_file: Path, *, stream: TextIO) -> int:
+    digest_file = result_file.parent / "digest"
+    try:
+        args = manifest_arguments(manifest_request(request, digest_file), tags_subject="tags",
+                                  sources_subject="sources")
+    except DockyardError as exc:
+        return usage_failure(exc, result_file, stream)
+    log = PlainLog(stream)
+    code = run_dockyard([*dockyard_command(), "manifest", "create", *args], log)
+    values: dict[str, object] = {"exit_code": code}
+    if code == 0 and digest_file.exists():
+        values["digest"] = digest_file.read_text().strip()
+    if log.failure is not None:
+        values.update(error=log.failure.error, message=log.failure.message, headline=headline(log.failure))
+    elif code != 0 and log.other_lines:
+        values.update(error="ManifestFailed", message=log.other_lines[-1], headline=log.other_lines[-1])
+    result_file.write_text(result_text(values))
+    return code
+
+
 def run(request_file: Path, result_file: Path, *, stream: TextIO) -> int:
     request = json.loads(request_file.read_text())
+    if request.get("kind") == "manifest":
+        return run_manifest(request, result_file, stream=stream)
     work = result_file.parent
     files = StepFiles(sarif=work / "dockyard.sarif", text=work / "findings.txt", findings=work / "findings.json",
                       digest=work / "digest", metadata=work / "metadata.json")
     lint = parse_lint_level(str(request.get("lint") or ""), subject="lint")
     try:
-        args = build_arguments(build_request(request, files), host=host_platform())
-    except DockyardError as exc:  # a request dockyard cannot build (several platforms in extraArgs)
-        print(f"error: {exc.render()}", file=stream)
-        result_file.write_text(result_text({"exit_code": exc.exit_code, "error": type(exc).__name__,
-                                            "message": exc.message, "headline": exc.render().splitlines()[0]}))
-        return exc.exit_code
+        args = build_arguments(build_request(request, files))
+    except DockyardError as exc:  # a request dockyard cannot build (an invalid platform)
+        return usage_failure(exc, result_file, stream)
     log = PlainLog(stream)
     code = run_dockyard([*dockyard_command(), "build", *args], log)
     result_file.write_text(result_text(result_values(code, files, lint, log.failure)))

@@ -56,14 +56,16 @@ def make_repo(root: Path, workflow: str, app: dict[str, str]) -> Path:
 
 
 def run_act(repo: Path, wheelhouse: Path, tmp_path: Path, secrets: dict[str, str] | None = None,
-            timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CI": "true"}
+            timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     args = [str(ACT), "push", "-P", "ubuntu-latest=-self-hosted", "--action-cache-path", str(tmp_path / "act-cache"),
             "--env", f"SRC={repo}", "--env", "PIP_NO_INDEX=1", "--env", f"PIP_FIND_LINKS={wheelhouse}",
             "--env", f"XDG_CACHE_HOME={os.environ.get('XDG_CACHE_HOME', tmp_path / 'cache')}"]
+    for name, value in (env or {}).items():
+        args += ["--env", f"{name}={value}"]
     for name, value in (secrets or {}).items():
         args += ["-s", f"{name}={value}"]
-    return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(args, cwd=repo, env={**os.environ, "CI": "true"}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 WORKFLOW_HEAD = """\
@@ -205,3 +207,144 @@ def test_build_contexts_input(registry, busybox_base, wheelhouse, tmp_path):
     assert result.returncode == 0, log[-6000:]
     files = tree.flatten(oracle.unpack(oracle.fetch_oci(image, tmp_path / "oci"), tmp_path / "bundle"))
     assert "/bin/busybox" in files and files["/lib.txt"].size == len("shared\n")
+
+
+# --- several platforms ------------------------------------------------------------------------------------------
+# The Dockerfile's one RUN runs on the build platform (FROM --platform=$BUILDPLATFORM): a two-platform build of it
+# needs no QEMU, on this machine or on a runner.
+
+TWO_PLATFORMS = ["linux/amd64", "linux/arm64"]
+
+
+def test_platforms_input_pushes_one_index(registry, busybox_base, wheelhouse, tmp_path):
+    """`platforms: linux/amd64,linux/arm64` as build-push-action takes it: one index for both, its digest the
+    `digest` output, each platform's image right inside."""
+    from tests.support.index_readback import check_native_only_index, native_only_dockerfile
+
+    image = f"{registry.host}/action/multi:ci"
+    steps = """\
+        - uses: ./
+          id: build
+          with:
+            context: app
+            tags: @IMAGE@
+            platforms: linux/amd64,linux/arm64
+            push: true
+        - name: the digest output is the index's
+          env:
+            DIGEST: ${{ steps.build.outputs.digest }}
+          run: |
+            pushed=$(skopeo inspect --raw --tls-verify=false docker://@IMAGE@ | sha256sum | cut -d' ' -f1)
+            echo "digest output $DIGEST, registry sha256:$pushed"
+            test "$DIGEST" = "sha256:$pushed"
+        """
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image),
+                     {"Dockerfile": native_only_dockerfile(busybox_base)})
+    result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    check_native_only_index(image, TWO_PLATFORMS, tmp_path / "readback")
+    assert "(the image index)" in log  # the job summary says what the digest is
+
+
+MATRIX_WORKFLOW = """\
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        platform: [linux/amd64, linux/arm64]
+    steps:
+      - name: checkout
+        run: cp -a "$SRC/." .
+      - uses: ./
+        id: build
+        with:
+          context: app
+          platforms: ${{ matrix.platform }}
+          outputs: type=image,name=@REPO@,push-by-digest=true,name-canonical=true,push=true
+      - name: export the digest
+        env:
+          DIGEST: ${{ steps.build.outputs.digest }}
+        run: |
+          mkdir -p "$DIGESTS"
+          touch "$DIGESTS/${DIGEST#sha256:}"
+  merge:
+    runs-on: ubuntu-latest
+    needs: build
+    steps:
+      - name: checkout
+        run: cp -a "$SRC/." .
+      - uses: ./
+        id: merge
+        with:
+          images: @REPO@
+          tags: @REPO@:1.0
+          merge-digests: ${{ env.DIGESTS }}
+          annotations: index:org.opencontainers.image.description=two runners
+          push: true
+      - name: the digest output is the index's
+        env:
+          DIGEST: ${{ steps.merge.outputs.digest }}
+        run: |
+          pushed=$(skopeo inspect --raw --tls-verify=false docker://@REPO@:1.0 | sha256sum | cut -d' ' -f1)
+          test "$DIGEST" = "sha256:$pushed"
+"""
+
+
+def test_matrix_jobs_push_by_digest_and_the_merge_mode_assembles_the_index(registry, busybox_base, wheelhouse,
+                                                                          tmp_path):
+    """Docker's "distribute build across multiple runners" recipe with this action: a matrix job per platform
+    pushes by digest (the `outputs` input) and records its digest; the merge job (`merge-digests`) assembles them
+    into one index under the tag. act has no artifact server here (upload/download-artifact are fetched from
+    GitHub), so the digests travel through a directory of the host (act runs the jobs on it) instead."""
+    from tests.support.index_readback import check_native_only_index, native_only_dockerfile, read_index
+
+    repository = f"{registry.host}/action/matrix"
+    digests = tmp_path / "digests"
+    repo = make_repo(tmp_path / "repo", MATRIX_WORKFLOW.replace("@REPO@", repository),
+                     {"Dockerfile": native_only_dockerfile(busybox_base)})
+    result = run_act(repo, wheelhouse, tmp_path, env={"DIGESTS": str(digests)})
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-8000:]
+    assert len(list(digests.iterdir())) == 2  # one image per matrix job, pushed by digest
+    entries = check_native_only_index(f"{repository}:1.0", TWO_PLATFORMS, tmp_path / "readback")
+    assert {f"sha256:{path.name}" for path in digests.iterdir()} == set(entries.values())
+    assert read_index(f"{repository}:1.0")["annotations"]["org.opencontainers.image.description"] == "two runners"
+    assert "dockyard manifest create succeeded" in log
+
+
+@pytest.fixture(scope="module")
+def amd64_arm64_base(registry, tmp_path_factory) -> str:
+    """A busybox index for linux/amd64 and linux/arm64 (Debian's arm64 busybox), with QEMU registered for arm64
+    in binfmt_misc as dockyard registers it (or already there): what docker/setup-qemu-action does on a runner."""
+    from tests.support.binfmt import ensure_registered
+    from tests.support.foreign_images import push_busybox_index
+
+    why = ensure_registered(("linux/arm64",))
+    if why is not None:
+        pytest.skip(f"QEMU cannot be registered in binfmt_misc here: {why}")
+    return push_busybox_index(registry.host, tmp_path_factory.mktemp("busybox-index"), tuple(TWO_PLATFORMS))
+
+
+def test_platforms_with_an_emulated_run(registry, amd64_arm64_base, wheelhouse, tmp_path):
+    """`platforms` one per line over a base index: the arm64 image's RUN ran under QEMU, as that CPU."""
+    from tests.support.index_readback import check_emulated_index, emulated_dockerfile
+
+    image = f"{registry.host}/action/emulated:ci"
+    steps = """\
+        - uses: ./
+          with:
+            context: app
+            tags: @IMAGE@
+            platforms: |
+              linux/amd64
+              linux/arm64
+            push: true
+        """
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image),
+                     {"Dockerfile": emulated_dockerfile(amd64_arm64_base)})
+    result = run_act(repo, wheelhouse, tmp_path)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    check_emulated_index(image, TWO_PLATFORMS, tmp_path / "readback")

@@ -42,7 +42,8 @@ def project_registry(tmp_path_factory):
 def make_project(root: Path, pipeline: str, app: dict[str, str]) -> Path:
     """A git repository holding the component's template, an app under app/ and the pipeline."""
     (root / "templates").mkdir(parents=True)
-    shutil.copy2(REPO / "templates" / "build.yml", root / "templates" / "build.yml")
+    for template in ("build.yml", "merge.yml"):
+        shutil.copy2(REPO / "templates" / template, root / "templates" / template)
     for name, text in app.items():
         (root / "app" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "app" / name).write_text(text)
@@ -54,13 +55,13 @@ def make_project(root: Path, pipeline: str, app: dict[str, str]) -> Path:
     return root
 
 
-def run_pipeline(project: Path, registry_host: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def run_pipeline(project: Path, registry_host: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     home = tmp_path / "home"  # gitlab-ci-local reads $HOME/.gitlab-ci-local/variables.yml: none of the user's
     home.mkdir()
     env = {**os.environ, "HOME": str(home)}
     env.pop("DOCKER_CONFIG", None)
     variables = {"CI_REGISTRY": registry_host, "CI_REGISTRY_USER": USER, "CI_REGISTRY_PASSWORD": PASSWORD}
-    command = [str(GITLAB_CI_LOCAL), "--shell-isolation=false", "--force-shell-executor", "--no-color"]
+    command = [str(GITLAB_CI_LOCAL), "--shell-isolation=false", "--force-shell-executor", "--no-color", *extra]
     for name, value in variables.items():
         command += ["--variable", f"{name}={value}"]
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
@@ -186,3 +187,120 @@ def test_build_contexts_input(project_registry, busybox_base, tmp_path):
                    check=True, capture_output=True, timeout=120)
     files = tree.flatten(oracle.unpack(layout, tmp_path / "bundle"))
     assert "/bin/busybox" in files and files["/lib.txt"].size == len("shared\n")
+
+
+# --- several platforms ------------------------------------------------------------------------------------------
+# The Dockerfile's one RUN runs on the build platform (FROM --platform=$BUILDPLATFORM): a two-platform build of it
+# needs no QEMU, on this machine or on a runner.
+
+TWO_PLATFORMS = ["linux/amd64", "linux/arm64"]
+CREDS = f"{USER}:{PASSWORD}"
+
+
+def test_platforms_input_pushes_one_index(project_registry, busybox_base, tmp_path):
+    from tests.support.index_readback import check_native_only_index, native_only_dockerfile
+
+    image = f"{project_registry.host}/group/multi"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {image}
+              context: app
+              tags: [v1]
+              platforms: [linux/amd64, linux/arm64]
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": native_only_dockerfile(busybox_base)})
+    result = run_pipeline(project, project_registry.host, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    check_native_only_index(f"{image}:v1", TWO_PLATFORMS, tmp_path / "readback", creds=CREDS)
+    dotenv = (project / ".dockyard" / "dockyard.env").read_text()
+    assert f"DOCKYARD_DIGEST={registry_digest(f'{image}:v1')}" in dotenv  # the index's digest
+
+
+def test_a_parallel_matrix_pushes_by_digest_and_the_merge_component_assembles_the_index(project_registry,
+                                                                                         busybox_base, tmp_path):
+    """docs/gitlab.md's distributed build: the build component's job under `parallel: matrix`, one platform per
+    job (`platforms: [$PLATFORM]`, `push-by-digest: true`), then the merge component tags the index; a later job
+    gets the index through dotenv. gitlab-ci-local runs the matrix jobs one at a time (`--concurrency 1`): its
+    shell executor runs every job in this one checkout, where concurrent jobs would share `.dockyard/`."""
+    from tests.support.index_readback import check_native_only_index, native_only_dockerfile
+
+    image = f"{project_registry.host}/group/matrix"
+    pipeline = textwrap.dedent(f"""\
+        stages: [build, merge, verify]
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {image}
+              context: app
+              platforms: ["$PLATFORM"]
+              push-by-digest: true
+              python: {sys.executable}
+          - local: templates/merge.yml
+            inputs:
+              stage: merge
+              image: {image}
+              tags: [v2]
+              annotations: ["index:org.opencontainers.image.description=two runners"]
+              python: {sys.executable}
+        dockyard-build:
+          parallel:
+            matrix:
+              - PLATFORM: [linux/amd64, linux/arm64]
+        verify:
+          stage: verify
+          needs: [dockyard-merge]
+          script:
+            - test "$DOCKYARD_IMAGE_REF" = "{image}@$DOCKYARD_DIGEST"
+            - echo "$DOCKYARD_DIGEST" > merged.txt
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": native_only_dockerfile(busybox_base)})
+    result = run_pipeline(project, project_registry.host, tmp_path, "--concurrency", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS  dockyard-merge" in result.stdout and "PASS  verify" in result.stdout
+    digests = sorted(p.name for p in (project / ".dockyard" / "digests").iterdir())
+    assert len(digests) == 2  # one image per matrix job, pushed by digest
+    entries = check_native_only_index(f"{image}:v2", TWO_PLATFORMS, tmp_path / "readback", creds=CREDS)
+    assert sorted(digest.removeprefix("sha256:") for digest in entries.values()) == digests
+    assert (project / "merged.txt").read_text().strip() == registry_digest(f"{image}:v2")
+    index = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", CREDS,
+                                       f"docker://{image}:v2"], capture_output=True, text=True, check=True,
+                                      timeout=120).stdout)
+    assert index["annotations"]["org.opencontainers.image.description"] == "two runners"
+
+
+@pytest.fixture(scope="module")
+def amd64_arm64_base(registry, tmp_path_factory) -> str:
+    """A busybox index for linux/amd64 and linux/arm64 (Debian's arm64 busybox), with QEMU registered for arm64
+    in binfmt_misc as dockyard registers it (or already there)."""
+    from tests.support.binfmt import ensure_registered
+    from tests.support.foreign_images import push_busybox_index
+
+    why = ensure_registered(("linux/arm64",))
+    if why is not None:
+        pytest.skip(f"QEMU cannot be registered in binfmt_misc here: {why}")
+    return push_busybox_index(registry.host, tmp_path_factory.mktemp("busybox-index"), tuple(TWO_PLATFORMS))
+
+
+def test_platforms_with_an_emulated_run(project_registry, amd64_arm64_base, tmp_path):
+    """The component building both platforms of a base index in one job, the arm64 RUN under QEMU: each image's
+    RUN ran as its own CPU."""
+    from tests.support.index_readback import check_emulated_index, emulated_dockerfile
+
+    image = f"{project_registry.host}/group/emulated"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {image}
+              context: app
+              tags: [v1]
+              platforms: [linux/amd64, linux/arm64]
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": emulated_dockerfile(amd64_arm64_base)})
+    result = run_pipeline(project, project_registry.host, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    check_emulated_index(f"{image}:v1", TWO_PLATFORMS, tmp_path / "readback", creds=CREDS)

@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import write_context
+from tests.support.binfmt import ensure_registered
+from tests.support.foreign_images import push_busybox_index
+from tests.support.index_readback import (check_emulated_index, check_native_only_index, emulated_dockerfile,
+                                          native_only_dockerfile, read_index)
 from tests.support.registry import RegistryServer
 
 LIBRARY = Path(__file__).resolve().parents[2] / "integrations" / "jenkins"
@@ -49,10 +53,25 @@ def _scenario(name: str, workspace: Path, args: dict, **extra) -> dict:
             "credentials": {}, "warningsNg": False, **extra}
 
 
-def _bad(name: str, tmp: Path, args: dict) -> dict:
+def _bad(name: str, tmp: Path, args: dict, step: str = "dockyardBuild") -> dict:
     workspace = tmp / name
     workspace.mkdir()
-    return _scenario(name, workspace, args)
+    return {**_scenario(name, workspace, args), "step": step}
+
+
+# docs/jenkins.md's distributed build, as a scripted pipeline: one branch per platform (on an agent of that CPU in
+# Jenkins) pushes by digest, then dockyardManifest assembles the index. Values are JSON strings (Groovy literals).
+DISTRIBUTED = """\
+def digests = [:]
+parallel(
+    amd64: { digests.amd64 = dockyardBuild(image: IMAGE, platforms: 'linux/amd64', pushByDigest: true,
+                                           cache: true, dockyard: DOCKYARD).digest },
+    arm64: { digests.arm64 = dockyardBuild(image: IMAGE, platforms: ['linux/arm64'], pushByDigest: true,
+                                           cache: true, dockyard: DOCKYARD).digest })
+return dockyardManifest(image: IMAGE, tags: ['2.0'], sources: [digests.amd64, digests.arm64],
+                        annotations: ['index:org.opencontainers.image.description': 'two agents'],
+                        dockyard: DOCKYARD)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +105,20 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
                                                                    "shared/lib.txt": "shared\n"}),
                   {"dockyard": DOCKYARD, "image": f"{registry.host}/jenkins/contexts", "push": True,
                    "buildContexts": {"base": f"docker-image://{busybox_base}", "shared": "shared"}}),
+        _scenario("platforms", write_context(tmp / "ws-platforms",
+                                             {"Dockerfile": native_only_dockerfile(busybox_base)}),
+                  {"dockyard": DOCKYARD, "image": f"{registry.host}/jenkins/multi", "tags": ["1"], "push": True,
+                   "platforms": ["linux/amd64", "linux/arm64"]}),
+        {**_scenario("distributed", write_context(tmp / "ws-distributed",
+                                                  {"Dockerfile": native_only_dockerfile(busybox_base)}), {}),
+         "script": "".join(f"def {name} = {json.dumps(value)}\n" for name, value in (
+             ("IMAGE", f"{registry.host}/jenkins/distributed"), ("DOCKYARD", DOCKYARD)))
+         + DISTRIBUTED},
+        _bad("bad-platform", tmp, {"image": "app", "platforms": ["linux/amd64", "linux"]}),
+        _bad("tags-pushed-by-digest", tmp, {"image": "app", "pushByDigest": True, "tags": ["1"]}),
+        _bad("manifest-without-sources", tmp, {"image": "app", "tags": ["1"]}, step="dockyardManifest"),
+        _bad("manifest-unknown-argument", tmp, {"image": "app", "sources": ["sha256:" + "a" * 64], "platforms": []},
+             step="dockyardManifest"),
         _bad("no-image", tmp, {"tags": ["1"]}),
         _bad("unknown-argument", tmp, {"image": "app", "imgae": "app"}),
         _bad("tagged-image", tmp, {"image": "registry.example.com/app:1.0"}),
@@ -96,6 +129,14 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
         _bad("push-string", tmp, {"image": "app", "push": "yes"}),
         _bad("extra-args-string", tmp, {"image": "app", "extraArgs": "--no-cache"}),
     ]
+    # A two-platform build whose arm64 RUN runs under QEMU, when binfmt_misc can serve it here.
+    if ensure_registered(("linux/arm64",)) is None:
+        base = push_busybox_index(registry.host, tmp / "busybox-index", ("linux/amd64", "linux/arm64"))
+        workspace = write_context(tmp / "ws-emulated", {"Dockerfile": emulated_dockerfile(base)})
+        for mode in ("namespaces", "proot"):
+            scenarios.append(_scenario(f"emulated-{mode}", workspace, {
+                "dockyard": DOCKYARD, "push": True, "image": f"{registry.host}/jenkins/emulated-{mode}",
+                "platforms": "linux/amd64,linux/arm64", "extraArgs": ["--isolation", mode]}))
     scenarios_file, results_file = tmp / "scenarios.json", tmp / "results.json"
     scenarios_file.write_text(json.dumps(scenarios))
     run = subprocess.run(["groovy", str(STAND_IN), str(LIBRARY), str(scenarios_file), str(results_file)],
@@ -193,6 +234,10 @@ def test_a_failed_build_is_an_error_with_its_finding_recorded_and_the_credential
     ("bad-lint", "dockyardBuild: lint 'loud' is not one of info, warning, error, none"),
     ("push-string", "dockyardBuild: push must be true or false"),
     ("extra-args-string", "dockyardBuild: extraArgs must be a list"),
+    ("bad-platform", "dockyardBuild: platform 'linux' is not OS/ARCH[/VARIANT]"),
+    ("tags-pushed-by-digest", "dockyardBuild: tags go on the index, not on an image pushed by digest"),
+    ("manifest-without-sources", "dockyardManifest: sources must name the images to assemble"),
+    ("manifest-unknown-argument", "dockyardManifest: unknown argument 'platforms'"),
 ])
 def test_bad_arguments_are_errors_before_anything_runs(pipeline, name, message):
     outcome = pipeline["results"][name]
@@ -210,3 +255,54 @@ def test_build_contexts_are_passed_as_build_context_flags(pipeline, registry, tm
     [ref] = outcome["returned"]["tags"]
     files = tree.flatten(oracle.unpack(oracle.fetch_oci(ref, tmp_path / "oci"), tmp_path / "bundle"))
     assert "/bin/busybox" in files and files["/lib.txt"].size == len("shared\n")
+
+
+# --- several platforms ------------------------------------------------------------------------------------------
+# The Dockerfile's one RUN runs on the build platform (FROM --platform=$BUILDPLATFORM): a two-platform build of it
+# needs no QEMU, on this machine or on an agent.
+
+TWO_PLATFORMS = ["linux/amd64", "linux/arm64"]
+
+
+def test_platforms_build_one_index(pipeline, registry, tmp_path):
+    outcome = pipeline["results"]["platforms"]
+    assert "error" not in outcome, outcome["log"]
+    [ref] = outcome["returned"]["tags"]
+    check_native_only_index(ref, TWO_PLATFORMS, tmp_path)
+    assert _inspect(ref, "--raw") == read_index(ref) and _digest_of_raw(ref) == outcome["returned"]["digest"]
+
+
+def test_parallel_branches_push_by_digest_and_dockyard_manifest_assembles_the_index(pipeline, registry, tmp_path):
+    outcome = pipeline["results"]["distributed"]
+    assert "error" not in outcome, outcome["log"]
+    returned = outcome["returned"]
+    image = f"{registry.host}/jenkins/distributed"
+    assert returned["tags"] == [f"{image}:2.0"] and returned["image"] == image
+    entries = check_native_only_index(f"{image}:2.0", TWO_PLATFORMS, tmp_path)
+    assert sorted(returned["sources"]) == sorted(f"{image}@{digest}" for digest in entries.values())
+    assert returned["digest"] == _digest_of_raw(f"{image}:2.0")
+    assert read_index(f"{image}:2.0")["annotations"]["org.opencontainers.image.description"] == "two agents"
+    # each branch kept a registry cache of its own (the branches run at once on their agents)
+    for platform in ("linux-amd64", "linux-arm64"):
+        assert _inspect(f"{image}:buildcache-{platform}", "--raw")["config"]["mediaType"] == (
+            "application/vnd.dockyard.cache.config.v1+json")
+
+
+@pytest.mark.parametrize("mode", ["namespaces", "proot"])
+def test_platforms_with_an_emulated_run(pipeline, mode, tmp_path):
+    """`platforms: 'linux/amd64,linux/arm64'` (a comma list) over a base index: the arm64 RUN ran under QEMU, in
+    both isolation modes (binfmt_misc; proot's own QEMU support)."""
+    if f"emulated-{mode}" not in pipeline["results"]:
+        pytest.skip("QEMU cannot be registered in binfmt_misc here")
+    outcome = pipeline["results"][f"emulated-{mode}"]
+    assert "error" not in outcome, outcome["log"]
+    [ref] = outcome["returned"]["tags"]
+    check_emulated_index(ref, TWO_PLATFORMS, tmp_path)
+
+
+def _digest_of_raw(ref: str) -> str:
+    import hashlib
+
+    raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
+                         capture_output=True, timeout=120, check=True).stdout
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

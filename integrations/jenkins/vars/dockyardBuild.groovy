@@ -1,6 +1,7 @@
 import io.dockyard.jenkins.BuildOutcome
 import io.dockyard.jenkins.BuildRequest
 import io.dockyard.jenkins.ExitStatus
+import io.dockyard.jenkins.RegistryAuth
 import io.dockyard.jenkins.Shell
 
 /*
@@ -33,7 +34,9 @@ def call(Map args = [:]) {
         String command = request.helperCommand() + ' ' + Shell.join([requestFile, resultFile])
         int status
         if (request.credentialsId) {
-            status = buildWithCredentials(request, command, "${workDir}/docker".toString())
+            // A docker config with only this credential, removed as soon as the build is over (RegistryAuth).
+            status = RegistryAuth.run(this, request.credentialsId, request.registry, command,
+                                      "${workDir}/docker".toString())
         } else {
             status = sh(script: command, returnStatus: true)
         }
@@ -53,31 +56,6 @@ def call(Map args = [:]) {
     } finally {
         sh "rm -rf ${Shell.quote(workDir)}"
     }
-}
-
-/*
- * Runs the build with a docker config holding only this credential and removes the config as soon as the
- * build is over, whatever happened. Only the config writer (a library resource) sees the credential's
- * variables: dockyard reads the file through DOCKER_CONFIG, so its RUN steps never see the password.
- */
-private int buildWithCredentials(BuildRequest request, String command, String authDir) {
-    int status
-    sh "mkdir -m 700 ${Shell.quote(authDir)}"
-    try {
-        withCredentials([usernamePassword(credentialsId: request.credentialsId,
-                                          usernameVariable: 'DOCKYARD_REGISTRY_USER',
-                                          passwordVariable: 'DOCKYARD_REGISTRY_PASSWORD')]) {
-            withEnv(["DOCKYARD_AUTH_DIR=${authDir}", "DOCKYARD_REGISTRY=${request.registry}"]) {
-                sh libraryResource('io/dockyard/jenkins/write-docker-config.sh')
-            }
-        }
-        withEnv(["DOCKER_CONFIG=${authDir}"]) {
-            status = sh(script: command, returnStatus: true)
-        }
-    } finally {
-        sh "rm -rf ${Shell.quote(authDir)}"
-    }
-    return status
 }
 
 /*

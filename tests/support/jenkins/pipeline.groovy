@@ -13,6 +13,11 @@
  *     {"name": ..., "step": "dockyardBuild", "args": {...}, "workspace": DIR, "env": {...},
  *      "credentials": {"ID": {"username": ..., "password": ...}}, "warningsNg": true|false}
  *
+ * A scenario may instead hold a `script`: a piece of Jenkinsfile (scripted) run with the same steps, plus the
+ * library's global steps (every vars/NAME.groovy, callable as NAME(...)) and `parallel`, which runs the branches
+ * one after another (Jenkins runs them at once, each on its agent; one after another, they cannot share this
+ * stand-in's log and environment by accident). Its value is the scenario's return value.
+ *
  * RESULTS.json maps each name to what happened: the step's return value or error, `unstable` messages,
  * recordIssues calls (with the report's content at the time of the call), the log as Jenkins would show it
  * (masked) and as the scripts printed it (raw), and the shell scripts run.
@@ -162,6 +167,15 @@ class Pipeline {
 
     Binding binding() {
         Binding binding = new Binding()
+        binding.parallel = { Map branches ->
+            Map results = [:]
+            branches.each { name, branch ->
+                if (name != 'failFast') {
+                    results[name] = ((Closure) branch).call()
+                }
+            }
+            return results
+        }
         binding.sh = { arg -> sh(arg) }
         binding.echo = { message -> print("${message}\n") }
         binding.error = { message -> throw new AbortException(String.valueOf(message)) }
@@ -188,15 +202,33 @@ File library = new File(args[0])
 List scenarios = (List) new JsonSlurper().parse(new File(args[1]))
 GroovyClassLoader loader = new GroovyClassLoader(this.class.classLoader)
 loader.addClasspath(new File(library, 'src').path)
+
+Object callStep(GroovyClassLoader loader, File library, Pipeline pipeline, String name, Map stepArgs) {
+    Class stepClass = loader.parseClass(new File(library, "vars/${name}.groovy"))
+    Script step = (Script) stepClass.newInstance()
+    step.binding = pipeline.binding()
+    return step.invokeMethod('call', [stepArgs] as Object[])
+}
+
+Object runScript(GroovyClassLoader loader, File library, Pipeline pipeline, String script) {
+    Binding binding = pipeline.binding()
+    new File(library, 'vars').listFiles().findAll { it.name.endsWith('.groovy') }.each { File file ->
+        String name = file.name - '.groovy'
+        binding.setVariable(name, { Map stepArgs -> callStep(loader, library, pipeline, name, stepArgs) })
+    }
+    return new GroovyShell(loader, binding).evaluate(script)
+}
+
 Map results = [:]
 for (Map scenario : scenarios) {
     Pipeline pipeline = new Pipeline(scenario, library)
     Map outcome = [:]
     try {
-        Class stepClass = loader.parseClass(new File(library, "vars/${scenario.step}.groovy"))
-        Script step = (Script) stepClass.newInstance()
-        step.binding = pipeline.binding()
-        outcome.returned = step.invokeMethod('call', [scenario.args] as Object[])
+        if (scenario.script) {
+            outcome.returned = runScript(loader, library, pipeline, (String) scenario.script)
+        } else {
+            outcome.returned = callStep(loader, library, pipeline, (String) scenario.step, (Map) scenario.args)
+        }
     } catch (AbortException e) {
         outcome.error = e.message
     } catch (Throwable e) {  // a bug in the library or here: report it in full

@@ -13,16 +13,18 @@ class BuildRequest implements Serializable {
 
     static final List<String> ARGUMENTS = ['image', 'tags', 'context', 'dockerfile', 'buildArgs', 'buildContexts',
                                            'labels', 'push', 'target', 'cache', 'credentialsId', 'registry', 'lint',
-                                           'extraArgs', 'dockyard']
+                                           'extraArgs', 'dockyard', 'platforms', 'pushByDigest']
     // The kernel's lint levels (integrations/common/levels.py LINT_LEVELS, in its order; a test keeps them equal),
     // checked here too so a bad level fails before anything runs.
     static final List<String> LINT_LEVELS = ['info', 'warning', 'error', 'none']
 
     // The distribution spec's grammar for repository path components and tags.
     private static final String COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
-    private static final String HOST = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9-]+)*' +
+    static final String HOST = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9-]+)*' +
                                        '|\\[[0-9a-fA-F:]+\\])(?::[0-9]+)?'
     private static final String TAG = '[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}'
+    // docker's platform syntax, OS/ARCH[/VARIANT]; the kernel checks the names (integrations/common/platforms.py).
+    static final String PLATFORM = '[A-Za-z0-9_]+/[A-Za-z0-9_]+(?:/[A-Za-z0-9]+)?'
     // Docker Hub's credentials live under this key in a docker config, as `docker login` writes them.
     static final String DOCKER_HUB_KEY = 'https://index.docker.io/v1/'
 
@@ -41,6 +43,8 @@ class BuildRequest implements Serializable {
     String lint
     List<String> extraArgs
     String dockyard
+    List<String> platforms
+    boolean pushByDigest
 
     static BuildRequest from(Map args) {
         for (Object key : args.keySet()) {
@@ -57,7 +61,14 @@ class BuildRequest implements Serializable {
             throw new IllegalArgumentException("image '${request.image}' is not a repository name: use lower-case " +
                                                "[REGISTRY/]PATH without a tag or digest, and put tags in `tags`")
         }
-        request.tags = tagList(args.containsKey('tags') ? args.tags : ['latest'])
+        request.pushByDigest = flag(args, 'pushByDigest', false)
+        if (request.pushByDigest && args.containsKey('tags')) {
+            throw new IllegalArgumentException("tags go on the index, not on an image pushed by digest: give them " +
+                                               "to dockyardManifest, which assembles the digests")
+        }
+        // An image pushed by digest has no tags: the index the merge assembles gets them.
+        request.tags = request.pushByDigest ? [] : tagList(args.containsKey('tags') ? args.tags : ['latest'])
+        request.platforms = platformList(args.platforms)
         request.context = text(args, 'context', '.')
         request.dockerfile = text(args, 'dockerfile', null)
         request.buildArgs = pairs(args, 'buildArgs')
@@ -69,7 +80,10 @@ class BuildRequest implements Serializable {
             }
         }
         request.labels = pairs(args, 'labels')
-        request.push = flag(args, 'push', false)
+        request.push = flag(args, 'push', request.pushByDigest)
+        if (request.pushByDigest && !request.push) {
+            throw new IllegalArgumentException("pushByDigest pushes the image: leave push out or set it to true")
+        }
         request.target = text(args, 'target', null)
         request.cache = cache(args.cache)
         request.credentialsId = text(args, 'credentialsId', null)
@@ -103,7 +117,7 @@ class BuildRequest implements Serializable {
         Map<String, Object> request = [image: image, references: references(), context: context,
                                        dockerfile: dockerfile, buildArgs: buildArgs, buildContexts: buildContexts,
                                        labels: labels, push: push, target: target, cache: cache, lint: lint,
-                                       extraArgs: extraArgs]
+                                       extraArgs: extraArgs, platforms: platforms, pushByDigest: pushByDigest]
         return JsonOutput.toJson(request)
     }
 
@@ -112,6 +126,10 @@ class BuildRequest implements Serializable {
      * module beside dockyard's for `PYTHON -m dockyard`, else the `dockyard-jenkins` command beside `dockyard`.
      */
     String helperCommand() {
+        return helperCommandFor(dockyard)
+    }
+
+    static String helperCommandFor(String dockyard) {
         String trimmed = dockyard.trim()
         if (trimmed ==~ /(?s).*\s-m\s+dockyard/) {
             return trimmed.substring(0, trimmed.lastIndexOf('dockyard')) + 'dockyard_integrations.jenkins'
@@ -132,7 +150,7 @@ class BuildRequest implements Serializable {
         return DOCKER_HUB_KEY
     }
 
-    private static boolean validRepository(String image) {
+    static boolean validRepository(String image) {
         String path = image
         if (registryOf(image) != DOCKER_HUB_KEY) {
             path = image.substring(image.indexOf('/') + 1)
@@ -159,7 +177,39 @@ class BuildRequest implements Serializable {
                                            "registry.example.com/team/app:buildcache (got '${cache}')")
     }
 
-    private static List<String> tagList(Object value) {
+    /** `platforms`: a platform, a comma list, or a list of them (as `--platform a,b`); [] for the default. */
+    static List<String> platformList(Object value) {
+        List<String> items = []
+        if (value == null) {
+            return items
+        }
+        if (value instanceof CharSequence) {
+            items.add(value.toString())
+        } else if (value instanceof List) {
+            for (Object item : value) {
+                items.add(String.valueOf(item))
+            }
+        } else {
+            throw new IllegalArgumentException("platforms must be a platform or a list of platforms (got '${value}')")
+        }
+        List<String> platforms = []
+        for (String item : items) {
+            for (String part : item.split(',')) {
+                String platform = part.trim()
+                if (!platform) {
+                    continue
+                }
+                if (!platform.matches(PLATFORM)) {
+                    throw new IllegalArgumentException("platform '${platform}' is not OS/ARCH[/VARIANT], e.g. " +
+                                                       "linux/amd64, linux/arm64, linux/arm/v7")
+                }
+                platforms.add(platform)
+            }
+        }
+        return platforms
+    }
+
+    static List<String> tagList(Object value) {
         List<String> tags = []
         if (value instanceof CharSequence) {
             tags.add(value.toString())
@@ -182,7 +232,7 @@ class BuildRequest implements Serializable {
         return tags
     }
 
-    private static Map<String, String> pairs(Map args, String name) {
+    static Map<String, String> pairs(Map args, String name) {
         Object value = args[name]
         Map<String, String> result = [:]
         if (value == null) {
@@ -201,7 +251,7 @@ class BuildRequest implements Serializable {
         return result
     }
 
-    private static List<String> stringList(Map args, String name) {
+    static List<String> stringList(Map args, String name) {
         Object value = args[name]
         List<String> result = []
         if (value == null) {
@@ -216,7 +266,7 @@ class BuildRequest implements Serializable {
         return result
     }
 
-    private static String text(Map args, String name, String fallback) {
+    static String text(Map args, String name, String fallback) {
         Object value = args[name]
         if (value == null) {
             return fallback
@@ -227,7 +277,7 @@ class BuildRequest implements Serializable {
         return value.toString()
     }
 
-    private static boolean flag(Map args, String name, boolean fallback) {
+    static boolean flag(Map args, String name, boolean fallback) {
         Object value = args[name]
         if (value == null) {
             return fallback
