@@ -86,6 +86,20 @@ def plan_build(options: BuildOptions, contexts: NamedContexts, events: Events) -
     return PlannedBuild(plan, platform, tags, build_args, used_args)
 
 
+def run_platforms(plan: BuildPlan, target: Platform) -> frozenset[Platform]:
+    """The platforms of the stages that have a RUN: a stage's FROM --platform, else the target's; a stage FROM
+    an earlier stage has that stage's."""
+    platforms: list[Platform] = []
+    for stage in plan.stages:
+        if stage.base_stage is not None:
+            platform = platforms[[p.stage.index for p in plan.stages].index(stage.base_stage)]
+        else:
+            platform = parse_platform(stage.platform) if stage.platform else target
+        platforms.append(platform)
+    return frozenset(platform for stage, platform in zip(plan.stages, platforms)
+                     if not stage.replaced and any(isinstance(i, ins.Run) for i in stage.stage.instructions))
+
+
 def check_tags(options: BuildOptions) -> tuple[str, ...]:
     """The --tag's, each a valid reference; --push needs one."""
     for tag in options.tags:
@@ -102,6 +116,7 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
     started = time.monotonic()
     session = BuildSession(options, events=events, runner=runner, client=client)  # checks the registry options
     planned = plan_build(options, session.contexts, events)
+    session.run_platforms = run_platforms(planned.plan, planned.platform)
     with session:
         built = session.build_platform(planned.plan, planned.platform, planned.build_args, planned.used_args)
         session.finish_steps()

@@ -30,6 +30,7 @@ from .image.model import Image, Platform
 from .image.reference import parse_reference
 from .isolation import NamespaceRunner, Runner
 from .isolation.detect import select
+from .isolation.emulation import require_emulation
 from .named_contexts import NamedContexts
 from .options import BuildOptions
 from .outputs import CachedLayers, OutputWriter, target_chain
@@ -97,6 +98,8 @@ class BuildSession:
         self.early_uploads: EarlyUploads | None = None  # with --push: the final image's layers, sent early
         self._publishing: threading.Thread | None = None
         self._stack: ExitStack | None = None
+        # The platforms of the stages that RUN something: each must run here (QEMU for a foreign CPU).
+        self.run_platforms: frozenset[Platform] = frozenset()
 
     # --- lifetimes -----------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -119,6 +122,7 @@ class BuildSession:
         work_parent.mkdir(parents=True, exist_ok=True)
         report_leftovers(sweep(work_parent), self.events)
         mode = select(str(work_parent), opts.isolation, reentry=False)
+        require_emulation(self.run_platforms, mode.name, events=self.events)
         self.events.emit(Message(level="info", text=f"isolation: {mode.name} ({mode.reason})"))
         if mode.name == "namespaces":
             enter_private_mount_namespace()

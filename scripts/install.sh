@@ -20,6 +20,7 @@ APT_PACKAGES=(
   dpkg-dev             # dpkg-scanpackages: the loopback Debian repository of the package-manager tests
   podman runc          # runs the builder image (and the Tekton Task's steps) as a container runtime would
   dnf rpm createrepo-c # dnf in a test image (from this machine's files), rpmbuild and createrepo_c for its repository
+  qemu-user-static     # RUN for another CPU (linux/arm64, arm/v7, ...): QEMU's static emulators and Debian's binfmt definitions
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -41,6 +42,18 @@ TEST_DEBS=(busybox-static proot libtalloc2)
 mkdir -p .cache/debs
 for p in "${TEST_DEBS[@]}"; do
   compgen -G ".cache/debs/${p}_*.deb" >/dev/null || (cd .cache/debs && apt-get download -qq "$p" 2>/dev/null) ||
+    { apt-get update -qq && (cd .cache/debs && apt-get download -qq "$p"); }
+done
+
+# The same busybox for two foreign CPUs (arm64, and armhf: linux/arm/v7), the base images of the emulated-RUN tests
+# (tests/support/foreign_images.py). dpkg must know an architecture before apt can fetch its packages; adding one
+# only widens what `apt-get update` reads, it installs nothing.
+FOREIGN_DEBS=(busybox-static:arm64 busybox-static:armhf)
+for p in "${FOREIGN_DEBS[@]}"; do
+  name=${p%%:*} arch=${p##*:}
+  compgen -G ".cache/debs/${name}_*_${arch}.deb" >/dev/null && continue
+  dpkg --print-foreign-architectures | grep -qx "$arch" || { dpkg --add-architecture "$arch" && apt-get update -qq; }
+  (cd .cache/debs && apt-get download -qq "$p" 2>/dev/null) ||
     { apt-get update -qq && (cd .cache/debs && apt-get download -qq "$p"); }
 done
 

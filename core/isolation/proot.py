@@ -28,7 +28,7 @@ from typing import Callable
 
 from ..errors import IsolationError
 from ..rootfs.ownership import active_ledger
-from . import ids, landlock, lifecycle, sandbox
+from . import emulation, ids, landlock, lifecycle, sandbox
 from .proot_supervisor import ProotSupervisor, kill_groups
 from .runner import RunResult, RunSpec
 
@@ -53,6 +53,10 @@ class ProotRunner:
             raise IsolationError("RUN needs proot in this environment, and it is not installed",
                                  hint="install Debian's proot package (apt-get install proot)")
         argv = [self._proot, "-r", spec.rootfs, "-w", spec.cwd or "/"]
+        qemu = _emulator(spec)
+        if qemu is not None:
+            # proot starts each of the step's foreign programs through QEMU (its host programs as they are).
+            argv += ["-q", qemu]
         for path in HOST_PATHS:
             argv += ["-b", path]
         for index, m in enumerate(spec.mounts):
@@ -145,6 +149,19 @@ class ProotRunner:
         return RunResult(128 - code if code < 0 else code, tuple(tail))
 
 
+def _emulator(spec: RunSpec) -> str | None:
+    """The QEMU program a step of a foreign platform runs through, None for a native one; IsolationError if it
+    is missing (the build's preflight, emulation.require_emulation, has said so before any step)."""
+    if not emulation.is_foreign(spec.platform):
+        return None
+    qemu = emulation.qemu_for(spec.platform)
+    if qemu is None:
+        raise IsolationError(f"RUN for {spec.platform} needs QEMU's emulator of that CPU, and it is not installed",
+                             hint="install it (apt-get install qemu-user-static); `dockyard doctor` lists the "
+                                  "platforms this machine can run")
+    return qemu
+
+
 def _switches_ids(spec: RunSpec) -> bool:
     """A root builder runs the step as its user for real, where the user namespace has the user's ids; otherwise
     (a non-root builder, or a user namespace with one mapped id) proot shows the step the ids it expects."""
@@ -184,6 +201,9 @@ def _domain(spec: RunSpec, scratch: str, proot: str | None, say: Callable[[str],
     grants += [landlock.Grant(path, landlock.RUN_FROM) for path in ("/usr", "/lib", "/lib64", "/lib32", "/libx32")]
     if proot:
         grants.append(landlock.Grant(os.path.realpath(proot), landlock.RUN_FROM))
+    qemu = _emulator(spec)
+    if qemu is not None:  # QEMU runs the step's foreign programs: read and mapped, wherever it is installed
+        grants.append(landlock.Grant(os.path.realpath(qemu), landlock.RUN_FROM))
     if not all(os.path.isdir(os.path.join(spec.rootfs, path.lstrip("/"))) for path in HOST_PATHS):
         # proot 5.1 makes the missing mount points in a "glue" directory under /tmp, hard-coded. Only an image
         # without /dev, /proc or /sys needs it (FROM scratch); its steps can then read /tmp's files.

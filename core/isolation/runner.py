@@ -36,6 +36,8 @@ class RunSpec:
     hostname: str = "dockyard"
     network: str = "default"  # or "none": a network namespace of its own, with only loopback
     mounts: tuple[SandboxMount, ...] = field(default=())  # parents before children
+    # The platform of the image being built ("linux/arm64"); a foreign one runs through QEMU (emulation.py).
+    platform: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class RunOp:
     env: tuple[tuple[str, str], ...]
     # The proxy build args, visible to the command (before `env`) but not in its cache key, as in BuildKit.
     proxy_env: tuple[tuple[str, str], ...] = ()
+    platform: str | None = None  # the image's being built: a foreign CPU's step runs through QEMU
 
     def cache_inputs(self, sources: StageSources) -> dict[str, Any]:
         """What the RUN reads, for its cache key: the command (and heredoc scripts), the environment it sees (ENV
@@ -99,7 +100,8 @@ class RunOp:
                 spec = RunSpec(rootfs=root.merged, argv=tuple(self.command.argv), env=tuple(run_env.items()),
                                cwd=self.workdir, uid=user.uid, gid=user.gid, groups=user.groups,
                                network="none" if self.network == "none" else "default",
-                               mounts=tuple(sorted(mounts, key=lambda m: m.target.count("/"))))
+                               mounts=tuple(sorted(mounts, key=lambda m: m.target.count("/"))),
+                               platform=self.platform)
                 result = step.runner.run(spec, step.log)
             remove_mountpoints(upper, created)
         if result.setup_error or result.exit_code != 0:
@@ -128,7 +130,7 @@ def resolve_run(inst: ins.Run, state: StageState, scope: ArgScope) -> RunOp:
     env = state.expansion_env()
     env.setdefault("PATH", DEFAULT_PATH)
     return RunOp(inst, network, command, workdir, mounts, str(state.config.get("User") or ""),
-                 tuple(env.items()), tuple(scope.proxy_env().items()))
+                 tuple(env.items()), tuple(scope.proxy_env().items()), str(state.image.platform))
 
 
 def _network(inst: ins.Run) -> str:

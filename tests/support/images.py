@@ -201,26 +201,28 @@ class _LayerWriter:
         return LayerBlob(blob=gz.getvalue(), diff_id="sha256:" + hashlib.sha256(raw).hexdigest())
 
 
-def busybox_applets() -> list[str]:
+def busybox_applets(command: tuple[str, ...] = (str(BUSYBOX_BINARY),)) -> list[str]:
+    """The applets of the busybox `command` runs (a foreign one through its QEMU emulator)."""
     out = subprocess.run(
-        [str(BUSYBOX_BINARY), "--list"], capture_output=True, text=True, timeout=30, check=True
+        [*command, "--list"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
     applets = sorted({a.strip() for a in out.split() if a.strip() and a.strip() != "busybox" and "/" not in a})
     missing = [a for a in REQUIRED_APPLETS if a not in applets]
     if missing:
-        raise RuntimeError(f"{BUSYBOX_BINARY} lacks applets the tests need: {missing}")
+        raise RuntimeError(f"{command[-1]} lacks applets the tests need: {missing}")
     return applets
 
 
-def busybox_layer() -> LayerBlob:
-    """The busybox root filesystem layer described in the module docstring."""
-    if not BUSYBOX_BINARY.is_file():
+def busybox_layer(binary: bytes | None = None, applets: list[str] | None = None) -> LayerBlob:
+    """The busybox root filesystem layer described in the module docstring (with another CPU's busybox
+    `binary` and its `applets`, for tests/support/foreign_images.py)."""
+    if binary is None and not BUSYBOX_BINARY.is_file():
         raise RuntimeError(f"{BUSYBOX_BINARY} missing: apt-get install -y busybox-static")
     w = _LayerWriter()
     # Every parent directory gets its own entry, before its children (as real distro layers have).
     w.dir("bin")
-    w.file("bin/busybox", BUSYBOX_BINARY.read_bytes(), mode=0o755)
-    for applet in busybox_applets():
+    w.file("bin/busybox", BUSYBOX_BINARY.read_bytes() if binary is None else binary, mode=0o755)
+    for applet in busybox_applets() if applets is None else applets:
         w.symlink(f"bin/{applet}", "busybox")
     w.dir("dev")
     w.dir("etc")
@@ -504,6 +506,35 @@ def push_fidelity_base(registry_host: str, workdir: Path) -> str:
         _skopeo_push(layout.root, FIDELITY_TAG, ref, all_images=False, workdir=workdir)
         _cache[("fidelity", registry_host)] = ref
         return ref
+
+def push_platform_images(registry_host: str, workdir: Path, repo: str, tag: str,
+                         images: list[tuple[str, list[LayerBlob]]]) -> str:
+    """Pushes (platform, layers) images as "HOST/REPO:TAG": one image manifest for one platform, an OCI index
+    of them for several (each entry and config with its architecture and variant). Cached per registry host
+    within the process."""
+    ref = f"{registry_host}/{repo}:{tag}"
+    with _lock:
+        if _cache.get((repo, registry_host)) == ref:
+            return ref
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        layout = _Layout(workdir / f"{repo.replace('/', '-')}-oci")
+        manifests = []
+        for platform_text, layers in images:
+            _, arch, *rest = platform_text.split("/")
+            variant = rest[0] if rest else None
+            platform = {"architecture": arch, "os": "linux", **({"variant": variant} if variant else {})}
+            history = [{"created": CREATED, "created_by": f"tests/support: {platform_text} layer {n + 1}",
+                        "comment": "test base image, not built by dockyard"} for n in range(len(layers))]
+            manifests.append(layout.image(layers, _config(arch, variant, history), platform=platform))
+        top = manifests[0] if len(manifests) == 1 else layout.index(manifests)
+        if len(manifests) == 1:
+            top = {k: v for k, v in top.items() if k != "platform"}
+        layout.tag(top, tag)
+        _skopeo_push(layout.root, tag, ref, all_images=len(manifests) > 1, workdir=workdir)
+        _cache[(repo, registry_host)] = ref
+        return ref
+
 
 # --------------------------------------------------------------------------- small images as dockyard models
 
