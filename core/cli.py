@@ -142,6 +142,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub.add_parser("kaniko", add_help=False, help="build with kaniko's executor flags (the builder image's entrypoint)")
     _add_login_commands(sub)
     _add_cache_commands(sub)
+    _add_manifest_commands(sub)
     return parser
 
 
@@ -190,6 +191,67 @@ def _add_cache_commands(sub: SubParsers) -> None:
     prune.add_argument("--all", action="store_true", help="everything, blobs included")
     prune.add_argument("--work-dir", metavar="DIR", help="where builds make their scratch directories, whose "
                        "leftovers from killed builds are removed too (default $DOCKYARD_WORK_DIR or /var/tmp)")
+
+
+MANIFEST_EXAMPLES = """\
+examples:
+  dockyard manifest create -t registry.example.com/app:1.0 \\
+      registry.example.com/app@sha256:<amd64 digest> registry.example.com/app@sha256:<arm64 digest>
+  dockyard manifest create --append -t registry.example.com/app:1.0 registry.example.com/app@sha256:<riscv64>
+  dockyard manifest create --annotation index:org.opencontainers.image.source=https://git.example.com/app \\
+      --dry-run registry.example.com/app:amd64 registry.example.com/app:arm64
+"""
+
+
+def _add_manifest_commands(sub: SubParsers) -> None:
+    manifest = sub.add_parser("manifest", help="create or inspect a multi-platform image index in a registry",
+                              description="Work with image indexes (manifest lists) in registries.")
+    actions = manifest.add_subparsers(dest="manifest_command", metavar="ACTION", parser_class=_Parser)
+    create = actions.add_parser(
+        "create", help="assemble images already pushed (by tag or digest) into one index, and push it",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MANIFEST_EXAMPLES,
+        description="Assemble SOURCE images into one image index and push it under every -t. An image manifest "
+                    "becomes one entry (its platform from its config); an index gives all its entries, attestation "
+                    "manifests included. Entries are copied into the target repository when they are elsewhere; "
+                    "the tags move last.")
+    create.add_argument("sources", metavar="SOURCE", nargs="*",
+                        help="an image or index in a registry: NAME:TAG or NAME@sha256:DIGEST")
+    create.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
+                        help="where to push the index (repeatable)")
+    create.add_argument("--append", action="store_true",
+                        help="merge into the index (or image) already at the first -t; a source's platform "
+                             "replaces the entry it had there")
+    create.add_argument("--annotation", action="append", default=[], metavar="[LEVEL:]KEY=VALUE",
+                        help="annotate the index (index:, the default) or its entries "
+                             "(manifest-descriptor[PLATFORM]:) (repeatable)")
+    create.add_argument("--dry-run", action="store_true", help="print the index instead of pushing it")
+    create.add_argument("--digest-file", metavar="FILE", help="write the index digest to FILE")
+    create.add_argument("--progress", choices=["auto", "plain", "json"], default="auto",
+                        help="progress output on standard error: plain lines or JSON events")
+    _add_registry_options(create)
+    inspect = actions.add_parser("inspect", help="show an index's platforms (or an image's) with their digests",
+                                 description="Show what a registry holds under REF: an index's entries with their "
+                                             "platforms and digests (attestation manifests marked), or an image.")
+    inspect.add_argument("reference", metavar="REF", help="NAME:TAG or NAME@sha256:DIGEST")
+    inspect.add_argument("--raw", action="store_true", help="print the manifest's bytes as the registry has them")
+    inspect.add_argument("--format", choices=["text", "json"], default="text", help="text (a table) or json")
+    _add_registry_options(inspect)
+
+
+def _add_registry_options(parser: argparse.ArgumentParser) -> None:
+    """The registry connection options of `dockyard build`, for commands that only talk to registries."""
+    parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                        help="allow plain HTTP to this registry (loopback registries are always allowed)")
+    parser.add_argument("--skip-tls-verify-registry", action="append", default=[], metavar="HOST[:PORT]",
+                        help="use HTTPS with this registry but do not verify its certificate (repeatable)")
+    parser.add_argument("--registry-ca", "--registry-certificate", action="append", default=[], metavar="HOST=FILE",
+                        help="trust the CA certificate(s) in FILE for this registry (repeatable)")
+    parser.add_argument("--registry-client-cert", action="append", default=[], metavar="HOST=CERT,KEY",
+                        help="present this client certificate and key to the registry (repeatable)")
+    parser.add_argument("--push-retry", type=_retry_count, metavar="N",
+                        help="retry a failed registry request N times (default 3), with exponential backoff")
+    parser.add_argument("--work-dir", metavar="DIR",
+                        help="scratch space for blobs copied between registries (default /var/tmp)")
 
 
 def _retry_count(text: str) -> int:
@@ -563,6 +625,10 @@ def _dispatch(argv: list[str]) -> int:
         return run_logout(args)
     if args.command == "cache":
         return run_cache(args, argv)
+    if args.command == "manifest":
+        from .manifest_command import run_manifest
+
+        return run_manifest(args)
     parser.print_help(sys.stderr)
     return UsageError.exit_code
 

@@ -13,6 +13,8 @@ Public API:
   --platform A,B --manifest NAME`` then ``buildah manifest push --all`` to ``docker://dest`` (an image index).
 * Without pushing: ``buildah_export_oci(tag, workdir, dest)`` writes the built image to an OCI layout,
   ``buildah_config(tag, workdir)`` gives its docker-format config, ``buildah_remove(tag, workdir)`` untags it.
+* ``buildah_manifest_index(sources, workdir) -> dict``: the index ``buildah manifest create`` + ``manifest add``
+  makes of registry images (the oracle of an index's platform entries).
 * ``fetch_oci(ref, dest) -> dest``: ``skopeo copy docker://REF oci:DEST:latest``.
 * ``inspect(ref) -> dict``: the image's raw config JSON (``skopeo inspect --raw --config``; without --raw skopeo
   converts it to an OCI config and loses Healthcheck/OnBuild/Shell), i.e. the document whose
@@ -331,6 +333,20 @@ def buildah_remove(tag: str, workdir: Path) -> None:
     """Untags ``tag`` in buildah's storage (its layers stay, as the layer cache of later builds)."""
     benv = _buildah_env(workdir, tag)
     run_tool(benv.cmd("untag", tag), SKOPEO_TIMEOUT, env=benv.env, cwd=workdir, check=False)
+
+
+def buildah_manifest_index(sources: Sequence[str], workdir: Path) -> dict:
+    """The image index buildah makes of ``sources`` (registry references on the loopback registry) with
+    ``buildah manifest create`` and ``manifest add``, as ``buildah manifest inspect`` shows it (nothing pushed)."""
+    name = "localhost/dockyard-oracle-index:latest"
+    benv = _buildah_env(workdir, sources[0])
+    run_tool(benv.cmd("manifest", "rm", name), SKOPEO_TIMEOUT, env=benv.env, cwd=workdir, check=False)
+    run_tool(benv.cmd("manifest", "create", name), SKOPEO_TIMEOUT, env=benv.env, cwd=workdir)
+    for source in sources:
+        run_tool(benv.cmd("manifest", "add", "--tls-verify=false", name, f"docker://{source}"), PUSH_TIMEOUT,
+                 env=benv.env, cwd=workdir)
+    out = run_tool(benv.cmd("manifest", "inspect", name), SKOPEO_TIMEOUT, env=benv.env, cwd=workdir)
+    return json.loads(out.stdout)
 
 
 # ---------------------------------------------------------------------------------------------- skopeo, umoci
