@@ -334,6 +334,46 @@ def test_a_docker_tarball_of_several_platforms_is_refused_before_any_work(multip
     assert not tarball.exists()
 
 
+# ---------------------------------------------------------------------------------------------- distributed path
+
+
+def test_single_platform_builds_merged_by_manifest_create_give_the_same_images(registry, multiplatform_base,
+                                                                              context, tmp_path):
+    """The CI matrix: each platform built on its own (here: one after the other), pushed by digest without a tag,
+    then one `dockyard manifest create` of the digests. With SOURCE_DATE_EPOCH each platform's image is the very
+    image the one-runner build of both platforms makes."""
+    repo = f"{registry.host}/multiplatform/matrix"
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    sources = []
+    for platform in BUILDAH_PLATFORMS:
+        digest_file = tmp_path / f"{platform.replace('/', '-')}.digest"
+        result = run(dockyard_cmd("build", "--progress=plain", "--platform", platform,
+                                  "--build-arg", f"BASE={multiplatform_base}",
+                                  "--output", f"type=image,name={repo},push-by-digest=true,push=true",
+                                  "--digest-file", str(digest_file), str(context)), env=env)
+        assert result.returncode == 0, result.stderr[-4000:]
+        sources.append(f"{repo}@{digest_file.read_text().strip()}")
+    merged = run(dockyard_cmd("manifest", "create", "-t", f"{repo}:1", "--annotation", "index:org.example.merged=yes",
+                              *sources))
+    assert merged.returncode == 0, merged.stderr[-4000:]
+    index = raw_index(f"docker://{repo}:1")
+    assert merged.stdout.strip().splitlines()[-1] == "sha256:" + hashlib.sha256(
+        oracle.run_tool(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{repo}:1"],
+                        oracle.SKOPEO_TIMEOUT).stdout.encode()).hexdigest()
+    assert index_platforms(index) == list(BUILDAH_PLATFORMS)
+    assert index.get("annotations", {}).get("org.example.merged") == "yes"
+    for platform in BUILDAH_PLATFORMS:
+        rootfs = copy_platform(f"docker://{repo}:1", platform, tmp_path / platform.replace("/", "-"))
+        assert (rootfs / "made" / "uname").read_text() == EXPECTED[platform].uname + "\n"
+
+    both = run(dockyard_cmd("build", "--progress=plain", "--platform", ",".join(BUILDAH_PLATFORMS),
+                            "--build-arg", f"BASE={multiplatform_base}", "-t", f"{repo}:one-runner", "--push",
+                            str(context)), env=env)
+    assert both.returncode == 0, both.stderr[-4000:]
+    one_runner = raw_index(f"docker://{repo}:one-runner")
+    assert [m["digest"] for m in one_runner["manifests"]] == [m["digest"] for m in index["manifests"]]
+
+
 # ---------------------------------------------------------------------------------------------- buildah oracle
 
 
