@@ -20,7 +20,7 @@ from .image.reference import parse_reference
 from .isolation import Runner
 from .named_contexts import NamedContexts
 from .options import EPOCH_ARG, BuildOptions, check_compression
-from .outputs import finalize
+from .outputs import check_outputs, finalize
 from .plan import BuildPlan, make_plan
 from .result import BuildResult
 from .session import BuildSession
@@ -104,9 +104,7 @@ def check_tags(options: BuildOptions) -> tuple[str, ...]:
     """The --tag's, each a valid reference; --push needs one."""
     for tag in options.tags:
         parse_reference(tag)  # raises UsageError naming the bad tag
-    if options.wants_push and not options.tags:
-        raise UsageError("--push needs at least one --tag naming where to push",
-                         hint="e.g. -t registry.example.com/team/app:1.0")
+    check_outputs(options, (options.platform,))
     return tuple(options.tags)
 
 
@@ -121,16 +119,17 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
         built = session.build_platform(planned.plan, planned.platform, planned.build_args, planned.used_args)
         session.finish_steps()
         image = finalize(built.image, options)
-        digest = image.digest
-        pushed = session.outputs.write(image, planned.tags, session.finish_early_uploads())
+        written = session.outputs.write([image], planned.tags, session.finish_early_uploads())
+        digest, pushed = written.digest, written.pushed
         session.outputs.export_caches(built.plan, list(built.cache_entries), pushed)
         unused = unused_build_args(planned.build_args, planned.used_args)
         warnings = []
         if unused:
             warnings.append(f"build arguments were not consumed by any ARG: {', '.join(unused)}")
             events.warning(warnings[-1])
-        result = BuildResult(digest=digest, image=image, tags=planned.tags, steps=built.steps, pushed=tuple(pushed),
-                             duration=time.monotonic() - started, warnings=tuple(warnings))
+        result = BuildResult(digest=digest, image=written.images[0], tags=planned.tags, steps=built.steps,
+                             pushed=tuple(pushed), duration=time.monotonic() - started, warnings=tuple(warnings),
+                             images=written.images, index=written.index)
         session.outputs.write_result_files(result)
         events.emit(BuildFinished(digest=digest, duration=result.duration))
         return result

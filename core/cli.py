@@ -69,8 +69,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="set a build argument; a bare KEY takes its value from the environment (repeatable)")
     b.add_argument("--target", help="build only up to this stage")
     b.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add a label (repeatable)")
-    b.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
-                   help="add an annotation to the image manifest (repeatable)")
+    b.add_argument("--annotation", action="append", default=[], metavar="[TYPE:]KEY=VALUE",
+                   help="add an annotation (repeatable); TYPE is manifest (the default), index, manifest-descriptor "
+                        "or index-descriptor, optionally for one platform: manifest[linux/arm64]:KEY=VALUE")
     b.add_argument("--platform", default="linux/amd64", help="the platform to build for (default linux/amd64)")
     b.add_argument("--build-context", action="append", default=[], metavar="NAME=VALUE",
                    help="a named context for FROM NAME, COPY --from=NAME and RUN --mount=from=NAME: a directory, "
@@ -78,7 +79,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "stage or image of that name is replaced (repeatable)")
     b.add_argument("--push", action="store_true", help="push every tag to its registry")
     b.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
-                   help="type=registry | type=oci,dest=DIR | type=docker,dest=FILE.tar (repeatable)")
+                   help="type=registry[,name=REF][,push-by-digest=true] | type=oci,dest=DIR | "
+                        "type=docker,dest=FILE.tar; oci-mediatypes=false writes Docker media types (repeatable)")
     b.add_argument("--digest-file", metavar="FILE", help="write the image digest to FILE")
     b.add_argument("--metadata-file", metavar="FILE", help="write build metadata (JSON) to FILE")
     b.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",

@@ -7,7 +7,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import UsageError
 
@@ -15,9 +15,14 @@ if TYPE_CHECKING:
     from .named_contexts import NamedContext
 
 
+# The --output attributes dockyard reads (buildx's names); the rest are accepted and ignored as before.
+_BOOLEAN_OUTPUT_ATTRS = ("push", "push-by-digest", "oci-mediatypes")
+
+
 @dataclass(frozen=True)
 class OutputSpec:
-    """One `--output`: type=registry (push the tags), type=oci,dest=DIR, or type=docker,dest=FILE.tar."""
+    """One `--output`: type=registry (push the tags, or the `name=`s), type=oci,dest=DIR, or
+    type=docker,dest=FILE.tar (type=image,push=true is type=registry, as in buildx)."""
 
     type: str
     dest: str | None = None
@@ -26,7 +31,7 @@ class OutputSpec:
     @classmethod
     def parse(cls, text: str) -> OutputSpec:
         attrs: dict[str, str] = {}
-        for part in text.split(","):
+        for part in _csv_fields(text, "--output") if '"' in text else text.split(","):
             part = part.strip()
             if not part:
                 continue
@@ -34,17 +39,53 @@ class OutputSpec:
             if not eq:
                 # buildx accepts a bare path as shorthand for type=local; we only have files and dirs with a type.
                 raise UsageError(f"invalid --output {text!r}: expected key=value pairs such as type=oci,dest=DIR")
-            attrs[key.strip()] = value.strip()
+            attrs[key.strip().lower()] = value.strip()
         kind = attrs.pop("type", None)
-        if kind == "image" and attrs.get("push", "false") == "true":
+        for key in _BOOLEAN_OUTPUT_ATTRS:
+            if key in attrs and attrs[key].lower() not in ("true", "false"):
+                raise UsageError(f"invalid --output {text!r}: {key} must be true or false")
+        if kind == "image" and attrs.get("push", "false").lower() == "true":
             kind = "registry"
+        if kind == "image":
+            raise UsageError(f"invalid --output {text!r}: type=image without push=true keeps the image in a "
+                             "builder's image store, which dockyard does not have",
+                             hint="add push=true, or use --output type=oci,dest=DIR")
         if kind not in ("registry", "oci", "docker"):
             raise UsageError(f"invalid --output {text!r}: type must be registry, oci or docker",
                              hint="e.g. --output type=oci,dest=out/ or --output type=docker,dest=image.tar")
         dest = attrs.pop("dest", None)
         if kind in ("oci", "docker") and not dest:
             raise UsageError(f"invalid --output {text!r}: type={kind} needs dest=PATH")
+        if kind == "registry":
+            for name in cls._names(attrs.get("name", "")):
+                RegistryCache._checked_ref(name, text, "--output name")
         return cls(kind, dest, tuple(sorted(attrs.items())))
+
+    @staticmethod
+    def _names(text: str) -> tuple[str, ...]:
+        return tuple(n.strip() for n in text.split(",") if n.strip())
+
+    def attr(self, key: str, default: str = "") -> str:
+        return dict(self.attrs).get(key, default)
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        value = dict(self.attrs).get(key)
+        return default if value is None else value.lower() == "true"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The references of `name=` (comma-separated, as buildx takes them)."""
+        return self._names(self.attr("name"))
+
+    @property
+    def oci_media_types(self) -> bool:
+        """buildx's oci-mediatypes: OCI manifests and index (the default), or Docker's (false)."""
+        return self.flag("oci-mediatypes", True)
+
+    @property
+    def push_by_digest(self) -> bool:
+        """buildx's push-by-digest=true: the manifests (or index) are pushed without a tag."""
+        return self.flag("push-by-digest")
 
 
 # The formats findings are written in (diagnostics/render.py), and the levels --fail-on takes.
@@ -329,7 +370,8 @@ class BuildOptions:
     build_args: tuple[tuple[str, str], ...] = ()
     target: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
-    annotations: tuple[tuple[str, str], ...] = ()  # --annotation: the image manifest's annotations
+    # --annotation: Annotation values (parse_annotations), or (KEY, VALUE) pairs for the image manifests
+    annotations: tuple[Annotation | tuple[str, str], ...] = ()
     platform: str = "linux/amd64"
     push: bool = False
     outputs: tuple[OutputSpec, ...] = ()
@@ -399,6 +441,18 @@ class BuildOptions:
         return self.push or any(o.type == "registry" for o in self.outputs)
 
     @property
+    def push_targets(self) -> tuple[str, ...]:
+        """Where a push goes: the --tag's (buildx names every image output after them), else the `name=`s of
+        the type=registry outputs."""
+        if self.tags or not self.wants_push:
+            return tuple(self.tags) if self.wants_push else ()
+        names: list[str] = []
+        for output in self.outputs:
+            if output.type == "registry":
+                names.extend(n for n in output.names if n not in names)
+        return tuple(names)
+
+    @property
     def source_date_epoch(self) -> int | None:
         """The time a reproducible build pins its timestamps to: a --build-arg SOURCE_DATE_EPOCH, else the
         environment's (buildx passes it on as that build arg), else 0 with --reproducible; None: the clock.
@@ -429,22 +483,66 @@ def parse_key_values(items: list[str] | tuple[str, ...], what: str,
     return tuple(pairs)
 
 
-def parse_annotations(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """`--annotation [manifest:]KEY=VALUE` as buildx takes it. We write a single-platform image manifest and no
-    index of our own, so only the manifest level (buildx's default) exists; other levels are refused, not dropped."""
-    pairs: list[tuple[str, str]] = []
+# The levels of buildx's --annotation TYPE:KEY=VALUE: where in the output an annotation goes.
+ANNOTATION_LEVELS = ("manifest", "index", "manifest-descriptor", "index-descriptor")
+
+
+class Annotation(NamedTuple):
+    """One `--annotation`: KEY=VALUE on the image manifests (`manifest`, the default), the image index
+    (`index`), the index's entries for the manifests (`manifest-descriptor`) or the descriptor pointing at
+    the index in an OCI layout (`index-descriptor`); `platform` limits a manifest-level one to that platform's
+    image. A plain (KEY, VALUE) pair given through the Python API is a manifest annotation."""
+
+    key: str
+    value: str
+    level: str = "manifest"
+    platform: str | None = None
+
+
+def annotation_specs(items: tuple[Annotation | tuple[str, str], ...]) -> tuple[Annotation, ...]:
+    """BuildOptions.annotations as Annotation values (the API also takes plain (KEY, VALUE) pairs)."""
+    return tuple(item if isinstance(item, Annotation) else Annotation(*item) for item in items)
+
+
+def parse_annotations(items: list[str] | tuple[str, ...]) -> tuple[Annotation, ...]:
+    """`--annotation [TYPE[,TYPE...]:]KEY=VALUE` as buildx takes it: TYPE is manifest (the default), index,
+    manifest-descriptor or index-descriptor, optionally with a platform in brackets (`manifest[linux/arm64]`);
+    the type ends at the first `:` and the key at the first `=`, so the value keeps its own."""
+    import re
+
+    from .image.model import Platform
+
+    typed = re.compile(r"^([a-z-]+)(?:\[([A-Za-z0-9_/-]+)\])?$")
+    annotations: dict[tuple[str, str, str | None], Annotation] = {}
     for item in items:
+        if not item:
+            continue
         key, eq, value = item.partition("=")
-        level, colon, name = key.rpartition(":")
-        if colon and level != "manifest":
-            raise UsageError(f"invalid --annotation {item!r}: only manifest annotations are supported",
-                             hint="write it as KEY=VALUE or manifest:KEY=VALUE (index and descriptor "
-                                  "annotations need a multi-platform index, which dockyard does not write)")
+        levels, colon, name = key.partition(":")
+        if not colon:
+            levels, name = "manifest", key
         if not eq or not name:
-            raise UsageError(f"invalid --annotation {item!r}: expected [manifest:]KEY=VALUE",
-                             hint="e.g. --annotation org.opencontainers.image.description=My app")
-        pairs.append((name, value))
-    return tuple(pairs)
+            raise UsageError(f"invalid --annotation {item!r}: expected [TYPE:]KEY=VALUE",
+                             hint="e.g. --annotation org.opencontainers.image.description=My app or "
+                                  "--annotation index:org.opencontainers.image.vendor=acme")
+        for level_text in levels.split(","):
+            match = typed.match(level_text)
+            if match is None or match.group(1) not in ANNOTATION_LEVELS:
+                raise UsageError(f"invalid --annotation {item!r}: unknown annotation type {level_text!r}",
+                                 hint=f"the types are {', '.join(ANNOTATION_LEVELS)}, optionally with a "
+                                      "platform: manifest[linux/arm64]:KEY=VALUE")
+            level, platform = match.group(1), match.group(2)
+            if platform is not None:
+                if level in ("index", "index-descriptor"):
+                    raise UsageError(f"invalid --annotation {item!r}: an {level} annotation applies to the one "
+                                     "index and takes no platform",
+                                     hint=f"write it as {level}:{name}={value}")
+                try:
+                    platform = str(Platform.parse(platform))
+                except ValueError as exc:
+                    raise UsageError(f"invalid --annotation {item!r}: {exc}") from None
+            annotations[(level, name, platform)] = Annotation(name, value, level, platform)
+    return tuple(annotations.values())
 
 
 def go_duration(text: str, scale: dict[str, float]) -> float | None:

@@ -1,23 +1,28 @@
-"""Where a built image goes: finalized (media types, labels, annotations, creation time), pushed, written as an
-OCI layout or a docker tarball, its build cache exported (--cache-to), and the result files written."""
+"""Where a build's images go: finalized (media types, labels, annotations, creation time), pushed, written as
+an OCI layout or a docker tarball, their build cache exported (--cache-to), and the result files written.
+
+One image is written as its manifest. Several (one per platform), or one with index annotations, are written
+as an image index listing them: an OCI image index, or a Docker manifest list with oci-mediatypes=false."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .cache.store import StepEntry
-from .errors import AuthenticationError, DockyardError, OutputError, RegistryError
+from .errors import AuthenticationError, DockyardError, OutputError, RegistryError, UsageError
 from .events import Events
 from .stage.history import created_time
 from .files import replace_file
 from .image.blobs import BlobStore
-from .image.model import DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Image, Layer
+from .image.index import ImageIndex, image_descriptor
+from .image.model import (DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_LAYER,
+                          OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, Descriptor, Image, Layer, Platform)
 from .image.reference import Reference, parse_reference
-from .options import BuildOptions
+from .options import Annotation, BuildOptions, OutputSpec, annotation_specs
 from .plan import BuildPlan
 from .result import BuildResult
 
@@ -25,12 +30,134 @@ if TYPE_CHECKING:  # imported where used: a build without them does not pay for 
     from .cache.remote import RemoteCache
     from .registry.client import RegistryClient
 
-# Docker's layer media types become their OCI twins when written into an OCI manifest (same bytes).
+# Docker's layer media types become their OCI twins when written into an OCI manifest (same bytes), and back
+# when Docker media types are asked for (oci-mediatypes=false).
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 _TO_OCI_LAYER = {DOCKER_LAYER_GZIP: OCI_LAYER_GZIP}
+_TO_DOCKER_LAYER = {OCI_LAYER_GZIP: DOCKER_LAYER_GZIP, OCI_LAYER: DOCKER_LAYER}
+# The annotation levels an image index carries (an index is made for them even for one platform).
+INDEX_LEVELS = ("index", "index-descriptor")
+
+
+class Written(NamedTuple):
+    """What OutputWriter.write wrote: the digest of the image index (when one was written) or of the image
+    manifest, the references pushed to, the index, and the images as written (in their media types)."""
+
+    digest: str
+    pushed: list[str]
+    index: ImageIndex | None
+    images: tuple[Image, ...] = ()
+
+
+class ImageSet(NamedTuple):
+    """The images one output writes, in the media types it asks for, and their index when there is one."""
+
+    images: tuple[Image, ...]
+    index: ImageIndex | None
+
+    @property
+    def digest(self) -> str:
+        return self.index.digest if self.index is not None else self.images[0].digest
+
+
+def manifest_annotations(options: BuildOptions, platform: Platform) -> dict[str, str]:
+    """The --annotation's for the manifest (or, with `manifest-descriptor`, the index entry) of `platform`'s
+    image: those for every platform, then those qualified with this one (which win)."""
+    return _platform_annotations(options, platform, "manifest")
+
+
+def _platform_annotations(options: BuildOptions, platform: Platform, level: str) -> dict[str, str]:
+    chosen = [a for a in annotation_specs(options.annotations) if a.level == level]
+    found = {a.key: a.value for a in chosen if a.platform is None}
+    found.update({a.key: a.value for a in chosen if a.platform is not None and _matches(a, platform)})
+    return found
+
+
+def _matches(annotation: Annotation, platform: Platform) -> bool:
+    assert annotation.platform is not None
+    fields = {"os": platform.os, "architecture": platform.architecture}
+    if platform.variant:
+        fields["variant"] = platform.variant
+    return Platform.parse(annotation.platform).matches(fields)
+
+
+def level_annotations(options: BuildOptions, level: str) -> dict[str, str]:
+    """The --annotation's of an index level (`index`, `index-descriptor`)."""
+    return {a.key: a.value for a in annotation_specs(options.annotations) if a.level == level}
+
+
+def needs_index(options: BuildOptions, image_count: int) -> bool:
+    """Several images are written as an index; so is one when an annotation is for the index (buildx makes
+    a single-platform push an index too, for its attestations, and puts index annotations there)."""
+    return image_count > 1 or any(a.level in INDEX_LEVELS for a in annotation_specs(options.annotations))
+
+
+def check_outputs(options: BuildOptions, platforms: Sequence[str | Platform] = ("linux/amd64",)) -> None:
+    """Refuses, before any build work, outputs that cannot hold what the build makes for `platforms`: a
+    docker tarball of several platforms (or with index annotations), annotations in Docker media types,
+    pushes that disagree, a push with nowhere to go. Raises UsageError."""
+    platforms = [str(p) for p in platforms]
+    index = needs_index(options, len(platforms))
+    annotations = annotation_specs(options.annotations)
+    for output in options.outputs:
+        if output.type == "docker" and index:
+            if len(platforms) > 1:
+                raise UsageError(f"--output type=docker writes a `docker load` tarball, which holds the image of one "
+                                 f"platform; this build makes {len(platforms)} ({', '.join(platforms)})",
+                                 hint="write them all with --output type=oci,dest=DIR or --push; or build the "
+                                      "tarball for one platform: --platform linux/amd64 --output type=docker,...")
+            raise UsageError("--output type=docker writes no image index, so index annotations have nowhere to go "
+                             "(buildx refuses them for its docker exporter too)",
+                             hint="write the annotation as manifest:KEY=VALUE, or use --push / --output "
+                                  "type=oci,dest=DIR")
+    docker_types = [o for o in _media_type_outputs(options) if not o.oci_media_types]
+    if docker_types:
+        refused = [a for a in annotations if a.level != "index-descriptor"]
+        if refused:
+            kind = "manifest list" if index else "manifest"
+            a = refused[0]
+            raise UsageError(f"--annotation {a.level}:{a.key}: a Docker {kind} (oci-mediatypes=false) cannot carry "
+                             "annotations: Docker's image formats have no place for them",
+                             hint="drop oci-mediatypes=false (OCI media types are the default), or the annotation")
+        if options.compression == "zstd":
+            raise UsageError("--compression zstd needs OCI media types: Docker's image format has no zstd layers "
+                             "(oci-mediatypes=false was asked for)",
+                             hint="use --compression gzip, or drop oci-mediatypes=false")
+    registries = [o for o in options.outputs if o.type == "registry"]
+    for key in ("oci_media_types", "push_by_digest"):
+        if len({getattr(o, key) for o in registries}) > 1:
+            raise UsageError(f"the type=registry outputs disagree on {key.replace('_', '-')}: one push is made, "
+                             "to every name, in one form", hint="give the attribute the same value in each")
+    if options.wants_push and not options.push_targets:
+        raise UsageError("--push needs at least one --tag naming where to push",
+                         hint="e.g. -t registry.example.com/team/app:1.0, or "
+                              "--output type=registry,name=registry.example.com/team/app")
+
+
+def _media_type_outputs(options: BuildOptions) -> list[OutputSpec]:
+    """The outputs that write manifests (a bare --push is a registry output with default attributes)."""
+    outputs = list(options.outputs)
+    if options.push and not any(o.type == "registry" for o in outputs):
+        outputs.append(OutputSpec("registry"))
+    return outputs
+
+
+def docker_media_types(image: Image) -> Image:
+    """The image as a Docker v2 schema 2 manifest: Docker's manifest, config and layer media types, and no
+    annotations (Docker's format has none; the caller refuses the user's first)."""
+    layers = []
+    for layer in image.layers:
+        if layer.media_type == OCI_LAYER_ZSTD:
+            raise UsageError("a zstd layer cannot be written with Docker media types (oci-mediatypes=false)",
+                             hint="use --compression gzip, or drop oci-mediatypes=false")
+        media = _TO_DOCKER_LAYER.get(layer.media_type, layer.media_type)
+        layers.append(Layer(Descriptor(media, layer.digest, layer.size), layer.diff_id))
+    return replace(image, layers=tuple(layers), manifest_media_type=DOCKER_MANIFEST, annotations=())
 
 
 def finalize(image: Image, options: BuildOptions) -> Image:
-    """The image as it is written: OCI media types, build labels, a creation time (SOURCE_DATE_EPOCH's)."""
+    """The image as it is written: OCI media types, build labels, manifest annotations, a creation time
+    (SOURCE_DATE_EPOCH's)."""
     labels = dict(image.container_config.get("Labels") or {})
     labels.update(dict(options.labels))
     if labels:
@@ -38,7 +165,7 @@ def finalize(image: Image, options: BuildOptions) -> Image:
     layers = tuple(Layer(Descriptor(_TO_OCI_LAYER.get(layer.media_type, layer.media_type), layer.digest, layer.size),
                          layer.diff_id) for layer in image.layers)
     # The user's annotations join the base image's (org.opencontainers.image.base.*) and win on the same key.
-    annotations = dict(image.annotations) | dict(options.annotations)
+    annotations = dict(image.annotations) | manifest_annotations(options, image.platform)
     return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST,
                    annotations=tuple(sorted(annotations.items()))).with_meta(
                        created=created_time(options.source_date_epoch))
@@ -92,39 +219,94 @@ class OutputWriter:
         self._store = store
         self._cached_layers = cached_layers
 
-    def write(self, image: Image, tags: tuple[str, ...], uploaded: frozenset[str]) -> list[str]:
-        """Pushes (the layers in `uploaded` are already there) and writes the --output's; returns the refs
-        pushed to."""
-        pushed: list[str] = []
+    def write(self, images: Sequence[Image], tags: tuple[str, ...], uploaded: frozenset[str]) -> Written:
+        """Pushes (the layers in `uploaded` are already there) and writes the --output's of `images` (one per
+        platform, finalized, in --platform order); several are written as one image index. Returns the
+        digest of what was written (the push's when there is one) and the references pushed to."""
+        images = tuple(images)
+        if not images:
+            raise ValueError("nothing to write: no image")
         opts = self.options
-        refs = [parse_reference(t) for t in tags]
+        check_outputs(opts, [image.platform for image in images])
+        names = [parse_reference(t) for t in tags or opts.push_targets]
         # Layers of registry cache hits: mounted into the pushed repositories when they are all on the cache's
         # registry and nothing else is written, else downloaded now.
-        registries = {r.registry for r in refs}
+        registries = {r.registry for r in names}
         mount_to = registries.pop() if opts.wants_push and not opts.outputs and len(registries) == 1 else None
-        self._cached_layers.fetch(list(image.layers), mount_to)
-        if opts.wants_push:
-            from .registry.push import push_image
+        self._cached_layers.fetch([layer for image in images for layer in image.layers], mount_to)
+        sets: dict[bool, ImageSet] = {}
 
-            push_image(self._client(), image, self._store, refs, uploaded)
-            pushed = [str(r) for r in refs]
+        def image_set(oci: bool) -> ImageSet:
+            if oci not in sets:
+                sets[oci] = self.arrange(images, oci=oci)
+            return sets[oci]
+
+        pushed: list[str] = []
+        primary: ImageSet | None = None
+        if opts.wants_push:
+            registry_outputs = [o for o in opts.outputs if o.type == "registry"]
+            primary = image_set(all(o.oci_media_types for o in registry_outputs))
+            by_digest = any(o.push_by_digest for o in registry_outputs)
+            pushed = self._push(primary, names, uploaded, by_digest=by_digest)
         for output in opts.outputs:
             if output.type not in ("oci", "docker"):
                 continue  # type=registry: the push above
             assert output.dest is not None, "OutputSpec.parse gives type=oci and type=docker a dest"
+            written = image_set(output.oci_media_types)
+            primary = primary or written
             if output.type == "oci":
-                from .image.layout import write_oci_layout
-
-                names = [r.tag or "latest" for r in refs] or ["latest"]
-                write_oci_layout(image, self._store, Path(output.dest), names)
+                self._write_layout(written, Path(output.dest), names)
             else:
                 from .image.archive import write_docker_archive
 
-                write_docker_archive(image, self._store, Path(output.dest), [repo_tag(r) for r in refs])
+                assert written.index is None, "check_outputs refuses a docker tarball of an index"
+                write_docker_archive(written.images[0], self._store, Path(output.dest), [repo_tag(r) for r in names])
         if not opts.wants_push and not opts.outputs:
             self.events.warning("no output requested: the image was built but is only kept in dockyard's blob "
                                 "store; use --push or --output type=oci,dest=DIR")
-        return pushed
+        primary = primary or image_set(True)
+        return Written(primary.digest, pushed, primary.index, primary.images)
+
+    def arrange(self, images: tuple[Image, ...], *, oci: bool = True) -> ImageSet:
+        """`images` in OCI or Docker media types, with their index when the build writes one: its entries carry
+        the manifest-descriptor annotations, the index the index annotations."""
+        if not oci:
+            images = tuple(docker_media_types(image) for image in images)
+        if not needs_index(self.options, len(images)):
+            return ImageSet(images, None)
+        entries = tuple(image_descriptor(image, tuple(sorted(
+            _platform_annotations(self.options, image.platform, "manifest-descriptor").items())))
+            for image in images)
+        index = ImageIndex(entries, tuple(sorted(level_annotations(self.options, "index").items())),
+                           OCI_INDEX if oci else DOCKER_MANIFEST_LIST)
+        return ImageSet(images, index)
+
+    def _push(self, written: ImageSet, names: list[Reference], uploaded: frozenset[str], *,
+              by_digest: bool) -> list[str]:
+        """Pushes the images (and their index) to `names`: under their tags, or by digest only (buildx's
+        push-by-digest=true, for the matrix jobs whose images are assembled into one index later)."""
+        from .registry.push import push_image, push_index
+
+        refs = [Reference(r.registry, r.repository) for r in names] if by_digest else names
+        if by_digest:  # one push per repository, whatever tags the names had
+            refs = list({(r.registry, r.repository): r for r in refs}.values())
+        if written.index is not None:
+            digest = push_index(self._client(), written.index, list(written.images), self._store, refs, uploaded)
+        else:
+            digest = push_image(self._client(), written.images[0], self._store, refs, uploaded)
+        return [str(r.with_digest(digest)) if by_digest or not r.tag else str(r) for r in refs]
+
+    def _write_layout(self, written: ImageSet, dest: Path, names: list[Reference]) -> None:
+        from .image.layout import write_oci_layout
+
+        ref_names = [str(r) for r in names if r.tag] or ["latest"]
+        if written.index is not None:
+            annotations = tuple(sorted(level_annotations(self.options, "index-descriptor").items()))
+        else:
+            annotations = tuple(sorted(_platform_annotations(self.options, written.images[0].platform,
+                                                             "manifest-descriptor").items()))
+        write_oci_layout(written.images, self._store, dest, ref_names, index=written.index,
+                         annotations=annotations)
 
     def export_caches(self, plan: BuildPlan, entries: list[tuple[int, StepEntry]], pushed: list[str]) -> None:
         """--cache-to: the steps of the final image (mode=min) or of every stage (max) to each cache ref. A

@@ -182,7 +182,7 @@ class BuildSession:
             from .registry.push import EarlyUploads
 
             self.early_uploads = EarlyUploads(self.registry_client(), self.store,
-                                              [parse_reference(t) for t in opts.tags])
+                                              [parse_reference(t) for t in opts.push_targets])
         if opts.cache_from and not opts.no_cache:
             from .cache.remote import import_caches
 

@@ -24,11 +24,9 @@ from pathlib import Path
 
 from ..errors import OutputError, UsageError
 from .blobs import BlobStore
-from .layout import LAYOUT_VERSION, REF_NAME
+from .layout import CONTAINERD_IMAGE_NAME, LAYOUT_VERSION, REF_NAME
 from .model import OCI_INDEX, Image
 from .reference import DOCKER_HUB, Reference, parse_reference
-
-CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
 
 
 def write_docker_archive(image: Image, store: BlobStore, dest: Path, repo_tags: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""Write an image into an OCI image layout directory (`oci-layout`, `index.json`, `blobs/sha256/...`).
+"""Write an image (or an image index and its images) into an OCI image layout directory (`oci-layout`, `index.json`, `blobs/sha256/...`).
 
 The result is what `skopeo copy ... oci:DIR:TAG` and buildah write, and what `skopeo`, `umoci`, `crane` and
 containerd's importer read. An existing layout is added to, never replaced: other images in it stay, and an
@@ -14,12 +14,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError, UsageError
 from ..files import replace_file
 from .blobs import BlobStore
+from .index import ImageIndex, platform_json
 from .model import OCI_INDEX, Descriptor, Image
 from .reference import parse_reference
 
@@ -27,15 +29,24 @@ LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 REF_NAME = "org.opencontainers.image.ref.name"
+# containerd's (and BuildKit's oci exporter's) annotation for the full name of an image in a layout.
+CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
 
 
-def write_oci_layout(image: Image, store: BlobStore, dest: Path, ref_names: list[str]) -> None:
-    """Add `image` to the OCI layout at `dest` (created if missing), once per ref name.
+def write_oci_layout(images: Image | Sequence[Image], store: BlobStore, dest: Path, ref_names: list[str], *,
+                     index: ImageIndex | None = None, annotations: tuple[tuple[str, str], ...] = ()) -> None:
+    """Add an image (or, with `index`, the image index listing `images`) to the OCI layout at `dest` (created
+    if missing), once per ref name.
 
-    A ref name is stored as its tag part, as `oci:DIR:TAG` addresses it in skopeo and buildah: a full
-    reference (`registry/repo:1.0`) contributes `1.0`; a bare word (`1.0`, `latest`) is used as it is. With no
-    ref names, the image is added without one (reachable by digest only).
+    A ref name is stored as its tag part, as `oci:DIR:TAG` addresses it in skopeo and buildah; a full
+    reference (`registry/repo:1.0`) contributes `1.0` and is kept whole in `io.containerd.image.name`, as
+    BuildKit's oci exporter writes it; a bare word (`1.0`, `latest`) is used as it is. With no ref names,
+    the image is added without one (reachable by digest only). `annotations` go on index.json's entry (the
+    descriptor of the manifest, or of the index).
     """
+    images = [images] if isinstance(images, Image) else list(images)
+    if index is None and len(images) != 1:
+        raise ValueError("several images are written with their index")
     dest = Path(dest)
     names = _ref_names(ref_names)
     _prepare(dest)
@@ -49,43 +60,49 @@ def write_oci_layout(image: Image, store: BlobStore, dest: Path, ref_names: list
         raise OutputError(f"cannot write the OCI layout {dest}: {exc.strerror}") from None
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX)
-        index = _read_index(dest)
+        layout_index = _read_index(dest)
 
-        manifest = image.manifest_bytes()
-        manifest_digest = image.digest
-        config = image.config_bytes()
-        config_digest = image.config_descriptor().digest
-        for layer in image.layers:
-            _copy_blob(store, layer.digest, layer.size, blobs_dir, dest)
-        _write_blob_bytes(config, config_digest, blobs_dir, dest)
-        _write_blob_bytes(manifest, manifest_digest, blobs_dir, dest)
-
-        platform = {"architecture": image.platform.architecture, "os": image.platform.os}
-        if image.platform.variant:
-            platform["variant"] = image.platform.variant
-        base = Descriptor(image.manifest_media_type, manifest_digest, len(manifest),
-                          platform=tuple(platform.items())).to_json()
-        entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
+        for image in images:
+            for layer in image.layers:
+                _copy_blob(store, layer.digest, layer.size, blobs_dir, dest)
+            _write_blob_bytes(image.config_bytes(), image.config_descriptor().digest, blobs_dir, dest)
+            _write_blob_bytes(image.manifest_bytes(), image.digest, blobs_dir, dest)
+        if index is not None:
+            # Written after everything it lists, so the index never names a missing blob.
+            _write_blob_bytes(index.to_bytes(), index.digest, blobs_dir, dest)
+            top = index.descriptor(annotations).to_json()
+        else:
+            image = images[0]
+            manifest = image.manifest_bytes()
+            top = Descriptor(image.manifest_media_type, image.digest, len(manifest), annotations=annotations,
+                             platform=platform_json(image.platform)).to_json()
+        entries = [e for e in layout_index.get("manifests") or [] if isinstance(e, dict)]
         if names:
-            replaced = set(names)
+            replaced = {name for name, _full in names}
             entries = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) not in replaced]
-            for name in names:
-                entries.append({**base, "annotations": {REF_NAME: name}})
-        elif not any(e.get("digest") == manifest_digest and not (e.get("annotations") or {}).get(REF_NAME)
+            for name, full in names:
+                named = dict(top.get("annotations") or {})
+                if full:
+                    named[CONTAINERD_IMAGE_NAME] = full
+                named[REF_NAME] = name
+                entries.append({**top, "annotations": named})
+        elif not any(e.get("digest") == top["digest"] and not (e.get("annotations") or {}).get(REF_NAME)
                      for e in entries):
-            entries.append(base)
-        index["schemaVersion"] = 2
-        index["mediaType"] = OCI_INDEX
-        index["manifests"] = entries
+            entries.append(top)
+        layout_index["schemaVersion"] = 2
+        layout_index["mediaType"] = OCI_INDEX
+        layout_index["manifests"] = entries
         _atomic_write(dest / LAYOUT_FILE, json.dumps(LAYOUT_VERSION).encode(), dest)
-        _atomic_write(dest / INDEX_FILE, json.dumps(index, indent=2).encode() + b"\n", dest)
+        _atomic_write(dest / INDEX_FILE, json.dumps(layout_index, indent=2).encode() + b"\n", dest)
     finally:
         os.close(dir_fd)  # also releases the lock
 
 
-def _ref_names(ref_names: list[str]) -> list[str]:
-    names: list[str] = []
+def _ref_names(ref_names: list[str]) -> list[tuple[str, str | None]]:
+    """Each ref name's tag part, and the full reference it came from (None: it was a bare tag)."""
+    names: list[tuple[str, str | None]] = []
     for raw in ref_names:
+        full = None
         if any(c in raw for c in "/:@"):
             try:
                 ref = parse_reference(raw)
@@ -94,13 +111,13 @@ def _ref_names(ref_names: list[str]) -> list[str]:
             if not ref.tag:
                 raise UsageError(f"invalid OCI layout ref name {raw!r}: a digest-only reference has no tag to "
                                  "name the image by")
-            name = ref.tag
+            name, full = ref.tag, str(ref)
         else:
             name = raw
         if not name or any(c.isspace() for c in name):
             raise UsageError(f"invalid OCI layout ref name {raw!r}")
-        if name not in names:
-            names.append(name)
+        if name not in [n for n, _f in names]:
+            names.append((name, full))
     return names
 
 

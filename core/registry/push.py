@@ -1,4 +1,5 @@
-"""Push an image: upload the blobs each target repository lacks, then put the manifest under every tag.
+"""Push an image (or an image index and its images): upload the blobs each target repository lacks, then put
+the manifest under every tag.
 
 A blob is uploaded once per registry at most: the client mounts it into further repositories (and from the
 repository a base image was pulled from) instead of sending it again.
@@ -14,6 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from ..errors import RegistryError, UsageError
 from ..events import ImagePushed
 from ..image.blobs import BlobStore
+from ..image.index import ImageIndex
 from ..image.model import Image, Layer
 from ..image.reference import Reference
 from .client import RegistryClient
@@ -72,27 +74,62 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
         raise UsageError("nothing to push: no image reference given", hint="tag the image with -t NAME:TAG")
     manifest = image.manifest_bytes()
     digest = image.digest
+    _check_digest_refs(refs, digest, "image")
+    _upload_blobs(client, [image], store, _repositories(refs), uploaded)
+    _put_everywhere(client, refs, digest, manifest, image.manifest_media_type)
+    return digest
+
+
+def push_index(client: RegistryClient, index: ImageIndex, images: list[Image], store: BlobStore,
+               refs: list[Reference], uploaded: frozenset[str] = frozenset()) -> str:
+    """Push an image index and the images it lists to every reference in `refs`; returns the index digest.
+    Every blob first, then every image's manifest by digest into every repository, the index last (under
+    the tags, or by digest for a reference without one): a failure on the way leaves no tag pointing at an
+    index whose manifests are missing."""
+    if not refs:
+        raise UsageError("nothing to push: no image reference given", hint="tag the image with -t NAME:TAG")
+    body = index.to_bytes()
+    digest = index.digest
+    _check_digest_refs(refs, digest, "index")
+    listed = {d.digest for d in index.manifests}
+    for image in images:
+        if image.digest not in listed:
+            raise ValueError(f"image {image.digest} is not in the index it is pushed with")
+    repositories = _repositories(refs)
+    _upload_blobs(client, images, store, repositories, uploaded)
+    for image in images:
+        manifest = image.manifest_bytes()
+        for repo in repositories:
+            client.put_manifest(repo, image.digest, manifest, image.manifest_media_type)
+    _put_everywhere(client, refs, digest, body, index.media_type)
+    return digest
+
+
+def _check_digest_refs(refs: list[Reference], digest: str, what: str) -> None:
     for ref in refs:
         if ref.digest and ref.digest != digest:
-            raise UsageError(f"cannot push to {ref}: the image's digest is {digest}")
+            raise UsageError(f"cannot push to {ref}: the {what}'s digest is {digest}")
 
-    config = image.config_bytes()
-    config_desc = image.config_descriptor()
-    if not store.has(config_desc.digest):
-        store.put_bytes(config)
-    repositories = _repositories(refs)
 
+def _upload_blobs(client: RegistryClient, images: list[Image], store: BlobStore, repositories: list[Reference],
+                  uploaded: frozenset[str]) -> None:
+    """Every layer and config of `images` into every repository, in parallel, once per blob."""
     blobs: dict[str, int] = {}
-    for layer in image.layers:
-        if layer.digest in uploaded:
-            continue
-        # A layer of a registry cache hit is not in the store but mountable from the cache's repository.
-        if not store.has(layer.digest) and not all(client.knows_source(repo.registry, layer.digest)
-                                                   for repo in repositories):
-            raise RegistryError(f"cannot push layer {layer.digest}: it is not in the blob store {store.root}",
-                                hint="the build cache may have been pruned: rebuild")
-        blobs.setdefault(layer.digest, layer.size)
-    blobs.setdefault(config_desc.digest, config_desc.size)
+    for image in images:
+        config = image.config_bytes()
+        config_desc = image.config_descriptor()
+        if not store.has(config_desc.digest):
+            store.put_bytes(config)
+        for layer in image.layers:
+            if layer.digest in uploaded:
+                continue
+            # A layer of a registry cache hit is not in the store but mountable from the cache's repository.
+            if not store.has(layer.digest) and not all(client.knows_source(repo.registry, layer.digest)
+                                                       for repo in repositories):
+                raise RegistryError(f"cannot push layer {layer.digest}: it is not in the blob store {store.root}",
+                                    hint="the build cache may have been pruned: rebuild")
+            blobs.setdefault(layer.digest, layer.size)
+        blobs.setdefault(config_desc.digest, config_desc.size)
 
     with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(blobs)), thread_name_prefix="push") as pool:
         futures = [pool.submit(_upload_everywhere, client, repositories, d, size, store) for d, size in blobs.items()]
@@ -103,9 +140,11 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
             if future.done() and not future.cancelled() and future.exception() is not None:
                 raise future.exception()  # type: ignore[misc]
 
+
+def _put_everywhere(client: RegistryClient, refs: list[Reference], digest: str, body: bytes,
+                    media_type: str) -> None:
     for ref in refs:
-        # A reference without a tag (name@digest) is pushed by digest: stored, but untagged.
-        client.put_manifest(ref, ref.tag or digest, manifest, image.manifest_media_type)
+        # A reference without a tag (name@digest, or push-by-digest) is pushed by digest: stored, but untagged.
+        client.put_manifest(ref, ref.tag or digest, body, media_type)
         pushed = ref.with_tag(ref.tag) if ref.tag else ref.with_digest(digest)
         client.events.emit(ImagePushed(reference=str(pushed), digest=digest))
-    return digest

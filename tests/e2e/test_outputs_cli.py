@@ -110,3 +110,21 @@ def test_add_extracts_a_local_tarball(busybox_base, tmp_path):
     assert (root / "opt/pkg/tool-link").readlink().as_posix() == "bin/tool"
     assert (root / "opt/pkg/tool-hard").stat().st_ino == tool.stat().st_ino
     assert (root / "plain/copy.tgz/pkg/bin/tool").exists()  # ADD to a non-/ path still extracts, as docker
+
+
+def test_push_by_digest_pushes_no_tag_and_names_the_digest(registry, busybox_base, tmp_path):
+    """buildx's `type=image,name=REPO,push-by-digest=true,push=true`: what the matrix jobs of a distributed
+    multi-platform build push, to be assembled into one index afterwards."""
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {busybox_base}\nRUN echo one > /one\n"})
+    repo = f"{registry.host}/out/bydigest"
+    digest_file, metadata_file = tmp_path / "digest", tmp_path / "meta.json"
+    result = dockyard("build", "-q", "--output", f"type=image,name={repo},push-by-digest=true,push=true",
+                      "--digest-file", str(digest_file), "--metadata-file", str(metadata_file), str(context))
+    assert result.returncode == 0, result.stderr
+    digest = result.stdout.strip()
+    assert digest_file.read_text().strip() == digest
+    assert json.loads(metadata_file.read_text())["pushed"] == [f"{repo}@{digest}"]
+    assert _skopeo("inspect", "--no-tags", "--tls-verify=false", f"docker://{repo}@{digest}")["Architecture"] == "amd64"
+    tags = subprocess.run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}"], capture_output=True,
+                          text=True, timeout=60)
+    assert tags.returncode != 0 or not json.loads(tags.stdout)["Tags"], tags.stdout
