@@ -15,7 +15,8 @@ explains), each pushed to the registry:
     push --all` against two `bud --platform X` + `push`. The Dockerfile is (b)'s, with its RUN.
 (b) emulated RUN against native: single-platform builds for linux/amd64 (native) and linux/arm64 (QEMU) of a
     Dockerfile with a COPY of a small context, ENV, LABEL and one RUN (a busybox shell loop writing --files
-    files, then `cat | md5sum` over them), and of the same Dockerfile without the RUN. The RUN's cost is the
+    files, 100 `cat` processes, a shell loop of 50,000 additions, `cat | md5sum` over the files), and of the
+    same Dockerfile without the RUN. The RUN's cost is the
     difference of the two builds' wall times (both tools), and for dockyard also the RUN step's own duration
     in its metadata file; the factor is arm64's over amd64's. The builds without RUN show whether anything but
     the emulated instruction costs more for the foreign platform (their arm64/amd64 ratio should be 1).
@@ -32,6 +33,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -51,9 +53,12 @@ LABEL org.example.benchmark=multiplatform
 """
 RUN_STEP = """\
 RUN mkdir -p /srv/app && cd /srv/app && i=0 && while [ $i -lt {files} ]; do echo "file $i" > f$i; i=$((i+1)); done \\
+ && for f in f1??; do cat $f > /dev/null; done \\
+ && j=0 && while [ $j -lt {loops} ]; do j=$((j+1)); done \\
  && cat f* | md5sum > /srv/sum && ls | wc -l
 """
 CONTEXT_FILES = 200
+LOOPS = 50_000  # iterations of a shell loop of arithmetic only: the emulated CPU's own cost
 
 
 def write_context(root: Path, files: int) -> tuple[Path, Path, Path]:
@@ -63,7 +68,7 @@ def write_context(root: Path, files: int) -> tuple[Path, Path, Path]:
     for n in range(CONTEXT_FILES):
         (context / "context" / f"c{n}.txt").write_text(f"context file {n}\n" * 8)
     with_run = root / "with-run.Dockerfile"
-    with_run.write_text(DOCKERFILE_HEAD + RUN_STEP.format(files=files))
+    with_run.write_text(DOCKERFILE_HEAD + RUN_STEP.format(files=files, loops=LOOPS))
     without_run = root / "without-run.Dockerfile"
     without_run.write_text(DOCKERFILE_HEAD)
     return context, with_run, without_run
@@ -154,7 +159,8 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def benchmark(tools: Tools, context: Path, with_run: Path, without_run: Path, runs: int) -> dict[str, float]:
+def benchmark(tools: Tools, context: Path, with_run: Path, without_run: Path, runs: int,
+              parts: str) -> dict[str, float]:
     figures: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
@@ -162,36 +168,54 @@ def benchmark(tools: Tools, context: Path, with_run: Path, without_run: Path, ru
 
     for run in range(runs):
         print(f"run {run + 1} of {runs}", flush=True)
-        # (a) one build of two platforms against two builds of one.
-        [(both, _)] = tools.dockyard_build(context, with_run, [BOTH])
-        singles = tools.dockyard_build(context, with_run, [NATIVE, FOREIGN])
-        add("dockyard two-platform build", check(both))
-        add("dockyard two single builds", sum(check(m) for m, _ in singles))
-        [both_b] = tools.buildah_build(context, with_run, [BOTH])
-        singles_b = tools.buildah_build(context, with_run, [NATIVE, FOREIGN])
-        add("buildah two-platform build", check(both_b))
-        add("buildah two single builds", sum(check(m) for m in singles_b))
-        # (b) emulated RUN against native, and the steps without RUN on both.
-        for platform, short in ((NATIVE, "amd64"), (FOREIGN, "arm64")):
-            [(ours_run, meta)] = tools.dockyard_build(context, with_run, [platform])
-            [(ours_plain, meta_plain)] = tools.dockyard_build(context, without_run, [platform])
-            [theirs_run] = tools.buildah_build(context, with_run, [platform])
-            [theirs_plain] = tools.buildah_build(context, without_run, [platform])
-            add(f"dockyard build with RUN, {short}", check(ours_run))
-            add(f"dockyard build without RUN, {short}", check(ours_plain))
-            add(f"dockyard RUN step, {short}", run_step_seconds(meta))
-            add(f"dockyard COPY+ENV+LABEL steps, {short}", other_steps_seconds(meta_plain))
-            add(f"buildah build with RUN, {short}", check(theirs_run))
-            add(f"buildah build without RUN, {short}", check(theirs_plain))
+        if "a" in parts:
+            one_against_two(tools, context, with_run, add)
+        if "b" in parts:
+            emulated_against_native(tools, context, with_run, without_run, add)
         for name, values in sorted(figures.items()):
             print(f"  {name}: {values[-1]:.2f} s", flush=True)
     return {name: median(values) for name, values in figures.items()}
+
+
+def one_against_two(tools: Tools, context: Path, with_run: Path, add: Callable[[str, float], None]) -> None:
+    """(a) one build of two platforms against two builds of one."""
+    [(both, _)] = tools.dockyard_build(context, with_run, [BOTH])
+    singles = tools.dockyard_build(context, with_run, [NATIVE, FOREIGN])
+    add("dockyard two-platform build", check(both))
+    add("dockyard two single builds", sum(check(m) for m, _ in singles))
+    [both_b] = tools.buildah_build(context, with_run, [BOTH])
+    singles_b = tools.buildah_build(context, with_run, [NATIVE, FOREIGN])
+    add("buildah two-platform build", check(both_b))
+    add("buildah two single builds", sum(check(m) for m in singles_b))
+
+
+def emulated_against_native(tools: Tools, context: Path, with_run: Path, without_run: Path,
+                            add: Callable[[str, float], None]) -> None:
+    """(b) emulated RUN against native, and the steps without RUN on both."""
+    for platform, short in ((NATIVE, "amd64"), (FOREIGN, "arm64")):
+        [(ours_run, meta)] = tools.dockyard_build(context, with_run, [platform])
+        [(ours_plain, meta_plain)] = tools.dockyard_build(context, without_run, [platform])
+        [theirs_run] = tools.buildah_build(context, with_run, [platform])
+        [theirs_plain] = tools.buildah_build(context, without_run, [platform])
+        add(f"dockyard build with RUN, {short}", check(ours_run))
+        add(f"dockyard build without RUN, {short}", check(ours_plain))
+        add(f"dockyard RUN step, {short}", run_step_seconds(meta))
+        add(f"dockyard COPY+ENV+LABEL steps, {short}", other_steps_seconds(meta_plain))
+        add(f"buildah build with RUN, {short}", check(theirs_run))
+        add(f"buildah build without RUN, {short}", check(theirs_plain))
 
 
 def report(m: dict[str, float]) -> None:
     def ratio(a: str, b: str) -> float:
         return m[a] / m[b]
 
+    if "dockyard two-platform build" in m:
+        one_against_two_report(m, ratio)
+    if "dockyard RUN step, amd64" in m:
+        emulated_report(m, ratio)
+
+
+def one_against_two_report(m: dict[str, float], ratio: Callable[[str, str], float]) -> None:
     print("\n(a) one two-platform build against two single-platform builds (median wall time, build + push)")
     for tool in ("dockyard", "buildah"):
         print(f"  {tool:<9} two-platform {m[f'{tool} two-platform build']:6.2f} s   two singles "
@@ -200,6 +224,8 @@ def report(m: dict[str, float]) -> None:
     print(f"  dockyard/buildah, two-platform build: "
           f"{ratio('dockyard two-platform build', 'buildah two-platform build'):.2f}")
 
+
+def emulated_report(m: dict[str, float], ratio: Callable[[str, str], float]) -> None:
     print("\n(b) emulated RUN (linux/arm64 under QEMU) against native (linux/amd64)")
     for tool in ("dockyard", "buildah"):
         run_cost = {short: m[f"{tool} build with RUN, {short}"] - m[f"{tool} build without RUN, {short}"]
@@ -220,6 +246,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of every measurement (medians are printed)")
     parser.add_argument("--files", type=int, default=2000, help="files the RUN's shell loop writes")
+    parser.add_argument("--only", choices=("a", "b"), help="only measurement (a) or (b)")
     parser.add_argument("--json", type=Path, help="also write the medians to this JSON file")
     args = parser.parse_args()
     from tests.support.binfmt import ensure_registered
@@ -235,7 +262,8 @@ def main() -> int:
     try:
         base = push_busybox_index(registry.host, root / "bases", (NATIVE, FOREIGN))
         context, with_run, without_run = write_context(root / "inputs", args.files)
-        medians = benchmark(Tools(root, registry.host, base, dockyard), context, with_run, without_run, args.runs)
+        medians = benchmark(Tools(root, registry.host, base, dockyard), context, with_run, without_run, args.runs,
+                            args.only or "ab")
     finally:
         registry.stop()
         remove_state(root)
