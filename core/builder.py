@@ -19,11 +19,11 @@ from .image.model import Platform
 from .image.reference import parse_reference
 from .isolation import Runner
 from .named_contexts import NamedContexts
-from .options import EPOCH_ARG, BuildOptions, check_compression
+from .options import EPOCH_ARG, BuildOptions, check_compression, parse_platforms
 from .outputs import check_outputs, finalize
-from .plan import BuildPlan, make_plan
+from .plan import BuildPlan, make_plan, run_platforms
 from .result import BuildResult
-from .session import BuildSession
+from .session import BuildSession, BuiltPlatform, StepNumbers
 
 if TYPE_CHECKING:
     from .registry.client import RegistryClient
@@ -57,79 +57,97 @@ def directive_notes(dockerfile: ins.Dockerfile) -> list[str]:
 
 @dataclass(frozen=True)
 class PlannedBuild:
-    """What reading the Dockerfile and the options gave: the plan for the target platform, the checked tags, and
-    the build args (`used_args` fills with the names the ARGs consume as the stages run)."""
+    """What reading the Dockerfile and the options gave: a plan per target platform (in --platform order: each
+    with that target's TARGET* args), the checked tags, and the build args (`used_args` fills with the names the
+    ARGs consume as the stages run, over every platform)."""
 
-    plan: BuildPlan
-    platform: Platform
+    plans: tuple[BuildPlan, ...]
+    platforms: tuple[Platform, ...]
     tags: tuple[str, ...]
     build_args: dict[str, str]
     used_args: set[str]
 
+    @property
+    def run_platforms(self) -> frozenset[Platform]:
+        """The platforms the build's RUN steps execute for, over every target."""
+        return frozenset().union(*(run_platforms(plan, target) for plan, target in zip(self.plans, self.platforms)))
+
 
 def plan_build(options: BuildOptions, contexts: NamedContexts, events: Events) -> PlannedBuild:
-    """Checks the options, reads the Dockerfile and plans the build; says the build started, with notes on the
-    Dockerfile's directives."""
-    platform = parse_platform(options.platform)
+    """Checks the options, reads the Dockerfile and plans the build for each target platform; says the build
+    started, with notes on the Dockerfile's directives."""
+    # Through the API too: each platform checked, a platform given twice built once (the CLI did the same).
+    given = (options.platforms,) if isinstance(options.platforms, str) else options.platforms
+    platforms = tuple(parse_platform(text) for text in parse_platforms(given))
     check_context(options.context)
     check_compression(options.compression, options.compression_level)
-    tags = check_tags(options)
+    tags = check_tags(options, platforms)
     dockerfile_path = options.dockerfile_path
     dockerfile = load_dockerfile(dockerfile_path, display_path(dockerfile_path))
     build_args = build_args_with_epoch(options)
     used_args: set[str] = set()
-    plan = make_plan(dockerfile, options.target, build_args, used_args, platform=platform, contexts=contexts)
-    events.emit(BuildStarted(dockerfile=dockerfile.path, context=str(options.context), stages=len(plan.stages),
-                             steps=plan.step_count))
+    plans = tuple(make_plan(dockerfile, options.target, build_args, used_args, platform=platform, contexts=contexts)
+                  for platform in platforms)
+    events.emit(BuildStarted(dockerfile=dockerfile.path, context=str(options.context),
+                             stages=sum(len(plan.stages) for plan in plans),
+                             steps=sum(plan.step_count for plan in plans)))
     for note in directive_notes(dockerfile):
         events.emit(Message(level="info", text=note))
-    return PlannedBuild(plan, platform, tags, build_args, used_args)
+    return PlannedBuild(plans, platforms, tags, build_args, used_args)
 
 
-def run_platforms(plan: BuildPlan, target: Platform) -> frozenset[Platform]:
-    """The platforms of the stages that have a RUN: a stage's FROM --platform, else the target's; a stage FROM
-    an earlier stage has that stage's."""
-    platforms: list[Platform] = []
-    for stage in plan.stages:
-        if stage.base_stage is not None:
-            platform = platforms[[p.stage.index for p in plan.stages].index(stage.base_stage)]
-        else:
-            platform = parse_platform(stage.platform) if stage.platform else target
-        platforms.append(platform)
-    return frozenset(platform for stage, platform in zip(plan.stages, platforms)
-                     if not stage.replaced and any(isinstance(i, ins.Run) for i in stage.stage.instructions))
-
-
-def check_tags(options: BuildOptions) -> tuple[str, ...]:
-    """The --tag's, each a valid reference; --push needs one."""
+def check_tags(options: BuildOptions, platforms: tuple[Platform, ...]) -> tuple[str, ...]:
+    """The --tag's, each a valid reference; the outputs able to hold the images of `platforms` (a push has
+    somewhere to go; a docker tarball holds one platform)."""
     for tag in options.tags:
         parse_reference(tag)  # raises UsageError naming the bad tag
-    check_outputs(options, (options.platform,))
+    check_outputs(options, platforms)
     return tuple(options.tags)
 
 
 def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner | None = None,
           client: RegistryClient | None = None) -> BuildResult:
-    """Build an image as `options` say. Raises a DockyardError subclass (with a location) on failure."""
+    """Build an image as `options` say (one per --platform, written as one image index when there are several).
+    Raises a DockyardError subclass (with a location) on failure."""
     started = time.monotonic()
     session = BuildSession(options, events=events, runner=runner, client=client)  # checks the registry options
     planned = plan_build(options, session.contexts, events)
-    session.run_platforms = run_platforms(planned.plan, planned.platform)
+    session.run_platforms = planned.run_platforms  # checked (emulation) when the session is entered
     with session:
-        built = session.build_platform(planned.plan, planned.platform, planned.build_args, planned.used_args)
+        built = build_platforms(session, planned)
         session.finish_steps()
-        image = finalize(built.image, options)
-        written = session.outputs.write([image], planned.tags, session.finish_early_uploads())
-        digest, pushed = written.digest, written.pushed
-        session.outputs.export_caches(built.plan, list(built.cache_entries), pushed)
+        images = [finalize(b.image, options) for b in built]
+        written = session.outputs.write(images, planned.tags, session.finish_early_uploads())
+        # --cache-to: every platform's steps (the same step of several targets is exported once).
+        session.outputs.export_caches(built[0].plan, [entry for b in built for entry in b.cache_entries],
+                                      written.pushed)
+        # As BuildKit: a build arg is unused when no ARG of any platform's stages consumed it.
         unused = unused_build_args(planned.build_args, planned.used_args)
         warnings = []
         if unused:
             warnings.append(f"build arguments were not consumed by any ARG: {', '.join(unused)}")
             events.warning(warnings[-1])
-        result = BuildResult(digest=digest, image=written.images[0], tags=planned.tags, steps=built.steps,
-                             pushed=tuple(pushed), duration=time.monotonic() - started, warnings=tuple(warnings),
-                             images=written.images, index=written.index)
+        # The images as written (Docker media types when asked); `image` is the first platform's.
+        result = BuildResult(digest=written.digest, image=written.images[0], images=written.images,
+                             index=written.index, tags=planned.tags, steps=tuple(step for b in built for step in b.steps),
+                             pushed=tuple(written.pushed), duration=time.monotonic() - started,
+                             warnings=tuple(warnings))
         session.outputs.write_result_files(result)
-        events.emit(BuildFinished(digest=digest, duration=result.duration))
+        events.emit(BuildFinished(digest=written.digest, duration=result.duration))
         return result
+
+
+def build_platforms(session: BuildSession, planned: PlannedBuild) -> list[BuiltPlatform]:
+    """Each target's stages, in --platform order. With several targets the steps are numbered across them all,
+    and a step one target built is reused by the others (session.build_platform)."""
+    if len(planned.plans) == 1:
+        return [session.build_platform(planned.plans[0], planned.platforms[0], planned.build_args,
+                                       planned.used_args)]
+    total = sum(plan.step_count for plan in planned.plans)
+    built: list[BuiltPlatform] = []
+    before = 0
+    for plan, platform in zip(planned.plans, planned.platforms):
+        built.append(session.build_platform(plan, platform, planned.build_args, planned.used_args,
+                                            steps=StepNumbers(before, total)))
+        before += plan.step_count
+    return built

@@ -72,7 +72,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--annotation", action="append", default=[], metavar="[TYPE:]KEY=VALUE",
                    help="add an annotation (repeatable); TYPE is manifest (the default), index, manifest-descriptor "
                         "or index-descriptor, optionally for one platform: manifest[linux/arm64]:KEY=VALUE")
-    b.add_argument("--platform", default="linux/amd64", help="the platform to build for (default linux/amd64)")
+    b.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT][,...]",
+                   help="the platform(s) to build for, comma-separated or repeated (default linux/amd64); "
+                        "several make one image index")
     b.add_argument("--build-context", action="append", default=[], metavar="NAME=VALUE",
                    help="a named context for FROM NAME, COPY --from=NAME and RUN --mount=from=NAME: a directory, "
                         "docker-image://REF, oci-layout://PATH[:TAG|@DIGEST], a git URL or an http(s) URL; a "
@@ -284,8 +286,8 @@ def _add_login_commands(sub: SubParsers) -> None:
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> BuildOptions:
     from .options import (BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource,
-                          parse_annotations, parse_duration, parse_key_values, parse_registry_ca,
-                          parse_registry_client_cert)
+                          parse_annotations, parse_duration, parse_key_values, parse_platforms,
+                          parse_registry_ca, parse_registry_client_cert)
 
     context = Path(args.context)
     cache_repo = (RegistryCache.from_cache_repo(args.cache_repo),) if args.cache_repo else ()
@@ -297,7 +299,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Buil
         target=args.target,
         labels=parse_key_values(args.label, "--label"),
         annotations=parse_annotations(args.annotation),
-        platform=args.platform,
+        platforms=parse_platforms(args.platform),
         push=args.push,
         outputs=tuple(OutputSpec.parse(o) for o in args.output),
         digest_file=Path(args.digest_file) if args.digest_file else None,

@@ -37,6 +37,8 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        if d.get("platform", "") is None:
+            del d["platform"]  # a one-platform build's events are as they were before there were several
         d["event"] = self.kind
         return d
 
@@ -57,6 +59,7 @@ class StageStarted(Event):
 
     stage: str
     base: str
+    platform: str | None = None  # the target platform the stage is built for, when the build has several
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class StepStarted(Event):
     text: str  # e.g. "RUN apk add curl"
     file: str
     line: int
+    platform: str | None = None  # the target platform the step is built for, when the build has several
 
 
 @dataclass(frozen=True)

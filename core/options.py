@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,6 +361,47 @@ def parse_retry_count(text: str) -> int:
     return count
 
 
+DEFAULT_PLATFORM = "linux/amd64"
+# containerd's rule for each part of a platform specifier.
+_PLATFORM_PART = re.compile(r"[A-Za-z0-9_.-]+")
+# containerd's normalization, for telling duplicates apart: aliases of one architecture and the variant it implies.
+_ARCH_ALIASES = {"x86_64": ("amd64", ""), "x86-64": ("amd64", ""), "aarch64": ("arm64", ""),
+                 "armhf": ("arm", "v7"), "armel": ("arm", "v6"), "i386": ("386", ""), "i686": ("386", "")}
+_DEFAULT_VARIANTS = {("arm64", "v8"): "", ("arm64", "8"): "", ("arm", ""): "v7", ("arm", "7"): "v7",
+                     ("arm", "6"): "v6", ("arm", "5"): "v5"}
+
+
+def parse_platforms(items: list[str] | tuple[str, ...], what: str = "--platform") -> tuple[str, ...]:
+    """`--platform a,b` and repeated flags, as buildx takes them: a comma list each, in order; a platform given
+    twice (also spelled differently: linux/arm64 and linux/arm64/v8) is built once, where it first appears.
+    Empty items are skipped; none at all is the default platform. A malformed one is a usage error naming it."""
+    chosen: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+    for item in items:
+        for text in item.split(","):
+            text = text.strip()
+            if not text:
+                continue
+            parts = text.lower().split("/")
+            if len(parts) not in (2, 3) or not all(_PLATFORM_PART.fullmatch(part) for part in parts):
+                raise UsageError(f"invalid {what} {text!r}: expected OS/ARCH[/VARIANT]",
+                                 hint="e.g. linux/amd64, linux/arm64 or linux/arm/v7; several are separated "
+                                      "by commas: linux/amd64,linux/arm64")
+            if text not in chosen and _platform_identity(parts) not in seen:
+                chosen.append(text)
+                seen.add(_platform_identity(parts))
+    return tuple(chosen) or (DEFAULT_PLATFORM,)
+
+
+def _platform_identity(parts: list[str]) -> tuple[str, str, str]:
+    """What tells two platform specifiers apart once containerd normalizes them."""
+    os_name, arch = parts[0], parts[1]
+    arch, variant = _ARCH_ALIASES.get(arch, (arch, parts[2] if len(parts) == 3 else ""))
+    if len(parts) == 3 and parts[1] not in ("armhf", "armel"):
+        variant = parts[2]
+    return os_name, arch, _DEFAULT_VARIANTS.get((arch, variant), variant)
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """Everything a build is asked to do: `dockyard build`'s flags (or kaniko's, through kaniko/options.py), parsed."""
@@ -372,7 +414,8 @@ class BuildOptions:
     labels: tuple[tuple[str, str], ...] = ()
     # --annotation: Annotation values (parse_annotations), or (KEY, VALUE) pairs for the image manifests
     annotations: tuple[Annotation | tuple[str, str], ...] = ()
-    platform: str = "linux/amd64"
+    # --platform: the platforms to build, in order (one: a plain image; several: an image index).
+    platforms: tuple[str, ...] = (DEFAULT_PLATFORM,)
     push: bool = False
     outputs: tuple[OutputSpec, ...] = ()
     digest_file: Path | None = None

@@ -152,6 +152,33 @@ def make_plan(dockerfile: ins.Dockerfile, target: str | None, build_args: dict[s
     return BuildPlan(dockerfile, tuple(p for p in plans if p.stage.index in needed), target_index, global_args)
 
 
+def stage_platforms(plan: BuildPlan, target: Platform) -> dict[int, Platform]:
+    """The platform each planned stage is built for, by stage index: its FROM --platform (expanded), else the
+    target's; a stage FROM an earlier stage has that stage's (as BuildKit, which ignores a --platform there)."""
+    platforms: dict[int, Platform] = {}
+    for stage_plan in plan.stages:
+        if stage_plan.base_stage is not None and stage_plan.base_stage in platforms:
+            platforms[stage_plan.stage.index] = platforms[stage_plan.base_stage]
+        elif stage_plan.platform:
+            try:
+                platforms[stage_plan.stage.index] = Platform.parse(stage_plan.platform)
+            except ValueError as exc:
+                raise DockerfileError(f"FROM --platform: {exc}", location=stage_plan.stage.base.location,
+                                      hint="e.g. FROM --platform=$BUILDPLATFORM or --platform=linux/arm64") from None
+        else:
+            platforms[stage_plan.stage.index] = target
+    return platforms
+
+
+def run_platforms(plan: BuildPlan, target: Platform) -> frozenset[Platform]:
+    """The platforms the build's RUN steps execute for when building `plan` for `target`: those of the planned
+    stages that have a RUN (a stage a named context replaces runs nothing). What the emulation check needs
+    before any work starts. (A RUN among a base image's ONBUILD triggers is not known before the pull.)"""
+    platforms = stage_platforms(plan, target)
+    return frozenset(platforms[p.stage.index] for p in plan.stages
+                     if not p.replaced and any(isinstance(inst, ins.Run) for inst in p.stage.instructions))
+
+
 def _from_refs(inst: ins.Instruction) -> list[str]:
     """The stages/images an instruction reads: COPY --from, RUN --mount from=."""
     if isinstance(inst, ins.Copy):

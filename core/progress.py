@@ -93,8 +93,15 @@ def format_duration(seconds: float) -> str:
 
 
 def step_label(e: StepStarted) -> str:
-    """#3 [build 3/5] RUN make: the step number, then where it is in the build, as BuildKit's plain output."""
-    return f"#{e.step} [{e.stage} {e.step}/{e.total}] {e.text}"
+    """#3 [build 3/5] RUN make: the step number, then where it is in the build, as BuildKit's plain output;
+    in a build of several platforms, the platform first, as buildx: #3 [linux/arm64 build 3/5] RUN make."""
+    where = f"{e.platform} {e.stage}" if e.platform else e.stage
+    return f"#{e.step} [{where} {e.step}/{e.total}] {e.text}"
+
+
+def stage_label(e: StageStarted) -> str:
+    """stage build FROM golang:1.22, with ` for linux/arm64` in a build of several platforms."""
+    return f"stage {e.stage} FROM {e.base}" + (f" for {e.platform}" if e.platform else "")
 
 
 @dataclass
@@ -202,7 +209,7 @@ class PlainRenderer(_Base):
         if isinstance(e, BuildStarted):
             return f"building {e.dockerfile} (context {e.context}): {e.stages} stage(s), {e.steps} step(s)"
         if isinstance(e, StageStarted):
-            return f"stage {e.stage} FROM {e.base}"
+            return stage_label(e)
         if isinstance(e, StepStarted):
             return step_label(e)
         if isinstance(e, StepLog):
@@ -285,7 +292,7 @@ class RichRenderer(_Base):
             if isinstance(e, BuildStarted):
                 lines.append(Text(f"building {e.dockerfile} ({e.stages} stage(s), {e.steps} step(s))", "bold"))
             elif isinstance(e, StageStarted):
-                lines.append(Text(f"stage {e.stage} FROM {e.base}", "bold"))
+                lines.append(Text(stage_label(e), "bold"))
             elif isinstance(e, StepStarted):
                 self._running[e.step] = _Running(step_label(e), e.time, Spinner("dots", style="cyan"),
                                                  deque(maxlen=self.TAIL_LINES))

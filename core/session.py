@@ -40,7 +40,7 @@ from .rootfs import Workspace, ownership
 from .rootfs.overlay import enter_private_mount_namespace
 from .stage.executor import StageExecutor, StageInputs
 from .stage.mounts import MountSources
-from .stage.services import BuildServices, StepRecord
+from .stage.services import BuildServices, BuiltSteps, StepRecord
 from .stage.sources import StageResult
 from .stage.state import ArgScope
 from .workdirs import Leftover, sweep
@@ -61,6 +61,14 @@ class BuiltPlatform(NamedTuple):
     image: Image
     steps: tuple[StepRecord, ...]
     cache_entries: tuple[tuple[int, StepEntry], ...]
+
+
+class StepNumbers(NamedTuple):
+    """How a platform's steps are numbered in a build of several: after the `before` steps of the platforms
+    built before it, out of the `total` of them all."""
+
+    before: int
+    total: int
 
 
 class BuildSession:
@@ -98,8 +106,11 @@ class BuildSession:
         self.early_uploads: EarlyUploads | None = None  # with --push: the final image's layers, sent early
         self._publishing: threading.Thread | None = None
         self._stack: ExitStack | None = None
-        # The platforms of the stages that RUN something: each must run here (QEMU for a foreign CPU).
+        # The platforms the build's RUN steps execute for (plan.run_platforms), set by the builder before the
+        # session is entered: what the emulation check looks at before any work starts.
         self.run_platforms: frozenset[Platform] = frozenset()
+        # The steps a build of several platforms ran, by cache key, for the other targets to reuse.
+        self.built_steps: BuiltSteps = {}
 
     # --- lifetimes -----------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -230,9 +241,11 @@ class BuildSession:
 
     # --- building ------------------------------------------------------------------------------------------
     def build_platform(self, plan: BuildPlan, platform: Platform, build_args: dict[str, str],
-                       used_args: set[str]) -> BuiltPlatform:
+                       used_args: set[str], *, steps: StepNumbers | None = None) -> BuiltPlatform:
         """Runs `plan`'s stages (made for `platform`) in order; the ARGs that consume a build arg add its name
-        to `used_args`."""
+        to `used_args`. In a build of several platforms, `steps` numbers the steps across them all, and the
+        progress says which platform each stage and step is for; a step another target already built (the
+        same cache key) is taken from it instead of running again."""
         opts = self.options
         services = BuildServices(
             store=self.store, workspace=self.workspace, runner=self.runner, context=self.context,
@@ -252,15 +265,20 @@ class BuildSession:
             services.on_layer = lambda stage, layer: early_uploads.add(layer) if stage in pushed_stages else None
         if self.cached_layers.remote is not None:
             services.remote_cache = self.cached_layers.remote
-        image = self._run_stages(plan, platform, services, build_args, used_args)
+        if steps is not None:  # several platforms
+            services.platform = str(platform)
+            services.built_steps = self.built_steps
+        image = self._run_stages(plan, platform, services, build_args, used_args,
+                                 steps or StepNumbers(0, plan.step_count))
         return BuiltPlatform(plan, platform, image, tuple(services.steps), tuple(services.cache_entries))
 
     def _run_stages(self, plan: BuildPlan, platform: Platform, services: BuildServices,
-                    build_args: dict[str, str], used_args: set[str]) -> Image:
+                    build_args: dict[str, str], used_args: set[str], steps: StepNumbers) -> Image:
         dockerfile = plan.dockerfile
         results: dict[int, StageResult] = {}
-        counter = iter(range(1, plan.step_count + 1))
-        total = plan.step_count
+        total = steps.total
+        counter = iter(range(steps.before + 1, total + 1))
+        shown_platform = services.platform  # None in a build of one platform: its output is as it always was
 
         def next_step() -> tuple[int, int]:
             return next(counter, total), total
@@ -271,13 +289,13 @@ class BuildSession:
             stage = stage_plan.stage
             base = (f"context {stage_plan.base_context}" if stage_plan.base_context is not None
                     else stage_plan.base_image or f"stage {stage_plan.base_stage}")
-            self.events.emit(StageStarted(stage=stage.display_name, base=base))
+            self.events.emit(StageStarted(stage=stage.display_name, base=base, platform=shown_platform))
             step, _ = next_step()
             services.steps.append(StepRecord(step, stage.base.original, stage.base.location.file,
                                              stage.base.location.start_line))
             self.events.emit(StepStarted(step=step, total=total, stage=stage.display_name,
                                          text=stage.base.original, file=stage.base.location.file,
-                                         line=stage.base.location.start_line))
+                                         line=stage.base.location.start_line, platform=shown_platform))
             t0 = time.monotonic()
             try:
                 image, rootfs, key = self.bases.stage_base(stage_plan, platform, results, services.named_contexts)

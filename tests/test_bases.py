@@ -69,3 +69,21 @@ def test_the_base_key_says_which_image_and_the_build_wide_layer_settings(busybox
 def test_a_bad_platform_is_a_usage_error():
     with pytest.raises(UsageError):
         parse_platform("linux/")
+
+
+def test_the_base_key_has_the_stage_platform_not_the_target(registry, tmp_path):
+    """A stage FROM a multi-platform image has a key per target platform (each its own manifest); a stage
+    FROM --platform=$BUILDPLATFORM has one key, whatever the target: what lets a build of several platforms
+    build it once."""
+    from tests.support.images import push_multiplatform_base
+
+    base = push_multiplatform_base(registry.host, tmp_path / "base")
+    text = f"FROM {base}\nFROM --platform=linux/amd64 {base}\n"
+    per_target, build_platform = (StagePlan(stage, None, base, platform) for stage, platform in
+                                  zip(parse_dockerfile(text, "Dockerfile").stages, (None, "linux/amd64"), strict=True))
+    resolver = _resolver(tmp_path)
+    arm64 = Platform.parse("linux/arm64")
+    assert resolver.stage_base(per_target, AMD64, {}, None)[2] != resolver.stage_base(per_target, arm64, {}, None)[2]
+    assert resolver.stage_base(build_platform, AMD64, {}, None)[2] == \
+        resolver.stage_base(build_platform, arm64, {}, None)[2]
+    assert resolver.stage_base(build_platform, arm64, {}, None)[0].platform.architecture == "amd64"

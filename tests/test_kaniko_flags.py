@@ -94,7 +94,7 @@ def test_build_args_labels_platform(ctx):
                 "--custom-platform=linux/arm64", environ={"B": "from-env"})
     assert a.options.build_args == (("A", "1"), ("B", "from-env"))  # a bare name absent from the env is dropped
     assert a.options.labels == (("x", "y"),)
-    assert a.options.platform == "linux/arm64"
+    assert a.options.platforms == ("linux/arm64",)
 
 
 def test_cache_flags(ctx, tmp_path):

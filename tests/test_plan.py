@@ -10,7 +10,7 @@ from dockyard.dockerfile.parser import parse_dockerfile
 from dockyard.errors import DockerfileError
 from dockyard.stage.ops import exposed_ports, is_signal
 from dockyard.image.model import Platform
-from dockyard.plan import make_plan, predefined_args
+from dockyard.plan import make_plan, predefined_args, run_platforms, stage_platforms
 
 ARM = Platform("linux", "arm", "v7")
 AMD = Platform("linux", "amd64")
@@ -106,3 +106,71 @@ def test_exposed_ports_invalid(spec):
 ])
 def test_is_signal(text, ok):
     assert is_signal(text) is ok
+
+
+# --- several target platforms --------------------------------------------------------------------------------
+
+ARM64 = Platform("linux", "arm64")
+CROSS = """\
+FROM --platform=$BUILDPLATFORM scratch AS build
+RUN make all
+FROM build AS tools
+RUN make tools
+FROM scratch AS emulated
+RUN make native-test
+FROM --platform=linux/s390x scratch AS fixed
+RUN true
+FROM scratch AS files
+COPY a /a
+FROM scratch
+ARG TARGETARCH
+COPY --from=build /out/$TARGETARCH /
+COPY --from=tools /x /x
+COPY --from=emulated /y /y
+COPY --from=fixed /z /z
+COPY --from=files /a /a
+"""
+
+
+def test_each_target_gets_its_own_target_args_and_the_same_build_args():
+    dockerfile = parse_dockerfile(CROSS, "Dockerfile")
+    plans = [make_plan(dockerfile, None, {}, set(), platform=target, build_platform=AMD) for target in (AMD, ARM64)]
+    assert [(p.global_args["TARGETPLATFORM"], p.global_args["TARGETARCH"]) for p in plans] == [
+        ("linux/amd64", "amd64"), ("linux/arm64", "arm64")]
+    assert {p.global_args["BUILDPLATFORM"] for p in plans} == {"linux/amd64"}
+
+
+def test_stage_platforms_follow_from_platform_then_the_base_stage_then_the_target():
+    built = make_plan(parse_dockerfile(CROSS, "Dockerfile"), None, {}, set(), platform=ARM64, build_platform=AMD)
+    platforms = stage_platforms(built, ARM64)
+    assert {p.stage.display_name: str(platforms[p.stage.index]) for p in built.stages} == {
+        "build": "linux/amd64",  # FROM --platform=$BUILDPLATFORM, expanded
+        "tools": "linux/amd64",  # FROM an earlier stage: that stage's platform
+        "emulated": "linux/arm64",  # no --platform: the target's
+        "fixed": "linux/s390x",
+        "files": "linux/arm64",
+        "stage-5": "linux/arm64",
+    }
+
+
+def test_run_platforms_are_those_of_the_stages_with_a_run():
+    built = make_plan(parse_dockerfile(CROSS, "Dockerfile"), None, {}, set(), platform=ARM64, build_platform=AMD)
+    # `files` and the final stage have no RUN: their platform needs no emulation.
+    assert run_platforms(built, ARM64) == {AMD, ARM64, Platform("linux", "s390x")}
+    native = make_plan(parse_dockerfile(CROSS.replace("RUN make native-test\n", "").replace("RUN true\n", ""),
+                                        "Dockerfile"), None, {}, set(), platform=ARM64, build_platform=AMD)
+    assert run_platforms(native, ARM64) == {AMD}  # the cross-compilation pattern runs everything natively
+
+
+def test_run_platforms_leave_out_stages_the_target_does_not_need():
+    text = "FROM scratch AS unused\nRUN x\nFROM --platform=$BUILDPLATFORM scratch\nRUN y\n"
+    built = make_plan(parse_dockerfile(text, "Dockerfile"), None, {}, set(), platform=ARM64, build_platform=AMD)
+    assert run_platforms(built, ARM64) == {AMD}
+
+
+def test_a_bad_from_platform_is_an_error_at_its_line():
+    text = "FROM scratch\nFROM --platform=linux/arm64/v8/extra scratch\nRUN x\n"
+    built = make_plan(parse_dockerfile(text, "Dockerfile"), None, {}, set(), platform=ARM64, build_platform=AMD)
+    with pytest.raises(DockerfileError, match="FROM --platform") as info:
+        run_platforms(built, ARM64)
+    assert info.value.location.start_line == 2

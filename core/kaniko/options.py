@@ -9,8 +9,8 @@ from typing import Any
 
 from ..errors import ContextError, UsageError
 from ..image.reference import parse_reference
-from ..options import (BuildOptions, OutputSpec, RegistryCache, parse_duration, parse_key_values, parse_registry_ca,
-                       parse_registry_client_cert, parse_retry_count)
+from ..options import (DEFAULT_PLATFORM, BuildOptions, OutputSpec, RegistryCache, parse_duration, parse_key_values,
+                       parse_platforms, parse_registry_ca, parse_registry_client_cert, parse_retry_count)
 from .context import DEFAULT_CONTEXT, ContextSource
 from .flags import KanikoFlags
 
@@ -103,7 +103,7 @@ def kaniko_run(flags: KanikoFlags, context_dir: Path, environ: dict[str, str], c
         build_args=parse_key_values(flags.many("build-arg"), "--build-arg", environ),
         target=flags.value("target"),
         labels=parse_key_values(flags.many("label"), "--label"),
-        platform=flags.value("custom-platform", "linux/amd64"),
+        platforms=custom_platform(flags),
         push=push,
         outputs=tuple(outputs),
         **_registry_options(flags, destinations),
@@ -134,6 +134,18 @@ def dockerfile_path(text: str, context_dir: Path, cwd: Path) -> Path:
         return in_context
     raise ContextError(f"--dockerfile {text}: no such file (looked at {given} and {in_context})",
                        subject=text, hint="give a path relative to the build context, e.g. --dockerfile Dockerfile")
+
+
+def custom_platform(flags: KanikoFlags) -> tuple[str, ...]:
+    """kaniko's --custom-platform: the one platform to build for (default linux/amd64)."""
+    if not flags.given("custom-platform"):
+        return (DEFAULT_PLATFORM,)
+    platforms = parse_platforms([flags.value("custom-platform", "")], "--custom-platform")
+    if len(platforms) > 1:
+        raise UsageError(f"--custom-platform names one platform, not {len(platforms)} ({', '.join(platforms)})",
+                         hint="kaniko builds one platform per run; for an image index of several, use "
+                              "`dockyard build --platform " + ",".join(platforms) + "`")
+    return platforms
 
 
 def _path(flags: KanikoFlags, name: str) -> Path | None:

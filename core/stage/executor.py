@@ -24,7 +24,7 @@ from ..users import resolve_mkdir_owner
 from .history import created_time
 from .layer_writing import LayerWriting
 from .ops import ArgOp, resolve
-from .services import BuildServices, StepRecord
+from .services import BuildServices, BuiltStep, StepRecord
 from .sources import StageResult, StageSources
 from .state import ArgScope, StageState
 from .step import LayerOp, StepResources
@@ -110,7 +110,7 @@ class StageExecutor:
         self.s.steps.append(record)
         self.s.events.emit(StepStarted(step=step, total=total, stage=self.stage.display_name,
                                        text=inst.original, file=inst.location.file,
-                                       line=inst.location.start_line))
+                                       line=inst.location.start_line, platform=self.s.platform))
         started = time.monotonic()
         try:
             try:
@@ -268,6 +268,14 @@ class StageExecutor:
         and leaves the root unpacked only as far as it already was."""
         record = self.s.steps[-1]
         key = step_key(self.cache_key, **inputs) if inputs is not None else None
+        built = self.s.built_steps.get(key) if key is not None and self.s.built_steps is not None else None
+        if built is not None:  # built for another target of this build (or earlier for this one): not again
+            record.cached, record.cache_source = True, f"this build, for {built.platform}"
+            self._finish_writing()
+            self._apply_cached(built.entry)
+            self.cache_key = built.entry.key
+            self.s.cache_entries.append((self.stage.index, built.entry))
+            return built.entry.layer
         cache = self.s.step_cache
         if key is not None and cache is not None:
             entry = self._lookup(key, record) if self.s.cache_lookups else None
@@ -297,10 +305,14 @@ class StageExecutor:
 
     def _record_entry(self, key: str, layer: Layer | None, instruction: str) -> None:
         """The step cache's entry for a step that ran: its layer (the image's last) and the config after it."""
-        if self.s.step_cache is None:
+        if self.s.step_cache is None and self.s.built_steps is None:
             return
         history = self.image.history[-1] if layer is not None else None
         entry = new_entry(key, layer, history, self.image.container_config, instruction)
+        if self.s.built_steps is not None and self.s.platform is not None:
+            self.s.built_steps.setdefault(key, BuiltStep(entry, self.s.platform))
+        if self.s.step_cache is None:
+            return
         self.s.step_cache.record(entry)
         self.s.cache_entries.append((self.stage.index, entry))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import NamedTuple, TYPE_CHECKING
 
 from ..cache.digests import FileDigests
 from ..cache.layers import LayerCache
@@ -37,6 +37,19 @@ class StepRecord:
     layer: Layer | None = None
     cached: bool | None = None  # True: taken from the step cache; False: looked up and missed; None: not cacheable
     cache_source: str | None = None  # a hit's origin: "local", or the --cache-from ref
+
+
+class BuiltStep(NamedTuple):
+    """A step this build ran: its step-cache entry, and the target platform it was built for."""
+
+    entry: StepEntry
+    platform: str
+
+
+# The steps a build of several platforms ran, by cache key. A step of another target whose key is the same (its
+# stage's platform and every input equal: a `FROM --platform=$BUILDPLATFORM` stage that reads no TARGET* arg) takes
+# the result instead of running again, also with --no-cache, as BuildKit builds such a vertex once.
+BuiltSteps = dict[str, BuiltStep]
 
 
 @dataclass
@@ -76,3 +89,7 @@ class BuildServices:
     # Told of every layer a stage's image gains (made or cached), with the stage's index: the builder starts
     # pushing the final image's layers while later steps run.
     on_layer: Callable[[int, Layer], None] | None = None
+    # A build of several platforms: the target platform these stages are built for, and the steps every target
+    # built so far (shared by the targets' services); None in a build of one platform.
+    platform: str | None = None
+    built_steps: BuiltSteps | None = None
