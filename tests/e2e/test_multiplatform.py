@@ -241,6 +241,11 @@ def test_the_build_ran_in_the_mode_asked_for(built):
     isolation = [m for m in messages(built.events) if m.startswith("isolation: ")]
     assert len(isolation) == 1, messages(built.events)
     assert isolation[0].startswith(f"isolation: {'proot' if built.mode.startswith('proot') else 'namespaces'} ")
+    # The preflight said how each foreign platform's RUN steps run: QEMU through binfmt_misc, or proot's own -q.
+    emulation = [m for m in messages(built.events) if m.startswith("emulation: ")]
+    assert sorted(m.split(" for ")[1].split()[0] for m in emulation) == sorted(PLATFORMS[1:]), emulation
+    how = "proot -q" if built.mode.startswith("proot") else "binfmt_misc"
+    assert all(how in m for m in emulation), emulation
     # Each platform's RUN printed its own CPU, once.
     printed = sorted(line for line in log_lines(built.events) if line.startswith("RUN on "))
     assert printed == sorted(f"RUN on {EXPECTED[p].uname}" for p in PLATFORMS)
