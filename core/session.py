@@ -133,8 +133,8 @@ class BuildSession:
         work_parent.mkdir(parents=True, exist_ok=True)
         report_leftovers(sweep(work_parent), self.events)
         mode = select(str(work_parent), opts.isolation, reentry=False)
-        require_emulation(self.run_platforms, mode.name, events=self.events)
         self.events.emit(Message(level="info", text=f"isolation: {mode.name} ({mode.reason})"))
+        require_emulation(self.run_platforms, mode.name, events=self.events)
         if mode.name == "namespaces":
             enter_private_mount_namespace()
         stack.callback(self._close_tls)  # the client is made on first use, by any step of the build

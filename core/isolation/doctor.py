@@ -4,7 +4,7 @@ execution mode a build would pick (or why none can run)."""
 from __future__ import annotations
 
 from ..errors import IsolationError
-from . import ids, landlock, proot_supervisor
+from . import emulation, ids, landlock, proot_supervisor
 from .detect import Environment, Mode, choose
 
 # What a build in each mode keeps and loses, in the words a user needs to decide whether that is enough.
@@ -134,4 +134,20 @@ def report(env: Environment, work_dir: str, wanted: str = "auto") -> tuple[list[
         lines += ["  " + line for line in effects]
     if not ids.setgroups_allowed():
         lines += ["  " + line for line in GROUPS_DENIED]
-    return lines, True
+    return lines + [""] + platform_lines(mode.name), True
+
+
+def platform_lines(mode: str) -> list[str]:
+    """Each platform (--platform) and how its RUN steps run in `mode`: natively, through QEMU by binfmt_misc
+    (registered, or registered by the build), through proot -q QEMU, or not at all and why."""
+    found = emulation.survey(mode)
+    width = max(len(entry.platform) for entry in found)
+    lines = [f"platforms (how RUN steps for each run in the {mode} mode):"]
+    for entry in found:
+        text = {"native": entry.detail, "binfmt": f"QEMU through {entry.detail}",
+                "register": f"QEMU through {entry.detail}",
+                "proot": f"QEMU through {entry.detail}"}.get(entry.how, f"unavailable: {entry.detail}")
+        lines.append(f"  {entry.platform:<{width}}  {text}")
+        if entry.hint and not entry.runs:
+            lines.append(f"  {'':<{width}}  hint: {entry.hint}")
+    return lines

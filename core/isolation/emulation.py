@@ -27,6 +27,7 @@ import functools
 import os
 import shutil
 from collections.abc import Collection, Iterable
+from types import EllipsisType
 from typing import Literal, NamedTuple
 
 from ..errors import IsolationError
@@ -226,6 +227,7 @@ def binfmt_entries() -> list[BinfmtEntry] | None:
     """The registered entries, or None where binfmt_misc is not mounted (they cannot be read)."""
     if not binfmt_mounted():
         return None
+    on = binfmt_enabled()  # when binfmt_misc is disabled as a whole, no entry serves
     entries = []
     for name in sorted(os.listdir(BINFMT_DIR)):
         if name in ("register", "status"):
@@ -236,7 +238,7 @@ def binfmt_entries() -> list[BinfmtEntry] | None:
         except OSError:
             continue  # removed meanwhile
         if entry is not None:
-            entries.append(entry)
+            entries.append(entry._replace(enabled=entry.enabled and on))
     return entries
 
 
@@ -362,10 +364,11 @@ def _registration(cpu: Cpu, definition: Definition) -> tuple[Definition, str, st
 
 
 # --- how each platform runs ---------------------------------------------------------------------------------
-def emulation(platform: Platform, mode: str, entries: list[BinfmtEntry] | None = None,
-              registrable: str | None = "unchecked") -> Emulation:
+def emulation(platform: Platform, mode: str, entries: list[BinfmtEntry] | EllipsisType | None = ...,
+              registrable: str | EllipsisType | None = ...) -> Emulation:
     """How `platform`'s steps run in `mode` ("namespaces", "userns" or "proot"). `entries` and `registrable`
-    (binfmt_entries(), may_register()) are read once by callers asking for several platforms."""
+    (binfmt_entries(), registrable_in(mode)) are read here unless given: callers asking for several platforms
+    read them once."""
     name = str(platform)
     why_native = native(platform)
     if why_native is not None:
@@ -385,8 +388,8 @@ def emulation(platform: Platform, mode: str, entries: list[BinfmtEntry] | None =
                                            + (f"in {where} ({QEMU_DIR_VARIABLE})" if where else "is installed"),
                              hint=install)
         return Emulation(name, "proot", f"proot -q {program}", qemu=program)
-    return _binfmt_emulation(platform, cpu, mode, binfmt_entries() if entries is None else entries,
-                             may_register() if registrable == "unchecked" else registrable, install)
+    return _binfmt_emulation(platform, cpu, mode, binfmt_entries() if entries is ... else entries,
+                             registrable_in(mode) if registrable is ... else registrable, install)
 
 
 def _binfmt_emulation(platform: Platform, cpu: Cpu, mode: str, entries: list[BinfmtEntry] | None,
@@ -397,17 +400,19 @@ def _binfmt_emulation(platform: Platform, cpu: Cpu, mode: str, entries: list[Bin
                  "as root with CAP_SYS_ADMIN, which registers it itself; or build it with --isolation=proot "
                  f"(proot -q qemu-{cpu.qemu}-static), or on a native runner")
     entry = serving_entry(cpu, entries) if entries else None
-    if entry is not None and "F" in entry.flags and binfmt_enabled():
+    if entry is not None and "F" in entry.flags:
         return Emulation(name, "binfmt", f"binfmt_misc: {entry.name} registered ({entry.interpreter}, "
                                          f"flags {entry.flags})")
-    if entry is not None and binfmt_enabled():
+    if entry is not None:
         return Emulation(name, "none", f"binfmt_misc's {entry.name} entry lacks the F flag: its interpreter "
                                        f"{entry.interpreter} cannot be found inside a step's root",
                          hint=f"register it again with the F flag (`docker run --privileged --rm tonistiigi/binfmt "
                               f"--install {arch}` does), or build with --isolation=proot")
-    if entries is not None and entries and not binfmt_enabled():
-        return Emulation(name, "none", "binfmt_misc is disabled on this machine (its status file says so)",
-                         hint=f"enable it (echo 1 > {BINFMT_DIR}/status), or build with --isolation=proot")
+    disabled = next((e for e in entries or () if e.matches(cpu)), None)
+    if disabled is not None:
+        return Emulation(name, "none", f"binfmt_misc's {disabled.name} entry is disabled (or binfmt_misc as a whole)",
+                         hint=f"enable it (echo 1 > {BINFMT_DIR}/{disabled.name}, and {BINFMT_DIR}/status), or "
+                              "build with --isolation=proot")
     definition = debian_definition(cpu)
     if registrable is None and mode == "namespaces":
         if definition is None:
@@ -418,24 +423,32 @@ def _binfmt_emulation(platform: Platform, cpu: Cpu, mode: str, entries: list[Bin
             return Emulation(name, "none", f"no QEMU emulator for {cpu.qemu} is registered or installed "
                                            f"(qemu-{cpu.qemu}-static)", hint=install)
         chosen, interpreter, flags = registration
-        return Emulation(name, "register", f"binfmt_misc: {chosen.name} can be registered ({interpreter}, "
-                                            f"flags {flags})",
+        return Emulation(name, "register", f"binfmt_misc: {chosen.name} is not registered yet; the build "
+                                            f"registers Debian's definition ({interpreter}, flags {flags})",
                          qemu=interpreter, definition=chosen._replace(interpreter=interpreter, flags=flags))
     if entries is None:
         return Emulation(name, "none", f"binfmt_misc is not mounted here ({BINFMT_DIR}), so no registered "
                                        f"emulator for {cpu.qemu} can be seen, and this process may not register "
-                                       f"one ({registrable or 'not the namespaces mode'})",
+                                       f"one ({registrable})",
                          hint=f"mount it on the host (mount -t binfmt_misc binfmt_misc {BINFMT_DIR}) and {elsewhere}")
     return Emulation(name, "none", f"no QEMU emulator for {cpu.qemu} is registered in binfmt_misc, and this "
-                                   f"process may not register one ({registrable or 'not the namespaces mode'})",
+                                   f"process may not register one ({registrable})",
                      hint=elsewhere)
+
+
+def registrable_in(mode: str) -> str | None:
+    """None if a build in `mode` may register binfmt_misc entries, else why not."""
+    if mode == "namespaces":
+        return may_register()
+    if mode == "userns":
+        return "a build in the userns mode is root of its own user namespace only"
+    return "not the namespaces mode"
 
 
 def survey(mode: str, platforms: Iterable[str] = KNOWN_PLATFORMS) -> list[Emulation]:
     """How each platform's steps would run in `mode`: what `dockyard doctor` lists."""
     entries = binfmt_entries() if mode != "proot" else None
-    registrable = may_register() if mode == "namespaces" else "not the namespaces mode"
-    return [emulation(Platform.parse(text), mode, entries, registrable) for text in platforms]
+    return [emulation(Platform.parse(text), mode, entries, registrable_in(mode)) for text in platforms]
 
 
 # --- the preflight ------------------------------------------------------------------------------------------
@@ -447,7 +460,7 @@ def require_emulation(platforms: Collection[Platform], mode: str, *, events: Eve
     if not foreign:
         return
     entries = binfmt_entries() if mode != "proot" else None
-    registrable = may_register() if mode == "namespaces" else "not the namespaces mode"
+    registrable = registrable_in(mode)
     for platform in foreign:
         found = emulation(platform, mode, entries, registrable)
         if found.how == "register":
@@ -481,7 +494,9 @@ def _register(found: Emulation, definition: Definition) -> Emulation:
             return found._replace(how="none", detail=f"registering {definition.name} in binfmt_misc failed "
                                                      f"({exc.strerror})",
                                   hint="register QEMU on the host, or build with --isolation=proot")
-    entry = serving_entry(cpu_of(Platform.parse(found.platform)) or CPUS["amd64"], binfmt_entries() or [])
+    cpu = cpu_of(Platform.parse(found.platform))
+    assert cpu is not None  # there is a definition to register
+    entry = serving_entry(cpu, binfmt_entries() or [])
     if entry is None or "F" not in entry.flags:
         return found._replace(how="none", detail=f"binfmt_misc's entry {definition.name} exists but does not serve "
                                                  "with the F flag", hint="re-register it with the F flag")

@@ -1,5 +1,6 @@
 """`dockyard doctor` reports what detection found and the mode a build would use, in the real environments
-of tests/e2e/test_execution_modes.py: privileged root, root without CAP_SYS_ADMIN, and a plain user."""
+of tests/e2e/test_execution_modes.py: privileged root, root without CAP_SYS_ADMIN, and a plain user; and which
+platforms RUN steps can run for, and how (natively, QEMU through binfmt_misc or proot, or not at all)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+
+import pytest
 
 from tests.e2e.helpers import dockyard
 from tests.support.userns import run_as_namespace_root
@@ -66,3 +69,40 @@ def test_doctor_says_what_a_denied_setgroups_and_landlock_mean():
         assert "a Landlock domain keeps each step out of the builder's and the job's processes" in result.stdout
     if _row(result.stdout, "seccomp user notification").split()[3] == "works":
         assert "when a step's command exits, the processes it left are killed" in result.stdout
+
+
+def _platform_row(report: str, platform: str) -> str:
+    return next(line.strip() for line in report.splitlines() if line.strip().startswith(platform + "  "))
+
+
+def test_doctor_lists_the_platforms_and_how_each_runs():
+    """As root: the host's platforms natively; arm64 through binfmt_misc (registered, or registered by a build)."""
+    result = dockyard("doctor")
+    assert result.returncode == 0, result.stderr
+    assert "platforms (how RUN steps for each run in the namespaces mode):" in result.stdout
+    host = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}.get(os.uname().machine)
+    if host is None:
+        pytest.skip("the rows below are written for x86-64 and 64-bit ARM hosts")
+    assert _platform_row(result.stdout, host).split()[1] == "native"
+    foreign = "linux/s390x"
+    row = _platform_row(result.stdout, foreign)
+    assert row.startswith(f"{foreign}  ") and "QEMU through binfmt_misc: qemu-s390x " in row
+    assert ("registered (" in row) or ("not registered yet; the build registers Debian's definition" in row)
+
+
+def test_doctor_says_which_platforms_cannot_run_and_what_to_do(tmp_path):
+    """In the proot mode, with no emulator where dockyard looks (DOCKYARD_QEMU_DIR)."""
+    empty = tmp_path / "no-qemu"
+    empty.mkdir()
+    result = dockyard("doctor", "--isolation", "proot", env={"DOCKYARD_QEMU_DIR": str(empty)})
+    assert result.returncode == 0, result.stderr
+    assert "platforms (how RUN steps for each run in the proot mode):" in result.stdout
+    foreign = "linux/arm64" if os.uname().machine != "aarch64" else "linux/s390x"
+    lines = result.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.strip().startswith(foreign + "  "))
+    assert "unavailable: no QEMU emulator qemu-" in lines[row] and f"in {empty} (DOCKYARD_QEMU_DIR)" in lines[row]
+    assert lines[row + 1].strip().startswith("hint: install QEMU's user-mode emulators (apt-get install "
+                                             "qemu-user-static)")
+    with_qemu = dockyard("doctor", "--isolation", "proot")
+    if shutil.which("qemu-s390x-static"):
+        assert "QEMU through proot -q " in _platform_row(with_qemu.stdout, "linux/s390x")
