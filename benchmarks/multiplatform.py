@@ -105,7 +105,10 @@ class Tools:
                            "-t", self._tag("dockyard"), "-f", str(dockerfile), "--work-dir", str(state / "work"),
                            "--metadata-file", str(metadata), "--build-arg", f"BASE={self.base}", str(context)]
                 measured = measure([command], env, state)
-                results.append((measured, json.loads(metadata.read_text()) if not measured.error else {}))
+                document = json.loads(metadata.read_text()) if not measured.error else {}
+                if document.get("cache", {}).get("hits"):  # a cold build must run every step
+                    raise SystemExit(f"a cold build took steps from a cache: {document['steps']}")
+                results.append((measured, document))
         finally:
             remove_state(state)
         return results
