@@ -13,7 +13,6 @@ from .context import check_context
 from .display import display_path
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
-from .errors import UsageError
 from .events import NULL_EVENTS, BuildFinished, BuildStarted, Events, Message
 from .image.model import Platform
 from .image.reference import parse_reference
@@ -129,9 +128,9 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
             events.warning(warnings[-1])
         # The images as written (Docker media types when asked); `image` is the first platform's.
         result = BuildResult(digest=written.digest, image=written.images[0], images=written.images,
-                             index=written.index, tags=planned.tags, steps=tuple(step for b in built for step in b.steps),
-                             pushed=tuple(written.pushed), duration=time.monotonic() - started,
-                             warnings=tuple(warnings))
+                             index=written.index, tags=planned.tags,
+                             steps=tuple(step for b in built for step in b.steps), pushed=tuple(written.pushed),
+                             duration=time.monotonic() - started, warnings=tuple(warnings))
         session.outputs.write_result_files(result)
         events.emit(BuildFinished(digest=written.digest, duration=result.duration))
         return result

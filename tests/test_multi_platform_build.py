@@ -28,7 +28,7 @@ BUILD = textwrap.dedent("""
     from dockyard.options import BuildOptions
 
     context, cache, log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-    platforms, no_cache = tuple(sys.argv[4].split(",")), sys.argv[5] == "1"
+    platforms, no_cache, build_args = tuple(sys.argv[4].split(",")), sys.argv[5] == "1", json.loads(sys.argv[6])
 
     class RecordingRunner:
         name = "recording"
@@ -37,15 +37,16 @@ BUILD = textwrap.dedent("""
             env = dict(spec.env)
             with log.open("a") as f:
                 f.write(json.dumps({"command": spec.argv[-1], "env": env}) + "\\n")
-            done = subprocess.run(["sh", "-c", spec.argv[-1]], cwd=spec.rootfs, env={**env, "PATH": os.environ["PATH"]},
-                                  capture_output=True, text=True)
+            done = subprocess.run(["sh", "-c", spec.argv[-1]], cwd=spec.rootfs,
+                                  env={**env, "PATH": os.environ["PATH"]}, capture_output=True, text=True)
             for line in done.stdout.splitlines():
                 on_line(line)
             return RunResult(exit_code=done.returncode, tail=tuple(done.stderr.splitlines()[-5:]))
 
     events = []
     options = BuildOptions(context=context, cache_dir=cache, work_dir=cache / "work", platforms=platforms,
-                           no_cache=no_cache, isolation="namespaces", environ={})
+                           no_cache=no_cache, isolation="namespaces", build_args=tuple(build_args.items()),
+                           environ={})
     result = build(options, events=Events(lambda e: events.append(e.to_json())), runner=RecordingRunner())
     print(json.dumps({
         "digest": result.digest,
@@ -53,6 +54,7 @@ BUILD = textwrap.dedent("""
                    for i in result.images],
         "steps": [[s.step, s.instruction, s.cached, s.cache_source] for s in result.steps],
         "events": events,
+        "warnings": list(result.warnings),
     }, default=str))
 """)
 
@@ -68,7 +70,7 @@ COPY --from=build /out/$TARGETARCH /
 
 
 def run_build(tmp_path: Path, dockerfile: str, platforms: str, *, no_cache: bool = False,
-              cache: Path | None = None) -> tuple[dict, list[dict]]:
+              cache: Path | None = None, build_args: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
     context = tmp_path / "ctx"
     context.mkdir(exist_ok=True)
     (context / "Dockerfile").write_text(dockerfile)
@@ -76,7 +78,8 @@ def run_build(tmp_path: Path, dockerfile: str, platforms: str, *, no_cache: bool
     log.write_text("")
     cache = cache or tmp_path / "cache"
     done = subprocess.run([sys.executable, "-c", BUILD, str(context), str(cache), str(log), platforms,
-                           "1" if no_cache else "0"], capture_output=True, text=True, timeout=300, check=False)
+                           "1" if no_cache else "0", json.dumps(build_args or {})],
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     runs = [json.loads(line) for line in log.read_text().splitlines()]
     return json.loads(done.stdout.splitlines()[-1]), runs
@@ -91,7 +94,8 @@ def root_only():
 
 
 def test_target_args_reach_each_targets_run(tmp_path):
-    dockerfile = "FROM scratch\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDPLATFORM\nRUN echo $TARGETARCH > arch\n"
+    dockerfile = ("FROM scratch\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDPLATFORM\n"
+                  "RUN echo $TARGETARCH > arch\n")
     result, runs = run_build(tmp_path, dockerfile, "linux/amd64,linux/arm/v7")
     assert [(r["env"]["TARGETPLATFORM"], r["env"]["TARGETARCH"], r["env"]["TARGETVARIANT"]) for r in runs] == [
         ("linux/amd64", "amd64", ""), ("linux/arm/v7", "arm", "v7")]
@@ -147,3 +151,13 @@ def test_one_platform_is_built_and_reported_as_before(tmp_path):
     assert [i["platform"] for i in result["images"]] == ["linux/arm64"]
     assert result["digest"] == result["images"][0]["digest"]  # a plain image manifest, no index
     assert not any("platform" in e for e in result["events"] if e["event"] in ("step_started", "stage_started"))
+
+
+def test_a_build_arg_is_unused_only_when_no_targets_stages_consume_it(tmp_path):
+    dockerfile = ("FROM scratch AS base-amd64\nARG FOR_AMD64\nFROM scratch AS base-arm64\nARG FOR_ARM64\n"
+                  "FROM base-${TARGETARCH}\n")
+    args = {"FOR_AMD64": "1", "FOR_ARM64": "2", "FOR_NONE": "3"}
+    both, _ = run_build(tmp_path, dockerfile, "linux/amd64,linux/arm64", build_args=args)
+    assert both["warnings"] == ["build arguments were not consumed by any ARG: FOR_NONE"]
+    one, _ = run_build(tmp_path, dockerfile, "linux/arm64", build_args=args, cache=tmp_path / "cache-one")
+    assert one["warnings"] == ["build arguments were not consumed by any ARG: FOR_AMD64, FOR_NONE"]

@@ -269,3 +269,24 @@ def test_formatting_helpers():
     assert format_size(3_100_000) == "3.1 MB"
     assert format_size(12_500_000_000) == "12.5 GB"
     assert short_digest(DIGEST_A) == "sha256:aaaaaaaaaaaa…"
+
+
+def test_a_build_of_several_platforms_says_which_platform_each_stage_and_step_is_for():
+    """As buildx's plain output: `[linux/arm64 build 2/5]`; a step another target built says so. The JSON has the
+    platform field, and reads back."""
+    plain, json_out = io.StringIO(), io.StringIO()
+    events = Events(PlainRenderer(plain), JsonRenderer(json_out))
+    events.emit(BuildStarted(dockerfile="Dockerfile", context=".", stages=2, steps=4, time=T0))
+    events.emit(StageStarted(stage="build", base="golang:1.22", platform="linux/arm64", time=T0 + 0.1))
+    events.emit(StepStarted(step=4, total=4, stage="build", text="RUN make", file="Dockerfile", line=2,
+                            platform="linux/arm64", time=T0 + 0.2))
+    events.emit(StepFinished(step=4, duration=0.0, cached=True, cache_source="this build, for linux/amd64",
+                             time=T0 + 0.2))
+    lines = [line.split("] ", 1)[1] for line in plain.getvalue().splitlines()]
+    assert lines[1:] == ["stage build FROM golang:1.22 for linux/arm64", "#4 [linux/arm64 build 4/4] RUN make",
+                         "#4 CACHED (from this build, for linux/amd64) 0.0s"]
+    records = [json.loads(line) for line in json_out.getvalue().splitlines()]
+    assert [r.get("platform") for r in records[1:3]] == ["linux/arm64", "linux/arm64"]
+    assert event_from_json(records[2]) == StepStarted(step=4, total=4, stage="build", text="RUN make",
+                                                      file="Dockerfile", line=2, platform="linux/arm64",
+                                                      time=T0 + 0.2)
