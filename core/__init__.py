@@ -33,14 +33,14 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported o
     from .progress import PlainRenderer, format_duration, format_size
     from .registry.credentials import credential_source, read_docker_config
     from .named_contexts import NamedContext, parse_build_context
-    from .options import BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource
+    from .options import Annotation, BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource
 
 # Each public name and the module (relative to this package) it is defined in.
 _MODULE_OF = {
     "build": ".api",
     "check": ".api",
-    **dict.fromkeys(["BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource"],
-                    ".options"),
+    **dict.fromkeys(["Annotation", "BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource",
+                     "SshSource"], ".options"),
     "NamedContext": ".named_contexts",
     "parse_build_context": ".named_contexts",
     "BuildResult": ".result",
@@ -66,8 +66,8 @@ __all__ = [
     # the two entry points
     "build", "check",
     # what a build is asked to do, and the value types of its fields
-    "BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource", "NamedContext",
-    "parse_build_context",
+    "BuildOptions", "Annotation", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource",
+    "NamedContext", "parse_build_context",
     # what a build makes, and what the checks find
     "BuildResult", "Finding", "Severity",
     # images

@@ -8,7 +8,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
 
@@ -58,8 +58,13 @@ class OutputSpec:
         if kind in ("oci", "docker") and not dest:
             raise UsageError(f"invalid --output {text!r}: type={kind} needs dest=PATH")
         if kind == "registry":
+            from .image.reference import parse_reference
+
             for name in cls._names(attrs.get("name", "")):
-                RegistryCache._checked_ref(name, text, "--output name")
+                try:
+                    parse_reference(name)
+                except UsageError as exc:
+                    raise UsageError(f"invalid --output {text!r}: name {name!r}: {exc.message}") from None
         return cls(kind, dest, tuple(sorted(attrs.items())))
 
     @staticmethod
@@ -530,7 +535,8 @@ def parse_key_values(items: list[str] | tuple[str, ...], what: str,
 ANNOTATION_LEVELS = ("manifest", "index", "manifest-descriptor", "index-descriptor")
 
 
-class Annotation(NamedTuple):
+@dataclass(frozen=True)
+class Annotation:
     """One `--annotation`: KEY=VALUE on the image manifests (`manifest`, the default), the image index
     (`index`), the index's entries for the manifests (`manifest-descriptor`) or the descriptor pointing at
     the index in an OCI layout (`index-descriptor`); `platform` limits a manifest-level one to that platform's

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .cache.store import StepEntry
 from .errors import AuthenticationError, DockyardError, OutputError, RegistryError, UsageError
@@ -18,7 +18,7 @@ from .events import Events
 from .stage.history import created_time
 from .files import replace_file
 from .image.blobs import BlobStore
-from .image.index import ImageIndex, image_descriptor
+from .image.index import ImageIndex, image_descriptor, platform_json
 from .image.model import (DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_LAYER,
                           OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, Descriptor, Image, Layer, Platform)
 from .image.reference import Reference, parse_reference
@@ -39,9 +39,11 @@ _TO_DOCKER_LAYER = {OCI_LAYER_GZIP: DOCKER_LAYER_GZIP, OCI_LAYER: DOCKER_LAYER}
 INDEX_LEVELS = ("index", "index-descriptor")
 
 
-class Written(NamedTuple):
+@dataclass(frozen=True)
+class Written:
     """What OutputWriter.write wrote: the digest of the image index (when one was written) or of the image
-    manifest, the references pushed to, the index, and the images as written (in their media types)."""
+    manifest, the references pushed to, the index, and the images as written (in their media types). (A
+    dataclass, not a NamedTuple: a tuple's `index` method would shadow the field.)"""
 
     digest: str
     pushed: list[str]
@@ -49,7 +51,8 @@ class Written(NamedTuple):
     images: tuple[Image, ...] = ()
 
 
-class ImageSet(NamedTuple):
+@dataclass(frozen=True)
+class ImageSet:
     """The images one output writes, in the media types it asks for, and their index when there is one."""
 
     images: tuple[Image, ...]
@@ -60,13 +63,9 @@ class ImageSet(NamedTuple):
         return self.index.digest if self.index is not None else self.images[0].digest
 
 
-def manifest_annotations(options: BuildOptions, platform: Platform) -> dict[str, str]:
-    """The --annotation's for the manifest (or, with `manifest-descriptor`, the index entry) of `platform`'s
-    image: those for every platform, then those qualified with this one (which win)."""
-    return _platform_annotations(options, platform, "manifest")
-
-
-def _platform_annotations(options: BuildOptions, platform: Platform, level: str) -> dict[str, str]:
+def platform_annotations(options: BuildOptions, platform: Platform, level: str) -> dict[str, str]:
+    """The --annotation's of `level` (`manifest`, `manifest-descriptor`) for `platform`'s image: those for
+    every platform, then those qualified with this one (which win)."""
     chosen = [a for a in annotation_specs(options.annotations) if a.level == level]
     found = {a.key: a.value for a in chosen if a.platform is None}
     found.update({a.key: a.value for a in chosen if a.platform is not None and _matches(a, platform)})
@@ -75,10 +74,7 @@ def _platform_annotations(options: BuildOptions, platform: Platform, level: str)
 
 def _matches(annotation: Annotation, platform: Platform) -> bool:
     assert annotation.platform is not None
-    fields = {"os": platform.os, "architecture": platform.architecture}
-    if platform.variant:
-        fields["variant"] = platform.variant
-    return Platform.parse(annotation.platform).matches(fields)
+    return Platform.parse(annotation.platform).matches(dict(platform_json(platform)))
 
 
 def level_annotations(options: BuildOptions, level: str) -> dict[str, str]:
@@ -96,14 +92,14 @@ def check_outputs(options: BuildOptions, platforms: Sequence[str | Platform] = (
     """Refuses, before any build work, outputs that cannot hold what the build makes for `platforms`: a
     docker tarball of several platforms (or with index annotations), annotations in Docker media types,
     pushes that disagree, a push with nowhere to go. Raises UsageError."""
-    platforms = [str(p) for p in platforms]
-    index = needs_index(options, len(platforms))
+    names = [str(p) for p in platforms]
+    index = needs_index(options, len(names))
     annotations = annotation_specs(options.annotations)
     for output in options.outputs:
         if output.type == "docker" and index:
-            if len(platforms) > 1:
+            if len(names) > 1:
                 raise UsageError(f"--output type=docker writes a `docker load` tarball, which holds the image of one "
-                                 f"platform; this build makes {len(platforms)} ({', '.join(platforms)})",
+                                 f"platform; this build makes {len(names)} ({', '.join(names)})",
                                  hint="write them all with --output type=oci,dest=DIR or --push; or build the "
                                       "tarball for one platform: --platform linux/amd64 --output type=docker,...")
             raise UsageError("--output type=docker writes no image index, so index annotations have nowhere to go "
@@ -165,7 +161,7 @@ def finalize(image: Image, options: BuildOptions) -> Image:
     layers = tuple(Layer(Descriptor(_TO_OCI_LAYER.get(layer.media_type, layer.media_type), layer.digest, layer.size),
                          layer.diff_id) for layer in image.layers)
     # The user's annotations join the base image's (org.opencontainers.image.base.*) and win on the same key.
-    annotations = dict(image.annotations) | manifest_annotations(options, image.platform)
+    annotations = dict(image.annotations) | platform_annotations(options, image.platform, "manifest")
     return replace(image, layers=layers, manifest_media_type=OCI_MANIFEST,
                    annotations=tuple(sorted(annotations.items()))).with_meta(
                        created=created_time(options.source_date_epoch))
@@ -232,7 +228,8 @@ class OutputWriter:
         # Layers of registry cache hits: mounted into the pushed repositories when they are all on the cache's
         # registry and nothing else is written, else downloaded now.
         registries = {r.registry for r in names}
-        mount_to = registries.pop() if opts.wants_push and not opts.outputs and len(registries) == 1 else None
+        files = any(o.type != "registry" for o in opts.outputs)
+        mount_to = registries.pop() if opts.wants_push and not files and len(registries) == 1 else None
         self._cached_layers.fetch([layer for image in images for layer in image.layers], mount_to)
         sets: dict[bool, ImageSet] = {}
 
@@ -275,7 +272,7 @@ class OutputWriter:
         if not needs_index(self.options, len(images)):
             return ImageSet(images, None)
         entries = tuple(image_descriptor(image, tuple(sorted(
-            _platform_annotations(self.options, image.platform, "manifest-descriptor").items())))
+            platform_annotations(self.options, image.platform, "manifest-descriptor").items())))
             for image in images)
         index = ImageIndex(entries, tuple(sorted(level_annotations(self.options, "index").items())),
                            OCI_INDEX if oci else DOCKER_MANIFEST_LIST)
@@ -303,7 +300,7 @@ class OutputWriter:
         if written.index is not None:
             annotations = tuple(sorted(level_annotations(self.options, "index-descriptor").items()))
         else:
-            annotations = tuple(sorted(_platform_annotations(self.options, written.images[0].platform,
+            annotations = tuple(sorted(platform_annotations(self.options, written.images[0].platform,
                                                              "manifest-descriptor").items()))
         write_oci_layout(written.images, self._store, dest, ref_names, index=written.index,
                          annotations=annotations)

@@ -200,7 +200,8 @@ def options_for(tmp_path: Path, **kwargs) -> BuildOptions:
 
 def test_one_image_is_written_as_its_manifest_as_before(registry, store, tmp_path):
     ref = f"{registry.host}/outputs/single:1"
-    options = options_for(tmp_path, tags=(ref,), push=True, outputs=(OutputSpec.parse(f"type=oci,dest={tmp_path / 'l'}"),))
+    options = options_for(tmp_path, tags=(ref,), push=True,
+                          outputs=(OutputSpec.parse(f"type=oci,dest={tmp_path / 'l'}"),))
     image = finalize(one_layer_image(store, {"f": b"single"}), options)
     written = writer_for(options, store).write([image], (ref,), frozenset())
     assert written == Written(image.digest, [ref], None, (image,))
@@ -317,6 +318,26 @@ def test_oci_layout_of_an_index(store, tmp_path):
         assert (tmp_path / "bundle/rootfs/arch").read_bytes() == b"arm64"
 
 
+def test_oci_layout_in_docker_media_types(store, tmp_path):
+    dest = tmp_path / "layout"
+    options = options_for(tmp_path, tags=("app:v1",),
+                          outputs=(OutputSpec.parse(f"type=oci,dest={dest},oci-mediatypes=false"),))
+    written = writer_for(options, store).write(two_platforms(store, options), options.tags, frozenset())
+    [entry] = json.loads((dest / "index.json").read_text())["manifests"]
+    assert entry["mediaType"] == DOCKER_MANIFEST_LIST and entry["digest"] == written.digest
+    # Read by hand: skopeo's oci: transport only follows index.json entries of OCI media types (buildx's oci
+    # exporter writes the same Docker-typed entry with oci-mediatypes=false).
+    blobs = dest / "blobs/sha256"
+    listing = json.loads((blobs / written.digest.split(":")[1]).read_bytes())
+    assert listing == written.index.to_json() and listing["mediaType"] == DOCKER_MANIFEST_LIST
+    for entry, image in zip(listing["manifests"], written.images):
+        manifest = json.loads((blobs / entry["digest"].split(":")[1]).read_bytes())
+        assert manifest["mediaType"] == DOCKER_MANIFEST and manifest["config"]["mediaType"] == DOCKER_CONFIG
+        config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_bytes())
+        assert config["architecture"] == entry["platform"]["architecture"] == image.platform.architecture
+        assert all((blobs / layer["digest"].split(":")[1]).exists() for layer in manifest["layers"])
+
+
 def test_index_annotation_makes_one_platform_an_index(registry, store, tmp_path):
     ref = f"{registry.host}/outputs/oneindex:1"
     options = options_for(tmp_path, tags=(ref,), push=True, annotations=parse_annotations(["index:k=v"]))
@@ -329,17 +350,17 @@ def test_index_annotation_makes_one_platform_an_index(registry, store, tmp_path)
 
 def test_outputs_that_cannot_hold_the_build_are_refused_before_it(tmp_path):
     tarball = OutputSpec.parse(f"type=docker,dest={tmp_path / 'x.tar'}")
-    with pytest.raises(UsageError, match="holds the image of one platform.*linux/amd64, linux/arm64"):
+    with pytest.raises(UsageError, match=r"holds the image of one platform.*linux/amd64, linux/arm64"):
         check_outputs(options_for(tmp_path, outputs=(tarball,)), ["linux/amd64", "linux/arm64"])
     check_outputs(options_for(tmp_path, outputs=(tarball,)), ["linux/arm64"])  # one platform: fine
     with pytest.raises(UsageError, match="index annotations"):
         check_outputs(options_for(tmp_path, outputs=(tarball,), annotations=parse_annotations(["index:k=v"])))
 
     docker_push = OutputSpec.parse("type=registry,oci-mediatypes=false")
-    with pytest.raises(UsageError, match="Docker manifest list .* cannot carry annotations"):
+    with pytest.raises(UsageError, match=r"Docker manifest list .* cannot carry annotations"):
         check_outputs(options_for(tmp_path, tags=("r/a:1",), outputs=(docker_push,),
                                   annotations=parse_annotations(["index:k=v"])), ["linux/amd64", "linux/arm64"])
-    with pytest.raises(UsageError, match="Docker manifest .* cannot carry annotations"):
+    with pytest.raises(UsageError, match=r"Docker manifest .* cannot carry annotations"):
         check_outputs(options_for(tmp_path, tags=("r/a:1",), outputs=(docker_push,), annotations=(("k", "v"),)))
     with pytest.raises(UsageError, match="zstd"):
         check_outputs(options_for(tmp_path, tags=("r/a:1",), outputs=(docker_push,), compression="zstd"))
@@ -418,6 +439,6 @@ def test_output_attributes():
     assert replace(options, tags=("r.example/t:1",)).push_targets == ("r.example/t:1",)
     for text, message in [("type=registry,push-by-digest=maybe", "push-by-digest must be true or false"),
                           ("type=image,name=r.example/a", "type=image without push=true"),
-                          ("type=registry,name=bad@@ref", "invalid --output name")]:
+                          ("type=registry,name=bad@@ref", "name 'bad@@ref'")]:
         with pytest.raises(UsageError, match=message):
             OutputSpec.parse(text)

@@ -22,8 +22,8 @@ EVENTS = ["Event", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "St
           "TransferProgress", "TransferFinished", "ImagePushed", "Message", "BuildFinished", "BuildFailed"]
 ERRORS = ["DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
           "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError"]
-VALUE_TYPES = ["BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource", "NamedContext",
-               "BuildResult", "Finding", "Platform", "Reference", "SourceLocation"]
+VALUE_TYPES = ["BuildOptions", "Annotation", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource",
+               "NamedContext", "BuildResult", "Finding", "Platform", "Reference", "SourceLocation"]
 FUNCTIONS = ["build", "check", "parse_reference", "parse_build_context", "credential_source", "read_docker_config",
              "format_duration", "format_size", "is_loopback_registry", "replace_file"]
 

@@ -1,4 +1,5 @@
-"""Write an image (or an image index and its images) into an OCI image layout directory (`oci-layout`, `index.json`, `blobs/sha256/...`).
+"""Write an image (or an image index and its images) into an OCI image layout directory (`oci-layout`,
+`index.json`, `blobs/sha256/...`).
 
 The result is what `skopeo copy ... oci:DIR:TAG` and buildah write, and what `skopeo`, `umoci`, `crane` and
 containerd's importer read. An existing layout is added to, never replaced: other images in it stay, and an
