@@ -114,7 +114,8 @@ class LayerError(DockyardError):
 
 
 class IsolationError(DockyardError):
-    """This environment does not allow the isolation a build needs (no root, no namespaces, no overlayfs)."""
+    """This environment does not allow the isolation a build needs (no root, no namespaces, no overlayfs), or
+    cannot run a platform's RUN steps (no emulator for its CPU)."""
 
     exit_code = 8
 
@@ -144,7 +145,8 @@ EXIT_CODES: list[tuple[int, str]] = [
     (StepFailed.exit_code, "a build step failed (RUN exited non-zero, a COPY could not be done)"),
     (RegistryError.exit_code, "a registry was unreachable or answered with an error (pull or push)"),
     (AuthenticationError.exit_code, "a registry refused the credentials"),
-    (IsolationError.exit_code, "this environment lacks the privileges the build needs"),
+    (IsolationError.exit_code, "this environment lacks the privileges the build needs, or an emulator for a "
+                                "platform's CPU (RUN for linux/arm64 on x86-64)"),
     (OutputError.exit_code, "an output could not be written"),
     (ChecksFailed.exit_code, "checks found problems at or above --fail-on (dockyard lint, build --check)"),
     (Interrupted.exit_code, "interrupted (SIGINT; 143 for SIGTERM, 129 for SIGHUP): the RUN in progress was killed "

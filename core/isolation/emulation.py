@@ -374,6 +374,9 @@ def emulation(platform: Platform, mode: str, entries: list[BinfmtEntry] | Ellips
     if why_native is not None:
         return Emulation(name, "native", why_native)
     cpu = cpu_of(platform)
+    if platform.os != "linux":
+        return Emulation(name, "none", f"RUN steps run Linux programs only, not {platform.os} ones",
+                         hint=f"build {name} with a builder of that system")
     if cpu is None:
         return Emulation(name, "none", f"dockyard knows no emulator for the {platform.architecture} CPU",
                          hint=f"build {name} on a machine of that CPU (a native CI runner) and join the images "
@@ -386,7 +389,8 @@ def emulation(platform: Platform, mode: str, entries: list[BinfmtEntry] | Ellips
             where = os.environ.get(QEMU_DIR_VARIABLE)
             return Emulation(name, "none", f"no QEMU emulator qemu-{cpu.qemu}-static "
                                            + (f"in {where} ({QEMU_DIR_VARIABLE})" if where else "is installed"),
-                             hint=install)
+                             hint=install + f"; in a container, mount a directory holding qemu-{cpu.qemu}-static "
+                                            f"(the host's /usr/bin) and name it in {QEMU_DIR_VARIABLE}")
         return Emulation(name, "proot", f"proot -q {program}", qemu=program)
     return _binfmt_emulation(platform, cpu, mode, binfmt_entries() if entries is ... else entries,
                              registrable_in(mode) if registrable is ... else registrable, install)
@@ -469,7 +473,7 @@ def require_emulation(platforms: Collection[Platform], mode: str, *, events: Eve
             entries = binfmt_entries()
         if not found.runs:
             raise IsolationError(f"RUN steps for {found.platform} need an emulator of that CPU, and none can run "
-                                 f"here: {found.detail}", hint=found.hint or None, subject=found.platform)
+                                 f"here: {found.detail}", hint=found.hint or None)
         if found.how == "registered":
             text = f"emulation: registered {found.detail}: RUN steps for {found.platform} run through QEMU"
         else:

@@ -9,6 +9,7 @@ from collections import deque
 from typing import BinaryIO, Callable
 
 from ..errors import IsolationError
+from .emulation import is_foreign
 from .ids import GROUPS_SKIPPED, notice_once, setgroups_allowed
 from .runner import RunResult, RunSpec
 from .sandbox import start as start_sandbox
@@ -45,7 +46,11 @@ class NamespaceRunner:
                 _kill(pid)
                 raise
             report = status.read().decode("utf-8", "replace").strip()
-        return RunResult(code, tuple(tail), report.splitlines()[-1] if report else None)
+        error = report.splitlines()[-1] if report else None
+        if error and "Exec format error" in error and is_foreign(spec.platform):
+            error += (f" (a {spec.platform} program needs QEMU registered in binfmt_misc with the F flag; "
+                      "`dockyard doctor` says how this machine runs each platform)")
+        return RunResult(code, tuple(tail), error)
 
     def _relay(self, output: BinaryIO, on_line: Callable[[str], None]) -> deque[str]:
         """Passes every output line on, until the step and everything it started have exited."""

@@ -10,6 +10,11 @@ shares the builder's; `--network=none` is refused),
 and real ownership for a non-root builder: with `-0` the step believes it is root, and its chown/mknod are
 answered by proot_supervisor.py, which records in the image what the host cannot do (it also answers the
 statx calls Debian's proot 5.1 does not translate).
+
+A step of a foreign platform (RunSpec.platform: linux/arm64 on an x86-64 machine) runs through proot's own QEMU
+support, `proot -q qemu-ARCH-static` (emulation.py finds it): proot starts each foreign program of the step
+through QEMU, whose system calls are the host's, so proot translates their paths and the supervisor's filter
+sees them as for a native step; the Landlock domain lets QEMU's program be read and mapped.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -118,6 +119,28 @@ def test_proot_mode_as_root_runs_a_foreign_step_through_proot_q(context, bases, 
     _check(platform, tmp_path / "image")
 
 
+def test_proot_mode_runs_qemu_from_where_dockyard_qemu_dir_says(context, bases, tmp_path):
+    """An emulator outside /usr (a container's mounted directory): the Landlock domain lets QEMU be mapped there."""
+    qemu_dir = tmp_path / "emulators"
+    qemu_dir.mkdir()
+    shutil.copy2("/usr/bin/qemu-aarch64-static", qemu_dir)
+    result = _build(context, bases[ARM64], ARM64, tmp_path / "image", "--isolation", "proot",
+                    env={"DOCKYARD_QEMU_DIR": str(qemu_dir)})
+    assert result.returncode == 0, result.stderr
+    assert f"run through QEMU (proot -q {qemu_dir}/qemu-aarch64-static)" in result.stderr
+    _check(ARM64, tmp_path / "image")
+
+
+def test_proot_mode_ends_what_a_foreign_step_left_running(bases, tmp_path):
+    """proot_supervisor.py sees QEMU's exit_group for the step's command and ends the processes it left (here a
+    sleep that would hold the build for 777 s, past the helper's timeout)."""
+    context_dir = write_context(tmp_path / "ctx", {"Dockerfile": "ARG BASE\nFROM ${BASE}\n"
+                                                                 "RUN (sleep 777 &) ; uname -m > /machine\n"})
+    result = _build(context_dir, bases[ARM64], ARM64, tmp_path / "image", "--isolation", "proot")
+    assert result.returncode == 0, result.stderr
+    assert _read_layout(tmp_path / "image")[1]["/machine"][1] == b"aarch64\n"
+
+
 def _probe_user(uid: int, gid: int) -> None:
     probe = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", sys.executable, "-c",
                             "import dockyard.cli"], capture_output=True, text=True, timeout=60)
@@ -125,16 +148,18 @@ def _probe_user(uid: int, gid: int) -> None:
         pytest.skip(f"uid {uid} cannot load dockyard: {probe.stderr.strip()[-200:]}")
 
 
-def test_proot_mode_as_a_plain_user_runs_a_foreign_step(context, bases, tmp_path):
+@pytest.mark.parametrize("platform", [ARM64, ARMV7])
+def test_proot_mode_as_a_plain_user_runs_a_foreign_step(context, bases, platform):
     _probe_user(1000, 1000)
     with open_directory("dockyard-emulation-user-") as shared:
         home = owned_directory(shared, "home", 1000, 1000)
         out = owned_directory(shared, "out", 1000, 1000)
         env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "DOCKYARD_WORK_DIR": str(home)}
-        result = _build(context, bases[ARM64], ARM64, out / "image", "--isolation", "proot", user=1000, env=env)
+        result = _build(context, bases[platform], platform, out / "image", "--isolation", "proot", user=1000,
+                        env=env)
         assert result.returncode == 0, result.stderr
-        assert "isolation: proot" in result.stderr
-        files = _check(ARM64, out / "image")
+        assert "isolation: proot (asked for" in result.stderr and "proot error" not in result.stderr
+        files = _check(platform, out / "image")
     # RUN's chown is recorded for a plain user too (proot_supervisor.py sees QEMU's calls as proot translates them).
     assert (files["/out/made"][0].uid, files["/out/made"][0].gid) == (1000, 50)
 
@@ -164,11 +189,40 @@ def test_a_missing_emulator_stops_the_build_before_any_step(context, bases, tmp_
     result = _build(context, bases[ARM64], ARM64, tmp_path / "image", "--isolation", "proot",
                     env={"DOCKYARD_QEMU_DIR": str(empty)})
     assert result.returncode == 8, result.stderr
-    assert f"{ARM64}: RUN steps for {ARM64} need an emulator of that CPU" in result.stderr
+    assert f"error: RUN steps for {ARM64} need an emulator of that CPU" in result.stderr
     assert f"no QEMU emulator qemu-aarch64-static in {empty}" in result.stderr
     assert "hint: install QEMU's user-mode emulators (apt-get install qemu-user-static)" in result.stderr
     assert "FROM" not in result.stderr and "RUN" not in result.stderr.replace("RUN steps", "")  # no step began
     assert not (tmp_path / "image").exists()
+
+
+def test_root_registers_debians_definition_with_f_and_says_so():
+    """What a root build does for a CPU no entry serves: Debian's definition into binfmt_misc (global to the
+    machine; an entry already there, from an earlier run, is used as it is and the build says so instead)."""
+    from dockyard.events import Events, Message
+    from dockyard.image.model import Platform
+    from dockyard.isolation import emulation
+
+    if emulation.may_register() is not None:
+        pytest.skip(f"this process may not register binfmt_misc entries: {emulation.may_register()}")
+    platform = Platform.parse("linux/riscv64")
+    definition = emulation.debian_definition(emulation.CPUS["riscv64"])
+    if definition is None or emulation.qemu_program(emulation.CPUS["riscv64"]) is None:
+        pytest.skip("qemu-user-static's riscv64 emulator and definition are not installed")
+    before = emulation.emulation(platform, "namespaces").how
+    messages: list[str] = []
+    events = Events(lambda event: messages.append(event.text) if isinstance(event, Message) else None)
+    emulation.require_emulation([platform], "namespaces", events=events)
+    entry = Path(emulation.BINFMT_DIR, "qemu-riscv64").read_text()
+    assert "enabled" in entry.splitlines() and f"interpreter {definition.interpreter}" in entry
+    assert "F" in next(line for line in entry.splitlines() if line.startswith("flags:"))
+    assert emulation.emulation(platform, "namespaces").how == "binfmt"
+    if before == "register":
+        assert len(messages) == 1 and messages[0].startswith(
+            f"emulation: registered qemu-riscv64 in binfmt_misc for linux/riscv64 ({definition.interpreter}, flags ")
+        assert messages[0].endswith("): RUN steps for linux/riscv64 run through QEMU")
+    else:
+        assert messages[0].startswith("emulation: RUN steps for linux/riscv64 run through QEMU (binfmt_misc: ")
 
 
 def test_namespaces_mode_without_an_emulator_to_register_stops_the_build(context, bases, tmp_path):
@@ -190,6 +244,17 @@ def test_namespaces_mode_without_an_emulator_to_register_stops_the_build(context
     assert f"RUN steps for {platform} need an emulator of that CPU" in result.stderr
     assert "apt-get install qemu-user-static" in result.stderr
     assert emulation.emulation(Platform.parse(platform), "namespaces").how != "binfmt"  # nothing registered
+
+
+def test_a_program_the_kernel_cannot_start_in_a_foreign_step_says_what_it_needs(emulators, bases, tmp_path):
+    """The namespaces mode's exec of a program no binfmt_misc entry serves (here: not a program at all)."""
+    context_dir = write_context(tmp_path / "ctx", {"Dockerfile": 'ARG BASE\nFROM ${BASE}\nCOPY notelf /notelf\n'
+                                                                 'RUN ["/notelf"]\n', "notelf": "not a program\n"})
+    (context_dir / "notelf").chmod(0o755)
+    result = _build(context_dir, bases[ARM64], ARM64, tmp_path / "image")
+    assert result.returncode == 5, result.stderr
+    assert "cannot run /notelf: Exec format error (a linux/arm64 program needs QEMU registered in binfmt_misc" \
+        in result.stderr
 
 
 @pytest.mark.slow

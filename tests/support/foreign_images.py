@@ -5,8 +5,8 @@ directories, users and applet links): only the program, and the config's archite
 * ``FOREIGN_PLATFORMS``: linux/arm64 (Debian's arm64) and linux/arm/v7 (Debian's armhf)
 * ``push_foreign_busybox_base(registry_host, workdir, platform) -> "HOST/base/busybox-ARCH:1"``: one image
   manifest of that platform
-* ``push_busybox_index(registry_host, workdir, platforms) -> "HOST/base/busybox-multi:1"``: an OCI index with a
-  real busybox image per platform (linux/amd64 is this machine's busybox)
+* ``push_busybox_index(registry_host, workdir, platforms) -> "HOST/base/busybox-multi:amd64-arm64"`` (a tag per
+  set of platforms): an OCI index with a real busybox image per platform (linux/amd64 is this machine's busybox)
 * ``UNAME_MACHINE``: what `uname -m` prints on each platform (QEMU says the same)
 
 The applet list of a foreign busybox is read by running it through its QEMU emulator directly (no binfmt_misc
@@ -68,4 +68,5 @@ def push_foreign_busybox_base(registry_host: str, workdir: Path, platform: str) 
 def push_busybox_index(registry_host: str, workdir: Path, platforms: tuple[str, ...]) -> str:
     """An OCI index of busybox images, one per platform (linux/amd64 is this machine's), pushed."""
     images = [(p, [busybox_layer() if p == "linux/amd64" else foreign_busybox_layer(p)[0]]) for p in platforms]
-    return push_platform_images(registry_host, workdir, "base/busybox-multi", TAG, images)
+    tag = "-".join(p.split("/", 1)[1].replace("/", "") for p in platforms)  # one tag per set of platforms
+    return push_platform_images(registry_host, workdir, "base/busybox-multi", tag, images)

@@ -106,7 +106,7 @@ MT_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 SKOPEO_TIMEOUT = 300
 
-_cache: dict[tuple[str, str], str] = {}
+_cache: dict[tuple[str, ...], str] = {}
 _lock = threading.Lock()
 
 
@@ -514,7 +514,7 @@ def push_platform_images(registry_host: str, workdir: Path, repo: str, tag: str,
     within the process."""
     ref = f"{registry_host}/{repo}:{tag}"
     with _lock:
-        if _cache.get((repo, registry_host)) == ref:
+        if _cache.get((repo, tag, registry_host)) == ref:
             return ref
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -532,7 +532,7 @@ def push_platform_images(registry_host: str, workdir: Path, repo: str, tag: str,
             top = {k: v for k, v in top.items() if k != "platform"}
         layout.tag(top, tag)
         _skopeo_push(layout.root, tag, ref, all_images=len(manifests) > 1, workdir=workdir)
-        _cache[(repo, registry_host)] = ref
+        _cache[(repo, tag, registry_host)] = ref
         return ref
 
 
