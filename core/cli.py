@@ -142,11 +142,11 @@ def make_parser() -> argparse.ArgumentParser:
                         "(mode=max)")
     _add_findings_options(b)
     _add_lint_command(sub)
+    _add_manifest_commands(sub)
     # Listed for --help only: main() hands `dockyard kaniko ...` to the kaniko front end before argparse.
     sub.add_parser("kaniko", add_help=False, help="build with kaniko's executor flags (the builder image's entrypoint)")
     _add_login_commands(sub)
     _add_cache_commands(sub)
-    _add_manifest_commands(sub)
     return parser
 
 
@@ -177,26 +177,6 @@ def _add_lint_command(sub: SubParsers) -> None:
     _add_findings_options(lint)
 
 
-def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", metavar="DIR",
-                        help="the local cache: unpacked layers, cached steps and blobs (default "
-                             "$XDG_CACHE_HOME/dockyard or ~/.cache/dockyard)")
-
-
-def _add_cache_commands(sub: SubParsers) -> None:
-    cache = sub.add_parser("cache", help="show or prune the local build cache",
-                           description="The local cache: cached steps and unpacked layers.")
-    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser)
-    ls = actions.add_parser("ls", help="list cached steps and unpacked layers with their sizes and last use")
-    _add_cache_dir(ls)
-    prune = actions.add_parser("prune", help="remove cache entries")
-    _add_cache_dir(prune)
-    prune.add_argument("--older-than", metavar="DURATION", help="only entries not used for this long, e.g. 7d")
-    prune.add_argument("--all", action="store_true", help="everything, blobs included")
-    prune.add_argument("--work-dir", metavar="DIR", help="where builds make their scratch directories, whose "
-                       "leftovers from killed builds are removed too (default $DOCKYARD_WORK_DIR or /var/tmp)")
-
-
 MANIFEST_EXAMPLES = """\
 examples:
   dockyard manifest create -t registry.example.com/app:1.0 \\
@@ -214,12 +194,13 @@ def _add_manifest_commands(sub: SubParsers) -> None:
     create = actions.add_parser(
         "create", help="assemble images already pushed (by tag or digest) into one index, and push it",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MANIFEST_EXAMPLES,
-        description="Assemble SOURCE images into one image index and push it under every -t. An image manifest "
-                    "becomes one entry (its platform from its config); an index gives all its entries, attestation "
-                    "manifests included. Entries are copied into the target repository when they are elsewhere; "
+        description="Assemble SOURCE images into one image index and push it under every -t. An image manifest\n"
+                    "becomes one entry (its platform from its config); an index gives all its entries, attestation\n"
+                    "manifests included. Entries are copied into the target repository when they are elsewhere;\n"
                     "the tags move last.")
     create.add_argument("sources", metavar="SOURCE", nargs="*",
-                        help="an image or index in a registry: NAME:TAG or NAME@sha256:DIGEST")
+                        help="an image or index in a registry: NAME:TAG, NAME@sha256:DIGEST, or sha256:DIGEST "
+                             "in the first -t's repository")
     create.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
                         help="where to push the index (repeatable)")
     create.add_argument("--append", action="store_true",
@@ -256,6 +237,26 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
                         help="retry a failed registry request N times (default 3), with exponential backoff")
     parser.add_argument("--work-dir", metavar="DIR",
                         help="scratch space for blobs copied between registries (default /var/tmp)")
+
+
+def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="the local cache: unpacked layers, cached steps and blobs (default "
+                             "$XDG_CACHE_HOME/dockyard or ~/.cache/dockyard)")
+
+
+def _add_cache_commands(sub: SubParsers) -> None:
+    cache = sub.add_parser("cache", help="show or prune the local build cache",
+                           description="The local cache: cached steps and unpacked layers.")
+    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser)
+    ls = actions.add_parser("ls", help="list cached steps and unpacked layers with their sizes and last use")
+    _add_cache_dir(ls)
+    prune = actions.add_parser("prune", help="remove cache entries")
+    _add_cache_dir(prune)
+    prune.add_argument("--older-than", metavar="DURATION", help="only entries not used for this long, e.g. 7d")
+    prune.add_argument("--all", action="store_true", help="everything, blobs included")
+    prune.add_argument("--work-dir", metavar="DIR", help="where builds make their scratch directories, whose "
+                       "leftovers from killed builds are removed too (default $DOCKYARD_WORK_DIR or /var/tmp)")
 
 
 def _retry_count(text: str) -> int:
@@ -623,16 +624,16 @@ def _dispatch(argv: list[str]) -> int:
         return run_doctor(args)
     if args.command == "lint":
         return run_lint(args)
+    if args.command == "manifest":
+        from .manifest_command import run_manifest
+
+        return run_manifest(args)
     if args.command == "login":
         return run_login(args)
     if args.command == "logout":
         return run_logout(args)
     if args.command == "cache":
         return run_cache(args, argv)
-    if args.command == "manifest":
-        from .manifest_command import run_manifest
-
-        return run_manifest(args)
     parser.print_help(sys.stderr)
     return UsageError.exit_code
 

@@ -31,7 +31,7 @@ from .image.blobs import BlobStore
 from .image.index import REFERENCE_DIGEST, ImageIndex, descriptor_platform, is_attestation
 from .image.model import (DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX_TYPES, MANIFEST_TYPES,
                           OCI_CONFIG, OCI_INDEX, Descriptor, Platform, sha256_digest)
-from .image.reference import Reference
+from .image.reference import Reference, parse_reference
 from .registry.client import SCHEMA1_TYPES, RegistryClient
 from .registry.copy import copy_manifest, manifest_exists, repository_of
 
@@ -205,15 +205,14 @@ def assemble(sources: Sequence[Source], annotations: Sequence[IndexAnnotation] =
         return AssembledIndex(index, sources[0].body, tuple(origins.items()))
 
     new = _new_entries(sources)
-    if existing is not None and existing.is_index:
-        base = ImageIndex.from_bytes(existing.body)
+    if existing is None:
+        merged = ImageIndex(tuple(new))
     else:
-        base = ImageIndex(existing.entries if existing is not None else ())
-    merged = base
-    for descriptor in new:
-        if descriptor.digest in {d.digest for d in merged.manifests} and _slot(descriptor) is None:
-            continue  # an entry without a platform that is there already
-        merged = merged.with_manifest(descriptor)
+        merged = ImageIndex.from_bytes(existing.body) if existing.is_index else ImageIndex(existing.entries)
+        for descriptor in new:
+            if descriptor.digest in {d.digest for d in merged.manifests} and _slot(descriptor) is None:
+                continue  # an entry without a platform that is there already
+            merged = merged.with_manifest(descriptor)  # a platform it had is replaced where it stood
     entries = _with_attestations_last(merged.manifests, events)
     entries = _annotate_entries(entries, [a for a in annotations if a.level == DESCRIPTOR_LEVEL])
     index_annotations = dict(merged.annotations) | {a.key: a.value for a in annotations if a.level == INDEX_LEVEL}
@@ -222,18 +221,18 @@ def assemble(sources: Sequence[Source], annotations: Sequence[IndexAnnotation] =
     return AssembledIndex(index, index.to_bytes(), tuple(origins.items()))
 
 
-def _slot(descriptor: Descriptor) -> tuple[tuple[str, str], ...] | None:
-    """The platform an image entry occupies (every field: two os.versions of Windows are two slots)."""
-    if is_attestation(descriptor) or descriptor_platform(descriptor) is None:
-        return None
-    return tuple(sorted(descriptor.platform))
+def _slot(descriptor: Descriptor) -> str | None:
+    """The platform an image entry occupies (os/architecture/variant: what ImageIndex.with_manifest replaces)."""
+    platform = descriptor_platform(descriptor)
+    return None if is_attestation(descriptor) or platform is None else str(platform)
 
 
 def _new_entries(sources: Sequence[Source]) -> list[Descriptor]:
     """The sources' entries in order: one per digest (a digest given twice merges its annotations, as
-    imagetools does), and an error for two images of one platform."""
+    imagetools does), and an error for two sources giving images of one platform (one index source may list
+    several, e.g. Windows images of several os.versions: it is taken as it is)."""
     entries: dict[str, Descriptor] = {}
-    claimed: dict[tuple[tuple[str, str], ...], tuple[str, Source]] = {}
+    claimed: dict[str, tuple[str, Source]] = {}
     for source in sources:
         for descriptor in source.entries:
             seen = entries.get(descriptor.digest)
@@ -244,7 +243,7 @@ def _new_entries(sources: Sequence[Source]) -> list[Descriptor]:
                                                         descriptor.platform or seen.platform)
                 continue
             slot = _slot(descriptor)
-            if slot is not None and slot in claimed:
+            if slot is not None and slot in claimed and claimed[slot][1] is not source:
                 other_digest, other = claimed[slot]
                 platform = descriptor_platform(descriptor)
                 raise UsageError(
@@ -342,6 +341,20 @@ class Created:
     @property
     def digest(self) -> str:
         return self.assembled.digest
+
+
+_BARE_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def source_reference(text: str, targets: Sequence[Reference]) -> Reference:
+    """A SOURCE argument: NAME:TAG, NAME@DIGEST, or a bare `sha256:...` digest of the first target's repository
+    (as imagetools takes it: the matrix jobs pushed by digest to the repository the index goes to)."""
+    if _BARE_DIGEST_RE.match(text):
+        if not targets:
+            raise UsageError(f"source {text} is a bare digest, but there is no -t to say which repository holds it",
+                             hint="write it as NAME@sha256:..., or give the target with -t NAME:TAG")
+        return repository_of(targets[0]).with_digest(text)
+    return parse_reference(text)
 
 
 def check_request(request: CreateRequest) -> None:

@@ -33,10 +33,11 @@ def run_manifest(args: argparse.Namespace) -> int:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from .index_assembly import CreateRequest, create_index, parse_index_annotations
+    from .index_assembly import CreateRequest, create_index, parse_index_annotations, source_reference
 
-    request = CreateRequest(sources=tuple(parse_reference(s) for s in args.sources),
-                            targets=tuple(parse_reference(t) for t in args.tag), append=args.append,
+    targets = tuple(parse_reference(t) for t in args.tag)
+    request = CreateRequest(sources=tuple(source_reference(s, targets) for s in args.sources),
+                            targets=targets, append=args.append,
                             annotations=parse_index_annotations(args.annotation), dry_run=args.dry_run)
     from .progress import make_renderer
 

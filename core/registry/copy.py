@@ -13,6 +13,7 @@ holds is not copied again: a registry only stores a manifest once it holds every
 from __future__ import annotations
 
 import json
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from ..errors import RegistryError
@@ -69,8 +70,7 @@ def copy_manifest(client: RegistryClient, source: Reference, target: Reference, 
         blobs = _children(doc, "layers", source, digest)
         if isinstance(doc.get("config"), dict):
             blobs.insert(0, _descriptor(doc["config"], source, digest))
-        for blob in blobs:
-            copy_blob(client, source, target, blob, store)
+        _copy_blobs(client, source, target, blobs, store)
     client.put_manifest(repository_of(target), digest, body, media_type)
     return True
 
@@ -80,16 +80,36 @@ def copy_blob(client: RegistryClient, source: Reference, target: Reference, blob
     """One blob into `target`'s repository: mounted from `source`'s on the same registry, else streamed through
     the blob store. Foreign layers (`urls`) are not in any registry: the manifest points elsewhere for them."""
     target_repo = repository_of(target)
-    if client.blob_exists(target_repo, blob.digest):
+    if source.registry == target.registry:
+        # upload_blob checks the target first, then mounts from the repository remembered here (and downloads
+        # the blob only if the registry declines the mount).
+        client.remember_source(repository_of(source), blob.digest)
+    elif client.blob_exists(target_repo, blob.digest):
         client.remember_source(target_repo, blob.digest)
         client.events.emit(TransferFinished(digest=blob.digest, skipped="exists"))
         return
-    if source.registry == target.registry:
-        # upload_blob mounts from the repository remembered here, and downloads only if the registry declines.
-        client.remember_source(repository_of(source), blob.digest)
     else:
         client.fetch_blob(repository_of(source), blob.digest, store, blob.size)
     client.upload_blob(target_repo, blob.digest, blob.size, store)
+
+
+def _copy_blobs(client: RegistryClient, source: Reference, target: Reference, blobs: list[Descriptor],
+                store: BlobStore) -> None:
+    """The blobs of one manifest, up to the client's parallel transfers at a time; the first failure stops the
+    ones not started and is raised."""
+    unique = list({blob.digest: blob for blob in blobs}.values())  # an image may repeat a layer
+    if len(unique) <= 1 or client.max_parallel == 1:
+        for blob in unique:
+            copy_blob(client, source, target, blob, store)
+        return
+    with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(unique)), thread_name_prefix="copy") as pool:
+        futures = [pool.submit(copy_blob, client, source, target, blob, store) for blob in unique]
+        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
 
 
 def _document(body: bytes, source: Reference, digest: str) -> dict[str, Any]:

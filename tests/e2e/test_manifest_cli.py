@@ -26,7 +26,7 @@ from tests.e2e.helpers import dockyard
 from tests.support.fault_proxy import FaultProxy
 from tests.support.images import one_layer_image
 from tests.support.oracle import SKOPEO_TIMEOUT, ToolError, buildah_manifest_index, run_tool
-from tests.support.registry import RegistryServer
+from tests.support.registry import RegistryServer, start_tls_htpasswd_registry
 
 IN_TOTO = "application/vnd.in-toto+json"
 
@@ -128,8 +128,9 @@ def test_create_from_digests_gives_an_index_skopeo_reads_for_each_platform(regis
     amd64 = push_platform_image(registry.host, "app/two", "amd64", tmp_path / "store")
     arm64 = push_platform_image(registry.host, "app/two", "arm64", tmp_path / "store")
     digest_file = tmp_path / "out" / "digest.txt"
+    # A bare digest is in the first target's repository, as imagetools takes it.
     result = dockyard("manifest", "create", "-t", f"{registry.host}/app/two:1", "--digest-file", str(digest_file),
-                      amd64, arm64)
+                      amd64, digest_of(arm64))
     assert result.returncode == 0, result.stderr
     digest = result.stdout.strip()
     raw = skopeo_raw(f"{registry.host}/app/two:1")
@@ -171,8 +172,16 @@ def test_sources_in_other_repositories_are_copied_with_their_blobs(registry, tmp
     amd64 = push_platform_image(registry.host, "src/amd64", "amd64", tmp_path / "store")
     arm64 = push_platform_image(registry.host, "src/arm64", "arm64", tmp_path / "store")
     result = dockyard("manifest", "create", "-t", f"{registry.host}/app/merged:1", "-t",
-                      f"{registry.host}/app/merged-too:1", "--progress", "plain", amd64, arm64)
+                      f"{registry.host}/app/merged-too:1", "--progress", "json", amd64, arm64)
     assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    # Within one registry every blob is mounted: no byte of a layer is uploaded.
+    assert not [e for e in events if e["event"] == "transfer_started" and e["direction"] == "push"]
+    mounted = [e["digest"] for e in events if e["event"] == "transfer_finished" and e["skipped"] == "mounted"]
+    for layer in layer_digests(amd64) + layer_digests(arm64):
+        assert mounted.count(layer) == 2  # into each target repository
+    pushed = [e["reference"] for e in events if e["event"] == "image_pushed"]
+    assert pushed[-2:] == [f"{registry.host}/app/merged:1", f"{registry.host}/app/merged-too:1"]
     for repo in ("app/merged", "app/merged-too"):
         for source in (amd64, arm64):
             entry = f"{registry.host}/{repo}@{digest_of(source)}"
@@ -311,6 +320,11 @@ def test_a_missing_source_is_named_and_no_tag_is_pushed(registry, tmp_path):
     assert result.returncode == 6, result.stderr
     assert missing in result.stderr and "Traceback" not in result.stderr
     assert requests.head(f"http://{registry.host}/v2/app/missing/manifests/1", timeout=10).status_code == 404
+    # A JSON event stream ends with the failure, as a build's does (CI adapters read it).
+    streamed = dockyard("manifest", "create", "--progress", "json", "-t", f"{registry.host}/app/missing:1", missing)
+    # (the CLI's own error text follows the events)
+    last = json.loads([line for line in streamed.stderr.splitlines() if line.startswith("{")][-1])
+    assert (last["event"], last["exit_code"], last["error"]) == ("build_failed", 6, "RegistryError")
 
 
 def test_two_sources_of_one_platform_are_refused(registry, tmp_path):
@@ -358,7 +372,8 @@ def test_no_sources_or_no_target_is_a_usage_error(registry):
 
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory):
-    server = RegistryServer.start(tmp_path_factory.mktemp("manifest-auth-registry"), htpasswd={"ci": "s3cret"})
+    """A typical private registry: HTTPS with a certificate of the test CA, and Basic auth."""
+    server = start_tls_htpasswd_registry(tmp_path_factory.mktemp("manifest-auth-registry"), {"ci": "s3cret"})
     yield server
     server.stop()
 
@@ -372,25 +387,37 @@ def docker_config(tmp_path: Path, host: str, user: str, password: str) -> dict:
             "DOCKER_AUTH_CONFIG": ""}
 
 
-def test_credentials_come_from_the_docker_config_and_bad_ones_exit_7_naming_the_registry(auth_registry, tmp_path):
+def test_credentials_from_the_docker_config_and_the_registry_ca_option_as_for_build(auth_registry, tmp_path):
     from core.registry.credentials import Credentials, CredentialStore, StaticProvider
+    from core.registry.tls import TLSSettings
 
-    client = RegistryClient(credentials=CredentialStore([StaticProvider(auth_registry.host,
-                                                                        Credentials("ci", "s3cret", "test"))]))
-    amd64 = push_platform_image(auth_registry.host, "app/private", "amd64", tmp_path / "store", client=client)
-    arm64 = push_platform_image(auth_registry.host, "app/private", "arm64", tmp_path / "store", client=client)
-    target = f"{auth_registry.host}/app/private:1"
-    good = docker_config(tmp_path / "good", auth_registry.host, "ci", "s3cret")
-    result = dockyard("manifest", "create", "-t", target, amd64, arm64, env=good)
+    host, ca = auth_registry.host, str(auth_registry.ca_path)
+    client = RegistryClient(credentials=CredentialStore([StaticProvider(host, Credentials("ci", "s3cret", "test"))]),
+                            tls=TLSSettings(ca_files=[(host, ca)]))
+    amd64 = push_platform_image(host, "app/private", "amd64", tmp_path / "store", client=client)
+    arm64 = push_platform_image(host, "app/private", "arm64", tmp_path / "store", client=client)
+    target = f"{host}/app/private:1"
+    good = docker_config(tmp_path / "good", host, "ci", "s3cret")
+    result = dockyard("manifest", "create", "--registry-ca", f"{host}={ca}", "-t", target, amd64, arm64, env=good)
     assert result.returncode == 0, result.stderr
-    inspected = dockyard("manifest", "inspect", "--format", "json", target, env=good)
+    inspected = dockyard("manifest", "inspect", "--registry-certificate", f"{host}={ca}", "--format", "json", target,
+                         env=good)
     assert inspected.returncode == 0, inspected.stderr
     assert {e["platform"] for e in json.loads(inspected.stdout)["manifests"]} == {"linux/amd64", "linux/arm64"}
 
-    bad = docker_config(tmp_path / "bad", auth_registry.host, "ci", "wrong-password")
-    result = dockyard("manifest", "create", "-t", target, amd64, env=bad)
+    # Without the CA the loopback registry is spoken to in plain HTTP, as docker does, which it refuses.
+    without_ca = dockyard("manifest", "inspect", target, env=good)
+    assert without_ca.returncode == 6 and "HTTPS" in without_ca.stderr and host in without_ca.stderr
+
+
+def test_bad_credentials_exit_7_naming_the_registry(auth_registry, tmp_path):
+    host, ca = auth_registry.host, str(auth_registry.ca_path)
+    amd64 = f"{host}/app/private@sha256:{'2' * 64}"
+    bad = docker_config(tmp_path / "bad", host, "ci", "wrong-password")
+    result = dockyard("manifest", "create", "--registry-ca", f"{host}={ca}", "-t", f"{host}/app/private:1", amd64,
+                      env=bad)
     assert result.returncode == 7, result.stderr
-    assert auth_registry.host in result.stderr and "wrong-password" not in result.stderr
+    assert host in result.stderr and "wrong-password" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
