@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
 from tests.e2e.helpers import write_context
 from tests.support import oracle, tree
 from tests.support.users import open_directory, owned_directory
-
-pytestmark = pytest.mark.slow
 
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 BUILDAH_PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -384,6 +383,7 @@ def test_single_platform_builds_merged_by_manifest_create_give_the_same_images(r
 # ---------------------------------------------------------------------------------------------- buildah oracle
 
 
+@pytest.mark.slow
 def test_each_platform_holds_what_buildah_builds(registry, multiplatform_base, context, emulation_ready,
                                                  tmp_path):
     ours = f"{registry.host}/multiplatform/ours-vs-buildah:1"
