@@ -9,6 +9,8 @@ Public API:
   temp dirs all under ``workdir`` (never the host's /var/lib/containers), then (``push``) pushes ``tag`` (a
   reference on the loopback registry) to ``docker://tag``.  Calls sharing a ``workdir`` share buildah's
   storage and so its layer cache.
+* ``buildah_manifest_build(context, dockerfile, dest, workdir, platforms, build_args={})``: ``buildah bud
+  --platform A,B --manifest NAME`` then ``buildah manifest push --all`` to ``docker://dest`` (an image index).
 * Without pushing: ``buildah_export_oci(tag, workdir, dest)`` writes the built image to an OCI layout,
   ``buildah_config(tag, workdir)`` gives its docker-format config, ``buildah_remove(tag, workdir)`` untags it.
 * ``buildah_manifest_index(sources, workdir) -> dict``: the index ``buildah manifest create`` + ``manifest add``
@@ -215,6 +217,13 @@ class _BuildahEnv:
                 "--storage-driver", self.driver, *args]
 
 
+def buildah_world(workdir: Path, registries: Sequence[str], driver: str = "vfs") -> _BuildahEnv:
+    """buildah's private world under ``workdir`` (the benchmarks': their own commands, a driver of their choice):
+    ``.cmd(*args)`` gives a buildah command line using it, ``.env`` its environment, ``.policy`` the signature
+    policy file; ``registries`` are the loopback registries it may use over plain HTTP."""
+    return _BuildahEnv(workdir, driver, registries)
+
+
 def _pick_storage_driver() -> str:
     """vfs, unless DOCKYARD_TEST_BUILDAH_DRIVER says otherwise.
 
@@ -280,6 +289,24 @@ def buildah_build(
             benv.cmd("push", "--tls-verify=false", "--signature-policy", str(benv.policy), tag, f"docker://{tag}"),
             PUSH_TIMEOUT, env=benv.env, cwd=workdir,
         )
+
+
+def buildah_manifest_build(context: Path, dockerfile: Path, dest: str, workdir: Path, platforms: Sequence[str],
+                           build_args: Mapping[str, str] = {},  # never mutated
+                           ) -> None:
+    """A multi-platform build: ``buildah bud --platform A,B --manifest NAME`` (each platform's RUN through
+    binfmt_misc, which must be registered), then ``buildah manifest push --all NAME docker://dest``: an image
+    index of every platform at ``dest`` (a reference on the loopback registry)."""
+    benv = _buildah_env(workdir, dest)
+    name = "localhost/dockyard-oracle-manifest:latest"
+    cmd = benv.cmd("bud", "--isolation", "chroot", "--layers", "--tls-verify=false",
+                   "--signature-policy", str(benv.policy), "--format", "oci", "--platform", ",".join(platforms),
+                   "--manifest", name, "-f", str(Path(dockerfile).resolve()))
+    for key, value in build_args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    run_tool([*cmd, str(Path(context).resolve())], BUILD_TIMEOUT, env=benv.env, cwd=workdir)
+    run_tool(benv.cmd("manifest", "push", "--all", "--tls-verify=false", "--signature-policy", str(benv.policy),
+                      name, f"docker://{dest}"), PUSH_TIMEOUT, env=benv.env, cwd=workdir)
 
 
 def buildah_export_oci(tag: str, workdir: Path, dest: Path) -> Path:
