@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,3 +317,40 @@ def test_builder_image_builds_two_platforms_through_its_own_qemu(profile, runtim
         rootfs = oracle.unpack(layout, tmp_path / f"bundle-{arch}")
         assert (rootfs / "machine").read_text() == UNAME_MACHINE[platform] + "\n", platform
         assert not list(rootfs.glob("**/qemu-*")), f"an emulator reached the {platform} image"
+
+
+def _doctor_row(report: str, platform: str) -> str:
+    return next(line.strip() for line in report.splitlines() if line.strip().startswith(platform + "  "))
+
+
+def test_builder_image_emulators_and_how_a_user_adds_one(runtime, builder_images, tmp_path):
+    """`dockyard doctor` in the executor image (restricted profile): arm64 and arm/v7 through the image's own
+    emulators, s390x unavailable; then s390x's emulator added as the Dockerfile's comment says: the one program
+    mounted into /dockyard/qemu, or a directory of emulators mounted and named in DOCKYARD_QEMU_DIR."""
+    s390x = Path("/usr/bin/qemu-s390x-static")
+    if not s390x.exists():
+        pytest.skip("qemu-user-static is not installed here (scripts/install.sh installs it)")
+
+    def doctor(**kwargs) -> str:
+        ran = runtime.run(builder_images.executor, ["doctor"], entrypoint="/dockyard/bin/dockyard",
+                          flags=podman.RESTRICTED_PROFILE, **kwargs)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "platforms (how RUN steps for each run in the proot mode):" in ran.stdout, ran.stdout
+        return ran.stdout
+
+    report = doctor()
+    for platform, qemu in (("linux/arm64", "qemu-aarch64-static"), ("linux/arm/v7", "qemu-arm-static")):
+        assert f"QEMU through proot -q /dockyard/qemu/{qemu}" in _doctor_row(report, platform), report
+    assert "unavailable: no QEMU emulator qemu-s390x-static in /dockyard/qemu" in _doctor_row(report, "linux/s390x")
+
+    report = doctor(volumes={s390x: "/dockyard/qemu/qemu-s390x-static"})
+    assert "QEMU through proot -q /dockyard/qemu/qemu-s390x-static" in _doctor_row(report, "linux/s390x"), report
+    assert "QEMU through proot -q /dockyard/qemu/qemu-aarch64-static" in _doctor_row(report, "linux/arm64")
+
+    mine = tmp_path / "emulators"
+    mine.mkdir()
+    mine.chmod(0o755)
+    shutil.copy2(s390x, mine)
+    report = doctor(volumes={mine: "/opt/qemu"}, env={"DOCKYARD_QEMU_DIR": "/opt/qemu"})
+    assert "QEMU through proot -q /opt/qemu/qemu-s390x-static" in _doctor_row(report, "linux/s390x"), report
+    assert "unavailable" in _doctor_row(report, "linux/arm64"), report  # that directory alone is looked at
