@@ -37,11 +37,16 @@ fi
 
 # .deb files of Debian's own that tests install from a loopback repository (tests/support/debian_repo.py), fetched
 # now because tests never reach Debian's mirror. Kept in .cache/debs (git-ignored). proot and libtalloc2: what the
-# builder image's apt installs (images/builder/Dockerfile, tests/e2e/test_builder_image.py).
-TEST_DEBS=(busybox-static proot libtalloc2)
+# builder image's apt installs (images/builder/Dockerfile, tests/e2e/test_builder_image.py). qemu-user-static: the
+# builder image's emulators for arm64 and arm/v7 come from it (a 62 MB download, taken from apt's own cache when
+# the package was just installed from it).
+TEST_DEBS=(busybox-static proot libtalloc2 qemu-user-static)
 mkdir -p .cache/debs
 for p in "${TEST_DEBS[@]}"; do
-  compgen -G ".cache/debs/${p}_*.deb" >/dev/null || (cd .cache/debs && apt-get download -qq "$p" 2>/dev/null) ||
+  compgen -G ".cache/debs/${p}_*.deb" >/dev/null && continue
+  compgen -G "/var/cache/apt/archives/${p}_*.deb" >/dev/null && cp /var/cache/apt/archives/"${p}"_*.deb .cache/debs/ &&
+    continue
+  (cd .cache/debs && apt-get download -qq "$p" 2>/dev/null) ||
     { apt-get update -qq && (cd .cache/debs && apt-get download -qq "$p"); }
 done
 

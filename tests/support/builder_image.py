@@ -26,8 +26,8 @@ from tests.support.debian_repo import cached_debs, make_repo, serve
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "images/builder/Dockerfile"
 # What the builder image's apt installs (proot; busybox-static for the debug target) and what they depend on
-# beyond the base.
-IMAGE_DEBS = ("proot", "libtalloc2", "busybox-static")
+# beyond the base; qemu-user-static, which its qemu stage downloads for two of its emulators.
+IMAGE_DEBS = ("proot", "libtalloc2", "busybox-static", "qemu-user-static")
 
 
 @dataclass(frozen=True)
