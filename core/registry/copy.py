@@ -13,7 +13,7 @@ holds is not copied again: a registry only stores a manifest once it holds every
 from __future__ import annotations
 
 import json
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from functools import partial
 from typing import Any
 
 from ..errors import RegistryError
@@ -22,6 +22,7 @@ from ..image.blobs import BlobStore
 from ..image.model import INDEX_TYPES, Descriptor
 from ..image.reference import Reference
 from .client import ALL_MANIFEST_TYPES, SCHEMA1_TYPES, RegistryClient
+from .parallel import run_all
 
 # Indexes inside indexes are legal, but a chain deeper than this is a loop or an attack, not an image.
 MAX_DEPTH = 8
@@ -98,18 +99,8 @@ def _copy_blobs(client: RegistryClient, source: Reference, target: Reference, bl
     """The blobs of one manifest, up to the client's parallel transfers at a time; the first failure stops the
     ones not started and is raised."""
     unique = list({blob.digest: blob for blob in blobs}.values())  # an image may repeat a layer
-    if len(unique) <= 1 or client.max_parallel == 1:
-        for blob in unique:
-            copy_blob(client, source, target, blob, store)
-        return
-    with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(unique)), thread_name_prefix="copy") as pool:
-        futures = [pool.submit(copy_blob, client, source, target, blob, store) for blob in unique]
-        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
+    run_all([partial(copy_blob, client, source, target, blob, store) for blob in unique], client.max_parallel,
+            "copy")
 
 
 def _document(body: bytes, source: Reference, digest: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ first and manifests last because a registry refuses a manifest whose blobs it do
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 from ..errors import RegistryError, UsageError
 from ..events import ImagePushed
@@ -19,6 +20,7 @@ from ..image.index import ImageIndex
 from ..image.model import Image, Layer
 from ..image.reference import Reference
 from .client import RegistryClient
+from .parallel import run_all
 
 
 def _repositories(refs: list[Reference]) -> list[Reference]:
@@ -131,14 +133,8 @@ def _upload_blobs(client: RegistryClient, images: list[Image], store: BlobStore,
             blobs.setdefault(layer.digest, layer.size)
         blobs.setdefault(config_desc.digest, config_desc.size)
 
-    with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(blobs)), thread_name_prefix="push") as pool:
-        futures = [pool.submit(_upload_everywhere, client, repositories, d, size, store) for d, size in blobs.items()]
-        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
+    run_all([partial(_upload_everywhere, client, repositories, digest, size, store) for digest, size in blobs.items()],
+            client.max_parallel, "push")
 
 
 def _put_everywhere(client: RegistryClient, refs: list[Reference], digest: str, body: bytes,
