@@ -29,7 +29,8 @@ from tests.support.images import one_layer_image
 
 # go-securesystemslib's encrypted package (cosign's key sealing) test vectors, passphrase "supersecret": the bytes
 # "reallyimportant" sealed as they are, and sealed as a JSON string (base64) under each scrypt parameter set.
-SEALED_RAW = (b'{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":"N9a7x5JFGbrtB2uBR81jPwp0eiLR4A7FV3mjVAQrg1g="},'
+SEALED_RAW = (b'{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},'
+              b'"salt":"N9a7x5JFGbrtB2uBR81jPwp0eiLR4A7FV3mjVAQrg1g="},'
               b'"cipher":{"name":"nacl/secretbox","nonce":"2h8HxMmgRfuYdpswZBQaU3xJ1nkA/5Ik"},'
               b'"ciphertext":"SEW6sUh0jf2wfdjJGPNS9+bkk2uB+Cxamf32zR8XkQ=="}')
 SEALED_VECTORS = [
@@ -81,7 +82,7 @@ def public_key(path: Path) -> Path:
 @pytest.mark.parametrize("sealed", SEALED_VECTORS)
 def test_cosign_sealing_test_vectors_open(sealed):
     assert base64.b64decode(json.loads(decrypt_cosign_key(sealed, b"supersecret"))) == b"reallyimportant"
-    with pytest.raises(SigningError, match="passphrase .* is wrong"):
+    with pytest.raises(SigningError, match=r"passphrase .* is wrong"):
         decrypt_cosign_key(sealed, b"supersecreT")
     assert decrypt_cosign_key(SEALED_RAW, b"supersecret") == b"reallyimportant"
 
@@ -93,7 +94,7 @@ def test_a_key_cosign_wrote_is_read(tmp_path):
     (tmp_path / "pub.pem").write_text(key.public_pem)
     assert signatures.openssl_verifies(tmp_path / "pub.pem", key.sign(b"payload"), b"payload")
     assert not signatures.openssl_verifies(tmp_path / "pub.pem", key.sign(b"payload"), b"payloaD")
-    with pytest.raises(SigningError, match="passphrase .* is wrong"):
+    with pytest.raises(SigningError, match=r"passphrase .* is wrong"):
         parse_signing_key(COSIGN_KEY, "cosign.key", b"not-empty")
 
 
@@ -184,7 +185,8 @@ def test_one_image_signed_in_both_forms_verifies_and_others_do_not(registry, sto
     assert not signatures.image_verifies(registry.host, "signing/one", image.digest, public_key(other))
     # The classic payload is cosign's, naming the repository and the digest.
     [classic] = signatures.classic_signatures(registry.host, "signing/one", image.digest)
-    assert json.loads(classic.payload) == {"critical": {"identity": {"docker-reference": f"{registry.host}/signing/one"},
+    repository = f"{registry.host}/signing/one"
+    assert json.loads(classic.payload) == {"critical": {"identity": {"docker-reference": repository},
                                                         "image": {"docker-manifest-digest": image.digest},
                                                         "type": "cosign container image signature"},
                                            "optional": None}

@@ -44,21 +44,21 @@ class SigningKey:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        return self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return bytes(self.private_key.sign(data, ec.ECDSA(hashes.SHA256())))
 
     @property
     def public_der(self) -> bytes:
         from cryptography.hazmat.primitives import serialization
 
-        return self.private_key.public_key().public_bytes(serialization.Encoding.DER,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+        return bytes(self.private_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
 
     @property
     def public_pem(self) -> str:
         from cryptography.hazmat.primitives import serialization
 
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return str(self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
 
     @property
     def hint(self) -> str:
@@ -105,7 +105,7 @@ def parse_signing_key(text: str, source: str, passphrase: Any = None) -> Signing
         if passphrase is None:
             raise SigningError(f"the signing key {source} is encrypted, and no passphrase was given",
                                hint="add passphrase-env=VAR or passphrase-file=FILE to --sign")
-        return passphrase() if callable(passphrase) else passphrase
+        return bytes(passphrase() if callable(passphrase) else passphrase)
 
     blocks = [(kind, body) for kind, body in _PEM_RE.findall(text) if kind != "EC PARAMETERS"]
     if not blocks:

@@ -34,7 +34,9 @@ from .store import push_classic_signature, push_referrer, referrers_api
 class Signer(Protocol):
     """What signs: a key here, a Fulcio certificate's key in keyless.py."""
 
-    kind: str  # "key" or "keyless"
+    @property
+    def kind(self) -> str:
+        """"key" or "keyless" (the metadata's `kind`)."""
 
     def sign(self, data: bytes) -> bytes:
         """The signature of `data` (DER ECDSA over SHA-256)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..image.blobs import BlobStore
@@ -108,7 +108,7 @@ def push_referrer(client: RegistryClient, repo: Reference, subject: Descriptor, 
     client.upload_blob(repo, empty_digest, len(EMPTY_JSON), store)
     bundle_digest = store.put_bytes(bundle)
     client.upload_blob(repo, bundle_digest, len(bundle), store)
-    when = (created or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     annotations = {BUNDLE_CONTENT_ANNOTATION: content, BUNDLE_PREDICATE_ANNOTATION: predicate_type,
                    CREATED_ANNOTATION: when}
     manifest = canonical_json({

@@ -39,6 +39,12 @@ def get(host: str, repo: str, path: str, accept: str = MANIFEST_TYPES) -> bytes 
         raise
 
 
+def must_get(host: str, repo: str, path: str, accept: str = MANIFEST_TYPES) -> bytes:
+    body = get(host, repo, path, accept)
+    assert body is not None, f"{host}/{repo}: {path} does not exist"
+    return body
+
+
 def manifest_digest(host: str, repo: str, tag: str) -> str:
     body = get(host, repo, f"manifests/{tag}")
     assert body is not None, f"{host}/{repo}:{tag} does not exist"
@@ -60,7 +66,7 @@ def classic_signatures(host: str, repo: str, digest: str) -> list[ClassicSignatu
     found = []
     for layer in json.loads(body)["layers"]:
         assert layer["mediaType"] == SIMPLE_SIGNING, layer
-        payload = get(host, repo, f"blobs/{layer['digest']}", accept="*/*")
+        payload = must_get(host, repo, f"blobs/{layer['digest']}", accept="*/*")
         annotations = layer.get("annotations") or {}
         found.append(ClassicSignature(payload, base64.b64decode(annotations["dev.cosignproject.cosign/signature"]),
                                       annotations))
@@ -79,11 +85,11 @@ def referrer_bundles(host: str, repo: str, digest: str) -> list[bytes]:
     for entry in json.loads(index)["manifests"]:
         if entry.get("artifactType") != BUNDLE:
             continue
-        manifest = json.loads(get(host, repo, f"manifests/{entry['digest']}"))
+        manifest = json.loads(must_get(host, repo, f"manifests/{entry['digest']}"))
         assert manifest["subject"]["digest"] == digest, manifest
         for layer in manifest["layers"]:
             if layer["mediaType"] == BUNDLE:
-                bundles.append(get(host, repo, f"blobs/{layer['digest']}", accept="*/*"))
+                bundles.append(must_get(host, repo, f"blobs/{layer['digest']}", accept="*/*"))
     return bundles
 
 
