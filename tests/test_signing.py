@@ -268,6 +268,30 @@ def test_an_index_and_its_attestation_manifests_are_signed(registry, store, tmp_
     assert [s.digest for s in hook.signatures if s.tag] == [index.digest, statement.digest]
 
 
+def test_a_registry_with_the_referrers_api_gets_no_fallback_tag(registry, store, tmp_path):
+    """Debian's registry has no referrers API; the fault proxy stands in for one that has (it answers the
+    referrers query with an index, as such a registry does) to test the detection."""
+    from tests.support.fault_proxy import FaultProxy
+
+    key = ec_key(tmp_path / "k.pem")
+    proxy = FaultProxy(registry.port).start()
+    try:
+        index = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+        proxy.add("status", method="GET", path="/referrers/sha256:", status=200, times=-1, body=index,
+                  headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+        options = signed_options(tmp_path, f"{proxy.host}/signing/api:1", key)
+        image = finalize(one_layer_image(store), options)
+        written = writer(options, store).write([image], options.tags, frozenset())
+        [referrer] = [s for s in written.signatures if "referrer" in s]
+        assert referrer["stored"] == "referrers-api"
+        # The referrer manifest was put by digest, and no fallback index under sha256-<hex>.
+        assert proxy.requests("PUT", "/manifests/" + referrer["referrer"] + "$")
+        assert not proxy.requests("PUT", "/manifests/" + image.digest.replace(":", "-") + "$")
+        assert proxy.requests("PUT", "/manifests/1$")
+    finally:
+        proxy.stop()
+
+
 def test_a_refused_signature_moves_no_tag(registry, store, tmp_path):
     from tests.support.fault_proxy import FaultProxy
 
