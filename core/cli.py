@@ -215,6 +215,9 @@ def _add_manifest_commands(sub: SubParsers) -> None:
                         help="annotate the index (index:, the default) or its entries "
                              "(manifest-descriptor[PLATFORM]:) (repeatable)")
     create.add_argument("--dry-run", action="store_true", help="print the index instead of pushing it")
+    create.add_argument("--sign", metavar="key=PATH[,passphrase-env=VAR|passphrase-file=FILE]|keyless",
+                        help="sign the index (and the attestation manifests it lists) as cosign does, before the "
+                             "tags move (as dockyard build --sign)")
     create.add_argument("--digest-file", metavar="FILE", help="write the index digest to FILE")
     create.add_argument("--progress", choices=["auto", "plain", "json"], default="auto",
                         help="progress output on standard error: plain lines or JSON events")

@@ -64,3 +64,28 @@ def test_a_wrong_passphrase_is_exit_code_11_and_nothing_is_tagged(registry, tmp_
     assert done.returncode == 11, done.stderr
     assert "passphrase given for the signing key" in done.stderr and "Traceback" not in done.stderr
     assert signatures.get(registry.host, "signing-cli/refused", "manifests/1") is None
+
+
+def test_manifest_create_signs_the_index_it_assembles(registry, tmp_path):
+    key, public = make_key(tmp_path)
+    repo = f"{registry.host}/signing-cli/assembled"
+    digests = []
+    for arch in ("amd64", "arm64"):
+        context = write_context(tmp_path / arch, {"Dockerfile": DOCKERFILE, "hello": f"{arch}\n"})
+        digest_file = tmp_path / f"{arch}.digest"
+        done = dockyard("build", "--platform", f"linux/{arch}", "--progress", "plain",
+                        "--cache-dir", str(tmp_path / "cache"), "--digest-file", str(digest_file),
+                        "--output", f"type=registry,name={repo},push-by-digest=true", str(context))
+        assert done.returncode == 0, done.stderr
+        digests.append(digest_file.read_text().strip())
+    done = dockyard("manifest", "create", "--progress", "plain", "-t", f"{repo}:1",
+                    "--sign", f"key={key},passphrase-env=KEY_PASSPHRASE", *digests, env={"KEY_PASSPHRASE": "s3cret"})
+    assert done.returncode == 0, done.stderr
+    index_digest = done.stdout.strip()
+    assert signatures.manifest_digest(registry.host, "signing-cli/assembled", "1") == index_digest
+    assert signatures.image_verifies(registry.host, "signing-cli/assembled", index_digest, public)
+    # A wrong passphrase: exit code 11 before any request, the tag not moved.
+    done = dockyard("manifest", "create", "--progress", "plain", "-t", f"{repo}:2",
+                    "--sign", f"key={key},passphrase-env=KEY_PASSPHRASE", *digests, env={"KEY_PASSPHRASE": "no"})
+    assert done.returncode == 11, done.stderr
+    assert signatures.get(registry.host, "signing-cli/assembled", "manifests/2") is None
