@@ -145,6 +145,21 @@ def test_bad_keys_and_passphrases_are_clear_errors(tmp_path):
     assert SigningError.exit_code == 11
 
 
+def test_payloads_are_the_bytes_cosign_signs():
+    from dockyard.signing.formats import docker_reference, signature_tag, signing_statement, simple_signing_payload
+
+    digest = "sha256:" + "ab" * 32
+    assert simple_signing_payload(docker_reference("docker.io", "library/alpine"), digest) == (
+        b'{"critical":{"identity":{"docker-reference":"index.docker.io/library/alpine"},'
+        b'"image":{"docker-manifest-digest":"' + digest.encode() + b'"},"type":"cosign container image signature"},'
+        b'"optional":null}')
+    assert docker_reference("localhost:5000", "team/app") == "localhost:5000/team/app"
+    assert json.loads(signing_statement(digest)) == {
+        "_type": "https://in-toto.io/Statement/v1", "subject": [{"digest": {"sha256": "ab" * 32}, "annotations": {}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}}
+    assert signature_tag(digest) == "sha256-" + "ab" * 32 + ".sig"
+
+
 def test_sign_option_parsing():
     assert SigningSpec.parse("key=k.pem,passphrase-env=V") == SigningSpec("key", "k.pem", passphrase_env="V")
     assert SigningSpec.parse("keyless,oidc-token-env=T").options == (("oidc-token-env", "T"),)
