@@ -330,6 +330,22 @@ def test_a_refused_signature_moves_no_tag(registry, store, tmp_path):
         proxy.stop()
 
 
+def test_a_tag_holding_something_else_is_not_overwritten(registry, store, tmp_path):
+    key = ec_key(tmp_path / "k.pem")
+    options = signed_options(tmp_path, f"{registry.host}/signing/occupied:1", key)
+    image = finalize(one_layer_image(store), options)
+    # An ordinary image sits where the signature manifest would go.
+    squatter = finalize(one_layer_image(store), replace(options, signing=None))
+    squatter_ref = f"{registry.host}/signing/occupied:{image.digest.replace(':', '-')}.sig"
+    writer(replace(options, signing=None, tags=(squatter_ref,)), store).write([squatter], (squatter_ref,),
+                                                                            frozenset())
+    with pytest.raises(SigningError, match="holds something that is not a signature manifest"):
+        writer(options, store).write([image], options.tags, frozenset())
+    assert signatures.manifest_digest(registry.host, "signing/occupied",
+                                      image.digest.replace(":", "-") + ".sig") == squatter.digest
+    assert signatures.get(registry.host, "signing/occupied", "manifests/1") is None
+
+
 def test_a_bad_passphrase_fails_before_anything_is_pushed(registry, store, tmp_path):
     key = ec_key(tmp_path / "k.pem")
     sealed = tmp_path / "cosign.key"
