@@ -5,21 +5,20 @@ Fulcio, Rekor and the timestamp authority are @sigstore/mock's (the sigstore-js 
 services cannot be reached from here) served on loopback by tests/support/sigstore_mock_server.cjs, which
 writes the trusted root naming their keys. The OIDC token is made here: the mock Fulcio, like the real one for
 an unknown issuer, does not check its signature, only reads its claims (issuer, subject, audience). The verifier
-is sigstore-js (@sigstore/verify), through tests/support/sigstore_verify_keyless.cjs."""
+is sigstore-js (@sigstore/verify), through tests/support/sigstore_verify_keyless.cjs (tests/support/sigstore_mock.py
+drives both)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-import subprocess
 import threading
-import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
-import jwt
 import pytest
 
 from dockyard.errors import SigningError
@@ -34,35 +33,13 @@ from dockyard.signing.spec import SigningSpec
 from tests.support import signatures
 from tests.support.images import one_layer_image
 from tests.support.registry import free_port
-
-SUPPORT = Path(__file__).parent / "support"
-ISSUER = "https://token.actions.githubusercontent.com"
-IDENTITY = "https://github.com/example/app/.github/workflows/build.yml@refs/heads/main"
-
+from tests.support.sigstore_mock import (IDENTITY, ISSUER, image_verifies, oidc_token, running_sigstore_mock,
+                                         sigstore_js)
 
 @pytest.fixture(scope="module")
 def sigstore_mock(tmp_path_factory):
-    """@sigstore/mock's Fulcio, Rekor and TSA on a loopback port: (url, trusted root path)."""
-    workdir = tmp_path_factory.mktemp("sigstore-mock")
-    process = subprocess.Popen(["node", str(SUPPORT / "sigstore_mock_server.cjs"), str(workdir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={"NODE_PATH": str(signatures.NODE_MODULES), "PATH": "/usr/local/bin:/usr/bin:/bin"})
-    try:
-        line = process.stdout.readline() if process.stdout else ""
-        if not line:
-            raise RuntimeError(f"the Sigstore mock did not start: {process.stderr.read() if process.stderr else ''}")
-        yield json.loads(line)["url"], workdir / "trusted_root.json"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def oidc_token(audience: str = "sigstore", lifetime: int = 600, subject: str = IDENTITY) -> str:
-    """A token with GitHub Actions' issuer and claims (its signature is nobody's: Fulcio-like services only
-    read the claims of a token from an issuer they do not know)."""
-    now = int(time.time())
-    return jwt.encode({"iss": ISSUER, "aud": audience, "sub": subject, "iat": now - 5, "nbf": now - 5,
-                       "exp": now + lifetime}, "not-a-real-key-but-long-enough-for-hs256", algorithm="HS256")
+    with running_sigstore_mock(tmp_path_factory.mktemp("sigstore-mock")) as mock:
+        yield mock.url, mock.trusted_root
 
 
 def keyless_spec(sigstore_mock, **overrides: str) -> SigningSpec:
@@ -73,21 +50,7 @@ def keyless_spec(sigstore_mock, **overrides: str) -> SigningSpec:
 
 
 def verify(bundle: bytes, root: Path, digest: str, identity: str = IDENTITY, issuer: str = ISSUER) -> str:
-    """sigstore-js's verdict: "verified", or why not."""
-    bundle_path = root.parent / f"bundle-{time.monotonic_ns()}.json"
-    bundle_path.write_bytes(bundle)
-    done = subprocess.run(["node", str(SUPPORT / "sigstore_verify_keyless.cjs"), str(bundle_path), str(root),
-                           identity, issuer, digest], capture_output=True, text=True, timeout=120,
-                          env={"NODE_PATH": str(signatures.NODE_MODULES), "PATH": "/usr/local/bin:/usr/bin:/bin"})
-    assert done.stdout.strip(), done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
-def image_verifies(host: str, repo: str, digest: str, root: Path, **kwargs: str) -> bool:
-    """cosign v3's lookup and check: the digest's Sigstore bundle referrers (referrers API or fallback tag),
-    any of which sigstore-js verifies for the identity and the digest."""
-    return any(verify(b, root, digest, **kwargs) == "verified"
-               for b in signatures.referrer_bundles(host, repo, digest))
+    return sigstore_js(bundle, root, digest, identity=identity, issuer=issuer)
 
 
 @pytest.fixture
@@ -206,14 +169,7 @@ def test_the_classic_signature_carries_the_certificate_and_the_rekor_entry(regis
 
 
 def verify_message(bundle: bytes, root: Path, artifact: bytes) -> str:
-    path = root.parent / f"message-{time.monotonic_ns()}"
-    Path(f"{path}.json").write_bytes(bundle)
-    path.write_bytes(artifact)
-    done = subprocess.run(["node", str(SUPPORT / "sigstore_verify_keyless.cjs"), f"{path}.json", str(root),
-                           IDENTITY, ISSUER, "-", str(path)], capture_output=True, text=True, timeout=120,
-                          env={"NODE_PATH": str(signatures.NODE_MODULES), "PATH": "/usr/local/bin:/usr/bin:/bin"})
-    assert done.stdout.strip(), done.stderr
-    return done.stdout.strip().splitlines()[-1]
+    return sigstore_js(bundle, root, "-", artifact=artifact)
 
 
 # --- where the token comes from ----------------------------------------------------------------------------------
@@ -223,9 +179,9 @@ class _TokenRequests(BaseHTTPRequestHandler):
     """GitHub Actions' OIDC token endpoint, as the runner serves it: GET with the request token as bearer and
     the audience as a query parameter; answers {"value": JWT}."""
 
-    seen: list[tuple[str, str]] = []
+    seen: ClassVar[list[tuple[str, str]]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:  # http.server's name
         type(self).seen.append((self.path, self.headers.get("Authorization", "")))
         if self.headers.get("Authorization", "").lower() != "bearer runner-request-token":
             self.send_response(401)

@@ -165,6 +165,7 @@ def client_trust_config_document(options: KeylessOptions) -> dict[str, Any] | No
     except ValueError as exc:
         raise SigningError(f"the trusted root {path} is not JSON: {exc}") from None
     media_type = str(doc.get("mediaType", "")) if isinstance(doc, dict) else ""
+    config: dict[str, Any]
     if media_type == _CLIENT_TRUST_CONFIG:
         config = doc
     elif media_type.startswith(_TRUSTED_ROOT_PREFIX):
@@ -242,7 +243,7 @@ class KeylessSigner:
             fulcio_certs = config.trusted_root.get_fulcio_certs()
         except SigningError:
             raise
-        except Exception as exc:  # noqa: BLE001 - see above
+        except Exception as exc:  # any failure: see above
             raise SigningError(f"cannot get a signing certificate from {self._where}: {_describe(exc)}",
                                hint="check that Fulcio is reachable from the job; the image was pushed by "
                                     "digest only: no tag was moved") from None
@@ -254,7 +255,7 @@ class KeylessSigner:
     def _log(self, sign: Any, what: str) -> dict[str, Any]:
         try:
             bundle = sign()
-        except Exception as exc:  # noqa: BLE001 - sigstore-python's Rekor client raises private classes
+        except Exception as exc:  # sigstore-python's Rekor client raises private classes
             where = f"Rekor at {self._options.rekor_url}" if self._options.rekor_url else "Rekor"
             raise SigningError(f"cannot log the signature of {what} in {where}: {_describe(exc)}",
                                hint="check that Rekor is reachable from the job; the image was pushed by "
