@@ -73,8 +73,9 @@ def sigstore_js(bundle: bytes, trusted_root: Path, digest: str, *, identity: str
     return done.stdout.strip().splitlines()[-1]
 
 
-def image_verifies(host: str, repo: str, digest: str, trusted_root: Path, **kwargs: str) -> bool:
+def image_verifies(host: str, repo: str, digest: str, trusted_root: Path, *, identity: str = IDENTITY,
+                   issuer: str = ISSUER) -> bool:
     """cosign v3's lookup and check: the digest's Sigstore bundle referrers (referrers API or fallback tag), any
     of which sigstore-js verifies for the identity and the digest."""
-    return any(sigstore_js(b, trusted_root, digest, **kwargs) == "verified"
+    return any(sigstore_js(b, trusted_root, digest, identity=identity, issuer=issuer) == "verified"
                for b in signatures.referrer_bundles(host, repo, digest))
