@@ -143,7 +143,11 @@ def test_the_classic_signature_carries_the_certificate_and_the_rekor_entry(regis
     assert json.loads(classic.payload)["critical"]["image"]["docker-manifest-digest"] == image.digest
     certificate = classic.annotations["dev.sigstore.cosign/certificate"]
     assert certificate.startswith("-----BEGIN CERTIFICATE-----")
-    assert classic.annotations["dev.sigstore.cosign/chain"].startswith("-----BEGIN CERTIFICATE-----")
+    # The chain: the certificate's issuer up to the root, here the mock Fulcio's one root.
+    chain = classic.annotations["dev.sigstore.cosign/chain"]
+    [ca_root] = json.loads(root.read_text())["certificateAuthorities"][0]["certChain"]["certificates"]
+    assert chain.count("-----BEGIN CERTIFICATE-----") == 1
+    assert base64.b64decode("".join(chain.strip().splitlines()[1:-1])) == base64.b64decode(ca_root["rawBytes"])
     rekor = json.loads(classic.annotations["dev.sigstore.cosign/bundle"])
     assert set(rekor) == {"SignedEntryTimestamp", "Payload"}
     assert json.loads(base64.b64decode(rekor["Payload"]["body"]))["kind"] == "hashedrekord"
@@ -279,3 +283,45 @@ def test_a_nameless_subject_gets_an_empty_name():
     named = json.loads(with_subject_names(statement))
     assert named["subject"] == [{"name": "", "digest": {"sha256": "ab" * 32}, "annotations": {}}]
     assert with_subject_names(with_subject_names(statement)) == with_subject_names(statement)
+
+
+def test_a_client_trust_config_names_the_services_and_the_urls_override_it(registry, store, tmp_path,
+                                                                          sigstore_mock):
+    url, root = sigstore_mock
+    closed = f"http://127.0.0.1:{free_port()}"
+
+    def service(where: str) -> dict:
+        return {"url": where, "majorApiVersion": 1, "validFor": {"start": "2020-01-01T00:00:00Z"},
+                "operator": "test"}
+
+    def config(fulcio: str) -> Path:
+        path = tmp_path / f"trust-{len(list(tmp_path.glob('trust-*')))}.json"
+        path.write_text(json.dumps({
+            "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+            "trustedRoot": json.loads(root.read_text()),
+            "signingConfig": {"mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+                              "caUrls": [service(fulcio)], "oidcUrls": [], "rekorTlogUrls": [service(url)],
+                              "tsaUrls": [], "rekorTlogConfig": {"selector": "ANY"},
+                              "tsaConfig": {"selector": "ANY"}}}))
+        return path
+
+    environ = {"CI_SIGSTORE_TOKEN": oidc_token()}
+    # The services the config names, no URLs given.
+    spec = keyless_spec(sigstore_mock, **{"trusted-root": str(config(url)), "fulcio-url": "", "rekor-url": ""})
+    options = keyless_options(tmp_path, f"{registry.host}/keyless/trust-config:1", spec, environ)
+    image = finalize(one_layer_image(store), options)
+    writer(options, store).write([image], options.tags, frozenset())
+    assert image_verifies(registry.host, "keyless/trust-config", image.digest, root)
+    # A config naming a Fulcio that is not there, corrected by fulcio-url=.
+    spec = keyless_spec(sigstore_mock, **{"trusted-root": str(config(closed)), "rekor-url": ""})
+    options = keyless_options(tmp_path, f"{registry.host}/keyless/trust-config:2", spec, environ)
+    image = finalize(one_layer_image(store, {"second": b"image"}), options)
+    writer(options, store).write([image], options.tags, frozenset())
+    assert image_verifies(registry.host, "keyless/trust-config", image.digest, root)
+    # Without the override, that Fulcio is the one asked.
+    spec = keyless_spec(sigstore_mock, **{"trusted-root": str(config(closed)), "fulcio-url": "", "rekor-url": ""})
+    options = keyless_options(tmp_path, f"{registry.host}/keyless/trust-config:3", spec, environ)
+    image = finalize(one_layer_image(store, {"third": b"image"}), options)
+    with pytest.raises(SigningError) as caught:
+        writer(options, store).write([image], options.tags, frozenset())
+    assert "signing certificate" in caught.value.message and closed.split("//")[1] in caught.value.message

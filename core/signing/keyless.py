@@ -212,19 +212,19 @@ class KeylessSigner:
 
     kind = "keyless"
 
-    def __init__(self, source: TokenSource, trust: dict[str, Any] | None, options: KeylessOptions,
-                 events: Events):
+    def __init__(self, source: TokenSource, trust: dict[str, Any] | None, events: Events):
         self._source = source
         self._trust = trust
-        self._options = options
         self._events = events
         self._signer: Any = None
-        self._chain_pem = ""
+        self._fulcio_certs: list[Any] = []
 
-    @property
-    def _where(self) -> str:
-        return "Sigstore's public-good instance" if self._trust is None else \
-            f"Fulcio at {self._options.fulcio_url or 'the URL of the client trust config'}"
+    def _where(self, name: str, field: str) -> str:
+        """Which service, for messages: `field` is its list in the signing config."""
+        if self._trust is None:
+            return f"{name} of Sigstore's public-good instance"
+        services = self._trust.get("signingConfig", {}).get(field) or [{}]
+        return f"{name} at {services[0].get('url', '(no URL in the client trust config)')}"
 
     def _ready(self) -> Any:
         if self._signer is not None:
@@ -244,11 +244,12 @@ class KeylessSigner:
         except SigningError:
             raise
         except Exception as exc:  # any failure: see above
-            raise SigningError(f"cannot get a signing certificate from {self._where}: {_describe(exc)}",
+            raise SigningError(f"cannot get a signing certificate from {self._where('Fulcio', 'caUrls')}: "
+                               f"{_describe(exc)}",
                                hint="check that Fulcio is reachable from the job; the image was pushed by "
                                     "digest only: no tag was moved") from None
         self._signer = signer
-        self._chain_pem = "".join(_pem(_der(c)) for c in fulcio_certs)
+        self._fulcio_certs = list(fulcio_certs)
         self._events.info(f"keyless signing as {token.identity} (issuer {token.issuer})")
         return signer
 
@@ -256,8 +257,8 @@ class KeylessSigner:
         try:
             bundle = sign()
         except Exception as exc:  # sigstore-python's Rekor client raises private classes
-            where = f"Rekor at {self._options.rekor_url}" if self._options.rekor_url else "Rekor"
-            raise SigningError(f"cannot log the signature of {what} in {where}: {_describe(exc)}",
+            raise SigningError(f"cannot log the signature of {what} in {self._where('Rekor', 'rekorTlogUrls')}: "
+                               f"{_describe(exc)}",
                                hint="check that Rekor is reachable from the job; the image was pushed by "
                                     "digest only: no tag was moved") from None
         doc: dict[str, Any] = json.loads(bundle.to_json())
@@ -289,14 +290,31 @@ class KeylessSigner:
                                     "integratedTime": int(entry["integratedTime"]),
                                     "logIndex": int(entry["logIndex"]),
                                     "logID": base64.b64decode(entry["logId"]["keyId"]).hex()}}
+        leaf = base64.b64decode(material["certificate"]["rawBytes"])
         return {SIGNATURE_ANNOTATION: doc["messageSignature"]["signature"],
-                CERTIFICATE_ANNOTATION: _pem(base64.b64decode(material["certificate"]["rawBytes"])),
-                CHAIN_ANNOTATION: self._chain_pem,
+                CERTIFICATE_ANNOTATION: _pem(leaf),
+                CHAIN_ANNOTATION: "".join(_pem(_der(c)) for c in issuer_chain(leaf, self._fulcio_certs)),
                 REKOR_BUNDLE_ANNOTATION: json.dumps(rekor_bundle, separators=(",", ":"))}
 
     def already_signed(self, payload: bytes, annotations: dict[str, str]) -> bool:
         # A new ephemeral key and certificate each push: no earlier layer is this signer's.
         return False
+
+
+def issuer_chain(leaf_der: bytes, certificates: list[Any]) -> list[Any]:
+    """The certificates (of the trusted root's CAs) that issued `leaf_der`, from its issuer up to the root, as
+    Fulcio returns the chain and cosign stores it."""
+    from cryptography import x509
+
+    chain: list[Any] = []
+    current = x509.load_der_x509_certificate(leaf_der)
+    while current.issuer != current.subject and len(chain) < 10:
+        parent = next((c for c in certificates if c.subject == current.issuer and c not in chain), None)
+        if parent is None:
+            break
+        chain.append(parent)
+        current = parent
+    return chain
 
 
 def _der(certificate: Any) -> bytes:
@@ -328,4 +346,4 @@ def keyless_signer(spec: SigningSpec, environ: Mapping[str, str], events: Events
     source = token_source(options, environ)
     if source.token is not None:
         identity_token(source.token, source.what)
-    return KeylessSigner(source, client_trust_config_document(options), options, events)
+    return KeylessSigner(source, client_trust_config_document(options), events)
