@@ -24,11 +24,16 @@ import pytest
 from dockyard.errors import SigningError
 from dockyard.events import Events
 from dockyard.image.blobs import BlobStore
+from dockyard.image.index import ATTESTATION_MANIFEST, REFERENCE_DIGEST, REFERENCE_TYPE, ImageIndex
+from dockyard.image.model import Descriptor
+from dockyard.image.reference import parse_reference
 from dockyard.options import BuildOptions
 from dockyard.outputs import CachedLayers, OutputWriter, finalize
 from dockyard.registry import RegistryClient
+from dockyard.registry.push import push_index
 from dockyard.signing.formats import signing_statement
 from dockyard.signing.keyless import keyless_signer, with_subject_names
+from dockyard.signing.sign import SignatureHook
 from dockyard.signing.spec import SigningSpec
 from tests.support import signatures
 from tests.support.images import one_layer_image
@@ -325,3 +330,30 @@ def test_a_client_trust_config_names_the_services_and_the_urls_override_it(regis
     with pytest.raises(SigningError) as caught:
         writer(options, store).write([image], options.tags, frozenset())
     assert "signing certificate" in caught.value.message and closed.split("//")[1] in caught.value.message
+
+
+def test_an_index_and_its_attestation_manifests_are_signed_keyless(registry, store, tmp_path, sigstore_mock):
+    _url, root = sigstore_mock
+    ref = f"{registry.host}/keyless/index:1"
+    options = keyless_options(tmp_path, ref, keyless_spec(sigstore_mock), {"CI_SIGSTORE_TOKEN": oidc_token()})
+    amd = finalize(one_layer_image(store, {"arch": b"amd64"}), options)
+    arm = finalize(one_layer_image(store, {"arch": b"arm64"}, arch="arm64"), options)
+    # An attestation manifest as BuildKit lists it.
+    statement = finalize(one_layer_image(store, {"statement.json": b"{}"}), options)
+    index = ImageIndex.of_images([amd, arm]).with_manifest(Descriptor(
+        statement.manifest_media_type, statement.digest, len(statement.manifest_bytes()),
+        annotations=((REFERENCE_DIGEST, amd.digest), (REFERENCE_TYPE, ATTESTATION_MANIFEST)),
+        platform=(("architecture", "unknown"), ("os", "unknown"))))
+    client = RegistryClient(environ={"HOME": "/nonexistent"}, backoff=0.01, retries=0)
+    signer = keyless_signer(options.signing, options.environ, Events())
+    hook = SignatureHook(signer, client, store, index.descriptor(), index)
+    assert push_index(client, index, [amd, arm, statement], store, [parse_reference(ref)],
+                      before_tags=hook) == index.digest
+    for signed in (index.digest, statement.digest):
+        assert image_verifies(registry.host, "keyless/index", signed, root), signed
+    # One certificate for the whole push: both bundles carry the same one.
+    certificates = {json.loads(b)["verificationMaterial"]["certificate"]["rawBytes"]
+                    for d in (index.digest, statement.digest)
+                    for b in signatures.referrer_bundles(registry.host, "keyless/index", d)}
+    assert len(certificates) == 1
+    assert not signatures.referrer_bundles(registry.host, "keyless/index", amd.digest)
