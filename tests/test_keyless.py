@@ -335,7 +335,8 @@ def test_a_client_trust_config_names_the_services_and_the_urls_override_it(regis
 def test_an_index_and_its_attestation_manifests_are_signed_keyless(registry, store, tmp_path, sigstore_mock):
     _url, root = sigstore_mock
     ref = f"{registry.host}/keyless/index:1"
-    options = keyless_options(tmp_path, ref, keyless_spec(sigstore_mock), {"CI_SIGSTORE_TOKEN": oidc_token()})
+    spec = keyless_spec(sigstore_mock)
+    options = keyless_options(tmp_path, ref, spec, {"CI_SIGSTORE_TOKEN": oidc_token()})
     amd = finalize(one_layer_image(store, {"arch": b"amd64"}), options)
     arm = finalize(one_layer_image(store, {"arch": b"arm64"}, arch="arm64"), options)
     # An attestation manifest as BuildKit lists it.
@@ -345,7 +346,7 @@ def test_an_index_and_its_attestation_manifests_are_signed_keyless(registry, sto
         annotations=((REFERENCE_DIGEST, amd.digest), (REFERENCE_TYPE, ATTESTATION_MANIFEST)),
         platform=(("architecture", "unknown"), ("os", "unknown"))))
     client = RegistryClient(environ={"HOME": "/nonexistent"}, backoff=0.01, retries=0)
-    signer = keyless_signer(options.signing, options.environ, Events())
+    signer = keyless_signer(spec, options.environ, Events())
     hook = SignatureHook(signer, client, store, index.descriptor(), index)
     assert push_index(client, index, [amd, arm, statement], store, [parse_reference(ref)],
                       before_tags=hook) == index.digest
