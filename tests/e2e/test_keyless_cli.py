@@ -1,7 +1,8 @@
 """`dockyard build --push --sign keyless,...` from the command line: a two-platform image pushed to the real
 test registry, signed with a Fulcio certificate for the job's OIDC token (Fulcio and Rekor: @sigstore/mock on
 loopback, tests/support/sigstore_mock.py); the index digest verifies with sigstore-js against the mock's trusted
-root. Without a token in the environment the build fails at once, exit code 11, naming what the CI must give."""
+root, as does the index `dockyard manifest create --sign keyless` assembles. Without a token in the environment
+the build fails at once, exit code 11, naming what the CI must give."""
 
 from __future__ import annotations
 
@@ -52,3 +53,23 @@ def test_no_token_is_exit_code_11_before_anything_is_built(registry, tmp_path, s
     assert "Traceback" not in done.stderr
     assert "COPY" not in done.stdout + done.stderr  # failed before the build began
     assert signatures.get(registry.host, "keyless-cli/refused", "manifests/1") is None
+
+
+def test_manifest_create_signs_the_index_it_assembles_keyless(registry, tmp_path, sigstore_mock):
+    repo = f"{registry.host}/keyless-cli/assembled"
+    digests = []
+    for arch in ("amd64", "arm64"):
+        context = write_context(tmp_path / arch, {"Dockerfile": DOCKERFILE, "hello": f"{arch}\n"})
+        digest_file = tmp_path / f"{arch}.digest"
+        done = dockyard("build", "--platform", f"linux/{arch}", "--progress", "plain",
+                        "--cache-dir", str(tmp_path / "cache"), "--digest-file", str(digest_file),
+                        "--output", f"type=registry,name={repo},push-by-digest=true", str(context))
+        assert done.returncode == 0, done.stderr
+        digests.append(digest_file.read_text().strip())
+    done = dockyard("manifest", "create", "--progress", "plain", "-t", f"{repo}:1",
+                    "--sign", f"keyless,{sigstore_mock.sign_attributes()}", *digests,
+                    env={**NO_CI_TOKEN, "SIGSTORE_ID_TOKEN": oidc_token()})
+    assert done.returncode == 0, done.stderr
+    index_digest = done.stdout.strip()
+    assert signatures.manifest_digest(registry.host, "keyless-cli/assembled", "1") == index_digest
+    assert image_verifies(registry.host, "keyless-cli/assembled", index_digest, sigstore_mock.trusted_root)
