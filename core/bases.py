@@ -64,6 +64,9 @@ class BaseResolver:
         self._compression_level = compression_level
         self._source_date_epoch = source_date_epoch
         self._pulled: dict[str, tuple[Image, RootFS]] = {}
+        # Each registry image pulled, as (reference as written, platform, digest it resolved to), in order:
+        # the materials of the build's provenance.
+        self.resolved: list[tuple[str, Platform, str]] = []
 
     def stage_base(self, stage_plan: StagePlan, platform: Platform, results: dict[int, StageResult],
                    named_contexts: NamedContextLoader | None) -> tuple[Image, RootFS, str]:
@@ -124,6 +127,7 @@ class BaseResolver:
             rootfs = rootfs.with_pending(layer)
         image = replace(image, annotations=((BASE_DIGEST, pulled.digest), (BASE_NAME, str(ref))))
         self._pulled[key] = (image, rootfs)
+        self.resolved.append((text, platform, pulled.digest))
         return image, rootfs
 
     def new_root(self) -> RootFS:

@@ -131,6 +131,13 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true",
                    help="run the build checks (as `dockyard lint`) first; stop before building when one is at or "
                         "above --fail-on")
+    b.add_argument("--sbom", metavar="true|false|generator=IMAGE", nargs="?", const="true",
+                   help="attest the image's SBOM (SPDX), as buildx's --sbom (= --attest type=sbom)")
+    b.add_argument("--provenance", metavar="true|false|mode=min|max[,version=v1][,builder-id=URL]", nargs="?",
+                   const="true", help="attest SLSA provenance, as buildx's --provenance "
+                                      "(= --attest type=provenance,...)")
+    b.add_argument("--attest", action="append", default=[], metavar="type=sbom|provenance[,...]",
+                   help="an attestation to write into the image index (repeatable; buildx's syntax)")
     b.add_argument("--cache-from", action="append", default=[], metavar="type=registry,ref=REF",
                    help="take cached steps from the registry cache at REF (or a bare REF) when the local cache "
                         "misses; a cache that cannot be read is a warning (repeatable)")
@@ -305,6 +312,7 @@ def _add_login_commands(sub: SubParsers) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> BuildOptions:
+    from .attest.spec import parse_attestations
     from .options import (BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource,
                           parse_annotations, parse_duration, parse_key_values, parse_platforms,
                           parse_registry_ca, parse_registry_client_cert)
@@ -346,6 +354,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Buil
         cache_from=tuple(RegistryCache.parse(c, "--cache-from") for c in args.cache_from) + cache_repo,
         cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
         check=args.check, fail_on=args.fail_on, reports=tuple(ReportSpec.parse(r) for r in args.report),
+        attestations=parse_attestations(sbom=args.sbom, provenance=args.provenance, attest=args.attest),
         environ=environ,
     )
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    from .attest.spec import AttestationSpec
     from .named_contexts import NamedContext
 
 
@@ -461,6 +462,8 @@ class BuildOptions:
     check: bool = False
     fail_on: str = "error"
     reports: tuple[ReportSpec, ...] = ()
+    # --sbom, --provenance, --attest: the attestations written into the image index (attest/spec.py).
+    attestations: tuple[AttestationSpec, ...] = ()
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), compare=False, repr=False)
 
     @property

@@ -29,6 +29,8 @@ class BuildResult:
     warnings: tuple[str, ...] = field(default=())
     images: tuple[Image, ...] = ()
     index: ImageIndex | None = None
+    # One per attestation manifest written: {"platform", "digest", "subject", "predicateTypes"}.
+    attestations: tuple[dict[str, Any], ...] = ()
 
     @property
     def platform_images(self) -> tuple[Image, ...]:
@@ -73,4 +75,5 @@ class BuildResult:
             "cache": {"hits": sum(s.cached is True for s in self.steps),
                       "misses": sum(s.cached is False for s in self.steps)},
             "duration": round(self.duration, 4),
+            "attestations": [dict(a) for a in self.attestations],
         }

@@ -1,0 +1,78 @@
+"""A build's attestations, made once its platform images are finalized: the provenance record of each platform
+from what the build did, the SBOM from the image (and its scanned stages), one attestation manifest per image."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform as host
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ..image.model import Image, Platform
+from .compose import (SCAN_CONTEXT_ARG, SCAN_STAGE_ARG, Cataloger, PlatformAttestations, StageImage,
+                      default_cataloger, is_true, platform_attestations, scanned_stages)
+from .provenance import BaseImage, BuildRecord, Download
+from .records import build_time, dockerfile_name, git_source
+from .spec import PROVENANCE, SBOM, find
+
+if TYPE_CHECKING:
+    from ..events import Events
+    from ..options import BuildOptions
+
+
+def builder_platform() -> str:
+    """This machine's platform, as BuildKit's provenance names the builder's (environment.platform)."""
+    from ..sbom.command import host_platform
+
+    try:
+        return str(host_platform())
+    except ValueError:
+        return f"linux/{host.machine().lower()}"
+
+
+def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequence[tuple[tuple[str, Image], ...]],
+                 names: tuple[str, ...], build_args: dict[str, str], bases: Sequence[tuple[str, Platform, str]],
+                 downloads: Sequence[tuple[str, str]], started: dt.datetime, store, events: Events,
+                 cataloger: Cataloger = default_cataloger) -> list[PlatformAttestations]:
+    """One attestation manifest per image of `images` (finalized, OCI media types, in --platform order);
+    `stages[i]` are the intermediate stages of image i; `names` the image's names (the statements' subjects)."""
+    specs = options.attestations
+    epoch = options.source_date_epoch
+    record: BuildRecord | None = None
+    provenance_spec = find(specs, PROVENANCE)
+    finished = build_time(epoch)
+    if provenance_spec is not None:
+        dockerfile = options.dockerfile_path.read_bytes()
+        git = git_source(Path(options.context))
+        record = BuildRecord(
+            platform=images[0].platform, builder_platform=builder_platform(),
+            dockerfile_name=dockerfile_name(options.dockerfile_path, Path(options.context)),
+            dockerfile=dockerfile, target=options.target, build_args=tuple(sorted(build_args.items())),
+            labels=tuple(options.labels), secret_ids=tuple(s.id for s in options.secrets),
+            ssh_ids=tuple(s.id for s in options.ssh), bases=(), git=git,
+            downloads=tuple(Download(url, digest) for url, digest in dict(downloads).items()),
+            started=build_time(epoch, started), finished=finished, reproducible=epoch is not None,
+            builder_id=provenance_spec.builder_id)
+    scan_stage = build_args.get(SCAN_STAGE_ARG)
+    if find(specs, SBOM) is not None and is_true(build_args.get(SCAN_CONTEXT_ARG)):
+        events.warning(f"{SCAN_CONTEXT_ARG}: dockyard's SBOM scans images, not the build context; the context "
+                       "is not in the SBOM")
+    generator = find(specs, SBOM)
+    if generator is not None and generator.attr("generator"):
+        events.info(f"--sbom generator={generator.attr('generator')}: dockyard catalogs the image itself "
+                    "(no scanner image is run)")
+    made = []
+    for index, image in enumerate(images):
+        platform_record = None
+        if record is not None:
+            from dataclasses import replace
+
+            platform_bases = tuple(BaseImage(ref, p, digest) for ref, p, digest in dict.fromkeys(bases)
+                                   if p == image.platform)
+            platform_record = replace(record, platform=image.platform, bases=platform_bases)
+        stage_images = tuple(StageImage(name, stage) for name, stage in (stages[index] if index < len(stages) else ()))
+        made.append(platform_attestations(
+            image, specs=specs, names=names, record=platform_record,
+            stages=scanned_stages(scan_stage, stage_images), store=store, cataloger=cataloger,
+            created=build_time(epoch, finished)))
+    return made
