@@ -8,7 +8,10 @@ import platform as host
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..image.blobs import BlobStore
 from ..image.model import Image, Platform
+from ..sbom.layers import BlobSource
+from ..sbom.model import Catalog
 from .compose import (SCAN_CONTEXT_ARG, SCAN_STAGE_ARG, Cataloger, PlatformAttestations, StageImage,
                       default_cataloger, is_true, platform_attestations, scanned_stages)
 from .provenance import BaseImage, BuildRecord, Download
@@ -30,9 +33,21 @@ def builder_platform() -> str:
         return f"linux/{host.machine().lower()}"
 
 
+def cached_cataloger(cache_root: Path) -> Cataloger:
+    """The catalog of an image, its layers' records kept in the cache directory (a base layer is read once)."""
+    from ..sbom.catalog import catalog
+    from ..sbom.record_cache import LayerRecordCache, records_dir
+
+    records = LayerRecordCache(records_dir(cache_root))
+
+    def cataloger(image: Image, blobs: BlobSource, name: str, digest: str) -> Catalog:
+        return catalog(image, blobs, name=name, digest=digest, records=records)
+    return cataloger
+
+
 def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequence[tuple[tuple[str, Image], ...]],
                  names: tuple[str, ...], build_args: dict[str, str], bases: Sequence[tuple[str, Platform, str]],
-                 downloads: Sequence[tuple[str, str]], started: dt.datetime, store, events: Events,
+                 downloads: Sequence[tuple[str, str]], started: dt.datetime, store: BlobStore, events: Events,
                  cataloger: Cataloger = default_cataloger) -> list[PlatformAttestations]:
     """One attestation manifest per image of `images` (finalized, OCI media types, in --platform order);
     `stages[i]` are the intermediate stages of image i; `names` the image's names (the statements' subjects)."""
@@ -61,6 +76,8 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
     if generator is not None and generator.attr("generator"):
         events.info(f"--sbom generator={generator.attr('generator')}: dockyard catalogs the image itself "
                     "(no scanner image is run)")
+    if cataloger is default_cataloger:
+        cataloger = cached_cataloger(options.cache_root)
     made = []
     for index, image in enumerate(images):
         platform_record = None

@@ -60,8 +60,9 @@ def scanned_stages(value: str | None, stages: tuple[StageImage, ...]) -> tuple[S
     return tuple(s for s in stages if s.name in wanted)
 
 
-def sbom_statements(image: Image, *, names: tuple[str, ...], stages: tuple[StageImage, ...], subject: list[dict],
-                    store: BlobStore, cataloger: Cataloger, created: dt.datetime) -> list[tuple[str, bytes]]:
+def sbom_statements(image: Image, *, names: tuple[str, ...], stages: tuple[StageImage, ...],
+                    subject: list[dict[str, Any]], store: BlobStore, cataloger: Cataloger,
+                    created: dt.datetime) -> list[tuple[str, bytes]]:
     """The SPDX statement of the image, then one per scanned intermediate stage (BuildKit's scanner writes a
     document per stage; each is a statement about the final image)."""
     from ..sbom.spdx import spdx_document

@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.helpers import dockyard, write_context
 from tests.e2e.test_sbom import deb_packages, spdx_errors
-from tests.support.sbom_images import (debian_image_layers, dpkg_query, push_layout, status_text, upgraded_status,
+from tests.support.sbom_images import (debian_image_layers, dpkg_query, status_text, upgraded_status,
                                        write_index_layout)
 
 EPOCH = "1704067200"
