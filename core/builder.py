@@ -157,10 +157,14 @@ def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatfo
     if find(options.attestations, SBOM) is not None:
         # The SBOM reads every layer: a registry cache hit's blob is fetched now rather than mounted.
         session.cached_layers.fetch([layer for image in images for layer in image.layers])
+    from .attest.compose import declares_scan
+
+    declared = frozenset(p.stage.display_name for b in built for p in b.plan.stages
+                         if declares_scan(p.stage.instructions))
     return attest_build(options, images=images, stages=[b.stages for b in built],
                         names=planned.tags or options.push_targets, build_args=planned.build_args,
                         bases=session.bases.resolved, downloads=downloads, started=started,
-                        store=session.store, events=session.events)
+                        store=session.store, events=session.events, declared=declared)
 
 
 def build_platforms(session: BuildSession, planned: PlannedBuild) -> list[BuiltPlatform]:

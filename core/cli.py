@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -632,6 +633,34 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+# buildx's --sbom and --provenance take a value only as --sbom=VALUE (pflag's optional values); dockyard also
+# takes `--provenance mode=max`, when the next word is such a value (a context directory is not).
+_ATTESTATION_FLAGS = ("--sbom", "--provenance")
+_ATTESTATION_VALUE = re.compile(r"^(true|false|1|0|(mode|version|builder-id|generator|disabled)=.*)$", re.IGNORECASE)
+
+
+def attestation_flag_values(args: list[str]) -> list[str]:
+    """`args` with each bare --sbom/--provenance given its value: the next word when it is one, else true."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        if arg in _ATTESTATION_FLAGS:
+            following = args[i + 1] if i + 1 < len(args) else None
+            if following is not None and _ATTESTATION_VALUE.match(following):
+                out.append(f"{arg}={following}")
+                i += 2
+                continue
+            out.append(f"{arg}=true")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
 def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["kaniko"]:
         # kaniko's flags follow pflag's rules, not argparse's: the kaniko front end reads them itself.
@@ -640,6 +669,7 @@ def _dispatch(argv: list[str]) -> int:
         return run_kaniko(argv[1:])
     parser = make_parser()
     if argv[:1] == ["build"]:
+        argv = ["build", *attestation_flag_values(argv[1:])]
         # A bad flag ends a `--progress json` stream with BuildFailed too: read the mode from the raw arguments.
         progress, quiet = progress_in_argv(argv[1:])
         with failure_event_on_error(progress, quiet=quiet):

@@ -176,3 +176,16 @@ def test_sbom_layer_records_are_kept_by_diff_id_and_pruned(tmp_path):
         os.utime(item.path, (old, old))
     removed, _ = prune_cache(cache_root, older_than=60, everything=False)
     assert removed == len(diff_ids) and not [i for i in list_cache(cache_root) if i.kind == "sbom"]
+
+
+def test_bare_sbom_and_provenance_flags_leave_the_context_alone():
+    from dockyard.cli import attestation_flag_values, make_parser, options_from_args
+
+    argv = attestation_flag_values(["--sbom", "ctx", "--provenance", "mode=max,version=v1", "-t", "r/a:1"])
+    assert argv == ["--sbom=true", "ctx", "--provenance=mode=max,version=v1", "-t", "r/a:1"]
+    assert attestation_flag_values(["--provenance", "false", "--sbom"]) == ["--provenance=false", "--sbom=true"]
+    args = make_parser().parse_args(["build", *argv])
+    options = options_from_args(args, {})
+    assert str(options.context) == "ctx"
+    assert [(s.type, s.mode, s.version) for s in options.attestations] == [("sbom", "min", "v0.2"),
+                                                                           ("provenance", "max", "v1")]

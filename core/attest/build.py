@@ -48,9 +48,11 @@ def cached_cataloger(cache_root: Path) -> Cataloger:
 def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequence[tuple[tuple[str, Image], ...]],
                  names: tuple[str, ...], build_args: dict[str, str], bases: Sequence[tuple[str, Platform, str]],
                  downloads: Sequence[tuple[str, str]], started: dt.datetime, store: BlobStore, events: Events,
+                 declared: frozenset[str] = frozenset(),
                  cataloger: Cataloger = default_cataloger) -> list[PlatformAttestations]:
     """One attestation manifest per image of `images` (finalized, OCI media types, in --platform order);
-    `stages[i]` are the intermediate stages of image i; `names` the image's names (the statements' subjects)."""
+    `stages[i]` are the intermediate stages of image i; `names` the image's names (the statements' subjects);
+    `declared` the stages that declare ARG BUILDKIT_SBOM_SCAN_STAGE=true."""
     specs = options.attestations
     epoch = options.source_date_epoch
     record: BuildRecord | None = None
@@ -90,6 +92,6 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
         stage_images = tuple(StageImage(name, stage) for name, stage in (stages[index] if index < len(stages) else ()))
         made.append(platform_attestations(
             image, specs=specs, names=names, record=platform_record,
-            stages=scanned_stages(scan_stage, stage_images), store=store, cataloger=cataloger,
+            stages=scanned_stages(scan_stage, stage_images, declared), store=store, cataloger=cataloger,
             created=build_time(epoch, finished)))
     return made

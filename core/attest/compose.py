@@ -50,14 +50,27 @@ def is_true(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def scanned_stages(value: str | None, stages: tuple[StageImage, ...]) -> tuple[StageImage, ...]:
-    """The intermediate stages BUILDKIT_SBOM_SCAN_STAGE names: all with true, else the comma-separated names."""
-    if not value or value.strip().lower() in ("0", "false", "no", "off"):
+def scanned_stages(value: str | None, stages: tuple[StageImage, ...],
+                   declared: frozenset[str] = frozenset()) -> tuple[StageImage, ...]:
+    """The intermediate stages the SBOM covers, as BuildKit's Dockerfile frontend chooses them: with the build
+    arg BUILDKIT_SBOM_SCAN_STAGE true every stage, a comma-separated list the stages it names, false none; without
+    it the stages that declare `ARG BUILDKIT_SBOM_SCAN_STAGE=true` themselves (`declared`)."""
+    if value is None:
+        return tuple(s for s in stages if s.name in declared)
+    if not value.strip() or value.strip().lower() in ("0", "false", "no", "off"):
         return ()
     if is_true(value):
         return stages
     wanted = {n.strip() for n in value.split(",") if n.strip()}
     return tuple(s for s in stages if s.name in wanted)
+
+
+def declares_scan(instructions: tuple[object, ...]) -> bool:
+    """Whether a stage's instructions hold `ARG BUILDKIT_SBOM_SCAN_STAGE=true`."""
+    from ..dockerfile.instructions import Arg
+
+    return any(isinstance(inst, Arg) and any(a.name == SCAN_STAGE_ARG and is_true(a.default) for a in inst.args)
+               for inst in instructions)
 
 
 def sbom_statements(image: Image, *, names: tuple[str, ...], stages: tuple[StageImage, ...],

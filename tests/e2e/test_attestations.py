@@ -236,3 +236,27 @@ def test_oci_layout_keeps_attestations_and_docker_tarball_has_none(registry, deb
     with tarfile.open(tarball) as archive:
         names = archive.getnames()
     assert "manifest.json" in names and not any("in-toto" in n for n in names)
+
+
+def test_scan_stage_adds_an_sbom_of_each_intermediate_stage(registry, debian_index, tmp_path):
+    base, _ = debian_index
+    dist_info = "/usr/lib/python3/dist-packages/six-1.16.0.dist-info"
+    context = write_context(tmp_path / "context", {"Dockerfile": (
+        f"FROM {base} AS builder\n"
+        f"COPY METADATA {dist_info}/METADATA\n"
+        f"FROM {base}\nCOPY --from=builder /etc/os-release /builder-os-release\n"),
+        "METADATA": "Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n"})
+
+    def sboms(tag: str, *extra: str) -> list[dict]:
+        target = f"{registry.host}/attest/stages:{tag}"
+        build = dockyard("build", "-q", "--push", "-t", target, "--sbom", *extra, str(context))
+        assert build.returncode == 0, build.stderr
+        (by_type,) = statements(registry, "attest/stages", raw_index(target)).values()
+        return [s["predicate"] for s in by_type["https://spdx.dev/Document"]]
+
+    (final,) = sboms("plain")
+    assert "six" not in {p["name"] for p in final["packages"]}
+    final, builder = sboms("scanned", "--build-arg", "BUILDKIT_SBOM_SCAN_STAGE=true")
+    assert "six" in {p["name"] for p in builder["packages"]} and "(stage builder)" in builder["name"]
+    assert "six" not in {p["name"] for p in final["packages"]}
+    assert len(sboms("named", "--build-arg", "BUILDKIT_SBOM_SCAN_STAGE=other")) == 1
