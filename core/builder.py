@@ -29,6 +29,7 @@ from .session import BuildSession, BuiltPlatform, StepNumbers
 
 if TYPE_CHECKING:
     from .attest.compose import PlatformAttestations
+    from .attest.prefetch import LayerPrefetch
     from .registry.client import RegistryClient
 
 
@@ -120,7 +121,10 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
     with session, ExitStack() as recording:
         # With provenance, each ADD download's digest is recorded (a material).
         downloads = recording.enter_context(record_downloads()) if options.attestations else []
+        prefetch = start_sbom_prefetch(session, recording)
         built = build_platforms(session, planned)
+        if prefetch is not None:
+            prefetch.finish()
         session.finish_steps()
         images = [finalize(b.image, options) for b in built]
         attestations = attest(session, planned, built, images, downloads, started_at)
@@ -143,6 +147,20 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
         session.outputs.write_result_files(result)
         events.emit(BuildFinished(digest=written.digest, duration=result.duration))
         return result
+
+
+def start_sbom_prefetch(session: BuildSession, stack: ExitStack) -> LayerPrefetch | None:
+    """With --sbom: base layers are read for the SBOM while the steps run (attest/prefetch.py)."""
+    from .attest.spec import SBOM, find
+
+    if find(session.options.attestations, SBOM) is None:
+        return None
+    from .attest.prefetch import LayerPrefetch
+
+    prefetch = LayerPrefetch(session.options.cache_root, session.store)
+    stack.callback(prefetch.cancel)
+    session.bases.on_pulled = prefetch.add
+    return prefetch
 
 
 def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatform], images: list[Image],
