@@ -6,8 +6,10 @@ Starts Debian's docker-registry on loopback and pushes the Debian base of tests/
 host's dash, coreutils, findutils and python3 with their libraries, ~69 MB in one layer) with a real dpkg
 database: /var/lib/dpkg/status holding the first --packages installed stanzas of this host's own status, their
 copyright files and /etc/os-release. Then builds workloads 1 (five-runs) and 4 (multi-stage) of
-benchmarks/workloads with `dockyard build --push`, alternating plain builds and builds with
-`--sbom --provenance mode=max`, each pushed to a repository of its own:
+benchmarks/workloads, and `apt-install` (`apt-get update && apt-get install -y busybox-static dockyard-demo`
+from a loopback repository, on tests/support/debian_apt_base.py's base with a working apt and its dpkg database)
+with `dockyard build --push`, alternating plain builds and builds with `--sbom --provenance mode=max`, each
+pushed to a repository of its own:
 
 * cold: a fresh cache directory per build (the base is pulled and unpacked every time; the SBOM reads every
   layer);
@@ -20,6 +22,7 @@ Prints the median wall time of each and the overhead in percent. Run as root; no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -57,6 +60,29 @@ def push_base(registry_host: str, workdir: Path, packages: int) -> str:
                                    host_paths=copyrights)
 
 
+APT_DOCKERFILE = ("ARG BASE\nFROM ${BASE}\n"
+                  "RUN apt-get update && apt-get install -y --no-install-recommends busybox-static dockyard-demo\n")
+
+
+def apt_workload(root: Path, registry_host: str, stack: contextlib.ExitStack) -> str:
+    """A loopback Debian repository (busybox-static from the host's apt cache, a small built package), the apt
+    base pointing at it, and the workload's context; returns the base's reference."""
+    from tests.support.debian_apt_base import push_debian_apt_base
+    from tests.support.debian_repo import build_deb, cached_debs, make_repo, serve
+
+    real = cached_debs(("busybox-static",))
+    if real is None:
+        raise SystemExit("no busybox-static .deb cached: run scripts/install.sh")
+    debs = [build_deb(root / "debs", "dockyard-demo", "1.0", {"usr/share/dockyard-demo/hello": b"hello\n"})]
+    make_repo(root / "repo" / "debian", debs + real)
+    url = stack.enter_context(serve(root / "repo"))
+    context = root / "apt-install"
+    context.mkdir()
+    (context / "Dockerfile").write_text(APT_DOCKERFILE)
+    WORKLOADS["apt-install"] = context
+    return push_debian_apt_base(registry_host, root / "apt-base", f"deb [trusted=yes] {url}debian ./")
+
+
 def build(workload: str, base: str, target: str, cache_dir: Path, work_dir: Path, extra: tuple[str, ...]) -> float:
     cmd = [sys.executable, "-m", "dockyard", "build", "-q", "--push", "-t", target, "--build-arg", f"BASE={base}",
            "--cache-dir", str(cache_dir), "--work-dir", str(work_dir), *extra, str(WORKLOADS[workload])]
@@ -73,17 +99,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--packages", type=int, default=400)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--only", action="append", choices=("five-runs", "multi-stage", "apt-install"))
     args = parser.parse_args()
     from tests.support.registry import RegistryServer
 
     results: dict[str, dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         server = RegistryServer.start(root / "registry")
         try:
-            base = push_base(server.host, root / "base", args.packages)
+            bases = {"five-runs": push_base(server.host, root / "base", args.packages)}
+            bases["multi-stage"] = bases["five-runs"]
+            bases["apt-install"] = apt_workload(root, server.host, stack)
             counter = 0
-            for workload in WORKLOADS:
+            for workload in args.only or WORKLOADS:
+                base = bases[workload]
                 warm_caches: dict[str, Path] = {}
                 for scenario in ("cold", "warm"):
                     for run in range(args.runs):
