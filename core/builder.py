@@ -153,7 +153,7 @@ def start_sbom_prefetch(session: BuildSession, stack: ExitStack) -> LayerPrefetc
     """With --sbom: base layers are read for the SBOM while the steps run (attest/prefetch.py)."""
     from .attest.spec import SBOM, find
 
-    if find(session.options.attestations, SBOM) is None:
+    if find(session.options.attestations, SBOM) is None and not session.options.sbom_outputs:
         return None
     from .attest.prefetch import LayerPrefetch
 
@@ -167,12 +167,12 @@ def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatfo
            downloads: list[tuple[str, str]], started: dt.datetime) -> list[PlatformAttestations]:
     """The attestations --sbom/--provenance/--attest ask for, one manifest per image (none asked: none)."""
     options = session.options
-    if not options.attestations:
+    if not options.attestations and not options.sbom_outputs:
         return []
     from .attest.build import attest_build
     from .attest.spec import SBOM, find
 
-    if find(options.attestations, SBOM) is not None:
+    if find(options.attestations, SBOM) is not None or options.sbom_outputs:
         # The SBOM reads every layer: a registry cache hit's blob is fetched now rather than mounted.
         session.cached_layers.fetch([layer for image in images for layer in image.layers])
     from .attest.compose import declares_scan

@@ -139,6 +139,9 @@ def make_parser() -> argparse.ArgumentParser:
                                       "(= --attest type=provenance,...)")
     b.add_argument("--attest", action="append", default=[], metavar="type=sbom|provenance[,...]",
                    help="an attestation to write into the image index (repeatable; buildx's syntax)")
+    b.add_argument("--sbom-output", action="append", default=[], metavar="spdx-json|cyclonedx-json=FILE",
+                   help="also write the image's SBOM to FILE (one per platform: FILE's {platform}, or the "
+                        "platform before its extension)")
     b.add_argument("--cache-from", action="append", default=[], metavar="type=registry,ref=REF",
                    help="take cached steps from the registry cache at REF (or a bare REF) when the local cache "
                         "misses; a cache that cannot be read is a warning (repeatable)")
@@ -313,6 +316,7 @@ def _add_login_commands(sub: SubParsers) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> BuildOptions:
+    from .attest.spec import SbomOutput
     from .attest.spec import parse_attestations
     from .options import (BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource,
                           parse_annotations, parse_duration, parse_key_values, parse_platforms,
@@ -356,6 +360,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Buil
         cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
         check=args.check, fail_on=args.fail_on, reports=tuple(ReportSpec.parse(r) for r in args.report),
         attestations=parse_attestations(sbom=args.sbom, provenance=args.provenance, attest=args.attest),
+        sbom_outputs=tuple(SbomOutput.parse(o) for o in args.sbom_output),
         environ=environ,
     )
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    from .attest.spec import SbomOutput
     from .attest.spec import AttestationSpec
     from .named_contexts import NamedContext
 
@@ -464,6 +465,8 @@ class BuildOptions:
     reports: tuple[ReportSpec, ...] = ()
     # --sbom, --provenance, --attest: the attestations written into the image index (attest/spec.py).
     attestations: tuple[AttestationSpec, ...] = ()
+    # --sbom-output FORMAT=FILE: the image's SBOM also written to files (attest/sbom_files.py).
+    sbom_outputs: tuple[SbomOutput, ...] = ()
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), compare=False, repr=False)
 
     @property

@@ -39,9 +39,13 @@ def cached_cataloger(cache_root: Path) -> Cataloger:
     from ..sbom.record_cache import LayerRecordCache, records_dir
 
     records = LayerRecordCache(records_dir(cache_root))
+    made: dict[tuple[str, str, str], Catalog] = {}  # an image's catalog is made once per build
 
     def cataloger(image: Image, blobs: BlobSource, name: str, digest: str) -> Catalog:
-        return catalog(image, blobs, name=name, digest=digest, records=records)
+        key = (image.digest, name, digest)
+        if key not in made:
+            made[key] = catalog(image, blobs, name=name, digest=digest, records=records)
+        return made[key]
     return cataloger
 
 
@@ -80,6 +84,14 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
                     "(no scanner image is run)")
     if cataloger is default_cataloger:
         cataloger = cached_cataloger(options.cache_root)
+    if options.sbom_outputs:
+        from .sbom_files import write_sbom_files
+
+        named = names[0] if names else ""
+        catalogs = [cataloger(image, store, named, image.digest) for image in images]
+        write_sbom_files(options.sbom_outputs, catalogs, build_time(epoch, finished))
+    if not specs:
+        return []
     made = []
     for index, image in enumerate(images):
         platform_record = None

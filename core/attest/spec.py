@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import UsageError
 
@@ -115,3 +116,35 @@ def parse_attestations(*, sbom: str | None = None, provenance: str | None = None
 
 def find(specs: tuple[AttestationSpec, ...], kind: str) -> AttestationSpec | None:
     return next((s for s in specs if s.type == kind), None)
+
+
+# --sbom-output FORMAT=FILE (attest/sbom_files.py writes them).
+SBOM_FILE_FORMATS = ("spdx-json", "cyclonedx-json")
+
+
+@dataclass(frozen=True)
+class SbomOutput:
+    """One --sbom-output: the document format and the file."""
+
+    format: str
+    path: Path
+
+    @classmethod
+    def parse(cls, text: str) -> SbomOutput:
+        fmt, eq, path = text.partition("=")
+        fmt = {"spdx": "spdx-json", "cyclonedx": "cyclonedx-json"}.get(fmt.strip(), fmt.strip())
+        if not eq or not path.strip() or fmt not in SBOM_FILE_FORMATS:
+            raise UsageError(f"invalid --sbom-output {text!r}: expected FORMAT=FILE with FORMAT spdx-json or "
+                             "cyclonedx-json", hint="e.g. --sbom-output cyclonedx-json=sbom.cdx.json")
+        return cls(fmt, Path(path.strip()))
+
+    def path_for(self, platform: str, several: bool) -> Path:
+        tag = platform.replace("/", "-")
+        text = str(self.path)
+        if "{platform}" in text:
+            return Path(text.replace("{platform}", tag))
+        if not several:
+            return self.path
+        name = self.path.name
+        stem, dot, extension = name.partition(".")
+        return self.path.with_name(f"{stem}.{tag}{dot}{extension}" if dot else f"{name}.{tag}")

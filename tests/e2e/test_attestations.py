@@ -264,3 +264,27 @@ def test_scan_stage_adds_an_sbom_of_each_intermediate_stage(registry, debian_ind
     assert "six" in {p["name"] for p in builder["packages"]} and "(stage builder)" in builder["name"]
     assert "six" not in {p["name"] for p in final["packages"]}
     assert len(sboms("named", "--build-arg", "BUILDKIT_SBOM_SCAN_STAGE=other")) == 1
+
+
+def test_sbom_output_files_cyclonedx_per_platform(registry, debian_index, tmp_path):
+    """--sbom-output writes the same catalog as the attestation, in CycloneDX too, a file per platform."""
+    base, _ = debian_index
+    context = write_context(tmp_path / "context", {"Dockerfile": f"FROM {base}\nCOPY Dockerfile /Dockerfile\n"})
+    out = tmp_path / "out"
+    build = dockyard("build", "-q", "--platform", "linux/amd64,linux/arm64", "--sbom-output",
+                     f"cyclonedx-json={out}/sbom.cdx.json", "--sbom-output", f"spdx-json={out}/{{platform}}.spdx.json",
+                     "--output", f"type=oci,dest={tmp_path / 'layout'}", str(context))
+    assert build.returncode == 0, build.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["linux-amd64.spdx.json", "linux-arm64.spdx.json",
+                                                      "sbom.linux-amd64.cdx.json", "sbom.linux-arm64.cdx.json"]
+    expected = dpkg_query(status_text(upgraded_status()), tmp_path)
+    for arch in ("amd64", "arm64"):
+        bom = json.loads((out / f"sbom.linux-{arch}.cdx.json").read_text())
+        assert bom["bomFormat"] == "CycloneDX"
+        debs = {(c["name"], c["version"]) for c in bom["components"] if c.get("purl", "").startswith("pkg:deb/")}
+        assert debs == {(name, version) for name, version, _ in expected}
+        assert spdx_errors(out / f"linux-{arch}.spdx.json") == []
+    # No attestation was asked for: the layout's index holds the two images only.
+    top = json.loads((tmp_path / "layout" / "index.json").read_text())["manifests"][0]
+    index = json.loads((tmp_path / "layout" / "blobs" / "sha256" / top["digest"].split(":")[1]).read_bytes())
+    assert len(index["manifests"]) == 2
