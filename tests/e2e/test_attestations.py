@@ -193,6 +193,13 @@ def test_min_provenance_v1_has_no_build_args_and_no_secret(registry, debian_inde
     context = write_context(tmp_path / "context", {
         "Dockerfile": f"FROM {base}\nARG GREETING\n"
                       "RUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null && echo ok > /ok\n"})
+    # The context is a git checkout: its commit is a material.
+    git_env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for command in (["init", "-q"], ["add", "Dockerfile"], ["commit", "-qm", "context"]):
+        subprocess.run(["git", "-C", str(context), *command], check=True, env=git_env, capture_output=True)
+    commit = subprocess.run(["git", "-C", str(context), "rev-parse", "HEAD"], check=True, env=git_env,
+                            capture_output=True, text=True).stdout.strip()
     target = f"{registry.host}/attest/secret:1"
     build = dockyard("build", "-q", "--push", "-t", target, "--platform", "linux/amd64",
                      "--attest", "type=provenance,mode=min,version=v1", "--secret", f"id=token,src={secret}",
@@ -211,6 +218,8 @@ def test_min_provenance_v1_has_no_build_args_and_no_secret(registry, debian_inde
     deps = {d["uri"]: d["digest"] for d in provenance["buildDefinition"]["resolvedDependencies"]}
     assert deps[f"pkg:docker/{registry.host}/attest/debian-base@1?platform=linux%2Famd64"] == {
         "sha256": base_digests["index"].split(":")[1]}
+    assert deps[context.resolve().as_uri()] == {"sha1": commit}
+    assert provenance["buildDefinition"]["externalParameters"]["configSource"]["uri"] == context.resolve().as_uri()
     pushed = everything_pushed(registry, "attest/secret", index)
     assert SECRET_VALUE.encode() not in pushed
     assert base64.b64encode(SECRET_VALUE.encode()) not in pushed
