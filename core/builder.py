@@ -129,6 +129,8 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
         images = [finalize(b.image, options) for b in built]
         attestations = attest(session, planned, built, images, downloads, started_at)
         written = session.outputs.write(images, planned.tags, session.finish_early_uploads(), attestations)
+        for attested in written.attestations:
+            events.info(f"attestations for {attested.platform} ({attested.summary}): {attested.image.digest}")
         # --cache-to: every platform's steps (the same step of several targets is exported once).
         session.outputs.export_caches(built[0].plan, [entry for b in built for entry in b.cache_entries],
                                       written.pushed)

@@ -16,7 +16,7 @@ from ..sbom.model import Catalog
 from .manifest import AttestationImage, attestation_image
 from .provenance import BuildRecord, provenance
 from .spec import PROVENANCE, SBOM, AttestationSpec, find
-from .statement import SPDX_PREDICATE, statement, statement_bytes, subjects
+from .statement import PREDICATE_NAMES, SPDX_PREDICATE, statement, statement_bytes, subjects
 
 SCAN_STAGE_ARG = "BUILDKIT_SBOM_SCAN_STAGE"
 SCAN_CONTEXT_ARG = "BUILDKIT_SBOM_SCAN_CONTEXT"
@@ -32,6 +32,11 @@ class PlatformAttestations:
     subject: str  # the platform manifest's digest
     image: AttestationImage
     predicate_types: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        """What it holds, in words: `sbom, provenance v0.2`."""
+        return ", ".join(PREDICATE_NAMES.get(t, t) for t in self.predicate_types)
 
     def metadata(self) -> dict[str, Any]:
         return {"platform": str(self.platform), "digest": self.image.digest, "subject": self.subject,

@@ -18,6 +18,7 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"  # in-toto-golang's Statement
 SPDX_PREDICATE = "https://spdx.dev/Document"
 SLSA_V02_PREDICATE = "https://slsa.dev/provenance/v0.2"
 SLSA_V1_PREDICATE = "https://slsa.dev/provenance/v1"
+PREDICATE_NAMES = {SPDX_PREDICATE: "sbom", SLSA_V02_PREDICATE: "provenance v0.2", SLSA_V1_PREDICATE: "provenance v1"}
 
 
 def image_purl(name: str, platform: Platform | None = None, digest: str | None = None) -> str:
