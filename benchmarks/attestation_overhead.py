@@ -16,7 +16,8 @@ pushed to a repository of its own:
 * warm: `--no-cache` with the cache directory of an earlier build of the same kind (the base is cached, every
   step runs again; the SBOM's base-layer records come from the cache, only the new layers are read).
 
-Prints the fastest and the median wall time of each and the overhead in percent. Run as root; nothing leaves the machine.
+Prints the fastest and the median wall time of each and the overhead in percent. Run as root; nothing
+leaves the machine.
 """
 
 from __future__ import annotations

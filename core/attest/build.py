@@ -98,8 +98,9 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
         if record is not None:
             from dataclasses import replace
 
+            # The bases pulled for this target (a variant the image's config leaves out still matches).
             platform_bases = tuple(BaseImage(ref, p, digest) for ref, p, digest in dict.fromkeys(bases)
-                                   if p == image.platform)
+                                   if (p.os, p.architecture) == (image.platform.os, image.platform.architecture))
             platform_record = replace(record, platform=image.platform, bases=platform_bases)
         stage_images = tuple(StageImage(name, stage) for name, stage in (stages[index] if index < len(stages) else ()))
         made.append(platform_attestations(
