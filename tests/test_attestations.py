@@ -189,3 +189,19 @@ def test_bare_sbom_and_provenance_flags_leave_the_context_alone():
     assert str(options.context) == "ctx"
     assert [(s.type, s.mode, s.version) for s in options.attestations] == [("sbom", "min", "v0.2"),
                                                                            ("provenance", "max", "v1")]
+
+
+def test_sbom_output_files_are_named_per_platform():
+    from pathlib import Path
+
+    from dockyard.attest.spec import SbomOutput
+
+    cyclonedx = SbomOutput.parse("cyclonedx=out/sbom.cdx.json")
+    assert cyclonedx.format == "cyclonedx-json"
+    assert cyclonedx.path_for("linux/amd64", several=False) == Path("out/sbom.cdx.json")
+    assert cyclonedx.path_for("linux/arm/v7", several=True) == Path("out/sbom.linux-arm-v7.cdx.json")
+    assert SbomOutput.parse("spdx-json=x/{platform}.json").path_for("linux/arm64", several=False) == Path(
+        "x/linux-arm64.json")
+    for bad in ("sbom.json", "syft-json=a.json", "spdx-json="):
+        with pytest.raises(UsageError):
+            SbomOutput.parse(bad)
