@@ -14,7 +14,9 @@ from packageurl import PackageURL
 from ..image.model import Platform
 from ..image.reference import parse_reference
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"  # in-toto-golang's StatementInTotoV1, as BuildKit writes
+# in-toto-golang's StatementInTotoV1, as BuildKit's exporter/attestation/make.go writes it today (its releases
+# before that wrote https://in-toto.io/Statement/v0.1; readers take both).
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SPDX_PREDICATE = "https://spdx.dev/Document"
 SLSA_V02_PREDICATE = "https://slsa.dev/provenance/v0.2"
 SLSA_V1_PREDICATE = "https://slsa.dev/provenance/v1"
