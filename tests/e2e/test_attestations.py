@@ -297,3 +297,19 @@ def test_sbom_output_files_cyclonedx_per_platform(registry, debian_index, tmp_pa
     top = json.loads((tmp_path / "layout" / "index.json").read_text())["manifests"][0]
     index = json.loads((tmp_path / "layout" / "blobs" / "sha256" / top["digest"].split(":")[1]).read_bytes())
     assert len(index["manifests"]) == 2
+
+
+def test_attestations_turn_oci_media_types_on(registry, debian_index, tmp_path):
+    """As BuildKit's exporter (EnableOCITypes("attestations")): oci-mediatypes=false gives way to the OCI index
+    attestations need, with a warning."""
+    base, _ = debian_index
+    context = write_context(tmp_path / "context", {"Dockerfile": f"FROM {base}\nCOPY Dockerfile /Dockerfile\n"})
+    layout = tmp_path / "layout"
+    build = dockyard("build", "--progress", "plain", "--platform", "linux/amd64", "--provenance=true",
+                     "--output", f"type=oci,dest={layout},oci-mediatypes=false", str(context))
+    assert build.returncode == 0, build.stderr
+    assert "attestations need OCI media types" in build.stderr
+    top = json.loads((layout / "index.json").read_text())["manifests"][0]
+    assert top["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    index = json.loads((layout / "blobs" / "sha256" / top["digest"].split(":")[1]).read_bytes())
+    assert [e["mediaType"] for e in index["manifests"]] == ["application/vnd.oci.image.manifest.v1+json"] * 2
