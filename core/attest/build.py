@@ -75,9 +75,12 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
             started=build_time(epoch, started), finished=finished, reproducible=epoch is not None,
             builder_id=provenance_spec.builder_id)
     scan_stage = build_args.get(SCAN_STAGE_ARG)
+    context_catalog = None
     if find(specs, SBOM) is not None and is_true(build_args.get(SCAN_CONTEXT_ARG)):
-        events.warning(f"{SCAN_CONTEXT_ARG}: dockyard's SBOM scans images, not the build context; the context "
-                       "is not in the SBOM")
+        from .context_scan import context_catalog as scan_context
+
+        context_catalog = scan_context(Path(options.context), options.dockerfile_path,
+                                       f"{names[0] if names else 'image'} (build context)")
     generator = find(specs, SBOM)
     if generator is not None and generator.attr("generator"):
         events.info(f"--sbom generator={generator.attr('generator')}: dockyard catalogs the image itself "
@@ -106,5 +109,5 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
         made.append(platform_attestations(
             image, specs=specs, names=names, record=platform_record,
             stages=scanned_stages(scan_stage, stage_images, declared), store=store, cataloger=cataloger,
-            created=build_time(epoch, finished)))
+            created=build_time(epoch, finished), context=context_catalog))
     return made

@@ -80,7 +80,7 @@ def declares_scan(instructions: tuple[object, ...]) -> bool:
 
 def sbom_statements(image: Image, *, names: tuple[str, ...], stages: tuple[StageImage, ...],
                     subject: list[dict[str, Any]], store: BlobStore, cataloger: Cataloger,
-                    created: dt.datetime) -> list[tuple[str, bytes]]:
+                    created: dt.datetime, context: Catalog | None = None) -> list[tuple[str, bytes]]:
     """The SPDX statement of the image, then one per scanned intermediate stage (BuildKit's scanner writes a
     document per stage; each is a statement about the final image)."""
     from ..sbom.spdx import spdx_document
@@ -92,6 +92,8 @@ def sbom_statements(image: Image, *, names: tuple[str, ...], stages: tuple[Stage
         stage_name = f"{name or 'image'} (stage {stage.name})"
         documents.append(spdx_document(cataloger(stage.image, store, stage_name, stage.image.digest),
                                        created=created))
+    if context is not None:  # BUILDKIT_SBOM_SCAN_CONTEXT
+        documents.append(spdx_document(context, created=created))
     for document in documents:
         found.append((SPDX_PREDICATE, statement_bytes(statement(SPDX_PREDICATE, document, subject))))
     return found
@@ -99,13 +101,14 @@ def sbom_statements(image: Image, *, names: tuple[str, ...], stages: tuple[Stage
 
 def platform_attestations(image: Image, *, specs: tuple[AttestationSpec, ...], names: tuple[str, ...],
                           record: BuildRecord | None, stages: tuple[StageImage, ...], store: BlobStore,
-                          cataloger: Cataloger, created: dt.datetime) -> PlatformAttestations:
+                          cataloger: Cataloger, created: dt.datetime,
+                          context: Catalog | None = None) -> PlatformAttestations:
     """The attestation manifest of `image` (a platform image as written, OCI media types)."""
     subject = subjects(names, image.platform, image.digest)
     statements: list[tuple[str, bytes]] = []
     if find(specs, SBOM) is not None:
         statements += sbom_statements(image, names=names, stages=stages, subject=subject, store=store,
-                                      cataloger=cataloger, created=created)
+                                      cataloger=cataloger, created=created, context=context)
     wanted = find(specs, PROVENANCE)
     if wanted is not None and record is not None:
         predicate_type, predicate = provenance(record, mode=wanted.mode, version=wanted.version)

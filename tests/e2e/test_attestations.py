@@ -313,3 +313,26 @@ def test_attestations_turn_oci_media_types_on(registry, debian_index, tmp_path):
     assert top["mediaType"] == "application/vnd.oci.image.index.v1+json"
     index = json.loads((layout / "blobs" / "sha256" / top["digest"].split(":")[1]).read_bytes())
     assert [e["mediaType"] for e in index["manifests"]] == ["application/vnd.oci.image.manifest.v1+json"] * 2
+
+
+def test_scan_context_adds_the_contexts_packages(registry, debian_index, tmp_path):
+    base, _ = debian_index
+    context = write_context(tmp_path / "context", {
+        "Dockerfile": f"FROM {base}\nCOPY app.js /app.js\n",
+        "app.js": "require('left-pad')\n",
+        "node_modules/left-pad/package.json": json.dumps({"name": "left-pad", "version": "1.3.0",
+                                                          "license": "WTFPL"}),
+        "ignored/node_modules/hidden/package.json": json.dumps({"name": "hidden", "version": "1.0.0"}),
+        ".dockerignore": "ignored\n"})
+    target = f"{registry.host}/attest/context:1"
+    build = dockyard("build", "-q", "--push", "-t", target, "--sbom", "--build-arg",
+                     "BUILDKIT_SBOM_SCAN_CONTEXT=true", str(context))
+    assert build.returncode == 0, build.stderr
+    (by_type,) = statements(registry, "attest/context", raw_index(target)).values()
+    final, scanned = [s["predicate"] for s in by_type["https://spdx.dev/Document"]]
+    assert "(build context)" in scanned["name"]
+    assert {p["name"] for p in scanned["packages"][1:]} == {"left-pad"}
+    assert "left-pad" not in {p["name"] for p in final["packages"]}
+    spdx_file = tmp_path / "context.spdx.json"
+    spdx_file.write_text(json.dumps(scanned))
+    assert spdx_errors(spdx_file) == []
