@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from ..context import BuildContext, DockerIgnore
 from ..image.model import Descriptor, HistoryEntry, Image, Layer, sha256_digest
@@ -61,5 +62,7 @@ def context_catalog(context: Path, dockerfile: Path, name: str) -> Catalog:
 
 
 class _NoBlobs:
-    def open(self, digest: str):  # type: ignore[no-untyped-def]
+    """The context has no layer blob: its record is all there is."""
+
+    def open(self, digest: str) -> BinaryIO:
         raise FileNotFoundError(digest)
