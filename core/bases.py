@@ -64,6 +64,11 @@ class BaseResolver:
         self._compression_level = compression_level
         self._source_date_epoch = source_date_epoch
         self._pulled: dict[str, tuple[Image, RootFS]] = {}
+        # Each registry image pulled, as (reference as written, platform, digest it resolved to), in order:
+        # the materials of the build's provenance.
+        self.resolved: list[tuple[str, Platform, str]] = []
+        # Told of each image pulled (the SBOM starts reading its layers while the build goes on).
+        self.on_pulled: Callable[[Image], None] | None = None
 
     def stage_base(self, stage_plan: StagePlan, platform: Platform, results: dict[int, StageResult],
                    named_contexts: NamedContextLoader | None) -> tuple[Image, RootFS, str]:
@@ -124,6 +129,10 @@ class BaseResolver:
             rootfs = rootfs.with_pending(layer)
         image = replace(image, annotations=((BASE_DIGEST, pulled.digest), (BASE_NAME, str(ref))))
         self._pulled[key] = (image, rootfs)
+        # As BuildKit pins it: the index's digest when the reference names an index, else the manifest's.
+        self.resolved.append((text, platform, pulled.index_digest or pulled.digest))
+        if self.on_pulled is not None:
+            self.on_pulled(image)
         return image, rootfs
 
     def new_root(self) -> RootFS:

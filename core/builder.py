@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +16,8 @@ from .display import display_path
 from .dockerfile import instructions as ins
 from .dockerfile.parser import load_dockerfile
 from .events import NULL_EVENTS, BuildFinished, BuildStarted, Events, Message
-from .image.model import Platform
+from .fetch import record_downloads
+from .image.model import Image, Platform
 from .image.reference import parse_reference
 from .isolation import Runner
 from .named_contexts import NamedContexts
@@ -25,6 +28,8 @@ from .result import BuildResult
 from .session import BuildSession, BuiltPlatform, StepNumbers
 
 if TYPE_CHECKING:
+    from .attest.compose import PlatformAttestations
+    from .attest.prefetch import LayerPrefetch
     from .registry.client import RegistryClient
 
 
@@ -109,14 +114,23 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
     """Build an image as `options` say (one per --platform, written as one image index when there are several).
     Raises a DockyardError subclass (with a location) on failure."""
     started = time.monotonic()
+    started_at = dt.datetime.now(dt.UTC)
     session = BuildSession(options, events=events, runner=runner, client=client)  # checks the registry options
     planned = plan_build(options, session.contexts, events)
     session.run_platforms = planned.run_platforms  # checked (emulation) when the session is entered
-    with session:
+    with session, ExitStack() as recording:
+        # With provenance, each ADD download's digest is recorded (a material).
+        downloads = recording.enter_context(record_downloads()) if options.attestations else []
+        prefetch = start_sbom_prefetch(session, recording)
         built = build_platforms(session, planned)
+        if prefetch is not None:
+            prefetch.finish()
         session.finish_steps()
         images = [finalize(b.image, options) for b in built]
-        written = session.outputs.write(images, planned.tags, session.finish_early_uploads())
+        attestations = attest(session, planned, built, images, downloads, started_at)
+        written = session.outputs.write(images, planned.tags, session.finish_early_uploads(), attestations)
+        for attested in written.attestations:
+            events.info(f"attestations for {attested.platform} ({attested.summary}): {attested.image.digest}")
         # --cache-to: every platform's steps (the same step of several targets is exported once).
         session.outputs.export_caches(built[0].plan, [entry for b in built for entry in b.cache_entries],
                                       written.pushed)
@@ -131,10 +145,47 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
                              index=written.index, tags=planned.tags,
                              steps=tuple(step for b in built for step in b.steps), pushed=tuple(written.pushed),
                              duration=time.monotonic() - started, warnings=tuple(warnings),
-                             signatures=written.signatures)
+                             signatures=written.signatures,
+                             attestations=tuple(a.metadata() for a in written.attestations))
         session.outputs.write_result_files(result)
         events.emit(BuildFinished(digest=written.digest, duration=result.duration))
         return result
+
+
+def start_sbom_prefetch(session: BuildSession, stack: ExitStack) -> LayerPrefetch | None:
+    """With --sbom: base layers are read for the SBOM while the steps run (attest/prefetch.py)."""
+    from .attest.spec import SBOM, find
+
+    if find(session.options.attestations, SBOM) is None and not session.options.sbom_outputs:
+        return None
+    from .attest.prefetch import LayerPrefetch
+
+    prefetch = LayerPrefetch(session.options.cache_root, session.store)
+    stack.callback(prefetch.cancel)
+    session.bases.on_pulled = prefetch.add
+    return prefetch
+
+
+def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatform], images: list[Image],
+           downloads: list[tuple[str, str]], started: dt.datetime) -> list[PlatformAttestations]:
+    """The attestations --sbom/--provenance/--attest ask for, one manifest per image (none asked: none)."""
+    options = session.options
+    if not options.attestations and not options.sbom_outputs:
+        return []
+    from .attest.build import attest_build
+    from .attest.spec import SBOM, find
+
+    if find(options.attestations, SBOM) is not None or options.sbom_outputs:
+        # The SBOM reads every layer: a registry cache hit's blob is fetched now rather than mounted.
+        session.cached_layers.fetch([layer for image in images for layer in image.layers])
+    from .attest.compose import declares_scan
+
+    declared = frozenset(p.stage.display_name for b in built for p in b.plan.stages
+                         if declares_scan(p.stage.instructions))
+    return attest_build(options, images=images, stages=[b.stages for b in built],
+                        names=planned.tags or options.push_targets, build_args=planned.build_args,
+                        bases=session.bases.resolved, downloads=downloads, started=started,
+                        store=session.store, events=session.events, declared=declared)
 
 
 def build_platforms(session: BuildSession, planned: PlannedBuild) -> list[BuiltPlatform]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,6 +136,16 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true",
                    help="run the build checks (as `dockyard lint`) first; stop before building when one is at or "
                         "above --fail-on")
+    b.add_argument("--sbom", metavar="true|false|generator=IMAGE", nargs="?", const="true",
+                   help="attest the image's SBOM (SPDX), as buildx's --sbom (= --attest type=sbom)")
+    b.add_argument("--provenance", metavar="true|false|mode=min|max[,version=v1][,builder-id=URL]", nargs="?",
+                   const="true", help="attest SLSA provenance, as buildx's --provenance "
+                                      "(= --attest type=provenance,...)")
+    b.add_argument("--attest", action="append", default=[], metavar="type=sbom|provenance[,...]",
+                   help="an attestation to write into the image index (repeatable; buildx's syntax)")
+    b.add_argument("--sbom-output", action="append", default=[], metavar="spdx-json|cyclonedx-json=FILE",
+                   help="also write the image's SBOM to FILE (one per platform: FILE's {platform}, or the "
+                        "platform before its extension)")
     b.add_argument("--cache-from", action="append", default=[], metavar="type=registry,ref=REF",
                    help="take cached steps from the registry cache at REF (or a bare REF) when the local cache "
                         "misses; a cache that cannot be read is a warning (repeatable)")
@@ -312,6 +323,8 @@ def _add_login_commands(sub: SubParsers) -> None:
 
 
 def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> BuildOptions:
+    from .attest.spec import SbomOutput
+    from .attest.spec import parse_attestations
     from .options import (BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource,
                           parse_annotations, parse_duration, parse_key_values, parse_platforms,
                           parse_registry_ca, parse_registry_client_cert)
@@ -354,6 +367,8 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Buil
         cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
         check=args.check, fail_on=args.fail_on, reports=tuple(ReportSpec.parse(r) for r in args.report),
         signing=_signing(args.sign),
+        attestations=parse_attestations(sbom=args.sbom, provenance=args.provenance, attest=args.attest),
+        sbom_outputs=tuple(SbomOutput.parse(o) for o in args.sbom_output),
         environ=environ,
     )
 
@@ -639,6 +654,34 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+# buildx's --sbom and --provenance take a value only as --sbom=VALUE (pflag's optional values); dockyard also
+# takes `--provenance mode=max`, when the next word is such a value (a context directory is not).
+_ATTESTATION_FLAGS = ("--sbom", "--provenance")
+_ATTESTATION_VALUE = re.compile(r"^(true|false|1|0|(mode|version|builder-id|generator|disabled)=.*)$", re.IGNORECASE)
+
+
+def attestation_flag_values(args: list[str]) -> list[str]:
+    """`args` with each bare --sbom/--provenance given its value: the next word when it is one, else true."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        if arg in _ATTESTATION_FLAGS:
+            following = args[i + 1] if i + 1 < len(args) else None
+            if following is not None and _ATTESTATION_VALUE.match(following):
+                out.append(f"{arg}={following}")
+                i += 2
+                continue
+            out.append(f"{arg}=true")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
 def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["kaniko"]:
         # kaniko's flags follow pflag's rules, not argparse's: the kaniko front end reads them itself.
@@ -647,6 +690,7 @@ def _dispatch(argv: list[str]) -> int:
         return run_kaniko(argv[1:])
     parser = make_parser()
     if argv[:1] == ["build"]:
+        argv = ["build", *attestation_flag_values(argv[1:])]
         # A bad flag ends a `--progress json` stream with BuildFailed too: read the mode from the raw arguments.
         progress, quiet = progress_in_argv(argv[1:])
         with failure_event_on_error(progress, quiet=quiet):

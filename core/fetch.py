@@ -14,7 +14,10 @@ import re
 import shutil
 import subprocess
 import urllib.parse
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Iterator
 
 from .errors import ContextError, DockerfileError, StepFailed
 
@@ -80,11 +83,29 @@ def parse_checksum(text: str) -> tuple[str, str]:
     return algorithm, digest.lower()
 
 
+# The ADD downloads of the build under way, (url, "sha256:HEX") each, when the build records them for its
+# provenance (record_downloads); None: nobody is recording.
+_RECORDED: ContextVar[list[tuple[str, str]] | None] = ContextVar("recorded_downloads", default=None)
+
+
+@contextmanager
+def record_downloads() -> Iterator[list[tuple[str, str]]]:
+    """Within the block, every download() of this thread adds (url, sha256 digest) to the list yielded."""
+    found: list[tuple[str, str]] = []
+    token = _RECORDED.set(found)
+    try:
+        yield found
+    finally:
+        _RECORDED.reset(token)
+
+
 def download(url: str, dest_file: str, checksum: str | None = None) -> float | None:
     """Fetch a URL into dest_file, verifying --checksum; returns the Last-Modified time (docker's mtime)."""
     import requests
 
     hasher = hashlib.new(parse_checksum(checksum)[0]) if checksum else None
+    recorded = _RECORDED.get()
+    content_hash = hashlib.sha256() if recorded is not None else None
     try:
         with requests.get(url, stream=True, timeout=60) as response:
             if response.status_code != 200:
@@ -95,6 +116,8 @@ def download(url: str, dest_file: str, checksum: str | None = None) -> float | N
                     out.write(chunk)
                     if hasher:
                         hasher.update(chunk)
+                    if content_hash is not None:
+                        content_hash.update(chunk)
             modified = response.headers.get("Last-Modified")
     except requests.RequestException as exc:
         raise ContextError(f"ADD cannot download {url}: {_reason(exc)}",
@@ -105,6 +128,8 @@ def download(url: str, dest_file: str, checksum: str | None = None) -> float | N
             raise StepFailed(f"ADD {url}: checksum mismatch: expected {algorithm}:{expected}, "
                              f"got {algorithm}:{hasher.hexdigest()}",
                              hint="the file changed on the server, or --checksum is wrong")
+    if recorded is not None and content_hash is not None:
+        recorded.append((url, f"sha256:{content_hash.hexdigest()}"))
     return _http_time(modified)
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    from .attest.spec import SbomOutput
+    from .attest.spec import AttestationSpec
     from .named_contexts import NamedContext
     from .signing.spec import SigningSpec
 
@@ -464,6 +466,10 @@ class BuildOptions:
     reports: tuple[ReportSpec, ...] = ()
     # --sign key=PATH[,passphrase-env=VAR|passphrase-file=FILE] | keyless[,...]: sign what is pushed.
     signing: SigningSpec | None = None
+    # --sbom, --provenance, --attest: the attestations written into the image index (attest/spec.py).
+    attestations: tuple[AttestationSpec, ...] = ()
+    # --sbom-output FORMAT=FILE: the image's SBOM also written to files (attest/sbom_files.py).
+    sbom_outputs: tuple[SbomOutput, ...] = ()
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), compare=False, repr=False)
 
     @property

@@ -27,6 +27,7 @@ from .plan import BuildPlan
 from .result import BuildResult
 
 if TYPE_CHECKING:  # imported where used: a build without them does not pay for their import
+    from .attest.compose import PlatformAttestations
     from .cache.remote import RemoteCache
     from .registry.client import RegistryClient
 
@@ -51,6 +52,7 @@ class Written:
     images: tuple[Image, ...] = ()
     # --sign: each signature stored, in the metadata file's form (signing/sign.py's Signature.to_json)
     signatures: tuple[dict[str, str], ...] = ()
+    attestations: tuple[PlatformAttestations, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,17 @@ class ImageSet:
 
     images: tuple[Image, ...]
     index: ImageIndex | None
+    # The attestation manifests the index lists after the images (none: the output holds no attestations).
+    attestations: tuple[PlatformAttestations, ...] = ()
 
     @property
     def digest(self) -> str:
         return self.index.digest if self.index is not None else self.images[0].digest
+
+    @property
+    def manifests(self) -> tuple[Image, ...]:
+        """Every manifest the index lists: the images, then the attestation manifests."""
+        return self.images + tuple(a.image for a in self.attestations)
 
 
 def platform_annotations(options: BuildOptions, platform: Platform, level: str) -> dict[str, str]:
@@ -226,11 +235,15 @@ class OutputWriter:
             # Read (and decrypt) the key now: a bad key or passphrase fails before anything is built or pushed.
             self._signer = signer_for(options.signing, options.environ, events)
 
-    def write(self, images: Sequence[Image], tags: tuple[str, ...], uploaded: frozenset[str]) -> Written:
+    def write(self, images: Sequence[Image], tags: tuple[str, ...], uploaded: frozenset[str],
+              attestations: Sequence[PlatformAttestations] = ()) -> Written:
         """Pushes (the layers in `uploaded` are already there) and writes the --output's of `images` (one per
-        platform, finalized, in --platform order); several are written as one image index. Returns the
-        digest of what was written (the push's when there is one) and the references pushed to."""
+        platform, finalized, in --platform order); several are written as one image index. `attestations`
+        (one attestation manifest per image, made about the images in OCI media types) make the push and
+        OCI layouts an index listing them after the images, as BuildKit; a docker tarball has none. Returns
+        the digest of what was written (the push's when there is one) and the references pushed to."""
         images = tuple(images)
+        attested = tuple(attestations)
         if not images:
             raise ValueError("nothing to write: no image")
         opts = self.options
@@ -242,12 +255,18 @@ class OutputWriter:
         files = any(o.type != "registry" for o in opts.outputs)
         mount_to = registries.pop() if opts.wants_push and not files and len(registries) == 1 else None
         self._cached_layers.fetch([layer for image in images for layer in image.layers], mount_to)
-        sets: dict[bool, ImageSet] = {}
+        sets: dict[tuple[bool, bool], ImageSet] = {}
+        if attested and any(not o.oci_media_types for o in _media_type_outputs(opts) if o.type != "docker"):
+            # BuildKit's exporter turns OCI media types on for attestations (EnableOCITypes("attestations")).
+            self.events.warning("attestations need OCI media types: oci-mediatypes=false is not followed for "
+                                "the index that holds them (BuildKit does the same)")
 
-        def image_set(oci: bool) -> ImageSet:
-            if oci not in sets:
-                sets[oci] = self.arrange(images, oci=oci)
-            return sets[oci]
+        def image_set(oci: bool, with_attestations: bool = True) -> ImageSet:
+            chosen = attested if with_attestations else ()
+            key = (oci or bool(chosen), bool(chosen))
+            if key not in sets:
+                sets[key] = self.arrange(images, oci=key[0], attestations=chosen)
+            return sets[key]
 
         pushed: list[str] = []
         signatures: tuple[dict[str, str], ...] = ()
@@ -261,12 +280,17 @@ class OutputWriter:
             if output.type not in ("oci", "docker"):
                 continue  # type=registry: the push above
             assert output.dest is not None, "OutputSpec.parse gives type=oci and type=docker a dest"
-            written = image_set(output.oci_media_types)
+            written = image_set(output.oci_media_types, with_attestations=output.type == "oci")
             primary = primary or written
             if output.type == "oci":
                 self._write_layout(written, Path(output.dest), names)
             else:
                 from .image.archive import write_docker_archive
+
+                if attested:
+                    self.events.info(f"the docker tarball {output.dest} holds no attestations (as with "
+                                     "BuildKit's docker exporter): push, or write --output type=oci,dest=DIR, "
+                                     "to keep them")
 
                 assert written.index is None, "check_outputs refuses a docker tarball of an index"
                 write_docker_archive(written.images[0], self._store, Path(output.dest), [repo_tag(r) for r in names])
@@ -274,21 +298,32 @@ class OutputWriter:
             self.events.warning("no output requested: the image was built but is only kept in dockyard's blob "
                                 "store; use --push or --output type=oci,dest=DIR")
         primary = primary or image_set(True)
-        return Written(primary.digest, pushed, primary.index, primary.images, signatures)
+        return Written(primary.digest, pushed, primary.index, primary.images, signatures,
+                       primary.attestations)
 
-    def arrange(self, images: tuple[Image, ...], *, oci: bool = True) -> ImageSet:
-        """`images` in OCI or Docker media types, with their index when the build writes one: its entries carry
-        the manifest-descriptor annotations, the index the index annotations."""
+    def arrange(self, images: tuple[Image, ...], *, oci: bool = True,
+                attestations: tuple[PlatformAttestations, ...] = ()) -> ImageSet:
+        """`images` in OCI or Docker media types, with their index when the build writes one (always with
+        `attestations`, as buildx makes a single-platform build with attestations an index): its entries
+        carry the manifest-descriptor annotations, the index the index annotations; the attestation
+        manifests follow the images, as BuildKit lists them."""
         if not oci:
             images = tuple(docker_media_types(image) for image in images)
-        if not needs_index(self.options, len(images)):
+        if not needs_index(self.options, len(images)) and not attestations:
             return ImageSet(images, None)
         entries = tuple(image_descriptor(image, tuple(sorted(
             platform_annotations(self.options, image.platform, "manifest-descriptor").items())))
             for image in images)
+        if attestations:
+            from .attest.manifest import attestation_descriptor
+
+            listed = {image.digest for image in images}
+            for attestation in attestations:
+                assert attestation.subject in listed, "an attestation is about an image of this index"
+            entries += tuple(attestation_descriptor(a.image, a.subject) for a in attestations)
         index = ImageIndex(entries, tuple(sorted(level_annotations(self.options, "index").items())),
                            OCI_INDEX if oci else DOCKER_MANIFEST_LIST)
-        return ImageSet(images, index)
+        return ImageSet(images, index, attestations)
 
     def _push(self, written: ImageSet, names: list[Reference], uploaded: frozenset[str], *,
               by_digest: bool) -> tuple[list[str], tuple[dict[str, str], ...]]:
@@ -312,8 +347,8 @@ class OutputWriter:
                 subject = Descriptor(image.manifest_media_type, image.digest, len(image.manifest_bytes()))
             hook = SignatureHook(self._signer, self._client(), self._store, subject, written.index)
         if written.index is not None:
-            digest = push_index(self._client(), written.index, list(written.images), self._store, refs, uploaded,
-                                before_tags=hook)
+            digest = push_index(self._client(), written.index, list(written.manifests), self._store, refs,
+                                uploaded, before_tags=hook)
         else:
             digest = push_image(self._client(), written.images[0], self._store, refs, uploaded, before_tags=hook)
         pushed = [str(r.with_digest(digest)) if by_digest or not r.tag else str(r) for r in refs]
@@ -328,7 +363,7 @@ class OutputWriter:
         else:
             annotations = tuple(sorted(platform_annotations(self.options, written.images[0].platform,
                                                              "manifest-descriptor").items()))
-        write_oci_layout(written.images, self._store, dest, ref_names, index=written.index,
+        write_oci_layout(written.manifests, self._store, dest, ref_names, index=written.index,
                          annotations=annotations)
 
     def export_caches(self, plan: BuildPlan, entries: list[tuple[int, StepEntry]], pushed: list[str]) -> None:

@@ -31,6 +31,8 @@ class BuildResult:
     index: ImageIndex | None = None
     # --sign: each signature stored (digest, repository, kind, and the `.sig` tag or the referrer's digest)
     signatures: tuple[dict[str, str], ...] = ()
+    # One per attestation manifest written: {"platform", "digest", "subject", "predicateTypes"}.
+    attestations: tuple[dict[str, Any], ...] = ()
 
     @property
     def platform_images(self) -> tuple[Image, ...]:
@@ -75,6 +77,7 @@ class BuildResult:
             "cache": {"hits": sum(s.cached is True for s in self.steps),
                       "misses": sum(s.cached is False for s in self.steps)},
             "duration": round(self.duration, 4),
+            "attestations": [dict(a) for a in self.attestations],
         }
         if self.signatures:  # --sign: what was signed and where each signature is stored
             doc["signatures"] = [dict(s) for s in self.signatures]

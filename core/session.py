@@ -61,6 +61,8 @@ class BuiltPlatform(NamedTuple):
     image: Image
     steps: tuple[StepRecord, ...]
     cache_entries: tuple[tuple[int, StepEntry], ...]
+    # The other stages' images, (stage name, image) in order: what BUILDKIT_SBOM_SCAN_STAGE scans.
+    stages: tuple[tuple[str, Image], ...] = ()
 
 
 class StepNumbers(NamedTuple):
@@ -268,14 +270,17 @@ class BuildSession:
         if steps is not None:  # several platforms
             services.platform = str(platform)
             services.built_steps = self.built_steps
+        results: dict[int, StageResult] = {}
         image = self._run_stages(plan, platform, services, build_args, used_args,
-                                 steps or StepNumbers(0, plan.step_count))
-        return BuiltPlatform(plan, platform, image, tuple(services.steps), tuple(services.cache_entries))
+                                 steps or StepNumbers(0, plan.step_count), results)
+        stages = tuple((p.stage.display_name, results[p.stage.index].image) for p in plan.stages
+                       if p.stage.index != plan.target_index and p.stage.index in results)
+        return BuiltPlatform(plan, platform, image, tuple(services.steps), tuple(services.cache_entries), stages)
 
     def _run_stages(self, plan: BuildPlan, platform: Platform, services: BuildServices,
-                    build_args: dict[str, str], used_args: set[str], steps: StepNumbers) -> Image:
+                    build_args: dict[str, str], used_args: set[str], steps: StepNumbers,
+                    results: dict[int, StageResult]) -> Image:
         dockerfile = plan.dockerfile
-        results: dict[int, StageResult] = {}
         total = steps.total
         counter = iter(range(steps.before + 1, total + 1))
         shown_platform = services.platform  # None in a build of one platform: its output is as it always was

@@ -20,13 +20,16 @@ from ..errors import UsageError
 from .locking import cache_lock_path, file_lock
 from .store import StepCache
 
+# The SBOM's layer records (sbom/record_cache.py's CACHE_DIR; named here so the cache needs no SBOM import).
+SBOM_RECORDS = Path("sbom") / "layers"
+
 
 @dataclass(frozen=True)
 class CacheItem:
     """A step entry or an unpacked layer directory of the local cache, as `dockyard cache ls` lists it."""
 
-    kind: str  # "step" or "layer"
-    name: str  # the step's instruction, or the layer's ChainID
+    kind: str  # "step", "layer" or "sbom" (an SBOM's record of a layer, by diff_id)
+    name: str  # the step's instruction, the layer's ChainID, or the recorded layer's diff_id
     size: int  # bytes on disk (a step: its layer blob's size)
     last_used: float
     path: Path
@@ -54,6 +57,14 @@ def list_cache(cache_root: Path) -> list[CacheItem]:
             used = cache_root / "layers" / "locks" / (directory.name + ".lock")
             last = used.stat().st_mtime if used.exists() else directory.stat().st_mtime
             items.append(CacheItem("layer", "sha256:" + directory.name, _tree_size(directory), last, directory))
+    records = cache_root / SBOM_RECORDS
+    if records.is_dir():
+        for path in sorted(records.iterdir()):
+            if path.name.startswith("."):
+                continue  # a record being written
+            st = path.stat()
+            diff_id = path.name.rsplit(".v", 1)[0].replace("-", ":", 1)
+            items.append(CacheItem("sbom", diff_id, st.st_blocks * 512, st.st_mtime, path))
     return items
 
 
@@ -92,11 +103,17 @@ def prune_cache(cache_root: Path, *, older_than: float | None, everything: bool)
                 else:
                     path.unlink(missing_ok=True)
                 removed += 1
+        # Half-written SBOM layer records of killed builds (hidden files, renamed into place when whole).
+        records = cache_root / SBOM_RECORDS
+        for path in sorted(records.glob(".*.tmp")) if records.is_dir() else []:
+            freed += path.lstat().st_blocks * 512
+            path.unlink(missing_ok=True)
+            removed += 1
         if not everything and older_than is not None:
             blobs_removed, blobs_freed = _prune_blobs(cache_root, now - older_than)
             removed, freed = removed + blobs_removed, freed + blobs_freed
         if everything:
-            for sub in ("store", "layers", "digests"):
+            for sub in ("store", "layers", "digests", "sbom"):
                 if (cache_root / sub).exists():
                     freed += _tree_size(cache_root / sub)
                     shutil.rmtree(cache_root / sub, onerror=note)

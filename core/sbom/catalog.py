@@ -17,7 +17,7 @@ from packageurl import PackageURL
 from ..image.model import Image
 from . import apk, dpkg, npm, osrelease, pythondist, rpmdb
 from .licenses import dep5_licenses
-from .layers import BlobSource, ImageFile, LayerInfo, layer_infos, resolve, walk_layers
+from .layers import BlobSource, ImageFile, LayerInfo, LayerRecords, layer_infos, resolve, walk_layers
 from .model import APK, DEB, NPM, PYPI, RPM, Catalog, Distro, Package, Parsed
 
 __all__ = ["catalog", "package_url"]
@@ -46,13 +46,15 @@ def wanted(path: str) -> bool:
             or path in osrelease.PATHS)
 
 
-def catalog(image: Image, blobs: BlobSource, *, name: str = "", digest: str | None = None) -> Catalog:
+def catalog(image: Image, blobs: BlobSource, *, name: str = "", digest: str | None = None,
+            records: LayerRecords | None = None) -> Catalog:
     """The catalog of `image`, whose layer blobs `blobs` opens. `name` and `digest` say what the image is called
-    and pinned as (default: no name, the digest of its manifest as dockyard writes it)."""
+    and pinned as (default: no name, the digest of its manifest as dockyard writes it). `records`: the layer
+    records already made (record_cache.py), used instead of reading those layers again."""
     parsed: dict[str, Parsed] = {}
     introduced: dict[tuple[str, str, str, str, str], LayerInfo] = {}
     files: dict[str, ImageFile] = {}
-    for change in walk_layers(image, blobs, wanted):
+    for change in walk_layers(image, blobs, wanted, records):
         files = change.files
         databases = [p for p in change.changed if _parser(p) is not None]
         if not databases:

@@ -35,8 +35,13 @@ def run_sbom(source: str, *, output_format: str, output: str | None, platform: s
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     created = creation_time(environ)
+    from ..options import default_cache_root
+    from .record_cache import LayerRecordCache, records_dir
+
+    # The layers' records are shared with builds' --sbom: a base layer either has read is not read again.
+    records = LayerRecordCache(records_dir(default_cache_root(dict(environ))))
     with open_image(source, platform=chosen, environ=environ, insecure_registries=insecure_registries) as opened:
-        result = catalog(opened.image, opened.blobs, name=opened.name, digest=opened.digest)
+        result = catalog(opened.image, opened.blobs, name=opened.name, digest=opened.digest, records=records)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     text = render(result, output_format, created=created)

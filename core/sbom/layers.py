@@ -10,7 +10,7 @@ which layer brought in each package.
 from __future__ import annotations
 
 import tarfile
-from typing import IO, BinaryIO, Callable, Iterator, NamedTuple, Protocol, cast
+from typing import IO, Any, BinaryIO, Callable, Iterator, NamedTuple, Protocol, cast
 
 from ..errors import LayerError
 from ..image.compression import open_decompressed
@@ -110,18 +110,46 @@ def _parents(path: str) -> Iterator[str]:
     yield ""
 
 
-def walk_layers(image: Image, blobs: BlobSource, wanted: Callable[[str], bool]) -> Iterator[LayerChanges]:
+# What a layer does to the wanted files, entry by entry in tar order (LayerRecord): what an SBOM needs of a
+# layer, without its tar. Kinds: OPAQUE (parent), WHITEOUT (target), DIRECTORY (path: replaces a file there),
+# OTHER (path: replaces what was there and below), SYMLINK (path, target), FILE (path, bytes),
+# HARDLINK (path, linked path); only wanted paths are SYMLINK, FILE or HARDLINK.
+OPAQUE, WHITEOUT, DIRECTORY, OTHER, SYMLINK, FILE, HARDLINK = "o", "w", "d", "e", "s", "f", "h"
+RecordEntry = tuple[Any, ...]  # (kind, path) or (kind, path, str | bytes)
+LayerRecord = list[RecordEntry]
+
+
+class LayerRecords(Protocol):
+    """Where the records of layers already read are kept (by diff_id and what `wanted` selects), so that a
+    layer shared by many images (a base image's) is read once."""
+
+    def get(self, diff_id: str) -> LayerRecord | None: ...
+
+    def put(self, diff_id: str, record: LayerRecord) -> None: ...
+
+
+def walk_layers(image: Image, blobs: BlobSource, wanted: Callable[[str], bool],
+                records: LayerRecords | None = None) -> Iterator[LayerChanges]:
     """Applies the image's layers in order to a view of the wanted files (paths are root-relative, without a
     leading slash) and yields that view after each layer. The yielded dict is the live view: read it before
-    asking for the next layer."""
+    asking for the next layer. `records`: a cache of what layers did (by diff_id), read instead of the layer
+    when it has the layer, filled when not."""
     view = _View()
     for info, layer in zip(layer_infos(image), image.layers):
-        changed = _apply(layer, info, blobs, wanted, view)
+        record = records.get(layer.diff_id) if records is not None else None
+        if record is None:
+            record = read_layer(layer, info, blobs, wanted)
+            if records is not None:
+                records.put(layer.diff_id, record)
+        changed: set[str] = set()
+        for entry in record:
+            _replay(entry, info.position, view, changed)
         yield LayerChanges(info, view.files, frozenset(changed))
 
 
-def _apply(layer: Layer, info: LayerInfo, blobs: BlobSource, wanted: Callable[[str], bool], view: _View) -> set[str]:
-    changed: set[str] = set()
+def read_layer(layer: Layer, info: LayerInfo, blobs: BlobSource, wanted: Callable[[str], bool]) -> LayerRecord:
+    """The record of what `layer` does to the wanted files, read from its blob (checked against its diff_id)."""
+    record: LayerRecord = []
     name_of_layer = f"layer {info.position + 1} ({layer.digest})"
     try:
         # Decompressed (and hashed) a few MB ahead on a thread of its own while the tar is read here: ISA-L and
@@ -130,7 +158,9 @@ def _apply(layer: Layer, info: LayerInfo, blobs: BlobSource, wanted: Callable[[s
             archive = tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", errorlevel=2, bufsize=_TAR_BUFFER)
             try:
                 for member in archive:
-                    _apply_member(archive, member, info.position, wanted, view, changed)
+                    entry = _record_member(archive, member, wanted)
+                    if entry is not None:
+                        record.append(entry)
             finally:
                 archive.close()
             stream.verify(layer.diff_id, name_of_layer)
@@ -140,36 +170,49 @@ def _apply(layer: Layer, info: LayerInfo, blobs: BlobSource, wanted: Callable[[s
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise LayerError(f"{name_of_layer} is not a readable layer tar: {exc}", subject=name_of_layer,
                          hint="the image is corrupt: pull or build it again") from None
-    return changed
+    return record
 
 
-def _apply_member(archive: tarfile.TarFile, member: tarfile.TarInfo, layer: int, wanted: Callable[[str], bool],
-                  view: _View, changed: set[str]) -> None:
+def _record_member(archive: tarfile.TarFile, member: tarfile.TarInfo,
+                   wanted: Callable[[str], bool]) -> RecordEntry | None:
     name = clean(member.name)
     if not name:
-        return
+        return None
     parent, _, base = name.rpartition("/")
     if base == OPAQUE_MARKER:
-        # Hides what the layers below had in the directory; this layer's own entries stay.
-        view.delete(parent, changed, keep_layer=layer, include_self=False)
-        return
+        return (OPAQUE, parent)
     if base.startswith(WHITEOUT_PREFIX):
-        target = f"{parent}/{base[len(WHITEOUT_PREFIX):]}".lstrip("/")
-        view.delete(target, changed, keep_layer=layer, include_self=True)
+        return (WHITEOUT, f"{parent}/{base[len(WHITEOUT_PREFIX):]}".lstrip("/"))
+    if wanted(name):
+        if member.issym():
+            return (SYMLINK, name, member.linkname)
+        if member.isreg() and member.size <= MAX_FILE_SIZE:
+            source = archive.extractfile(member)
+            return (FILE, name, source.read() if source is not None else b"")
+        if member.islnk():
+            return (HARDLINK, name, clean(member.linkname))
+    return (DIRECTORY if member.isdir() else OTHER, name)
+
+
+def _replay(entry: RecordEntry, layer: int, view: _View, changed: set[str]) -> None:
+    kind, name = entry[0], entry[1]
+    if kind == OPAQUE:
+        # Hides what the layers below had in the directory; this layer's own entries stay.
+        view.delete(name, changed, keep_layer=layer, include_self=False)
+        return
+    if kind == WHITEOUT:
+        view.delete(name, changed, keep_layer=layer, include_self=True)
         return
     # Any entry replaces what lower layers had at its path; a non-directory also replaces a directory's contents.
-    view.delete(name, changed, keep_layer=layer, include_self=True, include_below=not member.isdir())
-    if not wanted(name):
-        return
-    if member.issym():
-        view.put(name, ImageFile(None, member.linkname, layer))
+    view.delete(name, changed, keep_layer=layer, include_self=True, include_below=kind != DIRECTORY)
+    if kind == SYMLINK:
+        view.put(name, ImageFile(None, entry[2], layer))
         changed.add(name)
-    elif member.isreg() and member.size <= MAX_FILE_SIZE:
-        source = archive.extractfile(member)
-        view.put(name, ImageFile(source.read() if source is not None else b"", None, layer))
+    elif kind == FILE:
+        view.put(name, ImageFile(entry[2], None, layer))
         changed.add(name)
-    elif member.islnk():
-        linked = view.files.get(clean(member.linkname))
+    elif kind == HARDLINK:
+        linked = view.files.get(entry[2])
         if linked is not None:
             view.put(name, ImageFile(linked.data, linked.link, layer))
             changed.add(name)

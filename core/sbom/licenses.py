@@ -167,18 +167,30 @@ def _license_id(token: str) -> str | None:
 
 def dep5_licenses(copyright_text: str) -> tuple[str, ...] | None:
     """The License: short names of a machine-readable (DEP-5) debian/copyright file, in order of first
-    appearance; None when the file is not machine-readable (free text names no license reliably)."""
-    from .control import stanzas
+    appearance; None when the file is not machine-readable (free text names no license reliably).
 
-    paragraphs = list(stanzas(copyright_text))
-    if not paragraphs or "format" not in {k.lower() for k in paragraphs[0].fields}:
+    Only the field lines that matter are looked at (a field line starts its line; continuation lines start with
+    a space or tab): a catalog reads hundreds of these files on every build with --sbom, and parsing every
+    paragraph whole cost more than reading the layers."""
+    lines = copyright_text.split("\n")
+    at = 0
+    while at < len(lines) and not lines[at].strip():
+        at += 1
+    machine_readable = False
+    while at < len(lines) and lines[at].strip():  # the header paragraph names the format
+        machine_readable = machine_readable or _field_name(lines[at]) == "format"
+        at += 1
+    if not machine_readable:
         return None
     names: list[str] = []
-    for paragraph in paragraphs:
-        value = paragraph.field("License")
-        if value is None:
-            continue
-        short = value.split("\n", 1)[0].strip()
-        if short and short not in names:
-            names.append(short)
+    for line in lines:
+        if line[:1] in ("L", "l") and _field_name(line) == "license":
+            short = line.partition(":")[2].strip()
+            if short and short not in names:
+                names.append(short)
     return tuple(names)
+
+
+def _field_name(line: str) -> str | None:
+    name, colon, _ = line.partition(":")
+    return name.strip().lower() if colon and line[:1] not in (" ", "\t", "#") else None

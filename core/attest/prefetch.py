@@ -1,0 +1,50 @@
+"""The SBOM's reading of base image layers, started as soon as a base is pulled and done on a thread of its own
+while the build's steps run: when the build ends, the base layers' records (sbom/record_cache.py) are there and
+the SBOM reads only the layers the build made. A failure here is ignored: the SBOM reads the layer itself then,
+and reports what is wrong with it."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from ..image.blobs import BlobStore
+from ..image.model import Image, Layer
+from ..sbom.layers import LayerInfo
+
+
+class LayerPrefetch:
+    """Records each pulled image's layers that the record cache lacks, one layer at a time."""
+
+    def __init__(self, cache_root: Path, store: BlobStore):
+        from ..sbom.record_cache import LayerRecordCache, records_dir
+
+        self._records = LayerRecordCache(records_dir(cache_root))
+        self._store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sbom-prefetch")
+        self._started: dict[str, Future[None]] = {}
+
+    def add(self, image: Image) -> None:
+        from ..sbom.layers import layer_infos
+
+        for info, layer in zip(layer_infos(image), image.layers):
+            if layer.diff_id not in self._started:
+                self._started[layer.diff_id] = self._pool.submit(self._record, layer, info)
+
+    def _record(self, layer: Layer, info: LayerInfo) -> None:
+        from ..sbom.catalog import wanted
+        from ..sbom.layers import read_layer
+
+        if self._records.get(layer.diff_id) is not None or not self._store.has(layer.digest):
+            return
+        try:
+            self._records.put(layer.diff_id, read_layer(layer, info, self._store, wanted))
+        except Exception:  # the SBOM reads the layer again and reports the problem itself
+            return
+
+    def finish(self) -> None:
+        """Waits for the layers under way (the SBOM is made next)."""
+        self._pool.shutdown(wait=True)
+
+    def cancel(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
