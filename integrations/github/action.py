@@ -17,7 +17,8 @@ from dockyard.errors import DockyardError
 from ..common.manifest import ManifestRequest, manifest_arguments
 from ..common.request import pushes_by_digest
 from ..common.runner import dockyard_command, run_dockyard
-from . import merge, metadata, privileges, summary, workflow
+from ..common.supplychain import PASSPHRASE_ENV
+from . import merge, metadata, privileges, provenance, summary, workflow
 from .flags import ResultFiles, build_arguments
 from .inputs import ActionInputs, key_value
 from .log import GroupedLog
@@ -30,7 +31,18 @@ BUILD_SOURCE_TITLE = " (build)"
 
 def mask_secrets(inputs: ActionInputs, environ: dict[str, str]) -> None:
     workflow.mask(secret_values(key_value(inputs.secrets, "secrets"), key_value(inputs.secret_envs, "secret-envs"),
-                                key_value(inputs.secret_files, "secret-files"), environ))
+                                key_value(inputs.secret_files, "secret-files"), environ)
+                  + [inputs.sign_key, inputs.sign_key_passphrase])
+
+
+def dockyard_environment(inputs: ActionInputs, environ: dict[str, str]) -> dict[str, str]:
+    """dockyard's environment: the job's, with the signing key's passphrase where `--sign` tells it to look.
+    Keyless signing asks the runner for the job's OIDC token: the job must be allowed one."""
+    if inputs.sign == "keyless":
+        provenance.check_keyless(environ)
+    if inputs.sign == "key" and inputs.sign_key_passphrase:
+        return {**environ, PASSPHRASE_ENV: inputs.sign_key_passphrase}
+    return environ
 
 
 def resolve_tags_and_labels(inputs: ActionInputs, environ: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -118,14 +130,16 @@ def main() -> int:
         if inputs.merges:
             return run_merge(inputs, tags, temp, environ)
         files = ResultFiles(metadata=temp / "metadata.json", report=temp / "report.github")
-        args = build_arguments(inputs, tags=tags, labels=labels, secret_dir=temp / "secrets", files=files)
+        args = build_arguments(inputs, tags=tags, labels=labels, secret_dir=temp / "secrets", files=files,
+                               builder_id=provenance.builder_id(environ))
+        env = dockyard_environment(inputs, environ)
         how = privileges.choose(environ, euid=os.geteuid(),
                                 has_sudo=os.geteuid() != 0 and privileges.sudo_works())
         print(how.note)
         print("tags: " + (", ".join(tags) or "(none)"))
         sys.stdout.flush()
         log = GroupedLog()
-        code = run_dockyard([*how.prefix, *dockyard_command(), "build", *args], log)
+        code = run_dockyard([*how.prefix, *dockyard_command(), "build", *args], log, env=env)
         publish(log, files, tags, code, environ)
         return code
     except DockyardError as exc:

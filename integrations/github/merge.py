@@ -24,7 +24,8 @@ from .inputs import ActionInputs
 # The inputs a build reads and a merge cannot use, by name, with the value each has when not given.
 BUILD_ONLY = {"file": "", "build-args": (), "build-contexts": (), "labels": (), "target": "", "no-cache": False,
               "cache-from": (), "cache-to": (), "secrets": (), "secret-envs": (), "secret-files": (), "outputs": (),
-              "platforms": (), "registry-mirrors": ()}
+              "platforms": (), "registry-mirrors": (), "sbom": "", "provenance": "", "attests": (), "sign": "",
+              "sign-key": "", "sign-key-passphrase": ""}
 
 
 @dataclass(frozen=True)
