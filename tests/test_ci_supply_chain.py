@@ -38,7 +38,8 @@ METADATA = {
     "digest": INDEX, "config_digest": "sha256:" + "e" * 64, "tags": ["r/a:1"], "pushed": ["r/a:1"],
     "platform": "linux/amd64", "layers": [{"digest": "x", "size": 2048}], "steps": [],
     "cache": {"hits": 0, "misses": 1},
-    "platforms": [{"platform": "linux/amd64", "digest": IMAGE_AMD64}, {"platform": "linux/arm64", "digest": IMAGE_ARM64}],
+    "platforms": [{"platform": "linux/amd64", "digest": IMAGE_AMD64},
+                  {"platform": "linux/arm64", "digest": IMAGE_ARM64}],
     "attestations": [
         {"platform": "linux/amd64", "digest": ATTEST_AMD64,
          "predicateTypes": ["https://spdx.dev/Document", "https://slsa.dev/provenance/v0.2"]},
@@ -51,8 +52,9 @@ METADATA = {
 
 # --- the kernel: inputs → flags ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("given, expected", [("", ""), ("true", "true"), ("True", "true"), ("false", "false"),
-                                             ("generator=registry.example/scanner:1", "generator=registry.example/scanner:1")])
+@pytest.mark.parametrize("given, expected", [
+    ("", ""), ("true", "true"), ("True", "true"), ("false", "false"),
+    ("generator=registry.example/scanner:1", "generator=registry.example/scanner:1")])
 def test_sbom_values_as_buildx_takes_them(given, expected):
     assert supplychain.sbom_value(given) == expected
 

@@ -1,5 +1,7 @@
 """What the CI adapters (integrations/github, gitlab, jenkins) share: the build request every adapter fills from
-its platform's inputs and its `dockyard build` arguments (request.py), the Dockerfile-check levels (levels.py),
+its platform's inputs and its `dockyard build` arguments (request.py), the supply-chain options (SBOM, provenance
+with the CI run as builder id, signing) and the summary lines of what was attested and signed (supplychain.py),
+the Dockerfile-check levels (levels.py),
 the OCI labels (labels.py), the default registry cache (cache.py), the platforms inputs (platforms.py), the
 merge of a distributed build's images into one index (manifest.py), release tags from a semantic version
 (semver.py), the process runner that reads dockyard's JSON event stream (runner.py) into a log folded by phase

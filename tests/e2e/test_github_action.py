@@ -348,3 +348,45 @@ def test_platforms_with_an_emulated_run(registry, amd64_arm64_base, wheelhouse, 
     result = run_act(repo, wheelhouse, tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     check_emulated_index(image, TWO_PLATFORMS, tmp_path / "readback")
+
+
+# --- supply chain ------------------------------------------------------------------------------------------------
+
+def test_sbom_provenance_and_a_key_signature(registry, busybox_base, wheelhouse, tmp_path):
+    """`sbom: true`, `provenance: mode=max` and `sign: key` with the key (and no passphrase) from the workflow's
+    env, as a secret would give it: the index at the tag has an attestation manifest with the SPDX SBOM and the
+    SLSA provenance, whose builder id is the run attempt's URL, and cosign's signature tag; the key never
+    reaches the log; the job summary lists both."""
+    from tests.support.supply_readback import SLSA_V02, builder_id, check_attested_and_signed, signing_key
+
+    key = signing_key(tmp_path / "key").read_text()
+    image = f"{registry.host}/action/signed:ci"
+    expected_id = tmp_path / "expected-builder-id"
+    steps = """\
+        - uses: ./
+          id: build
+          with:
+            context: app
+            tags: @IMAGE@
+            push: true
+            sbom: true
+            provenance: mode=max
+            sign: key
+            sign-key: ${{ env.KEY_PEM }}
+        - name: the run attempt's URL, for the test to compare
+          run: |
+            run="$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID"
+            echo "$run/attempts/$GITHUB_RUN_ATTEMPT" > "$EXPECTED"
+        """
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image),
+                     {"Dockerfile": f"FROM {busybox_base}\nRUN echo signed > /signed\n"})
+    result = run_act(repo, wheelhouse, tmp_path, env={"KEY_PEM": key, "EXPECTED": str(expected_id)})
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    statements = check_attested_and_signed(registry, image)
+    assert builder_id(statements) == expected_id.read_text().strip()
+    assert statements[SLSA_V02]["predicate"]["invocation"]  # max mode: the invocation is recorded
+    body = "".join(line for line in key.splitlines() if not line.startswith("-----"))
+    assert body[:40] not in log  # masked before anything was printed
+    assert "- attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in `sha256:" in log
+    assert re.search(r"- signed `sha256:[0-9a-f]{64}` with a key, as tag `sha256-[0-9a-f]{64}\.sig`", log)

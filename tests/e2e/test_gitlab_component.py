@@ -304,3 +304,35 @@ def test_platforms_with_an_emulated_run(project_registry, amd64_arm64_base, tmp_
     result = run_pipeline(project, project_registry.host, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     check_emulated_index(f"{image}:v1", TWO_PLATFORMS, tmp_path / "readback", creds=CREDS)
+
+
+def test_sbom_provenance_and_a_key_signature(project_registry, busybox_base, tmp_path):
+    """`sbom: "true"`, `provenance: mode=max` and `sign: key` with COSIGN_PRIVATE_KEY holding the path of the key
+    file, as a File variable does: the pushed index holds the SBOM and the provenance (the job's URL its builder
+    id) and cosign's signature tag; the job log lists what was attested and signed."""
+    from tests.support.supply_readback import builder_id, check_attested_and_signed, signing_key
+
+    key = signing_key(tmp_path / "key")
+    image = f"{project_registry.host}/group/signed"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {image}
+              tags: [v1]
+              context: app
+              cache: false
+              sbom: "true"
+              provenance: mode=max
+              sign: key
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline,
+                           {"Dockerfile": f"FROM {busybox_base}\nRUN echo signed > /signed\n"})
+    result = run_pipeline(project, project_registry.host, tmp_path, "--variable", f"COSIGN_PRIVATE_KEY={key}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    statements = check_attested_and_signed(project_registry, f"{image}:v1", creds=f"{USER}:{PASSWORD}")
+    assert re.fullmatch(r"https?://\S+/-/jobs/\d+", builder_id(statements)), builder_id(statements)
+    log = job_log(project, "dockyard-build")
+    assert "attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in sha256:" in log
+    assert re.search(r"signed sha256:[0-9a-f]{64} with a key, as tag sha256-[0-9a-f]{64}\.sig", log)
