@@ -392,3 +392,34 @@ def test_jenkins_result_file_lists_what_was_attested_and_signed(tmp_path):
     assert values["signed"].splitlines() == supplychain.signature_lines(METADATA)
     files.metadata.write_text(json.dumps({"digest": INDEX}))
     assert "attested" not in step.result_text(step.result_values(0, files, "error", None))
+
+
+# --- the merge of a distributed build: signing the assembled index ------------------------------------------------
+
+def test_manifest_create_signs_the_index_it_pushes():
+    from dockyard_integrations.common.manifest import ManifestRequest, manifest_arguments
+
+    request = ManifestRequest(tags=("r/a:1",), sources=(f"r/a@{IMAGE_AMD64}",), signing=Signing(keyless=True))
+    assert manifest_arguments(request) == ["--progress", "json", "--tag", "r/a:1", "--sign=keyless",
+                                           f"r/a@{IMAGE_AMD64}"]
+    with pytest.raises(UsageError) as info:
+        manifest_arguments(ManifestRequest(tags=("r/a:1",), sources=(f"r/a@{IMAGE_AMD64}",), dry_run=True,
+                                           signing=Signing(keyless=True)))
+    assert info.value.subject == "input sign" and "pushes nothing" in info.value.message
+
+
+def test_the_gitlab_merge_component_signs_with_the_key_variable(tmp_path):
+    from dockyard_integrations.gitlab import merge as gitlab_merge
+
+    inputs = gitlab_merge.MergeInputs.from_environment({"DOCKYARD_INPUT_IMAGE": "reg/g/app",
+                                                        "DOCKYARD_INPUT_SIGN": "key"})
+    assert (inputs.sign, inputs.sign_key_variable) == ("key", "COSIGN_PRIVATE_KEY")
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    (tmp_path / "digests").mkdir()
+    (tmp_path / "digests" / ("a" * 64)).touch()
+    sign = gitlab_signing.signing(inputs, {"COSIGN_PRIVATE_KEY": str(key)}, tmp_path)
+    request = gitlab_merge.manifest_request(inputs, references=["reg/g/app:1"], digests_dir=tmp_path / "digests",
+                                            digest_file=tmp_path / "d", sign=sign)
+    from dockyard_integrations.common.manifest import manifest_arguments
+    assert f"--sign=key={key}" in manifest_arguments(request)

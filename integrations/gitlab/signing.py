@@ -12,14 +12,27 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from dockyard.errors import UsageError
 
 from ..common.supplychain import Signing
-from .inputs import ComponentInputs
 
 OIDC_TOKEN_VARIABLE = "SIGSTORE_ID_TOKEN"
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SigningInputs(Protocol):
+    """The inputs of a component that signs (the build's and the merge's)."""
+
+    @property
+    def sign(self) -> str: ...  # "", key or keyless
+
+    @property
+    def sign_key_variable(self) -> str: ...
+
+    @property
+    def sign_passphrase_variable(self) -> str: ...
 
 
 def builder_id(environ: Mapping[str, str]) -> str:
@@ -33,7 +46,7 @@ def _variable(name: str, subject: str) -> str:
     return name
 
 
-def key_file(inputs: ComponentInputs, environ: Mapping[str, str], private_dir: Path) -> str:
+def key_file(inputs: SigningInputs, environ: Mapping[str, str], private_dir: Path) -> str:
     """The key's file: the File variable's path, or the key a Variable holds written to `private_dir`."""
     name = _variable(inputs.sign_key_variable, "input sign-key-variable")
     value = environ.get(name, "")
@@ -54,7 +67,7 @@ def key_file(inputs: ComponentInputs, environ: Mapping[str, str], private_dir: P
     return value
 
 
-def signing(inputs: ComponentInputs, environ: Mapping[str, str], private_dir: Path) -> Signing | None:
+def signing(inputs: SigningInputs, environ: Mapping[str, str], private_dir: Path) -> Signing | None:
     if inputs.sign == "keyless":
         if not environ.get(OIDC_TOKEN_VARIABLE):
             raise UsageError(f"keyless signing needs the job's OIDC token, and {OIDC_TOKEN_VARIABLE} is not set",
