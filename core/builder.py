@@ -130,7 +130,8 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
         result = BuildResult(digest=written.digest, image=written.images[0], images=written.images,
                              index=written.index, tags=planned.tags,
                              steps=tuple(step for b in built for step in b.steps), pushed=tuple(written.pushed),
-                             duration=time.monotonic() - started, warnings=tuple(warnings))
+                             duration=time.monotonic() - started, warnings=tuple(warnings),
+                             signatures=written.signatures)
         session.outputs.write_result_files(result)
         events.emit(BuildFinished(digest=written.digest, duration=result.duration))
         return result

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from .named_contexts import NamedContext
     from .options import BuildOptions
+    from .signing.spec import SigningSpec
 
 BUILD_EXAMPLES = """\
 examples:
@@ -83,6 +84,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
                    help="type=registry[,name=REF][,push-by-digest=true] | type=oci,dest=DIR | "
                         "type=docker,dest=FILE.tar; oci-mediatypes=false writes Docker media types (repeatable)")
+    b.add_argument("--sign", metavar="key=PATH[,passphrase-env=VAR|passphrase-file=FILE]|keyless",
+                   help="sign the pushed image (and its attestations) as cosign does, before any tag is put: with "
+                        "an ECDSA P-256 PEM key or a cosign key (its passphrase from VAR, FILE or COSIGN_PASSWORD)")
     b.add_argument("--digest-file", metavar="FILE", help="write the image digest to FILE")
     b.add_argument("--metadata-file", metavar="FILE", help="write build metadata (JSON) to FILE")
     b.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
@@ -211,6 +215,9 @@ def _add_manifest_commands(sub: SubParsers) -> None:
                         help="annotate the index (index:, the default) or its entries "
                              "(manifest-descriptor[PLATFORM]:) (repeatable)")
     create.add_argument("--dry-run", action="store_true", help="print the index instead of pushing it")
+    create.add_argument("--sign", metavar="key=PATH[,passphrase-env=VAR|passphrase-file=FILE]|keyless",
+                        help="sign the index (and the attestation manifests it lists) as cosign does, before the "
+                             "tags move (as dockyard build --sign)")
     create.add_argument("--digest-file", metavar="FILE", help="write the index digest to FILE")
     create.add_argument("--progress", choices=["auto", "plain", "json"], default="auto",
                         help="progress output on standard error: plain lines or JSON events")
@@ -346,8 +353,17 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Buil
         cache_from=tuple(RegistryCache.parse(c, "--cache-from") for c in args.cache_from) + cache_repo,
         cache_to=tuple(RegistryCache.parse(c, "--cache-to") for c in args.cache_to) + cache_repo,
         check=args.check, fail_on=args.fail_on, reports=tuple(ReportSpec.parse(r) for r in args.report),
+        signing=_signing(args.sign),
         environ=environ,
     )
+
+
+def _signing(value: str | None) -> SigningSpec | None:
+    if value is None:
+        return None
+    from .signing.spec import SigningSpec
+
+    return SigningSpec.parse(value)
 
 
 def _build_contexts(values: list[str]) -> tuple[NamedContext, ...]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["EXIT_CODES", "AuthenticationError", "ChecksFailed", "ContextError", "DockerfileError", "DockyardError",
-           "Interrupted", "IsolationError", "LayerError", "OutputError", "RegistryError", "SourceLocation",
-           "StepFailed", "UsageError"]
+           "Interrupted", "IsolationError", "LayerError", "OutputError", "RegistryError", "SigningError",
+           "SourceLocation", "StepFailed", "UsageError"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,13 @@ class ChecksFailed(DockyardError):
     exit_code = 10
 
 
+class SigningError(DockyardError):
+    """The image could not be signed: the key is missing, unreadable or not usable, its passphrase is wrong, or
+    the registry refused the signature. Raised before any tag is moved, so no tag names an unsigned image."""
+
+    exit_code = 11
+
+
 class Interrupted(DockyardError):
     exit_code = 130
 
@@ -149,6 +156,8 @@ EXIT_CODES: list[tuple[int, str]] = [
                                 "platform's CPU (RUN for linux/arm64 on x86-64)"),
     (OutputError.exit_code, "an output could not be written"),
     (ChecksFailed.exit_code, "checks found problems at or above --fail-on (dockyard lint, build --check)"),
+    (SigningError.exit_code, "signing failed (key, passphrase, or the registry refused the signature): the image "
+                             "was pushed by digest only, no tag was moved"),
     (Interrupted.exit_code, "interrupted (SIGINT; 143 for SIGTERM, 129 for SIGHUP): the RUN in progress was killed "
                             "and the work directory removed"),
 ]

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import RegistryError, UsageError
 from .events import Events, ImagePushed
@@ -34,6 +34,9 @@ from .image.model import (DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, 
 from .image.reference import Reference, parse_reference
 from .registry.client import SCHEMA1_TYPES, RegistryClient
 from .registry.copy import copy_manifest, manifest_exists, repository_of
+
+if TYPE_CHECKING:
+    from .signing.sign import Signer
 
 INDEX_LEVEL = "index"
 DESCRIPTOR_LEVEL = "manifest-descriptor"
@@ -337,6 +340,7 @@ class CreateRequest:
 class Created:
     assembled: AssembledIndex
     pushed: tuple[str, ...] = ()  # every reference the index was put under, tags last
+    signatures: tuple[dict[str, str], ...] = ()  # --sign: each signature stored (signing/sign.py's Signature)
 
     @property
     def digest(self) -> str:
@@ -372,8 +376,10 @@ def check_request(request: CreateRequest) -> None:
             raise UsageError(f"invalid target {target}: give a tag or a digest, not both")
 
 
-def create_index(client: RegistryClient, request: CreateRequest, store: BlobStore) -> Created:
-    """Read the sources (and the index to append to), assemble the index, and push it unless a dry run."""
+def create_index(client: RegistryClient, request: CreateRequest, store: BlobStore,
+                 signer: Signer | None = None) -> Created:
+    """Read the sources (and the index to append to), assemble the index, and push it unless a dry run; with
+    `signer`, the index (and the attestation manifests it lists) is signed before the tags move."""
     check_request(request)
     events = client.events
     existing = None
@@ -394,12 +400,20 @@ def create_index(client: RegistryClient, request: CreateRequest, store: BlobStor
     for target in request.targets:
         if target.digest and target.digest != assembled.digest:
             raise UsageError(f"cannot push the index to {target}: its digest is {assembled.digest}")
-    return Created(assembled, push_index(client, assembled, request.targets, store))
+    if signer is None:
+        return Created(assembled, push_index(client, assembled, request.targets, store))
+    from .signing.sign import SignatureHook
+
+    subject = Descriptor(assembled.media_type, assembled.digest, len(assembled.body))
+    hook = SignatureHook(signer, client, store, subject, assembled.index)
+    pushed = push_index(client, assembled, request.targets, store, before_tags=hook)
+    return Created(assembled, pushed, tuple(s.to_json() for s in hook.signatures))
 
 
 def push_index(client: RegistryClient, assembled: AssembledIndex, targets: Sequence[Reference],
-               store: BlobStore) -> tuple[str, ...]:
-    """Every entry into every target repository, then the index by digest, then the tags."""
+               store: BlobStore, before_tags: Callable[[str, list[Reference]], None] | None = None) -> tuple[str, ...]:
+    """Every entry into every target repository, then the index by digest, then `before_tags` (the signer's),
+    then the tags."""
     repositories: dict[tuple[str, str], Reference] = {}
     for target in targets:
         repositories.setdefault((target.registry, target.repository), repository_of(target))
@@ -415,6 +429,8 @@ def push_index(client: RegistryClient, assembled: AssembledIndex, targets: Seque
         client.put_manifest(repo, digest, assembled.body, assembled.media_type)
         pushed.append(str(repo.with_digest(digest)))
         client.events.emit(ImagePushed(reference=pushed[-1], digest=digest))
+    if before_tags is not None:
+        before_tags(digest, list(repositories.values()))
     for target in targets:
         if target.tag:
             client.put_manifest(repository_of(target), target.tag, assembled.body, assembled.media_type)

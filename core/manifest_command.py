@@ -43,8 +43,19 @@ def run_create(args: argparse.Namespace) -> int:
 
     renderer = make_renderer("plain" if args.progress == "auto" else args.progress)
     try:
-        with registry_client(args, Events(renderer)) as (client, store):
-            created = create_index(client, request, store)
+        events = Events(renderer)
+        signer = None
+        if args.sign is not None:
+            from .signing.sign import signer_for
+            from .signing.spec import SigningSpec
+
+            if args.dry_run:
+                raise UsageError("--sign signs the index in the registry, and --dry-run pushes nothing",
+                                 hint="drop --dry-run or --sign")
+            # Read (and decrypt) the key before any request: a bad key or passphrase changes nothing.
+            signer = signer_for(SigningSpec.parse(args.sign), dict(os.environ), events)
+        with registry_client(args, events) as (client, store):
+            created = create_index(client, request, store, signer)
     except (Exception, KeyboardInterrupt) as exc:
         if args.progress == "json":
             renderer(BuildFailed.from_exception(exc))  # a JSON stream ends with its failure, as a build's does

@@ -14,6 +14,7 @@ from .errors import UsageError
 
 if TYPE_CHECKING:
     from .named_contexts import NamedContext
+    from .signing.spec import SigningSpec
 
 
 # The --output attributes dockyard reads (buildx's names); the rest are accepted and ignored as before.
@@ -461,6 +462,8 @@ class BuildOptions:
     check: bool = False
     fail_on: str = "error"
     reports: tuple[ReportSpec, ...] = ()
+    # --sign key=PATH[,passphrase-env=VAR|passphrase-file=FILE] | keyless[,...]: sign what is pushed.
+    signing: SigningSpec | None = None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), compare=False, repr=False)
 
     @property

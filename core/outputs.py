@@ -49,6 +49,8 @@ class Written:
     pushed: list[str]
     index: ImageIndex | None
     images: tuple[Image, ...] = ()
+    # --sign: each signature stored, in the metadata file's form (signing/sign.py's Signature.to_json)
+    signatures: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,9 @@ def check_outputs(options: BuildOptions, platforms: Sequence[str | Platform] = (
         if len({getattr(o, key) for o in registries}) > 1:
             raise UsageError(f"the type=registry outputs disagree on {key.replace('_', '-')}: one push is made, "
                              "to every name, in one form", hint="give the attribute the same value in each")
+    if options.signing is not None and not options.wants_push:
+        raise UsageError("--sign signs the image in the registry it is pushed to, and this build pushes nothing",
+                         hint="add --push (or --output type=registry), or drop --sign")
     if options.wants_push and not options.push_targets:
         raise UsageError("--push needs at least one --tag naming where to push",
                          hint="e.g. -t registry.example.com/team/app:1.0, or "
@@ -214,6 +219,12 @@ class OutputWriter:
         self._client = client
         self._store = store
         self._cached_layers = cached_layers
+        self._signer = None
+        if options.signing is not None:
+            from .signing.sign import signer_for
+
+            # Read (and decrypt) the key now: a bad key or passphrase fails before anything is built or pushed.
+            self._signer = signer_for(options.signing, options.environ, events)
 
     def write(self, images: Sequence[Image], tags: tuple[str, ...], uploaded: frozenset[str]) -> Written:
         """Pushes (the layers in `uploaded` are already there) and writes the --output's of `images` (one per
@@ -239,12 +250,13 @@ class OutputWriter:
             return sets[oci]
 
         pushed: list[str] = []
+        signatures: tuple[dict[str, str], ...] = ()
         primary: ImageSet | None = None
         if opts.wants_push:
             registry_outputs = [o for o in opts.outputs if o.type == "registry"]
             primary = image_set(all(o.oci_media_types for o in registry_outputs))
             by_digest = any(o.push_by_digest for o in registry_outputs)
-            pushed = self._push(primary, names, uploaded, by_digest=by_digest)
+            pushed, signatures = self._push(primary, names, uploaded, by_digest=by_digest)
         for output in opts.outputs:
             if output.type not in ("oci", "docker"):
                 continue  # type=registry: the push above
@@ -262,7 +274,7 @@ class OutputWriter:
             self.events.warning("no output requested: the image was built but is only kept in dockyard's blob "
                                 "store; use --push or --output type=oci,dest=DIR")
         primary = primary or image_set(True)
-        return Written(primary.digest, pushed, primary.index, primary.images)
+        return Written(primary.digest, pushed, primary.index, primary.images, signatures)
 
     def arrange(self, images: tuple[Image, ...], *, oci: bool = True) -> ImageSet:
         """`images` in OCI or Docker media types, with their index when the build writes one: its entries carry
@@ -279,19 +291,33 @@ class OutputWriter:
         return ImageSet(images, index)
 
     def _push(self, written: ImageSet, names: list[Reference], uploaded: frozenset[str], *,
-              by_digest: bool) -> list[str]:
+              by_digest: bool) -> tuple[list[str], tuple[dict[str, str], ...]]:
         """Pushes the images (and their index) to `names`: under their tags, or by digest only (buildx's
-        push-by-digest=true, for the matrix jobs whose images are assembled into one index later)."""
+        push-by-digest=true, for the matrix jobs whose images are assembled into one index later). With
+        --sign, the signatures are stored after the manifests and before the tags. Returns the references
+        pushed to and the signatures stored."""
         from .registry.push import push_image, push_index
 
         refs = [Reference(r.registry, r.repository) for r in names] if by_digest else names
         if by_digest:  # one push per repository, whatever tags the names had
             refs = list({(r.registry, r.repository): r for r in refs}.values())
+        hook = None
+        if self._signer is not None:
+            from .signing.sign import SignatureHook
+
+            if written.index is not None:
+                subject = written.index.descriptor()
+            else:
+                image = written.images[0]
+                subject = Descriptor(image.manifest_media_type, image.digest, len(image.manifest_bytes()))
+            hook = SignatureHook(self._signer, self._client(), self._store, subject, written.index)
         if written.index is not None:
-            digest = push_index(self._client(), written.index, list(written.images), self._store, refs, uploaded)
+            digest = push_index(self._client(), written.index, list(written.images), self._store, refs, uploaded,
+                                before_tags=hook)
         else:
-            digest = push_image(self._client(), written.images[0], self._store, refs, uploaded)
-        return [str(r.with_digest(digest)) if by_digest or not r.tag else str(r) for r in refs]
+            digest = push_image(self._client(), written.images[0], self._store, refs, uploaded, before_tags=hook)
+        pushed = [str(r.with_digest(digest)) if by_digest or not r.tag else str(r) for r in refs]
+        return pushed, tuple(s.to_json() for s in hook.signatures) if hook is not None else ()
 
     def _write_layout(self, written: ImageSet, dest: Path, names: list[Reference]) -> None:
         from .image.layout import write_oci_layout

@@ -29,6 +29,8 @@ class BuildResult:
     warnings: tuple[str, ...] = field(default=())
     images: tuple[Image, ...] = ()
     index: ImageIndex | None = None
+    # --sign: each signature stored (digest, repository, kind, and the `.sig` tag or the referrer's digest)
+    signatures: tuple[dict[str, str], ...] = ()
 
     @property
     def platform_images(self) -> tuple[Image, ...]:
@@ -53,7 +55,7 @@ class BuildResult:
 
     def metadata(self) -> dict[str, Any]:
         """--metadata-file's document: BuildKit's containerimage.* keys, then dockyard's own account of the build."""
-        return {
+        doc: dict[str, Any] = {
             "containerimage.digest": self.digest,
             "containerimage.config.digest": self.config_digest,
             "containerimage.descriptor": self.descriptor,
@@ -74,3 +76,6 @@ class BuildResult:
                       "misses": sum(s.cached is False for s in self.steps)},
             "duration": round(self.duration, 4),
         }
+        if self.signatures:  # --sign: what was signed and where each signature is stored
+            doc["signatures"] = [dict(s) for s in self.signatures]
+        return doc

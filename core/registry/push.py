@@ -10,6 +10,7 @@ first and manifests last because a registry refuses a manifest whose blobs it do
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
 from ..errors import RegistryError, UsageError
@@ -19,6 +20,11 @@ from ..image.index import ImageIndex
 from ..image.model import Image, Layer
 from ..image.reference import Reference
 from .client import RegistryClient
+
+# Called with the pushed digest and the repositories pushed to, once the manifest (and an index's manifests) is
+# stored by digest in every one of them and before any tag is put: a signer stores its signatures there, and
+# an exception it raises leaves every tag where it was.
+BeforeTags = Callable[[str, list[Reference]], None]
 
 
 def _repositories(refs: list[Reference]) -> list[Reference]:
@@ -67,25 +73,31 @@ class EarlyUploads:
 
 
 def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: list[Reference],
-               uploaded: frozenset[str] = frozenset()) -> str:
+               uploaded: frozenset[str] = frozenset(), before_tags: BeforeTags | None = None) -> str:
     """Push `image` to every reference in `refs`; returns the manifest digest. Blobs in `uploaded` (sent by
-    EarlyUploads) are already in every repository."""
+    EarlyUploads) are already in every repository. With `before_tags`, the manifest is put by digest into
+    every repository first, then `before_tags` is called, then the tags are put."""
     if not refs:
         raise UsageError("nothing to push: no image reference given", hint="tag the image with -t NAME:TAG")
     manifest = image.manifest_bytes()
     digest = image.digest
     _check_digest_refs(refs, digest, "image")
-    _upload_blobs(client, [image], store, _repositories(refs), uploaded)
+    repositories = _repositories(refs)
+    _upload_blobs(client, [image], store, repositories, uploaded)
+    if before_tags is not None:
+        _before_tags(client, repositories, digest, manifest, image.manifest_media_type, before_tags)
     _put_everywhere(client, refs, digest, manifest, image.manifest_media_type)
     return digest
 
 
 def push_index(client: RegistryClient, index: ImageIndex, images: list[Image], store: BlobStore,
-               refs: list[Reference], uploaded: frozenset[str] = frozenset()) -> str:
+               refs: list[Reference], uploaded: frozenset[str] = frozenset(),
+               before_tags: BeforeTags | None = None) -> str:
     """Push an image index and the images it lists to every reference in `refs`; returns the index digest.
     Every blob first, then every image's manifest by digest into every repository, the index last (under
     the tags, or by digest for a reference without one): a failure on the way leaves no tag pointing at an
-    index whose manifests are missing."""
+    index whose manifests are missing. With `before_tags`, the index is put by digest into every repository
+    first, then `before_tags` is called, then the tags are put."""
     if not refs:
         raise UsageError("nothing to push: no image reference given", hint="tag the image with -t NAME:TAG")
     body = index.to_bytes()
@@ -101,8 +113,17 @@ def push_index(client: RegistryClient, index: ImageIndex, images: list[Image], s
         manifest = image.manifest_bytes()
         for repo in repositories:
             client.put_manifest(repo, image.digest, manifest, image.manifest_media_type)
+    if before_tags is not None:
+        _before_tags(client, repositories, digest, body, index.media_type, before_tags)
     _put_everywhere(client, refs, digest, body, index.media_type)
     return digest
+
+
+def _before_tags(client: RegistryClient, repositories: list[Reference], digest: str, body: bytes, media_type: str,
+                 before_tags: BeforeTags) -> None:
+    for repo in repositories:
+        client.put_manifest(repo, digest, body, media_type)
+    before_tags(digest, repositories)
 
 
 def _check_digest_refs(refs: list[Reference], digest: str, what: str) -> None:

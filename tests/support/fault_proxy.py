@@ -9,7 +9,8 @@ its `skip` matches, within its `times`) is applied:
 * `cut_response`: forward the request, then send the answer's headers and `after` bytes of its body and drop
   the connection (the registry did the work; the client lost the answer);
 * `drop_response`: forward the request, then drop the connection without answering;
-* `status`: answer `status` with `headers` (e.g. 500, or 429 with Retry-After) without forwarding;
+* `status`: answer `status` with `headers` (e.g. 500, or 429 with Retry-After) without forwarding, and `body`
+  when one is given (else a registry error document);
 * `delay`: wait `seconds`, then forward (a slow registry);
 * `strip_range`: forward without the Range header (a registry that cannot resume downloads).
 
@@ -42,6 +43,7 @@ class Rule:
     after: int = 0  # bytes let through before a cut
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # a `status` answer's body
     seconds: float = 0.0
     seen: int = 0
 
@@ -139,7 +141,7 @@ def _handler_class(proxy: FaultProxy):
                 return self._drop()
             body = self.rfile.read(length) if length else b""
             if rule is not None and rule.action == "status":
-                return self._answer(rule.status, rule.headers,
+                return self._answer(rule.status, rule.headers, rule.body if rule.body is not None else
                                     b'{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}')
             if rule is not None and rule.action == "delay":
                 time.sleep(rule.seconds)
