@@ -359,7 +359,8 @@ def test_sbom_provenance_and_a_key_signature(registry, busybox_base, wheelhouse,
     reaches the log; the job summary lists both."""
     from tests.support.supply_readback import SLSA_V02, builder_id, check_attested_and_signed, signing_key
 
-    key = signing_key(tmp_path / "key").read_text()
+    key_file = signing_key(tmp_path / "key")
+    key = key_file.read_text()
     image = f"{registry.host}/action/signed:ci"
     expected_id = tmp_path / "expected-builder-id"
     steps = """\
@@ -383,7 +384,7 @@ def test_sbom_provenance_and_a_key_signature(registry, busybox_base, wheelhouse,
     result = run_act(repo, wheelhouse, tmp_path, env={"KEY_PEM": key, "EXPECTED": str(expected_id)})
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
-    statements = check_attested_and_signed(registry, image)
+    statements = check_attested_and_signed(registry, image, key_file)
     assert builder_id(statements) == expected_id.read_text().strip()
     assert statements[SLSA_V02]["predicate"]["invocation"]  # max mode: the invocation is recorded
     body = "".join(line for line in key.splitlines() if not line.startswith("-----"))

@@ -331,7 +331,7 @@ def test_sbom_provenance_and_a_key_signature(project_registry, busybox_base, tmp
                            {"Dockerfile": f"FROM {busybox_base}\nRUN echo signed > /signed\n"})
     result = run_pipeline(project, project_registry.host, tmp_path, "--variable", f"COSIGN_PRIVATE_KEY={key}")
     assert result.returncode == 0, result.stdout + result.stderr
-    statements = check_attested_and_signed(project_registry, f"{image}:v1", creds=f"{USER}:{PASSWORD}")
+    statements = check_attested_and_signed(project_registry, f"{image}:v1", key, creds=f"{USER}:{PASSWORD}")
     assert re.fullmatch(r"https?://\S+/-/jobs/\d+", builder_id(statements)), builder_id(statements)
     log = job_log(project, "dockyard-build")
     assert "attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in sha256:" in log

@@ -141,7 +141,7 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
                    "sbom": True, "provenance": "mode=max", "sign": True, "signingKeyCredentialsId": "cosign-key"},
                   env={"BUILD_URL": BUILD_URL},
                   credentials={"cosign-key": {"file": signing_key(tmp / "key").read_text(),
-                                              "fileName": "cosign.key"}}),
+                                              "fileName": "cosign.key"}}, key=str(tmp / "key" / "signing.key")),
     ]
     # A two-platform build whose arm64 RUN runs under QEMU, when binfmt_misc can serve it here.
     if ensure_registered(("linux/arm64",)) is None:
@@ -159,7 +159,8 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
     results = json.loads(results_file.read_text())
     for name, outcome in results.items():
         assert "exception" not in outcome, f"{name}: {outcome['exception']}\n{outcome['log']}"
-    return {"results": results, "workspaces": {s["name"]: Path(s["workspace"]) for s in scenarios}}
+    return {"results": results, "workspaces": {s["name"]: Path(s["workspace"]) for s in scenarios},
+            "keys": {s["name"]: s["key"] for s in scenarios if "key" in s}}
 
 
 def _inspect(ref: str, *extra: str) -> dict:
@@ -334,7 +335,7 @@ def test_sbom_provenance_and_a_key_signature(pipeline, registry):
     outcome = pipeline["results"]["signed"]
     assert "error" not in outcome, outcome["log"]
     [ref] = outcome["returned"]["tags"]
-    statements = check_attested_and_signed(registry, ref)
+    statements = check_attested_and_signed(registry, ref, Path(pipeline["keys"]["signed"]))
     assert builder_id(statements) == BUILD_URL
     assert any(line.startswith("linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in sha256:")
                for line in outcome["returned"]["attestations"])

@@ -2,11 +2,13 @@
 at the tag (skopeo), one attestation manifest per platform image as BuildKit lays them out (annotations
 `vnd.docker.reference.type: attestation-manifest` and `vnd.docker.reference.digest`), its in-toto statements
 by predicate type (read from the loopback registry's storage), and cosign's `sha256-<hex>.sig` tag for the
-index. Whether the signature verifies is the signing tests' business (a verifier no one here wrote); here: the
-adapter asked for it and it is there, with the CI run's identity as the provenance's builder id."""
+index, whose simple-signing payload names the index and whose signature `openssl dgst -verify` accepts with the
+key's public half (the signing tests verify with sigstore-js too). Here: the adapter asked for them and they are
+there, with the CI run's identity as the provenance's builder id."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 from dockyard import parse_reference
 from tests.support.index_readback import SKOPEO_TIMEOUT, read_index
 from tests.support.registry import RegistryServer
+from tests.support.signatures import openssl_verifies
 
 SPDX = "https://spdx.dev/Document"
 SLSA_V02 = "https://slsa.dev/provenance/v0.2"
@@ -30,6 +33,13 @@ def signing_key(directory: Path) -> Path:
     subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
                     "-out", str(key)], check=True, capture_output=True, timeout=60)
     return key
+
+
+def public_key(private_key: Path) -> Path:
+    path = private_key.with_suffix(".pub")
+    subprocess.run(["openssl", "pkey", "-in", str(private_key), "-pubout", "-out", str(path)], check=True,
+                   capture_output=True, timeout=60)
+    return path
 
 
 def _raw(reference: str, creds: str | None) -> bytes:
@@ -48,11 +58,12 @@ def tags_of(repository: str, creds: str | None = None) -> list[str]:
     return json.loads(result.stdout)["Tags"]
 
 
-def check_attested_and_signed(server: RegistryServer, reference: str, *, creds: str | None = None,
+def check_attested_and_signed(server: RegistryServer, reference: str, private_key: Path, *,
+                              creds: str | None = None,
                               predicate_types: tuple[str, ...] = (SPDX, SLSA_V02)) -> dict[str, dict]:
     """Checks the index at `reference` has an attestation manifest for each of its images holding a statement of
-    each of `predicate_types`, and a cosign signature tag; returns the statements of the first attestation
-    manifest by predicate type."""
+    each of `predicate_types`, and a cosign signature tag whose signature of the index verifies with the public
+    half of `private_key`; returns the statements of the first attestation manifest by predicate type."""
     repository = parse_reference(reference).name
     index_digest = "sha256:" + hashlib.sha256(_raw(reference, creds)).hexdigest()
     index = read_index(reference, creds=creds)
@@ -71,8 +82,15 @@ def check_attested_and_signed(server: RegistryServer, reference: str, *, creds: 
             for predicate_type, layer in found.items():
                 blob = server.blob_data_path(layer["digest"]).read_bytes()
                 statements[predicate_type] = json.loads(blob)
-    assert f"sha256-{index_digest.removeprefix('sha256:')}.sig" in tags_of(repository, creds), (
-        f"no cosign signature tag for {index_digest}")
+    signature_tag = f"sha256-{index_digest.removeprefix('sha256:')}.sig"
+    assert signature_tag in tags_of(repository, creds), f"no cosign signature tag for {index_digest}"
+    verified = []
+    for layer in json.loads(_raw(f"{repository}:{signature_tag}", creds))["layers"]:
+        payload = server.blob_data_path(layer["digest"]).read_bytes()
+        signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
+        names_index = json.loads(payload)["critical"]["image"]["docker-manifest-digest"] == index_digest
+        verified.append(names_index and openssl_verifies(public_key(private_key), signature, payload))
+    assert any(verified), f"no signature in {signature_tag} verifies with the key"
     return statements
 
 
