@@ -45,7 +45,8 @@ METADATA = {
          "predicateTypes": ["https://spdx.dev/Document", "https://slsa.dev/provenance/v0.2"]},
         {"platform": "linux/arm64", "digest": ATTEST_ARM64,
          "predicateTypes": ["https://spdx.dev/Document", "https://slsa.dev/provenance/v0.2"]}],
-    "signatures": [{"digest": INDEX, "tag": "sha256-" + "1" * 64 + ".sig", "kind": "key"},
+    "signatures": [{"digest": INDEX, "repository": "r/a", "tag": "r/a:sha256-" + "1" * 64 + ".sig", "kind": "key",
+                    "format": "simple-signing"},
                    {"digest": ATTEST_AMD64, "referrer": "sha256:" + "f" * 64, "kind": "keyless"}],
 }
 
@@ -139,7 +140,8 @@ def test_summary_lines_from_the_metadata_file():
         f"linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in {ATTEST_AMD64}",
         f"linux/arm64: SBOM (SPDX), provenance (SLSA v0.2) in {ATTEST_ARM64}"]
     assert supplychain.signature_lines(METADATA) == [
-        f"{INDEX} with a key, as tag sha256-{'1' * 64}.sig", f"{ATTEST_AMD64} keyless, as referrer sha256:{'f' * 64}"]
+        f"{INDEX} with a key, as tag r/a:sha256-{'1' * 64}.sig",
+        f"{ATTEST_AMD64} keyless, as referrer sha256:{'f' * 64}"]
     # a build without attestations or signatures: the keys are absent, and nothing is listed
     assert supplychain.attestation_lines({"digest": INDEX}) == [] == supplychain.signature_lines({"digest": INDEX})
 
@@ -274,7 +276,7 @@ def test_github_whole_run_masks_the_key_passes_the_passphrase_and_summarises(tmp
                for arg in recorded["args"])
     md = step_summary.read_text()
     assert f"- attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in `{ATTEST_AMD64}`" in md
-    assert f"- signed `{INDEX}` with a key, as tag `sha256-{'1' * 64}.sig`" in md
+    assert f"- signed `{INDEX}` with a key, as tag `r/a:sha256-{'1' * 64}.sig`" in md
     assert not list(tmp_path.glob("dockyard-action-*"))  # the key's directory is gone
 
 
@@ -346,7 +348,7 @@ def test_gitlab_job_log_lists_what_was_attested_and_signed(tmp_path, capsys):
     job.publish(tmp_path / "results", files, ComponentInputs(image="reg/g/app"), ["reg/g/app:main"], {})
     out = capsys.readouterr().out
     assert f"attested linux/arm64: SBOM (SPDX), provenance (SLSA v0.2) in {ATTEST_ARM64}" in out
-    assert f"signed {INDEX} with a key, as tag sha256-{'1' * 64}.sig" in out
+    assert f"signed {INDEX} with a key, as tag r/a:sha256-{'1' * 64}.sig" in out
 
 
 # --- Jenkins -----------------------------------------------------------------------------------------------------

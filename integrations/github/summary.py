@@ -20,8 +20,8 @@ def _cell(text: str) -> str:
 
 
 def _code_digests(text: str) -> str:
-    """The line with each digest and tag (`sha256:...`, `sha256-....sig`) in code spans."""
-    return " ".join(f"`{word}`" if word.startswith("sha256") else word for word in text.split(" "))
+    """The line with each digest and reference (`sha256:...`, `REPO:sha256-....sig`) in code spans."""
+    return " ".join(f"`{word}`" if "sha256" in word else word for word in text.split(" "))
 
 
 def render(log: GroupedLog, metadata: dict[str, Any] | None) -> str:

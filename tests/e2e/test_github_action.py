@@ -390,4 +390,5 @@ def test_sbom_provenance_and_a_key_signature(registry, busybox_base, wheelhouse,
     body = "".join(line for line in key.splitlines() if not line.startswith("-----"))
     assert body[:40] not in log  # masked before anything was printed
     assert "- attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in `sha256:" in log
-    assert re.search(r"- signed `sha256:[0-9a-f]{64}` with a key, as tag `sha256-[0-9a-f]{64}\.sig`", log)
+    assert re.search(r"- signed `sha256:[0-9a-f]{64}` with a key, as tag `\S+/action/signed:sha256-[0-9a-f]{64}\.sig`",
+                     log)

@@ -335,4 +335,4 @@ def test_sbom_provenance_and_a_key_signature(project_registry, busybox_base, tmp
     assert re.fullmatch(r"https?://\S+/-/jobs/\d+", builder_id(statements)), builder_id(statements)
     log = job_log(project, "dockyard-build")
     assert "attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in sha256:" in log
-    assert re.search(r"signed sha256:[0-9a-f]{64} with a key, as tag sha256-[0-9a-f]{64}\.sig", log)
+    assert re.search(r"signed sha256:[0-9a-f]{64} with a key, as tag \S+/group/signed:sha256-[0-9a-f]{64}\.sig", log)

@@ -339,7 +339,8 @@ def test_sbom_provenance_and_a_key_signature(pipeline, registry):
     assert builder_id(statements) == BUILD_URL
     assert any(line.startswith("linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in sha256:")
                for line in outcome["returned"]["attestations"])
-    assert [line for line in outcome["returned"]["signatures"] if " with a key, as tag sha256-" in line]
+    assert [line for line in outcome["returned"]["signatures"]
+            if " with a key, as tag " in line and line.endswith(".sig")]
     assert "dockyardBuild: attested linux/amd64: SBOM (SPDX)" in outcome["log"]
     assert "dockyardBuild: signed sha256:" in outcome["log"]
     assert _leftovers(pipeline["workspaces"]["signed"]) == []
