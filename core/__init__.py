@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported o
     from .result import BuildResult
     from .diagnostics.model import Finding, Severity
     from .errors import (AuthenticationError, ChecksFailed, ContextError, DockerfileError, DockyardError, Interrupted,
-                         IsolationError, LayerError, OutputError, RegistryError, SourceLocation, StepFailed, UsageError)
+                         IsolationError, LayerError, OutputError, RegistryError, SigningError, SourceLocation,
+                         StepFailed, UsageError)
     from .events import (BuildFailed, BuildFinished, BuildStarted, Event, Events, ImagePushed, Message, StageStarted,
                          StepFinished, StepLog, StepStarted, TransferFinished, TransferProgress, TransferStarted)
     from .image.model import Platform
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported o
     from .registry.credentials import credential_source, read_docker_config
     from .named_contexts import NamedContext, parse_build_context
     from .options import Annotation, BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource
+    from .signing.spec import SigningSpec
 
 # Each public name and the module (relative to this package) it is defined in.
 _MODULE_OF = {
@@ -42,6 +44,7 @@ _MODULE_OF = {
     **dict.fromkeys(["Annotation", "BuildOptions", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource",
                      "SshSource"], ".options"),
     "NamedContext": ".named_contexts",
+    "SigningSpec": ".signing.spec",
     "parse_build_context": ".named_contexts",
     "BuildResult": ".result",
     "Finding": ".diagnostics.model",
@@ -58,7 +61,7 @@ _MODULE_OF = {
                      "BuildFinished", "BuildFailed"], ".events"),
     **dict.fromkeys(["DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
                      "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted",
-                     "LayerError", "SourceLocation"], ".errors"),
+                     "LayerError", "SigningError", "SourceLocation"], ".errors"),
 }
 
 __all__ = [
@@ -67,7 +70,7 @@ __all__ = [
     "build", "check",
     # what a build is asked to do, and the value types of its fields
     "BuildOptions", "Annotation", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource",
-    "NamedContext", "parse_build_context",
+    "NamedContext", "parse_build_context", "SigningSpec",
     # what a build makes, and what the checks find
     "BuildResult", "Finding", "Severity",
     # images
@@ -84,7 +87,7 @@ __all__ = [
     # errors (dockyard.errors)
     "DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
     "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError",
-    "SourceLocation",
+    "SigningError", "SourceLocation",
     # the public modules
     "events", "errors",
 ]

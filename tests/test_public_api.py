@@ -21,9 +21,10 @@ import dockyard.events
 EVENTS = ["Event", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished", "TransferStarted",
           "TransferProgress", "TransferFinished", "ImagePushed", "Message", "BuildFinished", "BuildFailed"]
 ERRORS = ["DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
-          "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError"]
+          "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError",
+          "SigningError"]
 VALUE_TYPES = ["BuildOptions", "Annotation", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource",
-               "NamedContext", "BuildResult", "Finding", "Platform", "Reference", "SourceLocation"]
+               "NamedContext", "SigningSpec", "BuildResult", "Finding", "Platform", "Reference", "SourceLocation"]
 FUNCTIONS = ["build", "check", "parse_reference", "parse_build_context", "credential_source", "read_docker_config",
              "format_duration", "format_size", "is_loopback_registry", "replace_file"]
 

@@ -145,6 +145,21 @@ def test_bad_keys_and_passphrases_are_clear_errors(tmp_path):
     assert SigningError.exit_code == 11
 
 
+def test_payloads_are_the_bytes_cosign_signs():
+    from dockyard.signing.formats import docker_reference, signature_tag, signing_statement, simple_signing_payload
+
+    digest = "sha256:" + "ab" * 32
+    assert simple_signing_payload(docker_reference("docker.io", "library/alpine"), digest) == (
+        b'{"critical":{"identity":{"docker-reference":"index.docker.io/library/alpine"},'
+        b'"image":{"docker-manifest-digest":"' + digest.encode() + b'"},"type":"cosign container image signature"},'
+        b'"optional":null}')
+    assert docker_reference("localhost:5000", "team/app") == "localhost:5000/team/app"
+    assert json.loads(signing_statement(digest)) == {
+        "_type": "https://in-toto.io/Statement/v1", "subject": [{"digest": {"sha256": "ab" * 32}, "annotations": {}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}}
+    assert signature_tag(digest) == "sha256-" + "ab" * 32 + ".sig"
+
+
 def test_sign_option_parsing():
     assert SigningSpec.parse("key=k.pem,passphrase-env=V") == SigningSpec("key", "k.pem", passphrase_env="V")
     assert SigningSpec.parse("keyless,oidc-token-env=T").options == (("oidc-token-env", "T"),)
@@ -313,6 +328,22 @@ def test_a_refused_signature_moves_no_tag(registry, store, tmp_path):
         assert signatures.get(registry.host, "signing/refused", "manifests/1") is None
     finally:
         proxy.stop()
+
+
+def test_a_tag_holding_something_else_is_not_overwritten(registry, store, tmp_path):
+    key = ec_key(tmp_path / "k.pem")
+    options = signed_options(tmp_path, f"{registry.host}/signing/occupied:1", key)
+    image = finalize(one_layer_image(store), options)
+    # An ordinary image sits where the signature manifest would go.
+    squatter = finalize(one_layer_image(store), replace(options, signing=None))
+    squatter_ref = f"{registry.host}/signing/occupied:{image.digest.replace(':', '-')}.sig"
+    writer(replace(options, signing=None, tags=(squatter_ref,)), store).write([squatter], (squatter_ref,),
+                                                                            frozenset())
+    with pytest.raises(SigningError, match="holds something that is not a signature manifest"):
+        writer(options, store).write([image], options.tags, frozenset())
+    assert signatures.manifest_digest(registry.host, "signing/occupied",
+                                      image.digest.replace(":", "-") + ".sig") == squatter.digest
+    assert signatures.get(registry.host, "signing/occupied", "manifests/1") is None
 
 
 def test_a_bad_passphrase_fails_before_anything_is_pushed(registry, store, tmp_path):

@@ -39,9 +39,16 @@ def referrers_tag(digest: str) -> str:
     return digest.replace(":", "-", 1)
 
 
+def docker_reference(registry: str, repository: str) -> str:
+    """The repository as cosign names it in a payload (go-containerregistry's name: Docker Hub is
+    `index.docker.io`)."""
+    return f"{'index.docker.io' if registry == 'docker.io' else registry}/{repository}"
+
+
 def simple_signing_payload(repository: str, digest: str) -> bytes:
-    """What a classic signature signs, as cosign writes it: the repository (no tag) and the manifest digest,
-    compact JSON in Go's field order, `optional` null when no annotations are given."""
+    """What a classic signature signs, as cosign writes it: the repository (no tag, as `docker_reference`
+    names it) and the manifest digest, compact JSON in Go's field order, `optional` null when no annotations
+    are given."""
     return _compact({"critical": {"identity": {"docker-reference": repository},
                                   "image": {"docker-manifest-digest": digest},
                                   "type": SIMPLE_SIGNING_TYPE},

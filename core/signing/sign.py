@@ -24,8 +24,8 @@ from ..image.index import ImageIndex, is_attestation
 from ..image.model import Descriptor
 from ..image.reference import Reference
 from ..registry.client import RegistryClient
-from .formats import (IN_TOTO_PAYLOAD_TYPE, SIGN_PREDICATE_TYPE, SIGNATURE_ANNOTATION, key_bundle, pae,
-                      signing_statement, simple_signing_payload)
+from .formats import (IN_TOTO_PAYLOAD_TYPE, SIGN_PREDICATE_TYPE, SIGNATURE_ANNOTATION, docker_reference, key_bundle,
+                      pae, signing_statement, simple_signing_payload)
 from .keys import SigningKey, load_signing_key
 from .spec import KEY, KEYLESS, SigningSpec
 from .store import push_classic_signature, push_referrer, referrers_api
@@ -150,7 +150,7 @@ class SignatureHook:
                 self.client.events.info(f"signed {repo.name}@{subject.digest} ({self.signer.kind})")
 
     def _sign(self, repo: Reference, subject: Descriptor, api: bool) -> list[Signature]:
-        payload = simple_signing_payload(repo.name, subject.digest)
+        payload = simple_signing_payload(docker_reference(repo.registry, repo.repository), subject.digest)
         signature = self.signer.sign(payload)
         tag = push_classic_signature(self.client, repo, subject.digest, payload,
                                      self.signer.classic_annotations(payload, signature), self.store,

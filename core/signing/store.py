@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import RegistryError
 from ..image.blobs import BlobStore
 from ..image.model import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json, sha256_digest
 from ..image.reference import Reference
@@ -54,8 +55,7 @@ def push_classic_signature(client: RegistryClient, repo: Reference, digest: str,
     layers: list[dict[str, Any]] = []
     if manifest_exists(client, repo, tag):
         body, _media_type, _ = client.get_manifest(repo.with_tag(tag))
-        existing = json.loads(body)
-        layers = [layer for layer in existing.get("layers") or [] if isinstance(layer, dict)]
+        layers = [layer for layer in _json_list(body, "layers", f"{repo.name}:{tag}") if isinstance(layer, dict)]
     payload_digest = sha256_digest(payload)
     for layer in layers:
         if layer.get("digest") == payload_digest and already_signed is not None:
@@ -78,6 +78,23 @@ def push_classic_signature(client: RegistryClient, repo: Reference, digest: str,
                                "layers": layers})
     client.put_manifest(repo, tag, manifest, OCI_MANIFEST)
     return tag
+
+
+def _json_list(body: bytes, key: str, where: str) -> list[Any]:
+    """The `key` list of the manifest or index at `where` (which we are about to add to); RegistryError when it
+    is something else, which is not ours to overwrite."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    items = doc.get(key) if isinstance(doc, dict) else None
+    foreign = key == "layers" and isinstance(items, list) and any(
+        not isinstance(layer, dict) or layer.get("mediaType") != SIMPLE_SIGNING_MEDIA_TYPE for layer in items)
+    if not isinstance(items, list) or foreign:
+        what = "signature manifest" if key == "layers" else "referrers index"
+        raise RegistryError(f"{where} already holds something that is not a {what}",
+                            hint="it is not overwritten: remove the tag if it is stale")
+    return list(items)
 
 
 def referrers_api(client: RegistryClient, repo: Reference, digest: str) -> bool:
@@ -127,7 +144,7 @@ def push_referrer(client: RegistryClient, repo: Reference, subject: Descriptor, 
     entries: list[dict[str, Any]] = []
     if manifest_exists(client, repo, tag):
         body, _media_type, _ = client.get_manifest(repo.with_tag(tag))
-        entries = [e for e in json.loads(body).get("manifests") or []
+        entries = [e for e in _json_list(body, "manifests", f"{repo.name}:{tag}")
                    if isinstance(e, dict) and e.get("digest") != digest]
     entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest),
                     "artifactType": BUNDLE_MEDIA_TYPE, "annotations": annotations})
