@@ -32,23 +32,22 @@ from .store import push_classic_signature, push_referrer, referrers_api
 
 
 class Signer(Protocol):
-    """What signs: a key here, a Fulcio certificate's key in keyless.py."""
+    """What signs: a key here, a Fulcio certificate's ephemeral key in keyless.py. Each call signs (a keyless
+    signer cannot sign apart from logging the signature in Rekor and bundling it: sigstore-python does the
+    three in one call)."""
 
     @property
     def kind(self) -> str:
         """"key" or "keyless" (the metadata's `kind`)."""
 
-    def sign(self, data: bytes) -> bytes:
-        """The signature of `data` (DER ECDSA over SHA-256)."""
-
-    def classic_annotations(self, payload: bytes, signature: bytes) -> dict[str, str]:
-        """The annotations of a `.sig` layer carrying `signature` of `payload`."""
+    def classic_annotations(self, payload: bytes) -> dict[str, str]:
+        """The annotations of a `.sig` layer carrying this signer's signature of `payload`."""
 
     def already_signed(self, payload: bytes, annotations: dict[str, str]) -> bool:
         """Whether a `.sig` layer of `payload` with `annotations` is this signer's signature already."""
 
-    def bundle(self, statement: bytes, signature: bytes) -> bytes:
-        """The bundle v0.3 of a DSSE envelope of `statement` (in-toto) signed with `signature`."""
+    def bundle(self, statement: bytes) -> bytes:
+        """The bundle v0.3 of a DSSE envelope of `statement` (in-toto) signed by this signer."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,8 @@ class KeySigner:
     def sign(self, data: bytes) -> bytes:
         return self.key.sign(data)
 
-    def classic_annotations(self, payload: bytes, signature: bytes) -> dict[str, str]:
-        return {SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()}
+    def classic_annotations(self, payload: bytes) -> dict[str, str]:
+        return {SIGNATURE_ANNOTATION: base64.b64encode(self.sign(payload)).decode()}
 
     def already_signed(self, payload: bytes, annotations: dict[str, str]) -> bool:
         try:
@@ -71,8 +70,8 @@ class KeySigner:
             return False
         return bool(signature) and self.key.verifies(signature, payload)
 
-    def bundle(self, statement: bytes, signature: bytes) -> bytes:
-        return key_bundle(statement, signature, self.key.hint)
+    def bundle(self, statement: bytes) -> bytes:
+        return key_bundle(statement, self.sign(pae(IN_TOTO_PAYLOAD_TYPE, statement)), self.key.hint)
 
 
 def signer_for(spec: SigningSpec, environ: Mapping[str, str], events: Events) -> Signer:
@@ -151,12 +150,11 @@ class SignatureHook:
 
     def _sign(self, repo: Reference, subject: Descriptor, api: bool) -> list[Signature]:
         payload = simple_signing_payload(docker_reference(repo.registry, repo.repository), subject.digest)
-        signature = self.signer.sign(payload)
         tag = push_classic_signature(self.client, repo, subject.digest, payload,
-                                     self.signer.classic_annotations(payload, signature), self.store,
+                                     self.signer.classic_annotations(payload), self.store,
                                      already_signed=self.signer.already_signed)
         statement = signing_statement(subject.digest)
-        bundle = self.signer.bundle(statement, self.signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, statement)))
+        bundle = self.signer.bundle(statement)
         stored = push_referrer(self.client, repo, subject, bundle, SIGN_PREDICATE_TYPE, "dsse-envelope",
                                self.store, api=api)
         return [Signature(subject.digest, repo.name, self.signer.kind, tag=f"{repo.name}:{tag}"),
