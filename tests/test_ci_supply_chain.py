@@ -425,3 +425,32 @@ def test_the_gitlab_merge_component_signs_with_the_key_variable(tmp_path):
                                             digest_file=tmp_path / "d", sign=sign)
     from dockyard_integrations.common.manifest import manifest_arguments
     assert f"--sign=key={key}" in manifest_arguments(request)
+
+
+# --- sign-options: a private Sigstore instance ------------------------------------------------------------------------
+
+def test_sign_options_are_added_to_the_sign_argument():
+    options = supplychain.sign_options("fulcio-url=http://127.0.0.1:9/,rekor-url=http://127.0.0.1:9/,"
+                                       "trusted-root=/etc/sigstore/root.json")
+    assert Signing(keyless=True, oidc_token_env="SIGSTORE_ID_TOKEN", options=options).argument() == (
+        "keyless,oidc-token-env=SIGSTORE_ID_TOKEN,fulcio-url=http://127.0.0.1:9/,rekor-url=http://127.0.0.1:9/,"
+        "trusted-root=/etc/sigstore/root.json")
+    assert supplychain.sign_options("") == ()
+    for bad, words in (("fulcio-url", "not KEY=VALUE"), ("key=/tmp/other.key", "the adapter's to give")):
+        with pytest.raises(UsageError) as info:
+            supplychain.sign_options(bad)
+        assert info.value.subject == "input sign-options" and words in info.value.message
+
+
+def test_github_and_gitlab_pass_sign_options(tmp_path, monkeypatch):
+    set_inputs(monkeypatch, sign="keyless", sign_options="fulcio-url=https://fulcio.example,rekor-url=https://rekor.example")
+    inputs = ActionInputs.from_environment()
+    args = _action_args(tmp_path, push=True, sign=inputs.sign, sign_options=inputs.sign_options)
+    assert "--sign=keyless,fulcio-url=https://fulcio.example,rekor-url=https://rekor.example" in args
+    with pytest.raises(UsageError) as info:  # options without a signature: the workflow meant to sign
+        _action_args(tmp_path, push=True, sign_options=inputs.sign_options)
+    assert info.value.subject == "input sign"
+    component = ComponentInputs.from_environment({"DOCKYARD_INPUT_IMAGE": "r/a", "DOCKYARD_INPUT_SIGN": "keyless",
+                                                  "DOCKYARD_INPUT_SIGN_OPTIONS": "trusted-root=/r.json"})
+    signing = gitlab_signing.signing(component, {"SIGSTORE_ID_TOKEN": "jwt"}, tmp_path)
+    assert signing.argument() == "keyless,oidc-token-env=SIGSTORE_ID_TOKEN,trusted-root=/r.json"

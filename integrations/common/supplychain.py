@@ -131,12 +131,18 @@ class Signing:
     key_file: str = ""  # a PEM or cosign encrypted key, in a file only the job can read
     passphrase_env: str = ""  # the variable holding the key's passphrase, for dockyard to read
     oidc_token_env: str = ""  # keyless: the variable holding the OIDC token (none: dockyard asks the CI for one)
+    # More attributes as the user gave them (a private Sigstore instance: fulcio-url=, rekor-url=, trusted-root=)
+    options: tuple[str, ...] = ()
 
     def argument(self) -> str:
-        """The `--sign` value: `key=PATH[,passphrase-env=VAR]` or `keyless[,oidc-token-env=VAR]`."""
+        """The `--sign` value: `key=PATH[,passphrase-env=VAR]` or `keyless[,oidc-token-env=VAR]`, then the
+        options."""
         if self.keyless:
-            return "keyless" + (f",oidc-token-env={self.oidc_token_env}" if self.oidc_token_env else "")
-        return f"key={self.key_file}" + (f",passphrase-env={self.passphrase_env}" if self.passphrase_env else "")
+            words = ["keyless"] + ([f"oidc-token-env={self.oidc_token_env}"] if self.oidc_token_env else [])
+        else:
+            words = [f"key={self.key_file}"] + ([f"passphrase-env={self.passphrase_env}"] if self.passphrase_env
+                                                else [])
+        return ",".join(words + list(self.options))
 
 
 SIGN_MODES = ("key", "keyless")
@@ -152,6 +158,21 @@ def sign_mode(text: str, *, subject: str = "input sign") -> str:
                          hint="key signs with a private key (PEM or cosign's encrypted format) given as a secret; "
                               "keyless with a short-lived certificate for the CI job's OIDC identity")
     return value
+
+
+def sign_options(text: str, *, subject: str = "input sign-options") -> tuple[str, ...]:
+    """The `sign-options` input's `KEY=VALUE` attributes, added to `--sign` as given (dockyard checks their
+    names): for keyless signing with a private Sigstore instance `fulcio-url=`, `rekor-url=`, `trusted-root=`.
+    The key and the signing mode are the adapter's to give."""
+    pairs = attributes(text.strip()) if text.strip() else []
+    for key, value in pairs:
+        if not value:
+            raise UsageError(f"{key!r} is not KEY=VALUE", subject=subject,
+                             hint="comma-separated KEY=VALUE, e.g. fulcio-url=URL,rekor-url=URL,trusted-root=FILE")
+        if key in ("key", "keyless"):
+            raise UsageError(f"{key}= is the adapter's to give", subject=subject,
+                             hint="choose the mode with sign, and give the key as its input says")
+    return tuple(f"{key}={value}" for key, value in pairs)
 
 
 def check_pushes(signing: Signing | None, pushes: bool, *, subject: str = "input sign") -> None:

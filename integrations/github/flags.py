@@ -50,15 +50,16 @@ def signing(inputs: ActionInputs, secret_dir: Path) -> Signing | None:
         if inputs.sign_key:
             raise UsageError("sign-key is for sign: key, and sign is keyless", subject="input sign-key",
                              hint="leave sign-key out for keyless signing, or set sign: key")
-        return Signing(keyless=True)
+        return Signing(keyless=True, options=inputs.sign_options)
     if inputs.sign == "key":
         if not inputs.sign_key.strip():
             raise UsageError("sign: key needs the private key, and sign-key is empty", subject="input sign-key",
                              hint="sign-key: ${{ secrets.COSIGN_PRIVATE_KEY }} (a PEM or cosign.key file's "
                                   "content), and its passphrase in sign-key-passphrase")
         key = private_file(secret_dir, "signing.key", inputs.sign_key.strip() + "\n")
-        return Signing(key_file=str(key), passphrase_env=PASSPHRASE_ENV if inputs.sign_key_passphrase else "")
-    if inputs.sign_key or inputs.sign_key_passphrase:
+        return Signing(key_file=str(key), passphrase_env=PASSPHRASE_ENV if inputs.sign_key_passphrase else "",
+                       options=inputs.sign_options)
+    if inputs.sign_key or inputs.sign_key_passphrase or inputs.sign_options:
         raise UsageError("a signing key is given, and sign does not ask for a signature", subject="input sign",
                          hint="set sign: key to sign the pushed image with it")
     return None

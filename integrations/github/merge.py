@@ -25,7 +25,8 @@ from .inputs import ActionInputs
 BUILD_ONLY = {"file": "", "build-args": (), "build-contexts": (), "labels": (), "target": "", "no-cache": False,
               "cache-from": (), "cache-to": (), "secrets": (), "secret-envs": (), "secret-files": (), "outputs": (),
               "platforms": (), "registry-mirrors": (), "sbom": "", "provenance": "", "attests": (), "sign": "",
-              "sign-key": "", "sign-key-passphrase": ""}
+              "sign-key": "", "sign-key-passphrase": "",
+              "sign-options": ()}
 
 
 @dataclass(frozen=True)

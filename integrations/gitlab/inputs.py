@@ -18,7 +18,7 @@ from typing import Any
 from dockyard.errors import UsageError
 
 from ..common.levels import parse_lint_level
-from ..common.supplychain import sign_mode
+from ..common.supplychain import sign_mode, sign_options
 
 PREFIX = "DOCKYARD_INPUT_"
 
@@ -44,6 +44,7 @@ class ComponentInputs:
     sign: str = ""  # "", key or keyless
     sign_key_variable: str = "COSIGN_PRIVATE_KEY"  # a File variable (its value: the key file's path) or the key
     sign_passphrase_variable: str = "COSIGN_PASSWORD"
+    sign_options: tuple[str, ...] = ()  # more --sign attributes (a private Sigstore instance's URLs)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> ComponentInputs:
@@ -69,7 +70,8 @@ class ComponentInputs:
                    push_by_digest=boolean(typed, "push-by-digest", False), sbom=text("SBOM"),
                    provenance=text("PROVENANCE"), sign=sign_mode(text("SIGN")),
                    sign_key_variable=text("SIGN_KEY_VARIABLE") or "COSIGN_PRIVATE_KEY",
-                   sign_passphrase_variable=text("SIGN_PASSPHRASE_VARIABLE") or "COSIGN_PASSWORD")
+                   sign_passphrase_variable=text("SIGN_PASSPHRASE_VARIABLE") or "COSIGN_PASSWORD",
+                   sign_options=sign_options(text("SIGN_OPTIONS")))
 
 
 def typed_inputs(raw: str) -> dict[str, Any]:

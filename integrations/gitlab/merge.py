@@ -20,7 +20,7 @@ from dockyard.errors import DockyardError, UsageError
 from ..common.manifest import ManifestRequest, digests_in, manifest_arguments, sources_by_digest
 from ..common.phases import Phase, PhasedLog
 from ..common.runner import dockyard_command, run_dockyard
-from ..common.supplychain import Signing, sign_mode
+from ..common.supplychain import Signing, sign_mode, sign_options
 from . import reports, signing
 from .inputs import PREFIX, boolean, strings, typed_inputs
 from .job import ANNOTATIONS, DIGESTS, DOTENV, RESULTS_DIR
@@ -39,6 +39,7 @@ class MergeInputs:
     sign: str = ""  # "", key or keyless: sign the index (signing.py)
     sign_key_variable: str = "COSIGN_PRIVATE_KEY"
     sign_passphrase_variable: str = "COSIGN_PASSWORD"
+    sign_options: tuple[str, ...] = ()
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> MergeInputs:
@@ -55,7 +56,8 @@ class MergeInputs:
                    annotations=strings(typed, "annotations"), append=boolean(typed, "append", False),
                    push=boolean(typed, "push", True), sign=sign_mode(text("SIGN")),
                    sign_key_variable=text("SIGN_KEY_VARIABLE") or "COSIGN_PRIVATE_KEY",
-                   sign_passphrase_variable=text("SIGN_PASSPHRASE_VARIABLE") or "COSIGN_PASSWORD")
+                   sign_passphrase_variable=text("SIGN_PASSPHRASE_VARIABLE") or "COSIGN_PASSWORD",
+                   sign_options=sign_options(text("SIGN_OPTIONS")))
 
 
 class MergeLog(PhasedLog):

@@ -34,6 +34,9 @@ class SigningInputs(Protocol):
     @property
     def sign_passphrase_variable(self) -> str: ...
 
+    @property
+    def sign_options(self) -> tuple[str, ...]: ...
+
 
 def builder_id(environ: Mapping[str, str]) -> str:
     return environ.get("CI_JOB_URL", "")
@@ -74,9 +77,9 @@ def signing(inputs: SigningInputs, environ: Mapping[str, str], private_dir: Path
                              subject="input sign",
                              hint=f"give the job `id_tokens: {{{OIDC_TOKEN_VARIABLE}: {{aud: sigstore}}}}` "
                                   "(docs/gitlab.md), or sign with a key: sign: key")
-        return Signing(keyless=True, oidc_token_env=OIDC_TOKEN_VARIABLE)
+        return Signing(keyless=True, oidc_token_env=OIDC_TOKEN_VARIABLE, options=inputs.sign_options)
     if inputs.sign == "key":
         passphrase = _variable(inputs.sign_passphrase_variable, "input sign-passphrase-variable")
         return Signing(key_file=key_file(inputs, environ, private_dir),
-                       passphrase_env=passphrase if environ.get(passphrase) else "")
+                       passphrase_env=passphrase if environ.get(passphrase) else "", options=inputs.sign_options)
     return None
