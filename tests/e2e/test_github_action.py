@@ -392,3 +392,60 @@ def test_sbom_provenance_and_a_key_signature(registry, busybox_base, wheelhouse,
     assert "- attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in `sha256:" in log
     assert re.search(r"- signed `sha256:[0-9a-f]{64}` with a key, as tag `\S+/action/signed:sha256-[0-9a-f]{64}\.sig`",
                      log)
+
+
+def test_keyless_signature_with_the_jobs_oidc_token(registry, busybox_base, wheelhouse, tmp_path):
+    """`sign: keyless` in a job that may request its OIDC token (`permissions: id-token: write` sets
+    ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN; here a loopback server stands in for the runner's token service) and
+    `sign-options` naming the Sigstore instance (@sigstore/mock on loopback): the image's bundle verifies with
+    sigstore-js for the token's identity, and the token was requested with the job's request token."""
+    import http.server
+    import json
+    import threading
+
+    from tests.support import signatures
+    from tests.support.sigstore_mock import image_verifies, oidc_token, running_sigstore_mock
+
+    requests: list[tuple[str, str]] = []
+
+    class TokenService(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append((self.path, self.headers.get("Authorization", "")))
+            body = json.dumps({"value": oidc_token()}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TokenService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    image = f"{registry.host}/action/keyless:ci"
+    try:
+        with running_sigstore_mock(tmp_path) as mock:
+            steps = """\
+                - uses: ./
+                  with:
+                    context: app
+                    tags: @IMAGE@
+                    push: true
+                    sign: keyless
+                    sign-options: @OPTIONS@
+                """
+            repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image, OPTIONS=mock.sign_attributes()),
+                             {"Dockerfile": f"FROM {busybox_base}\nRUN echo keyless > /keyless\n"})
+            result = run_act(repo, wheelhouse, tmp_path, env={
+                "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token?api-version=2.0",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "job-request-token"})
+            log = result.stdout + result.stderr
+            assert result.returncode == 0, log[-6000:]
+            digest = signatures.manifest_digest(registry.host, "action/keyless", "ci")
+            assert image_verifies(registry.host, "action/keyless", digest, mock.trusted_root)
+    finally:
+        server.shutdown()
+    assert requests and all(path == "/token?api-version=2.0&audience=sigstore" and auth == "bearer job-request-token"
+                            for path, auth in requests)
+    assert f"- signed `{digest}` keyless" in log
