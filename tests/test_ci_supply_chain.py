@@ -222,11 +222,24 @@ def test_github_keyless_needs_the_jobs_id_token_permission():
     assert action.dockyard_environment(inputs, environ) == environ  # dockyard requests the token itself
 
 
-def test_github_merge_mode_refuses_the_build_only_supply_chain_inputs(tmp_path):
-    for field in ({"sbom": "true"}, {"provenance": "mode=max"}, {"attests": ("type=sbom",)}, {"sign": "keyless"}):
+def test_github_merge_mode_refuses_attestations_and_signs_the_index(tmp_path):
+    for field in ({"sbom": "true"}, {"provenance": "mode=max"}, {"attests": ("type=sbom",)}):
         with pytest.raises(UsageError) as info:
             merge.refuse_build_inputs(ActionInputs(sources=("r/a@" + IMAGE_AMD64,), **field))
         assert info.value.subject.startswith("input ")
+    from dockyard_integrations.common.manifest import manifest_arguments
+    from dockyard_integrations.github.flags import signing
+
+    inputs = ActionInputs(sources=("r/a@" + IMAGE_AMD64,), push=True, sign="key", sign_key=KEY)
+    request = merge.manifest_request(inputs, tags=["r/a:1"], files=merge.MergeFiles(digest=tmp_path / "d"),
+                                     sign=signing(inputs, tmp_path / "s"))
+    assert f"--sign=key={tmp_path / 's' / 'signing.key'}" in manifest_arguments(request)
+    unpushed = ActionInputs(sources=("r/a@" + IMAGE_AMD64,), sign="keyless")
+    with pytest.raises(UsageError) as info:  # push: false assembles the index without pushing: nothing to sign
+        manifest_arguments(merge.manifest_request(unpushed, tags=["r/a:1"],
+                                                  files=merge.MergeFiles(digest=tmp_path / "d"),
+                                                  sign=signing(unpushed, tmp_path / "s")))
+    assert info.value.subject == "input sign"
 
 
 FAKE_DOCKYARD = r'''

@@ -222,7 +222,7 @@ def test_whole_merge_run_writes_the_index_outputs_and_summary(tmp_path, monkeypa
     set_inputs(monkeypatch, images="r/a", sources=f"r/a@{DIGEST_A},r/a@{DIGEST_B}", push="true")
     commands = []
 
-    def fake_run(command, log):
+    def fake_run(command, log, env=None):
         commands.append(command)
         return _run_fake([sys.executable, str(fake), *command[3:]], log)
 

@@ -19,7 +19,7 @@ from ..common.request import pushes_by_digest
 from ..common.runner import dockyard_command, run_dockyard
 from ..common.supplychain import PASSPHRASE_ENV
 from . import merge, metadata, privileges, provenance, summary, workflow
-from .flags import ResultFiles, build_arguments
+from .flags import ResultFiles, build_arguments, signing
 from .inputs import ActionInputs, key_value
 from .log import GroupedLog
 from .masking import secret_values
@@ -109,13 +109,14 @@ def run_merge(inputs: ActionInputs, tags: list[str], temp: Path, environ: dict[s
     """Merge mode: the images the build jobs pushed, assembled into one index under the tags. It runs as the
     job's user (it only talks to registries), with the credentials docker/login-action wrote."""
     files = merge.MergeFiles(digest=temp / "index-digest")
-    request = merge.manifest_request(inputs, tags=tags, files=files)
+    request = merge.manifest_request(inputs, tags=tags, files=files, sign=signing(inputs, temp / "secrets"))
     args = manifest_arguments(request)
+    env = dockyard_environment(inputs, environ)
     print("merging " + ", ".join(request.sources))
     print("tags: " + ", ".join(request.tags) + (" (push is false: not pushed)" if request.dry_run else ""))
     sys.stdout.flush()
     log = GroupedLog()
-    code = run_dockyard([*dockyard_command(), "manifest", "create", *args], log)
+    code = run_dockyard([*dockyard_command(), "manifest", "create", *args], log, env=env)
     publish_merge(log, request, files, code, environ)
     return code
 

@@ -449,3 +449,32 @@ def test_keyless_signature_with_the_jobs_oidc_token(registry, busybox_base, whee
     assert requests and all(path == "/token?api-version=2.0&audience=sigstore" and auth == "bearer job-request-token"
                             for path, auth in requests)
     assert f"- signed `{digest}` keyless" in log
+
+
+def test_the_merge_mode_signs_the_index_it_assembles(registry, busybox_base, wheelhouse, tmp_path):
+    """The distributed build's merge job with `sign: key`: the index at the tag carries cosign's signature tag,
+    whose signature verifies with the key's public half (openssl)."""
+    import hashlib
+    import json
+
+    from tests.support.index_readback import native_only_dockerfile
+    from tests.support.signatures import classic_signatures, openssl_verifies
+    from tests.support.supply_readback import public_key, signing_key
+
+    key = signing_key(tmp_path / "key")
+    repository = f"{registry.host}/action/signed-matrix"
+    workflow_text = MATRIX_WORKFLOW.replace("@REPO@", repository).replace(
+        "          push: true\n", "          push: true\n          sign: key\n          sign-key: ${{ env.KEY_PEM }}\n",
+        1)
+    assert "sign: key" in workflow_text
+    repo = make_repo(tmp_path / "repo", workflow_text, {"Dockerfile": native_only_dockerfile(busybox_base)})
+    result = run_act(repo, wheelhouse, tmp_path, env={"DIGESTS": str(tmp_path / "digests"),
+                                                      "KEY_PEM": key.read_text()})
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-8000:]
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{repository}:1.0"],
+                         capture_output=True, check=True, timeout=120).stdout
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    found = classic_signatures(registry.host, "action/signed-matrix", digest)
+    assert found and any(json.loads(s.payload)["critical"]["image"]["docker-manifest-digest"] == digest and
+                         openssl_verifies(public_key(key), s.signature, s.payload) for s in found)
