@@ -222,7 +222,7 @@ def test_whole_merge_run_writes_the_index_outputs_and_summary(tmp_path, monkeypa
     set_inputs(monkeypatch, images="r/a", sources=f"r/a@{DIGEST_A},r/a@{DIGEST_B}", push="true")
     commands = []
 
-    def fake_run(command, log):
+    def fake_run(command, log, env=None):
         commands.append(command)
         return _run_fake([sys.executable, str(fake), *command[3:]], log)
 
@@ -270,7 +270,7 @@ def test_a_failed_merge_is_one_error_annotation_and_no_outputs(tmp_path, monkeyp
         monkeypatch.setenv(name, str(value))
     set_inputs(monkeypatch, tags="r/a:1", sources=f"r/a@{DIGEST_A}", push="true")
     monkeypatch.setattr(action, "run_dockyard",
-                        lambda command, log: _run_fake([sys.executable, str(fake), *command[3:]], log))
+                        lambda command, log, **_: _run_fake([sys.executable, str(fake), *command[3:]], log))
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     assert action.main() == 6
@@ -329,7 +329,7 @@ def test_whole_run_masks_before_printing_and_writes_outputs(tmp_path, monkeypatc
     (tmp_path / ".docker" / "config.json").write_text(json.dumps({"auths": {"r": {"auth": "dXNlcjpyZWdwYXNz"}}}))
     set_inputs(monkeypatch, tags="r/a:1\nr/a:latest", secrets="tok=s3cr3t-value")
     monkeypatch.setattr(action, "run_dockyard",
-                        lambda command, log: _run_fake([sys.executable, str(fake), *command[3:]], log))
+                        lambda command, log, **_: _run_fake([sys.executable, str(fake), *command[3:]], log))
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     assert action.main() == 0

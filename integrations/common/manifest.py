@@ -16,6 +16,7 @@ from pathlib import Path
 from dockyard.errors import UsageError
 
 from .public import parse_reference
+from .supplychain import Signing
 
 _HEX_DIGEST = re.compile(r"^(?:sha256[:-])?([0-9a-f]{64})$")
 
@@ -31,6 +32,7 @@ class ManifestRequest:
     dry_run: bool = False  # print the index, push nothing
     digest_file: Path | None = None
     insecure_registries: tuple[str, ...] = ()
+    signing: Signing | None = None  # sign the assembled index (`--sign`, as `dockyard build`)
     extra_args: tuple[str, ...] = ()  # last before the sources, so a flag given here wins over a derived one
 
 
@@ -109,6 +111,11 @@ def manifest_arguments(request: ManifestRequest, *, tags_subject: str = "input t
     if request.digest_file is not None:
         args += ["--digest-file", str(request.digest_file)]
     args += [word for registry in request.insecure_registries for word in ("--insecure-registry", registry)]
+    if request.signing is not None:
+        if request.dry_run:
+            raise UsageError("the index is signed where it is pushed, and this merge pushes nothing",
+                             subject="input sign", hint="push the index, or leave sign out")
+        args.append(f"--sign={request.signing.argument()}")
     args += request.extra_args
     args += request.sources
     return args

@@ -14,6 +14,7 @@ from .cache import cache_from, cache_to
 from .levels import DEFAULT_LINT_LEVEL
 from .platforms import check_platforms
 from .public import OutputSpec
+from .supplychain import Signing, attest_values, check_pushes, provenance_value, sbom_value
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ class BuildRequest:
     reports: tuple[Report, ...] = ()
     metadata_file: Path | None = None
     digest_file: Path | None = None
+    # The supply chain (supplychain.py): attestations as buildx takes them, the CI run's URL as provenance's
+    # builder id, and how to sign what is pushed.
+    sbom: str = ""  # true, false or attributes; "" for none
+    provenance: str = ""  # true, false or attributes (mode=max,version=v1); "" for none
+    attests: tuple[str, ...] = ()  # type=sbom|provenance,...
+    builder_id: str = ""
+    signing: Signing | None = None
     extra_args: tuple[str, ...] = ()  # last before the context, so a flag given here wins over a derived one
 
 
@@ -104,6 +112,22 @@ def push_by_digest_output(repository: str) -> str:
     return f"type=image,name={repository},push-by-digest=true,push=true"
 
 
+def supply_chain_arguments(request: BuildRequest) -> list[str]:
+    """`--sbom=`, `--provenance=` (with the builder id), `--attest=` and `--sign=`, each in its `=` form (buildx's
+    --sbom and --provenance take an optional value). A UsageError naming the input for a value that is not one,
+    or a signature for a build that pushes nothing."""
+    args = []
+    if sbom := sbom_value(request.sbom):
+        args.append(f"--sbom={sbom}")
+    if provenance := provenance_value(request.provenance, builder_id=request.builder_id):
+        args.append(f"--provenance={provenance}")
+    args += [f"--attest={value}" for value in attest_values(request.attests, builder_id=request.builder_id)]
+    check_pushes(request.signing, request.push or pushes(request.outputs))
+    if request.signing is not None:
+        args.append(f"--sign={request.signing.argument()}")
+    return args
+
+
 def build_arguments(request: BuildRequest) -> list[str]:
     """The `dockyard build` arguments (after `build`), the context last. The events go to stderr as JSON lines,
     which runner.py reads. Raises UsageError for what dockyard cannot do (an invalid platform, an output type it
@@ -142,6 +166,7 @@ def build_arguments(request: BuildRequest) -> list[str]:
     args += output_arguments(request.outputs)
     args += repeated("--insecure-registry", request.insecure_registries)
     args += repeated("--registry-mirror", request.registry_mirrors) + repeated("--secret", request.secrets)
+    args += supply_chain_arguments(request)
     args += request.extra_args
     args.append(request.context)
     return args

@@ -17,8 +17,9 @@ from dockyard.errors import DockyardError
 from ..common.manifest import ManifestRequest, manifest_arguments
 from ..common.request import pushes_by_digest
 from ..common.runner import dockyard_command, run_dockyard
-from . import merge, metadata, privileges, summary, workflow
-from .flags import ResultFiles, build_arguments
+from ..common.supplychain import PASSPHRASE_ENV
+from . import merge, metadata, privileges, provenance, summary, workflow
+from .flags import ResultFiles, build_arguments, signing
 from .inputs import ActionInputs, key_value
 from .log import GroupedLog
 from .masking import secret_values
@@ -30,7 +31,18 @@ BUILD_SOURCE_TITLE = " (build)"
 
 def mask_secrets(inputs: ActionInputs, environ: dict[str, str]) -> None:
     workflow.mask(secret_values(key_value(inputs.secrets, "secrets"), key_value(inputs.secret_envs, "secret-envs"),
-                                key_value(inputs.secret_files, "secret-files"), environ))
+                                key_value(inputs.secret_files, "secret-files"), environ)
+                  + [inputs.sign_key, inputs.sign_key_passphrase])
+
+
+def dockyard_environment(inputs: ActionInputs, environ: dict[str, str]) -> dict[str, str]:
+    """dockyard's environment: the job's, with the signing key's passphrase where `--sign` tells it to look.
+    Keyless signing asks the runner for the job's OIDC token: the job must be allowed one."""
+    if inputs.sign == "keyless":
+        provenance.check_keyless(environ)
+    if inputs.sign == "key" and inputs.sign_key_passphrase:
+        return {**environ, PASSPHRASE_ENV: inputs.sign_key_passphrase}
+    return environ
 
 
 def resolve_tags_and_labels(inputs: ActionInputs, environ: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -97,13 +109,14 @@ def run_merge(inputs: ActionInputs, tags: list[str], temp: Path, environ: dict[s
     """Merge mode: the images the build jobs pushed, assembled into one index under the tags. It runs as the
     job's user (it only talks to registries), with the credentials docker/login-action wrote."""
     files = merge.MergeFiles(digest=temp / "index-digest")
-    request = merge.manifest_request(inputs, tags=tags, files=files)
+    request = merge.manifest_request(inputs, tags=tags, files=files, sign=signing(inputs, temp / "secrets"))
     args = manifest_arguments(request)
+    env = dockyard_environment(inputs, environ)
     print("merging " + ", ".join(request.sources))
     print("tags: " + ", ".join(request.tags) + (" (push is false: not pushed)" if request.dry_run else ""))
     sys.stdout.flush()
     log = GroupedLog()
-    code = run_dockyard([*dockyard_command(), "manifest", "create", *args], log)
+    code = run_dockyard([*dockyard_command(), "manifest", "create", *args], log, env=env)
     publish_merge(log, request, files, code, environ)
     return code
 
@@ -118,14 +131,16 @@ def main() -> int:
         if inputs.merges:
             return run_merge(inputs, tags, temp, environ)
         files = ResultFiles(metadata=temp / "metadata.json", report=temp / "report.github")
-        args = build_arguments(inputs, tags=tags, labels=labels, secret_dir=temp / "secrets", files=files)
+        args = build_arguments(inputs, tags=tags, labels=labels, secret_dir=temp / "secrets", files=files,
+                               builder_id=provenance.builder_id(environ))
+        env = dockyard_environment(inputs, environ)
         how = privileges.choose(environ, euid=os.geteuid(),
                                 has_sudo=os.geteuid() != 0 and privileges.sudo_works())
         print(how.note)
         print("tags: " + (", ".join(tags) or "(none)"))
         sys.stdout.flush()
         log = GroupedLog()
-        code = run_dockyard([*how.prefix, *dockyard_command(), "build", *args], log)
+        code = run_dockyard([*how.prefix, *dockyard_command(), "build", *args], log, env=env)
         publish(log, files, tags, code, environ)
         return code
     except DockyardError as exc:

@@ -8,8 +8,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard.errors import UsageError
+
 from ..common.request import BuildRequest, Report
 from ..common.request import build_arguments as request_arguments
+from ..common.supplychain import PASSPHRASE_ENV, Signing
 from .inputs import ActionInputs, key_value
 
 
@@ -25,18 +28,45 @@ def write_secret_values(secrets: list[tuple[str, str]], directory: Path) -> list
     """The `secrets` input holds values (build-push-action's `id=value`): each goes to a file only we can read, in
     a directory the caller removes after the build, and dockyard reads it as `--secret id=ID,src=FILE`."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    specs = []
-    for number, (secret_id, value) in enumerate(secrets, 1):
-        path = directory / f"secret-{number}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(value)
-        specs.append(f"id={secret_id},src={path}")
-    return specs
+    return [f"id={secret_id},src={private_file(directory, f'secret-{number}', value)}"
+            for number, (secret_id, value) in enumerate(secrets, 1)]
+
+
+def private_file(directory: Path, name: str, text: str) -> Path:
+    """`text` in a file only we can read, in a directory the caller removes after the build."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return path
+
+
+def signing(inputs: ActionInputs, secret_dir: Path) -> Signing | None:
+    """How the inputs ask to sign: `sign: key` with the key (a secret's value) written to a private file, its
+    passphrase handed to dockyard in PASSPHRASE_ENV (action.py sets it); `sign: keyless` with the job's own OIDC
+    token, which dockyard requests from the runner."""
+    if inputs.sign == "keyless":
+        if inputs.sign_key:
+            raise UsageError("sign-key is for sign: key, and sign is keyless", subject="input sign-key",
+                             hint="leave sign-key out for keyless signing, or set sign: key")
+        return Signing(keyless=True, options=inputs.sign_options)
+    if inputs.sign == "key":
+        if not inputs.sign_key.strip():
+            raise UsageError("sign: key needs the private key, and sign-key is empty", subject="input sign-key",
+                             hint="sign-key: ${{ secrets.COSIGN_PRIVATE_KEY }} (a PEM or cosign.key file's "
+                                  "content), and its passphrase in sign-key-passphrase")
+        key = private_file(secret_dir, "signing.key", inputs.sign_key.strip() + "\n")
+        return Signing(key_file=str(key), passphrase_env=PASSPHRASE_ENV if inputs.sign_key_passphrase else "",
+                       options=inputs.sign_options)
+    if inputs.sign_key or inputs.sign_key_passphrase or inputs.sign_options:
+        raise UsageError("a signing key is given, and sign does not ask for a signature", subject="input sign",
+                         hint="set sign: key to sign the pushed image with it")
+    return None
 
 
 def build_request(inputs: ActionInputs, *, tags: list[str], labels: list[str], secret_dir: Path,
-                  files: ResultFiles) -> BuildRequest:
+                  files: ResultFiles, builder_id: str = "") -> BuildRequest:
     """The request the inputs make. Writes the `secrets` values into `secret_dir`."""
     # Checked before any secret is written: a malformed item is an error naming the input.
     secret_envs = key_value(inputs.secret_envs, "secret-envs")
@@ -52,11 +82,14 @@ def build_request(inputs: ActionInputs, *, tags: list[str], labels: list[str], s
         insecure_registries=inputs.insecure_registries, registry_mirrors=inputs.registry_mirrors,
         # `lint` is the level that fails the step; findings below it are still annotated.
         lint=inputs.lint, reports=(Report("github", files.report),), metadata_file=files.metadata,
-        extra_args=inputs.extra_args)
+        sbom=inputs.sbom, provenance=inputs.provenance, attests=inputs.attests, builder_id=builder_id,
+        signing=signing(inputs, secret_dir), extra_args=inputs.extra_args)
 
 
 def build_arguments(inputs: ActionInputs, *, tags: list[str], labels: list[str], secret_dir: Path,
-                    files: ResultFiles) -> list[str]:
-    """`dockyard build` arguments, the context last. Writes the `secrets` values into `secret_dir`."""
-    request = build_request(inputs, tags=tags, labels=labels, secret_dir=secret_dir, files=files)
+                    files: ResultFiles, builder_id: str = "") -> list[str]:
+    """`dockyard build` arguments, the context last. Writes the `secrets` values (and a signing key) into
+    `secret_dir`."""
+    request = build_request(inputs, tags=tags, labels=labels, secret_dir=secret_dir, files=files,
+                            builder_id=builder_id)
     return request_arguments(request)

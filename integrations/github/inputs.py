@@ -17,6 +17,7 @@ from actions_toolkit import core
 from dockyard.errors import UsageError
 
 from ..common.levels import parse_lint_level
+from ..common.supplychain import sign_mode, sign_options
 
 
 def split_list(text: str, *, ignore_comma: bool = False) -> list[str]:
@@ -72,6 +73,14 @@ class ActionInputs:
     registry_mirrors: tuple[str, ...] = ()
     lint: str = "error"
     extra_args: tuple[str, ...] = ()
+    # The supply chain (integrations/common/supplychain.py): as build-push-action's inputs, and the signature.
+    sbom: str = ""
+    provenance: str = ""
+    attests: tuple[str, ...] = ()
+    sign: str = ""  # "", key or keyless
+    sign_key: str = ""  # the private key itself (a secret), for sign: key
+    sign_key_passphrase: str = ""
+    sign_options: tuple[str, ...] = ()  # more --sign attributes (a private Sigstore instance's URLs)
     # The merge of a distributed build (either switches the action from building to assembling an index):
     sources: tuple[str, ...] = ()  # image references
     merge_digests: str = ""  # a directory of the build jobs' digest files, for the first of `images`
@@ -107,7 +116,10 @@ class ActionInputs:
             secret_envs=items("secret-envs"), secret_files=lines("secret-files"), outputs=lines("outputs"),
             platforms=items("platforms"), insecure_registries=items("insecure-registries"),
             registry_mirrors=items("registry-mirrors"), lint=lint, extra_args=extra, sources=items("sources"),
-            merge_digests=_text("merge-digests").strip())
+            merge_digests=_text("merge-digests").strip(), sbom=_text("sbom").strip(),
+            provenance=_text("provenance").strip(), attests=lines("attests"), sign=sign_mode(_text("sign")),
+            sign_key=_text("sign-key"), sign_key_passphrase=_text("sign-key-passphrase"),
+            sign_options=sign_options(_text("sign-options")))
 
 
 def key_value(items: tuple[str, ...], input_name: str) -> list[tuple[str, str]]:

@@ -19,12 +19,13 @@ from dockyard.errors import UsageError
 
 from ..common.manifest import ManifestRequest, digests_in, sources_by_digest
 from ..common.public import parse_reference
+from ..common.supplychain import Signing
 from .inputs import ActionInputs
 
 # The inputs a build reads and a merge cannot use, by name, with the value each has when not given.
 BUILD_ONLY = {"file": "", "build-args": (), "build-contexts": (), "labels": (), "target": "", "no-cache": False,
               "cache-from": (), "cache-to": (), "secrets": (), "secret-envs": (), "secret-files": (), "outputs": (),
-              "platforms": (), "registry-mirrors": ()}
+              "platforms": (), "registry-mirrors": (), "sbom": "", "provenance": "", "attests": ()}
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,15 @@ def merge_sources(inputs: ActionInputs) -> list[str]:
     return list(dict.fromkeys(sources))
 
 
-def manifest_request(inputs: ActionInputs, *, tags: list[str], files: MergeFiles) -> ManifestRequest:
-    """The merge the inputs ask for. `push: false` (a pull request) assembles the index without pushing it."""
+def manifest_request(inputs: ActionInputs, *, tags: list[str], files: MergeFiles,
+                     sign: Signing | None = None) -> ManifestRequest:
+    """The merge the inputs ask for. `push: false` (a pull request) assembles the index without pushing it;
+    `sign` signs the index it pushes (the build jobs signed their own images: this is the one users pull)."""
     refuse_build_inputs(inputs)
     return ManifestRequest(tags=tuple(tags), sources=tuple(merge_sources(inputs)), annotations=inputs.annotations,
                            dry_run=not inputs.push, digest_file=files.digest,
-                           insecure_registries=inputs.insecure_registries, extra_args=inputs.extra_args)
+                           insecure_registries=inputs.insecure_registries, signing=sign,
+                           extra_args=inputs.extra_args)
 
 
 def metadata(request: ManifestRequest, digest: str, index: dict[str, Any] | None) -> dict[str, Any]:

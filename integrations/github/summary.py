@@ -11,11 +11,17 @@ from typing import Any
 
 from ..common.failure import location, paragraph, title
 from ..common.public import format_duration, format_size
+from ..common.supplychain import attestation_lines, signature_lines
 from .log import GroupedLog
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code_digests(text: str) -> str:
+    """The line with each digest and reference (`sha256:...`, `REPO:sha256-....sig`) in code spans."""
+    return " ".join(f"`{word}`" if "sha256" in word else word for word in text.split(" "))
 
 
 def render(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
@@ -33,7 +39,10 @@ def render(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
         cache = metadata.get("cache") or {}
         lines += [f"- cache: {cache.get('hits', 0)} hit(s), {cache.get('misses', 0)} miss(es)",
                   f"- layers: {len(metadata['layers'])}, "
-                  f"{format_size(sum(layer['size'] for layer in metadata['layers']))} compressed", ""]
+                  f"{format_size(sum(layer['size'] for layer in metadata['layers']))} compressed"]
+        lines += [f"- attested {_code_digests(line)}" for line in attestation_lines(metadata)]
+        lines += [f"- signed {_code_digests(line)}" for line in signature_lines(metadata)]
+        lines.append("")
     elif log.failure is not None:
         where = location(log.failure)
         lines += [f"**{title(log.failure)}**" + (f" at `{where}`" if where else ""), "",

@@ -18,6 +18,7 @@ from typing import Any
 from dockyard.errors import UsageError
 
 from ..common.levels import parse_lint_level
+from ..common.supplychain import sign_mode, sign_options
 
 PREFIX = "DOCKYARD_INPUT_"
 
@@ -37,6 +38,13 @@ class ComponentInputs:
     extra_args: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
     push_by_digest: bool = False  # one job of a `parallel: matrix`: the image goes untagged, its digest to the merge
+    # The supply chain (integrations/common/supplychain.py; signing.py):
+    sbom: str = ""
+    provenance: str = ""
+    sign: str = ""  # "", key or keyless
+    sign_key_variable: str = "COSIGN_PRIVATE_KEY"  # a File variable (its value: the key file's path) or the key
+    sign_passphrase_variable: str = "COSIGN_PASSWORD"
+    sign_options: tuple[str, ...] = ()  # more --sign attributes (a private Sigstore instance's URLs)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> ComponentInputs:
@@ -59,7 +67,11 @@ class ComponentInputs:
                    build_contexts=strings(typed, "build-contexts"),
                    push=boolean(typed, "push", True), target=text("TARGET"), cache=boolean(typed, "cache", True),
                    lint=lint, extra_args=extra, platforms=strings(typed, "platforms"),
-                   push_by_digest=boolean(typed, "push-by-digest", False))
+                   push_by_digest=boolean(typed, "push-by-digest", False), sbom=text("SBOM"),
+                   provenance=text("PROVENANCE"), sign=sign_mode(text("SIGN")),
+                   sign_key_variable=text("SIGN_KEY_VARIABLE") or "COSIGN_PRIVATE_KEY",
+                   sign_passphrase_variable=text("SIGN_PASSPHRASE_VARIABLE") or "COSIGN_PASSWORD",
+                   sign_options=sign_options(text("SIGN_OPTIONS")))
 
 
 def typed_inputs(raw: str) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from ..common.public import parse_reference
 from ..common.request import BuildRequest, Report, push_by_digest_output
 from ..common.request import build_arguments as request_arguments
 from ..common.runner import dockyard_command, run_dockyard
-from . import reports
+from ..common.supplychain import Signing, attestation_lines, signature_lines
+from . import reports, signing
 from .inputs import ComponentInputs
 from .login import registry_login
 from .sections import SectionedLog
@@ -70,7 +71,7 @@ def cache_reference(inputs: ComponentInputs) -> str:
 
 
 def build_request(inputs: ComponentInputs, *, references: list[str], labels: list[str],
-                  files: WorkFiles) -> BuildRequest:
+                  files: WorkFiles, builder_id: str = "", sign: Signing | None = None) -> BuildRequest:
     """The request the inputs make. With push-by-digest the image goes to `image` untagged (buildx's
     `type=image,push-by-digest=true` output) instead of under the tags."""
     check_push_by_digest(inputs)
@@ -81,13 +82,15 @@ def build_request(inputs: ComponentInputs, *, references: list[str], labels: lis
         outputs=(push_by_digest_output(inputs.image),) if inputs.push_by_digest else (),
         # `lint` is the level that fails the job; every finding is in the code quality report.
         lint=inputs.lint, reports=(Report("gitlab", files.code_quality),), metadata_file=files.metadata,
+        sbom=inputs.sbom, provenance=inputs.provenance, builder_id=builder_id, signing=sign,
         extra_args=inputs.extra_args)
 
 
 def build_arguments(inputs: ComponentInputs, *, references: list[str], labels: list[str],
-                    files: WorkFiles) -> list[str]:
+                    files: WorkFiles, builder_id: str = "", sign: Signing | None = None) -> list[str]:
     """`dockyard build` arguments, the context last."""
-    return request_arguments(build_request(inputs, references=references, labels=labels, files=files))
+    return request_arguments(build_request(inputs, references=references, labels=labels, files=files,
+                                           builder_id=builder_id, sign=sign))
 
 
 def clear_results(results: Path) -> None:
@@ -102,7 +105,8 @@ def publish(results: Path, files: WorkFiles, inputs: ComponentInputs, references
         reports.write(results / CODE_QUALITY, files.code_quality.read_text())
     if not files.metadata.exists():
         return  # the build failed: no image to hand on
-    digest = json.loads(files.metadata.read_text())["digest"]
+    metadata = json.loads(files.metadata.read_text())
+    digest = metadata["digest"]
     repository = parse_reference(references[0]).name if references else inputs.image
     if inputs.push_by_digest:
         write_digest_file(results / DIGESTS, digest)
@@ -114,6 +118,10 @@ def publish(results: Path, files: WorkFiles, inputs: ComponentInputs, references
                                   project_url=environ.get("CI_PROJECT_URL", ""))
         reports.write(results / ANNOTATIONS, reports.annotations_report(repository, digest, references, link=link))
     print(f"image: {repository}@{digest}" + ("" if inputs.push else " (not pushed: push is false)"))
+    for line in attestation_lines(metadata):
+        print(f"attested {line}")
+    for line in signature_lines(metadata):
+        print(f"signed {line}")
 
 
 def main() -> int:
@@ -132,7 +140,8 @@ def main() -> int:
         env_changes, login_note = registry_login(environ, temp)
         files = WorkFiles(metadata=temp / "metadata.json", code_quality=temp / CODE_QUALITY)
         args = build_arguments(inputs, references=references, labels=standard_labels(pipeline, environ),
-                               files=files)
+                               files=files, builder_id=signing.builder_id(environ),
+                               sign=signing.signing(inputs, environ, temp))
         print(login_note)
         print("tags: " + (", ".join(references) or f"none: {inputs.image} pushed by digest, for the merge job"))
         sys.stdout.flush()
@@ -144,4 +153,4 @@ def main() -> int:
         print(f"error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
     finally:
-        shutil.rmtree(temp, ignore_errors=True)  # the docker config with the job's registry password
+        shutil.rmtree(temp, ignore_errors=True)  # the docker config with the job's registry password, a key

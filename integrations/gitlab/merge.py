@@ -20,7 +20,8 @@ from dockyard.errors import DockyardError, UsageError
 from ..common.manifest import ManifestRequest, digests_in, manifest_arguments, sources_by_digest
 from ..common.phases import Phase, PhasedLog
 from ..common.runner import dockyard_command, run_dockyard
-from . import reports
+from ..common.supplychain import Signing, sign_mode, sign_options
+from . import reports, signing
 from .inputs import PREFIX, boolean, strings, typed_inputs
 from .job import ANNOTATIONS, DIGESTS, DOTENV, RESULTS_DIR
 from .login import registry_login
@@ -35,6 +36,10 @@ class MergeInputs:
     annotations: tuple[str, ...] = ()
     append: bool = False
     push: bool = True
+    sign: str = ""  # "", key or keyless: sign the index (signing.py)
+    sign_key_variable: str = "COSIGN_PRIVATE_KEY"
+    sign_passphrase_variable: str = "COSIGN_PASSWORD"
+    sign_options: tuple[str, ...] = ()
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> MergeInputs:
@@ -44,9 +49,15 @@ class MergeInputs:
             raise UsageError("no image to assemble the index in: the input is empty", subject="input image",
                              hint="enable the project's container registry (CI_REGISTRY_IMAGE is then set), "
                                   "or give image: REGISTRY/PATH, the repository the build jobs pushed to")
+        def text(name: str) -> str:
+            return environ.get(PREFIX + name, "").strip()
+
         return cls(image=image, tags=strings(typed, "tags"), sources=strings(typed, "sources"),
                    annotations=strings(typed, "annotations"), append=boolean(typed, "append", False),
-                   push=boolean(typed, "push", True))
+                   push=boolean(typed, "push", True), sign=sign_mode(text("SIGN")),
+                   sign_key_variable=text("SIGN_KEY_VARIABLE") or "COSIGN_PRIVATE_KEY",
+                   sign_passphrase_variable=text("SIGN_PASSPHRASE_VARIABLE") or "COSIGN_PASSWORD",
+                   sign_options=sign_options(text("SIGN_OPTIONS")))
 
 
 class MergeLog(PhasedLog):
@@ -69,10 +80,10 @@ def merge_sources(inputs: MergeInputs, digests_dir: Path) -> list[str]:
 
 
 def manifest_request(inputs: MergeInputs, *, references: list[str], digests_dir: Path,
-                     digest_file: Path) -> ManifestRequest:
+                     digest_file: Path, sign: Signing | None = None) -> ManifestRequest:
     return ManifestRequest(tags=tuple(references), sources=tuple(merge_sources(inputs, digests_dir)),
                            annotations=inputs.annotations, append=inputs.append, dry_run=not inputs.push,
-                           digest_file=digest_file)
+                           digest_file=digest_file, signing=sign)
 
 
 def publish(results: Path, inputs: MergeInputs, references: list[str], digest: str,
@@ -99,7 +110,7 @@ def main() -> int:
         references = image_references(inputs.image, inputs.tags, Pipeline.from_environment(environ))
         digest_file = temp / "digest"
         request = manifest_request(inputs, references=references, digests_dir=results / DIGESTS,
-                                   digest_file=digest_file)
+                                   digest_file=digest_file, sign=signing.signing(inputs, environ, temp))
         args = manifest_arguments(request)
         env_changes, login_note = registry_login(environ, temp)
         print(login_note)

@@ -5,12 +5,14 @@ step's output) → a result file for the Groovy step.
 The result file is `KEY=VALUE` lines, a value's backslashes and newlines escaped (`\\\\`, `\\n`): the step reads it
 with plain string methods, as parsing JSON needs a plugin (readJSON) or a script approval on Jenkins. Keys:
 `exit_code`, `digest` (a successful build), `findings` (all findings), `findings_reaching` (those at or above the
-request's `lint` level), and for a failed build its `BuildFailed` event's `error`, `message`, `file`, `line`,
-`subject`, `hint`, `headline` (where and what, one line)."""
+request's `lint` level), `attested` and `signed` (what the metadata file says was attested and signed, a line
+each), and for a failed build its `BuildFailed` event's `error`, `message`, `file`, `line`, `subject`, `hint`,
+`headline` (where and what, one line)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from ..common.phases import Phase, PhasedLog
 from ..common.platforms import check_platforms
 from ..common.request import BuildRequest, Report, build_arguments, push_by_digest_output
 from ..common.runner import dockyard_command, run_dockyard
+from ..common.supplychain import (Signing, attestation_lines, provenance_value, sbom_value, signature_lines)
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,35 @@ def cache_reference(image: str, cache: object, platform: str = "") -> str:
     return ""
 
 
-def build_request(request: Mapping[str, Any], files: StepFiles) -> BuildRequest:
+def _text(request: Mapping[str, Any], name: str) -> str:
+    """A value the step passes as given: a string, or a boolean as `true`/`false`."""
+    value = request.get(name)
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def signing(request: Mapping[str, Any], environ: Mapping[str, str]) -> Signing | None:
+    """`sign: true`: the key file withCredentials bound to the variable the request names (Jenkins deletes the
+    file after the step), its passphrase in the other variable, which dockyard reads by name."""
+    sign = request.get("signing")
+    if not sign:
+        return None
+    if not isinstance(sign, dict) or not sign.get("keyVariable"):
+        raise UsageError("must name the key file's variable", subject="request signing")
+    path = environ.get(str(sign["keyVariable"]), "")
+    if not path or not Path(path).is_file():
+        raise UsageError("the signing key credential gave no file", subject="signingKeyCredentialsId",
+                         hint="a Secret file credential holding the private key (PEM or cosign.key)")
+    passphrase = str(sign.get("passphraseVariable") or "")
+    return Signing(key_file=path, passphrase_env=passphrase if passphrase and environ.get(passphrase) else "")
+
+
+def build_request(request: Mapping[str, Any], files: StepFiles,
+                  environ: Mapping[str, str] | None = None) -> BuildRequest:
     """The build the step asks for. Checks never fail the build (`--fail-on none`): the step sees every finding
-    and makes the build UNSTABLE at its `lint` level."""
+    and makes the build UNSTABLE at its `lint` level. The provenance's builder id is the Jenkins build's URL."""
+    environ = os.environ if environ is None else environ
     image = str(request["image"])
     by_digest = request.get("pushByDigest") is True
     platforms = check_platforms(_strings(request, "platforms"), subject="platforms")
@@ -94,7 +123,12 @@ def build_request(request: Mapping[str, Any], files: StepFiles) -> BuildRequest:
         cache=cache_reference(image, request.get("cache"), own_cache), platforms=platforms,
         outputs=(push_by_digest_output(image),) if by_digest else (), lint="none",
         reports=(Report("sarif", files.sarif), Report("text", files.text), Report("json", files.findings)),
-        digest_file=files.digest, metadata_file=files.metadata, extra_args=_strings(request, "extraArgs"))
+        digest_file=files.digest, metadata_file=files.metadata,
+        # Checked with the step's argument names; the kernel makes the flags.
+        sbom=sbom_value(_text(request, "sbom"), subject="sbom"),
+        provenance=provenance_value(_text(request, "provenance"), subject="provenance"),
+        builder_id=environ.get("BUILD_URL", ""), signing=signing(request, environ),
+        extra_args=_strings(request, "extraArgs"))
 
 
 def manifest_request(request: Mapping[str, Any], digest_file: Path) -> ManifestRequest:
@@ -117,6 +151,10 @@ def result_values(code: int, files: StepFiles, lint: str, failure: BuildFailed |
     values: dict[str, object] = {"exit_code": code, "findings": total, "findings_reaching": reaching}
     if code == 0 and files.digest.exists():
         values["digest"] = files.digest.read_text().strip()
+    if code == 0 and files.metadata.exists():
+        metadata = json.loads(files.metadata.read_text())
+        values["attested"] = "\n".join(attestation_lines(metadata)) or None
+        values["signed"] = "\n".join(signature_lines(metadata)) or None
     if failure is not None:
         values.update(error=failure.error, message=failure.message, file=failure.file, line=failure.line,
                       subject=failure.subject, hint=failure.hint, headline=headline(failure))

@@ -348,3 +348,133 @@ def test_platforms_with_an_emulated_run(registry, amd64_arm64_base, wheelhouse, 
     result = run_act(repo, wheelhouse, tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     check_emulated_index(image, TWO_PLATFORMS, tmp_path / "readback")
+
+
+# --- supply chain ------------------------------------------------------------------------------------------------
+
+def test_sbom_provenance_and_a_key_signature(registry, busybox_base, wheelhouse, tmp_path):
+    """`sbom: true`, `provenance: mode=max` and `sign: key` with the key (and no passphrase) from the workflow's
+    env, as a secret would give it: the index at the tag has an attestation manifest with the SPDX SBOM and the
+    SLSA provenance, whose builder id is the run attempt's URL, and cosign's signature tag; the key never
+    reaches the log; the job summary lists both."""
+    from tests.support.supply_readback import SLSA_V02, builder_id, check_attested_and_signed, signing_key
+
+    key_file = signing_key(tmp_path / "key")
+    key = key_file.read_text()
+    image = f"{registry.host}/action/signed:ci"
+    expected_id = tmp_path / "expected-builder-id"
+    steps = """\
+        - uses: ./
+          id: build
+          with:
+            context: app
+            tags: @IMAGE@
+            push: true
+            sbom: true
+            provenance: mode=max
+            sign: key
+            sign-key: ${{ env.KEY_PEM }}
+        - name: the run attempt's URL, for the test to compare
+          run: |
+            run="$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID"
+            echo "$run/attempts/$GITHUB_RUN_ATTEMPT" > "$EXPECTED"
+        """
+    repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image),
+                     {"Dockerfile": f"FROM {busybox_base}\nRUN echo signed > /signed\n"})
+    result = run_act(repo, wheelhouse, tmp_path, env={"KEY_PEM": key, "EXPECTED": str(expected_id)})
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    statements = check_attested_and_signed(registry, image, key_file)
+    assert builder_id(statements) == expected_id.read_text().strip()
+    assert statements[SLSA_V02]["predicate"]["invocation"]  # max mode: the invocation is recorded
+    body = "".join(line for line in key.splitlines() if not line.startswith("-----"))
+    assert body[:40] not in log  # masked before anything was printed
+    assert "- attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in `sha256:" in log
+    assert re.search(r"- signed `sha256:[0-9a-f]{64}` with a key, as tag `\S+/action/signed:sha256-[0-9a-f]{64}\.sig`",
+                     log)
+
+
+def test_keyless_signature_with_the_jobs_oidc_token(registry, busybox_base, wheelhouse, tmp_path):
+    """`sign: keyless` in a job that may request its OIDC token (`permissions: id-token: write` sets
+    ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN; here a loopback server stands in for the runner's token service) and
+    `sign-options` naming the Sigstore instance (@sigstore/mock on loopback): the image's bundle verifies with
+    sigstore-js for the token's identity, and the token was requested with the job's request token."""
+    import http.server
+    import json
+    import threading
+
+    from tests.support import signatures
+    from tests.support.sigstore_mock import image_verifies, oidc_token, running_sigstore_mock
+
+    requests: list[tuple[str, str]] = []
+
+    class TokenService(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append((self.path, self.headers.get("Authorization", "")))
+            body = json.dumps({"value": oidc_token()}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TokenService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    image = f"{registry.host}/action/keyless:ci"
+    try:
+        with running_sigstore_mock(tmp_path) as mock:
+            steps = """\
+                - uses: ./
+                  with:
+                    context: app
+                    tags: @IMAGE@
+                    push: true
+                    sign: keyless
+                    sign-options: @OPTIONS@
+                """
+            repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image, OPTIONS=mock.sign_attributes()),
+                             {"Dockerfile": f"FROM {busybox_base}\nRUN echo keyless > /keyless\n"})
+            result = run_act(repo, wheelhouse, tmp_path, env={
+                "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token?api-version=2.0",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "job-request-token"})
+            log = result.stdout + result.stderr
+            assert result.returncode == 0, log[-6000:]
+            digest = signatures.manifest_digest(registry.host, "action/keyless", "ci")
+            assert image_verifies(registry.host, "action/keyless", digest, mock.trusted_root)
+    finally:
+        server.shutdown()
+    assert requests and all(path == "/token?api-version=2.0&audience=sigstore" and auth == "bearer job-request-token"
+                            for path, auth in requests)
+    assert f"- signed `{digest}` keyless" in log
+
+
+def test_the_merge_mode_signs_the_index_it_assembles(registry, busybox_base, wheelhouse, tmp_path):
+    """The distributed build's merge job with `sign: key`: the index at the tag carries cosign's signature tag,
+    whose signature verifies with the key's public half (openssl)."""
+    import hashlib
+    import json
+
+    from tests.support.index_readback import native_only_dockerfile
+    from tests.support.signatures import classic_signatures, openssl_verifies
+    from tests.support.supply_readback import public_key, signing_key
+
+    key = signing_key(tmp_path / "key")
+    repository = f"{registry.host}/action/signed-matrix"
+    workflow_text = MATRIX_WORKFLOW.replace("@REPO@", repository).replace(
+        "          push: true\n", "          push: true\n          sign: key\n          sign-key: ${{ env.KEY_PEM }}\n",
+        1)
+    assert "sign: key" in workflow_text
+    repo = make_repo(tmp_path / "repo", workflow_text, {"Dockerfile": native_only_dockerfile(busybox_base)})
+    result = run_act(repo, wheelhouse, tmp_path, env={"DIGESTS": str(tmp_path / "digests"),
+                                                      "KEY_PEM": key.read_text()})
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-8000:]
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{repository}:1.0"],
+                         capture_output=True, check=True, timeout=120).stdout
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    found = classic_signatures(registry.host, "action/signed-matrix", digest)
+    assert found and any(json.loads(s.payload)["critical"]["image"]["docker-manifest-digest"] == digest and
+                         openssl_verifies(public_key(key), s.signature, s.payload) for s in found)

@@ -304,3 +304,66 @@ def test_platforms_with_an_emulated_run(project_registry, amd64_arm64_base, tmp_
     result = run_pipeline(project, project_registry.host, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     check_emulated_index(f"{image}:v1", TWO_PLATFORMS, tmp_path / "readback", creds=CREDS)
+
+
+def test_sbom_provenance_and_a_key_signature(project_registry, busybox_base, tmp_path):
+    """`sbom: "true"`, `provenance: mode=max` and `sign: key` with COSIGN_PRIVATE_KEY holding the path of the key
+    file, as a File variable does: the pushed index holds the SBOM and the provenance (the job's URL its builder
+    id) and cosign's signature tag; the job log lists what was attested and signed."""
+    from tests.support.supply_readback import builder_id, check_attested_and_signed, signing_key
+
+    key = signing_key(tmp_path / "key")
+    image = f"{project_registry.host}/group/signed"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {image}
+              tags: [v1]
+              context: app
+              cache: false
+              sbom: "true"
+              provenance: mode=max
+              sign: key
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline,
+                           {"Dockerfile": f"FROM {busybox_base}\nRUN echo signed > /signed\n"})
+    result = run_pipeline(project, project_registry.host, tmp_path, "--variable", f"COSIGN_PRIVATE_KEY={key}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    statements = check_attested_and_signed(project_registry, f"{image}:v1", key, creds=f"{USER}:{PASSWORD}")
+    assert re.fullmatch(r"https?://\S+/-/jobs/\d+", builder_id(statements)), builder_id(statements)
+    log = job_log(project, "dockyard-build")
+    assert "attested linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in sha256:" in log
+    assert re.search(r"signed sha256:[0-9a-f]{64} with a key, as tag \S+/group/signed:sha256-[0-9a-f]{64}\.sig", log)
+
+
+def test_keyless_signature_with_the_jobs_id_token(registry, busybox_base, tmp_path):
+    """`sign: keyless` with the job's SIGSTORE_ID_TOKEN (what `id_tokens: aud: sigstore` gives the job) and
+    `sign-options` naming the Sigstore instance (@sigstore/mock on loopback standing in for Fulcio and Rekor):
+    the pushed image's bundle verifies with sigstore-js for the token's identity."""
+    from tests.support import signatures
+    from tests.support.sigstore_mock import image_verifies, oidc_token, running_sigstore_mock
+
+    image = f"{registry.host}/group/keyless"
+    with running_sigstore_mock(tmp_path) as mock:
+        pipeline = textwrap.dedent(f"""\
+            include:
+              - local: templates/build.yml
+                inputs:
+                  image: {image}
+                  tags: [v1]
+                  context: app
+                  cache: false
+                  sign: keyless
+                  sign-options: {mock.sign_attributes()}
+                  python: {sys.executable}
+            """)
+        project = make_project(tmp_path / "project", pipeline,
+                               {"Dockerfile": f"FROM {busybox_base}\nRUN echo keyless > /keyless\n"})
+        result = run_pipeline(project, registry.host, tmp_path, "--variable", f"SIGSTORE_ID_TOKEN={oidc_token()}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        digest = signatures.manifest_digest(registry.host, "group/keyless", "v1")
+        assert image_verifies(registry.host, "group/keyless", digest, mock.trusted_root)
+    assert re.search(rf"signed {digest} keyless, as tag \S+:sha256-[0-9a-f]{{64}}\.sig",
+                     job_log(project, "dockyard-build"))

@@ -22,6 +22,7 @@ from tests.support.foreign_images import push_busybox_index
 from tests.support.index_readback import (check_emulated_index, check_native_only_index, emulated_dockerfile,
                                           native_only_dockerfile, read_index)
 from tests.support.registry import RegistryServer
+from tests.support.supply_readback import builder_id, check_attested_and_signed, signing_key
 
 LIBRARY = Path(__file__).resolve().parents[2] / "integrations" / "jenkins"
 STAND_IN = Path(__file__).resolve().parents[1] / "support" / "jenkins" / "pipeline.groovy"
@@ -45,6 +46,7 @@ CONTEXTS_DOCKERFILE = "FROM base\nCOPY --from=shared lib.txt /\n"
 AWKWARD = "it's \"quoted\" $HOME `id` \\back\\slash; && | * ~ %s {x,y}"
 AWKWARD_LABEL = "line one\nline 'two' $(id) `id` \"$PATH\""
 USER = "ci"
+BUILD_URL = "https://jenkins.example/job/app/7/"
 PASSWORD = "pa$$ 'w\"o`rd` $(id)"
 
 
@@ -128,6 +130,18 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
         _bad("bad-lint", tmp, {"image": "app", "lint": "loud"}),
         _bad("push-string", tmp, {"image": "app", "push": "yes"}),
         _bad("extra-args-string", tmp, {"image": "app", "extraArgs": "--no-cache"}),
+        _bad("sign-without-key", tmp, {"image": "app", "push": True, "sign": True}),
+        _bad("sign-without-push", tmp, {"image": "app", "sign": True, "signingKeyCredentialsId": "k"}),
+        _bad("key-without-sign", tmp, {"image": "app", "push": True, "signingKeyCredentialsId": "k"}),
+        _bad("bad-provenance-mode", tmp, {"image": "app", "provenance": "mode=huge"}),
+        _bad("sbom-number", tmp, {"image": "app", "sbom": 3}),
+        _scenario("signed", write_context(tmp / "ws-signed",
+                                          {"Dockerfile": f"FROM {busybox_base}\nRUN echo signed > /s\n"}),
+                  {"dockyard": DOCKYARD, "image": f"{registry.host}/jenkins/signed", "tags": ["1"], "push": True,
+                   "sbom": True, "provenance": "mode=max", "sign": True, "signingKeyCredentialsId": "cosign-key"},
+                  env={"BUILD_URL": BUILD_URL},
+                  credentials={"cosign-key": {"file": signing_key(tmp / "key").read_text(),
+                                              "fileName": "cosign.key"}}, key=str(tmp / "key" / "signing.key")),
     ]
     # A two-platform build whose arm64 RUN runs under QEMU, when binfmt_misc can serve it here.
     if ensure_registered(("linux/arm64",)) is None:
@@ -145,7 +159,8 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
     results = json.loads(results_file.read_text())
     for name, outcome in results.items():
         assert "exception" not in outcome, f"{name}: {outcome['exception']}\n{outcome['log']}"
-    return {"results": results, "workspaces": {s["name"]: Path(s["workspace"]) for s in scenarios}}
+    return {"results": results, "workspaces": {s["name"]: Path(s["workspace"]) for s in scenarios},
+            "keys": {s["name"]: s["key"] for s in scenarios if "key" in s}}
 
 
 def _inspect(ref: str, *extra: str) -> dict:
@@ -238,6 +253,11 @@ def test_a_failed_build_is_an_error_with_its_finding_recorded_and_the_credential
     ("tags-pushed-by-digest", "dockyardBuild: tags go on the index, not on an image pushed by digest"),
     ("manifest-without-sources", "dockyardManifest: sources must name the images to assemble"),
     ("manifest-unknown-argument", "dockyardManifest: unknown argument 'platforms'"),
+    ("sign-without-key", "dockyardBuild: sign: true needs signingKeyCredentialsId"),
+    ("sign-without-push", "dockyardBuild: sign: true signs the pushed image, and push is false"),
+    ("key-without-sign", "dockyardBuild: a signing credential is given and sign is not true"),
+    ("bad-provenance-mode", "dockyardBuild: provenance mode 'huge' is not min or max"),
+    ("sbom-number", "dockyardBuild: sbom must be true, false or attributes"),
 ])
 def test_bad_arguments_are_errors_before_anything_runs(pipeline, name, message):
     outcome = pipeline["results"][name]
@@ -306,3 +326,21 @@ def _digest_of_raw(ref: str) -> str:
     raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
                          capture_output=True, timeout=120, check=True).stdout
     return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def test_sbom_provenance_and_a_key_signature(pipeline, registry):
+    """`sbom: true, provenance: 'mode=max', sign: true` with the key from a Secret file credential: the index at
+    the tag holds the SBOM and the provenance (the build's URL its builder id) and cosign's signature tag; the
+    console lists what was attested and signed, the step returns it, and the key file is gone."""
+    outcome = pipeline["results"]["signed"]
+    assert "error" not in outcome, outcome["log"]
+    [ref] = outcome["returned"]["tags"]
+    statements = check_attested_and_signed(registry, ref, Path(pipeline["keys"]["signed"]))
+    assert builder_id(statements) == BUILD_URL
+    assert any(line.startswith("linux/amd64: SBOM (SPDX), provenance (SLSA v0.2) in sha256:")
+               for line in outcome["returned"]["attestations"])
+    assert [line for line in outcome["returned"]["signatures"]
+            if " with a key, as tag " in line and line.endswith(".sig")]
+    assert "dockyardBuild: attested linux/amd64: SBOM (SPDX)" in outcome["log"]
+    assert "dockyardBuild: signed sha256:" in outcome["log"]
+    assert _leftovers(pipeline["workspaces"]["signed"]) == []

@@ -32,15 +32,21 @@ def call(Map args = [:]) {
         String resultFile = "${workDir}/result".toString()
         writeFile(file: requestFile, text: request.toJson())
         String command = request.helperCommand() + ' ' + Shell.join([requestFile, resultFile])
-        int status
-        if (request.credentialsId) {
-            // A docker config with only this credential, removed as soon as the build is over (RegistryAuth).
-            status = RegistryAuth.run(this, request.credentialsId, request.registry, command,
-                                      "${workDir}/docker".toString())
-        } else {
-            status = sh(script: command, returnStatus: true)
+        int status = withSigningKey(request) {
+            if (request.credentialsId) {
+                // A docker config with only this credential, removed as soon as the build is over (RegistryAuth).
+                return RegistryAuth.run(this, request.credentialsId, request.registry, command,
+                                        "${workDir}/docker".toString())
+            }
+            return sh(script: command, returnStatus: true)
         }
         BuildOutcome outcome = BuildOutcome.parse(fileExists(resultFile) ? readFile(resultFile) : '')
+        for (String line : outcome.attested) {
+            echo "dockyardBuild: attested ${line}"
+        }
+        for (String line : outcome.signed) {
+            echo "dockyardBuild: signed ${line}"
+        }
         // Recorded before a failure is raised: the report then holds the failure at its Dockerfile line.
         recordFindings(request, workDir)
         if (status != 0) {
@@ -52,9 +58,29 @@ def call(Map args = [:]) {
         if (reached > 0) {
             unstable "dockyardBuild: ${reached} Dockerfile finding(s) at or above '${request.lint}' in ${request.image}"
         }
-        return [digest: outcome.digest, image: request.image, tags: request.references()]
+        return [digest: outcome.digest, image: request.image, tags: request.references(),
+                attestations: outcome.attested, signatures: outcome.signed]
     } finally {
         sh "rm -rf ${Shell.quote(workDir)}"
+    }
+}
+
+/*
+ * Runs `body` with the signing key's Secret file (and its passphrase) bound for dockyard, when the step signs:
+ * withCredentials masks the passphrase in the log and removes the key's file when the body is over.
+ */
+private int withSigningKey(BuildRequest request, Closure body) {
+    if (!request.sign) {
+        return body()
+    }
+    List bindings = [file(credentialsId: request.signingKeyCredentialsId,
+                          variable: BuildRequest.SIGNING_KEY_VARIABLE)]
+    if (request.signingPassphraseCredentialsId) {
+        bindings.add(string(credentialsId: request.signingPassphraseCredentialsId,
+                            variable: BuildRequest.SIGNING_PASSPHRASE_VARIABLE))
+    }
+    return withCredentials(bindings) {
+        return body()
     }
 }
 

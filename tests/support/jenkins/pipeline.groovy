@@ -11,7 +11,8 @@
  * ("No such DSL method ..."), as CpsScript does. Each scenario in SCENARIOS.json is one call of the step:
  *
  *     {"name": ..., "step": "dockyardBuild", "args": {...}, "workspace": DIR, "env": {...},
- *      "credentials": {"ID": {"username": ..., "password": ...}}, "warningsNg": true|false}
+ *      "credentials": {"ID": {"username": ..., "password": ...} | {"file": CONTENT} | {"secret": TEXT}},
+ *      "warningsNg": true|false}
  *
  * A scenario may instead hold a `script`: a piece of Jenkinsfile (scripted) run with the same steps, plus the
  * library's global steps (every vars/NAME.groovy, callable as NAME(...)) and `parallel`, which runs the branches
@@ -107,16 +108,40 @@ class Pipeline {
     Object withCredentials(List bindings, Closure body) {
         Map<String, String> saved = [:]
         List<String> added = []
+        List<File> files = []
         for (Map binding : bindings) {
             Map credential = credentials[binding.credentialsId]
             if (credential == null) {
                 throw new AbortException("Could not find credentials entry with ID '${binding.credentialsId}'")
             }
-            saved[binding.usernameVariable] = env[binding.usernameVariable]
-            saved[binding.passwordVariable] = env[binding.passwordVariable]
-            env[binding.usernameVariable] = credential.username
-            env[binding.passwordVariable] = credential.password
-            added.addAll([credential.password, credential.username])
+            if (binding.kind == 'file') {
+                // Secret file: a file of the credential's content in a temporary directory, deleted afterwards;
+                // its path in the variable (Jenkins masks nothing of a file's content).
+                if (credential.file == null) {
+                    throw new AbortException("Credentials '${binding.credentialsId}' is of type 'Username with " +
+                                             "password' where 'Secret file' was expected")
+                }
+                File dir = new File(workspace.path + '@tmp', "secretFiles-${UUID.randomUUID()}")
+                dir.mkdirs()
+                File file = new File(dir, (String) (credential.fileName ?: 'secret.key'))
+                file.text = credential.file
+                files.add(dir)
+                saved[binding.variable] = env[binding.variable]
+                env[binding.variable] = file.path
+            } else if (binding.kind == 'string') {
+                if (credential.secret == null) {
+                    throw new AbortException("Credentials '${binding.credentialsId}' is not a 'Secret text'")
+                }
+                saved[binding.variable] = env[binding.variable]
+                env[binding.variable] = credential.secret
+                added.add(credential.secret)
+            } else {
+                saved[binding.usernameVariable] = env[binding.usernameVariable]
+                saved[binding.passwordVariable] = env[binding.passwordVariable]
+                env[binding.usernameVariable] = credential.username
+                env[binding.passwordVariable] = credential.password
+                added.addAll([credential.password, credential.username])
+            }
         }
         secrets.addAll(added)
         try {
@@ -124,6 +149,9 @@ class Pipeline {
         } finally {
             secrets.removeAll(added)
             restore(saved)
+            for (File dir : files) {
+                dir.deleteDir()
+            }
         }
     }
 
@@ -190,6 +218,8 @@ class Pipeline {
         binding.fileExists = { path -> resolve(path).exists() }
         binding.libraryResource = { path -> new File(library, "resources/${path}").text }
         binding.usernamePassword = { Map options -> options }
+        binding.file = { Map options -> options + [kind: 'file'] }
+        binding.string = { Map options -> options + [kind: 'string'] }
         binding.withCredentials = { List bindings, Closure body -> withCredentials(bindings, body) }
         binding.withEnv = { List overrides, Closure body -> withEnv(overrides, body) }
         binding.sarif = { Map options -> sarif(options) }

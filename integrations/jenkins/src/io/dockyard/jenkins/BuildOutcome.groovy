@@ -43,6 +43,26 @@ class BuildOutcome implements Serializable {
         return values.digest
     }
 
+    /** What was attested, a line per attestation manifest (none without attestations). */
+    List<String> getAttested() {
+        return lines(values.attested)
+    }
+
+    /** What was signed, a line per signature (none without signing). */
+    List<String> getSigned() {
+        return lines(values.signed)
+    }
+
+    private static List<String> lines(String text) {
+        List<String> found = []
+        for (String line : (text ?: '').split('\n')) {
+            if (line) {
+                found.add(line)
+            }
+        }
+        return found
+    }
+
     int getFindingsReaching() {
         return (values.findings_reaching ?: '0').toInteger()
     }

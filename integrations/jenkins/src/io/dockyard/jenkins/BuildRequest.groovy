@@ -13,7 +13,13 @@ class BuildRequest implements Serializable {
 
     static final List<String> ARGUMENTS = ['image', 'tags', 'context', 'dockerfile', 'buildArgs', 'buildContexts',
                                            'labels', 'push', 'target', 'cache', 'credentialsId', 'registry', 'lint',
-                                           'extraArgs', 'dockyard', 'platforms', 'pushByDigest']
+                                           'extraArgs', 'dockyard', 'platforms', 'pushByDigest', 'sbom', 'provenance',
+                                           'sign', 'signingKeyCredentialsId', 'signingPassphraseCredentialsId']
+    // The variables withCredentials binds the signing key's file and its passphrase to, for the step's Python half
+    // (the passphrase is read by dockyard from its variable, never from a command line).
+    static final String SIGNING_KEY_VARIABLE = 'DOCKYARD_SIGNING_KEY'
+    static final String SIGNING_PASSPHRASE_VARIABLE = 'DOCKYARD_SIGN_PASSPHRASE'
+    static final List<String> PROVENANCE_MODES = ['min', 'max']
     // The kernel's lint levels (integrations/common/levels.py LINT_LEVELS, in its order; a test keeps them equal),
     // checked here too so a bad level fails before anything runs.
     static final List<String> LINT_LEVELS = ['info', 'warning', 'error', 'none']
@@ -45,6 +51,11 @@ class BuildRequest implements Serializable {
     String dockyard
     List<String> platforms
     boolean pushByDigest
+    String sbom
+    String provenance
+    boolean sign
+    String signingKeyCredentialsId
+    String signingPassphraseCredentialsId
 
     static BuildRequest from(Map args) {
         for (Object key : args.keySet()) {
@@ -97,7 +108,46 @@ class BuildRequest implements Serializable {
         }
         request.extraArgs = stringList(args, 'extraArgs')
         request.dockyard = text(args, 'dockyard', 'dockyard')
+        request.sbom = attestation(args, 'sbom')
+        request.provenance = attestation(args, 'provenance')
+        if (request.provenance) {
+            java.util.regex.Matcher mode = (request.provenance =~ /(?:^|,)\s*mode=([^,]*)/)
+            if (mode.find() && !PROVENANCE_MODES.contains(mode.group(1).trim())) {
+                throw new IllegalArgumentException("provenance mode '${mode.group(1).trim()}' is not min or max")
+            }
+        }
+        request.sign = flag(args, 'sign', false)
+        request.signingKeyCredentialsId = text(args, 'signingKeyCredentialsId', null)
+        request.signingPassphraseCredentialsId = text(args, 'signingPassphraseCredentialsId', null)
+        if (request.sign && !request.signingKeyCredentialsId) {
+            throw new IllegalArgumentException("sign: true needs signingKeyCredentialsId, the id of a Secret file " +
+                                               "credential holding the private key (PEM or cosign.key)")
+        }
+        if (!request.sign && (request.signingKeyCredentialsId || request.signingPassphraseCredentialsId)) {
+            throw new IllegalArgumentException("a signing credential is given and sign is not true: set sign: true " +
+                                               "to sign the pushed image")
+        }
+        if (request.sign && !request.push) {
+            throw new IllegalArgumentException("sign: true signs the pushed image, and push is false")
+        }
         return request
+    }
+
+    /** `sbom`/`provenance`: true, false, or buildx's attributes as a string ('mode=max', 'generator=IMAGE');
+     *  null when not given (no attestation). */
+    static String attestation(Map args, String name) {
+        Object value = args[name]
+        if (value == null) {
+            return null
+        }
+        if (value instanceof Boolean) {
+            return value.toString()
+        }
+        if (value instanceof CharSequence && value.toString().trim()) {
+            return value.toString().trim()
+        }
+        throw new IllegalArgumentException("${name} must be true, false or attributes such as " +
+                                           (name == 'sbom' ? "'generator=IMAGE'" : "'mode=max'") + " (got '${value}')")
     }
 
     /** The full references dockyard names the image with, image:tag for each tag. */
@@ -117,7 +167,11 @@ class BuildRequest implements Serializable {
         Map<String, Object> request = [image: image, references: references(), context: context,
                                        dockerfile: dockerfile, buildArgs: buildArgs, buildContexts: buildContexts,
                                        labels: labels, push: push, target: target, cache: cache, lint: lint,
-                                       extraArgs: extraArgs, platforms: platforms, pushByDigest: pushByDigest]
+                                       extraArgs: extraArgs, platforms: platforms, pushByDigest: pushByDigest,
+                                       sbom: sbom, provenance: provenance,
+                                       signing: sign ? [keyVariable: SIGNING_KEY_VARIABLE,
+                                                        passphraseVariable: signingPassphraseCredentialsId ?
+                                                            SIGNING_PASSPHRASE_VARIABLE : null] : null]
         return JsonOutput.toJson(request)
     }
 
