@@ -350,4 +350,5 @@ def test_platforms_with_an_emulated_run(registry, amd64_arm64_base, wheelhouse, 
                      {"Dockerfile": emulated_dockerfile(amd64_arm64_base)})
     result = run_act(repo, wheelhouse, tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert f"isolation: {mode}" in result.stdout, result.stdout[-6000:]
     check_emulated_index(image, TWO_PLATFORMS, tmp_path / "readback")

@@ -306,4 +306,5 @@ def test_platforms_with_an_emulated_run(project_registry, amd64_arm64_base, tmp_
     project = make_project(tmp_path / "project", pipeline, {"Dockerfile": emulated_dockerfile(amd64_arm64_base)})
     result = run_pipeline(project, project_registry.host, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"isolation: {mode}" in result.stdout, result.stdout[-6000:]
     check_emulated_index(f"{image}:v1", TWO_PLATFORMS, tmp_path / "readback", creds=CREDS)
