@@ -328,12 +328,14 @@ def amd64_arm64_base(registry, tmp_path_factory) -> str:
     return push_busybox_index(registry.host, tmp_path_factory.mktemp("busybox-index"), tuple(TWO_PLATFORMS))
 
 
-def test_platforms_with_an_emulated_run(registry, amd64_arm64_base, wheelhouse, tmp_path):
-    """`platforms` one per line over a base index: the arm64 image's RUN ran under QEMU, as that CPU."""
+@pytest.mark.parametrize("mode", ["namespaces", "proot"])
+def test_platforms_with_an_emulated_run(registry, amd64_arm64_base, wheelhouse, tmp_path, mode):
+    """`platforms` one per line over a base index: the arm64 image's RUN ran under QEMU, as that CPU, in both
+    isolation modes (binfmt_misc; proot's own QEMU support, what a runner without privileges uses)."""
     from tests.support.index_readback import check_emulated_index, emulated_dockerfile
 
-    image = f"{registry.host}/action/emulated:ci"
-    steps = """\
+    image = f"{registry.host}/action/emulated-{mode}:ci"
+    steps = f"""\
         - uses: ./
           with:
             context: app
@@ -342,11 +344,13 @@ def test_platforms_with_an_emulated_run(registry, amd64_arm64_base, wheelhouse, 
               linux/amd64
               linux/arm64
             push: true
+            extra-args: --isolation {mode}
         """
     repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=image),
                      {"Dockerfile": emulated_dockerfile(amd64_arm64_base)})
     result = run_act(repo, wheelhouse, tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert f"isolation: {mode}" in result.stdout, result.stdout[-6000:]
     check_emulated_index(image, TWO_PLATFORMS, tmp_path / "readback")
 
 

@@ -284,12 +284,14 @@ def amd64_arm64_base(registry, tmp_path_factory) -> str:
     return push_busybox_index(registry.host, tmp_path_factory.mktemp("busybox-index"), tuple(TWO_PLATFORMS))
 
 
-def test_platforms_with_an_emulated_run(project_registry, amd64_arm64_base, tmp_path):
+@pytest.mark.parametrize("mode", ["namespaces", "proot"])
+def test_platforms_with_an_emulated_run(project_registry, amd64_arm64_base, tmp_path, mode):
     """The component building both platforms of a base index in one job, the arm64 RUN under QEMU: each image's
-    RUN ran as its own CPU."""
+    RUN ran as its own CPU, in both isolation modes (binfmt_misc; proot's own QEMU support, what a Kubernetes
+    runner without privileges uses)."""
     from tests.support.index_readback import check_emulated_index, emulated_dockerfile
 
-    image = f"{project_registry.host}/group/emulated"
+    image = f"{project_registry.host}/group/emulated-{mode}"
     pipeline = textwrap.dedent(f"""\
         include:
           - local: templates/build.yml
@@ -298,11 +300,13 @@ def test_platforms_with_an_emulated_run(project_registry, amd64_arm64_base, tmp_
               context: app
               tags: [v1]
               platforms: [linux/amd64, linux/arm64]
+              extra-args: --isolation {mode}
               python: {sys.executable}
         """)
     project = make_project(tmp_path / "project", pipeline, {"Dockerfile": emulated_dockerfile(amd64_arm64_base)})
     result = run_pipeline(project, project_registry.host, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"isolation: {mode}" in result.stdout, result.stdout[-6000:]
     check_emulated_index(f"{image}:v1", TWO_PLATFORMS, tmp_path / "readback", creds=CREDS)
 
 
