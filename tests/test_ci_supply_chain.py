@@ -399,6 +399,24 @@ def test_jenkins_supply_chain_errors_name_the_argument(tmp_path, request_fields,
     assert info.value.subject == subject
 
 
+def test_jenkins_manifest_signs_the_index_with_the_bound_key_file(tmp_path):
+    """dockyardManifest's `sign: true`: the same request entry as dockyardBuild's, read the same way."""
+    from dockyard_integrations.common.manifest import manifest_arguments
+
+    key = tmp_path / "secret.key"
+    key.write_text(KEY)
+    fields = {"references": ["r/app:1"], "sources": ["r/app@sha256:" + "a" * 64], "push": True}
+    signing = {"keyVariable": "DOCKYARD_SIGNING_KEY", "passphraseVariable": "DOCKYARD_SIGN_PASSPHRASE"}
+    environ = {"DOCKYARD_SIGNING_KEY": str(key), "DOCKYARD_SIGN_PASSPHRASE": "pw"}
+    args = manifest_arguments(step.manifest_request({**fields, "signing": signing}, tmp_path / "d", environ))
+    assert f"--sign=key={key},passphrase-env=DOCKYARD_SIGN_PASSPHRASE" in args
+    assert not any(arg.startswith("--sign") for arg in manifest_arguments(
+        step.manifest_request(fields, tmp_path / "d", environ)))
+    with pytest.raises(UsageError) as info:
+        step.manifest_request({**fields, "signing": signing}, tmp_path / "d", {})
+    assert info.value.subject == "signingKeyCredentialsId"
+
+
 def test_jenkins_result_file_lists_what_was_attested_and_signed(tmp_path):
     files = _step_files(tmp_path)
     files.metadata.write_text(json.dumps(METADATA))

@@ -131,11 +131,15 @@ def build_request(request: Mapping[str, Any], files: StepFiles,
         extra_args=_strings(request, "extraArgs"))
 
 
-def manifest_request(request: Mapping[str, Any], digest_file: Path) -> ManifestRequest:
-    """The merge dockyardManifest asks for; `push: false` assembles the index without pushing it."""
+def manifest_request(request: Mapping[str, Any], digest_file: Path,
+                     environ: Mapping[str, str] | None = None) -> ManifestRequest:
+    """The merge dockyardManifest asks for; `push: false` assembles the index without pushing it; `sign: true`
+    signs the index with the key dockyardBuild's `sign: true` takes."""
+    environ = os.environ if environ is None else environ
     return ManifestRequest(tags=_strings(request, "references"), sources=_strings(request, "sources"),
                            annotations=_strings(request, "annotations"), append=request.get("append") is True,
-                           dry_run=request.get("push") is False, digest_file=digest_file)
+                           dry_run=request.get("push") is False, digest_file=digest_file,
+                           signing=signing(request, environ))
 
 
 def escape(value: object) -> str:

@@ -22,7 +22,8 @@ from tests.support.foreign_images import push_busybox_index
 from tests.support.index_readback import (check_emulated_index, check_native_only_index, emulated_dockerfile,
                                           native_only_dockerfile, read_index)
 from tests.support.registry import RegistryServer
-from tests.support.supply_readback import builder_id, check_attested_and_signed, signing_key
+from tests.support.signatures import classic_signatures, classic_verifies
+from tests.support.supply_readback import builder_id, check_attested_and_signed, public_key, signing_key
 
 LIBRARY = Path(__file__).resolve().parents[2] / "integrations" / "jenkins"
 STAND_IN = Path(__file__).resolve().parents[1] / "support" / "jenkins" / "pipeline.groovy"
@@ -74,6 +75,22 @@ return dockyardManifest(image: IMAGE, tags: ['2.0'], sources: [digests.amd64, di
                         annotations: ['index:org.opencontainers.image.description': 'two agents'],
                         dockyard: DOCKYARD)
 """
+# The same merge, signed: the key an encrypted PEM (a Secret file credential), its passphrase a Secret text one.
+SIGNED_MERGE = """\
+def digest = dockyardBuild(image: IMAGE, platforms: 'linux/amd64', pushByDigest: true, dockyard: DOCKYARD).digest
+return dockyardManifest(image: IMAGE, tags: ['1'], sources: [digest], dockyard: DOCKYARD, sign: true,
+                        signingKeyCredentialsId: 'cosign-key', signingPassphraseCredentialsId: 'cosign-passphrase')
+"""
+SIGNING_PASSPHRASE = "s3cret 'pass' $(id)"
+
+
+def _encrypted_key(directory: Path) -> Path:
+    """`signing_key`'s key sealed with SIGNING_PASSPHRASE (PKCS#8, AES-256-CBC), as `openssl pkcs8 -topk8` writes."""
+    encrypted = directory / "encrypted.key"
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", str(signing_key(directory)),
+                    "-out", str(encrypted), "-passout", f"pass:{SIGNING_PASSPHRASE}"],
+                   check=True, capture_output=True, timeout=60)
+    return encrypted
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +150,19 @@ def pipeline(registry, auth_registry, busybox_base, tmp_path_factory) -> dict:
         _bad("sign-without-key", tmp, {"image": "app", "push": True, "sign": True}),
         _bad("sign-without-push", tmp, {"image": "app", "sign": True, "signingKeyCredentialsId": "k"}),
         _bad("key-without-sign", tmp, {"image": "app", "push": True, "signingKeyCredentialsId": "k"}),
+        _bad("manifest-sign-without-key", tmp, {"image": "app", "sources": ["sha256:" + "a" * 64], "sign": True},
+             step="dockyardManifest"),
+        _bad("manifest-sign-without-push", tmp, {"image": "app", "sources": ["sha256:" + "a" * 64], "push": False,
+                                                 "sign": True, "signingKeyCredentialsId": "k"},
+             step="dockyardManifest"),
+        {**_scenario("signed-merge", write_context(tmp / "ws-signed-merge",
+                                                   {"Dockerfile": f"FROM {busybox_base}\nRUN echo merged > /m\n"}),
+                     {}, credentials={"cosign-key": {"file": _encrypted_key(tmp / "merge-key").read_text(),
+                                                     "fileName": "cosign.key"},
+                                      "cosign-passphrase": {"secret": SIGNING_PASSPHRASE}},
+                     key=str(tmp / "merge-key" / "signing.key")),
+         "script": "".join(f"def {name} = {json.dumps(value)}\n" for name, value in (
+             ("IMAGE", f"{registry.host}/jenkins/signed-merge"), ("DOCKYARD", DOCKYARD))) + SIGNED_MERGE},
         _bad("bad-provenance-mode", tmp, {"image": "app", "provenance": "mode=huge"}),
         _bad("sbom-number", tmp, {"image": "app", "sbom": 3}),
         _scenario("signed", write_context(tmp / "ws-signed",
@@ -256,6 +286,8 @@ def test_a_failed_build_is_an_error_with_its_finding_recorded_and_the_credential
     ("sign-without-key", "dockyardBuild: sign: true needs signingKeyCredentialsId"),
     ("sign-without-push", "dockyardBuild: sign: true signs the pushed image, and push is false"),
     ("key-without-sign", "dockyardBuild: a signing credential is given and sign is not true"),
+    ("manifest-sign-without-key", "dockyardManifest: sign: true needs signingKeyCredentialsId"),
+    ("manifest-sign-without-push", "dockyardManifest: sign: true signs the pushed image, and push is false"),
     ("bad-provenance-mode", "dockyardBuild: provenance mode 'huge' is not min or max"),
     ("sbom-number", "dockyardBuild: sbom must be true, false or attributes"),
 ])
@@ -344,3 +376,25 @@ def test_sbom_provenance_and_a_key_signature(pipeline, registry):
     assert "dockyardBuild: attested linux/amd64: SBOM (SPDX)" in outcome["log"]
     assert "dockyardBuild: signed sha256:" in outcome["log"]
     assert _leftovers(pipeline["workspaces"]["signed"]) == []
+
+
+def test_dockyard_manifest_signs_the_index_with_the_key_credentials(pipeline, registry):
+    """`sign: true` on dockyardManifest, the key an encrypted PEM from a Secret file credential and its passphrase
+    from a Secret text one (as dockyardBuild takes them): cosign's signature of the assembled index is at its
+    `sha256-<hex>.sig` tag and verifies with the key's public half by sigstore-js and openssl; the passphrase is
+    masked in the log; the tag points at the signed index; nothing is left in the workspace."""
+    outcome = pipeline["results"]["signed-merge"]
+    assert "error" not in outcome, outcome["log"]
+    returned = outcome["returned"]
+    image = f"{registry.host}/jenkins/signed-merge"
+    assert returned["signed"] is True and returned["digest"] == _digest_of_raw(f"{image}:1")
+    repository = image.split("/", 1)[1]
+    found = classic_signatures(registry.host, repository, returned["digest"])
+    assert found and all(classic_verifies(signature, returned["digest"], public_key(Path(pipeline["keys"][
+        "signed-merge"]))) for signature in found)
+    # a key that is not the signer's: the same signatures do not verify
+    other = signing_key(Path(pipeline["keys"]["signed-merge"]).parent / "other")
+    assert not any(classic_verifies(signature, returned["digest"], public_key(other)) for signature in found)
+    assert f"dockyardManifest: signed {returned['digest']} with the key in cosign-key" in outcome["log"]
+    assert SIGNING_PASSPHRASE not in outcome["log"]
+    assert _leftovers(pipeline["workspaces"]["signed-merge"]) == []

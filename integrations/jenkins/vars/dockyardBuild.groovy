@@ -1,8 +1,8 @@
 import io.dockyard.jenkins.BuildOutcome
 import io.dockyard.jenkins.BuildRequest
 import io.dockyard.jenkins.ExitStatus
-import io.dockyard.jenkins.RegistryAuth
 import io.dockyard.jenkins.Shell
+import io.dockyard.jenkins.StepRun
 
 /*
  * dockyardBuild: build (and push) an image with dockyard, record its Dockerfile findings, return the digest.
@@ -20,26 +20,12 @@ def call(Map args = [:]) {
     } catch (IllegalArgumentException e) {
         error "dockyardBuild: ${e.message}"
     }
-    // dockyard's result files and the registry credential go in a fresh directory under the agent's temporary
-    // directory for this workspace: outside the workspace, so they never become part of the build context
-    // (the context is usually the workspace), an archive or a stash.
-    String tmp = pwd(tmp: true)
-    String workDir = sh(script: "mkdir -p ${Shell.quote(tmp)} && mktemp -d ${Shell.quote(tmp + '/dockyard.XXXXXX')}",
-                        returnStdout: true).trim()
-    try {
-        // The Python half writes dockyard's reports (dockyard.sarif, findings.txt) and the result beside it.
-        String requestFile = "${workDir}/request.json".toString()
-        String resultFile = "${workDir}/result".toString()
-        writeFile(file: requestFile, text: request.toJson())
-        String command = request.helperCommand() + ' ' + Shell.join([requestFile, resultFile])
-        int status = withSigningKey(request) {
-            if (request.credentialsId) {
-                // A docker config with only this credential, removed as soon as the build is over (RegistryAuth).
-                return RegistryAuth.run(this, request.credentialsId, request.registry, command,
-                                        "${workDir}/docker".toString())
-            }
-            return sh(script: command, returnStatus: true)
-        }
+    // dockyard's result files and the registry credential go in a fresh work directory outside the workspace;
+    // the Python half writes dockyard's reports (dockyard.sarif, findings.txt) and the result there (StepRun).
+    return StepRun.inWorkDir(this) { String workDir ->
+        int status = StepRun.helper(this, workDir, request.helperCommand(), request.toJson(), request.credentialsId,
+                                    request.registry, request.signing)
+        String resultFile = StepRun.resultFile(workDir)
         BuildOutcome outcome = BuildOutcome.parse(fileExists(resultFile) ? readFile(resultFile) : '')
         for (String line : outcome.attested) {
             echo "dockyardBuild: attested ${line}"
@@ -60,27 +46,6 @@ def call(Map args = [:]) {
         }
         return [digest: outcome.digest, image: request.image, tags: request.references(),
                 attestations: outcome.attested, signatures: outcome.signed]
-    } finally {
-        sh "rm -rf ${Shell.quote(workDir)}"
-    }
-}
-
-/*
- * Runs `body` with the signing key's Secret file (and its passphrase) bound for dockyard, when the step signs:
- * withCredentials masks the passphrase in the log and removes the key's file when the body is over.
- */
-private int withSigningKey(BuildRequest request, Closure body) {
-    if (!request.sign) {
-        return body()
-    }
-    List bindings = [file(credentialsId: request.signingKeyCredentialsId,
-                          variable: BuildRequest.SIGNING_KEY_VARIABLE)]
-    if (request.signingPassphraseCredentialsId) {
-        bindings.add(string(credentialsId: request.signingPassphraseCredentialsId,
-                            variable: BuildRequest.SIGNING_PASSPHRASE_VARIABLE))
-    }
-    return withCredentials(bindings) {
-        return body()
     }
 }
 

@@ -13,12 +13,8 @@ class BuildRequest implements Serializable {
 
     static final List<String> ARGUMENTS = ['image', 'tags', 'context', 'dockerfile', 'buildArgs', 'buildContexts',
                                            'labels', 'push', 'target', 'cache', 'credentialsId', 'registry', 'lint',
-                                           'extraArgs', 'dockyard', 'platforms', 'pushByDigest', 'sbom', 'provenance',
-                                           'sign', 'signingKeyCredentialsId', 'signingPassphraseCredentialsId']
-    // The variables withCredentials binds the signing key's file and its passphrase to, for the step's Python half
-    // (the passphrase is read by dockyard from its variable, never from a command line).
-    static final String SIGNING_KEY_VARIABLE = 'DOCKYARD_SIGNING_KEY'
-    static final String SIGNING_PASSPHRASE_VARIABLE = 'DOCKYARD_SIGN_PASSPHRASE'
+                                           'extraArgs', 'dockyard', 'platforms', 'pushByDigest', 'sbom',
+                                           'provenance'] + SigningCredentials.ARGUMENTS
     static final List<String> PROVENANCE_MODES = ['min', 'max']
     // The kernel's lint levels (integrations/common/levels.py LINT_LEVELS, in its order; a test keeps them equal),
     // checked here too so a bad level fails before anything runs.
@@ -53,9 +49,7 @@ class BuildRequest implements Serializable {
     boolean pushByDigest
     String sbom
     String provenance
-    boolean sign
-    String signingKeyCredentialsId
-    String signingPassphraseCredentialsId
+    SigningCredentials signing
 
     static BuildRequest from(Map args) {
         for (Object key : args.keySet()) {
@@ -116,20 +110,7 @@ class BuildRequest implements Serializable {
                 throw new IllegalArgumentException("provenance mode '${mode.group(1).trim()}' is not min or max")
             }
         }
-        request.sign = flag(args, 'sign', false)
-        request.signingKeyCredentialsId = text(args, 'signingKeyCredentialsId', null)
-        request.signingPassphraseCredentialsId = text(args, 'signingPassphraseCredentialsId', null)
-        if (request.sign && !request.signingKeyCredentialsId) {
-            throw new IllegalArgumentException("sign: true needs signingKeyCredentialsId, the id of a Secret file " +
-                                               "credential holding the private key (PEM or cosign.key)")
-        }
-        if (!request.sign && (request.signingKeyCredentialsId || request.signingPassphraseCredentialsId)) {
-            throw new IllegalArgumentException("a signing credential is given and sign is not true: set sign: true " +
-                                               "to sign the pushed image")
-        }
-        if (request.sign && !request.push) {
-            throw new IllegalArgumentException("sign: true signs the pushed image, and push is false")
-        }
+        request.signing = SigningCredentials.from(args, request.push)
         return request
     }
 
@@ -169,9 +150,7 @@ class BuildRequest implements Serializable {
                                        labels: labels, push: push, target: target, cache: cache, lint: lint,
                                        extraArgs: extraArgs, platforms: platforms, pushByDigest: pushByDigest,
                                        sbom: sbom, provenance: provenance,
-                                       signing: sign ? [keyVariable: SIGNING_KEY_VARIABLE,
-                                                        passphraseVariable: signingPassphraseCredentialsId ?
-                                                            SIGNING_PASSPHRASE_VARIABLE : null] : null]
+                                       signing: signing.request()]
         return JsonOutput.toJson(request)
     }
 

@@ -6,12 +6,12 @@ import groovy.json.JsonOutput
  * The arguments of the dockyardManifest step, checked and normalised, and the request they make for the step's
  * Python half (integrations/jenkins/step.py), which maps it onto `dockyard manifest create` through the CI
  * adapters' shared kernel (integrations/common/manifest.py). The checks are BuildRequest's, so both steps take an
- * image, tags, a credential and `dockyard` alike. Invalid arguments throw IllegalArgumentException.
+ * image, tags, a credential, `dockyard` and the signing key (SigningCredentials) alike. Invalid arguments throw IllegalArgumentException.
  */
 class ManifestRequest implements Serializable {
 
     static final List<String> ARGUMENTS = ['image', 'tags', 'sources', 'annotations', 'append', 'push',
-                                           'credentialsId', 'registry', 'dockyard']
+                                           'credentialsId', 'registry', 'dockyard'] + SigningCredentials.ARGUMENTS
     private static final String DIGEST = 'sha256:[0-9a-f]{64}'
 
     String image
@@ -23,6 +23,7 @@ class ManifestRequest implements Serializable {
     String credentialsId
     String registry
     String dockyard
+    SigningCredentials signing
 
     static ManifestRequest from(Map args) {
         for (Object key : args.keySet()) {
@@ -51,6 +52,7 @@ class ManifestRequest implements Serializable {
             throw new IllegalArgumentException("registry '${request.registry}' is not a host[:port]")
         }
         request.dockyard = BuildRequest.text(args, 'dockyard', 'dockyard')
+        request.signing = SigningCredentials.from(args, request.push)
         return request
     }
 
@@ -81,7 +83,8 @@ class ManifestRequest implements Serializable {
             annotationItems.add("${entry.key}=${entry.value ?: ''}".toString())
         }
         Map<String, Object> request = [kind: 'manifest', image: image, references: references(), sources: sources,
-                                       annotations: annotationItems, append: append, push: push]
+                                       annotations: annotationItems, append: append, push: push,
+                                       signing: signing.request()]
         return JsonOutput.toJson(request)
     }
 
