@@ -19,7 +19,6 @@ by digest everywhere, and moves the tags last: a failure on the way leaves every
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from .image.model import (DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, 
                           OCI_CONFIG, OCI_INDEX, Descriptor, Platform, sha256_digest)
 from .image.reference import Reference, parse_reference
 from .registry.client import SCHEMA1_TYPES, RegistryClient
-from .registry.copy import copy_manifest, manifest_exists, repository_of
+from .registry.copy import copy_manifest, json_object, manifest_exists, repository_of
 
 if TYPE_CHECKING:
     from .signing.sign import Signer
@@ -133,7 +132,7 @@ def read_source(client: RegistryClient, ref: Reference, store: BlobStore) -> Sou
     if media_type not in MANIFEST_TYPES:
         raise RegistryError(f"{ref} is not a container image: its manifest has media type {media_type!r}",
                             hint="an index lists images (OCI or Docker schema 2 manifests, or other indexes)")
-    doc = _json_object(body, f"the manifest of {ref}")
+    doc = json_object(body, f"the manifest of {ref}")
     config = doc.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
         raise RegistryError(f"the manifest of {ref} ({digest}) is malformed: it has no config")
@@ -143,7 +142,7 @@ def read_source(client: RegistryClient, ref: Reference, store: BlobStore) -> Sou
                             hint="it may be an artifact (a signature, a helm chart, an SBOM): an index of "
                                  "platforms lists images")
     client.fetch_blob(repository_of(ref), config["digest"], store, config.get("size"))
-    image_config = _json_object(store.read_bytes(config["digest"]), f"the config of {ref}")
+    image_config = json_object(store.read_bytes(config["digest"]), f"the config of {ref}")
     platform = config_platform(image_config)
     if platform is None:
         raise RegistryError(f"the config of {ref} ({config['digest']}) names no os and architecture, so it has "
@@ -162,16 +161,6 @@ def config_platform(config: dict[str, Any]) -> tuple[tuple[str, str], ...] | Non
         if isinstance(config.get(key), str) and config[key]:
             fields.append((key, config[key]))
     return tuple(fields)
-
-
-def _json_object(body: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise RegistryError(f"{what} is not a JSON object")
-    return doc
 
 
 # --- the index ---------------------------------------------------------------------------------------------

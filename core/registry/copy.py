@@ -63,7 +63,7 @@ def copy_manifest(client: RegistryClient, source: Reference, target: Reference, 
     if media_type in SCHEMA1_TYPES:
         raise RegistryError(f"{source.name}@{digest} is a Docker schema 1 manifest, which cannot be copied into an "
                             "index", hint="re-push the image with a current tool (schema 2 or OCI)")
-    doc = _document(body, source, digest)
+    doc = json_object(body, f"the manifest {source.name}@{digest}")
     if media_type in INDEX_TYPES:
         for child in _children(doc, "manifests", source, digest):
             copy_manifest(client, source, target, child.digest, store, depth=depth + 1)
@@ -103,13 +103,15 @@ def _copy_blobs(client: RegistryClient, source: Reference, target: Reference, bl
             "copy")
 
 
-def _document(body: bytes, source: Reference, digest: str) -> dict[str, Any]:
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """A registry document (a manifest, an index, a config) as a JSON object; a RegistryError naming `what` when
+    it is not one."""
     try:
         doc = json.loads(body)
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        raise RegistryError(f"the manifest {source.name}@{digest} is not a JSON object")
+        raise RegistryError(f"{what} is not a JSON object")
     return doc
 
 
