@@ -127,7 +127,7 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
             prefetch.finish()
         session.finish_steps()
         images = [finalize(b.image, options) for b in built]
-        attestations = attest(session, planned, built, images, downloads, started_at)
+        attestations = attest(session, planned, built, images, downloads, started_at, prefetch)
         written = session.outputs.write(images, planned.tags, session.finish_early_uploads(), attestations)
         for attested in written.attestations:
             events.info(f"attestations for {attested.platform} ({attested.summary}): {attested.image.digest}")
@@ -167,7 +167,8 @@ def start_sbom_prefetch(session: BuildSession, stack: ExitStack) -> LayerPrefetc
 
 
 def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatform], images: list[Image],
-           downloads: list[tuple[str, str]], started: dt.datetime) -> list[PlatformAttestations]:
+           downloads: list[tuple[str, str]], started: dt.datetime,
+           prefetched: LayerPrefetch | None = None) -> list[PlatformAttestations]:
     """The attestations --sbom/--provenance/--attest ask for, one manifest per image (none asked: none)."""
     options = session.options
     if not options.attestations and not options.sbom_outputs:
@@ -185,7 +186,7 @@ def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatfo
     return attest_build(options, images=images, stages=[b.stages for b in built],
                         names=planned.tags or options.push_targets, build_args=planned.build_args,
                         bases=session.bases.resolved, downloads=downloads, started=started,
-                        store=session.store, events=session.events, declared=declared)
+                        store=session.store, events=session.events, declared=declared, prefetched=prefetched)
 
 
 def build_platforms(session: BuildSession, planned: PlannedBuild) -> list[BuiltPlatform]:
