@@ -14,11 +14,13 @@ from ..sbom.layers import BlobSource
 from ..sbom.model import Catalog
 from .compose import (SCAN_CONTEXT_ARG, SCAN_STAGE_ARG, Cataloger, PlatformAttestations, StageImage,
                       default_cataloger, is_true, platform_attestations, scanned_stages)
-from .provenance import BaseImage, BuildRecord, Download
+from .provenance import BaseImage, BuildRecord, Download, GitSource
 from .records import build_time, dockerfile_name, git_source
 from .spec import PROVENANCE, SBOM, find
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ..events import Events
     from .prefetch import LayerPrefetch
     from ..options import BuildOptions
@@ -58,11 +60,12 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
                  names: tuple[str, ...], build_args: dict[str, str], bases: Sequence[tuple[str, Platform, str]],
                  downloads: Sequence[tuple[str, str]], started: dt.datetime, store: BlobStore, events: Events,
                  declared: frozenset[str] = frozenset(), prefetched: LayerPrefetch | None = None,
+                 git: Future[GitSource | None] | None = None,
                  cataloger: Cataloger = default_cataloger) -> list[PlatformAttestations]:
     """One attestation manifest per image of `images` (finalized, OCI media types, in --platform order);
     `stages[i]` are the intermediate stages of image i; `names` the image's names (the statements' subjects);
     `declared` the stages that declare ARG BUILDKIT_SBOM_SCAN_STAGE=true; `prefetched` what was read for the
-    SBOM while the steps ran (attest/prefetch.py)."""
+    SBOM while the steps ran (attest/prefetch.py); `git` the context's git checkout, looked up then."""
     specs = options.attestations
     epoch = options.source_date_epoch
     record: BuildRecord | None = None
@@ -70,13 +73,13 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
     finished = build_time(epoch)
     if provenance_spec is not None:
         dockerfile = options.dockerfile_path.read_bytes()
-        git = git_source(Path(options.context))
+        checkout = git.result() if git is not None else git_source(Path(options.context))
         record = BuildRecord(
             platform=images[0].platform, builder_platform=builder_platform(),
             dockerfile_name=dockerfile_name(options.dockerfile_path, Path(options.context)),
             dockerfile=dockerfile, target=options.target, build_args=tuple(sorted(build_args.items())),
             labels=tuple(options.labels), secret_ids=tuple(s.id for s in options.secrets),
-            ssh_ids=tuple(s.id for s in options.ssh), bases=(), git=git,
+            ssh_ids=tuple(s.id for s in options.ssh), bases=(), git=checkout,
             downloads=tuple(Download(url, digest) for url, digest in dict(downloads).items()),
             started=build_time(epoch, started), finished=finished, reproducible=epoch is not None,
             builder_id=provenance_spec.builder_id)
