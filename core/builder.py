@@ -167,6 +167,7 @@ def start_sbom_prefetch(session: BuildSession, stack: ExitStack) -> LayerPrefetc
     prefetch = LayerPrefetch(session.options.cache_root, session.store)
     stack.callback(prefetch.cancel)
     session.bases.on_pulled = prefetch.add
+    session.layer_cache.observer = prefetch.observer
     return prefetch
 
 

@@ -1,19 +1,23 @@
 """The SBOM's reading of base image layers, started as soon as a base is pulled and done on a thread of its own
 while the build's steps run: when the build ends, the base layers' records (sbom/record_cache.py) are there and
-the SBOM reads only the layers the build made. Each base is then catalogued on that thread too, which leaves in
-the build's CatalogMemo what the final image's catalog would otherwise compute after the steps (its package
-databases parsed, its copyright files' licenses, its package URLs), and the modules the attestations are made
-with are imported there first. A failure here is ignored: the SBOM reads the layer itself then, and reports
-what is wrong with it."""
+the SBOM reads only the layers the build made. A base layer a step unpacks (cache/layers.py) is recorded from
+that unpacking's tar stream (one decompression of the layer, not two); the thread reads a base layer itself
+only once the build is past unpacking it without a record (or the steps are done). Each base is then
+catalogued on that thread too, which leaves in the build's CatalogMemo what the final image's catalog would
+otherwise compute after the steps (its package databases parsed, its copyright files' licenses, its package
+URLs), and the modules the attestations are made with are imported there first. A failure here is ignored: the
+SBOM reads the layer itself then, and reports what is wrong with it."""
 
 from __future__ import annotations
 
+import tarfile
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..image.blobs import BlobStore
 from ..image.model import Image, Layer
-from ..sbom.layers import LayerInfo
+from ..sbom.layers import LayerInfo, LayerRecord
 
 
 class LayerPrefetch:
@@ -29,7 +33,26 @@ class LayerPrefetch:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sbom-prefetch")
         self._started: dict[str, Future[None]] = {}
         self._catalogued: set[str] = set()
+        self._unpacks_over: set[str] = set()  # diff_ids whose unpacking (recorded or not) is over
+        self._changed = threading.Condition()
+        self._steps_done = False
         self._pool.submit(_import_attestation_modules)
+
+    def observer(self, layer: Layer) -> _RecordingUnpack:
+        """LayerCache's observer of the unpacking of `layer`: its record made from the unpacked tar."""
+        return _RecordingUnpack(self, layer)
+
+    def _unpack_over(self, layer: Layer, record: LayerRecord | None) -> None:
+        if record is not None and self.records.get(layer.diff_id) is None:
+            self.records.put(layer.diff_id, record)
+        with self._changed:
+            self._unpacks_over.add(layer.diff_id)
+            self._changed.notify_all()
+
+    def _wait_for_unpack(self, diff_id: str) -> None:
+        """Until the build has unpacked the layer (its record made there) or the steps are done."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._steps_done or diff_id in self._unpacks_over)
 
     def add(self, image: Image) -> None:
         from ..sbom.layers import layer_infos
@@ -54,6 +77,9 @@ class LayerPrefetch:
         from ..sbom.catalog import wanted
         from ..sbom.layers import read_layer
 
+        if self.records.get(layer.diff_id) is not None:
+            return
+        self._wait_for_unpack(layer.diff_id)
         if self.records.get(layer.diff_id) is not None or not self._store.has(layer.digest):
             return
         try:
@@ -61,12 +87,42 @@ class LayerPrefetch:
         except Exception:  # the SBOM reads the layer again and reports the problem itself
             return
 
+    def steps_done(self) -> None:
+        with self._changed:
+            self._steps_done = True
+            self._changed.notify_all()
+
     def finish(self) -> None:
         """Waits for the layers under way (the SBOM is made next)."""
+        self.steps_done()
         self._pool.shutdown(wait=True)
 
     def cancel(self) -> None:
+        self.steps_done()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _RecordingUnpack:
+    """The record of one layer made as LayerCache unpacks it; handed to the prefetch once the layer matched its
+    diff_id. Whatever happens, the prefetch hears that the unpacking is over."""
+
+    def __init__(self, prefetch: LayerPrefetch, layer: Layer):
+        from ..sbom.catalog import wanted
+        from ..sbom.layers import UnpackRecorder
+
+        self._prefetch = prefetch
+        self._layer = layer
+        self._recorder = UnpackRecorder(wanted)
+        self._verified = False
+
+    def member(self, member: tarfile.TarInfo, written: str | None) -> None:
+        self._recorder.member(member, written)
+
+    def verified(self) -> None:
+        self._verified = True
+
+    def close(self) -> None:
+        self._prefetch._unpack_over(self._layer, self._recorder.record if self._verified else None)
 
 
 def _import_attestation_modules() -> None:
