@@ -34,6 +34,7 @@ class LayerPrefetch:
         self._started: dict[str, Future[None]] = {}
         self._catalogued: set[str] = set()
         self._unpacks_over: set[str] = set()  # diff_ids whose unpacking (recorded or not) is over
+        self._unpacked_records: dict[str, LayerRecord] = {}  # made while unpacking, not yet in the cache
         self._changed = threading.Condition()
         self._steps_done = False
         self._pool.submit(_import_attestation_modules)
@@ -43,9 +44,9 @@ class LayerPrefetch:
         return _RecordingUnpack(self, layer)
 
     def _unpack_over(self, layer: Layer, record: LayerRecord | None) -> None:
-        if record is not None and self.records.get(layer.diff_id) is None:
-            self.records.put(layer.diff_id, record)
         with self._changed:
+            if record is not None:  # stored (compressed, written) by the prefetch thread, not the step's
+                self._unpacked_records[layer.diff_id] = record
             self._unpacks_over.add(layer.diff_id)
             self._changed.notify_all()
 
@@ -80,6 +81,11 @@ class LayerPrefetch:
         if self.records.get(layer.diff_id) is not None:
             return
         self._wait_for_unpack(layer.diff_id)
+        with self._changed:
+            made = self._unpacked_records.pop(layer.diff_id, None)
+        if made is not None:
+            self.records.put(layer.diff_id, made)
+            return
         if self.records.get(layer.diff_id) is not None or not self._store.has(layer.digest):
             return
         try:
@@ -96,6 +102,9 @@ class LayerPrefetch:
         """Waits for the layers under way (the SBOM is made next)."""
         self.steps_done()
         self._pool.shutdown(wait=True)
+        for diff_id, record in self._unpacked_records.items():  # layers no base pull named (none, usually)
+            self.records.put(diff_id, record)
+        self._unpacked_records.clear()
 
     def cancel(self) -> None:
         self.steps_done()
