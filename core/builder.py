@@ -28,8 +28,11 @@ from .result import BuildResult
 from .session import BuildSession, BuiltPlatform, StepNumbers
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .attest.compose import PlatformAttestations
     from .attest.prefetch import LayerPrefetch
+    from .attest.provenance import GitSource
     from .registry.client import RegistryClient
 
 
@@ -122,12 +125,13 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
         # With provenance, each ADD download's digest is recorded (a material).
         downloads = recording.enter_context(record_downloads()) if options.attestations else []
         prefetch = start_sbom_prefetch(session, recording)
+        git = start_git_lookup(options, recording)
         built = build_platforms(session, planned)
         if prefetch is not None:
             prefetch.finish()
         session.finish_steps()
         images = [finalize(b.image, options) for b in built]
-        attestations = attest(session, planned, built, images, downloads, started_at)
+        attestations = attest(session, planned, built, images, downloads, started_at, prefetch, git)
         written = session.outputs.write(images, planned.tags, session.finish_early_uploads(), attestations)
         for attested in written.attestations:
             events.info(f"attestations for {attested.platform} ({attested.summary}): {attested.image.digest}")
@@ -163,11 +167,30 @@ def start_sbom_prefetch(session: BuildSession, stack: ExitStack) -> LayerPrefetc
     prefetch = LayerPrefetch(session.options.cache_root, session.store)
     stack.callback(prefetch.cancel)
     session.bases.on_pulled = prefetch.add
+    session.layer_cache.observer = prefetch.observer
     return prefetch
 
 
+def start_git_lookup(options: BuildOptions, stack: ExitStack) -> Future[GitSource | None] | None:
+    """With provenance: the context's git checkout (four runs of git) looked up on a thread while the steps run."""
+    from .attest.spec import PROVENANCE, find
+
+    if find(options.attestations, PROVENANCE) is None:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from .attest.records import git_source
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance-git")
+    stack.callback(pool.shutdown, wait=False)
+    return pool.submit(git_source, Path(options.context))
+
+
 def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatform], images: list[Image],
-           downloads: list[tuple[str, str]], started: dt.datetime) -> list[PlatformAttestations]:
+           downloads: list[tuple[str, str]], started: dt.datetime,
+           prefetched: LayerPrefetch | None = None,
+           git: Future[GitSource | None] | None = None) -> list[PlatformAttestations]:
     """The attestations --sbom/--provenance/--attest ask for, one manifest per image (none asked: none)."""
     options = session.options
     if not options.attestations and not options.sbom_outputs:
@@ -185,7 +208,8 @@ def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatfo
     return attest_build(options, images=images, stages=[b.stages for b in built],
                         names=planned.tags or options.push_targets, build_args=planned.build_args,
                         bases=session.bases.resolved, downloads=downloads, started=started,
-                        store=session.store, events=session.events, declared=declared)
+                        store=session.store, events=session.events, declared=declared, prefetched=prefetched,
+                        git=git)
 
 
 def build_platforms(session: BuildSession, planned: PlannedBuild) -> list[BuiltPlatform]:

@@ -14,12 +14,15 @@ from ..sbom.layers import BlobSource
 from ..sbom.model import Catalog
 from .compose import (SCAN_CONTEXT_ARG, SCAN_STAGE_ARG, Cataloger, PlatformAttestations, StageImage,
                       default_cataloger, is_true, platform_attestations, scanned_stages)
-from .provenance import BaseImage, BuildRecord, Download
+from .provenance import BaseImage, BuildRecord, Download, GitSource
 from .records import build_time, dockerfile_name, git_source
 from .spec import PROVENANCE, SBOM, find
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ..events import Events
+    from .prefetch import LayerPrefetch
     from ..options import BuildOptions
 
 
@@ -33,18 +36,22 @@ def builder_platform() -> str:
         return f"linux/{host.machine().lower()}"
 
 
-def cached_cataloger(cache_root: Path) -> Cataloger:
-    """The catalog of an image, its layers' records kept in the cache directory (a base layer is read once)."""
-    from ..sbom.catalog import catalog
+def cached_cataloger(cache_root: Path, prefetched: LayerPrefetch | None = None) -> Cataloger:
+    """The catalog of an image, its layers' records kept in the cache directory (a base layer is read once);
+    with `prefetched`, the records and the memo of the base layers read while the steps ran."""
+    from ..sbom.catalog import CatalogMemo, catalog
     from ..sbom.record_cache import LayerRecordCache, records_dir
 
-    records = LayerRecordCache(records_dir(cache_root))
+    if prefetched is not None:
+        records, memo = prefetched.records, prefetched.memo
+    else:
+        records, memo = LayerRecordCache(records_dir(cache_root), keep=True), CatalogMemo()
     made: dict[tuple[str, str, str], Catalog] = {}  # an image's catalog is made once per build
 
     def cataloger(image: Image, blobs: BlobSource, name: str, digest: str) -> Catalog:
         key = (image.digest, name, digest)
         if key not in made:
-            made[key] = catalog(image, blobs, name=name, digest=digest, records=records)
+            made[key] = catalog(image, blobs, name=name, digest=digest, records=records, memo=memo)
         return made[key]
     return cataloger
 
@@ -52,11 +59,13 @@ def cached_cataloger(cache_root: Path) -> Cataloger:
 def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequence[tuple[tuple[str, Image], ...]],
                  names: tuple[str, ...], build_args: dict[str, str], bases: Sequence[tuple[str, Platform, str]],
                  downloads: Sequence[tuple[str, str]], started: dt.datetime, store: BlobStore, events: Events,
-                 declared: frozenset[str] = frozenset(),
+                 declared: frozenset[str] = frozenset(), prefetched: LayerPrefetch | None = None,
+                 git: Future[GitSource | None] | None = None,
                  cataloger: Cataloger = default_cataloger) -> list[PlatformAttestations]:
     """One attestation manifest per image of `images` (finalized, OCI media types, in --platform order);
     `stages[i]` are the intermediate stages of image i; `names` the image's names (the statements' subjects);
-    `declared` the stages that declare ARG BUILDKIT_SBOM_SCAN_STAGE=true."""
+    `declared` the stages that declare ARG BUILDKIT_SBOM_SCAN_STAGE=true; `prefetched` what was read for the
+    SBOM while the steps ran (attest/prefetch.py); `git` the context's git checkout, looked up then."""
     specs = options.attestations
     epoch = options.source_date_epoch
     record: BuildRecord | None = None
@@ -64,13 +73,13 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
     finished = build_time(epoch)
     if provenance_spec is not None:
         dockerfile = options.dockerfile_path.read_bytes()
-        git = git_source(Path(options.context))
+        checkout = git.result() if git is not None else git_source(Path(options.context))
         record = BuildRecord(
             platform=images[0].platform, builder_platform=builder_platform(),
             dockerfile_name=dockerfile_name(options.dockerfile_path, Path(options.context)),
             dockerfile=dockerfile, target=options.target, build_args=tuple(sorted(build_args.items())),
             labels=tuple(options.labels), secret_ids=tuple(s.id for s in options.secrets),
-            ssh_ids=tuple(s.id for s in options.ssh), bases=(), git=git,
+            ssh_ids=tuple(s.id for s in options.ssh), bases=(), git=checkout,
             downloads=tuple(Download(url, digest) for url, digest in dict(downloads).items()),
             started=build_time(epoch, started), finished=finished, reproducible=epoch is not None,
             builder_id=provenance_spec.builder_id)
@@ -86,7 +95,7 @@ def attest_build(options: BuildOptions, *, images: Sequence[Image], stages: Sequ
         events.info(f"--sbom generator={generator.attr('generator')}: dockyard catalogs the image itself "
                     "(no scanner image is run)")
     if cataloger is default_cataloger:
-        cataloger = cached_cataloger(options.cache_root)
+        cataloger = cached_cataloger(options.cache_root, prefetched)
     if options.sbom_outputs:
         from .sbom_files import write_sbom_files
 

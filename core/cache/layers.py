@@ -22,16 +22,28 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 import tempfile
 from contextlib import ExitStack
 from functools import cache
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Callable, Protocol, cast
 
 from ..image.blobs import BlobStore
 from ..image.compression import open_decompressed
 from ..image.model import Layer
 from .locking import file_lock
+
+
+class UnpackObserver(Protocol):
+    """What LayerCache.unpacked tells of one layer: each tar member applied (`member`), that the whole layer was
+    applied and matched its diff_id (`verified`), and that it is done with the layer (`close`, always)."""
+
+    def member(self, member: tarfile.TarInfo, written: str | None) -> None: ...
+
+    def verified(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class LayerCache:
@@ -42,6 +54,9 @@ class LayerCache:
         self.locks = self.root / "locks"
         self.unsynced = self.root / "unsynced"
         self._adopted: dict[str, str] = {}  # ChainID -> a finished step's directory, published at the build's end
+        # Told of each layer this build asks for and of the tar members of those it unpacks (an SBOM's records
+        # made from the one decompression of the layer: attest/prefetch.py).
+        self.observer: Callable[[Layer], UnpackObserver] | None = None
 
     def path(self, chain: str) -> Path:
         return self.dirs / chain.partition(":")[2]
@@ -66,6 +81,15 @@ class LayerCache:
         (no `lowers`) is unpacked straight into its directory: with nothing below, there is nothing for an
         overlay to hide or copy up, and creating files through one cost a quarter more (0.6 against 0.46 s for
         the 1,900 files of a Debian base)."""
+        observer = self.observer(layer) if self.observer is not None else None
+        try:
+            return self._unpacked(layer, chain, lowers, store, mountpoint, observer)
+        finally:
+            if observer is not None:
+                observer.close()
+
+    def _unpacked(self, layer: Layer, chain: str, lowers: list[str], store: BlobStore, mountpoint: str,
+                  observer: UnpackObserver | None) -> str:
         if chain in self._adopted:
             return self._adopted[chain]
         final = self.path(chain)
@@ -98,8 +122,11 @@ class LayerCache:
                                                                  volatile=True))
                     content = stack.enter_context(
                         DiffIdReader(open_decompressed(stack.enter_context(store.open(layer.digest)))))
-                    apply_layer(cast(BinaryIO, content), root, layer_name=name)  # a DiffIdReader reads as a file
+                    apply_layer(cast(BinaryIO, content), root, layer_name=name,  # a DiffIdReader reads as a file
+                                observe=observer.member if observer is not None else None)
                     content.verify(layer.diff_id, name)
+                if observer is not None:
+                    observer.verified()
                 (self.unsynced / final.name).write_text(_boot_id())
                 os.rename(upper, final)
                 self._mark_used(final.name)

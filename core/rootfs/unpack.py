@@ -115,8 +115,11 @@ def remove_path(path: str) -> None:
 
 
 def apply_layer(stream: BinaryIO, root: str, *, layer_name: str = "layer",
-                on_bytes: Callable[[int], None] | None = None) -> int:
-    """Apply an uncompressed layer tar stream onto `root`. Returns the number of entries applied."""
+                on_bytes: Callable[[int], None] | None = None,
+                observe: Callable[[tarfile.TarInfo, str | None], None] | None = None) -> int:
+    """Apply an uncompressed layer tar stream onto `root`. Returns the number of entries applied. `observe` is
+    told of every member once it is applied, with the host path it was written to (None for the root, a
+    whiteout or an opaque marker)."""
     created: set[str] = set()  # root-relative paths this layer created (whiteouts don't hide them)
     dir_times: list[tuple[str, float]] = []
     count = 0
@@ -128,6 +131,8 @@ def apply_layer(stream: BinaryIO, root: str, *, layer_name: str = "layer",
         for member in archive:
             count += 1
             name = clean(member.name)
+            if observe is not None and (not name or name.rpartition("/")[2].startswith(WHITEOUT_PREFIX)):
+                observe(member, None)
             if not name:
                 continue  # the root directory itself keeps the metadata of the layers below
             if member.name.startswith("/") or ".." in member.name.split("/"):
@@ -153,6 +158,8 @@ def apply_layer(stream: BinaryIO, root: str, *, layer_name: str = "layer",
                 # name the entry instead of failing with a traceback.
                 raise LayerError(f"cannot create {member.name!r}: {exc.strerror}", subject=layer_name) from None
             created.add(name)
+            if observe is not None:
+                observe(member, target)
             if member.isdir():
                 dir_times.append((target, member.mtime))
             if on_bytes and member.size:

@@ -20,7 +20,7 @@ from .licenses import dep5_licenses
 from .layers import BlobSource, ImageFile, LayerInfo, LayerRecords, layer_infos, resolve, walk_layers
 from .model import APK, DEB, NPM, PYPI, RPM, Catalog, Distro, Package, Parsed
 
-__all__ = ["catalog", "package_url"]
+__all__ = ["CatalogMemo", "catalog", "package_url"]
 
 Parser = Callable[[str, bytes], Parsed]
 
@@ -46,11 +46,47 @@ def wanted(path: str) -> bool:
             or path in osrelease.PATHS)
 
 
+class CatalogMemo:
+    """What a catalog computes from a file's bytes or a package alone (the parsed package database, a copyright
+    file's licenses, a package URL), kept for the next catalog of the same build: an image built on a base
+    shares the base's databases and copyright files, so a catalog of the base made while the steps run
+    (attest/prefetch.py) leaves the final image's catalog little to compute. Pure functions of their
+    arguments: a memo changes how fast a catalog is made, never what it holds. Kept per build, not per process
+    (the keys hold the files' bytes)."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[Parser, str, bytes], Parsed] = {}
+        self._licenses: dict[bytes, tuple[str, ...]] = {}
+        self._purls: dict[tuple[Package, Distro | None], str] = {}
+
+    def parsed(self, parser: Parser, path: str, data: bytes) -> Parsed:
+        key = (parser, path, data)
+        found = self._parsed.get(key)
+        if found is None:
+            found = self._parsed[key] = parser(path, data)
+        return found
+
+    def licenses(self, data: bytes) -> tuple[str, ...]:
+        found = self._licenses.get(data)
+        if found is None:
+            found = self._licenses[data] = dep5_licenses(data.decode("utf-8", "replace")) or ()
+        return found
+
+    def package_url(self, package: Package, distro: Distro | None) -> str:
+        key = (package, distro)
+        found = self._purls.get(key)
+        if found is None:
+            found = self._purls[key] = package_url(package, distro)
+        return found
+
+
 def catalog(image: Image, blobs: BlobSource, *, name: str = "", digest: str | None = None,
-            records: LayerRecords | None = None) -> Catalog:
+            records: LayerRecords | None = None, memo: CatalogMemo | None = None) -> Catalog:
     """The catalog of `image`, whose layer blobs `blobs` opens. `name` and `digest` say what the image is called
     and pinned as (default: no name, the digest of its manifest as dockyard writes it). `records`: the layer
-    records already made (record_cache.py), used instead of reading those layers again."""
+    records already made (record_cache.py), used instead of reading those layers again; `memo`: what earlier
+    catalogs of this build computed (CatalogMemo)."""
+    memo = memo or CatalogMemo()
     parsed: dict[str, Parsed] = {}
     introduced: dict[tuple[str, str, str, str, str], LayerInfo] = {}
     files: dict[str, ImageFile] = {}
@@ -65,7 +101,7 @@ def catalog(image: Image, blobs: BlobSource, *, name: str = "", digest: str | No
             if entry is None or entry.data is None or parser is None:
                 parsed.pop(path, None)
             else:
-                parsed[path] = parser(path, entry.data)
+                parsed[path] = memo.parsed(parser, path, entry.data)
         present = {package.key for result in parsed.values() for package in result.packages}
         introduced = {key: introduced.get(key, change.layer) for key in present}
     distro = _distro(files)
@@ -75,8 +111,9 @@ def catalog(image: Image, blobs: BlobSource, *, name: str = "", digest: str | No
         warnings += parsed[path].warnings
         for package in parsed[path].packages:
             if package.kind == DEB and not package.licenses:
-                package = package._replace(licenses=_copyright_licenses(files, package.name))
-            packages.append(package._replace(purl=package_url(package, distro), layer=introduced.get(package.key)))
+                package = package._replace(licenses=_copyright_licenses(files, package.name, memo))
+            packages.append(package._replace(purl=memo.package_url(package, distro),
+                                            layer=introduced.get(package.key)))
     packages.sort(key=lambda p: p.sort_key)
     return Catalog(image_name=name, image_digest=digest or image.digest, platform=str(image.platform),
                    distro=distro, packages=tuple(packages), layers=tuple(layer_infos(image)),
@@ -91,11 +128,11 @@ def _distro(files: dict[str, ImageFile]) -> Distro | None:
     return None
 
 
-def _copyright_licenses(files: dict[str, ImageFile], package: str) -> tuple[str, ...]:
+def _copyright_licenses(files: dict[str, ImageFile], package: str, memo: CatalogMemo) -> tuple[str, ...]:
     found = resolve(files, f"{dpkg.DOC_DIR}{package}/copyright")
     if found is None or found[1].data is None:
         return ()
-    return dep5_licenses(found[1].data.decode("utf-8", "replace")) or ()
+    return memo.licenses(found[1].data)
 
 
 def package_url(package: Package, distro: Distro | None) -> str:

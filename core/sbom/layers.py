@@ -175,6 +175,36 @@ def read_layer(layer: Layer, info: LayerInfo, blobs: BlobSource, wanted: Callabl
 
 def _record_member(archive: tarfile.TarFile, member: tarfile.TarInfo,
                    wanted: Callable[[str], bool]) -> RecordEntry | None:
+    def content() -> bytes:
+        source = archive.extractfile(member)
+        return source.read() if source is not None else b""
+    return record_entry(member, wanted, content)
+
+
+class UnpackRecorder:
+    """The record of a layer made while rootfs/unpack.py's apply_layer unpacks it (one decompression of the
+    layer, not two): each tar member as read_layer records it, a wanted file's bytes read back from the file
+    just written. `record` is complete once the unpack went through the whole tar (and the caller checked the
+    diff_id)."""
+
+    def __init__(self, wanted: Callable[[str], bool]):
+        self.record: LayerRecord = []
+        self._wanted = wanted
+
+    def member(self, member: tarfile.TarInfo, written: str | None) -> None:
+        def content() -> bytes:
+            assert written is not None, "apply_layer writes every regular file it is given"
+            with open(written, "rb") as file:
+                return file.read()
+        entry = record_entry(member, self._wanted, content)
+        if entry is not None:
+            self.record.append(entry)
+
+
+def record_entry(member: tarfile.TarInfo, wanted: Callable[[str], bool],
+                 content: Callable[[], bytes]) -> RecordEntry | None:
+    """What one tar member does to the wanted files (None: nothing, the root directory); `content` reads a
+    wanted regular file's bytes."""
     name = clean(member.name)
     if not name:
         return None
@@ -187,8 +217,7 @@ def _record_member(archive: tarfile.TarFile, member: tarfile.TarInfo,
         if member.issym():
             return (SYMLINK, name, member.linkname)
         if member.isreg() and member.size <= MAX_FILE_SIZE:
-            source = archive.extractfile(member)
-            return (FILE, name, source.read() if source is not None else b"")
+            return (FILE, name, content())
         if member.islnk():
             return (HARDLINK, name, clean(member.linkname))
     return (DIRECTORY if member.isdir() else OTHER, name)

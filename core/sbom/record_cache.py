@@ -29,23 +29,32 @@ class LayerRecordCache:
     """LayerRecords kept in `directory`, one file per diff_id. Failures to write are ignored: the cache is an
     optimization, never a reason for an SBOM to fail."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, keep: bool = False):
+        """`keep`: the records read or made are also kept in memory, for the later catalogs of one build (a
+        build's SBOM work reads each base layer's record once, not once per catalog)."""
         self.directory = Path(directory)
+        self._kept: dict[str, LayerRecord] | None = {} if keep else None
 
     def _path(self, diff_id: str) -> Path:
         algorithm, _, hex_digest = diff_id.partition(":")
         return self.directory / f"{algorithm}-{hex_digest}.v{RECORD_VERSION}"
 
     def get(self, diff_id: str) -> LayerRecord | None:
+        if self._kept is not None and diff_id in self._kept:
+            return self._kept[diff_id]
         path = self._path(diff_id)
         try:
             record = decode(zlib.decompress(path.read_bytes()))
             os.utime(path)  # its last use, for `dockyard cache prune --older-than`
         except (OSError, ValueError, zlib.error, struct.error, UnicodeDecodeError, IndexError):
             return None
+        if self._kept is not None:
+            self._kept[diff_id] = record
         return record
 
     def put(self, diff_id: str, record: LayerRecord) -> None:
+        if self._kept is not None:
+            self._kept[diff_id] = record
         path = self._path(diff_id)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
