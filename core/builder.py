@@ -131,6 +131,9 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
             prefetch.finish()
         session.finish_steps()
         images = [finalize(b.image, options) for b in built]
+        if session.early_uploads is not None:  # sent while the attestations are made
+            for image in images:
+                session.early_uploads.add_config(image)
         attestations = attest(session, planned, built, images, downloads, started_at, prefetch, git)
         written = session.outputs.write(images, planned.tags, session.finish_early_uploads(), attestations)
         for attested in written.attestations:
@@ -167,6 +170,7 @@ def start_sbom_prefetch(session: BuildSession, stack: ExitStack) -> LayerPrefetc
     prefetch = LayerPrefetch(session.options.cache_root, session.store)
     stack.callback(prefetch.cancel)
     session.bases.on_pulled = prefetch.add
+    session.on_final_layer = prefetch.built
     session.layer_cache.observer = prefetch.observer
     return prefetch
 

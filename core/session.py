@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Self
 
 from .bases import BaseResolver
 from .cache.digests import FileDigests
@@ -26,7 +26,7 @@ from .context import BuildContext, DockerIgnore
 from .errors import UsageError
 from .events import NULL_EVENTS, Events, Message, StageStarted, StepFinished, StepStarted
 from .image.blobs import BlobStore
-from .image.model import Image, Platform
+from .image.model import Image, Layer, Platform
 from .image.reference import parse_reference
 from .isolation import NamespaceRunner, Runner
 from .isolation.detect import select
@@ -106,6 +106,8 @@ class BuildSession:
                                    fallback=not options.skip_default_registry_fallback)
         self.contexts = NamedContexts(options.build_contexts)
         self.early_uploads: EarlyUploads | None = None  # with --push: the final image's layers, sent early
+        # Told of each layer of the final image a step makes, as it is made (with --sbom: recorded then).
+        self.on_final_layer: Callable[[Layer], None] | None = None
         self._publishing: threading.Thread | None = None
         self._stack: ExitStack | None = None
         # The platforms the build's RUN steps execute for (plan.run_platforms), set by the builder before the
@@ -261,10 +263,16 @@ class BuildSession:
             resolv_conf=self.host_files.resolv_conf, hosts=self.host_files.hosts)
         if self.contexts:
             services.named_contexts = self.bases.context_loader(self.contexts, platform)
-        early_uploads = self.early_uploads
-        if early_uploads is not None:
-            pushed_stages = target_chain(plan)
-            services.on_layer = lambda stage, layer: early_uploads.add(layer) if stage in pushed_stages else None
+        listeners = [f for f in (self.early_uploads.add if self.early_uploads is not None else None,
+                                 self.on_final_layer) if f is not None]
+        if listeners:
+            final_stages = target_chain(plan)
+
+            def on_layer(stage: int, layer: Layer) -> None:
+                if stage in final_stages:
+                    for listener in listeners:
+                        listener(layer)
+            services.on_layer = on_layer
         if self.cached_layers.remote is not None:
             services.remote_cache = self.cached_layers.remote
         if steps is not None:  # several platforms

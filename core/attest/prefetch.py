@@ -1,12 +1,12 @@
-"""The SBOM's reading of base image layers, started as soon as a base is pulled and done on a thread of its own
-while the build's steps run: when the build ends, the base layers' records (sbom/record_cache.py) are there and
-the SBOM reads only the layers the build made. A base layer a step unpacks (cache/layers.py) is recorded from
-that unpacking's tar stream (one decompression of the layer, not two); the thread reads a base layer itself
-only once the build is past unpacking it without a record (or the steps are done). Each base is then
-catalogued on that thread too, which leaves in the build's CatalogMemo what the final image's catalog would
-otherwise compute after the steps (its package databases parsed, its copyright files' licenses, its package
-URLs), and the modules the attestations are made with are imported there first. A failure here is ignored: the
-SBOM reads the layer itself then, and reports what is wrong with it."""
+"""The SBOM's reading of base image layers, started as soon as a base is pulled and done on a thread of its own while
+the build's steps run: when the build ends, the base layers' records (sbom/record_cache.py) are there and the SBOM
+reads only the layers the build made, and those too are read as the steps make them. A base layer a step unpacks
+(cache/layers.py) is recorded from that unpacking's tar stream (one decompression of the layer, not two); the thread
+reads a base layer itself only once the build is past unpacking it without a record (or the steps are done). Each
+base is then catalogued on that thread too, which leaves in the build's CatalogMemo what the final image's catalog
+would otherwise compute after the steps (its package databases parsed, its copyright files' licenses, its package
+URLs, its packages' SPDX entries), and the modules the attestations are made with are imported there first. A
+failure here is ignored: the SBOM reads the layer itself then, and reports what is wrong with it."""
 
 from __future__ import annotations
 
@@ -66,11 +66,29 @@ class LayerPrefetch:
             self._catalogued.add(str(chain))
             self._pool.submit(self._catalog, image)
 
+    def built(self, layer: Layer) -> None:
+        """A layer of the final image a step has just made: recorded while the next steps run."""
+        if layer.diff_id not in self._started:
+            self._started[layer.diff_id] = self._pool.submit(self._record_built, layer)
+
+    def _record_built(self, layer: Layer) -> None:
+        from ..sbom.catalog import wanted
+        from ..sbom.layers import read_layer
+
+        if self.records.get(layer.diff_id) is not None or not self._store.has(layer.digest):
+            return
+        try:  # its position and history are only named in errors, which the final image's SBOM reports itself
+            self.records.put(layer.diff_id, read_layer(layer, LayerInfo(0, layer.digest, layer.diff_id, ""),
+                                                       self._store, wanted))
+        except Exception:
+            return
+
     def _catalog(self, image: Image) -> None:
         from ..sbom.catalog import catalog
+        from ..sbom.spdx import prepare_packages
 
         try:
-            catalog(image, self._store, records=self.records, memo=self.memo)
+            prepare_packages(catalog(image, self._store, records=self.records, memo=self.memo))
         except Exception:  # the final image's catalog meets the same problem and reports it
             return
 

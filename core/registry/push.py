@@ -64,6 +64,17 @@ class EarlyUploads:
         self._started[layer.digest] = self._pool.submit(_upload_everywhere, self._client, self._repositories,
                                                         layer.digest, layer.size, self._store)
 
+    def add_config(self, image: Image) -> None:
+        """The config of a finalized image: sent while the build makes its attestations (a blob like the layers:
+        nothing is tagged until push_image or push_index puts the manifest)."""
+        config = image.config_descriptor()
+        if config.digest in self._started:
+            return
+        if not self._store.has(config.digest):
+            self._store.put_bytes(image.config_bytes())
+        self._started[config.digest] = self._pool.submit(_upload_everywhere, self._client, self._repositories,
+                                                         config.digest, config.size, self._store)
+
     def finish(self) -> frozenset[str]:
         """Wait for the uploads; returns the digests every repository now has."""
         self._pool.shutdown(wait=True)
@@ -139,10 +150,9 @@ def _upload_blobs(client: RegistryClient, images: list[Image], store: BlobStore,
     """Every layer and config of `images` into every repository, in parallel, once per blob."""
     blobs: dict[str, int] = {}
     for image in images:
-        config = image.config_bytes()
         config_desc = image.config_descriptor()
         if not store.has(config_desc.digest):
-            store.put_bytes(config)
+            store.put_bytes(image.config_bytes())
         for layer in image.layers:
             if layer.digest in uploaded:
                 continue
@@ -152,7 +162,8 @@ def _upload_blobs(client: RegistryClient, images: list[Image], store: BlobStore,
                 raise RegistryError(f"cannot push layer {layer.digest}: it is not in the blob store {store.root}",
                                     hint="the build cache may have been pruned: rebuild")
             blobs.setdefault(layer.digest, layer.size)
-        blobs.setdefault(config_desc.digest, config_desc.size)
+        if config_desc.digest not in uploaded:
+            blobs.setdefault(config_desc.digest, config_desc.size)
 
     run_all([partial(_upload_everywhere, client, repositories, digest, size, store) for digest, size in blobs.items()],
             client.max_parallel, "push")

@@ -17,7 +17,8 @@ from packageurl import PackageURL
 from ..image.model import Image
 from . import apk, dpkg, npm, osrelease, pythondist, rpmdb
 from .licenses import dep5_licenses
-from .layers import BlobSource, ImageFile, LayerInfo, LayerRecords, layer_infos, resolve, walk_layers
+from .layers import (BlobSource, ImageFile, LayerInfo, LayerRecords, LayerView, layer_infos, resolve,
+                     walk_layers)
 from .model import APK, DEB, NPM, PYPI, RPM, Catalog, Distro, Package, Parsed
 
 __all__ = ["CatalogMemo", "catalog", "package_url"]
@@ -58,6 +59,19 @@ class CatalogMemo:
         self._parsed: dict[tuple[Parser, str, bytes], Parsed] = {}
         self._licenses: dict[bytes, tuple[str, ...]] = {}
         self._purls: dict[tuple[Package, Distro | None], str] = {}
+        self._walked: dict[tuple[LayerInfo, ...], _Walked] = {}
+
+    def walked(self, layers: list[LayerInfo]) -> _Walked:
+        """Where a catalog of an image with these layers starts: after the longest run of its first layers an
+        earlier catalog walked (a copy of that walk's state), else at the bottom."""
+        for count in range(len(layers), 0, -1):
+            found = self._walked.get(tuple(layers[:count]))
+            if found is not None:
+                return _Walked(found.view.copy(), dict(found.parsed), dict(found.introduced))
+        return _Walked(LayerView(), {}, {})
+
+    def keep_walk(self, layers: list[LayerInfo], walked: _Walked) -> None:
+        self._walked[tuple(layers)] = _Walked(walked.view.copy(), dict(walked.parsed), dict(walked.introduced))
 
     def parsed(self, parser: Parser, path: str, data: bytes) -> Parsed:
         key = (parser, path, data)
@@ -80,6 +94,17 @@ class CatalogMemo:
         return found
 
 
+class _Walked:
+    """A catalog's state after some layers: the view of the wanted files, the package databases parsed, and the
+    layer that introduced each package present."""
+
+    def __init__(self, view: LayerView, parsed: dict[str, Parsed],
+                 introduced: dict[tuple[str, str, str, str, str], LayerInfo]):
+        self.view = view
+        self.parsed = parsed
+        self.introduced = introduced
+
+
 def catalog(image: Image, blobs: BlobSource, *, name: str = "", digest: str | None = None,
             records: LayerRecords | None = None, memo: CatalogMemo | None = None) -> Catalog:
     """The catalog of `image`, whose layer blobs `blobs` opens. `name` and `digest` say what the image is called
@@ -87,23 +112,24 @@ def catalog(image: Image, blobs: BlobSource, *, name: str = "", digest: str | No
     records already made (record_cache.py), used instead of reading those layers again; `memo`: what earlier
     catalogs of this build computed (CatalogMemo)."""
     memo = memo or CatalogMemo()
-    parsed: dict[str, Parsed] = {}
-    introduced: dict[tuple[str, str, str, str, str], LayerInfo] = {}
-    files: dict[str, ImageFile] = {}
-    for change in walk_layers(image, blobs, wanted, records):
-        files = change.files
+    infos = layer_infos(image)
+    walked = memo.walked(infos)
+    parsed, introduced = walked.parsed, walked.introduced
+    for change in walk_layers(image, blobs, wanted, records, walked.view):
         databases = [p for p in change.changed if _parser(p) is not None]
         if not databases:
             continue
         for path in databases:
-            entry = files.get(path)
+            entry = change.files.get(path)
             parser = _parser(path)
             if entry is None or entry.data is None or parser is None:
                 parsed.pop(path, None)
             else:
                 parsed[path] = memo.parsed(parser, path, entry.data)
         present = {package.key for result in parsed.values() for package in result.packages}
-        introduced = {key: introduced.get(key, change.layer) for key in present}
+        introduced = walked.introduced = {key: introduced.get(key, change.layer) for key in present}
+    memo.keep_walk(infos, walked)
+    files = walked.view.files
     distro = _distro(files)
     packages = []
     warnings: list[str] = []
@@ -116,7 +142,7 @@ def catalog(image: Image, blobs: BlobSource, *, name: str = "", digest: str | No
                                             layer=introduced.get(package.key)))
     packages.sort(key=lambda p: p.sort_key)
     return Catalog(image_name=name, image_digest=digest or image.digest, platform=str(image.platform),
-                   distro=distro, packages=tuple(packages), layers=tuple(layer_infos(image)),
+                   distro=distro, packages=tuple(packages), layers=tuple(infos),
                    warnings=tuple(warnings))
 
 

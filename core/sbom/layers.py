@@ -67,13 +67,20 @@ def layer_infos(image: Image) -> list[LayerInfo]:
             for i, layer in enumerate(image.layers)]
 
 
-class _View:
-    """The wanted files after the layers applied so far, with a count of the files below each directory, so
-    that an entry that deletes or replaces a path costs a lookup unless something wanted lies below it."""
+class LayerView:
+    """The wanted files after the first `applied` layers of an image, with a count of the files below each
+    directory, so that an entry that deletes or replaces a path costs a lookup unless something wanted lies
+    below it. A walk (walk_layers) changes the view it is given; `copy` keeps one to continue from later."""
 
     def __init__(self) -> None:
         self.files: dict[str, ImageFile] = {}
+        self.applied = 0
         self._below: dict[str, int] = {}
+
+    def copy(self) -> LayerView:
+        kept = LayerView()
+        kept.files, kept.applied, kept._below = dict(self.files), self.applied, dict(self._below)
+        return kept
 
     def put(self, path: str, entry: ImageFile) -> None:
         if path not in self.files:
@@ -129,13 +136,15 @@ class LayerRecords(Protocol):
 
 
 def walk_layers(image: Image, blobs: BlobSource, wanted: Callable[[str], bool],
-                records: LayerRecords | None = None) -> Iterator[LayerChanges]:
+                records: LayerRecords | None = None, view: LayerView | None = None) -> Iterator[LayerChanges]:
     """Applies the image's layers in order to a view of the wanted files (paths are root-relative, without a
     leading slash) and yields that view after each layer. The yielded dict is the live view: read it before
     asking for the next layer. `records`: a cache of what layers did (by diff_id), read instead of the layer
-    when it has the layer, filled when not."""
-    view = _View()
-    for info, layer in zip(layer_infos(image), image.layers):
+    when it has the layer, filled when not. `view`: where to apply them (default: a new, empty view); a view of
+    the image's first layers (a copy an earlier walk of an image with the same first layers left) is
+    continued from the next layer."""
+    view = view if view is not None else LayerView()
+    for info, layer in list(zip(layer_infos(image), image.layers))[view.applied:]:
         record = records.get(layer.diff_id) if records is not None else None
         if record is None:
             record = read_layer(layer, info, blobs, wanted)
@@ -144,6 +153,7 @@ def walk_layers(image: Image, blobs: BlobSource, wanted: Callable[[str], bool],
         changed: set[str] = set()
         for entry in record:
             _replay(entry, info.position, view, changed)
+        view.applied += 1
         yield LayerChanges(info, view.files, frozenset(changed))
 
 
@@ -223,7 +233,7 @@ def record_entry(member: tarfile.TarInfo, wanted: Callable[[str], bool],
     return (DIRECTORY if member.isdir() else OTHER, name)
 
 
-def _replay(entry: RecordEntry, layer: int, view: _View, changed: set[str]) -> None:
+def _replay(entry: RecordEntry, layer: int, view: LayerView, changed: set[str]) -> None:
     kind, name = entry[0], entry[1]
     if kind == OPAQUE:
         # Hides what the layers below had in the directory; this layer's own entries stay.

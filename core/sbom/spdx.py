@@ -6,6 +6,7 @@ hasExtractedLicensingInfos), its package URL and the layer that brought it in (a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from typing import Any
 
@@ -13,10 +14,10 @@ from packageurl import PackageURL
 
 from .document import (TOOL_NAME, TOOL_VERSION, document_uuid, is_organization, package_id, split_contact,
                        timestamp)
-from .licenses import NOASSERTION, declared_licensing
+from .licenses import NOASSERTION, Licensing, declared_licensing
 from .model import APK, DEB, NPM, PYPI, RPM, Catalog, Package
 
-__all__ = ["spdx_document", "image_purl"]
+__all__ = ["spdx_document", "image_purl", "prepare_packages"]
 
 LICENSE_LIST_VERSION = "3.22"
 _SOURCE_INFO = {DEB: "acquired package info from DPKG DB", APK: "acquired package info from APK DB",
@@ -56,11 +57,9 @@ def spdx_document(catalog: Catalog, *, created: dt.datetime) -> dict[str, Any]:
         relationships.append(_contains(root_id, os_id))
     extracted: dict[str, str] = {}
     for package in catalog.packages:
-        entry = _package(package, when, annotator)
-        licensing = declared_licensing(package.licenses)
-        entry["licenseDeclared"] = licensing.expression or NOASSERTION
-        extracted.update(licensing.extracted)
+        entry, licensing = _package(package, when, annotator)
         packages.append(entry)
+        extracted.update(licensing.extracted)
         relationships.append(_contains(root_id, entry["SPDXID"]))
     document: dict[str, Any] = {
         "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT", "name": name,
@@ -93,7 +92,34 @@ def image_purl(catalog: Catalog) -> str | None:
                       qualifiers=qualifiers).to_string()
 
 
-def _package(package: Package, when: str, annotator: str) -> dict[str, Any]:
+def prepare_packages(catalog: Catalog) -> None:
+    """Works out now what the documents of later catalogs sharing these packages will need of each one (its
+    entry but for the layer annotation, its declared license): the SBOM of a base image made on a thread while
+    the build's steps run leaves the final image's document little to compute (attest/prefetch.py)."""
+    for package in catalog.packages:
+        _package_licensing(package._replace(layer=None))
+
+
+def _package(package: Package, when: str, annotator: str) -> tuple[dict[str, Any], Licensing]:
+    made, licensing = _package_licensing(package._replace(layer=None))
+    entry = {**made, "externalRefs": [dict(ref) for ref in made["externalRefs"]]}  # the memo's stays as made
+    declared = entry.pop("licenseDeclared")  # written last, after the layer
+    if package.layer is not None:
+        layer = package.layer
+        entry["annotations"] = [{
+            "annotationDate": when, "annotationType": "OTHER", "annotator": annotator,
+            "comment": f"layer={layer.digest}; diff_id={layer.diff_id}; layer_index={layer.position}; "
+                       f"created_by={layer.created_by}"}]
+    entry["licenseDeclared"] = declared
+    return entry, licensing
+
+
+# The part of a package's entry that depends on the package alone (not on its layer or the document's time),
+# and its declared licensing: the same base packages recur in every document of a build (the base's, made while
+# the steps run, and the final image's), and converting license names is most of a document's work. A pure
+# function of a hashable value: caching changes how fast a document is made, never what it holds.
+@functools.lru_cache(maxsize=16384)
+def _package_licensing(package: Package) -> tuple[dict[str, Any], Licensing]:
     entry: dict[str, Any] = {
         "name": package.name,
         "SPDXID": f"SPDXRef-Package-{package.kind}-{_id_part(package.name)}-{package_id(package)}",
@@ -110,13 +136,9 @@ def _package(package: Package, when: str, annotator: str) -> dict[str, Any]:
     if package.summary:
         entry["summary"] = package.summary
     entry["externalRefs"] = [_purl_ref(package.purl)]
-    if package.layer is not None:
-        layer = package.layer
-        entry["annotations"] = [{
-            "annotationDate": when, "annotationType": "OTHER", "annotator": annotator,
-            "comment": f"layer={layer.digest}; diff_id={layer.diff_id}; layer_index={layer.position}; "
-                       f"created_by={layer.created_by}"}]
-    return entry
+    licensing = declared_licensing(package.licenses)
+    entry["licenseDeclared"] = licensing.expression or NOASSERTION
+    return entry, licensing
 
 
 def _supplier(package: Package) -> str:
