@@ -16,8 +16,9 @@ pushed to a repository of its own:
 * warm: `--no-cache` with the cache directory of an earlier build of the same kind (the base is cached, every
   step runs again; the SBOM's base-layer records come from the cache, only the new layers are read).
 
-Prints the fastest and the median wall time of each and the overhead in percent. Run as root; nothing
-leaves the machine.
+Every build's cache directory and work directory are on an ext4 filesystem made for it (compare_buildah.py's
+make_state: a deleted run's files slow the next run's file creation otherwise). Prints the fastest and the
+median wall time of each and the overhead in percent. Run as root; nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +36,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+from compare_buildah import make_state, remove_state  # noqa: E402  (one way to give each run a fresh filesystem)
 
 WORKLOADS = {"five-runs": REPO_ROOT / "benchmarks" / "workloads" / "five-runs",
              "multi-stage": REPO_ROOT / "benchmarks" / "workloads" / "multi-stage"}
@@ -121,21 +124,22 @@ def main() -> None:
                         for kind, extra in (("plain", ()), ("attested", ATTEST)):
                             counter += 1
                             target = f"{server.host}/bench/{workload}-{counter}:1"
-                            work_dir = root / f"work-{counter}"
+                            state = make_state(root / f"state-{counter}")
+                            stack.callback(remove_state, state)  # also when a build fails (idempotent)
                             if scenario == "cold":
-                                cache_dir = root / f"cache-{counter}"
-                                seconds = build(workload, base, target, cache_dir, work_dir, extra)
+                                seconds = build(workload, base, target, state / "cache", state / "work", extra)
                                 if kind not in warm_caches:
-                                    warm_caches[kind] = cache_dir  # the warm runs' cache: kept
-                                else:
-                                    shutil.rmtree(cache_dir, ignore_errors=True)
+                                    warm_caches[kind] = state  # the warm runs' cache: kept
                             else:
-                                seconds = build(workload, base, target, warm_caches[kind], work_dir,
-                                                ("--no-cache", *extra))
-                            shutil.rmtree(work_dir, ignore_errors=True)
+                                seconds = build(workload, base, target, warm_caches[kind] / "cache",
+                                                state / "work", ("--no-cache", *extra))
+                            if state not in warm_caches.values():
+                                remove_state(state)
                             results.setdefault(f"{workload} {scenario}", {}).setdefault(kind, []).append(seconds)
                             print(f"{workload:<12} {scenario:<5} {kind:<9} run {run + 1}: {seconds:6.2f} s",
                                   flush=True)
+                for state in warm_caches.values():
+                    remove_state(state)
         finally:
             server.stop()
     # The fastest run of each is the least disturbed by whatever else the machine runs (a shared CI machine's
