@@ -1,0 +1,1 @@
+"""Vulnerability scanning: an image's packages (from its SBOM catalog) matched against OSV advisories."""
