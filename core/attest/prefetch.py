@@ -153,6 +153,7 @@ class _RecordingUnpack:
 
 
 def _import_attestation_modules() -> None:
-    """What attest/build.py imports when the steps are done, imported while they run (a tenth of a second)."""
-    from . import build, compose, provenance  # noqa: F401
+    """What attest/build.py imports when the steps are done, imported while they run (a tenth of a second; build.py
+    itself is left to the builder: it names this module, and this one naming it would make an import cycle)."""
+    from . import compose, provenance, records  # noqa: F401
     from ..sbom import spdx  # noqa: F401
