@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import re
 from html import unescape
-from pathlib import Path
 
 import pytest
 from mkdocs.exceptions import PluginError
