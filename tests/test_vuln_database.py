@@ -94,7 +94,7 @@ def test_vuln_db_directory_zip_and_broken_archives(tmp_path):
     bad_record = tmp_path / "bad-record.zip"
     with zipfile.ZipFile(bad_record, "w") as archive:
         archive.writestr("DSA-1.json", "{not json")
-    with pytest.raises(VulnerabilityDatabaseError, match="has a broken record DSA-1.json"):
+    with pytest.raises(VulnerabilityDatabaseError, match=r"has a broken record DSA-1\.json"):
         open_database(["Debian"], cache_root=tmp_path / "cache", db=bad_record)
 
 

@@ -32,7 +32,10 @@ def deb(name, version, source=None, source_version=None, layer=BASE):
     return Package(DEB, name, version, "amd64", source, source_version, location="var/lib/dpkg/status", layer=layer)
 
 
-def image(packages, distro=Distro("debian", "12", "bookworm")):
+BOOKWORM = Distro("debian", "12", "bookworm")
+
+
+def image(packages, distro=BOOKWORM):
     packages = tuple(p._replace(purl=package_url(p, distro)) for p in packages)
     return Catalog("app:1", "sha256:" + "e" * 64, "linux/amd64", distro, packages, (BASE, APP))
 
@@ -180,10 +183,11 @@ def test_plain_trivyignore_and_bad_ignore_files(tmp_path):
 
 def test_gate_and_findings_on_the_dockerfile_line(database):
     origin = Origin(APP.digest, 1, "RUN apt-get install -y libssl3", "Dockerfile", 3)
+    base = Origin(BASE.digest, 0, "FROM", "Dockerfile", 1)
     report = scan_catalog(image([deb("libssl3", "3.0.11-1~deb12u1", "openssl", layer=APP),
                                  deb("zlib1g", "1:1.2.13.dfsg-1", "zlib")]), database, ScanSettings(),
                           image="app:1", today=TODAY,
-                          origin=lambda p: origin if p.layer == APP else Origin(BASE.digest, 0, "FROM", "Dockerfile", 1))
+                          origin=lambda p: origin if p.layer == APP else base)
     check_gate([report], "critical")  # nothing critical
     check_gate([report], "none")
     with pytest.raises(VulnerabilitiesFound) as raised:

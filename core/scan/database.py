@@ -46,7 +46,7 @@ class Archive(NamedTuple):
     """One indexed archive: where its records are, and what the scan says about it."""
 
     path: Path
-    index: dict[str, list[tuple[int, int]]]
+    names: dict[str, list[tuple[int, int]]]  # index_key -> where its records are in records_path
     records_path: Path
     info: DatabaseInfo
 
@@ -70,7 +70,7 @@ class Database:
     def records(self, ecosystem: str, name: str) -> Iterator[dict[str, Any]]:
         key = index_key(ecosystem, name)
         for archive in self.archives:
-            spans = archive.index.get(key)
+            spans = archive.names.get(key)
             if not spans:
                 continue
             data = self._data.get(archive.records_path)

@@ -40,7 +40,7 @@ def vulnerability_finding(vulnerability: Vulnerability, dockerfile: str) -> Find
 
 def scan_findings(reports: Iterable[ScanReport], dockerfile: str) -> list[Finding]:
     """The findings of every report; a vulnerability every platform has is one finding."""
-    found = {}
+    found: dict[tuple[str, str, int | None, str], Finding] = {}
     for report in reports:
         for vulnerability in report.vulnerabilities:
             finding = vulnerability_finding(vulnerability, dockerfile)

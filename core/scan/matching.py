@@ -90,7 +90,7 @@ def affected_state(ecosystem: str, version: str, affected: dict[str, Any]) -> tu
         return True, _next_fixed(ecosystem, version, affected)
     try:
         installed = key(version)
-    except Exception:  # noqa: BLE001 - a version no key understands matches nothing
+    except Exception:
         return False, None
     for range_ in affected.get("ranges") or ():
         if not isinstance(range_, dict) or range_.get("type") not in ("ECOSYSTEM", "SEMVER"):

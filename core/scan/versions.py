@@ -5,7 +5,7 @@ for release versions). A key is only ever compared with keys of the same ecosyst
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import lru_cache, cache
 from typing import Any, Callable
 
 from debian.debian_support import Version as DpkgVersion
@@ -63,7 +63,7 @@ _KEYS: dict[str, Callable[[str], Any]] = {"Debian": dpkg_key, "Ubuntu": dpkg_key
                                           "PyPI": pep440_key}
 
 
-@lru_cache(maxsize=None)
+@cache
 def key_function(ecosystem: str) -> Callable[[str], Any]:
     """The sort key of versions of `ecosystem` (OSV's name, with or without its release: "Debian:12")."""
     base = ecosystem.split(":", 1)[0]

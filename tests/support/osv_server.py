@@ -52,7 +52,7 @@ class OsvServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 parts = self.path.strip("/").split("/")
                 body = server.files.get(parts[0]) if len(parts) == 2 and parts[1] == "all.zip" else None
                 if body is None:
