@@ -65,3 +65,22 @@ def test_equal_versions_compare_equal():
     assert compare("Debian:12", "1:1.0-1", "1:1.0-1") == 0
     assert compare("PyPI", "2.31", "2.31.0") == 0  # PEP 440: trailing zeros do not count
     assert compare("Alpine:v3.18", "3.1.4-r0", "3.1.4") == 0
+
+
+def test_the_dpkg_key_orders_as_python_debian_compares():
+    from debian.debian_support import Version
+
+    versions = sorted({v for pair in DPKG_PAIRS for v in pair} | {
+        "0", "1", "1.0", "1.0-0", "1.", "1.0.0", "1.0~", "1.0~~", "1.0a", "1.0+", "1:0", "2:1.0~rc1-1", "1.0-1~bpo",
+        "1.0-1+b1", "10.0", "9.9", "1.0a-1", "1.0A-1", "1.0.~1", "3.0.11-1~deb12u2+b1", "1.2.13.dfsg-1"})
+    ours = sorted(versions, key=lambda v: compare_key(v))
+    for index, a in enumerate(ours):
+        for b in ours[index:]:
+            assert (Version(a) > Version(b)) is False, (a, b)
+            assert (compare("Debian:12", a, b) == 0) == (Version(a) == Version(b)), (a, b)
+
+
+def compare_key(version):
+    from dockyard.scan.versions import dpkg_key
+
+    return dpkg_key(version)

@@ -5,10 +5,11 @@ records of the packages it has.
 
 Cache layout (CACHE_ROOT/vulndb/): `<Ecosystem>/all.zip` and `all.zip.json` (where it came from, its ETag and
 Last-Modified, when it was fetched, its sha256), and beside them the index: `all.zip.<digest>.index` (a pickled
-{ecosystem-and-name: [(offset, length), ...]}) and `all.zip.<digest>.records` (the records, compact JSON, one
-after the other). An index is named by the archive's digest, so a replaced archive is never read through an old
-index. A download goes to a temporary file that replaces the archive only once it is complete and a valid zip:
-an interrupted download leaves the previous database as it was.
+{ecosystem-release-and-name: [(offset, length), ...]}) and `all.zip.<digest>.records` (each record's part for
+one release and package, compact JSON, one after the other; `details` and other fields no scan reads left out).
+An index is named by the archive's digest, so a replaced archive is never read through an old index. A download
+goes to a temporary file that replaces the archive only once it is complete and a valid zip: an interrupted
+download leaves the previous database as it was.
 """
 
 from __future__ import annotations
@@ -16,30 +17,44 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import mmap
 import os
 import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from ..errors import VulnerabilityDatabaseError
 from .model import DatabaseInfo
 
 DEFAULT_URL = "https://osv-vulnerabilities.storage.googleapis.com"
 ARCHIVE = "all.zip"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 # An archive older than this is worth a warning (osv.dev refreshes its exports several times a day).
 STALE_AFTER = dt.timedelta(days=7)
 
 
 def index_key(ecosystem: str, name: str) -> str:
-    """The index's key of a package: its ecosystem without release ("Debian") and its name (PyPI's normalized as
-    PEP 503 says, so `Foo_Bar` finds `foo-bar`)."""
+    """The index's key of a package: its ecosystem with release ("Debian:12"; Ubuntu's without its ":LTS") and its
+    name (PyPI's normalized as PEP 503 says, so `Foo_Bar` finds `foo-bar`). Each release has its own key, so a
+    scan reads (and parses) only its own release's part of a record."""
     base = ecosystem.split(":", 1)[0]
     if base == "PyPI":
         name = re.sub(r"[-_.]+", "-", name).lower()
-    return f"{base}\0{name}"
+    if base == "Ubuntu":
+        ecosystem = ecosystem.removesuffix(":LTS")
+    return f"{ecosystem}\0{name}"
+
+
+def lookup_keys(ecosystem: str, name: str) -> list[str]:
+    """The keys a package of `ecosystem` (with its release) is found under: its release's, and the bare
+    ecosystem's (an entry without a release applies to every release)."""
+    base = ecosystem.split(":", 1)[0]
+    keys = [index_key(ecosystem, name)]
+    if base != ecosystem:
+        keys.append(index_key(base, name))
+    return keys
 
 
 class Archive(NamedTuple):
@@ -57,27 +72,37 @@ class Database:
     def __init__(self, archives: list[Archive], warnings: tuple[str, ...] = ()) -> None:
         self.archives = archives
         self.warnings = warnings
-        self._data: dict[Path, bytes] = {}
+        self._data: dict[Path, mmap.mmap] = {}
+        self._parsed: dict[str, list[dict[str, Any]]] = {}  # index_key -> records (binaries share a source's)
 
     @property
     def infos(self) -> tuple[DatabaseInfo, ...]:
         return tuple(a.info for a in self.archives)
 
     def has(self, ecosystem: str) -> bool:
+        """Whether an archive covers `ecosystem` (a --vuln-db ZIP covers every one)."""
         base = ecosystem.split(":", 1)[0]
         return any(a.info.ecosystem in (base, "*") for a in self.archives)
 
-    def records(self, ecosystem: str, name: str) -> Iterator[dict[str, Any]]:
-        key = index_key(ecosystem, name)
+    def records(self, ecosystem: str, name: str) -> list[dict[str, Any]]:
+        keys = lookup_keys(ecosystem, name)
+        found = self._parsed.get(keys[0])
+        if found is not None:
+            return found
+        found = []
         for archive in self.archives:
-            spans = archive.names.get(key)
-            if not spans:
-                continue
-            data = self._data.get(archive.records_path)
-            if data is None:
-                data = self._data[archive.records_path] = archive.records_path.read_bytes()
-            for offset, length in spans:
-                yield json.loads(data[offset:offset + length])
+            for key in keys:
+                spans = archive.names.get(key)
+                if not spans:
+                    continue
+                data = self._data.get(archive.records_path)
+                if data is None:  # mapped, not read: a scan touches only its packages' pages
+                    with open(archive.records_path, "rb") as stream:
+                        data = self._data[archive.records_path] = mmap.mmap(stream.fileno(), 0,
+                                                                            access=mmap.ACCESS_READ)
+                found += [json.loads(data[offset:offset + length]) for offset, length in spans]
+        self._parsed[keys[0]] = found
+        return found
 
 
 # --- where the archives come from ------------------------------------------------------------------------------
@@ -295,16 +320,18 @@ def build_index(path: Path, digest: str, index_path: Path, records_path: Path) -
                             and isinstance(a.get("package"), dict)]
                 if not affected or record.get("withdrawn"):
                     continue
-                slim = {k: record[k] for k in _KEPT if k in record}
-                slim["affected"] = affected
-                blob = json.dumps(slim, separators=(",", ":")).encode()
-                out.write(blob)
                 count += 1
-                keys = {index_key(str(a["package"].get("ecosystem", "")), str(a["package"].get("name", "")))
-                        for a in affected}
-                for key in keys:
+                slim = {k: record[k] for k in _KEPT if k in record}
+                by_key: dict[str, list[dict[str, Any]]] = {}
+                for entry in affected:
+                    package = entry["package"]
+                    key = index_key(str(package.get("ecosystem", "")), str(package.get("name", "")))
+                    by_key.setdefault(key, []).append(entry)
+                for key, entries in by_key.items():  # each release's part of the record stored apart
+                    blob = json.dumps(dict(slim, affected=entries), separators=(",", ":")).encode()
+                    out.write(blob)
                     names.setdefault(key, []).append((offset, len(blob)))
-                offset += len(blob)
+                    offset += len(blob)
         os.replace(temporary, records_path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -146,12 +146,18 @@ def match(catalog: Catalog, database: Database, origin: Callable[[Package], Orig
         warnings.append(f"the vulnerability database has no {ecosystem} archive: {ecosystem} packages were not "
                         "matched")
     found: dict[tuple[str, str, str, str], Vulnerability] = {}
+    # The binary packages of one source share its records and version: each record is judged once for them.
+    judged: dict[tuple[str, str, str, str], tuple[dict[str, Any], str | None] | None] = {}
     for target in wanted:
         for name, version in target.names:
             for record in database.records(target.ecosystem, name):
-                vulnerability = _vulnerability(record, target, name, version, origin)
-                if vulnerability is None:
+                verdict_key = (str(record["id"]), target.ecosystem, name, version)
+                if verdict_key not in judged:
+                    judged[verdict_key] = _affected_entry(record, target.ecosystem, name, version)
+                verdict = judged[verdict_key]
+                if verdict is None:
                     continue
+                vulnerability = _vulnerability(record, verdict, target, name, origin)
                 key = (target.package.name, target.package.version, target.package.location, vulnerability.advisory)
                 known = found.get(key)
                 if known is None or (known.fixed_version is None and vulnerability.fixed_version is not None):
@@ -159,21 +165,26 @@ def match(catalog: Catalog, database: Database, origin: Callable[[Package], Orig
     return sorted(found.values(), key=lambda v: v.sort_key), warnings
 
 
-def _vulnerability(record: dict[str, Any], target: Target, name: str, version: str,
-                   origin: Callable[[Package], Origin | None]) -> Vulnerability | None:
-    key = key_function(target.ecosystem)
+def _affected_entry(record: dict[str, Any], ecosystem: str, name: str, version: str
+                    ) -> tuple[dict[str, Any], str | None] | None:
+    """The affected entry of `record` (this release, this name) that holds `version`, with its fixed version
+    (the lowest, when several entries hold it); None when none does."""
+    key = key_function(ecosystem)
     best: tuple[dict[str, Any], str | None] | None = None
     for affected in record.get("affected") or ():
         package = affected.get("package") or {}
         listed = str(package.get("ecosystem", ""))
-        if not release_matches(target.ecosystem, listed) or not _same_name(listed, str(package.get("name")), name):
+        if not release_matches(ecosystem, listed) or not _same_name(listed, str(package.get("name")), name):
             continue
-        hit, fixed = affected_state(target.ecosystem, version, affected)
+        hit, fixed = affected_state(ecosystem, version, affected)
         if hit and (best is None or (fixed is not None and (best[1] is None or key(fixed) < key(best[1])))):
             best = (affected, fixed)
-    if best is None:
-        return None
-    affected, fixed = best
+    return best
+
+
+def _vulnerability(record: dict[str, Any], verdict: tuple[dict[str, Any], str | None], target: Target, name: str,
+                   origin: Callable[[Package], Origin | None]) -> Vulnerability:
+    affected, fixed = verdict
     rated = rate(record, affected)
     package = target.package
     advisory = str(record["id"])

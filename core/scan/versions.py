@@ -16,10 +16,49 @@ ZERO = "0"
 
 
 def dpkg_key(version: str) -> Any:
+    """dpkg's order as a tuple: (epoch, upstream, revision), each string part as dpkg's verrevcmp walks it.
+    python-debian parses the version (and its comparison is what the tests hold this key to); comparing its
+    Version objects directly costs a pure-Python walk per comparison, and a scan makes hundreds of thousands."""
     try:
-        return DpkgVersion(version)
+        parsed = DpkgVersion(version)
     except ValueError:
-        return DpkgVersion("0")  # not a dpkg version: sorts lowest, so it is never taken as fixed
+        return (-1, (), ())  # not a dpkg version: sorts lowest, so it is never taken as fixed
+    return (int(parsed.epoch or 0), _dpkg_part(parsed.upstream_version or ""),
+            _dpkg_part(parsed.debian_revision or ""))
+
+
+_DPKG_SEGMENT = re.compile(r"([^0-9]*)([0-9]*)")
+
+
+def _dpkg_order(character: str) -> int:
+    # dpkg's order(): '~' before the end of the string, the end before letters, letters before everything else.
+    if character == "~":
+        return -1
+    if character.isalpha() and character.isascii():
+        return ord(character)
+    return ord(character) + 256
+
+
+_DPKG_ORDERS = {chr(c): _dpkg_order(chr(c)) for c in range(128)}
+
+
+@lru_cache(maxsize=65536)
+def _dpkg_part(text: str) -> tuple[Any, ...]:
+    """Alternating non-digit runs (each a tuple of dpkg's character orders ended by the end-of-string's 0) and
+    numbers; the same padding closes every part, so that tuple order is verrevcmp's (an empty part is "0")."""
+    key: list[Any] = []
+    position = 0
+    while True:
+        match = _DPKG_SEGMENT.match(text, position)
+        assert match is not None  # the pattern matches the empty string
+        letters, digits = match.groups()
+        key.append(tuple([_DPKG_ORDERS.get(c) or _dpkg_order(c) for c in letters]) + (0,))
+        key.append(int(digits) if digits else 0)
+        position = match.end()
+        if position >= len(text):
+            break
+    key += [(0,), 0]
+    return tuple(key)
 
 
 # apk's suffixes, in order; a version without one sorts between _rc and _cvs.
