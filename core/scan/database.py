@@ -4,9 +4,10 @@ by the user (`--vuln-db DIR|ZIP`), and an index of each archive by package name 
 records of the packages it has.
 
 Cache layout (CACHE_ROOT/vulndb/): `<Ecosystem>/all.zip` and `all.zip.json` (where it came from, its ETag and
-Last-Modified, when it was fetched, its sha256), and beside them the index: `all.zip.<digest>.index` (a pickled
-{ecosystem-release-and-name: [(offset, length), ...]}) and `all.zip.<digest>.records` (each record's part for
-one release and package, compact JSON, one after the other; `details` and other fields no scan reads left out).
+Last-Modified, when it was fetched, its sha256), and beside them the index: `all.zip.<digest>.index` (marshal's
+{ecosystem-release-and-name: (offset, length)}) and `all.zip.<digest>.records`: for each such key one JSON array of
+the records' parts for that release and package, `details` and other fields no scan reads left out; a scan parses
+one array per package.
 An index is named by the archive's digest, so a replaced archive is never read through an old index. A download
 goes to a temporary file that replaces the archive only once it is complete and a valid zip: an interrupted
 download leaves the previous database as it was.
@@ -19,7 +20,7 @@ import hashlib
 import json
 import mmap
 import os
-import pickle
+import marshal
 import re
 import zipfile
 from pathlib import Path
@@ -30,7 +31,7 @@ from .model import DatabaseInfo
 
 DEFAULT_URL = "https://osv-vulnerabilities.storage.googleapis.com"
 ARCHIVE = "all.zip"
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 # An archive older than this is worth a warning (osv.dev refreshes its exports several times a day).
 STALE_AFTER = dt.timedelta(days=7)
 
@@ -61,7 +62,7 @@ class Archive(NamedTuple):
     """One indexed archive: where its records are, and what the scan says about it."""
 
     path: Path
-    names: dict[str, list[tuple[int, int]]]  # index_key -> where its records are in records_path
+    names: dict[str, tuple[int, int]]  # index_key -> where the JSON array of its records is in records_path
     records_path: Path
     info: DatabaseInfo
 
@@ -92,15 +93,16 @@ class Database:
         found = []
         for archive in self.archives:
             for key in keys:
-                spans = archive.names.get(key)
-                if not spans:
+                span = archive.names.get(key)
+                if span is None:
                     continue
                 data = self._data.get(archive.records_path)
                 if data is None:  # mapped, not read: a scan touches only its packages' pages
                     with open(archive.records_path, "rb") as stream:
                         data = self._data[archive.records_path] = mmap.mmap(stream.fileno(), 0,
                                                                             access=mmap.ACCESS_READ)
-                found += [json.loads(data[offset:offset + length]) for offset, length in spans]
+                offset, length = span
+                found += json.loads(data[offset:offset + length])
         self._parsed[keys[0]] = found
         return found
 
@@ -258,10 +260,10 @@ def load_archive(path: Path, ecosystem: str, *, source: str, fetched: str, index
     if index_path.is_file() and records_path.is_file():
         try:
             with open(index_path, "rb") as stream:
-                stored = pickle.load(stream)
-            if stored.get("version") == INDEX_VERSION and stored.get("digest") == digest:
+                stored = marshal.load(stream)
+            if isinstance(stored, dict) and stored.get("version") == INDEX_VERSION and stored.get("digest") == digest:
                 index = stored
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        except (OSError, EOFError, ValueError, TypeError):
             index = None
     if index is None:
         index = build_index(path, digest, index_path, records_path)
@@ -292,7 +294,9 @@ _KEPT = ("id", "aliases", "summary", "severity", "references", "database_specifi
 
 
 def build_index(path: Path, digest: str, index_path: Path, records_path: Path) -> dict[str, Any]:
-    names: dict[str, list[tuple[int, int]]] = {}
+    """Each record split by release and package, the parts written out, then gathered per key into one JSON
+    array each (the records file), with the index of where each array is."""
+    parts: dict[str, list[tuple[int, int]]] = {}
     count = 0
     try:
         archive = zipfile.ZipFile(path)
@@ -301,10 +305,12 @@ def build_index(path: Path, digest: str, index_path: Path, records_path: Path) -
                                          hint="download it again (remove it from the cache) or give another "
                                               "with --vuln-db") from None
     index_path.parent.mkdir(parents=True, exist_ok=True)
+    scattered = records_path.with_name(f"{records_path.name}.parts-{os.getpid()}")
     temporary = records_path.with_name(f"{records_path.name}.tmp-{os.getpid()}")
+    names: dict[str, tuple[int, int]] = {}
     offset = 0
     try:
-        with archive, open(temporary, "wb") as out:
+        with archive, open(scattered, "wb") as out:
             for member in archive.infolist():
                 if member.is_dir() or not member.filename.endswith(".json"):
                     continue
@@ -330,15 +336,26 @@ def build_index(path: Path, digest: str, index_path: Path, records_path: Path) -
                 for key, entries in by_key.items():  # each release's part of the record stored apart
                     blob = json.dumps(dict(slim, affected=entries), separators=(",", ":")).encode()
                     out.write(blob)
-                    names.setdefault(key, []).append((offset, len(blob)))
+                    parts.setdefault(key, []).append((offset, len(blob)))
                     offset += len(blob)
+        offset = 0
+        with open(scattered, "rb") as source, open(temporary, "wb") as out:
+            data = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) if parts else b""
+            for key, spans in parts.items():
+                array = b"[" + b",".join(data[o:o + n] for o, n in spans) + b"]"
+                out.write(array)
+                names[key] = (offset, len(array))
+                offset += len(array)
+            if isinstance(data, mmap.mmap):
+                data.close()
         os.replace(temporary, records_path)
     finally:
+        scattered.unlink(missing_ok=True)
         temporary.unlink(missing_ok=True)
     index = {"version": INDEX_VERSION, "digest": digest, "records": count, "names": names}
     temporary_index = index_path.with_name(f"{index_path.name}.tmp-{os.getpid()}")
     with open(temporary_index, "wb") as stream:
-        pickle.dump(index, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        marshal.dump(index, stream)
     os.replace(temporary_index, index_path)
     if index_path.parent == path.parent:  # the cache's own archive: the index of the archive it replaced goes
         for old in path.parent.glob(f"{path.name}.*"):

@@ -95,6 +95,13 @@ def affected_state(ecosystem: str, version: str, affected: dict[str, Any]) -> tu
     for range_ in affected.get("ranges") or ():
         if not isinstance(range_, dict) or range_.get("type") not in ("ECOSYSTEM", "SEMVER"):
             continue
+        simple = _from_zero(range_.get("events"))
+        if simple is not None:  # most ranges: introduced 0, then at most one fix
+            if simple == "":
+                return True, None
+            if installed < key(simple):
+                return True, simple
+            continue
         events = []
         for event in range_.get("events") or ():
             if not isinstance(event, dict):
@@ -126,6 +133,18 @@ def affected_state(ecosystem: str, version: str, affected: dict[str, Any]) -> tu
         if affected_now:
             return True, fixed_above
     return False, None
+
+
+def _from_zero(events: object) -> str | None:
+    """For `[{introduced: 0}]` "", for `[{introduced: 0}, {fixed: X}]` X; None for any other range."""
+    if not isinstance(events, list) or not 1 <= len(events) <= 2 or events[0] != {"introduced": ZERO}:
+        return None
+    if len(events) == 1:
+        return ""
+    last = events[1]
+    if isinstance(last, dict) and len(last) == 1 and isinstance(last.get("fixed"), str):
+        return str(last["fixed"])
+    return None
 
 
 def _next_fixed(ecosystem: str, version: str, affected: dict[str, Any]) -> str | None:
