@@ -5,9 +5,9 @@ records of the packages it has.
 
 Cache layout (CACHE_ROOT/vulndb/): `<Ecosystem>/all.zip` and `all.zip.json` (where it came from, its ETag and
 Last-Modified, when it was fetched, its sha256), and beside them the index: `all.zip.<digest>.index` (marshal's
-{ecosystem-release-and-name: (offset, length)}) and `all.zip.<digest>.records`: for each such key one JSON array of
-the records' parts for that release and package, `details` and other fields no scan reads left out; a scan parses
-one array per package.
+{ecosystem-release-and-name: (offset, length)}, in buckets by the key's hash) and `all.zip.<digest>.records`:
+for each such key one JSON array of the records' parts for that release and package, `details` and other fields
+no scan reads left out; a scan parses one array per package.
 An index is named by the archive's digest, so a replaced archive is never read through an old index. A download
 goes to a temporary file that replaces the archive only once it is complete and a valid zip: an interrupted
 download leaves the previous database as it was.
@@ -23,6 +23,7 @@ import os
 import marshal
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -31,7 +32,10 @@ from .model import DatabaseInfo
 
 DEFAULT_URL = "https://osv-vulnerabilities.storage.googleapis.com"
 ARCHIVE = "all.zip"
-INDEX_VERSION = 3
+INDEX_VERSION = 4
+# The index is split into this many buckets by a hash of the key, each marshalled apart: a scan unmarshals only
+# the buckets of its own packages' keys, not the whole index (~100,000 keys for Debian's archive).
+BUCKETS = 4096
 # An archive older than this is worth a warning (osv.dev refreshes its exports several times a day).
 STALE_AFTER = dt.timedelta(days=7)
 
@@ -58,11 +62,31 @@ def lookup_keys(ecosystem: str, name: str) -> list[str]:
     return keys
 
 
+def bucket_of(key: str) -> int:
+    return zlib.crc32(key.encode()) % BUCKETS
+
+
+class NameIndex:
+    """The index of an archive as stored: each bucket's {key: (offset, length)} marshalled, unmarshalled when
+    first asked for."""
+
+    def __init__(self, buckets: list[bytes]) -> None:
+        self._buckets = buckets
+        self._loaded: dict[int, dict[str, tuple[int, int]]] = {}
+
+    def get(self, key: str) -> tuple[int, int] | None:
+        number = bucket_of(key)
+        bucket = self._loaded.get(number)
+        if bucket is None:
+            bucket = self._loaded[number] = marshal.loads(self._buckets[number])
+        return bucket.get(key)
+
+
 class Archive(NamedTuple):
     """One indexed archive: where its records are, and what the scan says about it."""
 
     path: Path
-    names: dict[str, tuple[int, int]]  # index_key -> where the JSON array of its records is in records_path
+    names: NameIndex  # index_key -> where the JSON array of its records is in records_path
     records_path: Path
     info: DatabaseInfo
 
@@ -267,7 +291,7 @@ def load_archive(path: Path, ecosystem: str, *, source: str, fetched: str, index
             index = None
     if index is None:
         index = build_index(path, digest, index_path, records_path)
-    return Archive(path, index["names"], records_path,
+    return Archive(path, NameIndex(index["buckets"]), records_path,
                    DatabaseInfo(ecosystem=ecosystem, source=source, fetched=fetched, records=index["records"]))
 
 
@@ -352,7 +376,11 @@ def build_index(path: Path, digest: str, index_path: Path, records_path: Path) -
     finally:
         scattered.unlink(missing_ok=True)
         temporary.unlink(missing_ok=True)
-    index = {"version": INDEX_VERSION, "digest": digest, "records": count, "names": names}
+    buckets: list[dict[str, tuple[int, int]]] = [{} for _ in range(BUCKETS)]
+    for key, span in names.items():
+        buckets[bucket_of(key)][key] = span
+    index = {"version": INDEX_VERSION, "digest": digest, "records": count,
+             "buckets": [marshal.dumps(bucket) for bucket in buckets]}
     temporary_index = index_path.with_name(f"{index_path.name}.tmp-{os.getpid()}")
     with open(temporary_index, "wb") as stream:
         marshal.dump(index, stream)
