@@ -44,7 +44,7 @@ def image(packages, distro=BOOKWORM):
 def database(tmp_path_factory):
     root = tmp_path_factory.mktemp("osv")
     (root / "all.zip").write_bytes(zip_of(fixture_records()))
-    return open_database(["Debian", "Alpine", "PyPI"], cache_root=root / "cache", db=root / "all.zip")
+    return open_database(["Debian", "Ubuntu", "Alpine", "PyPI"], cache_root=root / "cache", db=root / "all.zip")
 
 
 def scan(catalog, database, **settings):
@@ -124,6 +124,18 @@ def test_alpine_release_and_apk_order(database):
     v317 = Distro("alpine", "3.17.5")
     assert not scan(image([Package(APK, "openssl", "3.1.3-r0", "x86_64")], v317), database).vulnerabilities
     assert scan(image([Package(APK, "openssl", "3.0.11-r0", "x86_64")], v317), database).vulnerabilities
+
+
+def test_ubuntu_release_and_priority(database):
+    jammy = Distro("ubuntu", "22.04", "jammy")
+    hits = found(scan(image([deb("libssl3", "3.0.2-0ubuntu1.10", "openssl")], jammy), database))
+    hit = hits["libssl3", "UBUNTU-CVE-2023-5363"]
+    assert (hit.ecosystem, hit.fixed_version, hit.severity) == ("Ubuntu:22.04", "3.0.2-0ubuntu1.12",
+                                                                VulnSeverity.MEDIUM)
+    assert set(hits) == {("libssl3", "UBUNTU-CVE-2023-5363")}  # Debian's advisories are not Ubuntu's
+    assert not scan(image([deb("libssl3", "3.0.2-0ubuntu1.12", "openssl")], jammy), database).vulnerabilities
+    noble = Distro("ubuntu", "24.04", "noble")
+    assert not scan(image([deb("libssl3", "3.0.2-0ubuntu1.10", "openssl")], noble), database).vulnerabilities
 
 
 def test_pypi_ranges_names_and_last_affected(database):
