@@ -138,3 +138,32 @@ def test_json_progress_carries_scan_finished_and_no_database_is_exit_13(tmp_path
                      "--cache-dir", str(tmp_path / "fresh-cache")])
     assert code == 13
     assert "no Debian vulnerability database" in capsys.readouterr().err
+
+
+def apk(name, version, origin):
+    return f"C:Q1x0XNGPnj8Xq5wp+Rx8t2Q7GZ+Xg=\nP:{name}\nV:{version}\nA:x86_64\no:{origin}\n\n"
+
+
+def test_scan_of_an_alpine_image_with_python_packages(tmp_path, osv, capsys):
+    """An Alpine 3.18 image whose apk database holds libssl3 below the fix (origin openssl), libcrypto3 at it and
+    openssl above it, and whose site-packages hold requests just below its fix and jinja2 at its last affected
+    version."""
+    from tests.support.sbom_images import LayerTar, write_layout
+
+    site = "usr/lib/python3.11/site-packages"
+    base = LayerTar()
+    base.file("etc/os-release", b'ID=alpine\nVERSION_ID=3.18.4\nPRETTY_NAME="Alpine Linux v3.18"\n')
+    base.file("lib/apk/db/installed", (apk("libssl3", "3.1.3-r0", "openssl") + apk("libcrypto3", "3.1.4-r0", "openssl")
+                                       + apk("openssl", "3.1.4-r1", "openssl")).encode())
+    base.file(f"{site}/requests-2.30.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: requests\nVersion: 2.30.0\n")
+    base.file(f"{site}/Jinja2-3.1.2.dist-info/METADATA", b"Metadata-Version: 2.1\nName: Jinja2\nVersion: 3.1.2\n")
+    write_layout(tmp_path / "before", [(base.finish(), "apk add openssl py3-requests py3-jinja2")])
+    assert main(["scan", f"oci:{tmp_path / 'before'}", "--vuln-db-url", osv.url, "--format", "json"]) == 0
+    report = report_from_json(json.loads(capsys.readouterr().out))
+    assert report.distro == "alpine-3.18"
+    assert {(v.package, v.version, v.advisory, v.fixed_version, v.ecosystem) for v in report.vulnerabilities} == {
+        ("libssl3", "3.1.3-r0", "ALPINE-CVE-2023-5363", "3.1.4-r0", "Alpine:v3.18"),
+        ("requests", "2.30.0", "PYSEC-2023-74", "2.31.0", "PyPI"),
+        ("Jinja2", "3.1.2", "GHSA-h5c8-rqwp-cp95", None, "PyPI")}
+    assert {d.ecosystem for d in report.databases} == {"Alpine", "PyPI"}
+    assert all(v.origin.instruction == "apk add openssl py3-requests py3-jinja2" for v in report.vulnerabilities)
