@@ -172,7 +172,8 @@ def main() -> None:
                 breakdown[key].append(value)
         print(f"warm `dockyard scan` ({args.runs} runs): median {statistics.median(walls):.2f} s wall "
               f"(min {min(walls):.2f}), {statistics.median(cpus):.2f} s CPU; {found} vulnerabilities found; "
-              f"target < 2 s: {'met' if statistics.median(walls) < 2 else 'NOT met'}")
+              f"target < 2 s: wall {'met' if statistics.median(walls) < 2 else 'NOT met'}, CPU "
+              f"{'met' if statistics.median(cpus) < 2 else 'NOT met'}")
         print("in process (medians): " + ", ".join(f"{key} {statistics.median(v) * 1000:.0f} ms"
                                                   for key, v in breakdown.items()))
         print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
