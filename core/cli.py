@@ -201,6 +201,10 @@ def scan_settings_from_args(args: argparse.Namespace, *, requested: bool) -> obj
              or args.vuln_db_url or args.scan_report)
     if not requested and not given:
         return None
+    if args.vuln_ignore_file:
+        from .scan.ignores import load_ignore_file
+
+        load_ignore_file(Path(args.vuln_ignore_file))  # a bad ignore file stops the build before it starts
     return ScanSettings(fail_on=args.fail_on_vuln or "none", ignore_unfixed=args.ignore_unfixed,
                         ignore_file=Path(args.vuln_ignore_file) if args.vuln_ignore_file else None,
                         db=Path(args.vuln_db) if args.vuln_db else None, db_url=args.vuln_db_url,
