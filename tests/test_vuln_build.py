@@ -167,3 +167,18 @@ def test_scan_of_an_alpine_image_with_python_packages(tmp_path, osv, capsys):
         ("Jinja2", "3.1.2", "GHSA-h5c8-rqwp-cp95", None, "PyPI")}
     assert {d.ecosystem for d in report.databases} == {"Alpine", "PyPI"}
     assert all(v.origin.instruction == "apk add openssl py3-requests py3-jinja2" for v in report.vulnerabilities)
+
+
+def test_a_multi_platform_build_has_one_report_per_platform(tmp_path, osv, capsys):
+    image = context(tmp_path / "app", "3.0.11-1~deb12u1")
+    metadata = tmp_path / "metadata.json"
+    assert main(["build", str(image), "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
+                 "--vuln-db-url", osv.url, "--ignore-unfixed", "--metadata-file", str(metadata),
+                 "--output", f"type=oci,dest={tmp_path / 'out'}"]) == 0
+    reports = [report_from_json(r) for r in json.loads(metadata.read_text())["dockyard.scan"]]
+    assert [r.platform for r in reports] == ["linux/amd64", "linux/arm64"]
+    assert len({r.digest for r in reports}) == 2
+    for report in reports:
+        assert [(v.advisory, v.origin.line) for v in report.vulnerabilities] == [("DSA-5532-1", 5)]
+        assert [i.vulnerability.advisory for i in report.ignored] == ["DEBIAN-CVE-2023-45853"]
+    assert capsys.readouterr().err.count("scan of ") == 2
