@@ -25,9 +25,10 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported o
     from .diagnostics.model import Finding, Severity
     from .errors import (AuthenticationError, ChecksFailed, ContextError, DockerfileError, DockyardError, Interrupted,
                          IsolationError, LayerError, OutputError, RegistryError, SigningError, SourceLocation,
-                         StepFailed, UsageError)
-    from .events import (BuildFailed, BuildFinished, BuildStarted, Event, Events, ImagePushed, Message, StageStarted,
-                         StepFinished, StepLog, StepStarted, TransferFinished, TransferProgress, TransferStarted)
+                         StepFailed, UsageError, VulnerabilitiesFound, VulnerabilityDatabaseError)
+    from .events import (BuildFailed, BuildFinished, BuildStarted, Event, Events, ImagePushed, Message, ScanFinished,
+                         StageStarted, StepFinished, StepLog, StepStarted, TransferFinished, TransferProgress,
+                         TransferStarted)
     from .image.model import Platform
     from .files import replace_file
     from .image.reference import Reference, is_loopback_registry, parse_reference
@@ -58,10 +59,11 @@ _MODULE_OF = {
     **dict.fromkeys(["credential_source", "read_docker_config"], ".registry.credentials"),
     **dict.fromkeys(["Event", "Events", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished",
                      "TransferStarted", "TransferProgress", "TransferFinished", "ImagePushed", "Message",
-                     "BuildFinished", "BuildFailed"], ".events"),
+                     "BuildFinished", "BuildFailed", "ScanFinished"], ".events"),
     **dict.fromkeys(["DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
                      "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted",
-                     "LayerError", "SigningError", "SourceLocation"], ".errors"),
+                     "LayerError", "SigningError", "SourceLocation", "VulnerabilitiesFound",
+                     "VulnerabilityDatabaseError"], ".errors"),
 }
 
 __all__ = [
@@ -83,11 +85,11 @@ __all__ = [
     "PlainRenderer", "format_duration", "format_size",
     # events (dockyard.events)
     "Event", "Events", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished", "TransferStarted",
-    "TransferProgress", "TransferFinished", "ImagePushed", "Message", "BuildFinished", "BuildFailed",
+    "TransferProgress", "TransferFinished", "ImagePushed", "Message", "BuildFinished", "BuildFailed", "ScanFinished",
     # errors (dockyard.errors)
     "DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
     "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError",
-    "SigningError", "SourceLocation",
+    "SigningError", "SourceLocation", "VulnerabilitiesFound", "VulnerabilityDatabaseError",
     # the public modules
     "events", "errors",
 ]

@@ -19,10 +19,11 @@ import dockyard.errors
 import dockyard.events
 
 EVENTS = ["Event", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished", "TransferStarted",
-          "TransferProgress", "TransferFinished", "ImagePushed", "Message", "BuildFinished", "BuildFailed"]
+          "TransferProgress", "TransferFinished", "ImagePushed", "Message", "BuildFinished", "BuildFailed",
+          "ScanFinished"]
 ERRORS = ["DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
           "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError",
-          "SigningError"]
+          "SigningError", "VulnerabilitiesFound", "VulnerabilityDatabaseError"]
 VALUE_TYPES = ["BuildOptions", "Annotation", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource",
                "NamedContext", "SigningSpec", "BuildResult", "Finding", "Platform", "Reference", "SourceLocation"]
 FUNCTIONS = ["build", "check", "parse_reference", "parse_build_context", "credential_source", "read_docker_config",
