@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -54,8 +54,8 @@ DATABASE = DatabaseInfo("Debian", "https://osv-vulnerabilities.storage.googleapi
                         "2026-12-07T08:00:00Z", 77012)
 FULL = report(ignored=(IGNORED,), expired_ignores=(EXPIRED,), databases=(DATABASE,),
               warnings=("no advisories for ecosystem Wolfi in the database",))
-START = datetime(2026, 12, 7, 21, 0, 1, tzinfo=timezone.utc)
-END = datetime(2026, 12, 7, 21, 0, 3, 500000, tzinfo=timezone.utc)
+START = datetime(2026, 12, 7, 21, 0, 1, tzinfo=UTC)
+END = datetime(2026, 12, 7, 21, 0, 3, 500000, tzinfo=UTC)
 
 
 def test_every_format_renders_and_an_unknown_one_is_a_usage_error():

@@ -12,7 +12,7 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 from urllib.parse import quote
 
@@ -46,7 +46,7 @@ def render_scan(reports: Sequence[ScanReport], fmt: str, *, tool_version: str = 
                 started: datetime | None = None, finished: datetime | None = None) -> str:
     """The reports in `fmt`. `started`/`finished` are the scan's times for the formats that record them (GitLab's);
     now when not given."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     renderers = {"json": lambda: _json(reports),
                  "sarif": lambda: _sarif(reports, tool_version),
                  "gitlab": lambda: _gitlab(reports, tool_version, started or now, finished or now),
@@ -126,7 +126,7 @@ def _repo_path(file: str) -> str:
 
 def _sarif(reports: Sequence[ScanReport], tool_version: str) -> str:
     rules: dict[str, dict[str, Any]] = {}
-    results = []
+    results: list[dict[str, Any]] = []
     for vulnerability, report, platforms in _unique(reports):
         score = vulnerability.cvss_score if vulnerability.cvss_score is not None \
             else _SECURITY_SEVERITY[vulnerability.severity]
@@ -154,7 +154,7 @@ def _sarif(reports: Sequence[ScanReport], tool_version: str) -> str:
                            "purl": vulnerability.purl, "image": report.image, "platforms": platforms}})
     rule_index = {rule_id: index for index, rule_id in enumerate(rules)}
     for result in results:
-        result["ruleIndex"] = rule_index[result["ruleId"]]
+        result["ruleIndex"] = rule_index[str(result["ruleId"])]
     log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
         "tool": {"driver": {"name": "dockyard", "version": tool_version, "informationUri": INFORMATION_URI,
                             "rules": list(rules.values())}},
@@ -175,7 +175,7 @@ def _help_markdown(vulnerability: Vulnerability) -> str:
 
 def _gitlab_time(moment: datetime) -> str:
     # The schema's pattern: yyyy-mm-ddThh:mm:ss, UTC, no zone suffix.
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _identifier(name: str) -> dict[str, str]:
@@ -293,10 +293,10 @@ def render_markdown(reports: Sequence[ScanReport], *, heading: str = "###") -> s
                 link = vulnerability.links[0] if vulnerability.links else ""
                 advisory = f"[{vulnerability.advisory}]({link})" if link else vulnerability.advisory
                 aliases = f" ({', '.join(vulnerability.aliases)})" if vulnerability.aliases else ""
+                fixed = f"`{_cell(vulnerability.fixed_version)}`" if vulnerability.fixed_version else "no fix"
                 lines.append(f"| {vulnerability.severity.value} | {_cell(advisory + aliases)} "
                              f"| `{_cell(vulnerability.package)}` | `{_cell(vulnerability.version)}` "
-                             f"| {'`' + _cell(vulnerability.fixed_version) + '`' if vulnerability.fixed_version else 'no fix'} "
-                             f"| {_cell(introduced_by(vulnerability))} |")
+                             f"| {fixed} | {_cell(introduced_by(vulnerability))} |")
             hidden = len(report.vulnerabilities) - MARKDOWN_ROWS
             if hidden > 0:
                 lines.append(f"\n…and {hidden} more (less severe), in the scan reports.")
@@ -306,8 +306,9 @@ def render_markdown(reports: Sequence[ScanReport], *, heading: str = "###") -> s
                 f"{_cell(item.vulnerability.advisory)} in `{_cell(item.vulnerability.package)}` ({_cell(item.reason)})"
                 for item in report.ignored), ""]
         for expired in report.expired_ignores:
-            lines += [f"- ignore entry for {_cell(expired.advisory)} expired on {expired.expired} "
-                      f"({_cell(expired.file)}" + (f":{expired.line}" if expired.line else "") + "): no longer hides it"]
+            place = _cell(expired.file) + (f":{expired.line}" if expired.line else "")
+            lines.append(f"- ignore entry for {_cell(expired.advisory)} expired on {expired.expired} "
+                         f"({place}): no longer hides it")
         if report.expired_ignores:
             lines.append("")
         lines += [f"- {_cell(warning)}" for warning in report.warnings]
