@@ -10,7 +10,7 @@ gate silently lets everything through."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,24 +73,31 @@ def fail_on_vuln_level(text: str, *, subject: str = "input fail-on-vuln") -> str
     return value
 
 
+def input_subject(name: str) -> str:
+    """How the GitHub Action and the GitLab component name an input in an error: `input fail-on-vuln`."""
+    return f"input {name}"
+
+
 def scan_request(*, scan: bool, fail_on_vuln: str = "", ignore_unfixed: bool = False, ignore_file: str = "",
-                 database: str = "", database_url: str = "",
-                 reports: tuple[tuple[str, Path], ...] = ()) -> ScanRequest | None:
+                 database: str = "", database_url: str = "", reports: tuple[tuple[str, Path], ...] = (),
+                 subject: Callable[[str], str] = input_subject) -> ScanRequest | None:
     """The request the inputs make; None without `scan`. A scan setting given without `scan: true` is an error
-    naming it: the user asked for a gate that would not be there."""
+    naming it (`subject` turns an input's name into the adapter's own spelling): the user asked for a gate that
+    would not be there."""
     settings = {"fail-on-vuln": fail_on_vuln, "ignore-unfixed": "true" if ignore_unfixed else "",
                 "vuln-ignore-file": ignore_file, "vuln-db": database, "vuln-db-url": database_url}
     if not scan:
         for name, value in settings.items():
             if value:
-                raise UsageError(f"{name} is set and scan is not", subject=f"input {name}",
-                                 hint="set scan: true to scan the built image (or leave the scan inputs out)")
+                raise UsageError(f"{subject(name)} is set and scan is not", subject=subject(name),
+                                 hint="set scan: true to scan the built image (or leave the scan settings out)")
         return None
     if database and database_url:
-        raise UsageError("vuln-db and vuln-db-url are both set", subject="input vuln-db",
+        raise UsageError(f"{subject('vuln-db')} and {subject('vuln-db-url')} are both set", subject=subject("vuln-db"),
                          hint="vuln-db names a copy on the runner (no download), vuln-db-url a mirror to "
                               "download from: give one")
-    return ScanRequest(fail_on_vuln=fail_on_vuln_level(fail_on_vuln), ignore_unfixed=ignore_unfixed,
+    return ScanRequest(fail_on_vuln=fail_on_vuln_level(fail_on_vuln, subject=subject("fail-on-vuln")),
+                       ignore_unfixed=ignore_unfixed,
                        ignore_file=ignore_file.strip(), database=database.strip(),
                        database_url=database_url.strip(), reports=reports)
 
