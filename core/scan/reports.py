@@ -43,15 +43,15 @@ _JENKINS_SEVERITIES = {VulnSeverity.CRITICAL: "ERROR", VulnSeverity.HIGH: "HIGH"
 
 
 def render_scan(reports: Sequence[ScanReport], fmt: str, *, tool_version: str = __version__,
-                started: datetime | None = None, finished: datetime | None = None) -> str:
+                started: datetime | None = None, finished: datetime | None = None, heading: str = "###") -> str:
     """The reports in `fmt`. `started`/`finished` are the scan's times for the formats that record them (GitLab's);
-    now when not given."""
+    now when not given. `heading` is the markdown's heading level for each image (`####` inside a section)."""
     now = datetime.now(UTC)
     renderers = {"json": lambda: _json(reports),
                  "sarif": lambda: _sarif(reports, tool_version),
                  "gitlab": lambda: _gitlab(reports, tool_version, started or now, finished or now),
                  "jenkins": lambda: _jenkins(reports),
-                 "markdown": lambda: render_markdown(reports)}
+                 "markdown": lambda: render_markdown(reports, heading=heading)}
     if fmt not in renderers:
         raise UsageError(f"unknown scan report format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
     return renderers[fmt]()

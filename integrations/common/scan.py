@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import UsageError
-from dockyard.scan.model import ScanReport, VulnSeverity, report_from_json
+from dockyard import ScanReport, VulnSeverity, report_from_json
 
 from .supplychain import FALSE_WORDS, TRUE_WORDS
 

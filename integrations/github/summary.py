@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dockyard.scan.model import ScanReport
-from dockyard.scan.reports import render_markdown
+from dockyard import ScanReport, render_scan
 
 from ..common.failure import location, paragraph, title
 from ..common.public import format_duration, format_size
@@ -91,4 +90,4 @@ def scan_section(reports: Sequence[ScanReport]) -> str:
     """The vulnerability scan's table per platform (core/scan/reports.py's markdown); "" without a scan."""
     if not reports:
         return ""
-    return "\n" + render_markdown(reports, heading="###")
+    return "\n" + render_scan(reports, "markdown", heading="###")

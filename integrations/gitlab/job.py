@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import DockyardError, UsageError
-from dockyard.scan.model import ScanReport
+from dockyard import ScanReport
 
 from ..common.cache import default_cache_reference
 from ..common.manifest import write_digest_file

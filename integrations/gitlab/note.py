@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dockyard.scan.model import ScanReport
-from dockyard.scan.reports import render_markdown
+from dockyard import ScanReport, render_scan
 
 from ..common.scan import counts_text, total_counts
 from ..common.supplychain import attestation_lines, signature_lines
@@ -96,7 +95,7 @@ def note_body(ctx: MergeRequestContext, *, image: str, succeeded: bool, metadata
                                                         in sorted(by_severity.items())) or "none"))
     if scans:
         lines.append(f"- vulnerabilities: {counts_text(total_counts(list(scans)))}")
-        lines += ["", render_markdown(scans, heading="####")]
+        lines += ["", render_scan(scans, "markdown", heading="####")]
     footer = "_Updated by " + (f"[pipeline]({ctx.pipeline_url})" if ctx.pipeline_url else "the pipeline") + (
         f" at `{ctx.commit}`" if ctx.commit else "") + "._"
     body = "\n".join(lines).rstrip("\n")
