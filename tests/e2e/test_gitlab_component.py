@@ -371,3 +371,44 @@ def test_keyless_signature_with_the_jobs_id_token(registry, busybox_base, tmp_pa
         assert image_verifies(registry.host, "group/keyless", digest, mock.trusted_root)
     assert re.search(rf"signed {digest} keyless, as tag \S+:sha256-[0-9a-f]{{64}}\.sig",
                      job_log(project, "dockyard-build"))
+
+
+def test_merge_request_note_from_a_merge_request_pipeline(project_registry, busybox_base, tmp_path):
+    """`mr-note: true` in a merge request pipeline writes the build's note and a diff discussion on the finding's
+    line, through python-gitlab, to tests/support/gitlab_api.py's loopback stand-in for GitLab's API (a GitLab
+    server cannot run here; the stand-in checks every call against GitLab's published API)."""
+    from tests.support.gitlab_api import GitLabStandIn, Server
+
+    token = "glpat-project-token-42"
+    stand_in = GitLabStandIn(token=token, diff_lines={"app/Dockerfile": {3}})
+    dockerfile = f"FROM {busybox_base}\nRUN true\nENV legacy form\n"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {project_registry.host}/group/noted
+              push: false
+              cache: false
+              context: app
+              lint: none
+              mr-note: true
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": dockerfile})
+    with Server(stand_in) as server:
+        variables = {"CI_MERGE_REQUEST_IID": "3", "CI_PROJECT_ID": "7", "CI_SERVER_URL": server.url,
+                     "DOCKYARD_GITLAB_TOKEN": token}
+        result = run_pipeline(project, project_registry.host, tmp_path,
+                              *[word for name, value in variables.items() for word in ("--variable", f"{name}={value}")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stand_in.violations == []
+    [note] = stand_in.notes
+    assert note["body"].startswith("<!-- dockyard:build-summary job=dockyard-build -->")
+    assert f"dockyard build succeeded: `{project_registry.host}/group/noted`" in note["body"]
+    [discussion] = stand_in.discussions
+    [diff_note] = discussion["notes"]
+    assert (diff_note["position"]["new_path"], diff_note["position"]["new_line"]) == ("app/Dockerfile", 3)
+    assert "LegacyKeyValueFormat" in diff_note["body"]
+    log = job_log(project, "dockyard-build")
+    assert f"merge request !3: note {note['id']} written, 1 new finding discussion(s)" in log
+    assert token not in result.stdout + log
