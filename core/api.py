@@ -84,13 +84,26 @@ def _checked_build(options: BuildOptions, events: Events) -> BuildResult:
             from .diagnostics.reports import write_reports
 
             failure = finding_from_error(exc)
-            write_reports(findings + ([failure] if failure else []), options.reports)
+            write_reports(findings + _scan_findings(options, getattr(exc, "reports", ()))
+                          + ([failure] if failure else []), options.reports)
         raise
     if options.reports:
         from .diagnostics.reports import write_reports
 
-        write_reports(findings, options.reports)
+        write_reports(findings + _scan_findings(options, result.scans), options.reports)
     return result
+
+
+def _scan_findings(options: BuildOptions, reports: Iterable[object]) -> list[Finding]:
+    """--scan with --report: the image's vulnerabilities as findings on the Dockerfile lines that brought them in
+    (ScanReports, or their JSON form as the build's result holds them)."""
+    if options.scan is None:
+        return []
+    from .scan.findings import scan_findings
+    from .scan.model import ScanReport, report_from_json
+
+    read = [r if isinstance(r, ScanReport) else report_from_json(r) for r in reports]  # type: ignore[arg-type]
+    return scan_findings(read, display_path(options.dockerfile_path))
 
 
 def _fail_on(findings: list[Finding], options: BuildOptions) -> None:

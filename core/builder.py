@@ -25,6 +25,7 @@ from .options import EPOCH_ARG, BuildOptions, check_compression, parse_platforms
 from .outputs import check_outputs, finalize
 from .plan import BuildPlan, make_plan, run_platforms
 from .result import BuildResult
+from .scan.model import report_to_json
 from .session import BuildSession, BuiltPlatform, StepNumbers
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
     from .attest.compose import PlatformAttestations
     from .attest.prefetch import LayerPrefetch
+    from .attest.compose import Cataloger
     from .attest.provenance import GitSource
+    from .scan.model import ScanReport
     from .registry.client import RegistryClient
 
 
@@ -131,7 +134,9 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
             prefetch.finish()
         session.finish_steps()
         images = [finalize(b.image, options) for b in built]
-        attestations = attest(session, planned, built, images, downloads, started_at, prefetch, git)
+        cataloger = scan_cataloger(session, images, prefetch)
+        scans = scan(session, planned, built, images, cataloger)
+        attestations = attest(session, planned, built, images, downloads, started_at, prefetch, git, cataloger)
         written = session.outputs.write(images, planned.tags, session.finish_early_uploads(), attestations)
         for attested in written.attestations:
             events.info(f"attestations for {attested.platform} ({attested.summary}): {attested.image.digest}")
@@ -150,7 +155,8 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
                              steps=tuple(step for b in built for step in b.steps), pushed=tuple(written.pushed),
                              duration=time.monotonic() - started, warnings=tuple(warnings),
                              signatures=written.signatures,
-                             attestations=tuple(a.metadata() for a in written.attestations))
+                             attestations=tuple(a.metadata() for a in written.attestations),
+                             scans=tuple(report_to_json(r) for r in scans) if scans else ())
         session.outputs.write_result_files(result)
         events.emit(BuildFinished(digest=written.digest, duration=result.duration))
         return result
@@ -160,7 +166,8 @@ def start_sbom_prefetch(session: BuildSession, stack: ExitStack) -> LayerPrefetc
     """With --sbom: base layers are read for the SBOM while the steps run (attest/prefetch.py)."""
     from .attest.spec import SBOM, find
 
-    if find(session.options.attestations, SBOM) is None and not session.options.sbom_outputs:
+    if find(session.options.attestations, SBOM) is None and not session.options.sbom_outputs \
+            and session.options.scan is None:
         return None
     from .attest.prefetch import LayerPrefetch
 
@@ -190,7 +197,8 @@ def start_git_lookup(options: BuildOptions, stack: ExitStack) -> Future[GitSourc
 def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatform], images: list[Image],
            downloads: list[tuple[str, str]], started: dt.datetime,
            prefetched: LayerPrefetch | None = None,
-           git: Future[GitSource | None] | None = None) -> list[PlatformAttestations]:
+           git: Future[GitSource | None] | None = None,
+           cataloger: Cataloger | None = None) -> list[PlatformAttestations]:
     """The attestations --sbom/--provenance/--attest ask for, one manifest per image (none asked: none)."""
     options = session.options
     if not options.attestations and not options.sbom_outputs:
@@ -209,7 +217,40 @@ def attest(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatfo
                         names=planned.tags or options.push_targets, build_args=planned.build_args,
                         bases=session.bases.resolved, downloads=downloads, started=started,
                         store=session.store, events=session.events, declared=declared, prefetched=prefetched,
-                        git=git)
+                        git=git, **({"cataloger": cataloger} if cataloger is not None else {}))
+
+
+def scan_cataloger(session: BuildSession, images: list[Image], prefetched: LayerPrefetch | None) -> Cataloger | None:
+    """With --scan: the catalog maker the scan and the SBOM share (each image is catalogued once)."""
+    if session.options.scan is None:
+        return None
+    from .attest.build import cached_cataloger
+
+    # The catalog reads every layer: a registry cache hit's blob is fetched now rather than mounted.
+    session.cached_layers.fetch([layer for image in images for layer in image.layers])
+    return cached_cataloger(session.options.cache_root, prefetched)
+
+
+def scan(session: BuildSession, planned: PlannedBuild, built: list[BuiltPlatform], images: list[Image],
+         cataloger: Cataloger | None) -> list[ScanReport]:
+    """--scan: each image's vulnerability report; the gate (--fail-on-vuln) is checked here, before anything is
+    pushed or written (a failing build still writes the reports and the metadata file's dockyard.scan)."""
+    options = session.options
+    if options.scan is None or cataloger is None:
+        return []
+    from .scan.build import scan_images, write_failed_metadata
+    from .scan.scanner import check_gate
+    from .errors import VulnerabilitiesFound
+
+    reports = scan_images(options, images=images, steps=[b.steps for b in built],
+                          names=planned.tags or options.push_targets, blobs=session.store, cataloger=cataloger,
+                          events=session.events)
+    try:
+        check_gate(reports, options.scan.fail_on)
+    except VulnerabilitiesFound:
+        write_failed_metadata(options.metadata_file, reports)
+        raise
+    return reports
 
 
 def build_platforms(session: BuildSession, planned: PlannedBuild) -> list[BuiltPlatform]:

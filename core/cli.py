@@ -156,6 +156,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="kaniko's registry cache: read and write the cache at REGISTRY/REPOSITORY:cache "
                         "(mode=max)")
     _add_findings_options(b)
+    b.add_argument("--scan", action="store_true",
+                   help="scan the image for vulnerabilities (OSV advisories of its distribution and Python "
+                        "packages) before anything is pushed; implied by the other scan options")
+    _add_scan_options(b)
     _add_lint_command(sub)
     _add_manifest_commands(sub)
     # Listed for --help only: main() hands `dockyard kaniko ...` to the kaniko front end before argparse.
@@ -163,7 +167,63 @@ def make_parser() -> argparse.ArgumentParser:
     _add_login_commands(sub)
     _add_cache_commands(sub)
     _add_sbom_command(sub)
+    _add_scan_command(sub)
     return parser
+
+
+def _add_scan_options(parser: argparse.ArgumentParser) -> None:
+    """The options `dockyard scan` and `dockyard build --scan` share (scan/settings.py)."""
+    from .scan.settings import FAIL_ON_VULN
+
+    parser.add_argument("--fail-on-vuln", choices=FAIL_ON_VULN, default=None,
+                        help="fail (exit 12) when a vulnerability at or above this severity is found; with a build "
+                             "nothing is pushed or written (default none)")
+    parser.add_argument("--ignore-unfixed", action="store_true",
+                        help="set aside vulnerabilities that have no fixed version yet")
+    parser.add_argument("--vuln-ignore-file", metavar="FILE",
+                        help="advisories to set aside, each with a reason and an expiry date (Trivy's "
+                             ".trivyignore.yaml or .trivyignore)")
+    parser.add_argument("--vuln-db", metavar="DIR|ZIP",
+                        help="use this OSV database instead of downloading one: a directory of <Ecosystem>/all.zip "
+                             "or one zip of OSV records (air-gapped runners)")
+    parser.add_argument("--vuln-db-url", metavar="URL",
+                        help="download the OSV archives from this mirror (URL/<Ecosystem>/all.zip) instead of "
+                             "osv.dev's")
+    parser.add_argument("--scan-report", action="append", default=[], metavar="FORMAT=FILE",
+                        help="write the scan's report to FILE (repeatable)")
+
+
+def scan_settings_from_args(args: argparse.Namespace, *, requested: bool) -> object:
+    """The ScanSettings the scan options ask for; None when no scan is asked for (`requested` is --scan)."""
+    from .scan.settings import ScanReportSpec, ScanSettings
+
+    given = (args.fail_on_vuln is not None or args.ignore_unfixed or args.vuln_ignore_file or args.vuln_db
+             or args.vuln_db_url or args.scan_report)
+    if not requested and not given:
+        return None
+    return ScanSettings(fail_on=args.fail_on_vuln or "none", ignore_unfixed=args.ignore_unfixed,
+                        ignore_file=Path(args.vuln_ignore_file) if args.vuln_ignore_file else None,
+                        db=Path(args.vuln_db) if args.vuln_db else None, db_url=args.vuln_db_url,
+                        reports=tuple(ScanReportSpec.parse(r) for r in args.scan_report))
+
+
+def _add_scan_command(sub: SubParsers) -> None:
+    scan = sub.add_parser("scan", help="scan an image for vulnerabilities (OSV advisories)",
+                          description="Match the packages of an image (its SBOM catalog) against OSV advisories of "
+                                      "their ecosystems (Debian, Ubuntu, Alpine, PyPI, npm), each in its own version "
+                                      "order. The database is downloaded into the cache (conditional requests) "
+                                      "and reused offline, or given with --vuln-db.")
+    scan.add_argument("source", metavar="SOURCE",
+                      help="the image: a registry reference, oci:DIR[:TAG] or docker-archive:FILE[:NAME:TAG]")
+    scan.add_argument("--format", choices=("table", "json"), default="table",
+                      help="how to print the result (default table; json: the report as the metadata file has it)")
+    scan.add_argument("--output", "-o", metavar="FILE", help="write the result to FILE instead of standard output")
+    scan.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                      help="the platform of a multi-platform image to scan (default this machine's)")
+    scan.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                      help="allow plain HTTP to this registry (loopback registries are always allowed)")
+    _add_cache_dir(scan)
+    _add_scan_options(scan)
 
 
 def _add_findings_options(parser: argparse.ArgumentParser) -> None:
@@ -369,6 +429,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Buil
         signing=_signing(args.sign),
         attestations=parse_attestations(sbom=args.sbom, provenance=args.provenance, attest=args.attest),
         sbom_outputs=tuple(SbomOutput.parse(o) for o in args.sbom_output),
+        scan=scan_settings_from_args(args, requested=args.scan),  # type: ignore[arg-type]
         environ=environ,
     )
 
@@ -713,6 +774,13 @@ def _dispatch(argv: list[str]) -> int:
         return run_logout(args)
     if args.command == "cache":
         return run_cache(args, argv)
+    if args.command == "scan":
+        from .scan.command import run_scan
+
+        return run_scan(args.source, settings=scan_settings_from_args(args, requested=True),  # type: ignore[arg-type]
+                        output_format=args.format, output=args.output, platform=args.platform,
+                        environ=dict(os.environ), cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                        insecure_registries=tuple(args.insecure_registry))
     if args.command == "sbom":
         from .sbom.command import run_sbom
 

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = ["EXIT_CODES", "AuthenticationError", "ChecksFailed", "ContextError", "DockerfileError", "DockyardError",
            "Interrupted", "IsolationError", "LayerError", "OutputError", "RegistryError", "SigningError",
+           "VulnerabilitiesFound", "VulnerabilityDatabaseError",
            "SourceLocation", "StepFailed", "UsageError"]
 
 
@@ -139,6 +140,23 @@ class SigningError(DockyardError):
     exit_code = 11
 
 
+class VulnerabilitiesFound(DockyardError):
+    """The image's vulnerability scan found vulnerabilities at or above --fail-on-vuln. `reports` are the scan's
+    ScanReports (core/scan/model.py), one per platform, so that a caller can still report what was found."""
+
+    exit_code = 12
+
+    def __init__(self, message: str, *, reports: tuple[Any, ...] = (), **details: Any):
+        super().__init__(message, **details)
+        self.reports = reports
+
+
+class VulnerabilityDatabaseError(DockyardError):
+    """No vulnerability database to scan with (none given, none downloadable, none cached), or a broken one."""
+
+    exit_code = 13
+
+
 class Interrupted(DockyardError):
     exit_code = 130
 
@@ -158,6 +176,10 @@ EXIT_CODES: list[tuple[int, str]] = [
     (ChecksFailed.exit_code, "checks found problems at or above --fail-on (dockyard lint, build --check)"),
     (SigningError.exit_code, "signing failed (key, passphrase, or the registry refused the signature): the image "
                              "was pushed by digest only, no tag was moved"),
+    (VulnerabilitiesFound.exit_code, "the vulnerability scan found vulnerabilities at or above --fail-on-vuln: "
+                                     "with a build, nothing was pushed or written"),
+    (VulnerabilityDatabaseError.exit_code, "no usable vulnerability database (none given with --vuln-db, none "
+                                           "downloadable, none cached), or a broken one"),
     (Interrupted.exit_code, "interrupted (SIGINT; 143 for SIGTERM, 129 for SIGHUP): the RUN in progress was killed "
                             "and the work directory removed"),
 ]

@@ -17,7 +17,7 @@ from .errors import DockyardError, Interrupted
 from .stopping import Stopped
 
 __all__ = ["BuildFailed", "BuildFinished", "BuildStarted", "Event", "Events", "ImagePushed", "Listener", "Message",
-           "NULL_EVENTS", "StageStarted", "StepFinished", "StepLog", "StepStarted", "TransferFinished",
+           "NULL_EVENTS", "ScanFinished", "StageStarted", "StepFinished", "StepLog", "StepStarted", "TransferFinished",
            "TransferProgress", "TransferStarted", "event_from_json"]
 
 # What `dockyard` exits with for an exception that is no DockyardError: a bug (errors.EXIT_CODES).
@@ -136,6 +136,15 @@ class Message(Event):
 
     level: str  # "info", "warning", "error"
     text: str
+
+
+@dataclass(frozen=True)
+class ScanFinished(Event):
+    """An image's vulnerability scan ended (`dockyard build --scan`, one per platform): `report` is the
+    ScanReport's JSON form (scan/model.py's report_to_json; report_from_json reads it back)."""
+
+    platform: str
+    report: dict[str, Any]
 
 
 @dataclass(frozen=True)

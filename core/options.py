@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .attest.spec import SbomOutput
     from .attest.spec import AttestationSpec
     from .named_contexts import NamedContext
+    from .scan.settings import ScanSettings
     from .signing.spec import SigningSpec
 
 
@@ -470,6 +471,9 @@ class BuildOptions:
     attestations: tuple[AttestationSpec, ...] = ()
     # --sbom-output FORMAT=FILE: the image's SBOM also written to files (attest/sbom_files.py).
     sbom_outputs: tuple[SbomOutput, ...] = ()
+    # --scan (and --fail-on-vuln, --ignore-unfixed, --vuln-ignore-file, --vuln-db, --vuln-db-url, --scan-report):
+    # the image's vulnerability scan, before anything is pushed (scan/build.py); None: no scan.
+    scan: ScanSettings | None = None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ), compare=False, repr=False)
 
     @property

@@ -33,6 +33,8 @@ class BuildResult:
     signatures: tuple[dict[str, str], ...] = ()
     # One per attestation manifest written: {"platform", "digest", "subject", "predicateTypes"}.
     attestations: tuple[dict[str, Any], ...] = ()
+    # --scan: each platform's scan report, as scan/model.py's report_to_json writes it.
+    scans: tuple[dict[str, Any], ...] = ()
 
     @property
     def platform_images(self) -> tuple[Image, ...]:
@@ -79,6 +81,8 @@ class BuildResult:
             "duration": round(self.duration, 4),
             "attestations": [dict(a) for a in self.attestations],
         }
+        if self.scans:  # --scan: one report per platform (scan/model.py's report_from_json reads them back)
+            doc["dockyard.scan"] = [dict(s) for s in self.scans]
         if self.signatures:  # --sign: what was signed and where each signature is stored
             doc["signatures"] = [dict(s) for s in self.signatures]
         return doc

@@ -33,7 +33,7 @@ class Severity(Enum):
 
 _RANKS = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 
-SOURCES = ("dockyard", "hadolint", "build")
+SOURCES = ("dockyard", "hadolint", "build", "scan")  # scan: a vulnerability of the image (scan/findings.py)
 
 
 @dataclass(frozen=True)
