@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported o
     from .named_contexts import NamedContext, parse_build_context
     from .options import Annotation, BuildOptions, OutputSpec, RegistryCache, ReportSpec, SecretSource, SshSource
     from .signing.spec import SigningSpec
+    from .scan.model import ScanReport, Vulnerability, VulnSeverity, report_from_json, report_to_json
+    from .scan.reports import render_scan
 
 # Each public name and the module (relative to this package) it is defined in.
 _MODULE_OF = {
@@ -55,6 +57,9 @@ _MODULE_OF = {
     "parse_reference": ".image.reference",
     "is_loopback_registry": ".image.reference",
     "replace_file": ".files",
+    **dict.fromkeys(["ScanReport", "Vulnerability", "VulnSeverity", "report_from_json", "report_to_json"],
+                    ".scan.model"),
+    "render_scan": ".scan.reports",
     **dict.fromkeys(["PlainRenderer", "format_duration", "format_size"], ".progress"),
     **dict.fromkeys(["credential_source", "read_docker_config"], ".registry.credentials"),
     **dict.fromkeys(["Event", "Events", "BuildStarted", "StageStarted", "StepStarted", "StepLog", "StepFinished",
@@ -90,6 +95,8 @@ __all__ = [
     "DockyardError", "UsageError", "DockerfileError", "ContextError", "StepFailed", "RegistryError",
     "AuthenticationError", "IsolationError", "OutputError", "ChecksFailed", "Interrupted", "LayerError",
     "SigningError", "SourceLocation", "VulnerabilitiesFound", "VulnerabilityDatabaseError",
+    # a vulnerability scan's reports, their JSON form (the metadata file's `dockyard.scan`) and their renderers
+    "ScanReport", "Vulnerability", "VulnSeverity", "report_from_json", "report_to_json", "render_scan",
     # the public modules
     "events", "errors",
 ]

@@ -26,6 +26,8 @@ ERRORS = ["DockyardError", "UsageError", "DockerfileError", "ContextError", "Ste
           "SigningError", "VulnerabilitiesFound", "VulnerabilityDatabaseError"]
 VALUE_TYPES = ["BuildOptions", "Annotation", "OutputSpec", "RegistryCache", "ReportSpec", "SecretSource", "SshSource",
                "NamedContext", "SigningSpec", "BuildResult", "Finding", "Platform", "Reference", "SourceLocation"]
+# The scan's reports (core/scan/model.py) and their renderer (core/scan/reports.py).
+SCAN = ["ScanReport", "Vulnerability", "VulnSeverity", "report_from_json", "report_to_json", "render_scan"]
 FUNCTIONS = ["build", "check", "parse_reference", "parse_build_context", "credential_source", "read_docker_config",
              "format_duration", "format_size", "is_loopback_registry", "replace_file"]
 
@@ -37,7 +39,7 @@ def test_every_public_name_resolves_and_is_listed_once() -> None:
     assert set(dockyard.__all__) <= set(dir(dockyard))
     with pytest.raises(AttributeError):
         dockyard.no_such_name  # noqa: B018 (the lookup is the test)
-    assert set(EVENTS + ERRORS + VALUE_TYPES + FUNCTIONS + ["Events", "Severity", "PlainRenderer", "events",
+    assert set(EVENTS + ERRORS + VALUE_TYPES + FUNCTIONS + SCAN + ["Events", "Severity", "PlainRenderer", "events",
                                                               "errors", "__version__"]) == set(dockyard.__all__)
 
 

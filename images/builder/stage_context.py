@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 # `sign: keyless`, a kaniko-style job's own `dockyard build --sign keyless`) works in the image as it does in a
 # venv with the extra. It adds 15 distributions, 18.9 MB installed and 6.2 MB compressed, to the 18.9 MB (executor)
 # the image adds to its base without it (25.1 MB with it): a user could not add it to an image without pip.
-IMAGE_EXTRAS = ("keyless",)
+# `gitlab` (python-gitlab and requests-toolbelt, pure Python, a few hundred KB): the GitLab component's merge-request
+# note, which runs in this image.
+IMAGE_EXTRAS = ("keyless", "gitlab")
 LAUNCHERS = {
     "dockyard": '#!/bin/sh\nexec /dockyard/venv/bin/python3 -m dockyard "$@"\n',
     # /kaniko/executor links here: kaniko's executor path, kaniko's flags.

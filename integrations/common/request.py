@@ -14,6 +14,7 @@ from .cache import cache_from, cache_to
 from .levels import DEFAULT_LINT_LEVEL
 from .platforms import check_platforms
 from .public import OutputSpec
+from .scan import ScanRequest
 from .supplychain import Signing, attest_values, check_pushes, provenance_value, sbom_value
 
 
@@ -60,6 +61,7 @@ class BuildRequest:
     attests: tuple[str, ...] = ()  # type=sbom|provenance,...
     builder_id: str = ""
     signing: Signing | None = None
+    scan: ScanRequest | None = None  # scan.py: `--scan`, its gate and its reports; None for no scan
     extra_args: tuple[str, ...] = ()  # last before the context, so a flag given here wins over a derived one
 
 
@@ -167,6 +169,8 @@ def build_arguments(request: BuildRequest) -> list[str]:
     args += repeated("--insecure-registry", request.insecure_registries)
     args += repeated("--registry-mirror", request.registry_mirrors) + repeated("--secret", request.secrets)
     args += supply_chain_arguments(request)
+    if request.scan is not None:
+        args += request.scan.arguments()
     args += request.extra_args
     args.append(request.context)
     return args

@@ -17,6 +17,7 @@ from dockyard.errors import DockyardError
 from ..common.manifest import ManifestRequest, manifest_arguments
 from ..common.request import pushes_by_digest
 from ..common.runner import dockyard_command, run_dockyard
+from ..common.scan import read_scan_reports, scan_lines
 from ..common.supplychain import PASSPHRASE_ENV
 from . import merge, metadata, privileges, provenance, summary, workflow
 from .flags import ResultFiles, build_arguments, signing
@@ -77,7 +78,14 @@ def publish(log: GroupedLog, files: ResultFiles, tags: list[str], code: int, env
     if meta is not None:
         workflow.set_outputs({"digest": meta["digest"], "imageid": meta.get("config_digest", ""),
                               "metadata": json.dumps(meta), "tags": "\n".join(tags)})
-    workflow.append_summary(summary.render(log, meta), environ)
+    # The scan's results are there when the vulnerability gate failed the build too: that is when they matter.
+    scans = read_scan_reports(files.scan_json, meta)
+    if scans:
+        for line in scan_lines(scans):
+            print(f"scanned {line}")
+        workflow.set_outputs({"scan": files.scan_json.read_text() if files.scan_json and files.scan_json.exists()
+                              else json.dumps({"reports": (meta or {}).get("dockyard.scan", [])})})
+    workflow.append_summary(summary.render(log, meta) + summary.scan_section(scans), environ)
 
 
 def read_back(tag: str, insecure_registries: tuple[str, ...] = ()) -> dict[str, Any] | None:
@@ -130,7 +138,8 @@ def main() -> int:
         tags, labels = resolve_tags_and_labels(inputs, environ)
         if inputs.merges:
             return run_merge(inputs, tags, temp, environ)
-        files = ResultFiles(metadata=temp / "metadata.json", report=temp / "report.github")
+        files = ResultFiles(metadata=temp / "metadata.json", report=temp / "report.github",
+                            scan_json=temp / "scan.json")
         args = build_arguments(inputs, tags=tags, labels=labels, secret_dir=temp / "secrets", files=files,
                                builder_id=provenance.builder_id(environ))
         env = dockyard_environment(inputs, environ)

@@ -12,6 +12,7 @@ from dockyard.errors import UsageError
 
 from ..common.request import BuildRequest, Report
 from ..common.request import build_arguments as request_arguments
+from ..common.scan import ScanRequest, scan_request
 from ..common.supplychain import PASSPHRASE_ENV, Signing
 from .inputs import ActionInputs, key_value
 
@@ -22,6 +23,22 @@ class ResultFiles:
 
     metadata: Path
     report: Path  # the `github` diagnostics report (the findings, and the failure at its line)
+    scan_json: Path | None = None  # the scan's reports (`--scan-report json=`), read for the summary and outputs
+
+
+def scan_settings(inputs: ActionInputs, files: ResultFiles) -> ScanRequest | None:
+    """`--scan` and its gate; the SARIF goes where `scan-sarif` says (for github/codeql-action/upload-sarif)."""
+    if inputs.scan_sarif and not inputs.scan:
+        raise UsageError("scan-sarif is set and scan is not", subject="input scan-sarif",
+                         hint="set scan: true to scan the built image (or leave scan-sarif out)")
+    wanted: list[tuple[str, Path]] = []
+    if files.scan_json is not None:
+        wanted.append(("json", files.scan_json))
+    if inputs.scan_sarif:
+        wanted.append(("sarif", Path(inputs.scan_sarif)))
+    return scan_request(scan=inputs.scan, fail_on_vuln=inputs.fail_on_vuln,
+                        ignore_unfixed=inputs.ignore_unfixed, ignore_file=inputs.vuln_ignore_file,
+                        database=inputs.vuln_db, database_url=inputs.vuln_db_url, reports=tuple(wanted))
 
 
 def write_secret_values(secrets: list[tuple[str, str]], directory: Path) -> list[str]:
@@ -83,7 +100,7 @@ def build_request(inputs: ActionInputs, *, tags: list[str], labels: list[str], s
         # `lint` is the level that fails the step; findings below it are still annotated.
         lint=inputs.lint, reports=(Report("github", files.report),), metadata_file=files.metadata,
         sbom=inputs.sbom, provenance=inputs.provenance, attests=inputs.attests, builder_id=builder_id,
-        signing=signing(inputs, secret_dir), extra_args=inputs.extra_args)
+        signing=signing(inputs, secret_dir), scan=scan_settings(inputs, files), extra_args=inputs.extra_args)
 
 
 def build_arguments(inputs: ActionInputs, *, tags: list[str], labels: list[str], secret_dir: Path,

@@ -17,6 +17,7 @@ from actions_toolkit import core
 from dockyard.errors import UsageError
 
 from ..common.levels import parse_lint_level
+from ..common.scan import fail_on_vuln_level, scan_enabled
 from ..common.supplychain import sign_mode, sign_options
 
 
@@ -81,6 +82,14 @@ class ActionInputs:
     sign_key: str = ""  # the private key itself (a secret), for sign: key
     sign_key_passphrase: str = ""
     sign_options: tuple[str, ...] = ()  # more --sign attributes (a private Sigstore instance's URLs)
+    # The vulnerability scan (integrations/common/scan.py); scan-sarif: where the SARIF for code scanning goes.
+    scan: bool = False
+    fail_on_vuln: str = ""
+    ignore_unfixed: bool = False
+    vuln_ignore_file: str = ""
+    vuln_db: str = ""
+    vuln_db_url: str = ""
+    scan_sarif: str = ""
     # The merge of a distributed build (either switches the action from building to assembling an index):
     sources: tuple[str, ...] = ()  # image references
     merge_digests: str = ""  # a directory of the build jobs' digest files, for the first of `images`
@@ -119,7 +128,10 @@ class ActionInputs:
             merge_digests=_text("merge-digests").strip(), sbom=_text("sbom").strip(),
             provenance=_text("provenance").strip(), attests=lines("attests"), sign=sign_mode(_text("sign")),
             sign_key=_text("sign-key"), sign_key_passphrase=_text("sign-key-passphrase"),
-            sign_options=sign_options(_text("sign-options")))
+            sign_options=sign_options(_text("sign-options")), scan=scan_enabled(_text("scan")),
+            fail_on_vuln=fail_on_vuln_level(_text("fail-on-vuln")), ignore_unfixed=_bool("ignore-unfixed"),
+            vuln_ignore_file=_text("vuln-ignore-file").strip(), vuln_db=_text("vuln-db").strip(),
+            vuln_db_url=_text("vuln-db-url").strip(), scan_sarif=_text("scan-sarif").strip())
 
 
 def key_value(items: tuple[str, ...], input_name: str) -> list[tuple[str, str]]:

@@ -7,7 +7,10 @@ when the build failed half-way (then there is no metadata file) and name each st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from dockyard import ScanReport, render_scan
 
 from ..common.failure import location, paragraph, title
 from ..common.public import format_duration, format_size
@@ -81,3 +84,10 @@ def render_merge(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
         lines += [f"| {_cell(entry['platform'] or '(none: an attestation)')} | `{entry['digest']}` |"
                   for entry in metadata["platforms"]]
     return "\n".join(lines) + "\n"
+
+
+def scan_section(reports: Sequence[ScanReport]) -> str:
+    """The vulnerability scan's table per platform (core/scan/reports.py's markdown); "" without a scan."""
+    if not reports:
+        return ""
+    return "\n" + render_scan(reports, "markdown", heading="###")

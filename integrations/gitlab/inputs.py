@@ -18,6 +18,7 @@ from typing import Any
 from dockyard.errors import UsageError
 
 from ..common.levels import parse_lint_level
+from ..common.scan import fail_on_vuln_level
 from ..common.supplychain import sign_mode, sign_options
 
 PREFIX = "DOCKYARD_INPUT_"
@@ -45,6 +46,15 @@ class ComponentInputs:
     sign_key_variable: str = "COSIGN_PRIVATE_KEY"  # a File variable (its value: the key file's path) or the key
     sign_passphrase_variable: str = "COSIGN_PASSWORD"
     sign_options: tuple[str, ...] = ()  # more --sign attributes (a private Sigstore instance's URLs)
+    # The vulnerability scan (integrations/common/scan.py) and the merge-request note (note.py):
+    scan: bool = False
+    fail_on_vuln: str = ""
+    ignore_unfixed: bool = False
+    vuln_ignore_file: str = ""
+    vuln_db: str = ""
+    vuln_db_url: str = ""
+    mr_note: bool = False
+    mr_note_token_variable: str = "DOCKYARD_GITLAB_TOKEN"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> ComponentInputs:
@@ -71,7 +81,12 @@ class ComponentInputs:
                    provenance=text("PROVENANCE"), sign=sign_mode(text("SIGN")),
                    sign_key_variable=text("SIGN_KEY_VARIABLE") or "COSIGN_PRIVATE_KEY",
                    sign_passphrase_variable=text("SIGN_PASSPHRASE_VARIABLE") or "COSIGN_PASSWORD",
-                   sign_options=sign_options(text("SIGN_OPTIONS")))
+                   sign_options=sign_options(text("SIGN_OPTIONS")),
+                   scan=boolean(typed, "scan", False), fail_on_vuln=fail_on_vuln_level(text("FAIL_ON_VULN")),
+                   ignore_unfixed=boolean(typed, "ignore-unfixed", False),
+                   vuln_ignore_file=text("VULN_IGNORE_FILE"), vuln_db=text("VULN_DB"), vuln_db_url=text("VULN_DB_URL"),
+                   mr_note=boolean(typed, "mr-note", False),
+                   mr_note_token_variable=text("MR_NOTE_TOKEN_VARIABLE") or "DOCKYARD_GITLAB_TOKEN")
 
 
 def typed_inputs(raw: str) -> dict[str, Any]:

@@ -14,8 +14,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dockyard.errors import DockyardError, UsageError
+from dockyard import ScanReport
 
 from ..common.cache import default_cache_reference
 from ..common.manifest import write_digest_file
@@ -24,8 +26,9 @@ from ..common.public import parse_reference
 from ..common.request import BuildRequest, Report, push_by_digest_output
 from ..common.request import build_arguments as request_arguments
 from ..common.runner import dockyard_command, run_dockyard
+from ..common.scan import ScanRequest, read_scan_reports, scan_lines, scan_request
 from ..common.supplychain import Signing, attestation_lines, signature_lines
-from . import reports, signing
+from . import note, reports, signing
 from .inputs import ComponentInputs
 from .login import registry_login
 from .sections import SectionedLog
@@ -35,6 +38,8 @@ RESULTS_DIR = ".dockyard"
 CODE_QUALITY = "gl-code-quality-report.json"
 DOTENV = "dockyard.env"
 ANNOTATIONS = "annotations.json"
+# artifacts:reports:container_scanning (GitLab's name for it, as its own analyzers write it).
+CONTAINER_SCANNING = "gl-container-scanning-report.json"
 # Where a job of a distributed build leaves its digest for the merge job (templates/merge.yml): an artifact
 # holding one empty file per image, named by the digest's hex, as Docker's recipe hands them on.
 DIGESTS = "digests"
@@ -46,6 +51,18 @@ class WorkFiles:
 
     metadata: Path
     code_quality: Path
+    scan_json: Path | None = None  # the scan's reports (`--scan-report json=`), when the inputs ask for a scan
+    container_scanning: Path | None = None
+
+
+def scan_settings(inputs: ComponentInputs, files: WorkFiles) -> ScanRequest | None:
+    """`--scan` and its gate from the inputs, with the container scanning report and the json the job reads."""
+    reports_wanted: tuple[tuple[str, Path], ...] = ()
+    if files.scan_json is not None and files.container_scanning is not None:
+        reports_wanted = (("json", files.scan_json), ("gitlab", files.container_scanning))
+    return scan_request(scan=inputs.scan, fail_on_vuln=inputs.fail_on_vuln, ignore_unfixed=inputs.ignore_unfixed,
+                        ignore_file=inputs.vuln_ignore_file, database=inputs.vuln_db,
+                        database_url=inputs.vuln_db_url, reports=reports_wanted)
 
 
 def check_push_by_digest(inputs: ComponentInputs) -> None:
@@ -83,7 +100,7 @@ def build_request(inputs: ComponentInputs, *, references: list[str], labels: lis
         # `lint` is the level that fails the job; every finding is in the code quality report.
         lint=inputs.lint, reports=(Report("gitlab", files.code_quality),), metadata_file=files.metadata,
         sbom=inputs.sbom, provenance=inputs.provenance, builder_id=builder_id, signing=sign,
-        extra_args=inputs.extra_args)
+        scan=scan_settings(inputs, files), extra_args=inputs.extra_args)
 
 
 def build_arguments(inputs: ComponentInputs, *, references: list[str], labels: list[str],
@@ -95,7 +112,7 @@ def build_arguments(inputs: ComponentInputs, *, references: list[str], labels: l
 
 def clear_results(results: Path) -> None:
     """A retried job on a shell runner may find the last run's reports: none of them may pass for this run's."""
-    for name in (CODE_QUALITY, DOTENV, ANNOTATIONS):
+    for name in (CODE_QUALITY, DOTENV, ANNOTATIONS, CONTAINER_SCANNING):
         (results / name).unlink(missing_ok=True)
 
 
@@ -103,9 +120,19 @@ def publish(results: Path, files: WorkFiles, inputs: ComponentInputs, references
             environ: Mapping[str, str]) -> None:
     if files.code_quality.exists():
         reports.write(results / CODE_QUALITY, files.code_quality.read_text())
-    if not files.metadata.exists():
+    # Written even when the vulnerability gate failed the build: the merge request shows what failed it.
+    if files.container_scanning is not None and files.container_scanning.exists():
+        reports.write(results / CONTAINER_SCANNING, files.container_scanning.read_text())
+    metadata = json.loads(files.metadata.read_text()) if files.metadata.exists() else None
+    scans = read_scan_reports(files.scan_json, metadata)
+    if metadata is not None and "digest" not in metadata:
+        metadata = None  # a build the vulnerability gate failed: the file holds only `dockyard.scan`, no image
+    for line in scan_lines(scans):
+        print(f"scanned {line}")
+    if inputs.mr_note:
+        write_note(inputs, files, metadata, references, scans, environ)
+    if metadata is None:
         return  # the build failed: no image to hand on
-    metadata = json.loads(files.metadata.read_text())
     digest = metadata["digest"]
     repository = parse_reference(references[0]).name if references else inputs.image
     if inputs.push_by_digest:
@@ -124,6 +151,28 @@ def publish(results: Path, files: WorkFiles, inputs: ComponentInputs, references
         print(f"signed {line}")
 
 
+def write_note(inputs: ComponentInputs, files: WorkFiles, metadata: dict[str, Any] | None, references: list[str],
+               scans: list[ScanReport], environ: Mapping[str, str]) -> None:
+    """The merge-request note (note.py); why there is none, or why it failed, is a line of the log: a note is a
+    notification, never the build's result."""
+    context = note.MergeRequestContext.from_environment(environ, inputs.mr_note_token_variable)
+    if isinstance(context, str):
+        print(context)
+        return
+    findings = note.CodeQualityFinding.read_all(files.code_quality)
+    body = note.note_body(context, image=inputs.image, succeeded=metadata is not None, metadata=metadata,
+                          references=references, findings=findings, scans=scans)
+    try:
+        outcome = note.publish_note(context, body, findings)
+    except Exception as exc:  # python-gitlab's errors, a refused connection: reported, the build goes on
+        print(f"merge request note not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    print(f"merge request !{context.merge_request_iid}: note {outcome.note_id} "
+          f"{'written' if outcome.created else 'updated'}, {outcome.discussions_created} new finding discussion(s)"
+          + (f", {outcome.discussions_skipped} on lines outside the diff (in the note)"
+             if outcome.discussions_skipped else ""))
+
+
 def main() -> int:
     environ = dict(os.environ)
     # A job starts in CI_PROJECT_DIR; the working directory is used, as gitlab-ci-local's shell executor runs jobs
@@ -138,7 +187,8 @@ def main() -> int:
         # A job of a distributed build pushes by digest alone: the merge job tags the index.
         references = [] if inputs.push_by_digest else image_references(inputs.image, inputs.tags, pipeline)
         env_changes, login_note = registry_login(environ, temp)
-        files = WorkFiles(metadata=temp / "metadata.json", code_quality=temp / CODE_QUALITY)
+        files = WorkFiles(metadata=temp / "metadata.json", code_quality=temp / CODE_QUALITY,
+                          scan_json=temp / "scan.json", container_scanning=temp / CONTAINER_SCANNING)
         args = build_arguments(inputs, references=references, labels=standard_labels(pipeline, environ),
                                files=files, builder_id=signing.builder_id(environ),
                                sign=signing.signing(inputs, environ, temp))

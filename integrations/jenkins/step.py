@@ -6,7 +6,8 @@ The result file is `KEY=VALUE` lines, a value's backslashes and newlines escaped
 with plain string methods, as parsing JSON needs a plugin (readJSON) or a script approval on Jenkins. Keys:
 `exit_code`, `digest` (a successful build), `findings` (all findings), `findings_reaching` (those at or above the
 request's `lint` level), `attested` and `signed` (what the metadata file says was attested and signed, a line
-each), and for a failed build its `BuildFailed` event's `error`, `message`, `file`, `line`, `subject`, `hint`,
+each), `scanned` (a line per scanned platform) and `vulnerabilities` (counts by severity) when the step scans,
+and for a failed build its `BuildFailed` event's `error`, `message`, `file`, `line`, `subject`, `hint`,
 `headline` (where and what, one line)."""
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from ..common.phases import Phase, PhasedLog
 from ..common.platforms import check_platforms
 from ..common.request import BuildRequest, Report, build_arguments, push_by_digest_output
 from ..common.runner import dockyard_command, run_dockyard
+from ..common.scan import (ScanRequest, counts_text, read_scan_reports, scan_lines, scan_request,
+                           total_counts)
 from ..common.supplychain import (Signing, attestation_lines, provenance_value, sbom_value, signature_lines)
 
 
@@ -43,6 +46,25 @@ class StepFiles:
     findings: Path  # json: counted against the lint level
     digest: Path
     metadata: Path
+    scan_json: Path | None = None  # the scan's reports (`--scan-report json=`)
+    scan_issues: Path | None = None  # the vulnerabilities in Warnings NG's native format (`--scan-report jenkins=`)
+
+
+def scan_settings(request: Mapping[str, Any], files: StepFiles) -> ScanRequest | None:
+    """`scan: true` and its gate, with the step's argument names; the reports go to the step's work directory."""
+    wanted: tuple[tuple[str, Path], ...] = ()
+    if files.scan_json is not None and files.scan_issues is not None:
+        wanted = (("json", files.scan_json), ("jenkins", files.scan_issues))
+    return scan_request(scan=request.get("scan") is True, fail_on_vuln=_text(request, "failOnVuln"),
+                        ignore_unfixed=request.get("ignoreUnfixed") is True,
+                        ignore_file=_text(request, "vulnIgnoreFile"), database=_text(request, "vulnDb"),
+                        database_url=_text(request, "vulnDbUrl"), reports=wanted, subject=step_argument)
+
+
+def step_argument(name: str) -> str:
+    """The step's argument for a kernel input name: `fail-on-vuln` → `failOnVuln`."""
+    first, *rest = name.split("-")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 class PlainLog(PhasedLog):
@@ -128,7 +150,7 @@ def build_request(request: Mapping[str, Any], files: StepFiles,
         sbom=sbom_value(_text(request, "sbom"), subject="sbom"),
         provenance=provenance_value(_text(request, "provenance"), subject="provenance"),
         builder_id=environ.get("BUILD_URL", ""), signing=signing(request, environ),
-        extra_args=_strings(request, "extraArgs"))
+        scan=scan_settings(request, files), extra_args=_strings(request, "extraArgs"))
 
 
 def manifest_request(request: Mapping[str, Any], digest_file: Path,
@@ -159,6 +181,11 @@ def result_values(code: int, files: StepFiles, lint: str, failure: BuildFailed |
         metadata = json.loads(files.metadata.read_text())
         values["attested"] = "\n".join(attestation_lines(metadata)) or None
         values["signed"] = "\n".join(signature_lines(metadata)) or None
+    # The scan's results exist when the vulnerability gate failed the build too.
+    scans = read_scan_reports(files.scan_json, None)
+    if scans:
+        values["scanned"] = "\n".join(scan_lines(scans))
+        values["vulnerabilities"] = counts_text(total_counts(scans))
     if failure is not None:
         values.update(error=failure.error, message=failure.message, file=failure.file, line=failure.line,
                       subject=failure.subject, hint=failure.hint, headline=headline(failure))
@@ -199,7 +226,8 @@ def run(request_file: Path, result_file: Path, *, stream: TextIO) -> int:
         return run_manifest(request, result_file, stream=stream)
     work = result_file.parent
     files = StepFiles(sarif=work / "dockyard.sarif", text=work / "findings.txt", findings=work / "findings.json",
-                      digest=work / "digest", metadata=work / "metadata.json")
+                      digest=work / "digest", metadata=work / "metadata.json", scan_json=work / "scan.json",
+                      scan_issues=work / "vulnerabilities.json")
     lint = parse_lint_level(str(request.get("lint") or ""), subject="lint")
     try:
         args = build_arguments(build_request(request, files))

@@ -482,3 +482,58 @@ def test_the_merge_mode_signs_the_index_it_assembles(registry, busybox_base, whe
     found = classic_signatures(registry.host, "action/signed-matrix", digest)
     assert found and any(json.loads(s.payload)["critical"]["image"]["docker-manifest-digest"] == digest and
                          openssl_verifies(public_key(key), s.signature, s.payload) for s in found)
+
+
+def test_scan_gate_fails_the_step_and_the_fixed_image_passes(registry, wheelhouse, tmp_path):
+    """`scan: true`, `fail-on-vuln: high`: an image whose dpkg database has libssl3 below DSA-5532-1's fix fails
+    the step, with an error annotation on the Dockerfile line that brought the package in, the scan table in the
+    job summary, the `scan` output and the SARIF for code scanning; the image with the fix passes. OSV's archives
+    come from tests/support/osv_server.py on loopback."""
+    from tests.support.osv_server import OsvServer, archives, fixture_records
+    from tests.test_vuln_build import context
+
+    app = {}
+    for name, libssl in (("vulnerable", "3.0.11-1~deb12u1"), ("fixed", "3.0.11-1~deb12u2")):
+        directory = context(tmp_path / name, libssl)
+        app.update({f"{name}/{path.name}": path.read_text() for path in directory.iterdir()})
+    steps = """\
+        - uses: ./
+          id: vulnerable
+          continue-on-error: true
+          with:
+            context: app/vulnerable
+            tags: @IMAGE@
+            scan: true
+            fail-on-vuln: high
+            vuln-db-url: @OSV@
+            scan-sarif: scan.sarif
+        - name: check what the failed step left
+          env:
+            OUTCOME: ${{ steps.vulnerable.outcome }}
+            SCAN: ${{ steps.vulnerable.outputs.scan }}
+          run: |
+            test "$OUTCOME" = failure
+            grep -q '"ruleId": "DSA-5532-1"' scan.sarif
+            printf '%s' "$SCAN" > scan-output.json
+            echo "scan output: $(grep -c '"high": 1,' scan-output.json) line with one high"
+        - uses: ./
+          with:
+            context: app/fixed
+            tags: @IMAGE@
+            scan: true
+            fail-on-vuln: high
+            vuln-db-url: @OSV@
+        """
+    with OsvServer(archives(fixture_records())) as osv:
+        repo = make_repo(tmp_path / "repo", workflow(steps, IMAGE=f"{registry.host}/action/scanned:1", OSV=osv.url),
+                         app)
+        result = run_act(repo, wheelhouse, tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    assert "scan output: 1 line with one high" in log, log[-6000:]
+    [annotation] = [line for line in re.findall(r"::error [^\n]*file=app/vulnerable/Dockerfile,line=5\b[^\n]*", log)
+                    if "DSA-5532-1" in line]
+    assert "libssl3" in annotation and "3.0.11-1~deb12u1" in annotation
+    assert ("| high | [DSA-5532-1](https://osv.dev/vulnerability/DSA-5532-1) (CVE-2023-5363, CVE-2023-5678) "
+            "| `libssl3` | `3.0.11-1~deb12u1` | `3.0.11-1~deb12u2` | app/vulnerable/Dockerfile:5 ") in log
+    assert "scanned linux/amd64: 3 packages, 0 critical, 0 high, 0 medium, 1 low" in log  # the fixed image

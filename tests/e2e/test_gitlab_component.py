@@ -371,3 +371,110 @@ def test_keyless_signature_with_the_jobs_id_token(registry, busybox_base, tmp_pa
         assert image_verifies(registry.host, "group/keyless", digest, mock.trusted_root)
     assert re.search(rf"signed {digest} keyless, as tag \S+:sha256-[0-9a-f]{{64}}\.sig",
                      job_log(project, "dockyard-build"))
+
+
+def test_merge_request_note_from_a_merge_request_pipeline(project_registry, busybox_base, tmp_path):
+    """`mr-note: true` in a merge request pipeline writes the build's note and a diff discussion on the finding's
+    line, through python-gitlab, to tests/support/gitlab_api.py's loopback stand-in for GitLab's API (a GitLab
+    server cannot run here; the stand-in checks every call against GitLab's published API)."""
+    from tests.support.gitlab_api import GitLabStandIn, Server
+
+    token = "glpat-project-token-42"
+    stand_in = GitLabStandIn(token=token, diff_lines={"app/Dockerfile": {3}})
+    dockerfile = f"FROM {busybox_base}\nRUN true\nENV legacy form\n"
+    pipeline = textwrap.dedent(f"""\
+        include:
+          - local: templates/build.yml
+            inputs:
+              image: {project_registry.host}/group/noted
+              push: false
+              cache: false
+              context: app
+              lint: none
+              mr-note: true
+              python: {sys.executable}
+        """)
+    project = make_project(tmp_path / "project", pipeline, {"Dockerfile": dockerfile})
+    with Server(stand_in) as server:
+        variables = {"CI_MERGE_REQUEST_IID": "3", "CI_PROJECT_ID": "7", "CI_SERVER_URL": server.url,
+                     "DOCKYARD_GITLAB_TOKEN": token}
+        result = run_pipeline(project, project_registry.host, tmp_path,
+                              *[word for name, value in variables.items() for word in ("--variable", f"{name}={value}")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stand_in.violations == []
+    [note] = stand_in.notes
+    assert note["body"].startswith("<!-- dockyard:build-summary job=dockyard-build -->")
+    assert f"dockyard build succeeded: `{project_registry.host}/group/noted`" in note["body"]
+    [discussion] = stand_in.discussions
+    [diff_note] = discussion["notes"]
+    assert (diff_note["position"]["new_path"], diff_note["position"]["new_line"]) == ("app/Dockerfile", 3)
+    assert "LegacyKeyValueFormat" in diff_note["body"]
+    log = job_log(project, "dockyard-build")
+    assert f"merge request !3: note {note['id']} written, 1 new finding discussion(s)" in log
+    assert token not in result.stdout + log
+
+
+def test_scan_gate_fails_the_job_and_every_gitlab_report_names_the_vulnerability(project_registry, tmp_path):
+    """`scan: true`, `fail-on-vuln: high`: an image whose dpkg database has libssl3 below DSA-5532-1's fix fails
+    the job; the container scanning report (checked against what GitLab's schema requires), the code quality
+    report and the merge-request note name the package, version, advisory and Dockerfile line. The image with the
+    fix passes. OSV's archives come from tests/support/osv_server.py on loopback; the note goes to the GitLab API
+    stand-in (tests/support/gitlab_api.py: a GitLab server cannot run here)."""
+    from tests.support.gitlab_api import GitLabStandIn, Server
+    from tests.support.osv_server import OsvServer, archives, fixture_records
+    from tests.test_scan_reports import gitlab_errors
+    from tests.test_vuln_build import context
+
+    token = "glpat-project-token-42"
+    with OsvServer(archives(fixture_records())) as osv, Server(stand_in := GitLabStandIn(token=token)) as gitlab:
+        outcomes = {}
+        for name, libssl in (("vulnerable", "3.0.11-1~deb12u1"), ("fixed", "3.0.11-1~deb12u2")):
+            app = context(tmp_path / f"{name}-app", libssl)
+            pipeline = textwrap.dedent(f"""\
+                include:
+                  - local: templates/build.yml
+                    inputs:
+                      image: {project_registry.host}/group/scanned
+                      push: false
+                      cache: false
+                      context: app
+                      lint: none
+                      scan: true
+                      fail-on-vuln: high
+                      vuln-db-url: {osv.url}
+                      mr-note: true
+                      python: {sys.executable}
+                """)
+            project = make_project(tmp_path / name, pipeline,
+                                   {path.name: path.read_text() for path in app.iterdir()})
+            variables = {"CI_MERGE_REQUEST_IID": "3", "CI_PROJECT_ID": "7", "CI_SERVER_URL": gitlab.url,
+                         "DOCKYARD_GITLAB_TOKEN": token}
+            (tmp_path / f"{name}-run").mkdir()
+            outcomes[name] = (project, run_pipeline(project, project_registry.host, tmp_path / f"{name}-run",
+                                                    *[word for key, value in variables.items()
+                                                      for word in ("--variable", f"{key}={value}")]))
+    project, result = outcomes["vulnerable"]
+    assert result.returncode != 0 and "FAIL  dockyard-build" in result.stdout, result.stdout + result.stderr
+    log = job_log(project, "dockyard-build")
+    assert "scanned linux/amd64: 3 packages, 0 critical, 1 high, 0 medium, 1 low" in log
+    report = json.loads((project / ".dockyard" / "gl-container-scanning-report.json").read_text())
+    assert gitlab_errors(report) == []
+    [entry] = [v for v in report["vulnerabilities"] if v["identifiers"][0]["value"] == "DSA-5532-1"]
+    assert entry["severity"] == "High" and entry["location"]["dependency"] == {
+        "package": {"name": "libssl3"}, "version": "3.0.11-1~deb12u1"}
+    assert entry["location"]["operating_system"] == "debian 12"
+    assert entry["details"]["introduced_by"]["value"].startswith("app/Dockerfile:5 (COPY app-status")
+    findings = json.loads((project / ".dockyard" / "gl-code-quality-report.json").read_text())
+    [finding] = [f for f in findings if f["check_name"] == "DSA-5532-1"]
+    assert finding["location"] == {"path": "app/Dockerfile", "lines": {"begin": 5, "end": 5}}
+    assert not (project / ".dockyard" / "dockyard.env").exists()  # nothing was pushed, no image handed on
+    # One note, rewritten by the second pipeline: failed with the vulnerability, then succeeded without it.
+    assert stand_in.violations == []
+    [note] = stand_in.notes
+    assert "dockyard build succeeded" in note["body"] and "0 critical, 0 high, 0 medium, 1 low" in note["body"]
+    assert any(op == "putApiV4ProjectsIdMergeRequestsNoteableIdNotesNoteId" for op, _ in stand_in.requests)
+    project, result = outcomes["fixed"]
+    assert result.returncode == 0 and "PASS  dockyard-build" in result.stdout, result.stdout + result.stderr
+    report = json.loads((project / ".dockyard" / "gl-container-scanning-report.json").read_text())
+    assert gitlab_errors(report) == []
+    assert [v["identifiers"][0]["value"] for v in report["vulnerabilities"]] == ["DEBIAN-CVE-2023-45853"]

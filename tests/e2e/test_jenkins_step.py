@@ -398,3 +398,74 @@ def test_dockyard_manifest_signs_the_index_with_the_key_credentials(pipeline, re
     assert f"dockyardManifest: signed {returned['digest']} with the key in cosign-key" in outcome["log"]
     assert SIGNING_PASSPHRASE not in outcome["log"]
     assert _leftovers(pipeline["workspaces"]["signed-merge"]) == []
+
+
+# --- the vulnerability scan --------------------------------------------------------------------------------------
+
+def _run_scenarios(tmp: Path, scenarios: list[dict]) -> dict:
+    scenarios_file, results_file = tmp / "scenarios.json", tmp / "results.json"
+    scenarios_file.write_text(json.dumps(scenarios))
+    run = subprocess.run(["groovy", str(STAND_IN), str(LIBRARY), str(scenarios_file), str(results_file)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(results_file.read_text())
+    for name, outcome in results.items():
+        assert "exception" not in outcome, f"{name}: {outcome['exception']}\n{outcome['log']}"
+    return results
+
+
+@pytest.fixture(scope="module")
+def scan_pipeline(tmp_path_factory) -> dict:
+    """`scan: true, failOnVuln: 'high'` on an image whose dpkg database has libssl3 below DSA-5532-1's fix, and on
+    the fixed one (tests/test_vuln_build.py's contexts), OSV's archives from tests/support/osv_server.py on
+    loopback; the scan arguments refused before anything runs. One groovy run of its own."""
+    from tests.support.osv_server import OsvServer, archives, fixture_records
+    from tests.test_vuln_build import context
+
+    tmp = tmp_path_factory.mktemp("jenkins-scan")
+    with OsvServer(archives(fixture_records())) as osv:
+        common = {"dockyard": DOCKYARD, "image": "registry.example/jenkins/scanned", "scan": True,
+                  "failOnVuln": "high", "vulnDbUrl": osv.url, "lint": "none"}
+        scenarios = [
+            _scenario("vulnerable", context(tmp / "ws-vulnerable", "3.0.11-1~deb12u1"), common, warningsNg=True),
+            _scenario("fixed", context(tmp / "ws-fixed", "3.0.11-1~deb12u2"), common, warningsNg=True),
+            _scenario("no-warnings-ng", context(tmp / "ws-plain", "3.0.11-1~deb12u2"), common),
+            _bad("fail-on-vuln-without-scan", tmp, {"image": "app", "failOnVuln": "high"}),
+            _bad("bad-fail-on-vuln", tmp, {"image": "app", "scan": True, "failOnVuln": "severe"}),
+        ]
+        return _run_scenarios(tmp, scenarios)
+
+
+def test_scan_gate_fails_the_build_after_recording_the_vulnerability_in_warnings_ng(scan_pipeline):
+    outcome = scan_pipeline["vulnerable"]
+    assert outcome["error"].startswith("dockyardBuild: dockyard build of registry.example/jenkins/scanned exited "
+                                       "with 12: the image has vulnerabilities at or above failOnVuln")
+    assert "dockyardBuild: scanned linux/amd64: 3 packages, 0 critical, 1 high, 0 medium, 1 low" in outcome["log"]
+    tools = {tool["tool"]: tool for record in outcome["recorded"] for tool in record["tools"]}
+    issues = json.loads(tools["issues"]["content"])["issues"]
+    [libssl] = [issue for issue in issues if issue["type"] == "DSA-5532-1"]
+    assert (libssl["packageName"], libssl["severity"], libssl["lineStart"]) == ("libssl3", "HIGH", 5)
+    assert libssl["fileName"].endswith("Dockerfile") and "3.0.11-1~deb12u1" in libssl["message"]
+    assert tools["issues"]["id"].startswith("dockyard-vulns-")
+    # The Dockerfile findings' SARIF has the vulnerabilities too (dockyard's findings), on the same line.
+    sarif = json.loads(tools["sarif"]["content"])["runs"][0]["results"]
+    assert any(r["ruleId"] == "DSA-5532-1" and r["locations"][0]["physicalLocation"]["region"]["startLine"] == 5
+               for r in sarif)
+
+
+def test_the_fixed_image_passes_and_returns_the_counts(scan_pipeline):
+    outcome = scan_pipeline["fixed"]
+    assert "error" not in outcome, outcome["log"]
+    assert outcome["returned"]["vulnerabilities"] == "0 critical, 0 high, 0 medium, 1 low"
+    plain = scan_pipeline["no-warnings-ng"]
+    assert "error" not in plain and plain["recorded"] == []
+    assert "install the Warnings Next Generation plugin" in plain["log"]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("fail-on-vuln-without-scan", "dockyardBuild: failOnVuln is set and scan is not true"),
+    ("bad-fail-on-vuln", "dockyardBuild: failOnVuln 'severe' is not one of critical, high, medium, low, none"),
+])
+def test_scan_arguments_are_checked_before_anything_runs(scan_pipeline, name, message):
+    outcome = scan_pipeline[name]
+    assert outcome["error"].startswith(message) and outcome["scripts"] == []

@@ -33,8 +33,15 @@ def call(Map args = [:]) {
         for (String line : outcome.signed) {
             echo "dockyardBuild: signed ${line}"
         }
-        // Recorded before a failure is raised: the report then holds the failure at its Dockerfile line.
+        for (String line : outcome.scanned) {
+            echo "dockyardBuild: scanned ${line}"
+        }
+        // Recorded before a failure is raised: the report then holds the failure at its Dockerfile line, and the
+        // vulnerabilities that failed the gate.
         recordFindings(request, workDir)
+        if (request.scan) {
+            recordVulnerabilities(request, workDir)
+        }
         if (status != 0) {
             error "dockyardBuild: dockyard build of ${request.image} exited with ${status}: " +
                   "${ExitStatus.describe(status)}" +
@@ -45,7 +52,7 @@ def call(Map args = [:]) {
             unstable "dockyardBuild: ${reached} Dockerfile finding(s) at or above '${request.lint}' in ${request.image}"
         }
         return [digest: outcome.digest, image: request.image, tags: request.references(),
-                attestations: outcome.attested, signatures: outcome.signed]
+                attestations: outcome.attested, signatures: outcome.signed, vulnerabilities: outcome.vulnerabilities]
     }
 }
 
@@ -73,6 +80,32 @@ private void recordFindings(BuildRequest request, String workDir) {
         }
         echo "dockyardBuild: Dockerfile findings (install the Warnings Next Generation plugin to record them):\n" +
              readFile("${workDir}/findings.txt".toString())
+    } finally {
+        sh "rm -f ${Shell.quote(pattern)} && rmdir .dockyard 2>/dev/null || true"
+    }
+}
+
+/*
+ * Hands the vulnerabilities (Warnings NG's native JSON, one issue per package and advisory on the Dockerfile line
+ * that brought the package in) to Warnings NG as a report of their own, else prints their counts.
+ */
+private void recordVulnerabilities(BuildRequest request, String workDir) {
+    String issuesFile = "${workDir}/vulnerabilities.json".toString()
+    if (!fileExists(issuesFile)) {
+        return  // the build stopped before the scan: its message is in the log
+    }
+    String id = 'dockyard-vulns-' + workDir.substring(workDir.lastIndexOf('.') + 1).toLowerCase()
+    String pattern = ".dockyard/${id}.json"
+    writeFile(file: pattern, text: readFile(issuesFile))
+    try {
+        recordIssues(tools: [issues(pattern: pattern, id: id, name: "dockyard vulnerabilities ${request.image}")],
+                     enabledForFailure: true)
+    } catch (NoSuchMethodError e) {
+        if (!String.valueOf(e.message).contains('No such DSL method')) {
+            throw e
+        }
+        echo "dockyardBuild: vulnerabilities in ${request.image} (install the Warnings Next Generation plugin to " +
+             "record them) are in the log above"
     } finally {
         sh "rm -f ${Shell.quote(pattern)} && rmdir .dockyard 2>/dev/null || true"
     }

@@ -181,6 +181,14 @@ class Pipeline {
         return [tool: 'sarif'] + options
     }
 
+    // Warnings NG's native JSON format (the `issues` tool).
+    Map issues(Map options) {
+        if (!warningsNg) {
+            throw new NoSuchMethodError("No such DSL method 'issues' found among steps [echo, error, sh, ...]")
+        }
+        return [tool: 'issues'] + options
+    }
+
     void recordIssues(Map options) {
         if (!warningsNg) {
             throw new NoSuchMethodError("No such DSL method 'recordIssues' found among steps [echo, error, sh, ...]")
@@ -223,6 +231,7 @@ class Pipeline {
         binding.withCredentials = { List bindings, Closure body -> withCredentials(bindings, body) }
         binding.withEnv = { List overrides, Closure body -> withEnv(overrides, body) }
         binding.sarif = { Map options -> sarif(options) }
+        binding.issues = { Map options -> issues(options) }
         binding.recordIssues = { Map options -> recordIssues(options) }
         return binding
     }

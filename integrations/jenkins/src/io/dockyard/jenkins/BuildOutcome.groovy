@@ -48,6 +48,16 @@ class BuildOutcome implements Serializable {
         return lines(values.attested)
     }
 
+    /** What the scan found, a line per platform (none without scan). */
+    List<String> getScanned() {
+        return lines(values.scanned)
+    }
+
+    /** The vulnerabilities by severity over every platform (null without scan). */
+    String getVulnerabilities() {
+        return values.vulnerabilities
+    }
+
     /** What was signed, a line per signature (none without signing). */
     List<String> getSigned() {
         return lines(values.signed)

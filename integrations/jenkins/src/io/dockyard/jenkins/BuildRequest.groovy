@@ -14,11 +14,15 @@ class BuildRequest implements Serializable {
     static final List<String> ARGUMENTS = ['image', 'tags', 'context', 'dockerfile', 'buildArgs', 'buildContexts',
                                            'labels', 'push', 'target', 'cache', 'credentialsId', 'registry', 'lint',
                                            'extraArgs', 'dockyard', 'platforms', 'pushByDigest', 'sbom',
-                                           'provenance'] + SigningCredentials.ARGUMENTS
+                                           'provenance', 'scan', 'failOnVuln', 'ignoreUnfixed', 'vulnIgnoreFile',
+                                           'vulnDb', 'vulnDbUrl'] + SigningCredentials.ARGUMENTS
     static final List<String> PROVENANCE_MODES = ['min', 'max']
     // The kernel's lint levels (integrations/common/levels.py LINT_LEVELS, in its order; a test keeps them equal),
     // checked here too so a bad level fails before anything runs.
     static final List<String> LINT_LEVELS = ['info', 'warning', 'error', 'none']
+    // The kernel's --fail-on-vuln levels (integrations/common/scan.py FAIL_ON_VULN_LEVELS; a test keeps them equal).
+    static final List<String> FAIL_ON_VULN_LEVELS = ['critical', 'high', 'medium', 'low', 'none']
+    static final List<String> SCAN_SETTINGS = ['failOnVuln', 'ignoreUnfixed', 'vulnIgnoreFile', 'vulnDb', 'vulnDbUrl']
 
     // The distribution spec's grammar for repository path components and tags.
     private static final String COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
@@ -50,6 +54,12 @@ class BuildRequest implements Serializable {
     String sbom
     String provenance
     SigningCredentials signing
+    boolean scan
+    String failOnVuln
+    boolean ignoreUnfixed
+    String vulnIgnoreFile
+    String vulnDb
+    String vulnDbUrl
 
     static BuildRequest from(Map args) {
         for (Object key : args.keySet()) {
@@ -111,6 +121,22 @@ class BuildRequest implements Serializable {
             }
         }
         request.signing = SigningCredentials.from(args, request.push)
+        request.scan = flag(args, 'scan', false)
+        for (String setting : SCAN_SETTINGS) {
+            if (!request.scan && args.containsKey(setting)) {
+                throw new IllegalArgumentException("${setting} is set and scan is not true: set scan: true to scan " +
+                                                   "the built image (or leave ${setting} out)")
+            }
+        }
+        request.failOnVuln = text(args, 'failOnVuln', null)
+        if (request.failOnVuln && !FAIL_ON_VULN_LEVELS.contains(request.failOnVuln)) {
+            throw new IllegalArgumentException("failOnVuln '${request.failOnVuln}' is not one of " +
+                                               FAIL_ON_VULN_LEVELS.join(', '))
+        }
+        request.ignoreUnfixed = flag(args, 'ignoreUnfixed', false)
+        request.vulnIgnoreFile = text(args, 'vulnIgnoreFile', null)
+        request.vulnDb = text(args, 'vulnDb', null)
+        request.vulnDbUrl = text(args, 'vulnDbUrl', null)
         return request
     }
 
@@ -150,7 +176,9 @@ class BuildRequest implements Serializable {
                                        labels: labels, push: push, target: target, cache: cache, lint: lint,
                                        extraArgs: extraArgs, platforms: platforms, pushByDigest: pushByDigest,
                                        sbom: sbom, provenance: provenance,
-                                       signing: signing.request()]
+                                       signing: signing.request(), scan: scan, failOnVuln: failOnVuln,
+                                       ignoreUnfixed: ignoreUnfixed, vulnIgnoreFile: vulnIgnoreFile, vulnDb: vulnDb,
+                                       vulnDbUrl: vulnDbUrl]
         return JsonOutput.toJson(request)
     }
 

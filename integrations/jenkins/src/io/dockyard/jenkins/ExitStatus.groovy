@@ -14,6 +14,8 @@ class ExitStatus implements Serializable {
             case 8: return 'this agent lacks the privileges the build needs'
             case 9: return 'an output could not be written'
             case 10: return 'checks found problems at or above --fail-on'
+            case 12: return 'the image has vulnerabilities at or above failOnVuln'
+            case 13: return 'the vulnerability database is missing or unreadable (see vulnDb, vulnDbUrl)'
             case 127: return 'the dockyard command was not found (set `dockyard:` or install it on the agent)'
             default: return 'an internal error'
         }
