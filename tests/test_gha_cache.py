@@ -202,6 +202,15 @@ def test_cli_round_trip_through_the_v2_service(stand_in, busybox_base, tmp_path)
     # A second export writes the scope's next index entry; the newest is what a reader gets.
     build("three", "--cache-to", "type=gha,scope=web")
     assert "dockyard-index-web-1#2" in stand_in.entries
+    # The service evicted one layer: its step runs again instead of failing when the layer is needed.
+    evicted = next(s["layer"] for s in first["steps"] if s["instruction"].startswith("RUN cat"))
+    del stand_in.entries[gha.BLOB_PREFIX + evicted]
+    fourth, _ = build("four", "--cache-from", "type=gha,scope=web")
+    cached = {s["instruction"]: s["cached"] for s in fourth["steps"] if not s["instruction"].startswith("FROM")}
+    # The newest index (#2, mode=min) has no tools stage; of the rest only the evicted layer's step ran.
+    assert cached == {"RUN echo tool > /tool": False, "COPY a.txt /a.txt": True, "RUN cat /a.txt > /b": False,
+                      "COPY --from=tools /tool /tool": True}
+    assert fourth["digest"] == first["digest"]
     service = [auth for _m, path, auth in stand_in.log if path.startswith("/twirp/")]
     storage = [auth for _m, path, auth in stand_in.log if path.startswith("/blob/")]
     assert service and all(a == f"Bearer {TOKEN}" for a in service)

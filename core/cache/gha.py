@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote
 from typing import TYPE_CHECKING, Any
@@ -282,7 +283,13 @@ def read_gha_cache(cache: ActionsCache, scope: str) -> list[StepEntry] | None:
             raise CorruptCache("its inline config does not match its digest")
         return config_bytes
 
-    return entries_of_manifest(body, inline_config)
+    entries = entries_of_manifest(body, inline_config)
+    # The service evicts entries on its own (GitHub: unused for 7 days, or over 10 GB): a step whose layer is gone
+    # is left out, so it runs again (and the export writes its layer back) rather than failing when needed.
+    digests = sorted({e.layer.digest for e in entries if e.layer is not None})
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="gha-cache") as pool:
+        present = {d for d, found in zip(digests, pool.map(lambda d: cache.find(BLOB_PREFIX + d), digests)) if found}
+    return [e for e in entries if e.layer is None or e.layer.digest in present]
 
 
 def write_gha_cache(cache: ActionsCache, scope: str, store: BlobStore, entries: list[StepEntry]) -> str:
