@@ -71,3 +71,29 @@ def test_the_jenkins_step_takes_and_forwards_cache_dir(tmp_path):
     args = build_arguments(step.build_request(json.loads(request_json), files))
     assert _pairs(args, "--cache-to") == ["type=local,dest=ci/.dockyard-cache,mode=max"]
     assert refusal == "refused: cacheDir must be a string (got 'true')"
+
+
+def test_the_examples_use_inputs_the_adapters_declare():
+    """examples/github-actions/actions-cache.yml is a valid workflow (@action-validator/cli) giving the action only
+    inputs action.yml declares; examples/gitlab/local-cache.gitlab-ci.yml gives the component only its inputs and
+    extends the job the component defines; the Jenkinsfile passes the step's cacheDir."""
+    workflow = REPO / "examples" / "github-actions" / "actions-cache.yml"
+    validator = REPO / ".ci" / "node" / "node_modules" / ".bin" / "action-validator"
+    result = subprocess.run([str(validator), str(workflow)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    declared = yaml.safe_load((REPO / "action.yml").read_text())["inputs"]
+    [ours] = [s for s in yaml.safe_load(workflow.read_text())["jobs"]["build"]["steps"]
+              if s.get("uses", "").startswith("OWNER/dockyard@")]
+    assert set(ours["with"]) <= set(declared) and ours["with"]["cache-to"] == "type=gha,scope=app,mode=max"
+    RegistryCache.parse(ours["with"]["cache-to"], "--cache-to")
+
+    spec, template = list(yaml.safe_load_all((REPO / "templates" / "build.yml").read_text()))
+    gitlab = yaml.safe_load((REPO / "examples" / "gitlab" / "local-cache.gitlab-ci.yml").read_text())
+    inputs = gitlab["include"][0]["inputs"]
+    assert set(inputs) <= set(spec["spec"]["inputs"])
+    job_name = spec["spec"]["inputs"]["job-name"]["default"]
+    assert gitlab[job_name]["cache"]["paths"] == [inputs["cache-dir"] + "/"]
+    assert '"$[[ inputs.job-name ]]"' in (REPO / "templates" / "build.yml").read_text()
+
+    jenkinsfile = (REPO / "examples" / "jenkins" / "Jenkinsfile.local-cache").read_text()
+    assert "cacheDir: '.dockyard-cache'" in jenkinsfile
