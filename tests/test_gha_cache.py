@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from dockyard.cache import gha
-from dockyard.errors import UsageError
+from dockyard.errors import RegistryError, UsageError
 from tests.e2e.helpers import dockyard, write_context
 
 TOKEN = "runtime-token-7f3a"
@@ -164,8 +164,7 @@ def test_v2_block_upload_of_a_big_entry(stand_in, monkeypatch):
     assert not cache.save("k", 1, iter([b"x"]))  # entries are immutable: the key is taken
     found = cache.find("k")
     assert found is not None
-    with cache.download(found) as resp:
-        assert resp.content == b"first-second-third"
+    assert b"".join(cache.download(found)) == b"first-second-third"
     assert [p for m, p, _ in stand_in.log if m == "PUT" and "comp=block&" in p].__len__() == 3
 
 
@@ -233,3 +232,10 @@ def test_an_unreachable_service_on_import_is_a_warning(busybox_base, tmp_path):
     assert "cannot import the build cache the GitHub Actions cache (scope buildkit)" in result.stderr
 
 
+
+
+def test_a_failed_download_is_a_registry_error_that_does_not_print_the_signed_url():
+    cache = gha.ActionsCache(gha.Endpoint(2, "http://127.0.0.1:9/", TOKEN))
+    with pytest.raises(RegistryError) as info:
+        b"".join(cache.download(gha.Found("dockyard-blob-1-x", "http://127.0.0.1:9/blob/1?sig=SECRET")))
+    assert "dockyard-blob-1-x" in info.value.message and "SECRET" not in info.value.render()

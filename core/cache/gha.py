@@ -159,18 +159,18 @@ class ActionsCache:
         self._request("POST", self._v1(f"caches/{cache_id}"), json={"size": size})
         return True
 
-    def download(self, found: Found) -> requests.Response:
-        """The entry's content as a streamed response (the signed URL takes no token)."""
+    def download(self, found: Found, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The entry's content, in chunks (the signed URL takes no token)."""
         import requests
 
+        what = f"cannot download {found.key} from {self.where.description}"
         try:
-            resp = self._http.get(found.url, stream=True, timeout=TIMEOUT)
+            with self._http.get(found.url, stream=True, timeout=TIMEOUT) as resp:
+                if resp.status_code != 200:
+                    raise RegistryError(f"{what}: HTTP {resp.status_code}")
+                yield from resp.iter_content(chunk_size)
         except requests.RequestException as exc:
-            raise RegistryError(f"cannot download {found.key} from {self.where.description}: {exc}") from None
-        if resp.status_code != 200:
-            resp.close()
-            raise RegistryError(f"cannot download {found.key} from {self.where.description}: HTTP {resp.status_code}")
-        return resp
+            raise RegistryError(f"{what}: {type(exc).__name__}") from None  # its text holds the signed URL
 
     # -- transport ------------------------------------------------------------------------------------------
 
@@ -195,8 +195,9 @@ class ActionsCache:
             raise RegistryError(f"{self.where.description} refused the token (HTTP {resp.status_code})",
                                 hint="the runner's ACTIONS_RUNTIME_TOKEN is valid during its job only")
         if resp.status_code >= 300:
-            raise RegistryError(f"{self.where.description} answered {method} {url.rsplit('/', 2)[-2:]} with "
-                                f"HTTP {resp.status_code}: {resp.text[:200]}")
+            operation = url.split("?", 1)[0].rsplit("/", 1)[-1]
+            raise RegistryError(f"{self.where.description} answered {method} {operation} with HTTP "
+                                f"{resp.status_code}: {resp.text[:200]}")
         return resp
 
     def _twirp(self, method: str, body: dict[str, Any], conflict_ok: bool = False) -> dict[str, Any]:
@@ -224,7 +225,9 @@ class ActionsCache:
                 resp = self._http.put(target, data=data, headers={"x-ms-version": "2020-10-02", **headers},
                                       timeout=TIMEOUT)
             except requests.RequestException as exc:
-                raise RegistryError(f"cannot upload to the cache storage of {self.where.description}: {exc}") from None
+                # The exception's text holds the signed URL, which is as good as a password until it expires.
+                raise RegistryError(f"cannot upload to the cache storage of {self.where.description}: "
+                                    f"{type(exc).__name__}") from None
             if resp.status_code not in (200, 201):
                 raise RegistryError(f"the cache storage of {self.where.description} refused an upload: HTTP "
                                     f"{resp.status_code}")
@@ -255,8 +258,8 @@ class GhaBlobs:
             raise RegistryError(f"{self.cache.where.description} has no entry for layer {digest} any more",
                                 hint="the cache service evicts entries (GitHub: after 7 days unused, or over 10 GB); "
                                      "build again to write it back")
-        with self.cache.download(found) as resp, store.writer(expected_digest=digest) as out:
-            for chunk in resp.iter_content(1 << 20):
+        with store.writer(expected_digest=digest) as out:
+            for chunk in self.cache.download(found):
                 out.write(chunk)
             out.commit()
 
@@ -266,12 +269,11 @@ def read_gha_cache(cache: ActionsCache, scope: str) -> list[StepEntry] | None:
     found = cache.find(index_prefix(scope), prefix=True)
     if found is None:
         return None
-    with cache.download(found) as resp:
-        body = b""
-        for chunk in resp.iter_content(1 << 16):
-            body += chunk
-            if len(body) > MAX_INDEX_SIZE:
-                raise CorruptCache(f"its manifest {found.key} is larger than {MAX_INDEX_SIZE} bytes")
+    body = b""
+    for chunk in cache.download(found, 1 << 16):
+        body += chunk
+        if len(body) > MAX_INDEX_SIZE:
+            raise CorruptCache(f"its manifest {found.key} is larger than {MAX_INDEX_SIZE} bytes")
 
     def inline_config(config: Descriptor) -> bytes:
         raw = json.loads(body)["config"].get("data")  # entries_of_manifest has checked it is an object
