@@ -37,7 +37,7 @@ def import_caches(client: Callable[[], RegistryClient], specs: Sequence[Registry
             events.warning(f"ignoring the build cache {spec.target}: {exc}")
             continue
         if count is None:
-            events.info(f"{spec.target} holds no cache yet")
+            events.info(f"{spec.target} has nothing to import yet (a --cache-to writes it)")
         else:
             events.info(f"imported {count} cached steps from {spec.target}")
     return cache
@@ -50,6 +50,8 @@ def _import_one(client: Callable[[], RegistryClient], spec: RegistryCache, store
 
         directory = Path(spec.path)
         entries = read_local_cache(directory, spec.tag, spec.digest)
+        if entries is None:
+            return None
         cache.add_from(spec.target, entries, LocalBlobs(directory))
         return len(entries)
     if spec.kind == "gha":

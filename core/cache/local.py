@@ -60,15 +60,15 @@ def blob_path(directory: Path, digest: str) -> Path:
     return directory / "blobs" / "sha256" / hex_digest
 
 
-def read_local_cache(directory: Path, tag: str, digest: str = "") -> list[StepEntry]:
-    """The entries of the cache under `tag` (or manifest `digest`) in the layout at `directory`. A missing
-    directory, index or tag is OutputError; a layout whose contents are not a dockyard cache, CorruptCache."""
+def read_local_cache(directory: Path, tag: str, digest: str = "") -> list[StepEntry] | None:
+    """The entries of the cache under `tag` (or manifest `digest`) in the layout at `directory`; None when there
+    is no layout there yet (the first CI job). A missing tag is OutputError; a layout whose contents are not a
+    dockyard cache, CorruptCache."""
     index_path = directory / INDEX_FILE
     try:
         index = json.loads(index_path.read_bytes())
     except FileNotFoundError:
-        raise OutputError(f"{directory} has no cache yet (no {INDEX_FILE})",
-                          hint="the first build with --cache-to type=local,dest=DIR creates it") from None
+        return None
     except OSError as exc:
         raise OutputError(f"cannot read {index_path}: {exc.strerror}") from None
     except ValueError:

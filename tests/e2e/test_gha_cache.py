@@ -48,7 +48,7 @@ def test_actions_cache_carries_every_step_to_a_fresh_runner(registry, busybox_ba
         return log
 
     first = act("one")
-    assert "holds no cache yet" in first  # the first run: nothing to import, not a failure
+    assert "has nothing to import yet" in first  # the first run: nothing to import, not a failure
     assert re.search(r"exported \d+ cached steps to the GitHub Actions cache \(scope app\)", first), first[-4000:]
     assert all(f"`{step}` | ran |" in first for step in STEPS_RUN), first[-4000:]
 
