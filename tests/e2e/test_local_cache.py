@@ -11,6 +11,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from dockyard.cache.local import read_local_cache
+from dockyard.errors import OutputError
 from tests.e2e.helpers import dockyard, write_context
 
 EPOCH = "1700000000"
@@ -81,6 +85,11 @@ def test_mode_max_round_trip_through_a_fresh_cache_dir_runs_nothing(busybox_base
     # umoci reads the layout (it lists the tag) although the manifest is a cache, not an image.
     listed = subprocess.run(["umoci", "ls", "--layout", str(cache)], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and listed.stdout.split() == ["latest"], listed.stderr
+
+    # digest= names the same manifest as the tag; a tag the directory lacks is an error that names it.
+    assert read_local_cache(cache, "other", top["digest"]) == read_local_cache(cache, "latest")
+    with pytest.raises(OutputError, match="has no tag 'other'"):
+        read_local_cache(cache, "other")
 
     second, events, _ = _build(tmp_path, "two", context, "--cache-from", f"type=local,src={cache}")
     assert _cached(second) == [True] * 6 and _runs(tmp_path, "two") == []
