@@ -197,7 +197,7 @@ class RegistryCache:
         if kind == "local":
             return cls._parse_local(text, flag, values, mode, ignore == "true")
         if kind == "gha":
-            return cls._parse_gha(text, values, mode, ignore == "true")
+            return cls._parse_gha(text, flag, values, mode, ignore == "true")
         if not values.get("ref"):
             raise UsageError(f"invalid {flag} {text!r}: type=registry needs ref=REGISTRY/REPOSITORY:TAG")
         return cls(cls._checked_ref(values["ref"], text, flag), mode, ignore == "true")
@@ -218,13 +218,13 @@ class RegistryCache:
         return cls(ref="", mode=mode, ignore_error=ignore, kind="local", path=path, tag=tag, digest=digest)
 
     @classmethod
-    def _parse_gha(cls, text: str, values: dict[str, str], mode: str, ignore: bool) -> RegistryCache:
+    def _parse_gha(cls, text: str, flag: str, values: dict[str, str], mode: str, ignore: bool) -> RegistryCache:
         version = values.get("version", "")
         if version not in ("", "1", "2"):
-            raise UsageError(f"invalid cache {text!r}: version must be 1 or 2 (the cache service API)")
+            raise UsageError(f"invalid {flag} {text!r}: version must be 1 or 2 (the cache service API)")
         scope = values.get("scope") or "buildkit"
         if any(c.isspace() or c in ",#" for c in scope):
-            raise UsageError(f"invalid cache {text!r}: scope={scope!r} may not contain spaces, ',' or '#'")
+            raise UsageError(f"invalid {flag} {text!r}: scope={scope!r} may not contain spaces, ',' or '#'")
         return cls(ref="", mode=mode, ignore_error=ignore, kind="gha", scope=scope, url=values.get("url", ""),
                    url_v2=values.get("url_v2", ""), token=values.get("token", ""), version=version)
 
