@@ -34,6 +34,7 @@ class StandIn:
         self.entries: dict[str, dict] = {}  # key -> {"version", "id", "committed", "data"}
         self.blocks: dict[int, dict[str, bytes]] = {}
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, Authorization)
+        self.refusals: list[int] = []  # statuses the next service requests get (429: rate limited)
         self.lock = threading.Lock()
         stand_in = self
 
@@ -56,6 +57,9 @@ class StandIn:
                 method = self.path.rsplit("/", 1)[-1]
                 if not self.path.startswith("/twirp/github.actions.results.api.v1.CacheService/"):
                     return self._reply(404)
+                if stand_in.refusals:
+                    self._body()
+                    return self._reply(stand_in.refusals.pop(0), b'{"code":"resource_exhausted"}')
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     return self._reply(401, b'{"code":"unauthenticated"}')
                 request = json.loads(self._body())
@@ -156,11 +160,14 @@ def test_missing_service_is_a_usage_error_that_says_how_to_get_it(environ, words
 
 
 def test_v2_block_upload_of_a_big_entry(stand_in, monkeypatch):
-    """An entry over the single-request limit goes up as Put Block per chunk, then Put Block List in order."""
+    """An entry over the single-request limit goes up as Put Block per chunk, then Put Block List in order; a
+    rate-limited (429) or failing (5xx) service request is tried again."""
     monkeypatch.setattr(gha, "SINGLE_PUT_LIMIT", 10)
     cache = gha.ActionsCache(gha.Endpoint(2, stand_in.url, TOKEN))
     chunks = [b"first-", b"second-", b"third"]
+    stand_in.refusals = [429, 503]  # rate limited, then a bad moment: the third attempt goes through
     assert cache.save("k", sum(map(len, chunks)), iter(chunks))
+    assert not stand_in.refusals
     assert not cache.save("k", 1, iter([b"x"]))  # entries are immutable: the key is taken
     found = cache.find("k")
     assert found is not None

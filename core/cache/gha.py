@@ -24,6 +24,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ UPLOAD_CHUNK = 32 * 1024 * 1024  # v1 PATCH size and v2 block size (what actions
 SINGLE_PUT_LIMIT = 128 * 1024 * 1024  # v2: a blob up to this size is one Put Blob, a bigger one Put Block + List
 MAX_INDEX_SIZE = 64 * 1024 * 1024
 TIMEOUT = 120
+RETRY_DELAYS = (1.0, 3.0)  # seconds before the second and third attempt of a service request
 
 
 def index_prefix(scope: str) -> str:
@@ -184,11 +186,22 @@ class ActionsCache:
                  **kwargs: Any) -> requests.Response:
         import requests
 
-        try:
-            resp = self._http.request(method, url, headers={"Accept": V1_ACCEPT, **self._headers(), **(headers or {})},
-                                      timeout=TIMEOUT, **kwargs)
-        except requests.RequestException as exc:
-            raise RegistryError(f"cannot reach {self.where.description}: {exc}") from None
+        all_headers = {"Accept": V1_ACCEPT, **self._headers(), **(headers or {})}
+        for attempt in range(len(RETRY_DELAYS) + 1):
+            try:
+                resp = self._http.request(method, url, headers=all_headers, timeout=TIMEOUT, **kwargs)
+            except requests.ConnectionError as exc:
+                if attempt == len(RETRY_DELAYS):
+                    raise RegistryError(f"cannot reach {self.where.description}: {exc}") from None
+                time.sleep(RETRY_DELAYS[attempt])
+                continue
+            except requests.RequestException as exc:
+                raise RegistryError(f"cannot reach {self.where.description}: {exc}") from None
+            # The service limits request rates (429) and has bad moments (5xx): BuildKit's client backs off too.
+            if (resp.status_code == 429 or resp.status_code >= 500) and attempt < len(RETRY_DELAYS):
+                time.sleep(RETRY_DELAYS[attempt])
+                continue
+            break
         if resp.status_code == 409 and conflict_ok:
             return resp
         if resp.status_code in (401, 403):
