@@ -147,11 +147,13 @@ def make_parser() -> argparse.ArgumentParser:
                    help="also write the image's SBOM to FILE (one per platform: FILE's {platform}, or the "
                         "platform before its extension)")
     b.add_argument("--cache-from", action="append", default=[], metavar="type=registry,ref=REF",
-                   help="take cached steps from the registry cache at REF (or a bare REF) when the local cache "
-                        "misses; a cache that cannot be read is a warning (repeatable)")
+                   help="take cached steps from the registry cache at REF (or a bare REF), a directory "
+                        "(type=local,src=DIR) or the GitHub Actions cache (type=gha[,scope=NAME]) when the local "
+                        "cache misses; a cache that cannot be read is a warning (repeatable)")
     b.add_argument("--cache-to", action="append", default=[], metavar="type=registry,ref=REF[,mode=min|max]",
-                   help="write this build's steps as a registry cache at REF after the build: mode=min (default) "
-                        "the final image's steps, mode=max every stage's (repeatable)")
+                   help="write this build's steps as a registry cache at REF, to a directory "
+                        "(type=local,dest=DIR) or to the GitHub Actions cache (type=gha[,scope=NAME]) after the "
+                        "build: mode=min (default) the final image's steps, mode=max every stage's (repeatable)")
     b.add_argument("--cache-repo", metavar="REGISTRY/REPOSITORY",
                    help="kaniko's registry cache: read and write the cache at REGISTRY/REPOSITORY:cache "
                         "(mode=max)")

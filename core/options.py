@@ -121,52 +121,113 @@ class ReportSpec:
 
 # kaniko's --cache-repo names a repository; the cache manifest goes under this tag in it.
 CACHE_REPO_TAG = "cache"
-_CACHE_KEYS = {"--cache-from": ("type", "ref"), "--cache-to": ("type", "ref", "mode", "ignore-error")}
+# The keys each cache type takes, as BuildKit names them (`from`: --cache-from, `to`: --cache-to).
+_CACHE_KEYS = {
+    ("registry", "--cache-from"): ("type", "ref"),
+    ("registry", "--cache-to"): ("type", "ref", "mode", "ignore-error"),
+    # oci-mediatypes / image-manifest choose between BuildKit's two layouts of its own cache; dockyard's local
+    # cache is always an OCI image manifest in an OCI layout, so they are accepted and change nothing.
+    ("local", "--cache-from"): ("type", "src", "tag", "digest", "oci-mediatypes", "image-manifest"),
+    ("local", "--cache-to"): ("type", "dest", "tag", "mode", "ignore-error", "oci-mediatypes", "image-manifest"),
+    ("gha", "--cache-from"): ("type", "scope", "url", "url_v2", "token", "version"),
+    ("gha", "--cache-to"): ("type", "scope", "url", "url_v2", "token", "version", "mode", "ignore-error"),
+}
+CACHE_TYPES = ("registry", "local", "gha")
+_CACHE_EXAMPLES = {"registry": "type=registry,ref=registry.example.com/app:cache",
+                   "local": "type=local,dest=.dockyard-cache,mode=max",
+                   "gha": "type=gha,scope=app,mode=max"}
 
 
 @dataclass(frozen=True)
 class RegistryCache:
-    """One `--cache-from` / `--cache-to` of type=registry: the cache manifest at `ref`. For an export, `mode`
-    is min (the final image's steps) or max (every stage's), and `ignore_error` turns a failed export into a
-    warning (BuildKit's ignore-error=true)."""
+    """One `--cache-from` / `--cache-to`: by `kind`, the cache manifest at registry `ref` (type=registry), an
+    OCI layout directory `path` under `tag` (type=local: src= or dest=), or the GitHub Actions cache service
+    under `scope` (type=gha; `url`/`url_v2`/`token`/`version` default to the runner's ACTIONS_* variables). For
+    an export, `mode` is min (the final image's steps) or max (every stage's), and `ignore_error` turns a
+    failed export into a warning (BuildKit's ignore-error=true)."""
 
     ref: str
     mode: str = "min"
     ignore_error: bool = False
+    kind: str = "registry"
+    path: str = ""  # type=local: the directory
+    tag: str = ""  # type=local: the index.json ref name (BuildKit's default: latest)
+    digest: str = ""  # type=local --cache-from: a manifest digest instead of the tag
+    scope: str = ""  # type=gha: the cache's name within the repository's cache
+    url: str = ""  # type=gha: the cache service (v1 REST API); default $ACTIONS_CACHE_URL
+    url_v2: str = ""  # type=gha: the results service (v2 API); default $ACTIONS_RESULTS_URL
+    token: str = field(default="", repr=False)  # type=gha: default $ACTIONS_RUNTIME_TOKEN; never printed
+    version: str = ""  # type=gha: "1" or "2"; default from $ACTIONS_CACHE_SERVICE_V2
+
+    @property
+    def target(self) -> str:
+        """The cache as messages name it."""
+        if self.kind == "local":
+            return f"the local cache {self.path}" + (f" ({self.tag})" if self.tag and self.tag != "latest" else "")
+        if self.kind == "gha":
+            return f"the GitHub Actions cache (scope {self.scope})"
+        return self.ref
 
     @classmethod
     def parse(cls, text: str, flag: str) -> RegistryCache:
         if "=" not in text and flag == "--cache-from":
             return cls(cls._checked_ref(text.strip(), text, flag))  # buildx: a bare reference is a registry cache
         values: dict[str, str] = {}
-        unexpected = []
-        for item in _csv_fields(text, flag):
-            key, eq, value = item.partition("=")
-            key = key.strip().lower()
-            if not eq or key not in _CACHE_KEYS[flag]:
-                unexpected.append(item)
-            values[key] = value.strip()
+        fields = _csv_fields(text, flag)
+        for item in fields:
+            key, _eq, value = item.partition("=")
+            values[key.strip().lower()] = value.strip()
         kind = values.get("type", "registry")
-        if kind == "local":
-            raise UsageError(f"{flag} type=local is not supported: dockyard's local cache is a directory of its "
-                             "own format", hint="use --cache-dir DIR for a local cache (it is read and written "
-                                                "on every build)")
-        if kind != "registry":
-            raise UsageError(f"invalid {flag} {text!r}: type={kind} is not supported; dockyard caches in a registry",
-                             hint=f"e.g. {flag} type=registry,ref=registry.example.com/app:cache")
+        if kind not in CACHE_TYPES:
+            raise UsageError(f"invalid {flag} {text!r}: type={kind} is not supported; dockyard caches in a "
+                             "registry (type=registry), a directory (type=local) or the GitHub Actions cache "
+                             "(type=gha)", hint=f"e.g. {flag} {_CACHE_EXAMPLES['registry']}")
+        allowed = _CACHE_KEYS[(kind, flag)]
+        unexpected = [item for item in fields
+                      if "=" not in item or item.partition("=")[0].strip().lower() not in allowed]
         if unexpected:
             raise UsageError(f"invalid {flag} {text!r}: unexpected {unexpected[0]!r}",
-                             hint=f"the keys are {', '.join(_CACHE_KEYS[flag])}, e.g. "
-                                  f"{flag} type=registry,ref=registry.example.com/app:cache")
+                             hint=f"the keys of type={kind} are {', '.join(allowed)}, e.g. "
+                                  f"{flag} {_CACHE_EXAMPLES[kind]}")
         mode = values.get("mode", "min")
         if mode not in ("min", "max"):
             raise UsageError(f"invalid {flag} {text!r}: mode must be min or max")
         ignore = values.get("ignore-error", "false").lower()
         if ignore not in ("true", "false"):
             raise UsageError(f"invalid {flag} {text!r}: ignore-error must be true or false")
+        if kind == "local":
+            return cls._parse_local(text, flag, values, mode, ignore == "true")
+        if kind == "gha":
+            return cls._parse_gha(text, flag, values, mode, ignore == "true")
         if not values.get("ref"):
             raise UsageError(f"invalid {flag} {text!r}: type=registry needs ref=REGISTRY/REPOSITORY:TAG")
         return cls(cls._checked_ref(values["ref"], text, flag), mode, ignore == "true")
+
+    @classmethod
+    def _parse_local(cls, text: str, flag: str, values: dict[str, str], mode: str, ignore: bool) -> RegistryCache:
+        key = "src" if flag == "--cache-from" else "dest"
+        if not values.get(key):
+            raise UsageError(f"invalid {flag} {text!r}: type=local needs {key}=DIRECTORY",
+                             hint=f"e.g. {flag} type=local,{key}=.dockyard-cache")
+        tag = values.get("tag") or "latest"
+        if any(c.isspace() or c in "/@" for c in tag):
+            raise UsageError(f"invalid {flag} {text!r}: tag={tag!r} is not a valid tag")
+        digest = values.get("digest", "")
+        if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise UsageError(f"invalid {flag} {text!r}: digest must be sha256: and 64 hex digits")
+        path = values[key]
+        return cls(ref="", mode=mode, ignore_error=ignore, kind="local", path=path, tag=tag, digest=digest)
+
+    @classmethod
+    def _parse_gha(cls, text: str, flag: str, values: dict[str, str], mode: str, ignore: bool) -> RegistryCache:
+        version = values.get("version", "")
+        if version not in ("", "1", "2"):
+            raise UsageError(f"invalid {flag} {text!r}: version must be 1 or 2 (the cache service API)")
+        scope = values.get("scope") or "buildkit"
+        if any(c.isspace() or c in ",#" for c in scope):
+            raise UsageError(f"invalid {flag} {text!r}: scope={scope!r} may not contain spaces, ',' or '#'")
+        return cls(ref="", mode=mode, ignore_error=ignore, kind="gha", scope=scope, url=values.get("url", ""),
+                   url_v2=values.get("url_v2", ""), token=values.get("token", ""), version=version)
 
     @classmethod
     def from_cache_repo(cls, text: str) -> RegistryCache:
@@ -451,8 +512,8 @@ class BuildOptions:
     isolation: str = "auto"  # --isolation auto|namespaces|proot (isolation/detect.py)
     no_cache: bool = False  # --no-cache: look nothing up (results are still recorded for later builds)
     cache_ttl: float | None = None  # --cache-ttl, seconds: older step cache entries are misses
-    cache_from: tuple[RegistryCache, ...] = ()  # registry caches to take steps from (after the local cache)
-    cache_to: tuple[RegistryCache, ...] = ()  # registry caches to write this build's steps to
+    cache_from: tuple[RegistryCache, ...] = ()  # external caches to take steps from (after the local cache)
+    cache_to: tuple[RegistryCache, ...] = ()  # external caches to write this build's steps to
     max_parallel_transfers: int = 4
     secrets: tuple[SecretSource, ...] = ()  # --secret, for RUN --mount=type=secret
     ssh: tuple[SshSource, ...] = ()  # --ssh, for RUN --mount=type=ssh

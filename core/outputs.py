@@ -212,7 +212,9 @@ class CachedLayers:
             source = self.remote.source_of(layer.digest)
             if source is None or self._store.has(layer.digest):
                 continue
-            if source.registry == mount_to:
+            if not isinstance(source, Reference):  # a local directory's or the GitHub Actions cache's blob
+                source.fetch(layer.digest, self._store, layer.size)
+            elif source.registry == mount_to:
                 self._client().remember_source(source, layer.digest)
             else:
                 self._client().fetch_blob(source, layer.digest, self._store, size=layer.size)
@@ -371,24 +373,27 @@ class OutputWriter:
         failure is an error (a warning with ignore-error=true) that says the image itself was written."""
         if not self.options.cache_to:
             return
-        from .cache.remote import export_cache
+        from .cache.external import export_to
 
         final_stages = target_chain(plan)
         for spec in self.options.cache_to:
-            ref = parse_reference(spec.ref)
             chosen = {e.key: e for stage, e in entries if spec.mode == "max" or stage in final_stages}
+            # A registry export mounts blobs the same registry has; the others need every blob's bytes here.
+            mount_to = parse_reference(spec.ref).registry if spec.kind == "registry" else None
             try:
-                self._cached_layers.fetch([e.layer for e in chosen.values() if e.layer], ref.registry)
-                digest = export_cache(self._client(), self._store, ref, list(chosen.values()))
+                self._cached_layers.fetch([e.layer for e in chosen.values() if e.layer], mount_to)
+                digest = export_to(spec, self._client, self._store, list(chosen.values()))
             except DockyardError as exc:
                 done = f"the image was pushed to {', '.join(pushed)}" if pushed else "the image was built"
-                text = f"cannot export the build cache to {ref} ({done}; only the cache export failed): {exc.message}"
+                text = (f"cannot export the build cache to {spec.target} ({done}; only the cache export failed): "
+                        f"{exc.message}")
                 if spec.ignore_error:
                     self.events.warning(text)
                     continue
-                error = AuthenticationError if isinstance(exc, AuthenticationError) else RegistryError
-                raise error(text, hint=exc.hint, subject=str(ref)) from None
-            self.events.info(f"exported {len(chosen)} cached steps to {ref} ({digest})")
+                error = (AuthenticationError if isinstance(exc, AuthenticationError) else
+                         OutputError if isinstance(exc, OutputError) else RegistryError)
+                raise error(text, hint=exc.hint, subject=spec.target) from None
+            self.events.info(f"exported {len(chosen)} cached steps to {spec.target} ({digest})")
 
     def write_result_files(self, result: BuildResult) -> None:
         """--digest-file and --metadata-file, each replaced whole (a reader never sees half a file)."""

@@ -198,11 +198,15 @@ class BuildSession:
 
             self.early_uploads = EarlyUploads(self.registry_client(), self.store,
                                               [parse_reference(t) for t in opts.push_targets])
-        if opts.cache_from and not opts.no_cache:
-            from .cache.remote import import_caches
+        if opts.cache_to:
+            from .cache.external import check_exports
 
-            self.cached_layers.remote = import_caches(self.registry_client(), [c.ref for c in opts.cache_from],
-                                                      self.store, self.events, opts.cache_ttl)
+            check_exports(opts.cache_to)  # before building: a cache that cannot be written is a usage error
+        if opts.cache_from and not opts.no_cache:
+            from .cache.external import import_caches
+
+            self.cached_layers.remote = import_caches(self.registry_client, opts.cache_from, self.store,
+                                                      self.events, opts.cache_ttl)
 
     def _close_tls(self) -> None:
         if self._tls is not None:

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from dockyard.cache.remote import CACHE_CONFIG, cache_documents, export_cache, import_caches, read_cache
+from dockyard.cache.external import import_caches
+from dockyard.cache.remote import CACHE_CONFIG, cache_documents, export_cache, read_cache
 from dockyard.cache.store import new_entry
 from dockyard.errors import UsageError
 from dockyard.events import Events
@@ -34,8 +35,12 @@ def test_cache_flags_parse_buildkit_syntax():
 
 
 @pytest.mark.parametrize("text, flag, words", [
-    ("type=local,dest=/tmp/c", "--cache-to", "--cache-dir"),
-    ("type=gha", "--cache-from", "type=gha is not supported"),
+    ("type=s3,bucket=b", "--cache-to", "type=s3 is not supported"),
+    ("type=local", "--cache-to", "needs dest=DIRECTORY"),
+    ("type=local,src=/tmp/c", "--cache-to", "unexpected 'src=/tmp/c'"),
+    ("type=local,dest=/tmp/c,mode=max", "--cache-from", "unexpected 'dest=/tmp/c'"),
+    ("type=gha,version=3", "--cache-from", "version must be 1 or 2"),
+    ("type=gha,ref=reg/app:c", "--cache-to", "unexpected 'ref=reg/app:c'"),
     ("type=registry", "--cache-to", "needs ref="),
     ("type=registry,ref=reg/app:c,mode=all", "--cache-to", "mode must be min or max"),
     ("type=registry,ref=reg/app:c,mode=max", "--cache-from", "unexpected 'mode=max'"),
@@ -92,7 +97,8 @@ def _push_cache(registry, repo: str, config: bytes) -> str:
 def test_corrupt_or_hostile_cache_is_ignored_with_a_warning(registry, tmp_path, config):
     ref = _push_cache(registry, "cache/corrupt", config)
     seen = []
-    cache = import_caches(RegistryClient(), [ref], BlobStore(tmp_path / "store"), Events(seen.append), None)
+    cache = import_caches(RegistryClient, [RegistryCache.parse(ref, "--cache-from")], BlobStore(tmp_path / "store"),
+                          Events(seen.append), None)
     assert cache.lookup(KEY) is None
     warnings = [e.text for e in seen if getattr(e, "level", "") == "warning"]
     assert len(warnings) == 1 and f"ignoring the build cache {ref}" in warnings[0]

@@ -14,14 +14,13 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import DockyardError
-from ..events import Events
 from ..image.blobs import BlobStore
 from ..image.model import OCI_MANIFEST, Descriptor, HistoryEntry, Layer
-from ..image.reference import Reference, parse_reference
+from ..image.reference import Reference
 from .keys import KEY_FORMAT
 from .store import StepEntry
 
@@ -45,20 +44,32 @@ class RemoteHit:
     ref: str  # the cache ref the entry came from, as the user wrote it (normalized)
 
 
+class BlobSource(Protocol):
+    """Where the layer blobs of a cache that is not in a registry (a local directory, the GitHub Actions cache)
+    are read from, when a step needs them."""
+
+    def fetch(self, digest: str, store: BlobStore, size: int) -> None:
+        """Put blob `digest` into `store`, verified against its digest."""
+
+
 class RemoteCache:
     """The entries of every --cache-from that could be read, by step key; the first cache given wins a key."""
 
     def __init__(self, ttl: float | None = None):
         self.ttl = ttl
         self._hits: dict[str, RemoteHit] = {}
-        self._sources: dict[str, Reference] = {}  # layer blob digest -> the cache repository holding it
+        # layer blob digest -> the cache repository holding it, or the source of a cache outside registries
+        self._sources: dict[str, Reference | BlobSource] = {}
 
     def add(self, ref: Reference, entries: list[StepEntry]) -> None:
-        repo = Reference(ref.registry, ref.repository)
+        self.add_from(str(ref), entries, Reference(ref.registry, ref.repository))
+
+    def add_from(self, name: str, entries: list[StepEntry], source: Reference | BlobSource) -> None:
+        """Entries read from the cache called `name` in messages, their layer blobs to be had from `source`."""
         for entry in entries:
-            self._hits.setdefault(entry.key, RemoteHit(entry, str(ref)))
+            self._hits.setdefault(entry.key, RemoteHit(entry, name))
             if entry.layer is not None:
-                self._sources.setdefault(entry.layer.digest, repo)
+                self._sources.setdefault(entry.layer.digest, source)
 
     def lookup(self, key: str) -> RemoteHit | None:
         hit = self._hits.get(key)
@@ -66,33 +77,24 @@ class RemoteCache:
             return None
         return hit
 
-    def source_of(self, digest: str) -> Reference | None:
-        """The cache repository a layer blob can be downloaded or mounted from."""
+    def source_of(self, digest: str) -> Reference | BlobSource | None:
+        """The cache repository a layer blob can be downloaded or mounted from (or the source it is read from)."""
         return self._sources.get(digest)
-
-
-def import_caches(client: RegistryClient, refs: list[str], store: BlobStore, events: Events,
-                  ttl: float | None) -> RemoteCache:
-    """Read every cache ref; one that is missing, unreadable, refused or corrupt is a warning (as BuildKit
-    warns and builds on), never a failed build."""
-    cache = RemoteCache(ttl)
-    for text in refs:
-        ref = parse_reference(text)
-        try:
-            entries = read_cache(client, ref, store)
-        except DockyardError as exc:
-            events.warning(f"cannot import the build cache {ref}: {exc.message}; building without it")
-            continue
-        except CorruptCache as exc:
-            events.warning(f"ignoring the build cache {ref}: {exc}")
-            continue
-        cache.add(ref, entries)
-        events.info(f"imported {len(entries)} cached steps from {ref}")
-    return cache
 
 
 def read_cache(client: RegistryClient, ref: Reference, store: BlobStore) -> list[StepEntry]:
     body, media_type, _digest = client.get_manifest(ref, accept=(OCI_MANIFEST,))
+
+    def read_config(config: Descriptor) -> bytes:
+        client.fetch_blob(Reference(ref.registry, ref.repository), config.digest, store, size=config.size)
+        return store.read_bytes(config.digest)
+
+    return entries_of_manifest(body, read_config)
+
+
+def entries_of_manifest(body: bytes, read_config: Callable[[Descriptor], bytes]) -> list[StepEntry]:
+    """The entries of a cache manifest (`body`), whatever holds it: `read_config` returns the bytes of the config
+    blob it names. Raises CorruptCache when either is not a cache this version reads."""
     try:
         manifest = json.loads(body)
         config = Descriptor.from_json(manifest["config"])
@@ -101,9 +103,9 @@ def read_cache(client: RegistryClient, ref: Reference, store: BlobStore) -> list
         raise CorruptCache("its manifest is not a valid OCI manifest") from None
     if config.media_type != CACHE_CONFIG:
         raise CorruptCache(f"it is not a dockyard cache (its config has media type {config.media_type!r})")
-    client.fetch_blob(Reference(ref.registry, ref.repository), config.digest, store, size=config.size)
+    config_bytes = read_config(config)
     try:
-        doc = json.loads(store.read_bytes(config.digest))
+        doc = json.loads(config_bytes)
         if doc.get("format") != CACHE_FORMAT or doc.get("keyFormat") != KEY_FORMAT:
             raise CorruptCache(f"it was written in another format ({doc.get('format')}, {doc.get('keyFormat')})")
         return [_entry(item, layers) for item in doc["entries"]]
@@ -144,6 +146,13 @@ def cache_documents(entries: list[StepEntry]) -> tuple[bytes, list[Descriptor]]:
     return json.dumps(config, sort_keys=True, separators=(",", ":")).encode(), layers
 
 
+def cache_manifest(config: Descriptor, layers: list[Descriptor]) -> bytes:
+    """The cache manifest (compact JSON) naming `config` and the layer blobs."""
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.to_json(),
+                "layers": [d.to_json() for d in layers]}
+    return json.dumps(manifest, separators=(",", ":")).encode()
+
+
 def export_cache(client: RegistryClient, store: BlobStore, ref: Reference, entries: list[StepEntry]) -> str:
     """Write `entries` as the cache at `ref`: blobs the repository lacks (mounted when the registry has them in
     another repository), the config, then one manifest PUT. Returns the manifest's digest."""
@@ -154,7 +163,5 @@ def export_cache(client: RegistryClient, store: BlobStore, ref: Reference, entri
     with ThreadPoolExecutor(max_workers=min(client.max_parallel, len(blobs)), thread_name_prefix="cache") as pool:
         for future in [pool.submit(client.upload_blob, repo, d.digest, d.size, store) for d in blobs]:
             future.result()  # the first failure raises; the manifest is not put
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.to_json(),
-                "layers": [d.to_json() for d in layers]}
     assert ref.tag is not None  # a cache is written under a tag: options.py refuses a digest
-    return client.put_manifest(repo, ref.tag, json.dumps(manifest, separators=(",", ":")).encode(), OCI_MANIFEST)
+    return client.put_manifest(repo, ref.tag, cache_manifest(config, layers), OCI_MANIFEST)

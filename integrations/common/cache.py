@@ -23,6 +23,16 @@ def cache_from(reference: str) -> str:
     return f"type=registry,ref={reference}"
 
 
+def local_cache_from(directory: str) -> str:
+    """The `--cache-from` value that reads the local cache in `directory` (an OCI layout a CI cache keeps)."""
+    return f"type=local,src={directory}"
+
+
+def local_cache_to(directory: str) -> str:
+    """The `--cache-to` value that writes every stage's steps (mode=max) to the local cache in `directory`."""
+    return f"type=local,dest={directory},mode=max"
+
+
 def cache_to(reference: str) -> str:
     """The `--cache-to` value that writes every stage's steps (mode=max) to the registry cache at `reference`."""
     return f"type=registry,ref={reference},mode=max"

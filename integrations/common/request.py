@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dockyard.errors import UsageError
 
-from .cache import cache_from, cache_to
+from .cache import cache_from, cache_to, local_cache_from, local_cache_to
 from .levels import DEFAULT_LINT_LEVEL
 from .platforms import check_platforms
 from .public import OutputSpec
@@ -45,6 +45,9 @@ class BuildRequest:
     cache: str = ""  # a registry cache read, and written when the build pushes (`cache_from`/`cache_to` besides)
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
+    # A directory the CI system keeps between jobs (a GitLab `cache:` path, a Jenkins workspace directory): read
+    # and written as a local cache (type=local, mode=max), whether or not the build pushes.
+    cache_dir: str = ""
     platforms: tuple[str, ...] = ()  # the adapter's platforms input (items may be comma lists); several: an index
     outputs: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()  # --secret values
@@ -157,6 +160,9 @@ def build_arguments(request: BuildRequest) -> list[str]:
         # A build that does not push writes nothing to the registry, its cache included.
         if request.push or pushes(request.outputs):
             cache_destinations.insert(0, cache_to(request.cache))
+    if request.cache_dir:
+        cache_sources.append(local_cache_from(request.cache_dir))
+        cache_destinations.append(local_cache_to(request.cache_dir))
     args += repeated("--cache-from", cache_sources) + repeated("--cache-to", cache_destinations)
     if request.push:
         args.append("--push")

@@ -35,6 +35,7 @@ class ComponentInputs:
     push: bool = True
     target: str = ""
     cache: bool = True
+    cache_dir: str = ""  # a project directory the job's `cache:` keeps: a local step cache besides the registry's
     lint: str = "error"
     extra_args: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
@@ -76,7 +77,7 @@ class ComponentInputs:
                    tags=strings(typed, "tags"), build_args=strings(typed, "build-args"),
                    build_contexts=strings(typed, "build-contexts"),
                    push=boolean(typed, "push", True), target=text("TARGET"), cache=boolean(typed, "cache", True),
-                   lint=lint, extra_args=extra, platforms=strings(typed, "platforms"),
+                   cache_dir=text("CACHE_DIR"), lint=lint, extra_args=extra, platforms=strings(typed, "platforms"),
                    push_by_digest=boolean(typed, "push-by-digest", False), sbom=text("SBOM"),
                    provenance=text("PROVENANCE"), sign=sign_mode(text("SIGN")),
                    sign_key_variable=text("SIGN_KEY_VARIABLE") or "COSIGN_PRIVATE_KEY",

@@ -96,7 +96,7 @@ def build_request(inputs: ComponentInputs, *, references: list[str], labels: lis
         context=inputs.context, dockerfile=inputs.dockerfile, tags=tuple(references), labels=tuple(labels),
         build_args=inputs.build_args, build_contexts=inputs.build_contexts, target=inputs.target,
         push=inputs.push and not inputs.push_by_digest, cache=cache_reference(inputs), platforms=inputs.platforms,
-        outputs=(push_by_digest_output(inputs.image),) if inputs.push_by_digest else (),
+        cache_dir=inputs.cache_dir, outputs=(push_by_digest_output(inputs.image),) if inputs.push_by_digest else (),
         # `lint` is the level that fails the job; every finding is in the code quality report.
         lint=inputs.lint, reports=(Report("gitlab", files.code_quality),), metadata_file=files.metadata,
         sbom=inputs.sbom, provenance=inputs.provenance, builder_id=builder_id, signing=sign,

@@ -56,8 +56,10 @@ def make_repo(root: Path, workflow: str, app: dict[str, str]) -> Path:
 
 
 def run_act(repo: Path, wheelhouse: Path, tmp_path: Path, secrets: dict[str, str] | None = None,
-            timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+            timeout: int = 600, env: dict[str, str] | None = None,
+            extra: list[str] | None = None) -> subprocess.CompletedProcess:
     args = [str(ACT), "push", "-P", "ubuntu-latest=-self-hosted", "--action-cache-path", str(tmp_path / "act-cache"),
+            *(extra or []),
             "--env", f"SRC={repo}", "--env", "PIP_NO_INDEX=1", "--env", f"PIP_FIND_LINKS={wheelhouse}",
             "--env", f"XDG_CACHE_HOME={os.environ.get('XDG_CACHE_HOME', tmp_path / 'cache')}"]
     for name, value in (env or {}).items():

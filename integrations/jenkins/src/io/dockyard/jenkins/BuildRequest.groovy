@@ -15,7 +15,7 @@ class BuildRequest implements Serializable {
                                            'labels', 'push', 'target', 'cache', 'credentialsId', 'registry', 'lint',
                                            'extraArgs', 'dockyard', 'platforms', 'pushByDigest', 'sbom',
                                            'provenance', 'scan', 'failOnVuln', 'ignoreUnfixed', 'vulnIgnoreFile',
-                                           'vulnDb', 'vulnDbUrl'] + SigningCredentials.ARGUMENTS
+                                           'vulnDb', 'vulnDbUrl', 'cacheDir'] + SigningCredentials.ARGUMENTS
     static final List<String> PROVENANCE_MODES = ['min', 'max']
     // The kernel's lint levels (integrations/common/levels.py LINT_LEVELS, in its order; a test keeps them equal),
     // checked here too so a bad level fails before anything runs.
@@ -44,6 +44,7 @@ class BuildRequest implements Serializable {
     boolean push
     String target
     Object cache
+    String cacheDir
     String credentialsId
     String registry
     String lint
@@ -101,6 +102,7 @@ class BuildRequest implements Serializable {
         }
         request.target = text(args, 'target', null)
         request.cache = cache(args.cache)
+        request.cacheDir = text(args, 'cacheDir', null)
         request.credentialsId = text(args, 'credentialsId', null)
         request.registry = text(args, 'registry', null) ?: registryOf(request.image)
         if (request.registry != DOCKER_HUB_KEY && !request.registry.matches(HOST)) {
@@ -173,7 +175,8 @@ class BuildRequest implements Serializable {
     String toJson() {
         Map<String, Object> request = [image: image, references: references(), context: context,
                                        dockerfile: dockerfile, buildArgs: buildArgs, buildContexts: buildContexts,
-                                       labels: labels, push: push, target: target, cache: cache, lint: lint,
+                                       labels: labels, push: push, target: target, cache: cache,
+                                       cacheDir: cacheDir, lint: lint,
                                        extraArgs: extraArgs, platforms: platforms, pushByDigest: pushByDigest,
                                        sbom: sbom, provenance: provenance,
                                        signing: signing.request(), scan: scan, failOnVuln: failOnVuln,
