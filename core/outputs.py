@@ -7,7 +7,9 @@ as an image index listing them: an OCI image index, or a Docker manifest list wi
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -194,28 +196,74 @@ def target_chain(plan: BuildPlan) -> set[int]:
 
 
 class CachedLayers:
-    """The layers registry cache hits (--cache-from) stand for: not in the blob store until something needs
-    their bytes. `remote` is the build's imported caches, once they are read (None: no cache hit comes from a
-    registry)."""
+    """The layers that stay in a registry until something needs their bytes: those registry cache hits
+    (--cache-from) stand for, and the layers of base images (pulled without them: `add_source`). `remote` is the
+    build's imported caches, once they are read (None: no cache hit comes from a registry).
+
+    Thread-safe: a layer fetched ahead (`prefetch`, while the layers below it unpack) is waited for, never
+    downloaded twice."""
 
     def __init__(self, client: Callable[[], RegistryClient], store: BlobStore):
         self._client = client
         self._store = store
         self.remote: RemoteCache | None = None
+        self._sources: dict[str, Reference] = {}  # base layer blob digest -> the repository it was pulled from
+        self._lock = threading.Lock()
+        self._downloads: dict[str, Future[None]] = {}  # digest -> its download, started or done
+        self._pool: ThreadPoolExecutor | None = None
 
-    def fetch(self, layers: list[Layer], mount_to: str | None = None) -> None:
-        """Make each layer that came from a registry cache available: tell the client where it is when it can
-        be mounted into registry `mount_to`, else download it into the store."""
-        if self.remote is None:
-            return
+    def add_source(self, repo: Reference, layers: Sequence[Layer]) -> None:
+        """`layers` (of an image pulled without them) are in `repo`."""
+        with self._lock:
+            for layer in layers:
+                self._sources.setdefault(layer.digest, Reference(repo.registry, repo.repository))
+
+    def _source_of(self, digest: str) -> Reference | None:
+        source = self._sources.get(digest)
+        if source is None and self.remote is not None:
+            source = self.remote.source_of(digest)
+        return source
+
+    def fetch(self, layers: Sequence[Layer], mount_to: str | None = None) -> None:
+        """Make each layer that is still in a registry available: tell the client where it is when it can be
+        mounted into registry `mount_to`, else download it into the store (several at once)."""
+        waiting = []
         for layer in layers:
-            source = self.remote.source_of(layer.digest)
+            source = self._source_of(layer.digest)
             if source is None or self._store.has(layer.digest):
                 continue
             if source.registry == mount_to:
                 self._client().remember_source(source, layer.digest)
             else:
-                self._client().fetch_blob(source, layer.digest, self._store, size=layer.size)
+                waiting.append(self._download(layer, source))
+        for future in waiting:
+            future.result()  # the first failure raises
+
+    def prefetch(self, layers: Sequence[Layer]) -> None:
+        """Start downloading those of `layers` still in a registry, without waiting (a later `fetch` does)."""
+        for layer in layers:
+            source = self._source_of(layer.digest)
+            if source is not None and not self._store.has(layer.digest):
+                self._download(layer, source)
+
+    def _download(self, layer: Layer, source: Reference) -> Future[None]:
+        with self._lock:
+            future = self._downloads.get(layer.digest)
+            if future is None or (future.done() and future.exception() is not None):
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self._client().max_parallel,
+                                                    thread_name_prefix="layer-fetch")
+                future = self._pool.submit(self._client().fetch_blob, source, layer.digest, self._store,
+                                           layer.size)
+                self._downloads[layer.digest] = future
+        return future
+
+    def close(self) -> None:
+        """Stops the downloads not started yet (the build is over or failed); running ones finish."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class OutputWriter:
