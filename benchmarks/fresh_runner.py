@@ -86,12 +86,12 @@ def buildah_build(runner: BuildahRunner, context: Path, tag: str, cache: str,
 
 
 def run_benchmark(root: Path, registry_host: str, base: str, dockyard: Path, runs: int,
-                  files: tuple[int, int]) -> dict[str, dict[str, list[Measurement]]]:
+                  files: tuple[int, int], tools: tuple[str, ...] = TOOLS) -> dict[str, dict[str, list[Measurement]]]:
     context = make_context(root / "context")
     build_args = {"BASE": base, "DIRS": str(files[0]), "FILES": str(files[1])}
     results: dict[str, dict[str, list[Measurement]]] = {t: {"cold": [], "warm": []} for t in TOOLS}
     for run in range(runs):
-        order = TOOLS if run % 2 == 0 else tuple(reversed(TOOLS))
+        order = tools if run % 2 == 0 else tuple(reversed(tools))
         for tool in order:
             cache = f"{registry_host}/fresh/{tool}-cache-{run}:cache"
             for phase in ("cold", "warm"):
@@ -119,7 +119,8 @@ def median(runs: list[Measurement]) -> float | None:
     return statistics.median(ok) if ok else None
 
 
-def print_table(results: dict[str, dict[str, list[Measurement]]], runs: int) -> None:
+def print_table(results: dict[str, dict[str, list[Measurement]]], runs: int,
+                tools: tuple[str, ...] = TOOLS) -> None:
     def fmt(value: float | None, unit: str = " s") -> str:
         return "failed" if value is None else f"{value:.2f}{unit}"
 
@@ -128,10 +129,10 @@ def print_table(results: dict[str, dict[str, list[Measurement]]], runs: int) -> 
 
     print(f"\nfresh runner + registry cache, one source file changed: medians of {runs} run(s), build + push")
     print(f"{'':>10} {'cold':>9} {'warm':>9} {'warm/cold':>10}")
-    for tool in TOOLS:
+    for tool in tools:
         cold, warm = median(results[tool]["cold"]), median(results[tool]["warm"])
         print(f"{tool:>10} {fmt(cold):>9} {fmt(warm):>9} {fmt(div(warm, cold), ''):>10}")
-    for phase in ("cold", "warm"):
+    for phase in ("cold", "warm") if tools == TOOLS else ():
         r = div(median(results["dockyard"][phase]), median(results["buildah"][phase]))
         goal = f" (goal <= {WARM_TARGET})" if phase == "warm" else ""
         print(f"dockyard / buildah, {phase}: {fmt(r, '')}{goal}")
@@ -142,23 +143,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="cold + warm pairs per tool (default 3)")
     parser.add_argument("--quick", action="store_true", help="4,000 dependency files instead of 20,000")
     parser.add_argument("--json", type=Path, help="also write every run's figures to this JSON file")
+    parser.add_argument("--source", type=Path, default=REPO_ROOT,
+                        help="the dockyard sources to measure (default: this checkout), e.g. an older revision's "
+                             "`git archive` unpacked")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated, of: dockyard, buildah")
     args = parser.parse_args(argv)
+    tools = tuple(t for t in TOOLS if t in args.tools.split(","))
     from benchmarks.installed import install
     from tests.support.debian_base import push_debian_python_base
     from tests.support.registry import RegistryServer
 
     root = Path(tempfile.mkdtemp(prefix="dockyard-fresh-runner-", dir="/var/tmp"))
-    dockyard = install(root / "dockyard-venv")
+    dockyard = install(root / "dockyard-venv", args.source.resolve())
     registry = RegistryServer.start(root / "registry")
     try:
         print("pushing the Debian python3 base ...", flush=True)
         base = push_debian_python_base(registry.host, root / "base")
         results = run_benchmark(root, registry.host, base, dockyard, args.runs,
-                                (4, 1000) if args.quick else (20, 1000))
+                                (4, 1000) if args.quick else (20, 1000), tools)
     finally:
         registry.stop()
         remove_state(root)
-    print_table(results, args.runs)
+    print_table(results, args.runs, tools)
     if args.json:
         args.json.write_text(json.dumps({tool: {phase: [r.__dict__ for r in runs] for phase, runs in by.items()}
                                          for tool, by in results.items()}, indent=2) + "\n")
