@@ -58,11 +58,12 @@ def edit(context: Path, text: str) -> None:
 
 
 def dockyard_build(runner: DockyardRunner, context: Path, tag: str, cache: str,
-                   build_args: dict[str, str], warm: bool) -> Measurement:
+                   build_args: dict[str, str], warm: bool, metadata: Path) -> Measurement:
     env = {**os.environ, "XDG_CACHE_HOME": str(runner.state / "cache"),
            "HOME": str(runner.state / "home")}
     command = [str(runner.script), "build", "--push", "-q", "-t", tag, "-f", str(context / "Dockerfile"),
-               "--work-dir", str(runner.state / "work"), "--cache-to", f"type=registry,ref={cache},mode=max"]
+               "--work-dir", str(runner.state / "work"), "--cache-to", f"type=registry,ref={cache},mode=max",
+               "--metadata-file", str(metadata)]
     if warm:
         command += ["--cache-from", f"type=registry,ref={cache}"]
     for key, value in build_args.items():
@@ -100,8 +101,9 @@ def run_benchmark(root: Path, registry_host: str, base: str, dockyard: Path, run
                 tag = f"{registry_host}/fresh/{tool}-{run}-{phase}:latest"
                 try:
                     if tool == "dockyard":
+                        metadata = root / f"metadata-{run}-{phase}.json"
                         result = dockyard_build(DockyardRunner(state, dockyard), context, tag, cache, build_args,
-                                                warm=phase == "warm")
+                                                warm=phase == "warm", metadata=metadata)
                     else:
                         result = buildah_build(BuildahRunner(state, registry_host), context, tag, cache,
                                                build_args, warm=phase == "warm")
@@ -111,7 +113,17 @@ def run_benchmark(root: Path, registry_host: str, base: str, dockyard: Path, run
                 status = f"FAILED: {result.error}" if result.error else \
                     f"{result.seconds:.2f} s, peak {result.peak_rss_mb:.0f} MB"
                 print(f"  run {run + 1} {tool:>8} {phase}: {status}", flush=True)
+                if tool == "dockyard" and not result.error:
+                    print(f"    steps: {step_times(metadata)}", flush=True)
     return results
+
+
+def step_times(metadata: Path) -> str:
+    """Where a dockyard build's time went: each filesystem step's duration, `C` for a cache hit. A step's
+    duration includes unpacking the layers under it when it is the first to need the root."""
+    steps = json.loads(metadata.read_text())["steps"]
+    return ", ".join(f"{s['instruction'].split()[0]}{' C' if s['cached'] else ''} {s['duration']:.2f}"
+                     for s in steps if s["instruction"].split()[0] in ("RUN", "COPY"))
 
 
 def median(runs: list[Measurement]) -> float | None:
