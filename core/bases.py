@@ -14,7 +14,7 @@ from .dockerfile import instructions as ins
 from .errors import DockerfileError, DockyardError, UsageError
 from .stage.sources import StageResult
 from .image.blobs import BlobStore
-from .image.model import Image, Layer, Platform
+from .image.model import Image, Platform
 from .image.reference import parse_reference
 from .named_contexts import NamedContexts
 from .plan import StagePlan
