@@ -15,7 +15,7 @@ from .errors import DockerfileError, DockyardError, UsageError
 from .stage.sources import StageResult
 from .image.blobs import BlobStore
 from .image.model import Image, Platform
-from .image.reference import parse_reference
+from .image.reference import Reference, parse_reference
 from .named_contexts import NamedContexts
 from .plan import StagePlan
 from .registry.routing import Routes
@@ -126,7 +126,10 @@ class BaseResolver:
         ref = parse_reference(text)
         pulled = pull_image(self._client(), ref, platform, self._store, self._routes, fetch_layers=False)
         assert pulled.source is not None, "pull_image names the repository that served the image"
-        self._layers.add_source(pulled.source, pulled.image.layers)
+        # Its layers come from where the manifest came from, falling back as the pull would have.
+        candidates = [Reference(c.registry, c.repository) for c in self._routes.pull_candidates(ref)]
+        served = candidates.index(pulled.source) if pulled.source in candidates else 0
+        self._layers.add_source([pulled.source, *candidates[served + 1:]], pulled.image.layers)
         image = pulled.image.with_config()  # a copy of the base's config to build on
         # Unpacked (into the layer cache, once per machine) only when a step mounts the root.
         rootfs = self.new_root()

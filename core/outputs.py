@@ -19,7 +19,7 @@ from .errors import AuthenticationError, DockyardError, OutputError, RegistryErr
 from .events import Events
 from .stage.history import created_time
 from .files import replace_file
-from .image.blobs import BlobStore
+from .image.blobs import BlobStore, DigestMismatch
 from .image.index import ImageIndex, image_descriptor, platform_json
 from .image.model import (DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_LAYER,
                           OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, Descriptor, Image, Layer, Platform)
@@ -207,56 +207,75 @@ class CachedLayers:
         self._client = client
         self._store = store
         self.remote: RemoteCache | None = None
-        self._sources: dict[str, Reference] = {}  # base layer blob digest -> the repository it was pulled from
+        # Base layer blob digest -> the repositories to download it from, in order: the one that served the
+        # image's manifest (a mirror, or the image's own), then those left of the pull's fallbacks.
+        self._sources: dict[str, tuple[Reference, ...]] = {}
         self._lock = threading.Lock()
         self._downloads: dict[str, Future[None]] = {}  # digest -> its download, started or done
         self._pool: ThreadPoolExecutor | None = None
 
-    def add_source(self, repo: Reference, layers: Sequence[Layer]) -> None:
-        """`layers` (of an image pulled without them) are in `repo`."""
+    def add_source(self, repos: Sequence[Reference], layers: Sequence[Layer]) -> None:
+        """`layers` (of an image pulled without them) are in the repositories `repos`, tried in order."""
+        sources = tuple(Reference(repo.registry, repo.repository) for repo in repos)
         with self._lock:
             for layer in layers:
-                self._sources.setdefault(layer.digest, Reference(repo.registry, repo.repository))
+                self._sources.setdefault(layer.digest, sources)
 
-    def _source_of(self, digest: str) -> Reference | None:
-        source = self._sources.get(digest)
-        if source is None and self.remote is not None:
+    def _sources_of(self, digest: str) -> tuple[Reference, ...]:
+        sources = self._sources.get(digest)
+        if sources is None and self.remote is not None:
             source = self.remote.source_of(digest)
-        return source
+            sources = (source,) if source is not None else None
+        return sources or ()
 
     def fetch(self, layers: Sequence[Layer], mount_to: str | None = None) -> None:
         """Make each layer that is still in a registry available: tell the client where it is when it can be
         mounted into registry `mount_to`, else download it into the store (several at once)."""
         waiting = []
         for layer in layers:
-            source = self._source_of(layer.digest)
-            if source is None or self._store.has(layer.digest):
+            sources = self._sources_of(layer.digest)
+            if not sources or self._store.has(layer.digest):
                 continue
-            if source.registry == mount_to:
-                self._client().remember_source(source, layer.digest)
+            if sources[0].registry == mount_to:
+                self._client().remember_source(sources[0], layer.digest)
             else:
-                waiting.append(self._download(layer, source))
+                waiting.append(self._download(layer, sources))
         for future in waiting:
             future.result()  # the first failure raises
 
     def prefetch(self, layers: Sequence[Layer]) -> None:
         """Start downloading those of `layers` still in a registry, without waiting (a later `fetch` does)."""
         for layer in layers:
-            source = self._source_of(layer.digest)
-            if source is not None and not self._store.has(layer.digest):
-                self._download(layer, source)
+            sources = self._sources_of(layer.digest)
+            if sources and not self._store.has(layer.digest):
+                self._download(layer, sources)
 
-    def _download(self, layer: Layer, source: Reference) -> Future[None]:
+    def _download(self, layer: Layer, sources: tuple[Reference, ...]) -> Future[None]:
         with self._lock:
             future = self._downloads.get(layer.digest)
             if future is None or (future.done() and future.exception() is not None):
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=self._client().max_parallel,
                                                     thread_name_prefix="layer-fetch")
-                future = self._pool.submit(self._client().fetch_blob, source, layer.digest, self._store,
-                                           layer.size)
+                future = self._pool.submit(self._fetch_from, layer, sources)
                 self._downloads[layer.digest] = future
         return future
+
+    def _fetch_from(self, layer: Layer, sources: tuple[Reference, ...]) -> None:
+        """Download `layer` from the first of `sources` that serves it; as a pull falls back from a failing
+        mirror, a blob that does not match its digest stops at once."""
+        client = self._client()
+        for source, next_source in zip(sources, sources[1:] + (None,)):
+            try:
+                client.fetch_blob(source, layer.digest, self._store, layer.size)
+                return
+            except DigestMismatch:
+                raise
+            except RegistryError as exc:
+                if next_source is None:
+                    raise
+                client.events.warning(f"cannot download layer {layer.digest} from {source.registry}: "
+                                      f"{exc.message}; trying {next_source.registry}")
 
     def close(self) -> None:
         """Stops the downloads not started yet (the build is over or failed); running ones finish."""
