@@ -82,3 +82,32 @@ def test_a_push_to_another_registry_downloads_and_uploads_the_base_layers(other_
         resp = requests.head(f"http://{other_registry.host}/v2/app/lazy/blobs/{layer['digest']}", timeout=10)
         assert resp.status_code == 200, layer
     assert not _transfers(events, "transfer_finished", "mounted")  # nothing to mount from on that registry
+
+
+def test_a_layer_the_mirror_lacks_is_downloaded_from_the_next_candidate(registry, busybox_base, tmp_path):
+    """The mirror served the base's manifest, and the layers are fetched later: a mirror that then fails for a
+    layer is skipped as the pull would have skipped it, with the same warning."""
+    from tests.support.images import push_busybox_base
+
+    mirror = RegistryServer.start(tmp_path / "mirror")
+    try:
+        mirrored = push_busybox_base(mirror.host, tmp_path / "mirror-base")
+        assert mirrored.partition("/")[2] == busybox_base.partition("/")[2]  # the same repository and tag
+        repository = mirrored.partition("/")[2].rpartition(":")[0]
+        manifest = requests.get(f"http://{mirror.host}/v2/{repository}/manifests/{mirrored.rpartition(':')[2]}",
+                                headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                                                   "application/vnd.docker.distribution.manifest.v2+json"},
+                                timeout=10).json()
+        for layer in manifest["layers"]:
+            deleted = requests.delete(f"http://{mirror.host}/v2/{repository}/blobs/{layer['digest']}", timeout=10)
+            assert deleted.status_code == 202, deleted.text
+        context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {busybox_base}\nRUN echo m > /m\n"})
+        result = dockyard("build", "--progress", "plain", "--image-download-retry", "0", "--cache-dir",
+                          str(tmp_path / "cache"), "--registry-map", f"{registry.host}={mirror.host}",
+                          "--output", f"type=oci,dest={tmp_path / 'oci'}", str(context))
+        assert result.returncode == 0, result.stderr
+        for layer in manifest["layers"]:
+            assert f"cannot download layer {layer['digest']} from {mirror.host}" in result.stderr
+            assert f"trying {registry.host}" in result.stderr
+    finally:
+        mirror.stop()
