@@ -14,8 +14,8 @@ from .dockerfile import instructions as ins
 from .errors import DockerfileError, DockyardError, UsageError
 from .stage.sources import StageResult
 from .image.blobs import BlobStore
-from .image.model import Image, Layer, Platform
-from .image.reference import parse_reference
+from .image.model import Image, Platform
+from .image.reference import Reference, parse_reference
 from .named_contexts import NamedContexts
 from .plan import StagePlan
 from .registry.routing import Routes
@@ -23,6 +23,7 @@ from .rootfs import PendingLayer, RootFS, Unpacker, Workspace
 
 if TYPE_CHECKING:  # imported where used: a build without them does not pay for their import
     from .context_sources import NamedContextLoader
+    from .outputs import CachedLayers
     from .registry.client import RegistryClient
 
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -47,18 +48,20 @@ class BaseResolver:
     shared by every stage, COPY --from and named context that names it; its layers are unpacked (into the
     layer cache, once per machine) only when a step mounts its root.
 
-    `client()` gives the build's registry client (made on first use); `fetch_cached(layers)` brings the blobs
-    of registry cache hits into the store before they are unpacked."""
+    A pull downloads the manifest and config only: the layers' blobs stay in the registry until something needs
+    their bytes (a step unpacking the root, an output writing them, the SBOM), and a push to the same registry
+    mounts them. `client()` gives the build's registry client (made on first use); `layers` keeps track of
+    the blobs still in a registry and fetches them into the store (outputs.CachedLayers)."""
 
     def __init__(self, *, client: Callable[[], RegistryClient], routes: Routes, store: BlobStore,
-                 workspace: Workspace, layer_cache: LayerCache, fetch_cached: Callable[[list[Layer]], None],
+                 workspace: Workspace, layer_cache: LayerCache, layers: CachedLayers,
                  compression: str, compression_level: int | None, source_date_epoch: int | None):
         self._client = client
         self._routes = routes
         self._store = store
         self._workspace = workspace
         self._layer_cache = layer_cache
-        self._fetch_cached = fetch_cached
+        self._layers = layers
         # The build-wide settings that change every layer's bytes: in each base's cache key.
         self._compression = compression
         self._compression_level = compression_level
@@ -67,7 +70,7 @@ class BaseResolver:
         # Each registry image pulled, as (reference as written, platform, digest it resolved to), in order:
         # the materials of the build's provenance.
         self.resolved: list[tuple[str, Platform, str]] = []
-        # Told of each image pulled (the SBOM starts reading its layers while the build goes on).
+        # Told of each image pulled, its layers fetched (the SBOM starts reading them while the build goes on).
         self.on_pulled: Callable[[Image], None] | None = None
 
     def stage_base(self, stage_plan: StagePlan, platform: Platform, results: dict[int, StageResult],
@@ -121,7 +124,12 @@ class BaseResolver:
         from .registry.pull import pull_image
 
         ref = parse_reference(text)
-        pulled = pull_image(self._client(), ref, platform, self._store, self._routes)
+        pulled = pull_image(self._client(), ref, platform, self._store, self._routes, fetch_layers=False)
+        assert pulled.source is not None, "pull_image names the repository that served the image"
+        # Its layers come from where the manifest came from, falling back as the pull would have.
+        candidates = [Reference(c.registry, c.repository) for c in self._routes.pull_candidates(ref)]
+        served = candidates.index(pulled.source) if pulled.source in candidates else 0
+        self._layers.add_source([pulled.source, *candidates[served + 1:]], pulled.image.layers)
         image = pulled.image.with_config()  # a copy of the base's config to build on
         # Unpacked (into the layer cache, once per machine) only when a step mounts the root.
         rootfs = self.new_root()
@@ -132,17 +140,22 @@ class BaseResolver:
         # As BuildKit pins it: the index's digest when the reference names an index, else the manifest's.
         self.resolved.append((text, platform, pulled.index_digest or pulled.digest))
         if self.on_pulled is not None:
+            self._layers.fetch(image.layers)
             self.on_pulled(image)
         return image, rootfs
 
     def new_root(self) -> RootFS:
         """An empty root whose pending layers unpack through the layer cache."""
-        return RootFS(unpacker=self._unpacker())
+        return RootFS(unpacker=self._unpacker(), prefetch=self._prefetch)
+
+    def _prefetch(self, pending: tuple[PendingLayer, ...]) -> None:
+        """The blobs of the layers about to be unpacked that are still in a registry start downloading."""
+        self._layers.prefetch([p.layer for p in pending if not self._layer_cache.has(p.chain)])
 
     def _unpacker(self) -> Unpacker:
         def unpack(pending: PendingLayer, lowers: list[str]) -> str:
             if not self._layer_cache.has(pending.chain):
-                self._fetch_cached([pending.layer])  # a registry cache hit's blob
+                self._layers.fetch([pending.layer])  # a base layer's or a registry cache hit's blob
             return self._layer_cache.unpacked(pending.layer, pending.chain, lowers, self._store,
                                               self._workspace.new_mountpoint())
         return unpack

@@ -7,7 +7,9 @@ as an image index listing them: an OCI image index, or a Docker manifest list wi
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +19,7 @@ from .errors import AuthenticationError, DockyardError, OutputError, RegistryErr
 from .events import Events
 from .stage.history import created_time
 from .files import replace_file
-from .image.blobs import BlobStore
+from .image.blobs import BlobStore, DigestMismatch
 from .image.index import ImageIndex, image_descriptor, platform_json
 from .image.model import (DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_LAYER,
                           OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, Descriptor, Image, Layer, Platform)
@@ -28,6 +30,7 @@ from .result import BuildResult
 
 if TYPE_CHECKING:  # imported where used: a build without them does not pay for their import
     from .attest.compose import PlatformAttestations
+    from .cache.remote import BlobSource as CacheBlobSource
     from .cache.remote import RemoteCache
     from .registry.client import RegistryClient
 
@@ -194,30 +197,97 @@ def target_chain(plan: BuildPlan) -> set[int]:
 
 
 class CachedLayers:
-    """The layers registry cache hits (--cache-from) stand for: not in the blob store until something needs
-    their bytes. `remote` is the build's imported caches, once they are read (None: no cache hit comes from a
-    registry)."""
+    """The layers that stay in a registry until something needs their bytes: those registry cache hits
+    (--cache-from) stand for, and the layers of base images (pulled without them: `add_source`). `remote` is the
+    build's imported caches, once they are read (None: no cache hit comes from a registry).
+
+    Thread-safe: a layer fetched ahead (`prefetch`, while the layers below it unpack) is waited for, never
+    downloaded twice."""
 
     def __init__(self, client: Callable[[], RegistryClient], store: BlobStore):
         self._client = client
         self._store = store
         self.remote: RemoteCache | None = None
+        # Base layer blob digest -> the repositories to download it from, in order: the one that served the
+        # image's manifest (a mirror, or the image's own), then those left of the pull's fallbacks.
+        self._sources: dict[str, tuple[Reference, ...]] = {}
+        self._lock = threading.Lock()
+        self._downloads: dict[str, Future[None]] = {}  # digest -> its download, started or done
+        self._pool: ThreadPoolExecutor | None = None
 
-    def fetch(self, layers: list[Layer], mount_to: str | None = None) -> None:
-        """Make each layer that came from a registry cache available: tell the client where it is when it can
-        be mounted into registry `mount_to`, else download it into the store."""
-        if self.remote is None:
-            return
+    def add_source(self, repos: Sequence[Reference], layers: Sequence[Layer]) -> None:
+        """`layers` (of an image pulled without them) are in the repositories `repos`, tried in order."""
+        sources = tuple(Reference(repo.registry, repo.repository) for repo in repos)
+        with self._lock:
+            for layer in layers:
+                self._sources.setdefault(layer.digest, sources)
+
+    def _sources_of(self, digest: str) -> tuple[Reference | CacheBlobSource, ...]:
+        sources: tuple[Reference | CacheBlobSource, ...] | None = self._sources.get(digest)
+        if sources is None and self.remote is not None:
+            source = self.remote.source_of(digest)
+            sources = (source,) if source is not None else None
+        return sources or ()
+
+    def fetch(self, layers: Sequence[Layer], mount_to: str | None = None) -> None:
+        """Make each layer that is still in a registry available: tell the client where it is when it can be
+        mounted into registry `mount_to`, else download it into the store (several at once)."""
+        waiting = []
         for layer in layers:
-            source = self.remote.source_of(layer.digest)
-            if source is None or self._store.has(layer.digest):
+            sources = self._sources_of(layer.digest)
+            if not sources or self._store.has(layer.digest):
                 continue
+            first = sources[0]
+            if isinstance(first, Reference) and first.registry == mount_to:
+                self._client().remember_source(first, layer.digest)
+            else:
+                waiting.append(self._download(layer, sources))
+        for future in waiting:
+            future.result()  # the first failure raises
+
+    def prefetch(self, layers: Sequence[Layer]) -> None:
+        """Start downloading those of `layers` still in a registry, without waiting (a later `fetch` does)."""
+        for layer in layers:
+            sources = self._sources_of(layer.digest)
+            if sources and not self._store.has(layer.digest):
+                self._download(layer, sources)
+
+    def _download(self, layer: Layer, sources: tuple[Reference | CacheBlobSource, ...]) -> Future[None]:
+        with self._lock:
+            future = self._downloads.get(layer.digest)
+            if future is None or (future.done() and future.exception() is not None):
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self._client().max_parallel,
+                                                    thread_name_prefix="layer-fetch")
+                future = self._pool.submit(self._fetch_from, layer, sources)
+                self._downloads[layer.digest] = future
+        return future
+
+    def _fetch_from(self, layer: Layer, sources: tuple[Reference | CacheBlobSource, ...]) -> None:
+        """Download `layer` from the first of `sources` that serves it; as a pull falls back from a failing
+        mirror, a blob that does not match its digest stops at once."""
+        client = self._client()
+        for source, next_source in zip(sources, sources[1:] + (None,)):
             if not isinstance(source, Reference):  # a local directory's or the GitHub Actions cache's blob
                 source.fetch(layer.digest, self._store, layer.size)
-            elif source.registry == mount_to:
-                self._client().remember_source(source, layer.digest)
-            else:
-                self._client().fetch_blob(source, layer.digest, self._store, size=layer.size)
+                return
+            try:
+                client.fetch_blob(source, layer.digest, self._store, layer.size)
+                return
+            except DigestMismatch:
+                raise
+            except RegistryError as exc:
+                if not isinstance(next_source, Reference):
+                    raise
+                client.events.warning(f"cannot download layer {layer.digest} from {source.registry}: "
+                                      f"{exc.message}; trying {next_source.registry}")
+
+    def close(self) -> None:
+        """Stops the downloads not started yet (the build is over or failed); running ones finish."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class OutputWriter:

@@ -154,6 +154,7 @@ class BuildSession:
         self.workspace = Workspace(work_dir.path)
         stack.callback(self.workspace.unmount)
         self.cached_layers = CachedLayers(self.registry_client, self.store)
+        stack.callback(self.cached_layers.close)
         runner = self._runner or NamespaceRunner()
         if mode.name == "proot":
             from .isolation.proot import ProotRunner
@@ -188,7 +189,7 @@ class BuildSession:
         self.host_files = host_files(self.workspace)
         self.bases = BaseResolver(client=self.registry_client, routes=self.routes, store=self.store,
                                   workspace=self.workspace, layer_cache=self.layer_cache,
-                                  fetch_cached=self.cached_layers.fetch, compression=opts.compression,
+                                  layers=self.cached_layers, compression=opts.compression,
                                   compression_level=opts.compression_level,
                                   source_date_epoch=opts.source_date_epoch)
         self.outputs = OutputWriter(opts, self.events, client=self.registry_client, store=self.store,

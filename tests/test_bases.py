@@ -12,6 +12,7 @@ from dockyard.dockerfile.parser import parse_dockerfile
 from dockyard.errors import DockerfileError, UsageError
 from dockyard.image.blobs import BlobStore
 from dockyard.image.model import Platform
+from dockyard.outputs import CachedLayers
 from dockyard.plan import StagePlan
 from dockyard.registry.client import RegistryClient
 from dockyard.registry.routing import Routes
@@ -22,9 +23,10 @@ AMD64 = Platform.parse("linux/amd64")
 
 def _resolver(tmp_path, epoch: int | None = None) -> BaseResolver:
     client = RegistryClient(environ={})
-    return BaseResolver(client=lambda: client, routes=Routes.parse(), store=BlobStore(tmp_path / "store"),
+    store = BlobStore(tmp_path / "store")
+    return BaseResolver(client=lambda: client, routes=Routes.parse(), store=store,
                         workspace=Workspace(tmp_path / "work"), layer_cache=LayerCache(tmp_path / "layers"),
-                        fetch_cached=lambda layers: None,  # no registry cache in these builds
+                        layers=CachedLayers(lambda: client, store),
                         compression="gzip", compression_level=None, source_date_epoch=epoch)
 
 
@@ -37,6 +39,8 @@ def test_an_image_is_pulled_once_per_reference_and_platform(busybox_base, tmp_pa
     assert annotations["org.opencontainers.image.base.name"] == busybox_base
     assert base_digest(image).startswith("sha256:")
     assert rootfs.pending and len(rootfs.pending) == len(image.layers)  # nothing unpacked yet
+    store = BlobStore(tmp_path / "store")  # the resolver's
+    assert not any(store.has(layer.digest) for layer in image.layers)  # nor downloaded: a push mounts them
 
 
 def test_copy_from_an_image_gets_its_manifest_digest_and_root(busybox_base, tmp_path):

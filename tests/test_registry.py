@@ -96,11 +96,19 @@ def test_push_two_tags_is_what_skopeo_sees(registry, client, tmp_path):
     assert (tmp_path / "copy/blobs/sha256" / image.layers[0].digest.split(":")[1]).read_bytes() == \
         store.read_bytes(image.layers[0].digest)
 
-    # Pushing again uploads nothing: every blob is found by HEAD.
+    # Pushing again uploads nothing, nor checks a blob: the repository has the manifest, hence its blobs.
     events.clear()
     assert push_image(client, image, store, refs[:1]) == digest
+    assert not [e for e in events if isinstance(e, TransferFinished)]
+    # A new tag for it is still put: the tag names the image.
+    moved = parse_reference(f"{registry.host}/push/app:again")
+    assert push_image(client, image, store, [moved]) == digest
+    assert skopeo_inspect(str(moved))["Digest"] == digest
+    # In a repository without the manifest, every blob is checked (HEAD) and found, or mounted.
+    events.clear()
+    assert push_image(client, image, store, [parse_reference(f"{registry.host}/push/other:1")]) == digest
     finished = [e for e in events if isinstance(e, TransferFinished)]
-    assert finished and all(e.skipped == "exists" for e in finished)
+    assert finished and all(e.skipped in ("exists", "mounted") for e in finished)
 
 
 def test_push_to_several_repositories_uploads_per_repository(registry, client, tmp_path):

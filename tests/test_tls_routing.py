@@ -155,7 +155,7 @@ class _FakeClient:
 
 
 def _fake_pull(outcomes: dict[str, BaseException | None], tried: list[str]):
-    def pull_from(client, ref, platform, store):
+    def pull_from(client, ref, platform, store, fetch_layers=True):
         tried.append(ref.registry)
         failure = outcomes[ref.registry]
         if failure is not None:

@@ -180,6 +180,18 @@ class RegistryClient:
                                 hint="a proxy altered the manifest on its way; push again")
         return digest
 
+    def manifest_exists(self, repo: Reference, digest: str) -> bool:
+        """Whether the repository stores the manifest (or index) `digest`: a HEAD, nothing read."""
+        url = self.url_for(repo, f"manifests/{digest}")
+        what = f"check manifest {digest} in {repo.name}"
+        resp = self.send_request("HEAD", url, repo, "pull,push", what=what,
+                                 headers={"Accept": ", ".join(ALL_MANIFEST_TYPES)})
+        with resp:
+            if resp.status_code == 404:
+                return False
+            self.check(resp, repo, "pull", what=what)
+            return True
+
     # --- blobs ---------------------------------------------------------------------------------------------
     def blob_exists(self, repo: Reference, digest: str) -> bool:
         url = self.url_for(repo, f"blobs/{digest}")

@@ -39,15 +39,20 @@ class PulledImage:
     reference: Reference  # what was asked for
     digest: str  # the platform manifest's digest (what `FROM ref@digest` would pin)
     index_digest: str | None  # the index's digest when `reference` named a multi-platform index
+    # The repository that served the image (a mirror's, or `reference`'s own): where its layers are fetched from
+    # when the pull left them in the registry.
+    source: Reference | None = None
 
 
 def pull_image(client: RegistryClient, ref: Reference, platform: Platform, store: BlobStore,
-               routes: Routes | None = None) -> PulledImage:
-    """Pull `ref` for `platform` into `store`, through its mirrors first when `routes` has any."""
+               routes: Routes | None = None, *, fetch_layers: bool = True) -> PulledImage:
+    """Pull `ref` for `platform` into `store`, through its mirrors first when `routes` has any. Without
+    `fetch_layers` only the manifest and config are downloaded: the layers stay in the registry until something
+    needs their bytes (fetched from `PulledImage.source`), and a push to that registry mounts them."""
     candidates = routes.pull_candidates(ref) if routes is not None else [ref]
     for source, next_source in zip(candidates, candidates[1:] + [None]):
         try:
-            pulled = _pull_from(client, source, platform, store)
+            pulled = _pull_from(client, source, platform, store, fetch_layers)
         except DigestMismatch:
             raise
         except RegistryError as exc:
@@ -57,11 +62,13 @@ def pull_image(client: RegistryClient, ref: Reference, platform: Platform, store
                                                              f"{exc.message}; trying {next_source.registry}"))
             continue
         # Recorded under the name the user wrote, whichever mirror served it (the digest is the same).
-        return PulledImage(pulled.image, ref, pulled.digest, pulled.index_digest)
+        return PulledImage(pulled.image, ref, pulled.digest, pulled.index_digest, Reference(source.registry,
+                                                                                            source.repository))
     raise AssertionError("pull_candidates returned no candidates")
 
 
-def _pull_from(client: RegistryClient, ref: Reference, platform: Platform, store: BlobStore) -> PulledImage:
+def _pull_from(client: RegistryClient, ref: Reference, platform: Platform, store: BlobStore,
+               fetch_layers: bool = True) -> PulledImage:
     body, media_type, digest = client.get_manifest(ref)
     index_digest = None
     doc = _parse_document(body, ref, "manifest")
@@ -103,7 +110,11 @@ def _pull_from(client: RegistryClient, ref: Reference, platform: Platform, store
                             f"rootfs lists {len(diff_ids) if isinstance(diff_ids, list) else 0} diff_ids",
                             hint="rebuild or re-push the image")
 
-    _fetch_all(client, ref, layer_descs, store)
+    if fetch_layers:
+        _fetch_all(client, ref, layer_descs, store)
+    else:
+        for desc in layer_descs:  # a push to this registry mounts them from here
+            client.remember_source(ref, desc.digest)
     layers = [Layer(desc, diff_id) for desc, diff_id in zip(layer_descs, diff_ids)]
     image = Image.from_documents(doc, config, layers, manifest_media_type=media_type)
     return PulledImage(image=image, reference=ref, digest=digest, index_digest=index_digest)

@@ -96,9 +96,15 @@ def push_image(client: RegistryClient, image: Image, store: BlobStore, refs: lis
     digest = image.digest
     _check_digest_refs(refs, digest, "image")
     repositories = _repositories(refs)
-    _upload_blobs(client, [image], store, repositories, uploaded)
+    if not uploaded:
+        # Nothing was sent while building (every step cached, or no early uploads): a repository that stores
+        # the manifest already has every blob it names (a registry refuses a manifest whose blobs it lacks), so
+        # one HEAD spares a check per blob.
+        repositories = [repo for repo in repositories if not client.manifest_exists(repo, digest)]
+    if repositories:
+        _upload_blobs(client, [image], store, repositories, uploaded)
     if before_tags is not None:
-        _before_tags(client, repositories, digest, manifest, image.manifest_media_type, before_tags)
+        _before_tags(client, _repositories(refs), digest, manifest, image.manifest_media_type, before_tags)
     _put_everywhere(client, refs, digest, manifest, image.manifest_media_type)
     return digest
 

@@ -104,6 +104,9 @@ class RootFS:
     pending: tuple[PendingLayer, ...] = ()  # above `layers`, bottom first
     chain: str | None = None  # the ChainID of the whole root, when every layer has a known diff_id
     unpacker: Unpacker | None = field(default=None, compare=False, repr=False)
+    # Told of the pending layers before they unpack, bottom first: their blobs still in a registry are
+    # downloaded meanwhile, each while the layers below it unpack.
+    prefetch: Callable[[tuple[PendingLayer, ...]], None] | None = field(default=None, compare=False, repr=False)
 
     def next_chain(self, diff_id: str | None) -> str | None:
         """The ChainID this root would have with a layer of `diff_id` on top (None: not known)."""
@@ -127,6 +130,8 @@ class RootFS:
         if not self.pending:
             return self
         layers = list(self.layers)
+        if self.prefetch is not None:
+            self.prefetch(self.pending)
         for pending in self.pending:
             assert self.unpacker is not None, "a root with pending layers needs an unpacker"
             layers.append(self.unpacker(pending, list(reversed(layers))))
