@@ -235,6 +235,25 @@ def test_snapshot_of_type_replacements_and_removals(fidelity_rootfs, workspace, 
     assert flat["/fid/sticky"].link == "churn"
 
 
+def test_a_directory_the_layer_replaces_by_a_symlink_is_resolved_again(workspace, tmp_path):
+    # Unpacking remembers the host directory of each parent; a layer that turns one into a symlink to the
+    # host's directory must not make later entries under it land there.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    fs = _apply(RootFS(), workspace, [("d", "dir", None), ("d/f", "file", "1"), ("d", "sym", str(outside)),
+                                      ("d/g", "file", "x")])
+    assert not (outside / "g").exists()
+    found = _flat(fs, workspace)
+    assert found["d"] == str(outside)
+    assert found[os.path.join(str(outside).lstrip("/"), "g")] == "x"
+
+
+def test_a_file_the_layer_replaces_by_a_directory_takes_entries(workspace):
+    fs = _apply(RootFS(), workspace, [("a", "file", "was a file"), ("a", "dir", None), ("a/b", "file", "inside"),
+                                      ("a/b", "file", "again")])
+    assert _flat(fs, workspace)["a/b"] == "again"
+
+
 def test_a_hard_link_to_a_directory_is_a_layer_error(workspace):
     with pytest.raises(LayerError, match="cannot create 'd2'"):
         _apply(RootFS(), workspace, [("d", "dir", None), ("d2", "link", "d")])
