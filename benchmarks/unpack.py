@@ -38,8 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.compare_buildah import make_state, remove_state  # noqa: E402  (the root must be importable)
-from dockyard.rootfs.unpack import DiffIdReader, apply_layer  # noqa: E402
+from benchmarks.compare_buildah import make_state, remove_state
+from dockyard.rootfs.unpack import DiffIdReader, apply_layer
 
 GOAL = 1.5
 MB = 1 << 20

@@ -135,3 +135,11 @@ def test_data_is_written_to_a_descriptor(tmp_path) -> None:
             reader.write_data(out.fileno())
         written.append(path.read_bytes())
     assert written == [payload, b"ok"]
+
+
+def test_an_empty_stream_is_not_a_tar() -> None:
+    with pytest.raises(TarFormatError, match="empty"):
+        list(TarReader(io.BytesIO(b"")))
+    assert list(TarReader(io.BytesIO(bytes(1024)))) == []  # an archive without members
+    unterminated = _archive(tarfile.PAX_FORMAT, [(_info("a", size=1), b"a")])[:1024]  # no end-of-archive blocks
+    assert [member.name for member in TarReader(io.BytesIO(unterminated))] == ["a"]

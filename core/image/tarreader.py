@@ -95,6 +95,7 @@ class TarReader:
         self._left = 0  # data bytes of the current member not yet read
         self._padding = 0  # then the padding of its last block
         self._global: dict[str, str] = {}
+        self._started = False  # a header was read
 
     # ------------------------------------------------------------------------------------------------ buffer
 
@@ -182,7 +183,10 @@ class TarReader:
             if len(header) != BLOCK and header:
                 raise TarFormatError("unexpected end of the tar stream in a member's header")
         if not header or header == _ZERO_BLOCK:
+            if not header and not self._started:
+                raise TarFormatError("empty file")  # as tarfile says: not even the end-of-archive blocks
             return None
+        self._started = True
         member = self._parse(header)
         kind = member.type
         if kind in _PLAIN_TYPES and not self._global:
