@@ -152,7 +152,8 @@ class _LayerApplier:
       directory into a symlink), so any replacement or removal forgets them all;
     * a regular file is created with O_EXCL first (an entry already there is replaced only when that fails),
       its data written, owner, mode and times set through the open descriptor; created with its final mode
-      when the umask keeps that mode whole and it has no set-id or sticky bit, with no chmod then;
+      when the umask keeps that mode whole and it has no set-id or sticky bit, with no chmod then, and no
+      chown when it was born with the owner the layer gives it (root's files, unpacked as root);
     * directory times are set at the end, as before (creating entries inside changes them)."""
 
     def __init__(self, root: str, layer_name: str,
@@ -162,6 +163,10 @@ class _LayerApplier:
         self.observe = observe
         self._root_slash = root if root.endswith("/") else root + "/"
         self._dirs: dict[str, str] = {"": self._root_slash}  # layer name -> host path + "/", known directories
+        # Host path + "/" of a known directory -> its group: a file made in a directory of the builder's group
+        # is the builder's (whatever setgid or the `grpid` mount option say), so it needs no chown to that owner.
+        self._groups: dict[str, int] = {self._root_slash: _group_of(root)}
+        self._euid, self._egid = os.geteuid(), os.getegid()
         self.created: set[str] = set()  # root-relative paths this layer created (whiteouts don't hide them)
         self.dir_times: list[tuple[str, float]] = []
         self._umask = _current_umask()
@@ -195,9 +200,10 @@ class _LayerApplier:
                 remove_path(resolve_in_root(self.root, target_rel, follow_final=False))
             return
         try:
-            target = (self._dirs.get(parent_rel) or self._parent(parent_rel)) + base
+            parent = self._dirs.get(parent_rel) or self._parent(parent_rel)
+            target = parent + base
             if member.isreg():
-                self._write_file(member, target, reader)
+                self._write_file(member, parent, target, reader)
             elif member.isdir():
                 self._make_dir(member, target, name)
             else:
@@ -218,6 +224,7 @@ class _LayerApplier:
 
     def _forget_dirs(self) -> None:
         self._dirs = {"": self._root_slash}
+        self._groups = {self._root_slash: self._groups[self._root_slash]}
 
     def _parent(self, parent_rel: str) -> str:
         """The host path (with a trailing "/") of the directory `parent_rel`, made if missing."""
@@ -232,6 +239,7 @@ class _LayerApplier:
             os.makedirs(parent, mode=0o755, exist_ok=True)
         known = parent + "/"
         self._dirs[parent_rel] = known
+        self._groups[known] = os.stat(parent).st_gid
         return known
 
     def _link_source(self, link: str) -> str:
@@ -243,7 +251,7 @@ class _LayerApplier:
             return known + base
         return resolve_in_root(self.root, name, follow_final=False)
 
-    def _write_file(self, member: tarfile.TarInfo, target: str, reader: TarReader) -> None:
+    def _write_file(self, member: tarfile.TarInfo, parent: str, target: str, reader: TarReader) -> None:
         mode = member.mode & 0o7777
         exact = not (mode & ~0o777 or mode & self._umask)
         try:
@@ -255,10 +263,10 @@ class _LayerApplier:
         try:
             if member.size:
                 reader.write_data(fd)
-            if self._ledger is None:
-                os.fchown(fd, member.uid, member.gid)
-            else:
+            if self._ledger is not None:
                 chown(target, member.uid, member.gid, fd=fd)
+            elif member.uid != self._euid or member.gid != self._egid or self._groups.get(parent) != self._egid:
+                os.fchown(fd, member.uid, member.gid)
             if member.pax_headers:
                 _set_xattrs(member, target)
             if not exact:
@@ -278,6 +286,8 @@ class _LayerApplier:
         _apply_metadata(member, target, member.mode & 0o7777)
         self.dir_times.append((target, member.mtime))
         self._dirs[name] = target + "/"
+        if self._ledger is None:  # else the chown may have been refused and recorded
+            self._groups[target + "/"] = member.gid
 
     def finish(self) -> None:
         # Directory times last: creating entries inside a directory changes its mtime.
@@ -363,6 +373,13 @@ def _set_xattrs(member: tarfile.TarInfo, target: str) -> None:
                 continue  # overlayfs's and dockyard's own bookkeeping must never be taken from a layer
             # Refused: user.* on a symlink is ignored, as by docker; security.* without root is recorded.
             setxattr(target, name, value.encode("utf-8", "surrogateescape"))
+
+
+def _group_of(path: str) -> int:
+    try:
+        return os.stat(path).st_gid
+    except OSError:
+        return -1  # no group: every file is then chowned
 
 
 def _current_umask() -> int:
