@@ -143,3 +143,15 @@ def test_an_empty_stream_is_not_a_tar() -> None:
     assert list(TarReader(io.BytesIO(bytes(1024)))) == []  # an archive without members
     unterminated = _archive(tarfile.PAX_FORMAT, [(_info("a", size=1), b"a")])[:1024]  # no end-of-archive blocks
     assert [member.name for member in TarReader(io.BytesIO(unterminated))] == ["a"]
+
+
+def test_a_pax_header_gives_the_size_of_a_file_too_big_for_its_header() -> None:
+    # Writers put sizes of 8 GiB and more in the PAX header only, with 0 in the ustar field: made small here.
+    data = bytearray(_archive(tarfile.PAX_FORMAT, [(_info("huge", size=3, pax_headers={"size": "3"}), b"abc")]))
+    header = 1024  # the PAX header's own header and its one block of records come first
+    data[header + 124:header + 136] = b"00000000000\0"
+    data[header + 148:header + 156] = b" " * 8
+    data[header + 148:header + 156] = b"%06o\0 " % sum(data[header:header + 512])
+    expected, got = _read_both(bytes(data))
+    assert got == expected
+    assert got[0][0]["size"] == 3 and got[0][1] == b"abc"

@@ -199,13 +199,13 @@ class TarReader:
             if kind == tarfile.XGLTYPE:
                 self._global.update(records)
                 return self.next()
-            following = self._next_header("PAX header")
+            following = self._following("PAX header")
             pax = {**self._global, **records} if self._global else records
             _apply_pax(following, pax)
-            return self._with_data(following)
+            return self._with_data(following)  # its size may be the PAX header's
         if kind in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
             long_name = _text(self._exactly(_blocks(member.size)))
-            following = self.next_after_long_name()
+            following = self._following("GNU long name header")
             if kind == tarfile.GNUTYPE_LONGNAME:
                 following.name = long_name.removesuffix("/") if following.isdir() else long_name
             else:
@@ -215,17 +215,12 @@ class TarReader:
             _apply_pax(member, dict(self._global))
         return self._with_data(member)
 
-    def next_after_long_name(self) -> tarfile.TarInfo:
+    def _following(self, header: str) -> tarfile.TarInfo:
+        """The member a PAX or GNU long name header describes: the next one."""
         following = self.next()
         if following is None:
-            raise TarFormatError("a GNU long name header is the last member")
+            raise TarFormatError(f"a {header} is the last member")
         return following
-
-    def _next_header(self, after: str) -> tarfile.TarInfo:
-        header = self._take(BLOCK)
-        if len(header) != BLOCK or header == _ZERO_BLOCK:
-            raise TarFormatError(f"a {after} is the last member")
-        return self._parse(header)
 
     def _with_data(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
         if member.type == tarfile.GNUTYPE_SPARSE or (
