@@ -235,6 +235,47 @@ def test_snapshot_of_type_replacements_and_removals(fidelity_rootfs, workspace, 
     assert flat["/fid/sticky"].link == "churn"
 
 
+def test_a_directory_the_layer_replaces_by_a_symlink_is_resolved_again(workspace, tmp_path):
+    # Unpacking remembers the host directory of each parent; a layer that turns one into a symlink to the
+    # host's directory must not make later entries under it land there.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    fs = _apply(RootFS(), workspace, [("d", "dir", None), ("d/f", "file", "1"), ("d", "sym", str(outside)),
+                                      ("d/g", "file", "x")])
+    assert not (outside / "g").exists()
+    found = _flat(fs, workspace)
+    assert found["d"] == str(outside)
+    assert found[os.path.join(str(outside).lstrip("/"), "g")] == "x"
+
+
+def test_a_file_the_layer_replaces_by_a_directory_takes_entries(workspace):
+    fs = _apply(RootFS(), workspace, [("a", "file", "was a file"), ("a", "dir", None), ("a/b", "file", "inside"),
+                                      ("a/b", "file", "again")])
+    assert _flat(fs, workspace)["a/b"] == "again"
+
+
+def test_owners_are_the_layers_also_where_a_new_file_would_inherit_another(workspace):
+    # Unpacking skips the chown of a file born with the owner the layer gives it; a setgid directory of another
+    # group gives its new files that group, which the layer's owner must still replace.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        shared = tarfile.TarInfo("shared")
+        shared.type, shared.mode, shared.gid = tarfile.DIRTYPE, 0o2775, 50
+        tf.addfile(shared)
+        for name, uid, gid in (("shared/root-file", 0, 0), ("shared/app-file", 1000, 1001), ("top", 0, 0)):
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid = 1, uid, gid
+            tf.addfile(info, io.BytesIO(b"x"))
+    buf.seek(0)
+    with mounted_step(RootFS(), workspace) as step:
+        apply_layer(buf, step.merged)
+        owners = {name: (os.lstat(os.path.join(step.merged, name)).st_uid,
+                         os.lstat(os.path.join(step.merged, name)).st_gid)
+                  for name in ("shared", "shared/root-file", "shared/app-file", "top")}
+        assert os.lstat(os.path.join(step.merged, "shared")).st_mode & 0o7777 == 0o2775
+    assert owners == {"shared": (0, 50), "shared/root-file": (0, 0), "shared/app-file": (1000, 1001), "top": (0, 0)}
+
+
 def test_a_hard_link_to_a_directory_is_a_layer_error(workspace):
     with pytest.raises(LayerError, match="cannot create 'd2'"):
         _apply(RootFS(), workspace, [("d", "dir", None), ("d2", "link", "d")])

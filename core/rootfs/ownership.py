@@ -137,12 +137,16 @@ def recording(ledger: OwnershipLedger) -> Iterator[OwnershipLedger]:
         _active.reset(token)
 
 
-def chown(path: str, uid: int, gid: int) -> None:
-    """os.chown without following symlinks; recorded instead when the host refuses and a ledger is active
-    (and recorded as well for a builder that is not root: see OwnershipLedger)."""
+def chown(path: str, uid: int, gid: int, *, fd: int | None = None) -> None:
+    """os.chown without following symlinks (through `fd` when the caller has the file open: one path walk
+    less); recorded instead when the host refuses and a ledger is active (and recorded as well for a builder
+    that is not root: see OwnershipLedger)."""
     ledger = _active.get()
     try:
-        os.chown(path, uid, gid, follow_symlinks=False)
+        if fd is None:
+            os.chown(path, uid, gid, follow_symlinks=False)
+        else:
+            os.fchown(fd, uid, gid)
     except OSError as exc:
         if ledger is None or exc.errno not in _CANNOT:
             raise

@@ -18,7 +18,8 @@ import threading
 from typing import BinaryIO, Callable
 
 from ..errors import LayerError
-from .ownership import chown, mknod, setxattr
+from ..image.tarreader import TarFormatError, TarReader
+from .ownership import active_ledger, chown, mknod, setxattr
 from .paths import PathEscape, clean, resolve_in_root
 
 WHITEOUT_PREFIX = ".wh."
@@ -120,70 +121,178 @@ def apply_layer(stream: BinaryIO, root: str, *, layer_name: str = "layer",
     """Apply an uncompressed layer tar stream onto `root`. Returns the number of entries applied. `observe` is
     told of every member once it is applied, with the host path it was written to (None for the root, a
     whiteout or an opaque marker)."""
-    created: set[str] = set()  # root-relative paths this layer created (whiteouts don't hide them)
-    dir_times: list[tuple[str, float]] = []
+    applier = _LayerApplier(root, layer_name, observe)
+    reader = TarReader(stream)
     count = 0
     try:
-        archive = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)
-    except tarfile.TarError as exc:
-        raise LayerError(f"not a valid tar archive: {exc}", subject=layer_name) from None
-    try:
-        for member in archive:
+        for member in reader:
             count += 1
-            name = clean(member.name)
-            if observe is not None and (not name or name.rpartition("/")[2].startswith(WHITEOUT_PREFIX)):
-                observe(member, None)
-            if not name:
-                continue  # the root directory itself keeps the metadata of the layers below
-            if member.name.startswith("/") or ".." in member.name.split("/"):
-                # clean() already confines it; a well-formed layer never needs this, so say so loudly.
-                raise LayerError(f"entry {member.name!r} points outside the image root; refusing this layer",
-                                 subject=layer_name)
-            parent_rel, _, base = name.rpartition("/")
-            if base == OPAQUE_MARKER:
-                _make_opaque(root, parent_rel, created)
-                continue
-            if base.startswith(WHITEOUT_PREFIX):
-                target_rel = f"{parent_rel}/{base[len(WHITEOUT_PREFIX):]}".lstrip("/")
-                if target_rel not in created:
-                    remove_path(resolve_in_root(root, target_rel, follow_final=False))
-                continue
-            target = resolve_in_root(root, name, follow_final=False)
-            try:
-                _ensure_parent(root, parent_rel)
-                write_member(archive, member, target,
-                             lambda link: resolve_in_root(root, clean(link), follow_final=False))
-            except OSError as exc:
-                # A malformed layer (a hard link to a directory, a file under a FIFO...) is the image's fault:
-                # name the entry instead of failing with a traceback.
-                raise LayerError(f"cannot create {member.name!r}: {exc.strerror}", subject=layer_name) from None
-            created.add(name)
-            if observe is not None:
-                observe(member, target)
-            if member.isdir():
-                dir_times.append((target, member.mtime))
+            applier.apply(member, reader)
             if on_bytes and member.size:
                 on_bytes(member.size)
-    except tarfile.TarError as exc:
+    except TarFormatError as exc:
+        if count == 0:
+            raise LayerError(f"not a valid tar archive: {exc}", subject=layer_name) from None
         raise LayerError(f"corrupt layer tar: {exc}", subject=layer_name) from None
     except PathEscape as exc:
         raise LayerError(str(exc), subject=layer_name) from None
-    finally:
-        archive.close()
-    # Directory times last: creating entries inside a directory changes its mtime.
-    for path, mtime in reversed(dir_times):
-        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    applier.finish()
     return count
 
 
-def _ensure_parent(root: str, parent_rel: str) -> None:
-    if not parent_rel:
-        return
-    parent = resolve_in_root(root, parent_rel)
-    if not os.path.isdir(parent):
-        if os.path.lexists(parent):
-            os.unlink(parent)
-        os.makedirs(parent, mode=0o755, exist_ok=True)
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _LayerApplier:
+    """Applies members one by one. What makes it fast (20,000 small files: within 1.5x of GNU tar's time):
+
+    * the host directory of each parent is resolved in the root once, then remembered by its name in the layer.
+      A remembered directory stays what it was as long as this layer replaces or removes nothing (a layer is
+      the only writer of the root while it is applied, and creating a new entry cannot turn an existing
+      directory into a symlink), so any replacement or removal forgets them all;
+    * a regular file is created with O_EXCL first (an entry already there is replaced only when that fails),
+      its data written, owner, mode and times set through the open descriptor; created with its final mode
+      when the umask keeps that mode whole and it has no set-id or sticky bit, with no chmod then, and no
+      chown when it was born with the owner the layer gives it (root's files, unpacked as root);
+    * directory times are set at the end, as before (creating entries inside changes them)."""
+
+    def __init__(self, root: str, layer_name: str,
+                 observe: Callable[[tarfile.TarInfo, str | None], None] | None):
+        self.root = root
+        self.layer_name = layer_name
+        self.observe = observe
+        self._root_slash = root if root.endswith("/") else root + "/"
+        self._dirs: dict[str, str] = {"": self._root_slash}  # layer name -> host path + "/", known directories
+        # Host path + "/" of a known directory -> its group: a file made in a directory of the builder's group
+        # is the builder's (whatever setgid or the `grpid` mount option say), so it needs no chown to that owner.
+        self._groups: dict[str, int] = {self._root_slash: _group_of(root)}
+        self._euid, self._egid = os.geteuid(), os.getegid()
+        self.created: set[str] = set()  # root-relative paths this layer created (whiteouts don't hide them)
+        self.dir_times: list[tuple[str, float]] = []
+        self._umask = _current_umask()
+        self._ledger = active_ledger()  # refused chowns are recorded there (ownership.py)
+
+    def apply(self, member: tarfile.TarInfo, reader: TarReader) -> None:
+        raw = member.name
+        if raw and raw[0] not in "./" and raw[-1] != "/" and "/." not in raw and "//" not in raw:
+            name = raw  # already clean: no empty, "." or ".." component, not absolute
+        else:
+            name = clean(raw)
+            if raw.startswith("/") or ".." in raw.split("/"):
+                if not name:
+                    self._observe(member, None)
+                    return
+                # clean() already confines it; a well-formed layer never needs this, so say so loudly.
+                raise LayerError(f"entry {raw!r} points outside the image root; refusing this layer",
+                                 subject=self.layer_name)
+            if not name:
+                self._observe(member, None)
+                return  # the root directory itself keeps the metadata of the layers below
+        parent_rel, _, base = name.rpartition("/")
+        if base.startswith(WHITEOUT_PREFIX):
+            self._observe(member, None)
+            self._forget_dirs()
+            if base == OPAQUE_MARKER:
+                _make_opaque(self.root, parent_rel, self.created)
+                return
+            target_rel = f"{parent_rel}/{base[len(WHITEOUT_PREFIX):]}".lstrip("/")
+            if target_rel not in self.created:
+                remove_path(resolve_in_root(self.root, target_rel, follow_final=False))
+            return
+        try:
+            parent = self._dirs.get(parent_rel) or self._parent(parent_rel)
+            target = parent + base
+            if member.isreg():
+                self._write_file(member, parent, target, reader)
+            elif member.isdir():
+                self._make_dir(member, target, name)
+            else:
+                if os.path.lexists(target):
+                    self._forget_dirs()  # write_member replaces it
+                write_member(None, member, target, self._link_source)
+        except OSError as exc:
+            # A malformed layer (a hard link to a directory, a file under a FIFO...) is the image's fault:
+            # name the entry instead of failing with a traceback.
+            raise LayerError(f"cannot create {raw!r}: {exc.strerror}", subject=self.layer_name) from None
+        self.created.add(name)
+        if self.observe is not None:
+            self.observe(member, target)
+
+    def _observe(self, member: tarfile.TarInfo, written: str | None) -> None:
+        if self.observe is not None:
+            self.observe(member, written)
+
+    def _forget_dirs(self) -> None:
+        self._dirs = {"": self._root_slash}
+        self._groups = {self._root_slash: self._groups[self._root_slash]}
+
+    def _parent(self, parent_rel: str) -> str:
+        """The host path (with a trailing "/") of the directory `parent_rel`, made if missing."""
+        known = self._dirs.get(parent_rel)
+        if known is not None:
+            return known
+        parent = resolve_in_root(self.root, parent_rel)
+        if not os.path.isdir(parent):
+            if os.path.lexists(parent):
+                os.unlink(parent)
+                self._forget_dirs()
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+        known = parent + "/"
+        self._dirs[parent_rel] = known
+        self._groups[known] = os.stat(parent).st_gid
+        return known
+
+    def _link_source(self, link: str) -> str:
+        """The host path of a hard link's target (never made: it must exist)."""
+        name = clean(link)
+        parent_rel, _, base = name.rpartition("/")
+        known = self._dirs.get(parent_rel)
+        if known is not None and base:
+            return known + base
+        return resolve_in_root(self.root, name, follow_final=False)
+
+    def _write_file(self, member: tarfile.TarInfo, parent: str, target: str, reader: TarReader) -> None:
+        mode = member.mode & 0o7777
+        exact = not (mode & ~0o777 or mode & self._umask)
+        try:
+            fd = os.open(target, _NEW_FILE, mode if exact else 0o600)
+        except FileExistsError:
+            remove_path(target)
+            self._forget_dirs()
+            fd = os.open(target, _NEW_FILE, mode if exact else 0o600)
+        try:
+            if member.size:
+                reader.write_data(fd)
+            if self._ledger is not None:
+                chown(target, member.uid, member.gid, fd=fd)
+            elif member.uid != self._euid or member.gid != self._egid or self._groups.get(parent) != self._egid:
+                os.fchown(fd, member.uid, member.gid)
+            if member.pax_headers:
+                _set_xattrs(member, target)
+            if not exact:
+                os.fchmod(fd, mode)  # after chown: chown clears setuid/setgid
+            os.utime(fd, (member.mtime, member.mtime))
+        finally:
+            os.close(fd)
+
+    def _make_dir(self, member: tarfile.TarInfo, target: str, name: str) -> None:
+        try:
+            os.mkdir(target, 0o700)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(target).st_mode):
+                remove_path(target)
+                self._forget_dirs()
+                os.mkdir(target, 0o700)
+        _apply_metadata(member, target, member.mode & 0o7777)
+        self.dir_times.append((target, member.mtime))
+        self._dirs[name] = target + "/"
+        if self._ledger is None:  # else the chown may have been refused and recorded
+            self._groups[target + "/"] = member.gid
+
+    def finish(self) -> None:
+        # Directory times last: creating entries inside a directory changes its mtime.
+        for path, mtime in reversed(self.dir_times):
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
 
 
 def _make_opaque(root: str, dir_rel: str, created: set[str]) -> None:
@@ -205,11 +314,12 @@ def _make_opaque(root: str, dir_rel: str, created: set[str]) -> None:
         remove_path(os.path.join(directory, entry))
 
 
-def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
+def write_member(archive: tarfile.TarFile | None, member: tarfile.TarInfo, target: str,
                  link_source: Callable[[str], str]) -> None:
     """Create one tar member at `target` (replacing a non-directory there) with its owner, mode, xattrs and
     time; a directory's time is left to the caller, who sets it once everything inside is written.
-    `link_source` maps a hard link's target name in the archive to its host path."""
+    `link_source` maps a hard link's target name in the archive to its host path. A regular file's data is
+    read from `archive` (only a regular file needs one)."""
     existing = None
     try:
         existing = os.lstat(target)
@@ -224,7 +334,7 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
     elif member.isreg():
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out:
-            source = archive.extractfile(member)
+            source = archive.extractfile(member) if archive is not None else None
             if source is not None:
                 shutil.copyfileobj(source, out, 1 << 20)
     elif member.issym():
@@ -247,6 +357,15 @@ def write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
 
 def _apply_metadata(member: tarfile.TarInfo, target: str, mode: int) -> None:
     chown(target, member.uid, member.gid)
+    _set_xattrs(member, target)
+    if not member.issym():
+        # chmod after chown: chown clears setuid/setgid bits.
+        os.chmod(target, mode)
+    if not member.isdir():
+        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+
+
+def _set_xattrs(member: tarfile.TarInfo, target: str) -> None:
     for key, value in member.pax_headers.items():
         if key.startswith(_XATTR_PREFIX):
             name = key[len(_XATTR_PREFIX):]
@@ -254,8 +373,23 @@ def _apply_metadata(member: tarfile.TarInfo, target: str, mode: int) -> None:
                 continue  # overlayfs's and dockyard's own bookkeeping must never be taken from a layer
             # Refused: user.* on a symlink is ignored, as by docker; security.* without root is recorded.
             setxattr(target, name, value.encode("utf-8", "surrogateescape"))
-    if not member.issym():
-        # chmod after chown: chown clears setuid/setgid bits.
-        os.chmod(target, mode)
-    if not member.isdir():
-        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+
+
+def _group_of(path: str) -> int:
+    try:
+        return os.stat(path).st_gid
+    except OSError:
+        return -1  # no group: every file is then chowned
+
+
+def _current_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it, and other threads create
+    files meanwhile); every permission bit when it cannot be read, so modes are then always set by chmod."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777
