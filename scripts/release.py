@@ -58,9 +58,11 @@ def places() -> tuple[Place, ...]:
     image = re.escape(builder_image())
     # `IMAGE:VERSION` or `IMAGE:VERSION-debug`: the group stops before the variant's suffix.
     image_ref = rf"{image}:({VERSION_PATTERN})(?:-debug)?\b"
+    component_ref = rf"/dockyard/(?:build|merge)@({VERSION_PATTERN})\b"
     return (
         Place("core/version.py", rf'^__version__ = "({VERSION_PATTERN})"$', "`dockyard --version`"),
         Place("templates/build.yml", image_ref, "the GitLab component's default builder-image"),
+        Place("templates/build.yml", component_ref, "the component's include example"),
         Place("templates/merge.yml", image_ref, "the GitLab merge component's default builder-image"),
         Place("examples/tekton/task/dockyard/0.1/dockyard.yaml", image_ref, "the Tekton Task's BUILDER_IMAGE"),
         Place("examples/tekton/task/dockyard/0.1/README.md", image_ref, "the Tekton Task's documented default"),
@@ -68,10 +70,9 @@ def places() -> tuple[Place, ...]:
         Place("examples/kubernetes/README.md", image_ref, "the Kubernetes example's documented image"),
         Place("docs/jenkins.md", rf"(?:{image_ref}|dockyard@v({VERSION_PATTERN})')",
               "the Jenkins docs' library version (@Library) and builder image"),
-        Place("docs/gitlab.md", rf"(?:{image_ref}|/dockyard/(?:build|merge)@({VERSION_PATTERN})\b|ref: ({VERSION_PATTERN})$)",
+        Place("docs/gitlab.md", rf"(?:{image_ref}|{component_ref}|ref: ({VERSION_PATTERN})$)",
               "the GitLab docs' component version and builder image"),
-        Place("templates/merge.yml", rf"/dockyard/(?:build|merge)@({VERSION_PATTERN})\b",
-              "the merge component's include example"),
+        Place("templates/merge.yml", component_ref, "the merge component's include example"),
         Place("docs/migrating-from-kaniko.md", rf"(?:{image_ref}|/dockyard@v({VERSION_PATTERN})\b)",
               "the migration guide's images and action version"),
         Place("docs/github-action.md", rf"/dockyard@v({VERSION_PATTERN})\b", "the action's documented version"),
