@@ -78,7 +78,8 @@ def places() -> tuple[Place, ...]:
         Place("docs/github-action.md", rf"/dockyard@v({VERSION_PATTERN})\b", "the action's documented version"),
         Place("examples/github-actions/multi-platform-runners.yml", rf"/dockyard@v({VERSION_PATTERN})\b",
               "the example workflow's action version"),
-        Place("README.md", rf"/dockyard@v({VERSION_PATTERN})\b", "the README's action version"),
+        Place("README.md", rf"(?:{image_ref}|/dockyard@v({VERSION_PATTERN})\b)",
+              "the README's action and image versions"),
         Place("docs/releasing.md", image_ref, "the release docs' image"),
     )
 

@@ -58,7 +58,8 @@ def test_a_place_left_behind_fails_the_check(tmp_path):
     gitlab_docs.write_text(gitlab_docs.read_text().replace("build@0.1.0", "build@0.2.0", 1))
     result = release("check", cwd=root)
     assert result.returncode == 1
-    assert "examples/tekton/task/dockyard/0.1/dockyard.yaml: the Tekton Task's BUILDER_IMAGE names 0.0.9" in result.stderr
+    assert ("examples/tekton/task/dockyard/0.1/dockyard.yaml: the Tekton Task's BUILDER_IMAGE names 0.0.9"
+            in result.stderr)
     assert "docs/gitlab.md: the GitLab docs' component version and builder image names 0.2.0" in result.stderr
     assert "scripts/release.py set X.Y.Z" in result.stderr
 
