@@ -146,3 +146,24 @@ def test_publish_release_posts_the_notes_and_digests(tmp_path):
     assert body["body"].startswith(notes)
     assert f"`ghcr.io/o/r@{executor}`, tagged `ghcr.io/o/r:0.1.0`, `ghcr.io/o/r:latest`" in body["body"]
     assert f"`ghcr.io/o/r@{debug}`" in body["body"]
+
+
+def test_the_release_workflow_is_valid_and_gives_the_action_only_its_inputs():
+    """.github/workflows/release.yml: valid for @action-validator/cli; each `uses: ./` step gives the action only
+    inputs action.yml declares; no `${{` expression is interpolated into a `run:` script (script injection: values
+    reach scripts through `env:`). tests/e2e/test_release_workflow.py runs it under act."""
+    import yaml
+
+    workflow = REPO / ".github" / "workflows" / "release.yml"
+    validator = REPO / ".ci" / "node" / "node_modules" / ".bin" / "action-validator"
+    assert validator.exists(), "run scripts/install.sh (npm ci --prefix .ci/node)"
+    result = subprocess.run([str(validator), str(workflow)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    declared = yaml.safe_load((REPO / "action.yml").read_text())["inputs"]
+    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    steps = [step for job in jobs.values() for step in job["steps"]]
+    ours = [step for step in steps if step.get("uses") == "./"]
+    assert len(ours) == 4 and all(set(step["with"]) <= set(declared) for step in ours)
+    assert all("${{" not in step["run"] for step in steps if "run" in step)
+    assert {"id-token": "write", "contents": "read"} == jobs["pypi"]["permissions"]
+    assert jobs["merge"]["permissions"]["id-token"] == "write"
