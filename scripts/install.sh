@@ -21,6 +21,7 @@ APT_PACKAGES=(
   podman runc          # runs the builder image (and the Tekton Task's steps) as a container runtime would
   dnf rpm createrepo-c # dnf in a test image (from this machine's files), rpmbuild and createrepo_c for its repository
   chromium chromium-driver # the documentation site's test opens the built site in headless Chromium (via chromedriver)
+  curl                 # the release workflow's test: its stand-in PyPI upload (tests/support/release_actions)
   qemu-user-static     # RUN for another CPU (linux/arm64, arm/v7, ...): QEMU's static emulators and Debian's binfmt definitions
 )
 missing=()

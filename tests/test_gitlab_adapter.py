@@ -369,7 +369,8 @@ def test_the_merge_template_declares_every_input_it_uses_and_the_adapter_reads_t
 
 
 def test_the_builder_image_is_pinned_to_this_version():
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    image, version = pyproject["tool"]["dockyard"]["release"]["builder-image"], pyproject["project"]["version"]
     for template in (TEMPLATE, MERGE_TEMPLATE):
         default = re.search(r"builder-image:\n.*\n      default: (\S+)", template.read_text()).group(1)
-        assert default.endswith(f"/dockyard-builder:{version}")
+        assert default == f"{image}:{version}"  # what the release publishes (docs/releasing.md)

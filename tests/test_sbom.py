@@ -103,6 +103,17 @@ def test_licenses_from_dep5_copyright_and_python_metadata(debian):
     assert pys["requests"].location == "usr/lib/python3/dist-packages/requests-2.34.2.dist-info/METADATA"
 
 
+def test_python_metadata_with_non_ascii_headers():
+    """Core metadata is UTF-8: an author's name or e-mail outside ASCII (as sigstore-python's dependencies have)
+    is read as text, not left as an undecoded header."""
+    from dockyard.sbom.pythondist import parse_metadata
+
+    data = ("Metadata-Version: 2.1\nName: example\nVersion: 1.0\nSummary: Grüße\n"
+            "Author-email: Łukasz Example <lukasz@example.org>\n\nThe long description, ünïcode.\n").encode()
+    [package] = parse_metadata("site-packages/example-1.0.dist-info/METADATA", data).packages
+    assert package.supplier == "Łukasz Example <lukasz@example.org>" and package.summary == "Grüße"
+
+
 def test_license_strings_become_spdx_expressions_or_license_refs():
     assert to_spdx("GPL-2+") == "GPL-2.0-or-later"
     assert to_spdx("GPL-2+ or Artistic") == "GPL-2.0-or-later OR Artistic-1.0-Perl"

@@ -5,7 +5,7 @@ headers)."""
 from __future__ import annotations
 
 from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 
 from .model import PYPI, Package, Parsed
@@ -21,8 +21,10 @@ def is_metadata(path: str) -> bool:
 
 
 def parse_metadata(path: str, data: bytes) -> Parsed:
-    # Only the headers: the body is the long description.
-    headers = BytesHeaderParser(policy=compat32).parsebytes(data.split(b"\n\n", 1)[0] + b"\n\n")
+    # Only the headers: the body is the long description. Core metadata is UTF-8; parsed as bytes, a header with
+    # non-ASCII text (an author's name) would come back as an email Header object instead of a str.
+    head = data.split(b"\n\n", 1)[0].decode("utf-8", "replace")
+    headers = HeaderParser(policy=compat32).parsestr(head + "\n\n")
     name, version = (headers.get("Name") or "").strip(), (headers.get("Version") or "").strip()
     if not name or not version:
         return Parsed((), (f"/{path}: skipped a Python distribution whose metadata has no "
