@@ -2,8 +2,8 @@
 written from core/errors.py, so neither can drift from what it shows.
 
 - The README is the site's home page (index.md): the page GitHub shows first stays the page the site shows
-  first. Its links into docs/ are rewritten to the site's pages; a relative link to anything else in the
-  repository has no page on the site, and fails the build.
+  first. Its links into docs/ are rewritten to the site's pages, and CHANGELOG.md is a page of its own
+  (changelog.md); a relative link to anything else in the repository has no page on the site, and fails the build.
 - docs/exit-codes.md has the advice, one `## Exit code N {#exit-N}` section per code, written by hand. The table
   at its `<!-- exit-codes -->` marker and each section's title (the code's meaning) and error classes come from
   `dockyard.errors.EXIT_CODES` and the error classes at build time. A code in the table without advice, or an error
@@ -26,6 +26,7 @@ log = logging.getLogger("mkdocs.hooks.dockyard")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXIT_CODES_PAGE = "exit-codes.md"
+CHANGELOG, CHANGELOG_PAGE = "CHANGELOG.md", "changelog.md"
 EXIT_CODES_MARKER = "<!-- exit-codes -->"
 ADVICE_HEADING = re.compile(r"^## Exit code (\d+) \{#exit-\1\}\s*$", re.MULTILINE)
 # [text](target): the targets of inline links and images. The README uses no reference-style links.
@@ -38,6 +39,8 @@ def on_files(files: Files, *, config: Any) -> Files:
                           "and put what it says in the README")
     readme = REPO_ROOT / "README.md"
     files.append(File.generated(config, "index.md", content=front_page(readme.read_text(encoding="utf-8"))))
+    changelog = REPO_ROOT / CHANGELOG
+    files.append(File.generated(config, CHANGELOG_PAGE, content=changelog.read_text(encoding="utf-8")))
     return files
 
 
@@ -50,6 +53,8 @@ def front_page(readme: str) -> str:
             return match.group(0)
         if target.startswith("docs/"):
             return f"{match.group(1)}{target.removeprefix('docs/')}{match.group(3)}"
+        if target == CHANGELOG:
+            return f"{match.group(1)}{CHANGELOG_PAGE}{match.group(3)}"
         raise PluginError(f"README.md links to {target!r}, a file the documentation site does not have (only "
                           "docs/ becomes the site): link to a page in docs/ or to an absolute URL")
 

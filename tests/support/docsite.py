@@ -18,7 +18,7 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
 # What the site is made of: the config, its hooks, the pages and the README (the front page).
-SITE_SOURCES = ("mkdocs.yml", "README.md", "docs", "scripts/docsite")
+SITE_SOURCES = ("mkdocs.yml", "README.md", "CHANGELOG.md", "docs", "scripts/docsite")
 
 
 @dataclass(frozen=True)
