@@ -150,7 +150,8 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
                              steps=tuple(step for b in built for step in b.steps), pushed=tuple(written.pushed),
                              duration=time.monotonic() - started, warnings=tuple(warnings),
                              signatures=written.signatures,
-                             attestations=tuple(a.metadata() for a in written.attestations))
+                             attestations=tuple(a.metadata() for a in written.attestations),
+                             started=started_at.timestamp())
         session.outputs.write_result_files(result)
         events.emit(BuildFinished(digest=written.digest, duration=result.duration))
         return result

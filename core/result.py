@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .stage.services import StepRecord
+from .timeline import timeline
 from .image.index import ImageIndex
 from .image.model import Image
 
@@ -33,6 +34,8 @@ class BuildResult:
     signatures: tuple[dict[str, str], ...] = ()
     # One per attestation manifest written: {"platform", "digest", "subject", "predicateTypes"}.
     attestations: tuple[dict[str, Any], ...] = ()
+    # When the build started (seconds since the epoch): the origin of the metadata's timeline.
+    started: float = 0.0
 
     @property
     def platform_images(self) -> tuple[Image, ...]:
@@ -79,6 +82,8 @@ class BuildResult:
             "duration": round(self.duration, 4),
             "attestations": [dict(a) for a in self.attestations],
         }
+        if self.started:  # when each stage and step ran (timeline.py)
+            doc["timeline"] = timeline(self.steps, self.started, self.duration)
         if self.signatures:  # --sign: what was signed and where each signature is stored
             doc["signatures"] = [dict(s) for s in self.signatures]
         return doc
