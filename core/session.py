@@ -308,7 +308,7 @@ class BuildSession:
             results[index] = self._run_stage(by_index[index], platform, own, inputs._replace(next_step=next_step))
 
         def stop_running() -> None:
-            self.events.info("a stage failed: stopping the stages still running")
+            self.events.info("stopping the stages still running")
             stop_runner = getattr(self.runner, "stop", None)  # a runner without it: each stops after its step
             if stop_runner is not None:
                 stop_runner()
