@@ -20,6 +20,7 @@ APT_PACKAGES=(
   dpkg-dev             # dpkg-scanpackages: the loopback Debian repository of the package-manager tests
   podman runc          # runs the builder image (and the Tekton Task's steps) as a container runtime would
   dnf rpm createrepo-c # dnf in a test image (from this machine's files), rpmbuild and createrepo_c for its repository
+  python3-matplotlib   # benchmarks/chart.py draws the benchmarks' comparison charts (PNG) with Debian's python3; not a runtime dependency
   qemu-user-static     # RUN for another CPU (linux/arm64, arm/v7, ...): QEMU's static emulators and Debian's binfmt definitions
 )
 missing=()
