@@ -8,6 +8,7 @@ the RUN steps running now are killed (`stop_running`); the first failure is the 
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -100,7 +101,9 @@ def run_stages(order: Sequence[int], dependencies: Mapping[int, frozenset[int]],
                     if len(running) >= jobs:
                         break
                     pending.remove(index)
-                    running[pool.submit(run, index)] = index
+                    # In a copy of this thread's context: what the build records through context variables
+                    # (the downloads provenance lists, the ownership ledger) sees the stages' steps too.
+                    running[pool.submit(contextvars.copy_context().run, run, index)] = index
             if not running:
                 break  # stopped, or (never for a plan) a stage waiting on one that is not planned
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
