@@ -159,14 +159,15 @@ def measure(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Measur
 class DockyardRunner:
     """`dockyard build --push` with its blob store and work dir under `state` (fresh state = a cold build)."""
 
-    def __init__(self, state: Path, script: Path) -> None:
+    def __init__(self, state: Path, script: Path, flags: tuple[str, ...] = ()) -> None:
         self.state = state
         self.script = script  # benchmarks/installed.py: dockyard installed as users get it
+        self.flags = flags  # more `dockyard build` flags (e.g. --jobs 1)
 
     def measure(self, context: Path, dockerfile: Path, tag: str, build_args: dict[str, str]) -> Measurement:
         env = {**os.environ, "XDG_CACHE_HOME": str(self.state / "cache"), "HOME": str(self.state / "home")}
         command = [str(self.script), "build", "--push", "-q", "-t", tag, "-f", str(dockerfile),
-                   "--work-dir", str(self.state / "work")]
+                   "--work-dir", str(self.state / "work"), *self.flags]
         for key, value in build_args.items():
             command += ["--build-arg", f"{key}={value}"]
         return measure([command + [str(context)]], env, self.state)
@@ -175,16 +176,17 @@ class DockyardRunner:
 class BuildahRunner:
     """buildah bud + push with overlay storage under `state` (fresh state = a cold build, no layer cache)."""
 
-    def __init__(self, state: Path, registry_host: str) -> None:
+    def __init__(self, state: Path, registry_host: str, flags: tuple[str, ...] = ()) -> None:
         from tests.support.oracle import _BuildahEnv  # storage, run root and config files all under `state`
 
         self.state = state
         self.env = _BuildahEnv(state, "overlay", [registry_host])
+        self.flags = flags  # more `buildah bud` flags (e.g. --jobs 2)
 
     def measure(self, context: Path, dockerfile: Path, tag: str, build_args: dict[str, str]) -> Measurement:
         policy = str(self.env.policy)
         bud = self.env.cmd("bud", "--isolation", "chroot", "--layers", "--tls-verify=false",
-                           "--signature-policy", policy, "-f", str(dockerfile), "-t", tag)
+                           "--signature-policy", policy, "-f", str(dockerfile), "-t", tag, *self.flags)
         for key, value in build_args.items():
             bud += ["--build-arg", f"{key}={value}"]
         push = self.env.cmd("push", "--tls-verify=false", "--signature-policy", policy, tag, f"docker://{tag}")
@@ -333,6 +335,17 @@ def print_table(bench: Benchmark, workloads: list[Workload]) -> None:
     print("MB: peak resident set of the largest process of the build and push (ru_maxrss)")
 
 
+def write_comparison_chart(path: Path, bench: Benchmark, workloads: list[Workload]) -> None:
+    from benchmarks.chart import write_chart
+
+    groups = []
+    for w in workloads:
+        r = ratio(bench.results[w.number])
+        groups.append({"name": f"{w.number} {w.name}", "note": f"ratio {r:.2f}" if r is not None else "",
+                       "seconds": {tool: bench.results[w.number][tool].median_seconds for tool in TOOLS}})
+    write_chart(path, f"dockyard vs buildah: median of {bench.runs} run(s), build + push", TOOLS, groups)
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -342,6 +355,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller workloads (about a fifth of the files and bytes)")
     parser.add_argument("--only", default="", help="comma-separated workload numbers (default: all five)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--chart", type=Path, default=Path("compare_buildah.png"),
+                        help="the comparison as a PNG bar chart (default compare_buildah.png)")
     parser.add_argument("--measure-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -382,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         registry.stop()
         remove_state(root)
     print_table(bench, workloads)
+    write_comparison_chart(args.chart, bench, workloads)
     if args.json:
         args.json.write_text(json.dumps(report_json(bench, workloads), indent=2) + "\n")
     failed = any(run.error for result in bench.results.values() for tool in result.values() for run in tool.runs)

@@ -4,6 +4,7 @@ digests for cache keys)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -67,6 +68,7 @@ class BaseResolver:
         self._compression_level = compression_level
         self._source_date_epoch = source_date_epoch
         self._pulled: dict[str, tuple[Image, RootFS]] = {}
+        self._pull_locks: dict[str, threading.Lock] = {}
         # Each registry image pulled, as (reference as written, platform, digest it resolved to), in order:
         # the materials of the build's provenance.
         self.resolved: list[tuple[str, Platform, str]] = []
@@ -121,6 +123,12 @@ class BaseResolver:
         cached = self._pulled.get(key)
         if cached is not None:
             return cached
+        # Stages running at the same time may name the same image: it is pulled once, the others wait for it.
+        with self._pull_locks.setdefault(key, threading.Lock()):
+            cached = self._pulled.get(key)
+            return cached if cached is not None else self._pull(text, platform, key)
+
+    def _pull(self, text: str, platform: Platform, key: str) -> tuple[Image, RootFS]:
         from .registry.pull import pull_image
 
         ref = parse_reference(text)

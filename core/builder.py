@@ -159,7 +159,8 @@ def build(options: BuildOptions, *, events: Events = NULL_EVENTS, runner: Runner
                              duration=time.monotonic() - started, warnings=tuple(warnings),
                              signatures=written.signatures,
                              attestations=tuple(a.metadata() for a in written.attestations),
-                             scans=tuple(report_to_json(r) for r in scans) if scans else ())
+                             scans=tuple(report_to_json(r) for r in scans) if scans else (),
+                             started=started_at.timestamp())
         session.outputs.write_result_files(result)
         events.emit(BuildFinished(digest=written.digest, duration=result.duration))
         return result

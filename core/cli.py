@@ -114,6 +114,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "id=ID uses the variable ID if set, else the file ID (repeatable)")
     b.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]",
                    help="an ssh-agent socket for RUN --mount=type=ssh (default: $SSH_AUTH_SOCK) (repeatable)")
+    b.add_argument("--jobs", "-j", type=_job_count, metavar="N",
+                   help="build up to N independent stages at the same time (default: the number of cores, 2 to 4; "
+                        "1 builds one stage at a time)")
     b.add_argument("--progress", choices=["auto", "plain", "json"], default="auto",
                    help="progress output: live view on a terminal, plain lines in CI, or JSON events")
     b.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
@@ -362,6 +365,12 @@ def _add_sbom_command(sub: SubParsers) -> None:
                            "(repeatable)")
 
 
+def _job_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of stages, 1 or more, got {text!r}")
+    return int(text)
+
+
 def _retry_count(text: str) -> int:
     from .options import parse_retry_count
 
@@ -436,6 +445,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Buil
         attestations=parse_attestations(sbom=args.sbom, provenance=args.provenance, attest=args.attest),
         sbom_outputs=tuple(SbomOutput.parse(o) for o in args.sbom_output),
         scan=scan_settings_from_args(args, requested=args.scan),  # type: ignore[arg-type]
+        jobs=args.jobs,
         environ=environ,
     )
 

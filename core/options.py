@@ -515,6 +515,8 @@ class BuildOptions:
     cache_from: tuple[RegistryCache, ...] = ()  # external caches to take steps from (after the local cache)
     cache_to: tuple[RegistryCache, ...] = ()  # external caches to write this build's steps to
     max_parallel_transfers: int = 4
+    # --jobs: how many independent stages run at the same time (None: stage/schedule.py's default_jobs()).
+    jobs: int | None = None
     secrets: tuple[SecretSource, ...] = ()  # --secret, for RUN --mount=type=secret
     ssh: tuple[SshSource, ...] = ()  # --ssh, for RUN --mount=type=ssh
     # --build-context NAME=VALUE: named contexts FROM, COPY --from and RUN --mount from= resolve to.

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .stage.services import StepRecord
+from .timeline import timeline
 from .image.index import ImageIndex
 from .image.model import Image
 
@@ -35,6 +36,8 @@ class BuildResult:
     attestations: tuple[dict[str, Any], ...] = ()
     # --scan: each platform's scan report, as scan/model.py's report_to_json writes it.
     scans: tuple[dict[str, Any], ...] = ()
+    # When the build started (seconds since the epoch): the origin of the metadata's timeline.
+    started: float = 0.0
 
     @property
     def platform_images(self) -> tuple[Image, ...]:
@@ -83,6 +86,8 @@ class BuildResult:
         }
         if self.scans:  # --scan: one report per platform (scan/model.py's report_from_json reads them back)
             doc["dockyard.scan"] = [dict(s) for s in self.scans]
+        if self.started:  # when each stage and step ran (timeline.py)
+            doc["timeline"] = timeline(self.steps, self.started, self.duration)
         if self.signatures:  # --sign: what was signed and where each signature is stored
             doc["signatures"] = [dict(s) for s in self.signatures]
         return doc

@@ -6,6 +6,7 @@ a platform (`build_platform`), as often as the build has platforms."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import shutil
@@ -13,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Self
@@ -34,12 +36,13 @@ from .isolation.emulation import require_emulation
 from .named_contexts import NamedContexts
 from .options import BuildOptions
 from .outputs import CachedLayers, OutputWriter, target_chain
-from .plan import BuildPlan
+from .plan import BuildPlan, StagePlan
 from .registry.routing import Routes
 from .rootfs import Workspace, ownership
 from .rootfs.overlay import enter_private_mount_namespace
 from .stage.executor import StageExecutor, StageInputs
 from .stage.mounts import MountSources
+from .stage.schedule import StageStopped, default_jobs, first_step_numbers, run_stages, stage_dependencies
 from .stage.services import BuildServices, BuiltSteps, StepRecord
 from .stage.sources import StageResult
 from .stage.state import ArgScope
@@ -115,6 +118,7 @@ class BuildSession:
         self.run_platforms: frozenset[Platform] = frozenset()
         # The steps a build of several platforms ran, by cache key, for the other targets to reuse.
         self.built_steps: BuiltSteps = {}
+        self.jobs = 1  # how many stages may run at once: set when the session is entered
 
     # --- lifetimes -----------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -141,6 +145,9 @@ class BuildSession:
         require_emulation(self.run_platforms, mode.name, events=self.events)
         if mode.name == "namespaces":
             enter_private_mount_namespace()
+        # Independent stages at the same time (stage/schedule.py); under proot one at a time, as its directory
+        # roots and ownership records are kept for one step at a time.
+        self.jobs = 1 if mode.name == "proot" else opts.jobs or default_jobs()
         stack.callback(self._close_tls)  # the client is made on first use, by any step of the build
         # Held shared for the whole build: `dockyard cache prune` (exclusive) never removes what a build uses.
         try:
@@ -179,8 +186,8 @@ class BuildSession:
         if self.file_digests is not None:
             self.file_digests.load()
         stack.callback(self._cancel_early_uploads)  # after the snapshot thread stops, which may still add layers
-        # One layer at a time is written while the next RUN runs (stage/layer_writing.py).
-        self.snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
+        # One layer per running stage is written while that stage's next RUN runs (stage/layer_writing.py).
+        self.snapshots = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="snapshot")
         stack.callback(self.snapshots.shutdown, wait=True)  # before the workspace (the step directories it reads)
         # What the stages of every platform share.
         self.context = BuildContext(opts.context, DockerIgnore.load(opts.context, opts.dockerfile_path))
@@ -293,41 +300,71 @@ class BuildSession:
     def _run_stages(self, plan: BuildPlan, platform: Platform, services: BuildServices,
                     build_args: dict[str, str], used_args: set[str], steps: StepNumbers,
                     results: dict[int, StageResult]) -> Image:
-        dockerfile = plan.dockerfile
+        """Runs the plan's stages, independent ones at the same time (stage/schedule.py); each stage records
+        its steps and cache entries on its own, and they are gathered in Dockerfile order, as a build of one
+        stage at a time has them."""
         total = steps.total
-        counter = iter(range(steps.before + 1, total + 1))
-        shown_platform = services.platform  # None in a build of one platform: its output is as it always was
+        first_steps = first_step_numbers(plan, steps.before)
+        inputs = StageInputs(plan.dockerfile, ArgScope(build_args, plan.global_args), results,
+                             lambda: (total, total), used_args)
+        stop = threading.Event()
+        stage_services: dict[int, BuildServices] = {}
+        by_index = {p.stage.index: p for p in plan.stages}
 
-        def next_step() -> tuple[int, int]:
-            return next(counter, total), total
+        def run(index: int) -> None:
+            own = stage_services[index] = replace(services, steps=[], cache_entries=[], stop=stop)
+            numbers = itertools.count(first_steps[index])
 
-        inputs = StageInputs(dockerfile, ArgScope(build_args, plan.global_args), results, next_step, used_args)
+            def next_step() -> tuple[int, int]:
+                return min(next(numbers), total), total
 
-        for stage_plan in plan.stages:
-            stage = stage_plan.stage
-            base = (f"context {stage_plan.base_context}" if stage_plan.base_context is not None
-                    else stage_plan.base_image or f"stage {stage_plan.base_stage}")
-            self.events.emit(StageStarted(stage=stage.display_name, base=base, platform=shown_platform))
-            step, _ = next_step()
-            services.steps.append(StepRecord(step, stage.base.original, stage.base.location.file,
-                                             stage.base.location.start_line))
-            self.events.emit(StepStarted(step=step, total=total, stage=stage.display_name,
-                                         text=stage.base.original, file=stage.base.location.file,
-                                         line=stage.base.location.start_line, platform=shown_platform))
-            t0 = time.monotonic()
-            try:
-                image, rootfs, key = self.bases.stage_base(stage_plan, platform, results, services.named_contexts)
-            except Exception:
-                self.events.emit(StepFinished(step=step, duration=time.monotonic() - t0, failed=True))
-                raise
-            services.steps[-1].duration = time.monotonic() - t0
-            self.events.emit(StepFinished(step=step, duration=services.steps[-1].duration))
-            if stage_plan.replaced:  # the stage is the named context of its name: nothing of it runs
-                results[stage.index] = StageResult(image, rootfs, key)
-                continue
-            executor = StageExecutor(stage, StageResult(image, rootfs, key), services, inputs)
-            results[stage.index] = executor.run()
+            results[index] = self._run_stage(by_index[index], platform, own, inputs._replace(next_step=next_step))
+
+        def stop_running() -> None:
+            self.events.info("stopping the stages still running")
+            stop_runner = getattr(self.runner, "stop", None)  # a runner without it: each stops after its step
+            if stop_runner is not None:
+                stop_runner()
+
+        try:
+            run_stages([p.stage.index for p in plan.stages], stage_dependencies(plan), run, jobs=self.jobs,
+                       stop=stop, stop_running=stop_running)
+        finally:
+            for stage_plan in plan.stages:
+                own = stage_services.get(stage_plan.stage.index)
+                if own is not None:
+                    services.steps.extend(own.steps)
+                    services.cache_entries.extend(own.cache_entries)
         return results[plan.target_index].image
+
+    def _run_stage(self, stage_plan: StagePlan, platform: Platform, services: BuildServices,
+                   inputs: StageInputs) -> StageResult:
+        """One stage: its FROM step (the base pulled, or an earlier stage's result taken), then its steps."""
+        stage = stage_plan.stage
+        shown_platform = services.platform  # None in a build of one platform: its output is as it always was
+        base = (f"context {stage_plan.base_context}" if stage_plan.base_context is not None
+                else stage_plan.base_image or f"stage {stage_plan.base_stage}")
+        if services.stop is not None and services.stop.is_set():
+            raise StageStopped(stage.display_name)
+        self.events.emit(StageStarted(stage=stage.display_name, base=base, platform=shown_platform))
+        step, total = inputs.next_step()
+        services.steps.append(StepRecord(step, stage.base.original, stage.base.location.file,
+                                         stage.base.location.start_line, started=time.time(),
+                                         stage=stage.display_name, platform=shown_platform))
+        self.events.emit(StepStarted(step=step, total=total, stage=stage.display_name,
+                                     text=stage.base.original, file=stage.base.location.file,
+                                     line=stage.base.location.start_line, platform=shown_platform))
+        t0 = time.monotonic()
+        try:
+            image, rootfs, key = self.bases.stage_base(stage_plan, platform, inputs.stages, services.named_contexts)
+        except Exception:
+            self.events.emit(StepFinished(step=step, duration=time.monotonic() - t0, failed=True))
+            raise
+        services.steps[-1].duration = time.monotonic() - t0
+        self.events.emit(StepFinished(step=step, duration=services.steps[-1].duration))
+        if stage_plan.replaced:  # the stage is the named context of its name: nothing of it runs
+            return StageResult(image, rootfs, key)
+        return StageExecutor(stage, StageResult(image, rootfs, key), services, inputs).run()
 
     def finish_steps(self) -> None:
         """Once every platform's stages ran: remembers the context's file digests, and starts moving the

@@ -22,6 +22,7 @@ APT_PACKAGES=(
   dnf rpm createrepo-c # dnf in a test image (from this machine's files), rpmbuild and createrepo_c for its repository
   chromium chromium-driver # the documentation site's test opens the built site in headless Chromium (via chromedriver)
   curl                 # the release workflow's test: its stand-in PyPI upload (tests/support/release_actions)
+  python3-matplotlib   # benchmarks/chart.py draws the benchmarks' comparison charts (PNG) with Debian's python3; not a runtime dependency
   qemu-user-static     # RUN for another CPU (linux/arm64, arm/v7, ...): QEMU's static emulators and Debian's binfmt definitions
 )
 missing=()

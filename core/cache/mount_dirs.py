@@ -25,7 +25,10 @@ def cache_directory(root: Path, cache_id: str, sharing: str, initialize: Callabl
         directory.mkdir(mode=0o700, exist_ok=True)
         lock = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if sharing == "private" else 0))
+            # shared: a shared lock from the start, so steps of stages running at the same time use it together
+            # (waiting for an exclusive one would wait for every step holding it shared).
+            fcntl.flock(lock, fcntl.LOCK_SH if sharing == "shared" else
+                        fcntl.LOCK_EX | (fcntl.LOCK_NB if sharing == "private" else 0))
             break
         except BlockingIOError:
             os.close(lock)
@@ -33,11 +36,14 @@ def cache_directory(root: Path, cache_id: str, sharing: str, initialize: Callabl
     try:
         data = str(directory / "data")
         if not (directory / ".ready").exists():
-            shutil.rmtree(data, ignore_errors=True)  # a half-made one from an interrupted build
-            initialize(data)
-            (directory / ".ready").touch()
-        if sharing == "shared":
-            fcntl.flock(lock, fcntl.LOCK_SH)
+            if sharing == "shared":
+                fcntl.flock(lock, fcntl.LOCK_EX)  # not atomic (flock drops the shared lock first): look again
+            if not (directory / ".ready").exists():
+                shutil.rmtree(data, ignore_errors=True)  # a half-made one from an interrupted build
+                initialize(data)
+                (directory / ".ready").touch()
+            if sharing == "shared":
+                fcntl.flock(lock, fcntl.LOCK_SH)
         yield data
     finally:
         os.close(lock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import deque
 from typing import BinaryIO, Callable
 
@@ -23,6 +24,22 @@ class NamespaceRunner:
 
     def __init__(self, tail_lines: int = 20):
         self._tail_lines = tail_lines
+        # The keepers of the steps running now (several when stages run at the same time), for `stop`.
+        self._running: set[int] = set()
+        self._running_lock = threading.Lock()
+
+    def stop(self) -> None:
+        """Kills every step running now, with everything it started (the build is stopping: another stage
+        failed). Each step's own `run` then reaps it and reports it killed."""
+        with self._running_lock:
+            for pid in self._running:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:  # no group of its own yet: the keeper alone (the step dies with it)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
 
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunResult:
         if spec.groups and not setgroups_allowed():
@@ -38,11 +55,15 @@ class NamespaceRunner:
         finally:
             os.close(output_w)
             os.close(status_w)
+        with self._running_lock:
+            self._running.add(pid)
         with os.fdopen(output_r, "rb") as output, os.fdopen(status_r, "rb") as status:
             try:
                 tail = self._relay(output, on_line)
+                self._forget(pid)  # before it is reaped: `stop` never signals a reused pid
                 code = _exit_code(pid)
             except BaseException:
+                self._forget(pid)
                 _kill(pid)
                 raise
             report = status.read().decode("utf-8", "replace").strip()
@@ -51,6 +72,10 @@ class NamespaceRunner:
             error += (f" (a {spec.platform} program needs QEMU registered in binfmt_misc with the F flag; "
                       "`dockyard doctor` says how this machine runs each platform)")
         return RunResult(code, tuple(tail), error)
+
+    def _forget(self, pid: int) -> None:
+        with self._running_lock:
+            self._running.discard(pid)
 
     def _relay(self, output: BinaryIO, on_line: Callable[[str], None]) -> deque[str]:
         """Passes every output line on, until the step and everything it started have exited."""

@@ -24,6 +24,7 @@ from ..users import resolve_mkdir_owner
 from .history import created_time
 from .layer_writing import LayerWriting
 from .ops import ArgOp, resolve
+from .schedule import StageStopped
 from .services import BuildServices, BuiltStep, StepRecord
 from .sources import StageResult, StageSources
 from .state import ArgScope, StageState
@@ -104,9 +105,12 @@ class StageExecutor:
     def dispatch(self, inst: ins.Instruction) -> None:
         if inst.keyword != "RUN":
             self._finish_writing()  # only a RUN runs while the step before it is being written
+        if self.s.stop is not None and self.s.stop.is_set():
+            raise StageStopped(self.stage.display_name)
         self._inst = inst
         step, total = self.inputs.next_step()
-        record = StepRecord(step, inst.original, inst.location.file, inst.location.start_line)
+        record = StepRecord(step, inst.original, inst.location.file, inst.location.start_line, started=time.time(),
+                            stage=self.stage.display_name, platform=self.s.platform)
         self.s.steps.append(record)
         self.s.events.emit(StepStarted(step=step, total=total, stage=self.stage.display_name,
                                        text=inst.original, file=inst.location.file,

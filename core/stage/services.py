@@ -3,6 +3,7 @@ did (StepRecord)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ class StepRecord:
     layer: Layer | None = None
     cached: bool | None = None  # True: taken from the step cache; False: looked up and missed; None: not cacheable
     cache_source: str | None = None  # a hit's origin: "local", or the --cache-from ref
+    # For the build's timeline: when the step started (wall clock, seconds since the epoch), its stage and,
+    # in a build of several platforms, the target platform.
+    started: float = 0.0
+    stage: str = ""
+    platform: str | None = None
 
 
 class BuiltStep(NamedTuple):
@@ -93,3 +99,5 @@ class BuildServices:
     # built so far (shared by the targets' services); None in a build of one platform.
     platform: str | None = None
     built_steps: BuiltSteps | None = None
+    # Set when the build stops (another stage failed): the stage gives up before its next step.
+    stop: threading.Event | None = None

@@ -15,6 +15,7 @@ from dockyard import ScanReport, render_scan
 from ..common.failure import location, paragraph, title
 from ..common.public import format_duration, format_size
 from ..common.supplychain import attestation_lines, signature_lines
+from ..common.timeline import gantt
 from .log import GroupedLog
 
 
@@ -46,6 +47,7 @@ def render(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
         lines += [f"- attested {_code_digests(line)}" for line in attestation_lines(metadata)]
         lines += [f"- signed {_code_digests(line)}" for line in signature_lines(metadata)]
         lines.append("")
+        lines += timeline_section(metadata)
     elif log.failure is not None:
         where = location(log.failure)
         lines += [f"**{title(log.failure)}**" + (f" at `{where}`" if where else ""), "",
@@ -64,6 +66,17 @@ def render(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
         lines.append(f"| {number} | {_cell(started.stage)} | `{_cell(started.text)}` | {result} | {duration} "
                      f"| {layer} |")
     return "\n".join(lines) + "\n"
+
+
+def timeline_section(metadata: dict[str, Any]) -> list[str]:
+    """The build's timeline as a mermaid Gantt chart (GitHub renders it): which stages ran at the same time,
+    what came from the cache, the slowest step. Nothing for a metadata file without a timeline."""
+    chart = gantt(metadata.get("timeline") or {})
+    if not chart:
+        return []
+    duration = (metadata.get("timeline") or {}).get("duration")
+    heading = "### Timeline" + (f" ({format_duration(duration)})" if duration is not None else "")
+    return [heading, "", "```mermaid", *chart, "```", ""]
 
 
 def render_merge(log: GroupedLog, metadata: dict[str, Any] | None) -> str:
