@@ -19,9 +19,10 @@ def timeline(steps: Sequence[StepRecord], started: float, duration: float) -> di
     "stage", "platform", "instruction", "start", "end", "cached"}]}: stages in the order they started, steps in
     the build's numbering; times in seconds after `started` (the build's start, seconds since the epoch)."""
     timed = [s for s in steps if s.started]
-    step_rows = [{"step": s.step, "stage": s.stage, "platform": s.platform, "instruction": s.instruction,
-                  "start": _seconds(s.started - started), "end": _seconds(s.started + s.duration - started),
-                  "cached": s.cached} for s in timed]
+    step_rows: list[dict[str, Any]] = [
+        {"step": s.step, "stage": s.stage, "platform": s.platform, "instruction": s.instruction,
+         "start": _seconds(s.started - started), "end": _seconds(s.started + s.duration - started),
+         "cached": s.cached} for s in timed]
     stages: dict[tuple[str, str | None], dict[str, Any]] = {}
     for row in sorted(step_rows, key=lambda r: (r["start"], r["step"])):
         stage = stages.setdefault((row["stage"], row["platform"]), {

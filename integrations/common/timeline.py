@@ -18,7 +18,7 @@ def _name(text: str) -> str:
 
 
 def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 def gantt(timeline: dict[str, Any]) -> list[str]:

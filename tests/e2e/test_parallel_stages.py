@@ -49,7 +49,7 @@ def test_independent_stages_run_at_the_same_time(busybox_base, tmp_path):
     stages = {s["stage"]: s for s in meta["timeline"]["stages"]}
     assert stages["a"]["start"] < stages["b"]["end"] and stages["b"]["start"] < stages["a"]["end"]
     # The final stage starts once both are built.
-    final = [s for name, s in stages.items() if name not in ("a", "b")][0]
+    final = next(s for name, s in stages.items() if name not in ("a", "b"))
     assert final["start"] >= max(stages["a"]["end"], stages["b"]["end"]) - 0.01
     # Steps are numbered in Dockerfile order whatever order they ran in.
     assert [s["step"] for s in meta["steps"]] == [1, 2, 3, 4, 5, 6, 7]
