@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -160,18 +159,8 @@ def _copy_in(store: BlobStore, descriptor: Descriptor, blobs_dir: Path, director
     if not store.has(descriptor.digest):
         raise OutputError(f"cannot write the local cache to {directory}: blob {descriptor.digest} is not in the "
                           f"blob store {store.root}")
-    fd, tmp = tempfile.mkstemp(dir=blobs_dir, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out, store.open(descriptor.digest) as src:
-            shutil.copyfileobj(src, out, _COPY_CHUNK)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with store.open(descriptor.digest) as src:
+        replace_file(target, src)
 
 
 def _remove_unreferenced(directory: Path, manifests: list[dict[str, Any]]) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import OutputError, UsageError
+from ..files import replace_file
 from ..image.model import Platform
 from .catalog import catalog
 from .model import Catalog
@@ -49,9 +49,7 @@ def run_sbom(source: str, *, output_format: str, output: str | None, platform: s
         sys.stdout.write(text)
         return 0
     try:
-        temporary = Path(f"{output}.tmp-{os.getpid()}")
-        temporary.write_text(text)
-        os.replace(temporary, output)
+        replace_file(Path(output), text.encode())
     except OSError as exc:
         raise OutputError(f"cannot write the SBOM to {output}: {exc.strerror}") from None
     return 0

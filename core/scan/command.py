@@ -4,12 +4,12 @@ as a table or as JSON; the gate (--fail-on-vuln) decides the exit code."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Mapping
 
 from ..errors import OutputError, UsageError
+from ..files import replace_file
 from ..image.model import Platform
 from .model import ScanReport, report_to_json
 from .settings import ScanSettings
@@ -50,9 +50,7 @@ def run_scan(source: str, *, settings: ScanSettings, output_format: str, output:
         sys.stdout.write(text)
     else:
         try:
-            temporary = Path(f"{output}.tmp-{os.getpid()}")
-            temporary.write_text(text)
-            os.replace(temporary, output)
+            replace_file(Path(output), text.encode())
         except OSError as exc:
             raise OutputError(f"cannot write the scan result to {output}: {exc.strerror}") from None
     check_gate([report], settings.fail_on)
