@@ -36,14 +36,25 @@ def cache_directory(root: Path, cache_id: str, sharing: str, initialize: Callabl
     try:
         data = str(directory / "data")
         if not (directory / ".ready").exists():
-            if sharing == "shared":
-                fcntl.flock(lock, fcntl.LOCK_EX)  # not atomic (flock drops the shared lock first): look again
-            if not (directory / ".ready").exists():
-                shutil.rmtree(data, ignore_errors=True)  # a half-made one from an interrupted build
-                initialize(data)
-                (directory / ".ready").touch()
-            if sharing == "shared":
-                fcntl.flock(lock, fcntl.LOCK_SH)
+            _initialize_once(directory, data, sharing, initialize)
         yield data
     finally:
         os.close(lock)
+
+
+def _initialize_once(directory: Path, data: str, sharing: str, initialize: Callable[[str], None]) -> None:
+    """Makes the cache's data directory unless another step has. The locked and private sharings hold the
+    cache's lock exclusively already. Shared steps take a lock of their own for it: turning their shared lock
+    exclusive would wait for every step holding it shared, and such a step may be waiting for this one (two
+    stages meeting in one cache); another step holding that lock makes the directory, then this one sees it."""
+    init_lock = os.open(directory / ".init-lock", os.O_RDWR | os.O_CREAT, 0o600) if sharing == "shared" else None
+    try:
+        if init_lock is not None:
+            fcntl.flock(init_lock, fcntl.LOCK_EX)
+        if not (directory / ".ready").exists():
+            shutil.rmtree(data, ignore_errors=True)  # a half-made one from an interrupted build
+            initialize(data)
+            (directory / ".ready").touch()
+    finally:
+        if init_lock is not None:
+            os.close(init_lock)

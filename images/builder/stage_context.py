@@ -1,9 +1,10 @@
 """Writes the builder image's build context from the Python environment running this script.
 
     python3 images/builder/stage_context.py DIR
+    python3 images/builder/stage_context.py --extras     # the extras to install first, e.g. pip install ".[$(...)]"
 
 DIR/site-packages gets the `dockyard` package (from this checkout's core/), the CI adapters (`dockyard_integrations`,
-from integrations/) and every installed distribution dockyard and its `keyless` extra require, recursively (their
+from integrations/) and every installed distribution dockyard and its IMAGE_EXTRAS require, recursively (their
 files as installed, without byte-code caches); DIR/bin gets the launchers. The image then needs no package index:
 what it runs is what this environment was tested with (compiled extensions without their debug sections).
 """
@@ -107,5 +108,8 @@ def stage(out: Path) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: stage_context.py DIR")
-    stage(Path(sys.argv[1]))
+        sys.exit("usage: stage_context.py DIR | --extras")
+    if sys.argv[1] == "--extras":  # what an environment to stage from installs: `pip install ".[EXTRAS]"`
+        print(",".join(IMAGE_EXTRAS))
+    else:
+        stage(Path(sys.argv[1]))
