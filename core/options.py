@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UsageError
+from .format_file import parse_format_file
 
 if TYPE_CHECKING:
     from .attest.spec import SbomOutput
@@ -112,11 +113,8 @@ class ReportSpec:
 
     @classmethod
     def parse(cls, text: str) -> ReportSpec:
-        fmt, sep, path = text.partition("=")
-        if not sep or not path or fmt not in REPORT_FORMATS:
-            raise UsageError(f"--report {text!r}: expected FORMAT=FILE with FORMAT one of {', '.join(REPORT_FORMATS)}",
-                             hint="e.g. --report sarif=dockyard.sarif --report gitlab=gl-code-quality.json")
-        return cls(fmt, Path(path))
+        return cls(*parse_format_file(text, "--report", REPORT_FORMATS,
+                                      "--report sarif=dockyard.sarif --report gitlab=gl-code-quality.json"))
 
 
 # kaniko's --cache-repo names a repository; the cache manifest goes under this tag in it.

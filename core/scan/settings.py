@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..format_file import parse_format_file
 
 FAIL_ON_VULN = ("critical", "high", "medium", "low", "none")
 
@@ -22,11 +23,7 @@ class ScanReportSpec:
     def parse(cls, text: str) -> ScanReportSpec:
         from .reports import FORMATS
 
-        fmt, sep, path = text.partition("=")
-        if not sep or not path or fmt not in FORMATS:
-            raise UsageError(f"--scan-report {text!r}: expected FORMAT=FILE with FORMAT one of {', '.join(FORMATS)}",
-                             hint="e.g. --scan-report json=scan.json")
-        return cls(fmt, Path(path))
+        return cls(*parse_format_file(text, "--scan-report", FORMATS, "--scan-report json=scan.json"))
 
 
 @dataclass(frozen=True)
